@@ -1,0 +1,159 @@
+"""Neutral mobility events: what was on the wire, with no keys and no judgement.
+
+The dissector makes them; the analyzers (keyed, attacker) read them. They are immutable and
+plain data, so they can cross a process or a Redis Stream (ROADMAP 2): `to_dict` / `from_dict`
+round-trip them through JSON types (bytes as hex). They never carry key material.
+"""
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Any
+
+# RFC 6275 6.1.2 MH types, in the names the report uses.
+MH_TYPES = {0: "BRR", 1: "HoTI", 2: "CoTI", 3: "HoT", 4: "CoT", 5: "BU", 6: "BA", 7: "BE"}
+
+
+@dataclass(frozen=True, slots=True)
+class Esp:
+    """RFC 4303 header that follows an IPv6 layer."""
+    spi: int
+    sequence: int
+    decrypted: bool            # tshark decrypted it with a keyring SA: what follows was read
+
+
+@dataclass(frozen=True, slots=True)
+class IPv6Layer:
+    """One IPv6 header with the mobility-relevant parts of its extension chain.
+
+    A packet has one layer, or several for IPv6-in-IPv6 and ESP tunnel mode (outermost first).
+    `esp` is the ESP header that follows this layer's extension headers; when another layer
+    follows in the packet, it was inside that ESP (tunnel mode).
+    """
+    src: str
+    dst: str
+    home_address: str | None = None           # HAO, destination option 201 (RFC 6275 6.3)
+    routing_home_address: str | None = None   # type 2 routing header (RFC 6275 6.4)
+    pseudo_home_address: str | None = None    # destination option 0xFE (PROFILE.md)
+    esp: Esp | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class MobilityMessage:
+    """A Mobility Header message (RFC 6275 6.1) with its options; absent fields are None."""
+    mh_type: int
+    checksum_valid: bool | None = None
+    sequence: int | None = None               # BU, BA
+    flags: frozenset[str] = frozenset()       # BU "A","H","L","K"; BA "K"; HoTI "P" (PROFILE.md)
+    lifetime: int | None = None               # seconds (wire value x 4), BU and BA
+    status: int | None = None                 # BA, BE
+    cookie: bytes | None = None               # init cookie: HoTI, CoTI, HoT, CoT
+    nonce_index: int | None = None            # HoT, CoT
+    keygen_token: bytes | None = None         # HoT, CoT
+    privacy_keygen_token: bytes | None = None  # mobility option 18 in the HoT (PROFILE.md)
+    home_nonce_index: int | None = None       # Nonce Indices option (type 4)
+    care_of_nonce_index: int | None = None
+    authenticator: bytes | None = None        # Binding Authorization Data option (type 5)
+    alternate_care_of_address: str | None = None  # option 3
+    refresh_interval: int | None = None       # Binding Refresh Advice (option 2), seconds
+    error_home_address: str | None = None     # BE
+    # RFC 6275 6.2.7: MH bytes from Payload Proto through the BAD option's type and length,
+    # checksum zeroed; what the Authenticator covers. None when there is no BAD option.
+    authenticated_data: bytes | None = None
+
+    @property
+    def name(self) -> str:
+        return MH_TYPES.get(self.mh_type, f"MH{self.mh_type}")
+
+
+@dataclass(frozen=True, slots=True)
+class MobilePrefix:
+    """ICMPv6 Mobile Prefix Solicitation (146) or Advertisement (147), RFC 6275 6.7, 6.8."""
+    icmp_type: int
+    identifier: int
+    prefixes: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class Transport:
+    """The upper layer of a data packet (after HAO / RH2 / tunnels)."""
+    protocol: str                      # "udp", "tcp", "icmpv6", ...
+    src_port: int | None = None
+    dst_port: int | None = None
+    payload_preview: str = ""          # printable text of the first payload octets: untrusted
+
+
+@dataclass(frozen=True, slots=True)
+class PacketEvent:
+    """One captured frame that concerns mobility, as far as tshark could read it."""
+    frame: int                          # 1-based frame number in the capture
+    time: float                         # epoch seconds
+    length: int
+    layers: tuple[IPv6Layer, ...]
+    mobility: MobilityMessage | None = None
+    prefix_discovery: MobilePrefix | None = None
+    transport: Transport | None = None
+    path: str | None = None             # "mn-ha" / "ha-cn" / "mn-cn" from a pcapng comment
+    sensor: str = ""                    # which capture point produced it (ROADMAP 2)
+    protocols: str = ""                 # tshark frame.protocols
+    info: str = ""                      # tshark's Info column: untrusted text
+    malformed: str | None = None        # tshark's expert error message, when there is one
+
+    @property
+    def outer(self) -> IPv6Layer:
+        return self.layers[0]
+
+    @property
+    def inner(self) -> IPv6Layer:
+        return self.layers[-1]
+
+    def esp_headers(self) -> tuple[Esp, ...]:
+        return tuple(layer.esp for layer in self.layers if layer.esp is not None)
+
+
+_TYPES = {cls.__name__: cls for cls in (Esp, IPv6Layer, MobilityMessage, MobilePrefix,
+                                         Transport, PacketEvent)}
+
+
+def _encode(value: Any) -> Any:
+    if dataclasses.is_dataclass(value):
+        return {f.name: _encode(getattr(value, f.name)) for f in dataclasses.fields(value)}
+    if isinstance(value, bytes):
+        return value.hex()
+    if isinstance(value, frozenset):
+        return sorted(value)
+    if isinstance(value, tuple):
+        return [_encode(v) for v in value]
+    return value
+
+
+def to_dict(event: PacketEvent) -> dict:
+    """JSON-ready dict of an event (bytes as hex)."""
+    return _encode(event)
+
+
+def _decode(cls: type, data: dict) -> Any:
+    kwargs = {}
+    for f in dataclasses.fields(cls):
+        if f.name not in data:
+            continue
+        value, kind = data[f.name], str(f.type)
+        if value is None:
+            kwargs[f.name] = None
+        elif kind.startswith("bytes"):
+            kwargs[f.name] = bytes.fromhex(value)
+        elif kind.startswith("frozenset"):
+            kwargs[f.name] = frozenset(value)
+        elif kind.startswith("tuple[IPv6Layer"):
+            kwargs[f.name] = tuple(_decode(IPv6Layer, v) for v in value)
+        elif kind.startswith("tuple"):
+            kwargs[f.name] = tuple(value)
+        elif kind.split(" ")[0] in _TYPES:
+            kwargs[f.name] = _decode(_TYPES[kind.split(" ")[0]], value)
+        else:
+            kwargs[f.name] = value
+    return cls(**kwargs)
+
+
+def from_dict(data: dict) -> PacketEvent:
+    return _decode(PacketEvent, data)

@@ -1,0 +1,175 @@
+"""Every formula of the draft and of PROFILE.md, one function each.
+
+Inputs and outputs are bytes (keys, tokens, nonces) or RFC 5952 address text; integers are
+encoded big-endian as PROFILE.md fixes them (nonce indices 2 octets, SPI and sequence 4 octets).
+"""
+from __future__ import annotations
+
+import hashlib
+import hmac
+import ipaddress
+
+from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
+
+ZERO_ADDRESS = bytes(16)  # draft 4.1: "home address set to all zeros"
+
+
+def address_bytes(address: str | bytes) -> bytes:
+    if isinstance(address, bytes):
+        if len(address) != 16:
+            raise ValueError("an IPv6 address is 16 octets")
+        return address
+    return ipaddress.IPv6Address(address).packed
+
+
+def address_text(packed: bytes) -> str:
+    """RFC 5952 text of 16 octets."""
+    return str(ipaddress.IPv6Address(packed))
+
+
+def _hmac_sha1(key: bytes, data: bytes) -> bytes:
+    return hmac.new(key, data, hashlib.sha1).digest()
+
+
+def _aes_block(key: bytes, block: bytes, decrypt: bool = False) -> bytes:
+    cipher = Cipher(algorithms.AES(key[:16]), modes.ECB())
+    op = cipher.decryptor() if decrypt else cipher.encryptor()
+    return op.update(block) + op.finalize()
+
+
+def _index(i: int) -> bytes:
+    return i.to_bytes(2, "big")
+
+
+# --- RFC 6275 5.2.5 return routability -------------------------------------------------------
+
+def home_keygen_token(kcn: bytes, home_address: str | bytes, nonce: bytes) -> bytes:
+    """RFC 6275 5.2.5; in draft 5.3.1 home_address is the pseudo home address."""
+    return _hmac_sha1(kcn, address_bytes(home_address) + nonce + b"\x00")[:8]
+
+
+def care_of_keygen_token(kcn: bytes, care_of_address: str | bytes, nonce: bytes) -> bytes:
+    """RFC 6275 5.2.5."""
+    return _hmac_sha1(kcn, address_bytes(care_of_address) + nonce + b"\x01")[:8]
+
+
+def binding_management_key(home_token: bytes, care_of_token: bytes | None) -> bytes:
+    """RFC 6275 5.2.5: Kbm; de-registration (care_of_token None) hashes the home token alone."""
+    return hashlib.sha1(home_token + (care_of_token or b"")).digest()
+
+
+def authenticator(kbm: bytes, care_of_address: str | bytes, correspondent: str | bytes,
+                  mh_data: bytes) -> bytes:
+    """RFC 6275 6.2.7: First(96, HMAC_SHA1(Kbm, CoA | CN | MH data))."""
+    return _hmac_sha1(kbm, address_bytes(care_of_address) + address_bytes(correspondent)
+                      + mh_data)[:12]
+
+
+# --- draft 4.1: pseudo home address from return routability ----------------------------------
+
+def privacy_keygen_token(kcn: bytes, home_nonce: bytes) -> bytes:
+    """draft 4.1: First(64, HMAC_SHA1(Kcn, :: | nonce | 2))."""
+    return _hmac_sha1(kcn, ZERO_ADDRESS + home_nonce + b"\x02")[:8]
+
+
+def privacy_management_key(privacy_token: bytes, care_of_token: bytes) -> bytes:
+    """draft 4.1: Kpm = SHA1(privacy keygen token | care-of keygen token)."""
+    return hashlib.sha1(privacy_token + care_of_token).digest()
+
+
+def rr_mask(kpm: bytes, care_of_address: str | bytes, home_nonce_index: int,
+            care_of_nonce_index: int) -> bytes:
+    """draft 4.1: String = First(128, HMAC_SHA1(Kpm, CoA | home idx | care-of idx))."""
+    return _hmac_sha1(kpm, address_bytes(care_of_address) + _index(home_nonce_index)
+                      + _index(care_of_nonce_index))[:16]
+
+
+def rr_pseudo_home_address(kpm: bytes, care_of_address: str | bytes, home_nonce_index: int,
+                           care_of_nonce_index: int, home_address: str | bytes) -> str:
+    """draft 4.1: pseudo home address = String XOR HoA (its own inverse)."""
+    mask = rr_mask(kpm, care_of_address, home_nonce_index, care_of_nonce_index)
+    return address_text(bytes(a ^ b for a, b in zip(mask, address_bytes(home_address))))
+
+
+rr_home_address = rr_pseudo_home_address  # XOR inverts itself: same call with the pseudo address
+
+
+# --- draft 4.2 / 5.3.2: pseudo home address = AES(Kbm, HoA) ----------------------------------
+
+def encrypted_pseudo_home_address(kbm: bytes, home_address: str | bytes) -> str:
+    """draft 4.2 and 5.3.2: Enc(Kpm = Kbm, HoA), AES-128 one block, key First(128, Kbm)."""
+    return address_text(_aes_block(kbm, address_bytes(home_address)))
+
+
+def decrypted_home_address(kbm: bytes, pseudo_home_address: str | bytes) -> str:
+    """draft 4.2 and 5.3.2: the correspondent's inverse of encrypted_pseudo_home_address."""
+    return address_text(_aes_block(kbm, address_bytes(pseudo_home_address), decrypt=True))
+
+
+# --- draft 5.1: pseudo home address from the home agent's key --------------------------------
+
+def kph_from_ks(ks: bytes) -> bytes:
+    """draft 5.1.2: Kph = HMAC_SHA1(Ks, 0) (one zero octet)."""
+    return _hmac_sha1(ks, b"\x00")
+
+
+def dynamic_key(kph: bytes, i: int) -> bytes:
+    """draft 5.1.4: Ki = HMAC_SHA1(Kph, i), i as 4 octets (ESP sequence number or counter)."""
+    return _hmac_sha1(kph, i.to_bytes(4, "big"))
+
+
+def _encrypt_iid(ki: bytes, iid: bytes, cipher: str) -> bytes:
+    if cipher == "aes-ctr":
+        keystream = Cipher(algorithms.AES(ki[:16]), modes.CTR(bytes(16))).encryptor() \
+            .update(bytes(8))
+        return bytes(a ^ b for a, b in zip(iid, keystream))
+    if cipher == "aes-ecb-trunc":
+        return _aes_block(ki, iid + bytes(8))[:8]
+    raise ValueError(f"unknown pseudo home address cipher {cipher!r}")
+
+
+def routable_pseudo_home_address(ki: bytes, home_address: str | bytes, prefix: str,
+                                 cipher: str) -> str:
+    """draft 5.1.3: prefix (64 bits) | E(Ki, interface ID of the HoA)."""
+    net = ipaddress.IPv6Network(prefix, strict=False)
+    if net.prefixlen != 64:
+        raise ValueError("home prefixes are /64 (PROFILE.md)")
+    iid = address_bytes(home_address)[8:]
+    return address_text(net.network_address.packed[:8] + _encrypt_iid(ki, iid, cipher))
+
+
+def routable_home_interface_id(ki: bytes, pseudo_home_address: str | bytes) -> bytes:
+    """draft 5.1.3 inverse for the stream cipher (aes-ctr): the HoA's interface ID."""
+    return _encrypt_iid(ki, address_bytes(pseudo_home_address)[8:], "aes-ctr")
+
+
+# --- draft 6.3 / 6.4: sequence and SPI increments --------------------------------------------
+
+def bu_sequence_increment(kbm: bytes, home_nonce_index: int, care_of_nonce_index: int) -> int:
+    """draft 6.3: First(8, HMAC_SHA1(Kbm, home idx | care-of idx)); 0 becomes 1."""
+    inc = _hmac_sha1(kbm, _index(home_nonce_index) + _index(care_of_nonce_index))[0]
+    return inc or 1
+
+
+def next_bu_sequence(previous: int, kbm: bytes, home_nonce_index: int,
+                     care_of_nonce_index: int) -> int:
+    """draft 6.3: (previous + increment) mod 2^16."""
+    return (previous + bu_sequence_increment(kbm, home_nonce_index, care_of_nonce_index)) % 65536
+
+
+def spi_increment(kph: bytes, spi: int) -> int:
+    """draft 6.4: First(8, HMAC_SHA1(Kph, current SPI)); 0 becomes 1."""
+    return _hmac_sha1(kph, spi.to_bytes(4, "big"))[0] or 1
+
+
+def next_spi(kph: bytes, spi: int) -> int:
+    """draft 6.4: (SPI + increment) mod 2^32."""
+    return (spi + spi_increment(kph, spi)) % (1 << 32)
+
+
+def spi_chain(kph: bytes, first_spi: int, length: int) -> list[int]:
+    """The SPIs a mobile node and its home agent move through (draft 6.4), first one included."""
+    chain = [first_spi]
+    while len(chain) < length:
+        chain.append(next_spi(kph, chain[-1]))
+    return chain

@@ -1,0 +1,93 @@
+"""`mip6mon`: one command, with subcommands. Each subcommand lives in the module that owns it."""
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+import warnings
+
+from keys.keyring import KeyringError
+from monitor.errors import UserError
+
+VANTAGES = ("all", "mn-ha", "ha-cn", "mn-cn")
+
+# subcommand -> "module:function"; the function takes the parsed args and returns an exit code
+COMMANDS = {
+    "report": "monitor.report:command_report",
+    "compare": "monitor.compare:command_compare",
+    "lab": "lab.cli:command_lab",
+    "replay": "web.cli:command_replay",
+    "live": "web.cli:command_live",
+    "demo": "web.cli:command_demo",
+}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="mip6mon", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("report", help="analyse a capture, print binding caches and findings")
+    p.add_argument("capture")
+    p.add_argument("--keys", help="keyring TOML (PROFILE.md)")
+    p.add_argument("--format", choices=("text", "json"), default="text")
+    p.add_argument("--vantage", choices=VANTAGES, default="all")
+
+    p = sub.add_parser("compare", help="privacy metrics of two captures side by side")
+    p.add_argument("capture_a")
+    p.add_argument("capture_b")
+    p.add_argument("--keys", help="keyring for capture A (and B unless --keys-b)")
+    p.add_argument("--keys-b", help="keyring for capture B")
+    p.add_argument("--vantage", choices=VANTAGES, default="all")
+    p.add_argument("--format", choices=("text", "json"), default="text")
+
+    p = sub.add_parser("lab", help="generate MIPv6 location-privacy traffic")
+    lab = p.add_subparsers(dest="lab_command", required=True)
+    q = lab.add_parser("run", help="write capture.pcapng, keyring.toml, truth.json")
+    q.add_argument("scenario", help="a shipped scenario name or a TOML file")
+    q.add_argument("-o", "--output", required=True)
+    q.add_argument("--seed", type=int)
+    q = lab.add_parser("send", help="send a scenario live into network namespaces (root)")
+    q.add_argument("scenario")
+    q.add_argument("--topology", choices=("netns",), default="netns")
+    q.add_argument("--speed", type=float, default=1.0, help="pace multiplier")
+    q.add_argument("--seed", type=int)
+    lab.add_parser("down", help="remove the namespaces that `lab send` built")
+    lab.add_parser("list", help="list the shipped scenarios")
+
+    for name in ("replay", "live", "demo"):
+        q = sub.add_parser(name, help={"replay": "replay a capture into the dashboard",
+                                       "live": "monitor a live interface in the dashboard",
+                                       "demo": "replay the bundled demo scenario"}[name])
+        if name == "replay":
+            q.add_argument("capture")
+            q.add_argument("--speed", default="1", help="1, 10 or max")
+        if name == "live":
+            q.add_argument("-i", "--interface", required=True)
+            q.add_argument("--bpf", help="capture filter (default: mobility traffic only)")
+        if name != "demo":
+            q.add_argument("--keys")
+        q.add_argument("--vantage", choices=VANTAGES, default="all")
+        q.add_argument("--host", default="127.0.0.1")
+        q.add_argument("--port", type=int, default=0, help="0 picks a free port")
+        q.add_argument("--token", help="access token (default: random)")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    module_name, function = COMMANDS[args.command].split(":")
+    warnings.formatwarning = lambda msg, cat, *a, **k: f"mip6mon: warning: {msg}\n"
+    try:
+        command = getattr(importlib.import_module(module_name), function)
+        return command(args) or 0
+    except (UserError, KeyringError) as exc:
+        print(f"mip6mon: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+    except BrokenPipeError:
+        return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

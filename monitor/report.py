@@ -1,0 +1,82 @@
+"""`mip6mon report`: one pass over a capture through both analyzers, as JSON or text.
+
+This module only assembles; the keyed analyzer (monitor.keyed), the attacker (monitor.attacker)
+and the privacy score (monitor.privacy) own what their sections mean.
+"""
+from __future__ import annotations
+
+import json
+import sys
+from collections import Counter
+from dataclasses import dataclass, field
+
+from dissectors.events import MH_TYPES, PacketEvent
+from keys.keyring import Keyring, load_keyring
+from monitor.attacker import AttackerAnalyzer, attacker_text
+from monitor.keyed import KeyedAnalyzer, keyed_text
+from monitor.privacy import privacy_score, privacy_text
+from monitor.sources import PcapSource
+from monitor.stream import Accounting, EventStream
+
+
+@dataclass
+class MessageCounter:
+    """Addon: Mobility Header messages by type, as tshark counts them (malformed included)."""
+    counts: Counter = field(default_factory=Counter)
+
+    def packet(self, event: PacketEvent) -> None:
+        if event.mobility is not None:
+            self.counts[event.mobility.name] += 1
+
+    def as_dict(self) -> dict:
+        return {name: self.counts.get(name, 0) for name in MH_TYPES.values()}
+
+
+@dataclass
+class Analysis:
+    accounting: Accounting
+    messages: MessageCounter
+    keyed: KeyedAnalyzer
+    attacker: AttackerAnalyzer
+
+
+def analyse(capture: str, keyring: Keyring | None, vantage: str = "all") -> Analysis:
+    source = PcapSource(capture, keyring=keyring)
+    messages, keyed, attacker = MessageCounter(), KeyedAnalyzer(keyring), AttackerAnalyzer(vantage)
+    accounting = EventStream(source, [messages, keyed, attacker]).run()
+    return Analysis(accounting, messages, keyed, attacker)
+
+
+def build_report(analysis: Analysis) -> dict:
+    acc = analysis.accounting
+    report = {
+        "capture": {"packets": acc.read, "mobility_packets": acc.analysed + acc.malformed,
+                    "malformed": acc.malformed, "filtered": acc.filtered,
+                    "dropped": acc.dropped, "esp_decrypted": acc.esp_decrypted,
+                    "esp_undecrypted": acc.esp_undecrypted},
+        "messages": analysis.messages.as_dict(),
+    }
+    report.update(analysis.keyed.report())      # home_bindings, correspondent_bindings, findings
+    report["attacker"] = analysis.attacker.report()
+    report["privacy"] = privacy_score(analysis.attacker, analysis.keyed)
+    return report
+
+
+def render_text(report: dict) -> str:
+    cap = report["capture"]
+    lines = [f"capture: {cap['packets']} packets, {cap['mobility_packets']} mobility, "
+             f"{cap['malformed']} malformed, {cap['filtered']} filtered, {cap['dropped']} dropped, "
+             f"ESP {cap['esp_decrypted']} decrypted / {cap['esp_undecrypted']} not",
+             "messages: " + " ".join(f"{k}={v}" for k, v in report["messages"].items())]
+    return "\n".join(lines + [keyed_text(report), attacker_text(report), privacy_text(report)])
+
+
+def command_report(args) -> int:
+    keyring = load_keyring(args.keys) if args.keys else None
+    report = build_report(analyse(args.capture, keyring, args.vantage))
+    if args.format == "json":
+        json.dump(report, sys.stdout, indent=2)
+        sys.stdout.write("\n")
+    else:
+        sys.stdout.write(render_text(report) + "\n")
+    return 0

@@ -1,0 +1,90 @@
+"""PROFILE.md test vectors, one test each."""
+import pytest
+
+from keys import formulas as f
+
+KCN = bytes(range(20))
+HOME_NONCE = bytes.fromhex("1111111111111111")
+CARE_OF_NONCE = bytes.fromhex("2222222222222222")
+HOA, COA, CN = "2001:db8:1::100", "2001:db8:2::100", "2001:db8:3::5"
+KS = bytes.fromhex("0f0e0d0c0b0a09080706050403020100")
+OTHER_PREFIX = "2001:db8:100::/64"
+
+
+@pytest.fixture
+def tokens():
+    return (f.home_keygen_token(KCN, HOA, HOME_NONCE),
+            f.care_of_keygen_token(KCN, COA, CARE_OF_NONCE))
+
+
+def test_keygen_tokens(tokens):
+    assert tokens[0].hex() == "c71a754160cffb9a"
+    assert tokens[1].hex() == "ad30f3dfdcfc2d09"
+
+
+def test_kbm(tokens):
+    assert f.binding_management_key(*tokens).hex() == "1bb66dda1addc2a096296a15cfd42e4bc0272552"
+
+
+def test_privacy_keygen_token_and_kpm(tokens):
+    ptoken = f.privacy_keygen_token(KCN, HOME_NONCE)
+    assert ptoken.hex() == "d54fcc9022435730"
+    assert f.privacy_management_key(ptoken, tokens[1]).hex() == \
+        "a59d078eb5f5960a65dffa7d64a0f8889170e091"
+
+
+def test_rr_pseudo_home_address_round_trip():
+    kpm = bytes.fromhex("a59d078eb5f5960a65dffa7d64a0f8889170e091")
+    phoa = f.rr_pseudo_home_address(kpm, COA, 1, 2, HOA)
+    assert phoa == "9da1:3c1e:4a9b:45a8:c518:30e1:454d:5997"
+    assert f.rr_home_address(kpm, COA, 1, 2, phoa) == HOA
+
+
+def test_encrypted_pseudo_home_address_round_trip(tokens):
+    kbm = f.binding_management_key(*tokens)
+    phoa = f.encrypted_pseudo_home_address(kbm, HOA)
+    assert phoa == "6fb9:5a83:dbf6:f0dc:753d:dbff:4984:6a93"
+    assert f.decrypted_home_address(kbm, phoa) == HOA
+
+
+def test_kph_and_dynamic_key():
+    kph = f.kph_from_ks(KS)
+    assert kph.hex() == "52d48edafa23e3a55ad89b57284194d989a2fada"
+    assert f.dynamic_key(kph, 7).hex() == "86d66585fe5cfd5d5b479507b7ff5b8044985cb2"
+
+
+@pytest.mark.parametrize("cipher,expected", [
+    ("aes-ctr", "2001:db8:100:0:996a:8561:d196:5aec"),
+    ("aes-ecb-trunc", "2001:db8:100:0:f61a:2828:dc85:e0a0"),
+])
+def test_routable_pseudo_home_address(cipher, expected):
+    k7 = f.dynamic_key(f.kph_from_ks(KS), 7)
+    assert f.routable_pseudo_home_address(k7, HOA, OTHER_PREFIX, cipher) == expected
+
+
+def test_routable_pseudo_home_address_inverts_for_stream_cipher():
+    k7 = f.dynamic_key(f.kph_from_ks(KS), 7)
+    iid = f.routable_home_interface_id(k7, "2001:db8:100:0:996a:8561:d196:5aec")
+    assert iid == f.address_bytes(HOA)[8:]
+
+
+def test_bu_sequence_increment(tokens):
+    kbm = f.binding_management_key(*tokens)
+    assert f.bu_sequence_increment(kbm, 1, 2) == 75
+    assert f.next_bu_sequence(1000, kbm, 1, 2) == 1075
+    assert f.next_bu_sequence(65500, kbm, 1, 2) == (65500 + 75) % 65536
+
+
+def test_spi_increment():
+    kph = f.kph_from_ks(KS)
+    assert f.spi_increment(kph, 0x1001) == 116
+    assert f.next_spi(kph, 0x1001) == 0x1075
+    assert f.spi_chain(kph, 0x1001, 3)[:2] == [0x1001, 0x1075]
+
+
+def test_authenticator_depends_on_every_input(tokens):
+    kbm = f.binding_management_key(*tokens)
+    base = f.authenticator(kbm, COA, CN, b"\x3b\x03\x05\x00")
+    assert len(base) == 12
+    assert f.authenticator(kbm, COA, CN, b"\x3b\x03\x05\x01") != base
+    assert f.authenticator(kbm, HOA, CN, b"\x3b\x03\x05\x00") != base
