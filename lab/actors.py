@@ -1,0 +1,606 @@
+"""The lab's actors: mobile nodes, a home agent and correspondents, and the world that runs
+a scenario's timeline through them.
+
+Each procedure is one method that emits the packets the draft draws, in the order they cross
+the three paths (mn-ha, ha-cn, mn-cn), and updates the caches the actors hold. truth.json is
+read from those caches (HomeAgent.binding_cache, Correspondent.binding_cache), never from the
+capture.
+
+Keys, nonces, cookies, SPIs and ESP IVs are drawn from the seed with HMAC-SHA256(seed, label),
+so that the same scenario and seed give byte-identical output whatever the order of drawing.
+"""
+from __future__ import annotations
+
+import hashlib
+import hmac
+import ipaddress
+import struct
+from dataclasses import dataclass, field
+
+from keys import formulas as F
+from lab import packets as P
+from lab.scenario import Event, MobileNodeSpec, Scenario
+from monitor.errors import UserError
+
+EPOCH_BASE_USEC = 1_767_225_600 * 1_000_000     # 2026-01-01T00:00:00Z: a fixed capture epoch
+HOP_DELAY = 0.004                               # seconds between consecutive packets of a flow
+BINDACK_TIMEOUT = 1.0                           # RFC 6275 13: INITIAL_BINDACK_TIMEOUT
+DATA_GAP = 0.05
+DATA_PORT = 45000                               # UDP data between MN and CN (no dissector on it)
+
+# Ethernet addresses per role; lab.netns gives the veth ends the same ones, so the bytes sent
+# live are the bytes in capture.pcapng.
+MAC_HA = bytes.fromhex("020000000001")
+MAC_MN = bytes.fromhex("020000000002")
+MAC_BG = (bytes.fromhex("020000000021"), bytes.fromhex("020000000022"))
+
+
+def cn_mac(index: int) -> bytes:
+    return bytes.fromhex("0200000000") + bytes([0x11 + index])
+
+
+@dataclass
+class Frame:
+    usec: int                    # since EPOCH_BASE_USEC
+    data: bytes                  # Ethernet frame
+    path: str                    # mn-ha | ha-cn | mn-cn | other
+    node: str | None
+    procedure: str
+    what: str
+    link: str                    # which netns link carries it: mn-ha, ha-cn1, mn-cn2, other
+    sender: str                  # role that sends it on that link: mn, ha, cn1, cn2, bg
+
+    @property
+    def time(self) -> float:
+        return (EPOCH_BASE_USEC + self.usec) / 1e6
+
+
+class Draw:
+    """Deterministic values from the seed: HMAC-SHA256(seed, label), expanded by a counter."""
+
+    def __init__(self, scenario: str, seed: int):
+        self.key = f"mip6mon-lab|{scenario}|{seed}".encode()
+
+    def bytes(self, label: str, n: int) -> bytes:
+        out, counter = b"", 0
+        while len(out) < n:
+            out += hmac.new(self.key, f"{label}|{counter}".encode(), hashlib.sha256).digest()
+            counter += 1
+        return out[:n]
+
+    def int(self, label: str, low: int, high: int) -> int:
+        """An integer in [low, high)."""
+        return low + int.from_bytes(self.bytes(label, 8), "big") % (high - low)
+
+
+@dataclass
+class HomeAgent:
+    address: str
+    prefixes: tuple[str, ...]
+    binding_cache: list[dict] = field(default_factory=list)   # every accepted Home BU
+
+
+@dataclass
+class Correspondent:
+    name: str
+    index: int
+    address: str
+    kcn: bytes
+    privacy_aware: bool
+    nonces: dict[int, bytes] = field(default_factory=dict)
+    next_nonce_index: int = 1
+    binding_cache: list[dict] = field(default_factory=list)   # every accepted BU
+
+    def new_nonce(self, draw: Draw) -> tuple[int, bytes]:
+        """RFC 6275 5.2.2: a fresh nonce per test message here, so indices never repeat."""
+        index = self.next_nonce_index
+        self.next_nonce_index += 1
+        self.nonces[index] = draw.bytes(f"nonce|{self.name}|{index}", 8)
+        return index, self.nonces[index]
+
+
+@dataclass
+class CorrespondentSession:
+    """The mobile node's Binding Update List entry for one correspondent (RFC 6275 11.1)."""
+    procedure: str
+    data: int
+    sequence: int                 # last BU sequence number sent
+    pseudo: str | None = None     # the pseudo home address in use with this correspondent
+    port: int = 0
+
+
+@dataclass
+class MobileNode:
+    spec: MobileNodeSpec
+    index: int
+    ks: bytes
+    kph: bytes
+    # RFC 3776 4.2: transport-mode SAs for Home BU/BA and prefix discovery, tunnel-mode SAs for
+    # HoTI/HoT and reverse-tunnelled traffic; draft 5.2.2 also sends the Home BU in the tunnel
+    transport_out: P.EspSa
+    transport_in: P.EspSa
+    tunnel_out: P.EspSa
+    tunnel_in: P.EspSa
+    care_of: str | None = None
+    home_sequence: int = 0
+    home_pseudo: str | None = None          # pseudo home address of the last home binding
+    sessions: dict[str, CorrespondentSession] = field(default_factory=dict)
+
+    @property
+    def name(self) -> str:
+        return self.spec.name
+
+    @property
+    def home_address(self) -> str:
+        return self.spec.home_address
+
+    def sas(self) -> list[P.EspSa]:
+        return [self.transport_out, self.transport_in, self.tunnel_out, self.tunnel_in]
+
+
+class World:
+    """Runs a scenario's timeline; collects frames and the actors' caches."""
+
+    def __init__(self, scenario: Scenario, seed: int | None = None):
+        self.scenario = scenario
+        self.seed = scenario.seed if seed is None else seed
+        self.draw = Draw(scenario.name, self.seed)
+        self.clock = 0.0
+        self.frames: list[Frame] = []
+        ha = scenario.home_agent
+        self.ha = HomeAgent(ha.address, ha.prefixes)
+        self.cns = {}
+        for i, c in enumerate(scenario.correspondents):
+            self.cns[c.name] = Correspondent(
+                c.name, i, c.address, c.kcn or self.draw.bytes(f"kcn|{c.name}", 20),
+                c.privacy_aware)
+        self.mns = {}
+        for i, m in enumerate(scenario.mobile_nodes):
+            ks = m.ks or self.draw.bytes(f"ks|{m.name}", 16)
+            spis = [m.first_spi + k if m.first_spi else
+                    self.draw.int(f"spi|{m.name}|{k}", 0x100, 1 << 32) for k in range(4)]
+            sas = [P.EspSa(spi, self.draw.bytes(f"esp-enc|{m.name}|{k}", 16),
+                           self.draw.bytes(f"esp-auth|{m.name}|{k}", 20))
+                   for k, spi in enumerate(spis)]
+            self.mns[m.name] = MobileNode(
+                m, i, ks, F.kph_from_ks(ks), *sas,
+                home_sequence=self.draw.int(f"home-seq|{m.name}", 0, 30000) if m.privacy else 0)
+
+    # --- emitting ------------------------------------------------------------------------
+
+    def emit(self, path: str, link: str, sender: str, packet: bytes, node: str | None,
+             procedure: str, what: str, delay: float = HOP_DELAY) -> int:
+        """Record one packet on `link` sent by `sender`; returns its frame number (1-based)."""
+        self.clock += delay
+        macs = {"mn": MAC_MN, "ha": MAC_HA, "bg": MAC_BG[0], "bg2": MAC_BG[1]}
+        for cn in self.cns.values():
+            macs[f"cn{cn.index + 1}"] = cn_mac(cn.index)
+        if link == "other":
+            sender_mac, receiver_mac = (MAC_BG if sender == "bg" else MAC_BG[::-1])
+        else:
+            a, b = link.split("-")
+            sender_mac, receiver_mac = macs[sender], macs[b if sender == a else a]
+        usec = round(self.clock * 1_000_000)
+        self.frames.append(Frame(usec, P.ethernet(receiver_mac, sender_mac, packet), path,
+                                 node, procedure, what, link, sender))
+        return len(self.frames)
+
+    def iv(self, sa: P.EspSa) -> bytes:
+        """A deterministic IV per (SPI, sequence number): unpredictable enough for a lab."""
+        return self.draw.bytes(f"iv|{sa.spi}|{sa.seq}", 16)
+
+    def protect(self, sa: P.EspSa, packet: bytes, tunnel: tuple[str, str] | None = None) -> bytes:
+        return sa.protect(packet, self.iv(sa), tunnel)
+
+    def cn_link(self, cn: Correspondent, side: str) -> str:
+        return f"{side}-cn{cn.index + 1}"
+
+    def cn_role(self, cn: Correspondent) -> str:
+        return f"cn{cn.index + 1}"
+
+    # --- timeline ---------------------------------------------------------------------------
+
+    def run(self) -> None:
+        for ev in self.scenario.events:
+            self.clock = max(self.clock, ev.at)
+            if ev.action == "background":
+                self.background(ev)
+                continue
+            mn = self.mns[ev.node]
+            if ev.action == "move":
+                self.move(mn, ev)
+            elif ev.action == "return-home":
+                self.return_home(mn, ev)
+            elif ev.action == "session":
+                self.require_away(mn, ev)
+                self.session(mn, self.cns[ev.correspondent], ev.procedure, ev.data)
+            elif ev.action == "prefix-discovery":
+                self.require_away(mn, ev)
+                self.prefix_discovery(mn)
+
+    def require_away(self, mn: MobileNode, ev: Event) -> None:
+        if mn.care_of is None:
+            raise UserError(f"{self.scenario.path}: event at {ev.at}: {mn.name} is at home "
+                            f"(no care-of address yet): move it first")
+
+    def move(self, mn: MobileNode, ev: Event) -> None:
+        """Handover: Home BU to the new care-of address, then re-register every correspondent
+        binding in the Binding Update List (RFC 6275 11.7.2)."""
+        mn.care_of = ev.care_of_address
+        self.home_registration(mn, self.scenario.bu_lifetime, ev.lose_bu)
+        for cn_name, sess in list(mn.sessions.items()):
+            self.session(mn, self.cns[cn_name], sess.procedure, 1, refresh=True)
+
+    def return_home(self, mn: MobileNode, ev: Event) -> None:
+        """RFC 6275 11.5.4: back on the home link, de-register (lifetime 0) with the home agent."""
+        if mn.care_of is None:
+            raise UserError(f"{self.scenario.path}: event at {ev.at}: {mn.name} is already home")
+        mn.care_of = None
+        mn.sessions.clear()
+        self.home_registration(mn, 0, ev.lose_bu)
+
+    # --- draft 5.2: Home Binding Update and Acknowledgement --------------------------------
+
+    def pseudo_from_ha_key(self, mn: MobileNode, i: int) -> str:
+        """draft 5.1.3 / 5.1.4: prefix | E(Ki, IID), Ki = HMAC_SHA1(Kph, i); the prefix is one
+        other than the home address's own when the home agent has one (PROFILE.md)."""
+        own = ipaddress.IPv6Network(mn.home_address + "/64", strict=False)
+        prefix = next((p for p in self.ha.prefixes if ipaddress.IPv6Network(p) != own),
+                      self.ha.prefixes[0])
+        return F.routable_pseudo_home_address(F.dynamic_key(mn.kph, i), mn.home_address,
+                                              prefix, mn.spec.phoa_cipher)
+
+    def home_registration(self, mn: MobileNode, lifetime: int, lose_first: bool) -> str:
+        """One Home BU exchange; a lost first BU is retransmitted after the BA timeout with a
+        new sequence number, a new ESP sequence number and so a new pseudo home address
+        (draft 5.2.1, last paragraph). Returns the pseudo home address (or the home address)."""
+        attempts = 2 if lose_first else 1
+        for attempt in range(attempts):
+            mn.home_sequence = (mn.home_sequence + 1) % 65536
+            if attempt:
+                self.clock += BINDACK_TIMEOUT
+            frame, pseudo, mode = self.send_home_bu(mn, lifetime, lost=attempt < attempts - 1)
+        bu_frame = self.frames[frame - 1]
+        self.send_home_ba(mn, lifetime, pseudo, mode)
+        care_of = mn.care_of or mn.home_address
+        self.ha.binding_cache.append({
+            "home_agent": self.ha.address, "home_address": mn.home_address,
+            "pseudo_home_address": pseudo, "care_of_address": care_of,
+            "sequence": mn.home_sequence, "lifetime": lifetime, "frame": frame,
+            "time": bu_frame.time})
+        mn.home_pseudo = pseudo
+        if mn.spec.privacy:
+            # draft 6.4: after a Home BU exchange both ends move every SA of this node to the
+            # next SPI of the chain, so no SPI links two exchanges on the MN-HA path
+            for sa in mn.sas():
+                sa.spi = F.next_spi(mn.kph, sa.spi)
+        return pseudo or mn.home_address
+
+    def send_home_bu(self, mn: MobileNode, lifetime: int, lost: bool):
+        units = lifetime // 4
+        flags = P.BU_FLAG_A | P.BU_FLAG_H
+        ha = self.ha.address
+        what = "Home BU" + (" (lost)" if lost else "")
+        if mn.care_of is None:
+            # RFC 6275 11.5.4 / RFC 3776 4.1: de-registration from the home link, source = home
+            # address, no HAO; the Alternate CoA is the home address itself
+            bu = P.BindingUpdate(mn.home_sequence, units, flags, alternate_care_of=mn.home_address)
+            mh = P.binding_update_mh(bu, mn.home_address, ha)
+            pkt = self.protect(mn.transport_out, P.ipv6(mn.home_address, ha, P.NH_MH, mh))
+            return (self.emit("mn-ha", "mn-ha", "mn", pkt, mn.name, "rfc3776", what),
+                    None, "home")
+        mode = mn.spec.home_bu
+        bu = P.BindingUpdate(mn.home_sequence, units, flags, alternate_care_of=mn.care_of)
+        if mode == "5.2.2":
+            # draft 5.2.2: tunnel mode; inner source = home address; the pseudo home address
+            # is derived by both ends from the outer ESP sequence number and never sent
+            pseudo = self.pseudo_from_ha_key(mn, mn.tunnel_out.seq)
+            inner = P.ipv6(mn.home_address, ha, P.NH_MH,
+                           P.binding_update_mh(bu, mn.home_address, ha))
+            pkt = self.protect(mn.tunnel_out, inner, (mn.care_of, ha))
+            return self.emit("mn-ha", "mn-ha", "mn", pkt, mn.name, mode, what), pseudo, mode
+        # RFC 3776 4.1 / draft 5.2.1: IPv6 (CoA -> HA) / HAO / ESP transport / MH BU + ACoA;
+        # draft 5.1.4: i = the ESP sequence number this BU will carry
+        pseudo = self.pseudo_from_ha_key(mn, mn.transport_out.seq) if mode == "5.2.1" else None
+        hao = pseudo or mn.home_address
+        mh = P.binding_update_mh(bu, hao, ha)
+        plain = P.ipv6(mn.care_of, ha, P.NH_DSTOPT,
+                       P.destination_options([P.home_address_option(hao)], P.NH_MH) + mh)
+        pkt = self.protect(mn.transport_out, plain)
+        return self.emit("mn-ha", "mn-ha", "mn", pkt, mn.name, mode, what), pseudo, mode
+
+    def send_home_ba(self, mn: MobileNode, lifetime: int, pseudo: str | None, mode: str) -> int:
+        ha = self.ha.address
+        units = lifetime // 4
+        if mode == "home":
+            mh = P.binding_ack_mh(0, mn.home_sequence, units, ha, mn.home_address)
+            pkt = self.protect(mn.transport_in, P.ipv6(ha, mn.home_address, P.NH_MH, mh))
+            return self.emit("mn-ha", "mn-ha", "ha", pkt, mn.name, "rfc3776", "Home BA")
+        if mode == "5.2.2":
+            # draft 5.2.2: IPv6 (HA -> CoA) / ESP tunnel / IPv6 (HA -> HoA) / MH BA
+            mh = P.binding_ack_mh(0, mn.home_sequence, units, ha, mn.home_address)
+            pkt = self.protect(mn.tunnel_in, P.ipv6(ha, mn.home_address, P.NH_MH, mh),
+                               (ha, mn.care_of))
+            return self.emit("mn-ha", "mn-ha", "ha", pkt, mn.name, mode, "Home BA")
+        # RFC 3776 4.1 / draft 5.2.1: IPv6 (HA -> CoA) / RH2 (pseudo HoA) / ESP transport / BA
+        rh2 = pseudo or mn.home_address
+        mh = P.binding_ack_mh(0, mn.home_sequence, units, ha, rh2)
+        plain = P.ipv6(ha, mn.care_of, P.NH_ROUTING, P.type2_routing_header(rh2, P.NH_MH) + mh)
+        pkt = self.protect(mn.transport_in, plain)
+        return self.emit("mn-ha", "mn-ha", "ha", pkt, mn.name, mode, "Home BA")
+
+    # --- return routability and correspondent registration ---------------------------------
+
+    def session(self, mn: MobileNode, cn: Correspondent, procedure: str, data: int,
+                refresh: bool = False) -> None:
+        """Start (or, after a handover, refresh) communication with a correspondent."""
+        if procedure == "5.4":
+            mn.sessions[cn.name] = CorrespondentSession(procedure, data, 0,
+                                                        port=DATA_PORT + mn.index)
+            self.reverse_tunnelled_data(mn, cn, data, procedure)
+            return
+        if procedure in ("4.1", "4.2") and not mn.spec.privacy:
+            raise UserError(f"{self.scenario.path}: {mn.name}: procedure {procedure} needs a "
+                            f"privacy node (privacy = true)")
+        if procedure == "5.3.1" and mn.spec.home_bu == "rfc3776":
+            raise UserError(f"{self.scenario.path}: {mn.name}: procedure 5.3.1 needs "
+                            f"home_bu = 5.2.1 or 5.2.2 (a routable pseudo home address)")
+        sess = mn.sessions.get(cn.name)
+        if sess is None:
+            first = (self.draw.int(f"cn-seq|{mn.name}|{cn.name}", 0, 65536)
+                     if mn.spec.privacy else 0)
+            sess = CorrespondentSession(procedure, data, first, port=DATA_PORT + mn.index)
+            mn.sessions[cn.name] = sess
+            if procedure == "5.3.2":
+                # draft 5.3.2: the correspondent contacts the home address first; the home agent
+                # tunnels it to the mobile node, which answers through the reverse tunnel
+                self.cn_initiated_data(mn, cn, procedure)
+        home_source = mn.home_address
+        if procedure == "5.3.1":
+            # draft 5.3.1: a new pseudo home address for this correspondent, announced to the
+            # home agent by a Home BU first
+            sess.pseudo = self.home_registration(mn, self.scenario.bu_lifetime, False)
+            home_source = sess.pseudo
+        rr = self.return_routability(mn, cn, home_source, procedure)
+        self.correspondent_bu(mn, cn, sess, rr, procedure)
+        self.route_optimised_data(mn, cn, sess, 1 if refresh else data, procedure)
+
+    def return_routability(self, mn: MobileNode, cn: Correspondent, home_source: str,
+                           procedure: str) -> dict:
+        """RFC 6275 5.2.5 with draft 4.1 (P flag, privacy keygen token in the HoT) and draft
+        5.3.1 (pseudo home address as the HoTI source). HoTI/HoT cross the MN-HA path in the
+        ESP tunnel (RFC 3776 4.3) and the HA-CN path in clear."""
+        ha, coa, name = self.ha.address, mn.care_of, mn.name
+        privacy_flag = procedure == "4.1"
+        home_cookie = self.draw.bytes(f"hoti|{name}|{cn.name}|{len(self.frames)}", 8)
+        care_of_cookie = self.draw.bytes(f"coti|{name}|{cn.name}|{len(self.frames)}", 8)
+        hoti = P.mobility_header(P.MH_HOTI, P.hoti_body(home_cookie, privacy_flag),
+                                 home_source, cn.address)
+        self.emit("mn-ha", "mn-ha", "mn", self.protect(
+            mn.tunnel_out, P.ipv6(home_source, cn.address, P.NH_MH, hoti), (coa, ha)),
+            name, procedure, "HoTI")
+        coti = P.mobility_header(P.MH_COTI, P.coti_body(care_of_cookie), coa, cn.address)
+        self.emit("mn-cn", self.cn_link(cn, "mn"), "mn",
+                  P.ipv6(coa, cn.address, P.NH_MH, coti), name, procedure, "CoTI")
+        # the home agent decapsulates and forwards (hop limit - 1)
+        self.emit("ha-cn", self.cn_link(cn, "ha"), "ha",
+                  P.ipv6(home_source, cn.address, P.NH_MH, hoti, hop_limit=63),
+                  name, procedure, "HoTI")
+        # the correspondent answers both
+        c_index, c_nonce = cn.new_nonce(self.draw)
+        care_of_token = F.care_of_keygen_token(cn.kcn, coa, c_nonce)
+        cot = P.mobility_header(P.MH_COT, P.cot_body(c_index, care_of_cookie, care_of_token),
+                                cn.address, coa)
+        self.emit("mn-cn", self.cn_link(cn, "mn"), self.cn_role(cn),
+                  P.ipv6(cn.address, coa, P.NH_MH, cot), name, procedure, "CoT")
+        h_index, h_nonce = cn.new_nonce(self.draw)
+        home_token = F.home_keygen_token(cn.kcn, home_source, h_nonce)
+        privacy_token = (F.privacy_keygen_token(cn.kcn, h_nonce)
+                         if privacy_flag and cn.privacy_aware else None)
+        hot = P.mobility_header(P.MH_HOT, P.hot_body(h_index, home_cookie, home_token,
+                                                     privacy_token), cn.address, home_source)
+        self.emit("ha-cn", self.cn_link(cn, "ha"), self.cn_role(cn),
+                  P.ipv6(cn.address, home_source, P.NH_MH, hot), name, procedure, "HoT")
+        self.emit("mn-ha", "mn-ha", "ha", self.protect(
+            mn.tunnel_in, P.ipv6(cn.address, home_source, P.NH_MH, hot, hop_limit=63),
+            (ha, coa)), name, procedure, "HoT")
+        return {"home_index": h_index, "care_of_index": c_index, "home_token": home_token,
+                "care_of_token": care_of_token, "privacy_token": privacy_token,
+                "kbm": F.binding_management_key(home_token, care_of_token)}
+
+    def correspondent_bu(self, mn: MobileNode, cn: Correspondent, sess: CorrespondentSession,
+                         rr: dict, procedure: str) -> None:
+        coa, kbm, name = mn.care_of, rr["kbm"], mn.name
+        indices = (rr["home_index"], rr["care_of_index"])
+        if mn.spec.privacy:
+            sess.sequence = F.next_bu_sequence(sess.sequence, kbm, *indices)   # draft 6.3
+        else:
+            sess.sequence = (sess.sequence + 1) % 65536                      # RFC 6275: +1
+        units = self.scenario.bu_lifetime // 4
+        tunnelled = procedure in ("4.2", "5.3.2")
+        bu = P.BindingUpdate(sess.sequence, units, P.BU_FLAG_A,
+                             alternate_care_of=coa if tunnelled else None,
+                             nonce_indices=indices, with_authenticator=True)
+        if procedure == "4.1":
+            # draft 4.1: source = CoA, option 0xFE = String XOR HoA, no HAO
+            kpm = F.privacy_management_key(rr["privacy_token"], rr["care_of_token"])
+            sess.pseudo = F.rr_pseudo_home_address(kpm, coa, *indices, mn.home_address)
+            mh = P.binding_update_mh(bu, coa, cn.address, kbm, coa)
+            pkt = P.ipv6(coa, cn.address, P.NH_DSTOPT, P.destination_options(
+                [P.pseudo_home_address_option(sess.pseudo)], P.NH_MH) + mh)
+            frame = self.emit("mn-cn", self.cn_link(cn, "mn"), "mn", pkt, name, procedure, "BU")
+        elif tunnelled:
+            # draft 4.2 / 5.3.2: pseudo = AES(Kbm, HoA) in option 0xFE of the inner BU (source =
+            # home address, Alternate CoA), reverse-tunnelled to the HA, then in clear to the CN
+            sess.pseudo = F.encrypted_pseudo_home_address(kbm, mn.home_address)
+
+            def inner(hop_limit):
+                mh = P.binding_update_mh(bu, mn.home_address, cn.address, kbm, coa)
+                return P.ipv6(mn.home_address, cn.address, P.NH_DSTOPT, P.destination_options(
+                    [P.pseudo_home_address_option(sess.pseudo)], P.NH_MH) + mh, hop_limit)
+            self.emit("mn-ha", "mn-ha", "mn", self.protect(
+                mn.tunnel_out, inner(64), (coa, self.ha.address)), name, procedure, "BU")
+            frame = self.emit("ha-cn", self.cn_link(cn, "ha"), "ha", inner(63), name,
+                              procedure, "BU")
+        else:
+            # RFC 6275 6.1.7 (HAO = home address) / draft 5.3.1 (HAO = pseudo home address)
+            hao = sess.pseudo if procedure == "5.3.1" else mn.home_address
+            mh = P.binding_update_mh(bu, hao, cn.address, kbm, coa)
+            pkt = P.ipv6(coa, cn.address, P.NH_DSTOPT, P.destination_options(
+                [P.home_address_option(hao)], P.NH_MH) + mh)
+            frame = self.emit("mn-cn", self.cn_link(cn, "mn"), "mn", pkt, name, procedure, "BU")
+        cn.binding_cache.append({
+            "correspondent": cn.address, "home_address": mn.home_address,
+            "pseudo_home_address": sess.pseudo, "care_of_address": coa,
+            "sequence": sess.sequence, "authenticator_valid": True, "frame": frame,
+            "time": self.frames[frame - 1].time})
+        # RFC 6275 6.1.8 BA with Binding Authorization Data, to the care-of address with the
+        # (pseudo) home address in the RH2 (PROFILE.md "Where the pseudo home address travels")
+        rh2 = sess.pseudo or mn.home_address
+        ba = P.binding_ack_mh(0, sess.sequence, units, cn.address, rh2, kbm, coa, cn.address)
+        self.emit("mn-cn", self.cn_link(cn, "mn"), self.cn_role(cn),
+                  P.ipv6(cn.address, coa, P.NH_ROUTING, P.type2_routing_header(rh2, P.NH_MH) + ba),
+                  name, procedure, "BA")
+
+    # --- data -------------------------------------------------------------------------------
+
+    def route_optimised_data(self, mn: MobileNode, cn: Correspondent, sess: CorrespondentSession,
+                             count: int, procedure: str) -> None:
+        """RFC 6275 6.3 / 6.4 (draft 5.3.1, 5.3.2): HAO one way, RH2 the other, carrying the
+        home address or, in the draft's procedures, the pseudo home address."""
+        home = sess.pseudo or mn.home_address
+        coa, name = mn.care_of, mn.name
+        for k in range(count):
+            payload = f"{name} data {k}".encode()
+            up = P.udp(sess.port, DATA_PORT, payload, home, cn.address)
+            self.emit("mn-cn", self.cn_link(cn, "mn"), "mn", P.ipv6(
+                coa, cn.address, P.NH_DSTOPT,
+                P.destination_options([P.home_address_option(home)], P.NH_UDP) + up),
+                name, procedure, "data", DATA_GAP)
+            down = P.udp(DATA_PORT, sess.port, payload, cn.address, home)
+            self.emit("mn-cn", self.cn_link(cn, "mn"), self.cn_role(cn), P.ipv6(
+                cn.address, coa, P.NH_ROUTING, P.type2_routing_header(home, P.NH_UDP) + down),
+                name, procedure, "data")
+
+    def reverse_tunnelled_data(self, mn: MobileNode, cn: Correspondent, count: int,
+                               procedure: str) -> None:
+        """draft 5.4: MN -> HA in the ESP tunnel, HA -> CN in clear, and back the same way."""
+        ha, coa, hoa, name = self.ha.address, mn.care_of, mn.home_address, mn.name
+        port = DATA_PORT + mn.index
+        for k in range(count):
+            payload = f"{name} tunnelled {k}".encode()
+            up = P.udp(port, DATA_PORT, payload, hoa, cn.address)
+            self.emit("mn-ha", "mn-ha", "mn", self.protect(
+                mn.tunnel_out, P.ipv6(hoa, cn.address, P.NH_UDP, up), (coa, ha)),
+                name, procedure, "data", DATA_GAP)
+            self.emit("ha-cn", self.cn_link(cn, "ha"), "ha",
+                      P.ipv6(hoa, cn.address, P.NH_UDP, up, 63), name, procedure, "data")
+            down = P.udp(DATA_PORT, port, payload, cn.address, hoa)
+            self.emit("ha-cn", self.cn_link(cn, "ha"), self.cn_role(cn),
+                      P.ipv6(cn.address, hoa, P.NH_UDP, down), name, procedure, "data")
+            self.emit("mn-ha", "mn-ha", "ha", self.protect(
+                mn.tunnel_in, P.ipv6(cn.address, hoa, P.NH_UDP, down, 63), (ha, coa)),
+                name, procedure, "data")
+
+    def cn_initiated_data(self, mn: MobileNode, cn: Correspondent, procedure: str) -> None:
+        """draft 5.3.2: the correspondent sends to the home address; the HA tunnels it on."""
+        ha, coa, hoa, name = self.ha.address, mn.care_of, mn.home_address, mn.name
+        port = DATA_PORT + mn.index
+        payload = f"{cn.name} calls {name}".encode()
+        down = P.udp(DATA_PORT, port, payload, cn.address, hoa)
+        self.emit("ha-cn", self.cn_link(cn, "ha"), self.cn_role(cn),
+                  P.ipv6(cn.address, hoa, P.NH_UDP, down), name, procedure, "data")
+        self.emit("mn-ha", "mn-ha", "ha", self.protect(
+            mn.tunnel_in, P.ipv6(cn.address, hoa, P.NH_UDP, down, 63), (ha, coa)),
+            name, procedure, "data")
+        up = P.udp(port, DATA_PORT, b"answer " + payload, hoa, cn.address)
+        self.emit("mn-ha", "mn-ha", "mn", self.protect(
+            mn.tunnel_out, P.ipv6(hoa, cn.address, P.NH_UDP, up), (coa, ha)),
+            name, procedure, "data")
+        self.emit("ha-cn", self.cn_link(cn, "ha"), "ha",
+                  P.ipv6(hoa, cn.address, P.NH_UDP, up, 63), name, procedure, "data")
+
+    # --- draft 5.5: prefix discovery ----------------------------------------------------------
+
+    def prefix_discovery(self, mn: MobileNode) -> None:
+        """draft 5.5: MPS / MPA in ESP transport mode with the pseudo home address in the HAO /
+        RH2 (RFC 3776 4.4 layout), or in the ESP tunnel for a 5.2.2 node."""
+        ha, coa, name = self.ha.address, mn.care_of, mn.name
+        identifier = self.draw.int(f"mps|{name}|{len(self.frames)}", 0, 65536)
+        prefixes = [p for p in self.ha.prefixes
+                    if ipaddress.IPv6Address(mn.home_address) in ipaddress.IPv6Network(p)]
+        if mn.spec.home_bu == "5.2.2":
+            hoa = mn.home_address
+            mps = P.mobile_prefix_solicitation(identifier, hoa, ha)
+            self.emit("mn-ha", "mn-ha", "mn", self.protect(
+                mn.tunnel_out, P.ipv6(hoa, ha, P.NH_ICMPV6, mps), (coa, ha)), name, "5.5", "MPS")
+            mpa = P.mobile_prefix_advertisement(identifier, prefixes, ha, hoa)
+            self.emit("mn-ha", "mn-ha", "ha", self.protect(
+                mn.tunnel_in, P.ipv6(ha, hoa, P.NH_ICMPV6, mpa), (ha, coa)), name, "5.5", "MPA")
+            return
+        home = mn.home_pseudo or mn.home_address
+        mps = P.mobile_prefix_solicitation(identifier, home, ha)
+        plain = P.ipv6(coa, ha, P.NH_DSTOPT,
+                       P.destination_options([P.home_address_option(home)], P.NH_ICMPV6) + mps)
+        self.emit("mn-ha", "mn-ha", "mn", self.protect(mn.transport_out, plain), name, "5.5",
+                  "MPS")
+        mpa = P.mobile_prefix_advertisement(identifier, prefixes, ha, home)
+        plain = P.ipv6(ha, coa, P.NH_ROUTING, P.type2_routing_header(home, P.NH_ICMPV6) + mpa)
+        self.emit("mn-ha", "mn-ha", "ha", self.protect(mn.transport_in, plain), name, "5.5",
+                  "MPA")
+
+    # --- background traffic between other hosts --------------------------------------------
+
+    def background(self, ev: Event) -> None:
+        src, dst = ev.src, ev.dst
+        port = 40000 + self.draw.int(f"bg-port|{len(self.frames)}", 0, 20000)
+
+        def send(forward: bool, upper: int, payload: bytes, what: str, delay=HOP_DELAY):
+            a, b = (src, dst) if forward else (dst, src)
+            self.emit("other", "other", "bg" if forward else "bg2",
+                      P.ipv6(a, b, upper, payload), None, "background", what, delay)
+
+        if ev.kind == "udp":
+            for k in range(ev.count):
+                fwd = k % 2 == 0
+                s, d = (port, 45999) if fwd else (45999, port)
+                data = f"udp {k}".encode().ljust(32, b".")
+                send(fwd, P.NH_UDP, P.udp(s, d, data, *((src, dst) if fwd else (dst, src))),
+                     "UDP", DATA_GAP)
+        elif ev.kind == "icmpv6":
+            for k in range(ev.count):
+                ident = port & 0xFFFF
+                data = bytes(range(32))
+                send(True, P.NH_ICMPV6, P.echo(True, ident, k + 1, data, src, dst), "ICMPv6",
+                     DATA_GAP)
+                send(False, P.NH_ICMPV6, P.echo(False, ident, k + 1, data, dst, src), "ICMPv6")
+        else:
+            # RFC 9293: handshake, `count` data segments each acknowledged, FIN both ways
+            iss_a = self.draw.int(f"tcp-a|{len(self.frames)}", 0, 1 << 32)
+            iss_b = self.draw.int(f"tcp-b|{len(self.frames)}", 0, 1 << 32)
+            SYN, ACK, PSH, FIN = 0x02, 0x10, 0x08, 0x01
+            a_seq, b_seq = iss_a, iss_b
+            m = 1 << 32
+
+            def seg(forward, seq, ack, flags, data=b"", delay=HOP_DELAY):
+                s, d = (port, 46000) if forward else (46000, port)
+                aa, bb = (src, dst) if forward else (dst, src)
+                send(forward, P.NH_TCP, P.tcp(s, d, seq % m, ack % m, flags, data, aa, bb),
+                     "TCP", delay)
+
+            seg(True, a_seq, 0, SYN, delay=DATA_GAP)
+            seg(False, b_seq, a_seq + 1, SYN | ACK)
+            a_seq, b_seq = a_seq + 1, b_seq + 1
+            seg(True, a_seq, b_seq, ACK)
+            for k in range(ev.count):
+                data = f"segment {k} ".encode() * 4
+                seg(True, a_seq, b_seq, PSH | ACK, data, DATA_GAP)
+                a_seq += len(data)
+                seg(False, b_seq, a_seq, ACK)
+            seg(True, a_seq, b_seq, FIN | ACK)
+            seg(False, b_seq, a_seq + 1, FIN | ACK)
+            seg(True, a_seq + 1, b_seq + 1, ACK)
+
+
+def u16(value: int) -> bytes:
+    return struct.pack("!H", value)

@@ -1,0 +1,343 @@
+"""Wire builders for the lab: one function per packet format, declared close to the draft.
+
+Everything here returns bytes. IPv6 packets are built by hand so that every octet is where
+PROFILE.md puts it (option alignment, MH length and checksum); ESP is applied with scapy's
+IPsec implementation (real AES-CBC + HMAC-SHA1-96) on those bytes, with caller-chosen IVs so
+that a scenario's output is byte-identical from run to run.
+"""
+from __future__ import annotations
+
+import struct
+from dataclasses import dataclass, field
+
+from keys.formulas import address_bytes
+
+# --- protocol numbers and code points (PROFILE.md "Code points") ------------------------------
+
+NH_HOPOPT = 0
+NH_TCP = 6
+NH_UDP = 17
+NH_IPV6 = 41            # IPv6-in-IPv6 (ESP tunnel mode inner header)
+NH_ROUTING = 43
+NH_ESP = 50
+NH_ICMPV6 = 58
+NH_NONE = 59            # RFC 6275 6.1.1: MH Payload Proto is always 59
+NH_DSTOPT = 60
+NH_MH = 135             # RFC 6275 6.1
+
+MH_BRR, MH_HOTI, MH_COTI, MH_HOT, MH_COT, MH_BU, MH_BA, MH_BE = range(8)  # RFC 6275 6.1.2
+
+OPT_PAD1 = 0            # RFC 6275 6.2.2 (mobility options)
+OPT_PADN = 1
+OPT_ALT_COA = 3         # RFC 6275 6.2.5, alignment 8n+6
+OPT_NONCE_INDICES = 4   # RFC 6275 6.2.6, alignment 2n
+OPT_BAD = 5             # RFC 6275 6.2.7, alignment 8n+2
+OPT_PRIVACY_TOKEN = 18  # PROFILE.md: Privacy Keygen Token, length 10, alignment 2n
+PRIVACY_TOKEN_SUBTYPE = 0x01
+
+DOPT_HAO = 0xC9         # RFC 6275 6.3, alignment 8n+6
+DOPT_PSEUDO_HOA = 0xFE  # PROFILE.md / draft 4.1: Pseudo Home Address option, alignment 8n+6
+
+HOTI_P_FLAG = 0x8000    # PROFILE.md: 'P' is the top bit of the HoTI Reserved field (draft 4.1)
+
+BU_FLAG_A = 0x8000      # RFC 6275 6.1.7: A H L K in the top bits of the 16-bit flags field
+BU_FLAG_H = 0x4000
+BU_FLAG_L = 0x2000
+BU_FLAG_K = 0x1000
+
+ICMPV6_MPS = 146        # RFC 6275 6.5
+ICMPV6_MPA = 147        # RFC 6275 6.6
+ICMPV6_ECHO_REQUEST = 128
+ICMPV6_ECHO_REPLY = 129
+
+
+# --- checksums -------------------------------------------------------------------------------
+
+def internet_checksum(data: bytes) -> int:
+    if len(data) % 2:
+        data += b"\x00"
+    total = sum(struct.unpack(f"!{len(data) // 2}H", data))
+    while total >> 16:
+        total = (total & 0xFFFF) + (total >> 16)
+    return ~total & 0xFFFF
+
+
+def upper_layer_checksum(src: str, dst: str, next_header: int, payload: bytes) -> int:
+    """RFC 8200 8.1 pseudo-header checksum. RFC 6275 6.1.1 / 6.3: with a HAO the source is the
+    address in the HAO; with a type 2 routing header the destination is the final (home)
+    address in it. Callers pass those addresses."""
+    pseudo = (address_bytes(src) + address_bytes(dst) + struct.pack("!I", len(payload))
+              + b"\x00\x00\x00" + bytes([next_header]))
+    value = internet_checksum(pseudo + payload)
+    return value or 0xFFFF if next_header == NH_UDP else value  # RFC 768: 0 is sent as 0xFFFF
+
+
+# --- option padding --------------------------------------------------------------------------
+
+def _pad(length: int) -> bytes:
+    """Pad1 (one octet) or PadN (RFC 8200 4.2 and RFC 6275 6.2.2 share these encodings)."""
+    if length == 0:
+        return b""
+    if length == 1:
+        return b"\x00"
+    return bytes([OPT_PADN, length - 2]) + bytes(length - 2)
+
+
+def align(offset: int, multiple: int, remainder: int) -> bytes:
+    """Padding that moves `offset` to the next x with x % multiple == remainder."""
+    return _pad((remainder - offset) % multiple)
+
+
+# --- IPv6 header and extension headers --------------------------------------------------------
+
+def ipv6(src: str, dst: str, next_header: int, payload: bytes, hop_limit: int = 64) -> bytes:
+    """RFC 8200 3: version 6, traffic class 0, flow label 0."""
+    return (struct.pack("!IHBB", 6 << 28, len(payload), next_header, hop_limit)
+            + address_bytes(src) + address_bytes(dst) + payload)
+
+
+def destination_options(options: list[tuple[int, bytes, int, int]], next_header: int) -> bytes:
+    """RFC 8200 4.6 Destination Options header. `options` are (type, data, align_n, align_r);
+    each option's type octet lands at offset n*x + r of the header (RFC 8200 4.2), and the
+    header is padded to a multiple of 8 octets."""
+    body = b""
+    for opt_type, data, mult, rem in options:
+        body += align(2 + len(body), mult, rem)
+        body += bytes([opt_type, len(data)]) + data
+    body += _pad((-(2 + len(body))) % 8)
+    return bytes([next_header, (2 + len(body)) // 8 - 1]) + body
+
+
+def home_address_option(address: str) -> tuple[int, bytes, int, int]:
+    """RFC 6275 6.3 Home Address option (type 201, 16 octets, alignment 8n+6). In draft 5.2.1,
+    5.3.1 and 5.5 it carries the pseudo home address."""
+    return (DOPT_HAO, address_bytes(address), 8, 6)
+
+
+def pseudo_home_address_option(address: str) -> tuple[int, bytes, int, int]:
+    """draft 4.1 / 4.2 / 5.3.2 "Destination Option * pseudo home address": option 0xFE,
+    16 octets, alignment 8n+6 like the HAO (PROFILE.md)."""
+    return (DOPT_PSEUDO_HOA, address_bytes(address), 8, 6)
+
+
+def type2_routing_header(home_address: str, next_header: int) -> bytes:
+    """RFC 6275 6.4 Type 2 Routing Header: one address, segments left 1."""
+    return bytes([next_header, 2, 2, 1]) + bytes(4) + address_bytes(home_address)
+
+
+# --- Mobility Header (RFC 6275 6.1) -----------------------------------------------------------
+
+def mobility_options(fixed_length: int, options: list[tuple[int, bytes, int, int]]) -> bytes:
+    """Mobility options after a message's fixed part (the MH is 6 octets + fixed_length),
+    each aligned as RFC 6275 6.2 requires, the whole MH padded to a multiple of 8 octets."""
+    offset = 6 + fixed_length
+    out = b""
+    for opt_type, data, mult, rem in options:
+        out += align(offset + len(out), mult, rem)
+        out += bytes([opt_type, len(data)]) + data
+    out += _pad((-(offset + len(out))) % 8)
+    return out
+
+
+def mobility_header(mh_type: int, body: bytes, src: str, dst: str) -> bytes:
+    """RFC 6275 6.1.1: Payload Proto 59, Header Len in 8-octet units minus 1, checksum over the
+    pseudo-header with `src` (home address or HAO address) and `dst` (final destination)."""
+    assert (6 + len(body)) % 8 == 0, "MH length must be a multiple of 8 octets"
+    header = bytes([NH_NONE, (6 + len(body)) // 8 - 1, mh_type, 0])
+    zero = header + b"\x00\x00" + body
+    checksum = upper_layer_checksum(src, dst, NH_MH, zero)
+    return header + struct.pack("!H", checksum) + body
+
+
+def mh_with_checksum_zero(mh: bytes) -> bytes:
+    """RFC 6275 6.2.7: the Authenticator covers the MH with its checksum taken as zero."""
+    return mh[:4] + b"\x00\x00" + mh[6:]
+
+
+def hoti_body(cookie: bytes, privacy: bool) -> bytes:
+    """RFC 6275 6.1.3 HoTI: Reserved (16 bits) + Home Init Cookie (8). draft 4.1: the 'P' bit
+    in Reserved asks for a privacy keygen token (PROFILE.md: 0x8000)."""
+    return struct.pack("!H", HOTI_P_FLAG if privacy else 0) + cookie
+
+
+def coti_body(cookie: bytes) -> bytes:
+    """RFC 6275 6.1.4 CoTI: Reserved + Care-of Init Cookie."""
+    return bytes(2) + cookie
+
+
+def hot_body(nonce_index: int, cookie: bytes, token: bytes,
+             privacy_token: bytes | None = None) -> bytes:
+    """RFC 6275 6.1.5 HoT; draft 4.1: the privacy keygen token travels in the HoT as a mobility
+    option (PROFILE.md: option 18, length 10, subtype 1, reserved 0), before any padding."""
+    fixed = struct.pack("!H", nonce_index) + cookie + token
+    options = []
+    if privacy_token is not None:
+        options.append((OPT_PRIVACY_TOKEN, bytes([PRIVACY_TOKEN_SUBTYPE, 0]) + privacy_token,
+                        2, 0))
+    return fixed + mobility_options(len(fixed), options)
+
+
+def cot_body(nonce_index: int, cookie: bytes, token: bytes) -> bytes:
+    """RFC 6275 6.1.6 CoT."""
+    return struct.pack("!H", nonce_index) + cookie + token
+
+
+@dataclass(frozen=True)
+class BindingUpdate:
+    """RFC 6275 6.1.7 Binding Update fields and the options the draft attaches to it."""
+    sequence: int
+    lifetime_units: int                       # 4-second units (RFC 6275 6.1.7)
+    flags: int
+    alternate_care_of: str | None = None      # RFC 6275 6.2.5; draft 4.2, 5.2.x, 5.3.2
+    nonce_indices: tuple[int, int] | None = None   # RFC 6275 6.2.6 (home, care-of)
+    with_authenticator: bool = False          # RFC 6275 6.2.7 Binding Authorization Data
+
+
+def _bu_fixed(bu: BindingUpdate) -> bytes:
+    return struct.pack("!HHH", bu.sequence, bu.flags, bu.lifetime_units)
+
+
+def _bu_options(bu: BindingUpdate, authenticator: bytes) -> list[tuple[int, bytes, int, int]]:
+    options = []
+    if bu.alternate_care_of:
+        options.append((OPT_ALT_COA, address_bytes(bu.alternate_care_of), 8, 6))
+    if bu.nonce_indices:
+        options.append((OPT_NONCE_INDICES, struct.pack("!HH", *bu.nonce_indices), 2, 0))
+    if bu.with_authenticator:
+        options.append((OPT_BAD, authenticator, 8, 2))
+    return options
+
+
+def binding_update_mh(bu: BindingUpdate, src: str, dst: str, kbm: bytes | None = None,
+                      authenticator_coa: str | None = None) -> bytes:
+    """RFC 6275 6.1.7 BU as a complete MH. With `kbm`, the Binding Authorization Data option
+    carries First(96, HMAC_SHA1(Kbm, CoA | CN | MH data)) (RFC 6275 6.2.7; draft 4.1, 5.3.1),
+    CoA being the Alternate CoA when present (PROFILE.md)."""
+    from keys import formulas
+    fixed = _bu_fixed(bu)
+    body = fixed + mobility_options(len(fixed), _bu_options(bu, bytes(12)))
+    mh = mobility_header(MH_BU, body, src, dst)
+    if bu.with_authenticator:
+        auth = formulas.authenticator(kbm, authenticator_coa, dst, mh_with_checksum_zero(mh)[:-12])
+        body = body[:-12] + auth
+        mh = mobility_header(MH_BU, body, src, dst)
+    return mh
+
+
+def binding_ack_mh(status: int, sequence: int, lifetime_units: int, src: str, dst: str,
+                   kbm: bytes | None = None, care_of: str | None = None,
+                   correspondent: str | None = None) -> bytes:
+    """RFC 6275 6.1.8 BA; from a correspondent it carries Binding Authorization Data over
+    CoA | CN | BA (RFC 6275 5.2.6, draft 5.3.1)."""
+    from keys import formulas
+    fixed = struct.pack("!BBHH", status, 0, sequence, lifetime_units)
+    options = [(OPT_BAD, bytes(12), 8, 2)] if kbm is not None else []
+    body = fixed + mobility_options(len(fixed), options)
+    mh = mobility_header(MH_BA, body, src, dst)
+    if kbm is not None:
+        auth = formulas.authenticator(kbm, care_of, correspondent, mh_with_checksum_zero(mh)[:-12])
+        mh = mobility_header(MH_BA, body[:-12] + auth, src, dst)
+    return mh
+
+
+# --- ICMPv6 (prefix discovery, echo) --------------------------------------------------------
+
+def icmpv6(icmp_type: int, code: int, body: bytes, src: str, dst: str) -> bytes:
+    """RFC 4443 2.1; with a HAO / RH2 the pseudo-header carries the home (pseudo) address."""
+    zero = bytes([icmp_type, code, 0, 0]) + body
+    return zero[:2] + struct.pack("!H", upper_layer_checksum(src, dst, NH_ICMPV6, zero)) + zero[4:]
+
+
+def mobile_prefix_solicitation(identifier: int, src: str, dst: str) -> bytes:
+    """RFC 6275 6.7 Mobile Prefix Solicitation (draft 5.5)."""
+    return icmpv6(ICMPV6_MPS, 0, struct.pack("!HH", identifier, 0), src, dst)
+
+
+def mobile_prefix_advertisement(identifier: int, prefixes: list[str], src: str,
+                                dst: str) -> bytes:
+    """RFC 6275 6.8 Mobile Prefix Advertisement with one Prefix Information option (RFC 4861
+    4.6.2) per prefix, valid/preferred lifetimes 86400/14400 s, flags L=0 A=1 R=0."""
+    import ipaddress
+    body = struct.pack("!HH", identifier, 0)
+    for prefix in prefixes:
+        net = ipaddress.IPv6Network(prefix)
+        body += struct.pack("!BBBBIII", 3, 4, net.prefixlen, 0x40, 86400, 14400, 0)
+        body += net.network_address.packed
+    return icmpv6(ICMPV6_MPA, 0, body, src, dst)
+
+
+def echo(request: bool, identifier: int, sequence: int, data: bytes, src: str, dst: str) -> bytes:
+    """RFC 4443 4.1 / 4.2."""
+    return icmpv6(ICMPV6_ECHO_REQUEST if request else ICMPV6_ECHO_REPLY, 0,
+                  struct.pack("!HH", identifier, sequence) + data, src, dst)
+
+
+def udp(sport: int, dport: int, data: bytes, src: str, dst: str) -> bytes:
+    """RFC 768; checksum with the home (pseudo) address where a HAO / RH2 names it."""
+    zero = struct.pack("!HHHH", sport, dport, 8 + len(data), 0) + data
+    return zero[:6] + struct.pack("!H", upper_layer_checksum(src, dst, NH_UDP, zero)) + zero[8:]
+
+
+def tcp(sport: int, dport: int, seq: int, ack: int, flags: int, data: bytes, src: str,
+        dst: str, window: int = 65535) -> bytes:
+    """RFC 9293 3.1, no options."""
+    zero = struct.pack("!HHIIBBHHH", sport, dport, seq, ack, 5 << 4, flags, window, 0, 0) + data
+    return zero[:16] + struct.pack("!H", upper_layer_checksum(src, dst, NH_TCP, zero)) + zero[18:]
+
+
+# --- Ethernet framing --------------------------------------------------------------------------
+
+def ethernet(dst_mac: bytes, src_mac: bytes, ipv6_packet: bytes) -> bytes:
+    """IEEE 802.3 with EtherType 0x86DD: the lab writes Ethernet frames so that the same bytes
+    can be sent on a veth (lab.netns) and written to the capture."""
+    return dst_mac + src_mac + b"\x86\xdd" + ipv6_packet
+
+
+# --- ESP (RFC 4303) with scapy's IPsec ---------------------------------------------------------
+
+@dataclass
+class EspSa:
+    """One direction of an ESP SA: AES-CBC (RFC 3602) + HMAC-SHA1-96 (RFC 2404).
+
+    `seq` is the next ESP sequence number. Draft 6.4 renews the SPI of the SA after a Home BU
+    exchange; the lab keeps the sequence counter running across renewals (same SA, same keys,
+    new SPI), so that i in Ki = HMAC_SHA1(Kph, i) (draft 5.1.4) keeps growing."""
+    spi: int
+    encryption_key: bytes
+    authentication_key: bytes
+    seq: int = 1
+    spis_used: list[int] = field(default_factory=list)
+
+    def _scapy_sa(self, tunnel_src: str | None, tunnel_dst: str | None, hop_limit: int):
+        from scapy.layers.inet6 import IPv6
+        from scapy.layers.ipsec import ESP, SecurityAssociation
+        tunnel = IPv6(src=tunnel_src, dst=tunnel_dst, hlim=hop_limit) if tunnel_src else None
+        return SecurityAssociation(ESP, spi=self.spi, seq_num=self.seq, crypt_algo="AES-CBC",
+                                   crypt_key=self.encryption_key, auth_algo="HMAC-SHA1-96",
+                                   auth_key=self.authentication_key, tunnel_header=tunnel)
+
+    def protect(self, packet: bytes, iv: bytes, tunnel: tuple[str, str] | None = None,
+                hop_limit: int = 64) -> bytes:
+        """ESP transport mode (ESP inserted after the HAO destination options or the RH2,
+        RFC 4303 3.1.1) or tunnel mode (`tunnel` = outer (src, dst)). Consumes one sequence
+        number."""
+        from scapy.layers.inet6 import IPv6
+        if self.spi not in self.spis_used:
+            self.spis_used.append(self.spi)
+        sa = self._scapy_sa(*(tunnel or (None, None)), hop_limit)
+        out = bytes(sa.encrypt(IPv6(packet), iv=iv))
+        self.seq += 1
+        return out
+
+
+def parse_ipv6_chain(packet: bytes) -> list[tuple[int, int]]:
+    """(next-header value, offset) of each header after the fixed IPv6 header, up to ESP or an
+    upper layer: a small walker used by the lab's own checks."""
+    chain = []
+    nh, off = packet[6], 40
+    while True:
+        chain.append((nh, off))
+        if nh in (NH_HOPOPT, NH_ROUTING, NH_DSTOPT):
+            nh, off = packet[off], off + (packet[off + 1] + 1) * 8
+            continue
+        return chain

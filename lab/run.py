@@ -1,0 +1,106 @@
+"""Run a scenario and write capture.pcapng, keyring.toml (mode 0600) and truth.json."""
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from lab.actors import EPOCH_BASE_USEC, Frame, World
+from lab.pcapng import write_pcapng
+from lab.scenario import Scenario
+from monitor.errors import UserError
+
+PATHS = ("mn-ha", "ha-cn", "mn-cn", "other")
+
+
+@dataclass
+class LabOutput:
+    frames: list[Frame]
+    truth: dict
+    keyring_text: str
+
+
+def build(scenario: Scenario, seed: int | None = None) -> LabOutput:
+    """Run the timeline in memory: frames, truth (from the actors' caches), keyring text."""
+    world = World(scenario, seed)
+    world.run()
+    return LabOutput(world.frames, truth_of(world), keyring_toml(world))
+
+
+def truth_of(world: World) -> dict:
+    """docs/DESIGN.md `truth.json`: bindings from the caches the home agent and the
+    correspondents hold, in capture order."""
+    paths = {p: 0 for p in PATHS}
+    for f in world.frames:
+        paths[f.path] += 1
+    cn_bindings = sorted((b for cn in world.cns.values() for b in cn.binding_cache),
+                         key=lambda b: b["frame"])
+    return {
+        "scenario": world.scenario.name,
+        "seed": world.seed,
+        "nodes": {mn.name: {"home_address": mn.home_address, "home_agent": world.ha.address}
+                  for mn in world.mns.values()},
+        "correspondents": {cn.name: cn.address for cn in world.cns.values()},
+        "home_bindings": sorted(world.ha.binding_cache, key=lambda b: b["frame"]),
+        "correspondent_bindings": cn_bindings,
+        "paths": paths,
+        "frames": {str(n): {"path": f.path, "node": f.node, "procedure": f.procedure,
+                            "what": f.what}
+                   for n, f in enumerate(world.frames, 1)},
+    }
+
+
+def _q(text: str) -> str:
+    return json.dumps(text)            # a TOML basic string is JSON-compatible for our values
+
+
+def keyring_toml(world: World) -> str:
+    """PROFILE.md "The keyring": everything a keyed monitor needs for this capture."""
+    out = [f"# mip6mon lab keyring: scenario {world.scenario.name}, seed {world.seed}", ""]
+    out += ["[[home_agent]]", f"address  = {_q(world.ha.address)}",
+            "prefixes = [" + ", ".join(_q(p) for p in world.ha.prefixes) + "]", ""]
+    for mn in world.mns.values():
+        out += ["[[mobile_node]]", f"name         = {_q(mn.name)}",
+                f"home_address = {_q(mn.home_address)}",
+                f"home_agent   = {_q(world.ha.address)}",
+                f"ks           = {_q(mn.ks.hex())}",
+                f"phoa_cipher  = {_q(mn.spec.phoa_cipher)}",
+                'key_index    = "esp-seq"', ""]
+    for mn in world.mns.values():
+        for sa, label in zip(mn.sas(), ("MN->HA transport", "HA->MN transport",
+                                         "MN->HA tunnel", "HA->MN tunnel")):
+            # every SPI the SA went through (draft 6.4 renewals keep the keys)
+            for spi in sa.spis_used:
+                out += [f"[[esp_sa]]   # {mn.name} {label}", f'spi                = "0x{spi:08x}"',
+                        'src                = "*"', 'dst                = "*"',
+                        'encryption         = "aes-cbc"',
+                        f'encryption_key     = "{sa.encryption_key.hex()}"',
+                        'authentication     = "hmac-sha1-96"',
+                        f'authentication_key = "{sa.authentication_key.hex()}"', ""]
+    for cn in world.cns.values():
+        out += ["[[correspondent]]", f"address = {_q(cn.address)}", f'kcn     = "{cn.kcn.hex()}"']
+        if cn.nonces:
+            out += ["[correspondent.nonces]"]
+            out += [f'"{i}" = "{n.hex()}"' for i, n in sorted(cn.nonces.items())]
+        out += [""]
+    return "\n".join(out)
+
+
+def run_scenario(scenario: Scenario, outdir: str | os.PathLike, seed: int | None = None) -> dict:
+    """Write capture.pcapng, keyring.toml (0600) and truth.json into outdir; returns truth."""
+    out = build(scenario, seed)
+    outdir = Path(outdir)
+    try:
+        outdir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise UserError(f"{outdir}: cannot create output directory: {exc.strerror}") from None
+    write_pcapng(outdir / "capture.pcapng",
+                 [(EPOCH_BASE_USEC + f.usec, f.data, f"path={f.path}") for f in out.frames])
+    keyring = outdir / "keyring.toml"
+    fd = os.open(keyring, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as fh:
+        fh.write(out.keyring_text)
+    os.chmod(keyring, 0o600)           # also when the file existed with wider permissions
+    (outdir / "truth.json").write_text(json.dumps(out.truth, indent=1) + "\n")
+    return out.truth

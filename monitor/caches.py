@@ -1,0 +1,133 @@
+"""The binding caches a keyed monitor rebuilds, and the small stores that feed them.
+
+- `HomeBindingCache`: the home agent's cache extended by draft 5.2.1 with a pseudo home
+  address column (pseudo home address | home address | care-of address | lifetime | sequence).
+- `CorrespondentBindingCache`: each correspondent's cache (RFC 6275 9.1), with the pseudo home
+  address draft 4.1 / 4.2 / 5.3.x store beside the home address.
+- `AddressBook`: which real home address an address stands for, and how the keys showed it
+  (for annotations). Never holds key material.
+- `TokenStore`: keygen tokens seen on the wire (HoT/CoT in clear or decrypted from ESP), so a
+  Kbm can be had without Kcn (RFC 6275 5.2.5).
+
+Plain data and dicts; no global state.
+"""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+
+
+@dataclass
+class HomeBinding:
+    """One accepted Home BU (DESIGN.md "Report semantics"; draft 5.2.1 cache row)."""
+    home_agent: str
+    home_address: str | None
+    pseudo_home_address: str | None
+    care_of_address: str
+    sequence: int | None
+    lifetime: int | None
+    frame: int
+    time: float
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+@dataclass
+class CorrespondentBinding:
+    """One correspondent BU as delivered to the correspondent (DESIGN.md "Report semantics")."""
+    correspondent: str
+    home_address: str | None
+    pseudo_home_address: str | None
+    care_of_address: str
+    sequence: int | None
+    authenticator_valid: bool | None
+    frame: int
+    time: float
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+@dataclass
+class HomeBindingCache:
+    """draft 5.2.1: the home agent's Binding Cache with the pseudo home address column.
+
+    `entries` is the history of accepted Home BUs (capture order of the BU); `current` maps
+    (home agent, home address or pseudo home address) to the binding in force, so the cache can
+    be looked up by either address as the draft says ("if the pseudo home address is unique in
+    any snapshot of the Binding Cache").
+    """
+    entries: list[HomeBinding] = field(default_factory=list)
+    current: dict[tuple[str, str], HomeBinding] = field(default_factory=dict)
+
+    def accept(self, binding: HomeBinding) -> None:
+        self.entries.append(binding)
+        for key in (binding.home_address, binding.pseudo_home_address):
+            if key is not None:
+                self.current[(binding.home_agent, key)] = binding
+
+    def lookup(self, address: str) -> HomeBinding | None:
+        """The binding in force whose home or pseudo home address is `address` (any agent)."""
+        found = [b for (_, key), b in self.current.items() if key == address]
+        return max(found, key=lambda b: b.frame) if found else None
+
+    def sorted_entries(self) -> list[HomeBinding]:
+        return sorted(self.entries, key=lambda b: b.frame)
+
+
+@dataclass
+class CorrespondentBindingCache:
+    """RFC 6275 9.1 plus the draft's pseudo home address, one list for every correspondent."""
+    entries: list[CorrespondentBinding] = field(default_factory=list)
+    # (correspondent, node identity) -> (last sequence number, binding expiry time): draft 6.3
+    last_sequence: dict[tuple[str, str], tuple[int, float]] = field(default_factory=dict)
+
+    def add(self, binding: CorrespondentBinding) -> None:
+        self.entries.append(binding)
+
+    def sorted_entries(self) -> list[CorrespondentBinding]:
+        return sorted(self.entries, key=lambda b: b.frame)
+
+
+@dataclass(frozen=True)
+class Identity:
+    """What the keys say an address is: the real home address behind it, and how we know."""
+    home_address: str
+    kind: str          # "home" (the real address), "routable" (5.1 pseudo), "rr" (4.1), "enc" (4.2/5.3.2)
+    how: str           # human text for annotations, e.g. "Kph of mn1, i = ESP seq 7"
+
+
+@dataclass
+class AddressBook:
+    """Address -> Identity; the first explanation of an address is kept (stable annotations)."""
+    identities: dict[str, Identity] = field(default_factory=dict)
+    # care-of address -> real home addresses bound to it (from verified BUs)
+    care_of: dict[str, set[str]] = field(default_factory=dict)
+    # ESP SPI -> real home address (SPIs of a node's SAs, draft 6.4 chains)
+    spis: dict[int, str] = field(default_factory=dict)
+
+    def learn(self, address: str | None, identity: Identity) -> None:
+        if address is not None and address not in self.identities:
+            self.identities[address] = identity
+
+    def get(self, address: str | None) -> Identity | None:
+        return self.identities.get(address) if address is not None else None
+
+    def learn_care_of(self, care_of_address: str, home_address: str) -> None:
+        if care_of_address != home_address:
+            self.care_of.setdefault(care_of_address, set()).add(home_address)
+
+    def node_at(self, care_of_address: str) -> str | None:
+        homes = self.care_of.get(care_of_address)
+        return next(iter(homes)) if homes and len(homes) == 1 else None
+
+
+@dataclass
+class TokenStore:
+    """Keygen tokens seen on the wire (RFC 6275 6.1.5, 6.1.6; privacy token PROFILE.md)."""
+    # (correspondent, home or pseudo home address, home nonce index) -> home keygen token
+    home: dict[tuple[str, str, int], bytes] = field(default_factory=dict)
+    # (correspondent, home nonce index) -> privacy keygen token (draft 4.1: over ::, so no address)
+    privacy: dict[tuple[str, int], bytes] = field(default_factory=dict)
+    # (correspondent, care-of address, care-of nonce index) -> care-of keygen token
+    care_of: dict[tuple[str, str, int], bytes] = field(default_factory=dict)

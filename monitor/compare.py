@@ -1,0 +1,164 @@
+"""`mip6mon compare CAPTURE_A CAPTURE_B --keys ...`: the privacy metrics of two captures side by
+side (e.g. the baseline lab scenario against a draft scenario), so the draft's claims (sections
+6 and 7) become measurements and the places where its countermeasures still leak show.
+
+`python -m monitor.compare DIR...` writes the Markdown table of docs/compare.md from lab output
+directories (each with capture.pcapng and keyring.toml), through the same functions.
+"""
+from __future__ import annotations
+
+import json
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+from keys.keyring import load_keyring
+
+# (key, label) of the rows of the side-by-side table, in order
+ROWS = (
+    ("packets_seen", "packets the attacker sees"),
+    ("profiles", "attacker profiles"),
+    ("nodes_total", "real mobile nodes"),
+    ("link_precision", "link precision"),
+    ("link_recall", "link recall"),
+    ("care_of", "care-of addresses tied to the home address"),
+    ("followed_fraction", "movement followed (longest stretch / moves)"),
+    ("home_address_exposed", "home address exposed (share of frames)"),
+    ("anonymity_set_mean", "anonymity set size (mean)"),
+    ("entropy_bits_mean", "anonymity entropy, bits (mean)"),
+    ("degree_mean", "degree of anonymity H/log2(N) (mean)"),
+    ("linking_rules", "rules that linked"),
+)
+
+
+@dataclass
+class Measurement:
+    label: str
+    capture: str
+    attacker: dict
+    privacy: dict
+
+    def row(self, key: str):
+        p = self.privacy
+        if key == "packets_seen":
+            return self.attacker.get("packets_seen")
+        if key == "care_of":
+            return f"{p.get('care_of_tied', 0)}/{p.get('care_of_addresses', 0)}"
+        if key == "linking_rules":
+            return ", ".join(f"{r['name']} x{r['linking']}" for r in self.attacker.get("rules", [])
+                             if r["linking"]) or "none"
+        return p.get(key)
+
+    def as_dict(self) -> dict:
+        return {"label": self.label, "capture": self.capture,
+                "summary": {key: self.row(key) for key, _ in ROWS},
+                "privacy": self.privacy,
+                "rules": self.attacker.get("rules", []),
+                "profiles": [{k: p[k] for k in ("id", "care_of_addresses", "addresses",
+                                                "correspondents")} | {"frames": len(p["frames"])}
+                             for p in self.attacker.get("profiles", [])]}
+
+
+def label_of(capture: str) -> str:
+    """A lab run's directory name (its scenario), else the file name."""
+    path = Path(capture)
+    return path.parent.name if path.stem == "capture" and path.parent.name else path.name
+
+
+def measure(capture: str, keys: str | None, vantage: str = "all") -> Measurement:
+    from monitor.privacy import privacy_score
+    from monitor.report import analyse        # lazily: report imports every analyzer
+    keyring = load_keyring(keys) if keys else None
+    analysis = analyse(capture, keyring, vantage)
+    return Measurement(label_of(capture), capture, analysis.attacker.report(),
+                       privacy_score(analysis.attacker, analysis.keyed))
+
+
+def _cell(value) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, float):
+        return f"{value:.3f}".rstrip("0").rstrip(".") if value != int(value) else f"{int(value)}"
+    return str(value)
+
+
+def render_table(measurements: list[Measurement]) -> str:
+    headers = ["metric"] + [m.label for m in measurements]
+    rows = [[label] + [_cell(m.row(key)) for m in measurements] for key, label in ROWS
+            if key != "linking_rules"]
+    widths = [max(len(r[i]) for r in [headers] + rows) for i in range(len(headers))]
+    line = lambda cells: "  ".join(c.ljust(w) for c, w in zip(cells, widths)).rstrip()
+    out = [line(headers), line(["-" * w for w in widths])] + [line(r) for r in rows]
+    out += [f"rules that linked in {m.label}: {m.row('linking_rules')}" for m in measurements]
+    return "\n".join(out)
+
+
+def command_compare(args) -> int:
+    vantage = getattr(args, "vantage", "all") or "all"
+    keys_b = args.keys_b or args.keys
+    a = measure(args.capture_a, args.keys, vantage)
+    b = measure(args.capture_b, keys_b, vantage)
+    if a.label == b.label:
+        a.label, b.label = f"A: {a.label}", f"B: {b.label}"
+    if args.format == "json":
+        json.dump({"vantage": vantage, "a": a.as_dict(), "b": b.as_dict()}, sys.stdout, indent=2)
+        sys.stdout.write("\n")
+    else:
+        sys.stdout.write(f"attacker at {vantage}\n{render_table([a, b])}\n")
+    return 0
+
+
+# ---- docs/compare.md ----------------------------------------------------------------------
+
+MD_COLUMNS = (("link_precision", "precision"), ("link_recall", "recall"),
+              ("care_of", "CoAs tied to HoA"), ("followed_fraction", "movement followed"),
+              ("home_address_exposed", "HoA exposed"), ("anonymity_set_mean", "anonymity set"),
+              ("entropy_bits_mean", "entropy (bits)"), ("profiles", "profiles"),
+              ("linking_rules", "rules that linked"))
+
+
+def sentence(m: Measurement) -> str:
+    """One sentence, generated from the numbers, that says what a row means."""
+    p = m.privacy
+    if p.get("link_precision") is None and p.get("link_recall") is None:
+        return f"`{m.label}`: nothing to score (no keyed truth or no linkable frames)."
+    rec, prec = p.get("link_recall") or 0.0, p.get("link_precision") or 0.0
+    tied, coas = p.get("care_of_tied", 0), p.get("care_of_addresses", 0)
+    linked = [r["name"] for r in m.attacker.get("rules", []) if r["linking"]]
+    if rec >= 0.999:
+        how = "links every packet of each node into one profile"
+    elif rec >= 0.5:
+        how = f"links most of each node's packets (recall {_cell(rec)})"
+    else:
+        how = f"links only fragments of each node's activity (recall {_cell(rec)})"
+    tie = ("ties every care-of address to the real home address" if coas and tied == coas else
+           f"ties {tied} of {coas} care-of addresses to the real home address")
+    wrong = "" if prec >= 0.999 else f", and merges some different nodes (precision {_cell(prec)})"
+    by = f" through {', '.join(linked)}" if linked else ""
+    return f"`{m.label}`: the attacker {how}{by}, {tie}{wrong}."
+
+
+def render_markdown(measurements: list[Measurement], vantage: str) -> str:
+    head = "| scenario | " + " | ".join(h for _, h in MD_COLUMNS) + " |"
+    sep = "| --- " * (len(MD_COLUMNS) + 1) + "|"
+    rows = [f"| {m.label} | " + " | ".join(_cell(m.row(k)) for k, _ in MD_COLUMNS) + " |"
+            for m in measurements]
+    notes = [f"- {sentence(m)}" for m in measurements]
+    return "\n".join([f"Attacker at `{vantage}`.", "", head, sep, *rows, "", *notes]) + "\n"
+
+
+def main(argv: list[str] | None = None) -> int:
+    import argparse
+    parser = argparse.ArgumentParser(prog="python -m monitor.compare",
+                                     description="Markdown compare table of lab output dirs")
+    parser.add_argument("dirs", nargs="+")
+    parser.add_argument("--vantage", default="all")
+    args = parser.parse_args(argv)
+    ms = [measure(str(Path(d) / "capture.pcapng"), str(Path(d) / "keyring.toml"), args.vantage)
+          for d in args.dirs]
+    sys.stdout.write(render_markdown(ms, args.vantage))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

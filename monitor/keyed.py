@@ -1,0 +1,789 @@
+"""The keyed analyzer: with the operator's keyring, rebuild every binding cache and check the draft.
+
+`KeyedAnalyzer(keyring or None)` is an addon of `monitor.stream.EventStream`. From the events it
+rebuilds the home agent's binding cache (draft 5.2, `monitor.caches.HomeBindingCache`) and every
+correspondent's (RFC 6275 9.1, draft 4.1, 4.2, 5.3.1, 5.3.2), attributes frames to the real
+node behind them (`frame_nodes()`, the truth the attacker is scored against), and reports
+findings. Report semantics: docs/DESIGN.md "Report semantics (issue 2)".
+
+How the home address is recovered:
+
+| carrier | procedure | recovery |
+| --- | --- | --- |
+| HAO of a Home BU, ESP transport | 5.2.1 | Ki = HMAC_SHA1(Kph, i); `aes-ctr`: invert the IID, restore the real prefix from the keyring; `aes-ecb-trunc`: recompute from each keyring home address and compare |
+| inner source of a Home BU, ESP tunnel | 5.2.2 | the real home address is the inner source; the pseudo home address is derived as both ends do |
+| HAO = a keyring home address | RFC 6275 | it is the real one (pseudo_home_address null) |
+| option 0xFE, source = care-of address | 4.1 | privacy keygen token (HoT option 18, or Kcn + home nonce) and care-of token give Kpm; HoA = String XOR pseudo |
+| option 0xFE + Alternate CoA, source = HoA | 4.2 / 5.3.2 | Kbm from the tokens over the source; HoA = AES-decrypt(Kbm, pseudo), checked against the source |
+| HAO = a 5.1 pseudo home address | 5.3.1 | the home binding cache (pseudo -> home address) |
+
+`i` is the ESP sequence number of the Home BU (keyring `key_index = "esp-seq"`, the outer ESP in
+tunnel mode) or, with `key_index = "counter"`, the count of Home BUs the node has sent, starting
+at 1 (retransmissions count: each BU is a new send). A counter step of up to 4 is tolerated so a
+capture that missed a BU still resynchronises.
+
+Kbm (RFC 6275 5.2.5) comes from the first source that gives one: Kcn plus the nonces of the
+BU's Nonce Indices option (keyring correspondent tables), keygen tokens seen on the wire
+(HoT/CoT in clear or decrypted from ESP), or a `[[binding_key]]`; a de-registration also tries
+SHA1(home token). The Authenticator is checked over `MobilityMessage.authenticated_data` with
+CoA = Alternate CoA if present, else the BU's IPv6 source, and CN = its destination.
+
+Without a keyring, or for a node the keyring does not know, the analyzer reports what is
+visible: `home_address` is set only when the keys reveal it (or the address is a keyring home
+address), so an address standing in a HAO that the keys do not explain is reported as
+`pseudo_home_address`; `authenticator_valid` is null when no Kbm can be had.
+
+Findings (`{"kind", "frame", "message"}`; messages never hold key material):
+
+| kind | when |
+| --- | --- |
+| `authenticator-invalid` | a correspondent BU's Authenticator does not verify with the Kbm the keys give (RFC 6275 9.5.1) |
+| `keygen-token-invalid` | a HoT/CoT keygen token or privacy keygen token differs from the one Kcn and the nonce give |
+| `home-bu-unverified` | a Home BU's home address field is neither the node's home address nor a pseudo home address Kph derives (draft 5.2.1: the home agent rejects it) |
+| `pseudo-home-address-mismatch` | 4.2 / 5.3.2: AES-decrypting option 0xFE with Kbm does not give the BU's source home address |
+| `sequence-step` | a correspondent BU's sequence number is not previous + First(8, HMAC_SHA1(Kbm, indices)) (draft 6.3) |
+| `spi-step` | a node's Home BU SPI is neither its previous SPI's 6.4 successor nor (for a retransmission) the same SPI (draft 6.4) |
+| `pseudo-home-address-not-routable` | a HoTI source (5.1/5.3.1 pseudo home address) not under any home agent prefix (draft 5.1.1) |
+| `pseudo-home-address-reused` | a pseudo home address used again in a later Home BU, or with a second correspondent (draft 5.1.4, 5.3.1) |
+| `home-address-in-clear` | a HAO (toward the home agent, or toward correspondents) or a HoTI source carries a real home address while the node uses pseudo addresses there elsewhere |
+| `home-bu-retransmitted` | a node sent another Home BU before a BA acknowledged the previous one (that one is no binding) |
+| `ba-error-status` | a Binding Acknowledgement with status >= 128 (RFC 6275 6.1.8) |
+| `binding-error` | a Binding Error message (RFC 6275 6.1.9) |
+"""
+from __future__ import annotations
+
+import ipaddress
+from dataclasses import dataclass, field
+
+from dissectors.events import MobilityMessage, PacketEvent
+from keys import formulas
+from keys.keyring import Keyring, MobileNode
+from monitor.caches import (AddressBook, CorrespondentBinding, CorrespondentBindingCache,
+                            HomeBinding, HomeBindingCache, Identity, TokenStore)
+
+# RFC 6275 6.1.2 Mobility Header types
+BRR, HOTI, COTI, HOT, COT, BU, BA, BE = range(8)
+BA_REJECTED = 128          # RFC 6275 6.1.8: status values >= 128 mean the BU was rejected
+COUNTER_WINDOW = 4         # tolerated counter gap for key_index = "counter" (missed frames)
+SPI_CHAIN_LOOKAHEAD = 32   # draft 6.4 steps followed forward when attributing unknown SPIs
+
+
+@dataclass
+class _PendingHomeBU:
+    """A Home BU waiting for its BA (DESIGN.md: accepted = verified AND acknowledged)."""
+    binding: HomeBinding
+    verified: bool              # False: keys could check it and it failed; no entry ever
+    key: tuple[str, str]        # (home agent, node identity)
+
+
+@dataclass
+class _Recognition:
+    """What the keys say about a Home BU's sender."""
+    node: MobileNode | None
+    home_address: str | None
+    pseudo_home_address: str | None
+    verified: bool | None        # None: nothing in the keyring could check it
+    note: str | None
+    index: int | None = None     # the i of Ki that matched (draft 5.1.4)
+    how: str | None = None       # "Kph of mn1, i = ESP seq 7"
+
+
+@dataclass
+class _NodeState:
+    """What the analyzer tracks per keyring mobile node."""
+    counter: int = 0                         # key_index = "counter": Home BUs sent so far
+    exchanges: int = 0                       # acknowledged Home BU exchanges so far
+    # draft 6.4, per SA (tunnel or transport): (last Home BU SPI, exchanges at that time)
+    last_spi: dict[bool, tuple[int, int]] = field(default_factory=dict)
+    pseudo_uses: set[str] = field(default_factory=set)   # "ha", "cn ADDR", "hoti ADDR"
+    clear_uses: set[tuple[int, str]] = field(default_factory=set)    # (frame, use)
+
+
+def _short(address: str | None) -> str:
+    return address if address is not None else "?"
+
+
+def _in_prefix(address: str, prefix: str) -> bool:
+    return ipaddress.IPv6Address(address) in ipaddress.IPv6Network(prefix)
+
+
+class KeyedAnalyzer:
+    """Addon: binding caches, frame attribution and findings, from events and a keyring."""
+
+    def __init__(self, keyring: Keyring | None = None):
+        self.keyring = keyring
+        self.home_cache = HomeBindingCache()
+        self.correspondent_cache = CorrespondentBindingCache()
+        self.book = AddressBook()
+        self.tokens = TokenStore()
+        self._findings: list[dict] = []
+        self._finding_keys: set = set()
+        self._annotations: dict[int, list[str]] = {}
+        self._direct: dict[int, str] = {}                  # frame -> home address (mobility)
+        self._refs: dict[int, tuple[tuple[str, ...], tuple[int, ...]]] = {}  # addresses, SPIs
+        self._pending: dict[tuple[str, str], _PendingHomeBU] = {}
+        self._nodes: dict[str, _NodeState] = {}
+        self._home_pseudos: dict[str, int] = {}            # pseudo -> first Home BU frame
+        self._cn_pseudos: dict[str, tuple[str, int]] = {}  # pseudo -> (correspondent, frame)
+        self._private: set[str] = set()    # home addresses seen behind a pseudo home address
+        self.unreadable = 0                                # events whose fields did not parse
+        for node in keyring.mobile_nodes if keyring else ():
+            self.book.learn(node.home_address, Identity(node.home_address, "home", "keyring"))
+
+    # --- addon hooks ---------------------------------------------------------------------
+
+    def packet(self, event: PacketEvent) -> None:
+        try:
+            self._packet(event)
+        except (ValueError, TypeError, IndexError):
+            # a malformed address or field that got past the dissector: count, never crash
+            self.unreadable += 1
+
+    def done(self) -> None:
+        pass
+
+    # --- results -------------------------------------------------------------------------
+
+    def report(self) -> dict:
+        findings = self._findings + self._clear_findings()
+        findings.sort(key=lambda f: f["frame"])
+        return {"home_bindings": [b.as_dict() for b in self.home_cache.sorted_entries()],
+                "correspondent_bindings": [b.as_dict()
+                                           for b in self.correspondent_cache.sorted_entries()],
+                "findings": findings}
+
+    def annotations(self, frame: int) -> list[str]:
+        notes = list(self._annotations.get(frame, []))
+        if not notes and frame in self._refs:
+            # no message explained it: say why the frame still belongs to a node, if it does
+            node, why = self._resolve(*self._refs[frame], self._spi_map())
+            if node is not None:
+                notes.append(f"{why} {self._node_name(node)} (HoA {node})")
+        return notes
+
+    def frame_nodes(self) -> dict[int, str]:
+        """{frame: real home address} for every frame the keys attribute to a node."""
+        spis = self._spi_map()
+        result = {}
+        for frame, (addresses, frame_spis) in self._refs.items():
+            node = self._direct.get(frame) or self._resolve(addresses, frame_spis, spis)[0]
+            if node is not None:
+                result[frame] = node
+        return result
+
+    def care_of_trails(self) -> dict[str, list[tuple[float, str, int]]]:
+        trails: dict[str, list[tuple[float, str, int]]] = {}
+        for b in self.home_cache.entries + self.correspondent_cache.entries:
+            if b.home_address is not None:
+                trails.setdefault(b.home_address, []).append((b.time, b.care_of_address, b.frame))
+        return {hoa: sorted(points) for hoa, points in trails.items()}
+
+    # --- helpers -------------------------------------------------------------------------
+
+    def _finding(self, kind: str, frame: int, message: str, dedupe=None) -> None:
+        if dedupe is not None:
+            if dedupe in self._finding_keys:
+                return
+            self._finding_keys.add(dedupe)
+        self._findings.append({"kind": kind, "frame": frame, "message": message})
+
+    def _note(self, frame: int, text: str) -> None:
+        notes = self._annotations.setdefault(frame, [])
+        if text not in notes:
+            notes.append(text)
+
+    def _attribute(self, frame: int, home_address: str | None) -> None:
+        if home_address is not None:
+            self._direct.setdefault(frame, home_address)
+
+    def _node_state(self, node: MobileNode) -> _NodeState:
+        return self._nodes.setdefault(node.home_address, _NodeState())
+
+    def _node_name(self, home_address: str | None) -> str:
+        node = self.keyring and home_address and \
+            self.keyring.mobile_node_by_home_address(home_address)
+        return node.name if node else _short(home_address)
+
+    def _nodes_of_agent(self, home_agent: str) -> list[MobileNode]:
+        if self.keyring is None:
+            return []
+        return [n for n in self.keyring.mobile_nodes
+                if n.home_agent is None or n.home_agent == home_agent]
+
+    def _is_home_agent(self, address: str) -> bool:
+        return self.keyring is not None and self.keyring.home_agent(address) is not None
+
+    def _node_prefixes(self, node: MobileNode) -> list[str]:
+        """Prefixes a 5.1 pseudo home address of `node` may use (draft 5.1.3): the home agent's."""
+        own = str(ipaddress.IPv6Network(f"{node.home_address}/64", strict=False))
+        agent = self.keyring.home_agent(node.home_agent) if node.home_agent else None
+        prefixes = list(agent.prefixes) if agent else []
+        return prefixes + ([own] if own not in prefixes else [])
+
+    def _derive_prefix(self, node: MobileNode) -> str:
+        """The prefix a tunnel-mode pseudo home address is derived with (5.2.2): the first home
+        agent prefix other than the home address's own (draft 5.1.3 "preferably"), else its own."""
+        prefixes = self._node_prefixes(node)
+        own = str(ipaddress.IPv6Network(f"{node.home_address}/64", strict=False))
+        return next((p for p in prefixes if p != own), own)
+
+    def _key_indices(self, node: MobileNode, esp_sequence: int | None) -> list[int]:
+        """Candidate i for Ki (draft 5.1.4): the ESP sequence number, or the node's counter."""
+        if node.key_index == "counter":
+            state = self._node_state(node)
+            return [state.counter + step for step in range(1, COUNTER_WINDOW + 1)]
+        return [esp_sequence] if esp_sequence is not None else []
+
+    def _index_text(self, node: MobileNode, i: int) -> str:
+        return f"i = counter {i}" if node.key_index == "counter" else f"i = ESP seq {i}"
+
+    def _match_routable(self, node: MobileNode, address: str, i: int) -> bool:
+        """draft 5.1.3/5.1.4: is `address` node's pseudo home address under Ki?"""
+        ki = formulas.dynamic_key(node.kph.value, i)
+        prefix = next((p for p in self._node_prefixes(node) if _in_prefix(address, p)), None)
+        if prefix is None:
+            return False
+        home = formulas.address_bytes(node.home_address)
+        if node.phoa_cipher == "aes-ctr":
+            # invertible: decrypt the IID, restore the real prefix from the keyring (5.2.1)
+            return formulas.routable_home_interface_id(ki, address) == home[8:]
+        return formulas.routable_pseudo_home_address(ki, node.home_address, prefix,
+                                                     node.phoa_cipher) == address
+
+    # --- dispatch ------------------------------------------------------------------------
+
+    def _packet(self, event: PacketEvent) -> None:
+        addresses = []
+        for layer in event.layers:
+            addresses += [a for a in (layer.home_address, layer.routing_home_address,
+                                      layer.pseudo_home_address, layer.src, layer.dst) if a]
+        self._refs[event.frame] = (tuple(addresses),
+                                   tuple(esp.spi for esp in event.esp_headers()))
+        m = event.mobility
+        if m is not None and not event.malformed:
+            handler = {BU: self._bu, BA: self._ba, HOTI: self._hoti, HOT: self._hot,
+                       COTI: self._coti, COT: self._cot, BE: self._be}.get(m.mh_type)
+            if handler is not None:
+                handler(event, m)
+        self._data_addresses(event)
+
+    def _data_addresses(self, event: PacketEvent) -> None:
+        """HAO / RH2 / 0xFE on any packet: note which node they stand for, and clear uses."""
+        explained = event.mobility is not None and event.mobility.mh_type == BU
+        for layer in event.layers:
+            for address, what in ((layer.home_address, "HAO"),
+                                  (layer.routing_home_address, "RH2"),
+                                  (layer.pseudo_home_address, "option 0xFE")):
+                ident = self.book.get(address)
+                if ident is None:
+                    continue
+                self._attribute(event.frame, ident.home_address)
+                if explained:
+                    pass      # the BU's own note already says what this address is
+                elif ident.kind == "home":
+                    self._note(event.frame, f"{what} {address} is the real home address of "
+                                            f"{self._node_name(ident.home_address)}")
+                else:
+                    self._note(event.frame, f"{what} pseudo HoA {address} = HoA "
+                                            f"{ident.home_address} via {ident.how}")
+                if what == "HAO" and self.keyring is not None:
+                    node = self.keyring.mobile_node_by_home_address(ident.home_address)
+                    if node is not None:
+                        # scope: toward the home agent, or toward one correspondent
+                        use = "ha" if node.home_agent == layer.dst else f"cn {layer.dst}"
+                        state = self._node_state(node)
+                        if ident.kind == "home":
+                            state.clear_uses.add((event.frame, use))
+                        else:
+                            state.pseudo_uses.add(use)
+
+    # --- Home BU / BA (draft 5.2) ----------------------------------------------------------
+
+    def _bu(self, event: PacketEvent, m: MobilityMessage) -> None:
+        if "H" in m.flags:
+            self._home_bu(event, m)
+        else:
+            self._correspondent_bu(event, m)
+
+    def _recognise_home(self, event: PacketEvent, claimed: str, home_agent: str,
+                        tunnel: bool, esp_sequence: int | None) -> "_Recognition":
+        """Who sent this Home BU: the home address field checked against every keyring node."""
+        nodes = self._nodes_of_agent(home_agent)
+        has_hao = event.inner.home_address is not None
+        for node in nodes:
+            if claimed != node.home_address:
+                continue
+            if not tunnel:
+                # RFC 6275: the HAO (or the source, at home) is the real home address
+                return _Recognition(node, claimed, None, True, f"Home BU carries the real HoA "
+                                    f"{claimed} of {node.name} (RFC 6275)")
+            for i in self._key_indices(node, esp_sequence):
+                # draft 5.2.2: both ends derive the pseudo home address; none on the wire
+                ki = formulas.dynamic_key(node.kph.value, i)
+                pseudo = formulas.routable_pseudo_home_address(
+                    ki, node.home_address, self._derive_prefix(node), node.phoa_cipher)
+                how = f"Kph of {node.name}, {self._index_text(node, i)}"
+                return _Recognition(node, claimed, pseudo, True,
+                                    f"tunnel-mode Home BU of {node.name}: pseudo HoA {pseudo} "
+                                    f"derived via {how} (5.2.2)", i, how)
+            return _Recognition(node, claimed, None, True, f"tunnel-mode Home BU of {node.name} "
+                                f"(no ESP sequence number to derive a pseudo HoA)")
+        for node in nodes:
+            for i in self._key_indices(node, esp_sequence):
+                if self._match_routable(node, claimed, i):
+                    how = f"Kph of {node.name}, {self._index_text(node, i)}"
+                    where = "HAO" if has_hao else "source"
+                    return _Recognition(node, node.home_address, claimed, True,
+                                        f"{where} pseudo HoA {claimed} = HoA {node.home_address} "
+                                        f"via {how}", i, how)
+        if not nodes and tunnel and not has_hao:
+            # ESP decrypted but no Kph: the inner source is the home address in clear (5.2.2)
+            return _Recognition(None, claimed, None, None, None)
+        # keyless, or no keyring node explains it: an address standing for the home address
+        return _Recognition(None, None, claimed if has_hao else None,
+                            False if nodes else None, None)
+
+    def _home_bu(self, event: PacketEvent, m: MobilityMessage) -> None:
+        layer = event.inner
+        home_agent = layer.dst
+        tunnel = len(event.layers) > 1
+        esps = event.esp_headers()
+        esp = esps[-1] if esps else None   # transport: the BU's own ESP; tunnel: the outer one
+        claimed = layer.home_address or layer.src
+        care_of = m.alternate_care_of_address or event.outer.src
+        r = self._recognise_home(event, claimed, home_agent, tunnel,
+                                 esp.sequence if esp else None)
+        home, pseudo = r.home_address, r.pseudo_home_address
+        if r.node is not None:
+            state = self._node_state(r.node)
+            if r.node.key_index == "counter":
+                state.counter = r.index if r.index is not None else state.counter + 1
+            if pseudo is not None:
+                self._private.add(home)
+                self.book.learn(pseudo, Identity(home, "routable", r.how or "Kph"))
+            self.book.learn(home, Identity(home, "home", "keyring"))
+            self.book.learn_care_of(care_of, home)
+            if esp is not None:
+                self.book.spis.setdefault(esp.spi, home)
+                self._check_spi(event, r.node, state, esp.spi, tunnel, pseudo is not None)
+        self._attribute(event.frame, home)
+        if r.note:
+            self._note(event.frame, r.note)
+        if r.verified is False:
+            self._finding("home-bu-unverified", event.frame,
+                          f"Home BU to {home_agent}: home address field {claimed} is neither a "
+                          f"keyring home address nor a pseudo home address Kph derives")
+        if pseudo is not None and r.verified is not False:
+            first = self._home_pseudos.setdefault(pseudo, event.frame)
+            if first != event.frame:
+                self._finding("pseudo-home-address-reused", event.frame,
+                              f"pseudo home address {pseudo} already used in the Home BU of "
+                              f"frame {first} (draft 5.1.4)")
+        binding = HomeBinding(home_agent=home_agent, home_address=home,
+                              pseudo_home_address=pseudo, care_of_address=care_of,
+                              sequence=m.sequence, lifetime=m.lifetime, frame=event.frame,
+                              time=event.time)
+        key = (home_agent, home if home is not None else f"coa {care_of}")
+        previous = self._pending.get(key)
+        if previous is not None:
+            self._finding("home-bu-retransmitted", event.frame,
+                          f"Home BU of frame {previous.binding.frame} (seq "
+                          f"{previous.binding.sequence}) got no BA before this one")
+        self._pending[key] = _PendingHomeBU(binding, r.verified is not False, key)
+
+    def _check_spi(self, event, node: MobileNode, state: _NodeState, spi: int,
+                   tunnel: bool, private: bool) -> None:
+        """draft 6.4: after each Home BU exchange both ends move the node's SAs to
+        next_spi(Kph, SPI); so a Home BU on one SA carries the SPI its last Home BU had,
+        advanced once per exchange acknowledged since (zero times for a retransmission)."""
+        previous = state.last_spi.get(tunnel)
+        state.last_spi[tunnel] = (spi, state.exchanges)
+        if previous is None:
+            return
+        last, then = previous
+        steps = state.exchanges - then
+        expected = formulas.spi_chain(node.kph.value, last, steps + 1)[-1]
+        if spi == expected or (spi == last and not private):
+            return   # the 6.4 successor, or a node that does not use 6.4 at all (RFC 6275)
+        self._finding("spi-step", event.frame,
+                      f"Home BU SPI {spi:#010x} of {node.name} after {last:#010x} and {steps} "
+                      f"exchange(s): draft 6.4 expects {expected:#010x}")
+
+    def _ba(self, event: PacketEvent, m: MobilityMessage) -> None:
+        layer = event.inner
+        if m.status is not None and m.status >= BA_REJECTED:
+            self._finding("ba-error-status", event.frame,
+                          f"Binding Acknowledgement from {layer.src} with status {m.status} "
+                          f"(seq {m.sequence})")
+        target = layer.routing_home_address or layer.dst
+        match = None
+        for pending in self._pending.values():
+            b = pending.binding
+            if b.home_agent != layer.src or b.sequence != m.sequence:
+                continue
+            if target in (b.home_address, b.pseudo_home_address) \
+                    or event.outer.dst == b.care_of_address:
+                match = pending
+        if match is None:
+            return
+        del self._pending[match.key]
+        b = match.binding
+        self._attribute(event.frame, b.home_address)
+        self._note(event.frame, f"acknowledges the Home BU of frame {b.frame} "
+                                f"(status {m.status})")
+        node = None
+        if b.home_address is not None:
+            esps = event.esp_headers()
+            if esps:
+                self.book.spis.setdefault(esps[-1].spi, b.home_address)
+            node = self.keyring.mobile_node_by_home_address(b.home_address) \
+                if self.keyring else None
+        accepted = m.status is None or m.status < BA_REJECTED
+        if node is not None and accepted:
+            self._node_state(node).exchanges += 1
+        if match.verified and accepted:
+            self.home_cache.accept(b)
+
+    # --- return routability (RFC 6275 5.2.5; draft 4.1, 5.3.1) -----------------------------
+
+    def _hoti(self, event: PacketEvent, m: MobilityMessage) -> None:
+        layer = event.inner
+        source, cn = layer.src, layer.dst
+        ident = self.book.get(source)
+        if ident is not None:
+            self._attribute(event.frame, ident.home_address)
+            node = self.keyring.mobile_node_by_home_address(ident.home_address) \
+                if self.keyring else None
+            if ident.kind == "home":
+                self._note(event.frame, f"HoTI from the real HoA {source} of "
+                                        f"{self._node_name(source)}")
+                if node is not None and "P" not in m.flags:
+                    # a 4.1 HoTI (P flag) comes from the real home address by design
+                    self._node_state(node).clear_uses.add((event.frame, f"hoti {cn}"))
+            else:
+                self._note(event.frame, f"HoTI from pseudo HoA {source} = HoA "
+                                        f"{ident.home_address} via {ident.how} (5.3.1)")
+                if node is not None:
+                    self._node_state(node).pseudo_uses.add(f"hoti {cn}")
+        if self.keyring is not None and self.keyring.home_agents and (ident is None or
+                                                                      ident.kind != "home"):
+            prefixes = [p for agent in self.keyring.home_agents for p in agent.prefixes]
+            if not any(_in_prefix(source, p) for p in prefixes):
+                self._finding("pseudo-home-address-not-routable", event.frame,
+                              f"HoTI source {source} is under no home agent prefix, so the HoT "
+                              f"cannot reach the home agent (draft 5.1.1)",
+                              dedupe=("hoti", source, cn, m.cookie))
+
+    def _correspondent(self, address: str):
+        return self.keyring.correspondent(address) if self.keyring else None
+
+    def _hot(self, event: PacketEvent, m: MobilityMessage) -> None:
+        layer = event.inner
+        cn, home = layer.src, layer.dst
+        if m.nonce_index is None:
+            return
+        if m.keygen_token is not None:
+            self.tokens.home[(cn, home, m.nonce_index)] = m.keygen_token
+        if m.privacy_keygen_token is not None:
+            self.tokens.privacy[(cn, m.nonce_index)] = m.privacy_keygen_token
+        ident = self.book.get(home)
+        if ident is not None:
+            self._attribute(event.frame, ident.home_address)
+            self._note(event.frame, f"HoT to {'the real HoA' if ident.kind == 'home' else 'pseudo HoA'}"
+                                    f" {home}" + ("" if ident.kind == "home"
+                                                  else f" = HoA {ident.home_address}"))
+        corr = self._correspondent(cn)
+        nonce = corr.nonces.get(m.nonce_index) if corr else None
+        if nonce is None:
+            return
+        dedupe = ("hot", cn, home, m.nonce_index, m.cookie)
+        if m.keygen_token is not None and \
+                formulas.home_keygen_token(corr.kcn.value, home, nonce.value) != m.keygen_token:
+            self._finding("keygen-token-invalid", event.frame,
+                          f"home keygen token from {cn} to {home} (nonce index "
+                          f"{m.nonce_index}) does not match Kcn", dedupe=dedupe)
+        if m.privacy_keygen_token is not None and \
+                formulas.privacy_keygen_token(corr.kcn.value, nonce.value) != m.privacy_keygen_token:
+            self._finding("keygen-token-invalid", event.frame,
+                          f"privacy keygen token from {cn} (nonce index {m.nonce_index}) "
+                          f"does not match Kcn (draft 4.1)", dedupe=dedupe + ("privacy",))
+
+    def _coti(self, event: PacketEvent, m: MobilityMessage) -> None:
+        node = self.book.node_at(event.inner.src)
+        if node is not None:
+            self._attribute(event.frame, node)
+
+    def _cot(self, event: PacketEvent, m: MobilityMessage) -> None:
+        layer = event.inner
+        cn, care_of = layer.src, layer.dst
+        if m.nonce_index is None:
+            return
+        if m.keygen_token is not None:
+            self.tokens.care_of[(cn, care_of, m.nonce_index)] = m.keygen_token
+        corr = self._correspondent(cn)
+        nonce = corr.nonces.get(m.nonce_index) if corr else None
+        if nonce is not None and m.keygen_token is not None and \
+                formulas.care_of_keygen_token(corr.kcn.value, care_of, nonce.value) \
+                != m.keygen_token:
+            self._finding("keygen-token-invalid", event.frame,
+                          f"care-of keygen token from {cn} to {care_of} (nonce index "
+                          f"{m.nonce_index}) does not match Kcn",
+                          dedupe=("cot", cn, care_of, m.nonce_index, m.cookie))
+
+    def _be(self, event: PacketEvent, m: MobilityMessage) -> None:
+        self._finding("binding-error", event.frame,
+                      f"Binding Error from {event.inner.src} status {m.status} for home address "
+                      f"{_short(m.error_home_address)}")
+
+    # --- tokens and Kbm -------------------------------------------------------------------
+
+    def _home_token(self, cn: str, subject: str, index: int | None) -> bytes | None:
+        if index is None:
+            return None
+        corr = self._correspondent(cn)
+        nonce = corr.nonces.get(index) if corr else None
+        if nonce is not None:
+            return formulas.home_keygen_token(corr.kcn.value, subject, nonce.value)
+        return self.tokens.home.get((cn, subject, index))
+
+    def _care_of_token(self, cn: str, care_of: str, index: int | None) -> bytes | None:
+        if index is None:
+            return None
+        corr = self._correspondent(cn)
+        nonce = corr.nonces.get(index) if corr else None
+        if nonce is not None:
+            return formulas.care_of_keygen_token(corr.kcn.value, care_of, nonce.value)
+        return self.tokens.care_of.get((cn, care_of, index))
+
+    def _privacy_token(self, cn: str, index: int | None) -> bytes | None:
+        if index is None:
+            return None
+        corr = self._correspondent(cn)
+        nonce = corr.nonces.get(index) if corr else None
+        if nonce is not None:
+            return formulas.privacy_keygen_token(corr.kcn.value, nonce.value)
+        return self.tokens.privacy.get((cn, index))
+
+    def _kbm_candidates(self, cn: str, subject: str | None, care_of: str,
+                        m: MobilityMessage) -> list[tuple[bytes, str]]:
+        out = []
+        home = self._home_token(cn, subject, m.home_nonce_index) if subject else None
+        care = self._care_of_token(cn, care_of, m.care_of_nonce_index)
+        if home is not None and care is not None:
+            out.append((formulas.binding_management_key(home, care), "keygen tokens"))
+        if home is not None and (m.lifetime == 0 or care_of == subject):
+            # RFC 6275 5.2.5: de-registration, Kbm = SHA1(home keygen token)
+            out.append((formulas.binding_management_key(home, None), "home keygen token"))
+        given = self.keyring.binding_key(cn, care_of) if self.keyring else None
+        if given is not None:
+            out.append((given.value, "binding_key"))
+        return out
+
+    @staticmethod
+    def _verify(kbm: bytes, care_of: str, cn: str, m: MobilityMessage) -> bool:
+        if m.authenticator is None or m.authenticated_data is None:
+            return False
+        return formulas.authenticator(kbm, care_of, cn, m.authenticated_data) == m.authenticator
+
+    # --- correspondent BU -----------------------------------------------------------------
+
+    def _correspondent_bu(self, event: PacketEvent, m: MobilityMessage) -> None:
+        layer = event.inner
+        cn = layer.dst
+        care_of = m.alternate_care_of_address or layer.src
+        delivered = event.outer.dst == cn
+        option = layer.pseudo_home_address
+        hni, cni = m.home_nonce_index, m.care_of_nonce_index
+        home: str | None = None
+        pseudo: str | None = None
+        kbm: bytes | None = None
+        valid: bool | None = None
+        how = ""
+        if option is not None and not m.alternate_care_of_address:
+            # draft 4.1: source = care-of address, option 0xFE, no HAO
+            procedure, pseudo = "4.1", option
+            ptoken = self._privacy_token(cn, hni)
+            ctoken = self._care_of_token(cn, care_of, cni)
+            if ptoken is not None and ctoken is not None and hni is not None and cni is not None:
+                kpm = formulas.privacy_management_key(ptoken, ctoken)
+                home = formulas.rr_home_address(kpm, care_of, hni, cni, option)
+                how = f"Kpm of {cn}, nonce indices {hni}/{cni} (4.1)"
+            candidates = self._kbm_candidates(cn, home, care_of, m)
+        elif option is not None:
+            # draft 4.2 / 5.3.2: source = home address, option 0xFE = AES(Kbm, HoA), Alt CoA
+            procedure, pseudo = "4.2/5.3.2", option
+            candidates = self._kbm_candidates(cn, layer.src, care_of, m)
+        else:
+            subject = layer.home_address or layer.src
+            ident = self.book.get(subject)
+            if ident is not None and ident.kind == "routable":
+                procedure, pseudo, home = "5.3.1", subject, ident.home_address
+                how = f"the home binding cache ({ident.how})"
+            else:
+                procedure = "RFC 6275"
+                known = self.keyring and self.keyring.mobile_node_by_home_address(subject)
+                if known or (ident is not None and ident.kind == "home"):
+                    home = subject
+                elif layer.home_address:
+                    pseudo = subject      # a stand-in the keys do not explain (see docstring)
+            candidates = self._kbm_candidates(cn, subject, care_of, m)
+        for candidate, source in candidates:
+            if self._verify(candidate, care_of, cn, m):
+                kbm, valid = candidate, True
+                break
+        if kbm is None and candidates:
+            kbm, valid = candidates[0][0], False
+        if procedure == "4.2/5.3.2" and kbm is not None and valid:
+            decrypted = formulas.decrypted_home_address(kbm, option)
+            if decrypted == layer.src:
+                home, how = decrypted, f"AES-decrypt with Kbm of {cn} (4.2/5.3.2)"
+            else:
+                self._finding("pseudo-home-address-mismatch", event.frame,
+                              f"option 0xFE {option} does not decrypt to the BU's source "
+                              f"{layer.src} (draft 4.2)", dedupe=("mismatch", cn, option))
+        if home is not None:
+            self.book.learn(home, Identity(home, "home", "keyring"))
+            if pseudo is not None:
+                self._private.add(home)
+                kind = {"4.1": "rr", "5.3.1": "routable"}.get(procedure, "enc")
+                self.book.learn(pseudo, Identity(home, kind, how))
+            self.book.learn_care_of(care_of, home)
+            self._attribute(event.frame, home)
+        elif pseudo is not None:
+            ident = self.book.get(pseudo)
+            if ident is not None:
+                home = ident.home_address
+                self._attribute(event.frame, home)
+        self._note(event.frame, self._bu_note(procedure, pseudo, home, how, valid, delivered))
+        if valid is False:
+            self._finding("authenticator-invalid", event.frame,
+                          f"BU to {cn} (seq {m.sequence}) from {care_of}: the Authenticator "
+                          f"does not verify", dedupe=("auth", cn, m.sequence, m.authenticator))
+        if not delivered:
+            return   # the copy inside a tunnel to the home agent: the same BU, not an entry
+        if pseudo is not None:
+            first = self._cn_pseudos.setdefault(pseudo, (cn, event.frame))
+            if first[0] != cn:
+                self._finding("pseudo-home-address-reused", event.frame,
+                              f"pseudo home address {pseudo} already used with correspondent "
+                              f"{first[0]} (frame {first[1]})")
+        identity = home or pseudo or layer.src
+        previous = self.correspondent_cache.last_sequence.get((cn, identity))
+        if previous is not None:
+            previous, until = previous
+            if event.time >= until:
+                previous = None   # RFC 6275 9.5.2: that binding expired or was deleted
+        private = pseudo is not None or (home is not None and home in self._private)
+        if private and previous is not None and kbm is not None and valid \
+                and m.sequence is not None and hni is not None and cni is not None:
+            # draft 6.3 applies to nodes that hide their home address; RFC 6275 only asks for
+            # a greater number, which a plain node's +1 satisfies
+            expected = formulas.next_bu_sequence(previous, kbm, hni, cni)
+            if m.sequence != expected:
+                self._finding("sequence-step", event.frame,
+                              f"BU to {cn} seq {m.sequence} after {previous}: draft 6.3 "
+                              f"expects {expected}")
+        if m.sequence is not None:
+            until = event.time + (m.lifetime if m.lifetime is not None else float("inf"))
+            self.correspondent_cache.last_sequence[(cn, identity)] = (m.sequence, until)
+        self.correspondent_cache.add(CorrespondentBinding(
+            correspondent=cn, home_address=home, pseudo_home_address=pseudo,
+            care_of_address=care_of, sequence=m.sequence, authenticator_valid=valid,
+            frame=event.frame, time=event.time))
+
+    @staticmethod
+    def _bu_note(procedure, pseudo, home, how, valid, delivered) -> str:
+        parts = [f"correspondent BU ({procedure})"]
+        if pseudo is not None:
+            parts.append(f"pseudo HoA {pseudo} = HoA {_short(home)}" + (f" via {how}" if how
+                                                                      and home else ""))
+        elif home is not None:
+            parts.append(f"HoA {home}")
+        parts.append({True: "authenticator valid", False: "authenticator INVALID",
+                      None: "no Kbm"}[valid])
+        if not delivered:
+            parts.append("tunnelled copy")
+        return ", ".join(parts)
+
+    # --- derived findings and attribution ---------------------------------------------------
+
+    def _clear_findings(self) -> list[dict]:
+        out = []
+        for home, state in self._nodes.items():
+            for frame, use in sorted(state.clear_uses):
+                if use in state.pseudo_uses:
+                    scope, _, peer = use.partition(" ")
+                    where = {"ha": "HAO toward the home agent",
+                             "cn": f"HAO toward correspondent {peer}",
+                             "hoti": f"HoTI source toward correspondent {peer}"}[scope]
+                    out.append({"kind": "home-address-in-clear", "frame": frame,
+                                "message": f"{where} carries the real home address {home} "
+                                           f"of {self._node_name(home)}, which uses pseudo "
+                                           f"home addresses there elsewhere"})
+        return out
+
+    def _spi_map(self) -> dict[int, str]:
+        """SPIs -> home address: seen in a node's BUs/BAs, keyring SAs, and 6.4 chains ahead."""
+        spis = dict(self.book.spis)
+        if self.keyring is None:
+            return spis
+        for sa in self.keyring.esp_sas:
+            for end in (sa.src, sa.dst):
+                if self.keyring.mobile_node_by_home_address(end):
+                    spis.setdefault(sa.spi, end)
+        for spi, home in list(spis.items()):
+            node = self.keyring.mobile_node_by_home_address(home)
+            if node is None:
+                continue
+            for nxt in formulas.spi_chain(node.kph.value, spi, SPI_CHAIN_LOOKAHEAD)[1:]:
+                spis.setdefault(nxt, home)
+        return spis
+
+    def _resolve(self, addresses, frame_spis, spis) -> tuple[str | None, str]:
+        """The node behind a frame: its (pseudo) home addresses first, then the SPI of one of
+        its SAs (draft 6.4 chain), then a care-of address only that node was bound to."""
+        for address in addresses:
+            ident = self.book.get(address)
+            if ident is not None:
+                return ident.home_address, (f"home address {address} of" if ident.kind == "home"
+                                            else f"pseudo HoA {address} (via {ident.how}) of")
+        for spi in frame_spis:
+            if spi in spis:
+                return spis[spi], f"ESP SPI {spi:#010x} of an SA of"
+        for address in addresses:
+            node = self.book.node_at(address)
+            if node is not None:
+                return node, f"care-of address {address} bound to"
+        return None, ""
+
+
+# --- text rendering ------------------------------------------------------------------------
+
+def _table(title: str, columns: list[tuple[str, str]], rows: list[dict]) -> str:
+    if not rows:
+        return f"{title}: none"
+    cells = [[("-" if r.get(key) is None else
+               f"{r[key]:.6f}" if isinstance(r.get(key), float) else str(r[key]))
+              for key, _ in columns] for r in rows]
+    widths = [max(len(h), *(len(c[n]) for c in cells)) for n, (_, h) in enumerate(columns)]
+    line = lambda values: "  ".join(v.ljust(w) for v, w in zip(values, widths)).rstrip()
+    return "\n".join([f"{title} ({len(rows)}):", line([h for _, h in columns]),
+                      line(["-" * w for w in widths])] + [line(c) for c in cells])
+
+
+def keyed_text(report: dict) -> str:
+    """Readable tables of the keyed sections of a report (`mip6mon report --format text`)."""
+    home = _table("home bindings", [("frame", "frame"), ("time", "time"),
+                                    ("home_agent", "home agent"), ("home_address", "home address"),
+                                    ("pseudo_home_address", "pseudo home address"),
+                                    ("care_of_address", "care-of address"), ("sequence", "seq"),
+                                    ("lifetime", "lifetime")], report.get("home_bindings", []))
+    corr = _table("correspondent bindings",
+                  [("frame", "frame"), ("time", "time"), ("correspondent", "correspondent"),
+                   ("home_address", "home address"),
+                   ("pseudo_home_address", "pseudo home address"),
+                   ("care_of_address", "care-of address"), ("sequence", "seq"),
+                   ("authenticator_valid", "auth ok")], report.get("correspondent_bindings", []))
+    findings = _table("findings", [("frame", "frame"), ("kind", "kind"), ("message", "message")],
+                      report.get("findings", []))
+    return "\n\n".join([home, corr, findings])

@@ -1,0 +1,120 @@
+"""One observation per packet an eavesdropper sees: the identifiers it can read there.
+
+The attacker's raw material (draft 6.1): on MN-HA the care-of address, the home or pseudo home
+address (HAO / RH2 in transport mode), the SPI and ESP sequence number; on MN-CN the care-of
+address, the home or pseudo home address, the correspondent BU sequence number and nonce
+indices; on HA-CN the home-side address and whatever the forwarded signalling shows (e.g. the
+Alternate CoA of a reverse-tunnelled BU, draft 5.3.2). Built from `placement.View` only, so
+nothing behind an ESP header is ever used.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from monitor.placement import BA, BU, COT, COTI, HOT, HOTI, Roles, View
+
+
+@dataclass(frozen=True, slots=True)
+class Observation:
+    frame: int
+    time: float
+    path: str                               # placed by monitor.placement, never event.path
+    src: str                                # outer addresses
+    dst: str
+    care_of: str | None = None              # the mobile node's end, when the packet shows it
+    homes: tuple[str, ...] = ()             # home or pseudo home addresses it carries
+    correspondent: str | None = None
+    home_agent: str | None = None
+    towards_ha: bool | None = None          # MN-HA direction: True mobile node -> home agent
+    spi: int | None = None
+    esp_sequence: int | None = None
+    encrypted: bool = False
+    tunnelled: bool = False                 # a visible inner IPv6 layer
+    mh_type: int | None = None
+    mh_name: str = ""
+    mh_sequence: int | None = None
+    home_flag: bool = False
+    home_nonce_index: int | None = None     # BU Nonce Indices option, or HoT nonce index
+    care_of_nonce_index: int | None = None  # BU Nonce Indices option, or CoT nonce index
+    cookie: str | None = None               # init cookie (HoTI/CoTI/HoT/CoT), hex
+
+    @property
+    def identities(self) -> tuple[str, ...]:
+        """Addresses that belong to the mobile node (care-of, home, pseudo home)."""
+        return tuple(a for a in (self.care_of, *self.homes) if a)
+
+
+def observe(frame: int, time: float, view: View, path: str, roles: Roles) -> Observation:
+    outer, mh = view.outer, view.mobility
+    care_of = correspondent = home_agent = None
+    towards_ha = None
+    homes: list[str] = []
+
+    def home(address: str | None) -> None:
+        if address and address not in homes and address not in roles.home_agents:
+            homes.append(address)
+
+    # Options on the outer header are readable on every path (they sit before any ESP).
+    home(outer.home_address)                 # RFC 6275 6.3 HAO
+    home(outer.routing_home_address)         # RFC 6275 6.4 RH2
+    home(outer.pseudo_home_address)          # PROFILE.md option 0xFE (draft 4.1, 4.2)
+
+    inner = view.layers[1] if len(view.layers) >= 2 else None
+    if path == "mn-ha":
+        towards_ha = outer.dst in roles.home_agents
+        home_agent, care_of = (outer.dst, outer.src) if towards_ha else (outer.src, outer.dst)
+        if inner is not None:
+            # a visible (not ESP) tunnel: RFC 6275 10.4.5 / draft 5.4 inner packet
+            mobile, other = (inner.src, inner.dst) if towards_ha else (inner.dst, inner.src)
+            home(mobile)
+            if other not in roles.home_agents:
+                correspondent = other
+            for layer in view.layers[1:]:
+                home(layer.home_address)
+                home(layer.routing_home_address)
+                home(layer.pseudo_home_address)
+    elif path == "mn-cn":
+        if outer.src in roles.care_of_addresses or outer.home_address:
+            care_of, correspondent = outer.src, outer.dst
+        elif outer.dst in roles.care_of_addresses or outer.routing_home_address:
+            care_of, correspondent = outer.dst, outer.src
+        elif mh is not None and mh.mh_type in (BA, COT, HOT):
+            care_of, correspondent = outer.dst, outer.src      # RFC 6275 6.1.4, 6.1.6, 6.1.8
+        elif mh is not None and mh.mh_type in (BU, COTI, HOTI):
+            care_of, correspondent = outer.src, outer.dst      # RFC 6275 6.1.3, 6.1.7
+        # else: nothing says which end is the mobile node; guessing would link correspondents
+    elif path == "ha-cn":
+        if roles.is_home_side(outer.src) or (mh is not None and mh.mh_type in (HOTI, BU)):
+            home(outer.src)
+            correspondent = outer.dst
+        else:
+            home(outer.dst)
+            correspondent = outer.src
+    kw = {}
+    if mh is not None:
+        if mh.alternate_care_of_address:          # RFC 6275 6.2.5: the CoA, visible in clear
+            care_of = mh.alternate_care_of_address
+        kw = dict(mh_type=mh.mh_type, mh_name=mh.name, mh_sequence=mh.sequence,
+                  home_flag="H" in mh.flags, cookie=mh.cookie.hex() if mh.cookie else None)
+        if mh.mh_type == BU:
+            kw.update(home_nonce_index=mh.home_nonce_index,
+                      care_of_nonce_index=mh.care_of_nonce_index)
+        elif mh.mh_type == HOT:
+            kw.update(home_nonce_index=mh.nonce_index)
+        elif mh.mh_type == COT:
+            kw.update(care_of_nonce_index=mh.nonce_index)
+        if mh.error_home_address:
+            home(mh.error_home_address)
+    if care_of is not None and (care_of in homes or roles.is_home_side(care_of)):
+        # RFC 6275 11.5.4: a node back home talks from its home address: an identity, not a
+        # location (and the same key as its home address seen anywhere else)
+        if care_of not in homes:
+            homes.append(care_of)
+        care_of = None
+    esp = view.esp
+    return Observation(
+        frame=frame, time=time, path=path, src=outer.src, dst=outer.dst, care_of=care_of,
+        homes=tuple(homes), correspondent=correspondent, home_agent=home_agent,
+        towards_ha=towards_ha, spi=esp.spi if esp else None,
+        esp_sequence=esp.sequence if esp else None, encrypted=view.encrypted,
+        tunnelled=inner is not None, **kw)

@@ -1,0 +1,278 @@
+"""The tshark dissector stage on real captures (public ones and scapy-built), with real tshark."""
+from __future__ import annotations
+
+import collections
+import glob
+import os
+import subprocess
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import pytest
+from scapy.all import IPv6, UDP, Raw, MIP6MH_BA, MIP6MH_BU, ICMPv6MPAdv, ICMPv6NDOptPrefixInfo
+
+from dissectors import espsa
+from dissectors.tshark import MOBILITY_FILTER, TsharkFile
+from keys import formulas
+from keys.keyring import parse_keyring
+from monitor.errors import UserError
+from monitor.sources import PcapSource
+from tests.dissectors import builders as b
+
+CAPTURES = Path(os.environ.get("MIP6MON_CAPTURES", "/work/shared/captures"))
+SHARED = sorted(glob.glob(str(CAPTURES / "*" / "*.pcap")))
+
+
+def tshark_lines(path, display_filter, *fields) -> list[str]:
+    argv = ["tshark", "-n", "-r", str(path), "-Y", display_filter, "-T", "fields"]
+    for f in fields:
+        argv += ["-e", f]
+    out = subprocess.run(argv, capture_output=True, text=True, check=True).stdout
+    return out.splitlines()
+
+
+def keyring(spi: int = b.FIRST_SPI, with_node: bool = True):
+    doc = {"esp_sa": [{"spi": hex(spi), "src": "*", "dst": "*", "encryption": "aes-cbc",
+                       "encryption_key": b.ENC_KEY.hex(), "authentication": "hmac-sha1-96",
+                       "authentication_key": b.AUTH_KEY.hex()}]}
+    if with_node:
+        doc["mobile_node"] = [{"name": "mn1", "home_address": b.HOA, "home_agent": b.HA,
+                               "ks": b.KS.hex()}]
+    return parse_keyring(doc)
+
+
+def events(path, keys=None):
+    src = PcapSource(path, keyring=keys)
+    return list(src.events()), src.accounting
+
+
+# --- public captures -------------------------------------------------------------------------
+
+def _check_shared(path):
+    evs, acc = events(path)
+    ours = collections.Counter(e.mobility.mh_type for e in evs if e.mobility)
+    theirs = collections.Counter(int(x.split(",")[0])
+                                 for x in tshark_lines(path, "mipv6 && !udp", "mip6.mhtype") if x)
+    frames = len(tshark_lines(path, "frame", "frame.number"))
+    tshark_malformed = {int(x) for x in tshark_lines(
+        path, f"({MOBILITY_FILTER}) && _ws.expert.severity >= 0x800000", "frame.number")}
+    return evs, acc, ours, theirs, frames, tshark_malformed
+
+
+@pytest.fixture(scope="module")
+def shared_results():
+    assert SHARED, f"no captures under {CAPTURES}"
+    with ThreadPoolExecutor(4) as pool:
+        return dict(zip(SHARED, pool.map(_check_shared, SHARED)))
+
+
+def test_every_shared_capture_counts_mh_types_like_tshark(shared_results):
+    for path, (evs, acc, ours, theirs, frames, _) in shared_results.items():
+        assert ours == theirs, path
+        assert acc.read == frames, path                        # every frame counted
+        assert acc.filtered == frames - len(evs), path
+        assert all(e.layers for e in evs), path
+
+
+def test_readme_counts_for_ipv6_mobility_1(shared_results):
+    path = str(CAPTURES / "tcpdump-synthetic" / "ipv6_mobility_1.pcap")
+    evs, acc, ours, *_ = shared_results[path]
+    assert dict(ours) == {0: 1, 1: 1, 2: 1, 3: 1, 4: 1, 5: 6, 6: 4, 7: 1}
+    assert acc.read == 16 and len(evs) == 16
+
+
+def test_malformed_frames_are_kept_and_marked(shared_results):
+    for path, (evs, _, _, _, _, tshark_malformed) in shared_results.items():
+        marked = {e.frame for e in evs if e.malformed}
+        assert tshark_malformed <= marked, path
+    evs = shared_results[str(CAPTURES / "zeek" / "ipv6-mobility-dst-opts.pcap")][0]
+    assert [e.malformed for e in evs] == ["Malformed Packet (Exception occurred)",
+                                          "Home Address: Invalid length (1 bytes)"]
+    # the fuzzer finds: every MH is cut short by the snap length, none is silently "analysed"
+    for path in glob.glob(str(CAPTURES / "tcpdump-synthetic" / "mobility_opt_asan*.pcap")):
+        evs = shared_results[path][0]
+        assert evs and all(e.malformed for e in evs if e.mobility), path
+
+
+def test_mh_checksum_validity_from_zeek_vectors(shared_results):
+    good = shared_results[str(CAPTURES / "zeek" / "chksums__mip6-good-mh-chksum.pcap")][0]
+    bad = shared_results[str(CAPTURES / "zeek" / "chksums__mip6-bad-mh-chksum.pcap")][0]
+    assert good[0].mobility.checksum_valid is True
+    assert bad[0].mobility.checksum_valid is False
+
+
+def test_hao_and_rh2_from_zeek_vectors(shared_results):
+    hoa = shared_results[str(CAPTURES / "zeek" / "mobile-ipv6__ipv6-mobile-hoa.pcap")][0]
+    rh2 = shared_results[str(CAPTURES / "zeek" / "mobile-ipv6__ipv6-mobile-routing.pcap")][0]
+    want_hoa = tshark_lines(CAPTURES / "zeek" / "mobile-ipv6__ipv6-mobile-hoa.pcap", "ipv6",
+                            "ipv6.opt.mipv6.home_address")[0]
+    want_rh2 = tshark_lines(CAPTURES / "zeek" / "mobile-ipv6__ipv6-mobile-routing.pcap", "ipv6",
+                            "ipv6.routing.mipv6.home_address")[0]
+    assert hoa[0].outer.home_address == want_hoa
+    assert rh2[0].outer.routing_home_address == want_rh2
+
+
+def test_real_bu_from_pastebin_verifies_its_checksum(shared_results):
+    evs = shared_results[str(CAPTURES / "pastebin-83G2FqBV" / "bu_without_hao.pcap")][0]
+    assert evs[0].mobility.name == "BU" and evs[0].mobility.checksum_valid is True
+
+
+def test_undecrypted_esp_is_reported_with_spi(shared_results):
+    evs = shared_results[str(CAPTURES / "zeek" / "ip6_esp.pcap")][0]
+    spis = tshark_lines(CAPTURES / "zeek" / "ip6_esp.pcap", "esp", "esp.spi")
+    assert len(evs) == len(spis)
+    assert [e.outer.esp.spi for e in evs] == [int(s, 16) for s in spis]
+    assert not any(e.outer.esp.decrypted for e in evs)
+
+
+# --- built captures: PROFILE.md extensions ---------------------------------------------------
+
+def test_pseudo_home_address_option_and_authenticated_data(tmp_path):
+    phoa = "9da1:3c1e:4a9b:45a8:c518:30e1:454d:5997"      # PROFILE.md 4.1 vector
+    bu, data, auth = b.signed_cn_bu(b.KBM, b.COA, b.CN, 1075, pseudo=phoa)
+    bu2, _, auth2 = b.signed_cn_bu(b.KBM, b.COA, b.CN, 1076, hoa=b.HOA)
+    evs, acc = events(b.write(tmp_path / "cn.pcapng", [bu, bu2], ["path=mn-cn"] * 2))
+    first, second = evs
+    assert first.outer.pseudo_home_address == phoa and first.outer.home_address is None
+    assert second.outer.home_address == b.HOA and second.outer.pseudo_home_address is None
+    for ev, want in ((first, auth), (second, auth2)):
+        m = ev.mobility
+        assert m.name == "BU" and m.checksum_valid is True
+        assert m.authenticator == want
+        # RFC 6275 6.2.7, recomputed over what the dissector extracted
+        assert formulas.authenticator(b.KBM, ev.outer.src, ev.outer.dst,
+                                      m.authenticated_data) == m.authenticator
+        assert (m.home_nonce_index, m.care_of_nonce_index) == (1, 2)
+    assert first.mobility.authenticated_data == data
+    assert first.mobility.sequence == 1075 and first.path == "mn-cn"
+    assert acc.read == 2 and acc.filtered == 0
+
+
+def test_hot_option_18_and_hoti_p_flag(tmp_path):
+    path = b.write(tmp_path / "rr.pcapng", [b.hoti_with_p(), b.hoti_with_p(p_flag=False),
+                                            b.hot_with_option18()])
+    hoti, hoti_plain, hot = events(path)[0]
+    assert hoti.mobility.name == "HoTI" and hoti.mobility.flags == frozenset({"P"})
+    assert hoti_plain.mobility.flags == frozenset()
+    assert hot.mobility.name == "HoT"
+    assert hot.mobility.privacy_keygen_token == b.PRIVACY_TOKEN      # all 8 octets
+    assert hot.mobility.keygen_token == b"\x22" * 8 and hot.mobility.nonce_index == 1
+    assert hot.mobility.checksum_valid is True
+
+
+def test_esp_transport_and_tunnel_mode_decrypted_from_keyring(tmp_path):
+    path = b.write(tmp_path / "esp.pcapng", [b.home_bu_transport(b.FIRST_SPI, 7, bu_seq=41),
+                                             b.home_bu_tunnel(b.FIRST_SPI, 8, bu_seq=42)])
+    transport, tunnel = events(path, keyring())[0]
+    assert transport.outer.esp.decrypted and transport.outer.esp.sequence == 7
+    assert transport.outer.home_address == b.PHOA              # HAO before ESP (RFC 3776)
+    assert transport.mobility.name == "BU" and transport.mobility.sequence == 41
+    assert transport.mobility.flags == frozenset({"A", "H"})
+    assert transport.mobility.alternate_care_of_address == b.COA
+    assert transport.mobility.checksum_valid is True
+    assert len(tunnel.layers) == 2
+    assert (tunnel.outer.src, tunnel.outer.dst) == (b.COA, b.HA)
+    assert tunnel.outer.esp.decrypted and tunnel.outer.esp.sequence == 8
+    assert (tunnel.inner.src, tunnel.inner.dst) == (b.HOA, b.HA)
+    assert tunnel.mobility.sequence == 42 and tunnel.mobility.checksum_valid is True
+
+
+def test_esp_without_keys_is_counted_not_decrypted(tmp_path):
+    path = b.write(tmp_path / "esp.pcapng", [b.home_bu_tunnel(b.FIRST_SPI, 8)])
+    (ev,), _ = events(path)
+    assert ev.outer.esp.spi == b.FIRST_SPI and ev.outer.esp.decrypted is False
+    assert ev.mobility is None and len(ev.layers) == 1
+
+
+def test_moved_spi_is_followed_from_the_first_one(tmp_path):
+    keys = keyring()
+    chain = formulas.spi_chain(keys.mobile_nodes[0].kph.value, b.FIRST_SPI, 6)
+    assert chain[1] == 0x1075                                  # PROFILE.md 6.4 vector
+    path = b.write(tmp_path / "moved.pcapng",
+                   [b.home_bu_transport(spi, 1, bu_seq=n) for n, spi in enumerate(chain)])
+    evs, _ = events(path, keys)
+    assert [e.outer.esp.spi for e in evs] == chain
+    assert all(e.outer.esp.decrypted for e in evs)
+    assert [e.mobility.sequence for e in evs] == list(range(6))
+    # without the mobile node's Kph the later SPIs cannot be predicted
+    evs, _ = events(path, keyring(with_node=False))
+    assert [e.outer.esp.decrypted for e in evs] == [True] + [False] * 5
+
+
+def test_data_packets_transport_summary_and_mixed_accounting(tmp_path):
+    tunnelled = IPv6(src=b.HA, dst=b.COA) / IPv6(src=b.CN, dst=b.HOA) / UDP(sport=53, dport=9) \
+        / Raw(b"hi\x00<script>")
+    plain = IPv6(src=b.CN, dst=b.HOA) / UDP(sport=1, dport=2) / Raw(b"x")
+    ba = IPv6(src=b.HA, dst=b.COA) / b.rh2(b.PHOA) / MIP6MH_BA(seq=3, status=0, mhtime=25)
+    mpa = IPv6(src=b.HA, dst=b.COA) / b.rh2(b.HOA) / ICMPv6MPAdv(id=77) \
+        / ICMPv6NDOptPrefixInfo(prefix="2001:db8:1::", prefixlen=64)
+    path = b.write(tmp_path / "mixed.pcapng", [plain, tunnelled, plain, ba, mpa, plain],
+                   ["path=other", "path=ha-cn", "path=other", "path=mn-ha", "path=mn-ha",
+                    "path=other"])
+    evs, acc = events(path)
+    assert [e.frame for e in evs] == [2, 4, 5]
+    data, back, prefix = evs
+    assert data.transport.protocol == "udp" and data.transport.src_port == 53
+    assert data.transport.payload_preview == "hi.<script>"
+    assert data.path == "ha-cn" and data.mobility is None
+    assert back.outer.routing_home_address == b.PHOA and back.mobility.name == "BA"
+    assert back.mobility.lifetime == 100 and back.mobility.status == 0
+    assert back.info == "Binding Acknowledgement"
+    assert prefix.prefix_discovery.icmp_type == 147
+    assert prefix.prefix_discovery.identifier == 77
+    assert prefix.prefix_discovery.prefixes == ("2001:db8:1::/64",)
+    assert (acc.read, acc.filtered) == (6, 3)
+
+
+def test_classic_pcap_with_raw_ipv6_linktype(tmp_path):
+    path = b.write_pcap(tmp_path / "raw.pcap", [b.hoti_with_p(), IPv6() / UDP()])
+    evs, acc = events(path)
+    assert [e.mobility.name for e in evs] == ["HoTI"] and (acc.read, acc.filtered) == (2, 1)
+
+
+# --- bad input, process hygiene, secrecy -----------------------------------------------------
+
+def test_missing_and_non_capture_files_are_one_line_user_errors(tmp_path):
+    with pytest.raises(UserError, match="no such file"):
+        PcapSource(tmp_path / "nope.pcap")
+    junk = tmp_path / "junk.pcap"
+    junk.write_text("hello, not a capture\n")
+    with pytest.raises(UserError, match="not a capture file") as err:
+        PcapSource(junk)
+    assert "\n" not in str(err.value)
+
+
+def test_truncated_capture_file_gives_the_frames_before_the_cut(tmp_path):
+    path = b.write(tmp_path / "whole.pcapng", [b.hoti_with_p()] * 3)
+    cut = tmp_path / "cut.pcapng"
+    cut.write_bytes(path.read_bytes()[:-30])
+    evs, acc = events(cut)
+    assert len(evs) == 2 and acc.read == 2
+
+
+def test_keys_never_in_argv_and_config_removed(tmp_path):
+    path = b.write(tmp_path / "esp.pcapng", [b.home_bu_tunnel(b.FIRST_SPI, n) for n in (1, 2)])
+    tf = TsharkFile(str(path), keyring())
+    it = tf.events()
+    first = next(it)
+    assert first.outer.esp.decrypted
+    cmdline = Path(f"/proc/{tf._proc.pid}/cmdline").read_bytes()
+    assert b.ENC_KEY.hex().encode() not in cmdline and b.AUTH_KEY.hex().encode() not in cmdline
+    conf = tf._config.path
+    assert os.stat(conf).st_mode & 0o077 == 0
+    assert os.stat(os.path.join(conf, "wireshark", "esp_sa")).st_mode & 0o077 == 0
+    pid = tf._proc.pid
+    it.close()                                           # stop early: child reaped, dir gone
+    assert not os.path.exists(conf)
+    assert tf._proc is None
+    with pytest.raises(ChildProcessError):
+        os.waitpid(pid, os.WNOHANG)
+
+
+def test_sa_entries_follow_every_mobile_node():
+    keys = keyring()
+    entries = espsa.sa_entries(keys, chain_length=4)
+    assert [e.spi for e in entries] == formulas.spi_chain(keys.mobile_nodes[0].kph.value,
+                                                          b.FIRST_SPI, 5)
+    assert [e.predicted for e in entries] == [False, True, True, True, True]
+    assert espsa.sa_entries(None) == []

@@ -1,0 +1,226 @@
+"""Each linking rule: a constructed capture where it must fire (and link) and one where it must not."""
+from __future__ import annotations
+
+from dissectors.events import MobilityMessage
+from tests.monitor.attacker_builders import (
+    CN, COA1, COA2, COB1, HA, HOA1, HOA2, PHOA, analyse, bu, cot, coti, event, evidence,
+    home_ba_esp, home_bu_esp, hot, hoti, layer, same_profile, tunnel_down, tunnel_up)
+
+P1, P2 = "2001:db8:100::1111:2222:3333:4444", "2001:db8:100::5555:6666:7777:8888"
+
+
+# ---- same-care-of-address -------------------------------------------------------------------
+
+def test_same_care_of_address_fires():
+    a = analyse([home_bu_esp(1, 1, COA1, P1, 0x1001, 1),
+                 home_bu_esp(2, 50, COA1, P2, 0x9001, 1)])
+    [ev] = evidence(a, "same-care-of-address")
+    assert ev.frames == (1, 2) and COA1 in ev.detail
+    assert same_profile(a, 1, 2)
+
+
+def test_same_care_of_address_does_not_fire_for_two_addresses():
+    a = analyse([home_bu_esp(1, 1, COA1, P1, 0x1001, 1),
+                 home_bu_esp(2, 50, COB1, P2, 0x9001, 1)])
+    assert evidence(a, "same-care-of-address") == []
+    assert not same_profile(a, 1, 2)
+
+
+# ---- same-home-address -------------------------------------------------------------------------
+
+def test_same_home_address_fires_across_care_of_addresses():
+    a = analyse([home_bu_esp(1, 1, COA1, HOA1, 0x1001, 1),
+                 home_bu_esp(2, 50, COA2, HOA1, 0x9001, 1)])
+    [ev] = evidence(a, "same-home-address")
+    assert ev.frames == (1, 2) and HOA1 in ev.detail
+    prof = next(p for p in a.profiles() if 1 in p.frames)
+    assert prof.care_of_addresses == [COA1, COA2] and prof.addresses == [HOA1]
+
+
+def test_same_home_address_does_not_fire_for_fresh_pseudo_addresses():
+    a = analyse([home_bu_esp(1, 1, COA1, P1, 0x1001, 1),
+                 home_bu_esp(2, 50, COA2, P2, 0x9001, 1)])
+    assert evidence(a, "same-home-address") == []
+    assert not same_profile(a, 1, 2)
+
+
+# ---- same-spi ----------------------------------------------------------------------------------
+
+def test_same_spi_fires():
+    a = analyse([home_bu_esp(1, 1, COA1, P1, 0x1001, 1),
+                 home_bu_esp(2, 50, COA2, P2, 0x1001, 1)])
+    [ev] = evidence(a, "same-spi")
+    assert ev.frames == (1, 2) and "0x00001001" in ev.detail
+    assert same_profile(a, 1, 2)
+
+
+def test_same_spi_does_not_fire_for_unrelated_spis():
+    a = analyse([home_bu_esp(1, 1, COA1, P1, 0x1001, 1),
+                 home_bu_esp(2, 50, COA2, P2, 0x5001, 1)])
+    assert evidence(a, "same-spi") == [] and evidence(a, "same-spi", links=False) == []
+    assert not same_profile(a, 1, 2)
+
+
+# ---- same-init-cookie --------------------------------------------------------------------------
+
+def test_same_init_cookie_fires():
+    a = analyse([event(1, 1, layer(COA1, CN), mh=coti(b"\xaa" * 8)),
+                 event(2, 2, layer(CN, COA2), mh=cot(3, b"\xaa" * 8))])
+    [ev] = evidence(a, "same-init-cookie")
+    assert ev.frames == (1, 2)
+    assert same_profile(a, 1, 2)
+
+
+def test_same_init_cookie_does_not_fire_for_other_cookies():
+    a = analyse([event(1, 1, layer(COA1, CN), mh=coti(b"\xaa" * 8)),
+                 event(2, 2, layer(CN, COA2), mh=cot(3, b"\xbb" * 8))])
+    assert evidence(a, "same-init-cookie") == []
+    assert not same_profile(a, 1, 2)
+
+
+# ---- same-nonce-indices ------------------------------------------------------------------------
+
+def test_same_nonce_indices_ties_hot_to_bu():
+    # draft 4.1: HoT to the real home address on HA-CN, BU with option 0xFE from the CoA on MN-CN
+    a = analyse([event(1, 1, layer(CN, HOA1), mh=hot(7, b"\x01" * 8)),
+                 event(2, 1.01, layer(CN, COA1), mh=cot(8, b"\x02" * 8)),
+                 event(3, 2, layer(COA1, CN, phoa=PHOA), mh=bu(10, hni=7, cni=8))])
+    linking = evidence(a, "same-nonce-indices")
+    assert any(set(e.frames) == {1, 3} and "home nonce index 7" in e.detail for e in linking)
+    assert same_profile(a, 1, 2, 3)
+    prof = next(p for p in a.profiles() if 1 in p.frames)
+    assert HOA1 in prof.addresses and COA1 in prof.care_of_addresses
+
+
+def test_same_nonce_indices_is_ambiguous_when_two_nodes_got_the_index():
+    a = analyse([event(1, 1, layer(CN, HOA1), mh=hot(7, b"\x01" * 8)),
+                 event(2, 1.2, layer(CN, HOA2), mh=hot(7, b"\x03" * 8)),
+                 event(3, 2, layer(COA1, CN, phoa=PHOA), mh=bu(10, hni=7, cni=8))])
+    assert evidence(a, "same-nonce-indices") == []
+    [weak] = evidence(a, "same-nonce-indices", links=False)
+    assert weak.ambiguous and set(weak.frames) == {1, 2, 3}
+    assert not same_profile(a, 1, 3) and not same_profile(a, 2, 3)
+
+
+def test_same_nonce_indices_does_not_fire_for_other_indices():
+    a = analyse([event(1, 1, layer(CN, HOA1), mh=hot(6)),
+                 event(3, 2, layer(COA1, CN, phoa=PHOA), mh=bu(10, hni=7, cni=8))])
+    assert evidence(a, "same-nonce-indices") + evidence(a, "same-nonce-indices", False) == []
+    assert not same_profile(a, 1, 3)
+
+
+# ---- same-interface-id -------------------------------------------------------------------------
+
+def test_same_interface_id_fires_under_a_new_prefix():
+    a = analyse([home_bu_esp(1, 1, "2001:db8:2::a1", P1, 0x1001, 1),
+                 home_bu_esp(2, 50, "2001:db8:4::a1", P2, 0x9001, 1)])
+    [ev] = evidence(a, "same-interface-id")
+    assert ev.frames == (1, 2) and "00000000000000a1" in ev.detail
+    assert same_profile(a, 1, 2)
+
+
+def test_same_interface_id_is_ambiguous_for_two_concurrent_care_of_addresses():
+    evs = []
+    for i in range(10):      # both addresses active at once for 10 s: two nodes
+        evs.append(home_bu_esp(2 * i + 1, 1 + i, "2001:db8:2::a1", P1, 0x1001, i + 1))
+        evs.append(home_bu_esp(2 * i + 2, 1.5 + i, "2001:db8:4::a1", P2, 0x9001, i + 1))
+    a = analyse(evs)
+    assert evidence(a, "same-interface-id") == []
+    assert evidence(a, "same-interface-id", links=False)[0].ambiguous
+    assert not same_profile(a, 1, 2)
+
+
+def test_same_interface_id_does_not_fire_for_other_iids():
+    a = analyse([home_bu_esp(1, 1, "2001:db8:2::a1", P1, 0x1001, 1),
+                 home_bu_esp(2, 50, "2001:db8:4::a2", P2, 0x9001, 1)])
+    assert evidence(a, "same-interface-id") + evidence(a, "same-interface-id", False) == []
+
+
+# ---- esp-sequence-continues --------------------------------------------------------------------
+
+def test_esp_sequence_continues_across_a_move():
+    evs = [tunnel_up(i, i, COA1, 0x1001, i) for i in range(1, 6)]
+    evs += [tunnel_up(i, 10 + i, COA2, 0x9001, i) for i in range(6, 9)]   # new SPI, seq goes on
+    a = analyse(evs)
+    [ev] = evidence(a, "esp-sequence-continues")
+    assert set(ev.frames) == {5, 6} and "5 from" in ev.detail and "continues as 6" in ev.detail
+    assert same_profile(a, 1, 8)
+
+
+def test_esp_sequence_restarting_does_not_link():
+    evs = [tunnel_up(i, i, COA1, 0x1001, i) for i in range(1, 6)]
+    evs += [tunnel_up(5 + i, 10 + i, COA2, 0x9001, i) for i in range(1, 4)]   # restarts at 1
+    a = analyse(evs)
+    assert evidence(a, "esp-sequence-continues") + evidence(a, "esp-sequence-continues", False) == []
+    assert not same_profile(a, 1, 8)
+
+
+# ---- bu-sequence-continues ---------------------------------------------------------------------
+
+def test_bu_sequence_continues_with_a_fixed_step():
+    a = analyse([event(1, 1, layer(COA1, CN, phoa=P1), mh=bu(10)),
+                 event(2, 2, layer(COA1, CN, phoa=P1), mh=bu(11)),
+                 event(3, 9, layer(COA2, CN, phoa=P2), mh=bu(12))])
+    [ev] = evidence(a, "bu-sequence-continues")
+    assert set(ev.frames) == {2, 3} and "fixed step" in ev.detail
+    assert same_profile(a, 1, 3)
+
+
+def test_bu_sequence_with_a_keyed_step_does_not_link():
+    # draft 6.3: the increment is First(8, HMAC_SHA1(Kbm, ...)); here 11 -> 140
+    a = analyse([event(1, 1, layer(COA1, CN, phoa=P1), mh=bu(10)),
+                 event(2, 2, layer(COA1, CN, phoa=P1), mh=bu(11)),
+                 event(3, 9, layer(COA2, CN, phoa=P2), mh=bu(140))])
+    assert evidence(a, "bu-sequence-continues") + evidence(a, "bu-sequence-continues", False) == []
+    assert not same_profile(a, 1, 3)
+
+
+# ---- spi-increment -----------------------------------------------------------------------------
+
+def test_spi_increment_below_256_links():
+    # PROFILE.md vector: 0x1001 is followed by 0x1075 (draft 6.4)
+    evs = [home_bu_esp(1, 1, COA1, P1, 0x1001, 1), home_ba_esp(2, 1.1, COA1, P1, 0x2001, 1),
+           home_bu_esp(3, 30, COA2, P2, 0x1075, 1), home_ba_esp(4, 30.1, COA2, P2, 0x2099, 1)]
+    a = analyse(evs)
+    found = {ev.frames: ev for ev in evidence(a, "spi-increment")}
+    assert (1, 3) in found and "0x00001075 is 0x00001001 + 116" in found[(1, 3)].detail
+    assert (2, 4) in found
+    assert same_profile(a, 1, 2, 3, 4)
+
+
+def test_spi_far_apart_does_not_link():
+    evs = [home_bu_esp(1, 1, COA1, P1, 0x1001, 1), home_bu_esp(3, 30, COA2, P2, 0x2001, 1)]
+    a = analyse(evs)
+    assert evidence(a, "spi-increment") + evidence(a, "spi-increment", False) == []
+    assert not same_profile(a, 1, 3)
+
+
+# ---- hoti-timing -------------------------------------------------------------------------------
+
+def _rr(coa_time: float, coti_time: float):
+    return [home_bu_esp(1, 1, COA1, P1, 0x1001, 1),                      # teaches the home agent
+            tunnel_up(2, coa_time, COA1, 0x1001, 2),                      # HoTI in the ESP tunnel
+            event(3, 10.002, layer(PHOA, CN), mh=hoti(b"\x05" * 8)),      # forwarded in clear
+            event(4, coti_time, layer(COA2, CN), mh=coti(b"\x06" * 8))]
+
+
+def test_hoti_timing_links_tunnel_and_coti():
+    a = analyse(_rr(10.0, 10.0))
+    frames = {ev.frames for ev in evidence(a, "hoti-timing")}
+    assert (2, 3) in frames and (3, 4) in frames
+    assert same_profile(a, 2, 3, 4)
+
+
+def test_hoti_timing_does_not_fire_far_apart():
+    a = analyse(_rr(5.0, 20.0))
+    assert evidence(a, "hoti-timing") + evidence(a, "hoti-timing", False) == []
+    assert not same_profile(a, 3, 4) and not same_profile(a, 2, 3)
+
+
+def test_hoti_timing_is_ambiguous_with_two_senders():
+    evs = _rr(10.0, 20.0) + [home_bu_esp(5, 2, COB1, P2, 0x5001, 1),
+                             tunnel_up(6, 9.999, COB1, 0x5001, 2)]
+    a = analyse(evs)
+    assert evidence(a, "hoti-timing") == []
+    assert all(ev.ambiguous for ev in evidence(a, "hoti-timing", links=False))
+    assert not same_profile(a, 2, 3) and not same_profile(a, 3, 6)

@@ -1,0 +1,140 @@
+"""Fixtures for the dashboard tests: real lab captures, a real `mip6mon replay` server."""
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+ARTIFACTS = ROOT / "tests" / "artifacts"
+# short enough to survive the dissector's payload preview whole (the first 32 octets)
+XSS_PAYLOADS = ("<script>__p=1</script>", "<img src=x onerror=__p=2>")
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                 "--disable-component-update", "--disable-sync", "--no-first-run"]
+
+
+def _env() -> dict:
+    env = dict(os.environ)
+    env["PYTHONPATH"] = str(ROOT) + os.pathsep + env.get("PYTHONPATH", "")
+    return env
+
+
+@dataclass
+class LabRun:
+    directory: Path
+    capture: Path
+    keyring: Path
+    truth: dict
+
+
+def build_lab(scenario: str, outdir: Path) -> LabRun:
+    subprocess.run([sys.executable, "-m", "monitor.cli", "lab", "run", scenario, "-o", str(outdir)],
+                   cwd=ROOT, env=_env(), check=True, capture_output=True, timeout=120)
+    return LabRun(outdir, outdir / "capture.pcapng", outdir / "keyring.toml",
+                  json.loads((outdir / "truth.json").read_text()))
+
+
+@pytest.fixture(scope="session")
+def demo_lab(tmp_path_factory) -> LabRun:
+    """The demo scenario: three mobile nodes, pseudo home addresses, RR, background traffic."""
+    return build_lab("demo", tmp_path_factory.mktemp("demo"))
+
+
+@pytest.fixture(scope="session")
+def ctr_lab(tmp_path_factory) -> LabRun:
+    """draft 5.2.1 home registration, 9 frames over 8 seconds: the pause/resume timeline."""
+    return build_lab("home-transport-ctr", tmp_path_factory.mktemp("ctr"))
+
+
+@pytest.fixture(scope="session")
+def xss_capture(tmp_path_factory) -> Path:
+    """Route-optimised data (HAO, RFC 6275 6.3) whose UDP payload carries markup, and a Home
+    BU: the dashboard must show the markup as text and run none of it."""
+    from scapy.layers.inet import UDP
+    from scapy.layers.inet6 import HAO, MIP6MH_BU, IPv6, IPv6ExtHdrDestOpt
+    from scapy.layers.l2 import Ether
+    from scapy.utils import wrpcap
+
+    packets = []
+    base = 1767225600.0
+    ether = Ether(src="02:00:00:00:00:01", dst="02:00:00:00:00:02")
+    for i, text in enumerate(XSS_PAYLOADS):
+        p = (ether / IPv6(src="2001:db8:2::100", dst="2001:db8:3::5")
+             / IPv6ExtHdrDestOpt(options=[HAO(hoa="2001:db8:1::100")])
+             / UDP(sport=4000, dport=4001) / text.encode())
+        p.time = base + i * 0.01
+        packets.append(p)
+    bu = (ether / IPv6(src="2001:db8:2::100", dst="2001:db8:1::1")
+          / IPv6ExtHdrDestOpt(options=[HAO(hoa="2001:db8:1::100")])
+          / MIP6MH_BU(seq=7, mhtime=105))   # scapy's default flags: A, H, K
+    bu.time = base + 0.05
+    packets.append(bu)
+    path = tmp_path_factory.mktemp("xss") / "xss.pcap"
+    wrpcap(str(path), packets)
+    return path
+
+
+@dataclass
+class Server:
+    process: subprocess.Popen
+    url: str            # with ?token=
+    base: str
+    token: str
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(10)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait(5)
+
+
+def start_server(*argv: str) -> Server:
+    """`mip6mon ARGV...` in a subprocess; waits for the URL it prints."""
+    proc = subprocess.Popen([sys.executable, "-m", "monitor.cli", *argv], cwd=ROOT, env=_env(),
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 60
+    line = ""
+    while time.monotonic() < deadline:
+        line = proc.stdout.readline()
+        if not line and proc.poll() is not None:
+            raise RuntimeError(f"server exited: {proc.stderr.read()[-2000:]}")
+        match = re.search(r"(http://\S+)/\?token=(\S+)", line)
+        if match:
+            return Server(proc, match.group(0), match.group(1), match.group(2))
+    proc.kill()
+    raise RuntimeError(f"no URL printed: {line!r}")
+
+
+def wait_done(server: Server, timeout: float = 60) -> dict:
+    """Poll /api/status until the replay has finished."""
+    import urllib.request
+    deadline = time.monotonic() + timeout
+    status = {}
+    while time.monotonic() < deadline:
+        with urllib.request.urlopen(f"{server.base}/api/status?token={server.token}") as r:
+            status = json.load(r)
+        if status["state"] in ("done", "error", "stopped"):
+            return status
+        time.sleep(0.1)
+    raise AssertionError(f"replay did not finish: {status}")
+
+
+@pytest.fixture(scope="session")
+def browser():
+    playwright = pytest.importorskip("playwright.sync_api")
+    if not os.path.exists("/usr/bin/chromium"):
+        pytest.skip("Debian's chromium is not installed")
+    with playwright.sync_playwright() as p:
+        b = p.chromium.launch(executable_path="/usr/bin/chromium", args=CHROMIUM_ARGS)
+        yield b
+        b.close()

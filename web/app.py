@@ -1,0 +1,336 @@
+"""The dashboard: a Flask app plus Flask-SocketIO (threading mode) over one MonitorSession.
+
+Security model: one random token guards everything. The first page load carries it in the
+query string; the server answers with an HttpOnly SameSite=Strict cookie and the page reads the
+token from a <meta> tag to authenticate its socket. Every HTTP route checks the token (a
+before_request hook, so routes added later are covered too), the socket refuses a connect
+without it, and Socket.IO accepts only the page's own origin. Nothing derived from a keyring's
+secrets is sent: the browser gets reports and annotation strings that the analyzers computed.
+"""
+from __future__ import annotations
+
+import csv
+import hmac
+import io
+import json
+import os
+import threading
+import time
+from dataclasses import dataclass, field
+
+from flask import Flask, Response, abort, jsonify, render_template, request, send_file
+from flask_socketio import SocketIO, emit
+
+from web.capture_tools import CaptureTools, FilterError
+from web.session import VANTAGES, MonitorSession
+from web.view import detail_tree
+
+COOKIE = "mip6mon_token"
+HEADER = "X-Mip6mon-Token"
+CSP = ("default-src 'self'; script-src 'self'; "
+       # plotly.js sets style attributes and <style> rules from script; nothing else is inline
+       "style-src 'self' 'unsafe-inline'; "
+       "img-src 'self' data:; connect-src 'self'; font-src 'self'; object-src 'none'; "
+       "base-uri 'none'; form-action 'self'; frame-ancestors 'none'")
+ROW_FLUSH_SECONDS = 0.04       # rows leave the server at most 40 ms after the stream saw them
+SNAPSHOT_SECONDS = 0.5
+
+
+def plotly_js_path() -> str:
+    import plotly
+    return os.path.join(os.path.dirname(plotly.__file__), "package_data", "plotly.min.js")
+
+
+def same_origin(origin: str | None, environ: dict) -> bool:
+    """Socket.IO origin check: only pages served by this very host:port (never '*')."""
+    host = environ.get("HTTP_HOST")
+    if not origin or not host:
+        return False
+    return origin == f"{environ.get('wsgi.url_scheme', 'http')}://{host}"
+
+
+@dataclass
+class Client:
+    vantage: str = "all"
+    nodes_sent: dict = field(default_factory=dict)
+
+
+class Dashboard:
+    """Holds the app, its socket, the session, and the background emitters."""
+
+    def __init__(self, session: MonitorSession, token: str, tools: CaptureTools | None):
+        self.session = session
+        self.token = token
+        self.tools = tools
+        self.clients: dict[str, Client] = {}
+        self.clients_lock = threading.Lock()
+        self.stopping = threading.Event()
+        self.started = False
+
+    def token_ok(self, candidate: str | None) -> bool:
+        return bool(candidate) and hmac.compare_digest(str(candidate).encode(),
+                                                       self.token.encode())
+
+    # --- background emitters ----------------------------------------------------------------
+    def start(self, socketio: SocketIO) -> None:
+        if self.started:
+            return
+        self.started = True
+        socketio.start_background_task(self.session.run)
+        socketio.start_background_task(self._flush_rows, socketio)
+        socketio.start_background_task(self._push_snapshots, socketio)
+
+    def _flush_rows(self, socketio: SocketIO) -> None:
+        while not self.stopping.is_set():
+            rows = self.session.view.drain()
+            if rows:
+                socketio.emit("rows", rows)
+            self.stopping.wait(ROW_FLUSH_SECONDS)
+
+    def snapshot_for(self, client: Client, cache: dict) -> dict:
+        if client.vantage not in cache:
+            cache[client.vantage] = self.session.snapshot(client.vantage)
+        snap = dict(cache[client.vantage])
+        nodes = cache.setdefault("_nodes", self.session.frame_nodes())
+        delta = {str(f): n for f, n in nodes.items() if client.nodes_sent.get(f) != n}
+        client.nodes_sent.update({int(f): n for f, n in delta.items()})
+        snap["frame_nodes"] = delta
+        return snap
+
+    def _push_snapshots(self, socketio: SocketIO) -> None:
+        last_key = None
+        quiet_since = time.monotonic()
+        while not self.stopping.is_set():
+            self.stopping.wait(SNAPSHOT_SECONDS)
+            key = (self.session.view.total, self.session.state)
+            # after the stream goes quiet, keep a slow heartbeat for the status bar's rate
+            if key == last_key and time.monotonic() - quiet_since < 2.0:
+                continue
+            quiet_since = time.monotonic()
+            last_key = key
+            with self.clients_lock:
+                clients = dict(self.clients)
+            cache: dict = {}
+            for sid, client in clients.items():
+                try:
+                    socketio.emit("snapshot", self.snapshot_for(client, cache), to=sid)
+                except Exception as exc:          # a broken analyzer must not stop the loop
+                    socketio.emit("server_error", {"message": f"{type(exc).__name__}: {exc}"[:200]},
+                                  to=sid)
+
+    def stop(self) -> None:
+        self.stopping.set()
+        self.session.close()
+
+
+def _csv(rows: list[dict], columns: list[str]) -> str:
+    out = io.StringIO()
+    writer = csv.DictWriter(out, fieldnames=columns, extrasaction="ignore")
+    writer.writeheader()
+    for row in rows:
+        writer.writerow({k: (json.dumps(v) if isinstance(v, (list, dict)) else v)
+                         for k, v in row.items()})
+    return out.getvalue()
+
+
+def _columns(rows: list[dict], first: list[str]) -> list[str]:
+    cols = list(first)
+    for row in rows:
+        for key in row:
+            if key not in cols:
+                cols.append(key)
+    return cols
+
+
+def create_app(session: MonitorSession, token: str, tools: CaptureTools | None = None,
+               vantage: str = "all") -> Flask:
+    """The Flask app; `app.extensions["socketio"]` its socket, `["mip6mon"]` the Dashboard."""
+    here = os.path.dirname(os.path.abspath(__file__))
+    app = Flask("mip6mon.web", root_path=here, static_folder="static",
+                template_folder="templates")
+    app.config["MAX_CONTENT_LENGTH"] = 4 * 1024 * 1024
+    dash = Dashboard(session, token, tools)
+    socketio = SocketIO(app, async_mode="threading", cors_allowed_origins=same_origin,
+                        logger=False, engineio_logger=False, max_http_buffer_size=1_000_000)
+    app.extensions["mip6mon"] = dash
+
+    @app.before_request
+    def require_token():
+        supplied = request.args.get("token") or request.headers.get(HEADER)
+        if request.method == "GET" and not supplied:
+            # a cookie alone is enough for reads; writes (POST) need the token itself
+            supplied = request.cookies.get(COOKIE)
+        if request.method == "POST" and not supplied:
+            supplied = request.form.get("token")
+        if not dash.token_ok(supplied):
+            return Response("mip6mon: access token required\n", status=401,
+                            mimetype="text/plain")
+        return None
+
+    @app.after_request
+    def security_headers(response: Response) -> Response:
+        response.headers["Content-Security-Policy"] = CSP
+        response.headers["X-Content-Type-Options"] = "nosniff"
+        response.headers["X-Frame-Options"] = "DENY"
+        response.headers["Referrer-Policy"] = "no-referrer"
+        response.headers["Cross-Origin-Opener-Policy"] = "same-origin"
+        response.headers["Cross-Origin-Resource-Policy"] = "same-origin"
+        if request.path != "/" and not request.path.startswith("/static"):
+            response.headers["Cache-Control"] = "no-store"
+        return response
+
+    @app.get("/")
+    def index():
+        response = Response(render_template("index.html", token=token,
+                                            vantages=VANTAGES, default_vantage=vantage,
+                                            live=tools is None))
+        response.headers["Cache-Control"] = "no-store"
+        response.set_cookie(COOKIE, token, httponly=True, samesite="Strict", path="/")
+        return response
+
+    @app.get("/plotly.min.js")
+    def plotly_js():
+        return send_file(plotly_js_path(), mimetype="text/javascript", max_age=3600)
+
+    @app.get("/api/status")
+    def api_status():
+        return jsonify(session.status())
+
+    @app.get("/api/snapshot")
+    def api_snapshot():
+        vantage = request.args.get("vantage", "all")
+        if vantage not in VANTAGES:
+            return jsonify({"error": f"unknown vantage {vantage!r}"}), 400
+        snap = session.snapshot(vantage)
+        snap["frame_nodes"] = {str(f): n for f, n in session.frame_nodes().items()}
+        return jsonify(snap)
+
+    @app.get("/api/rows")
+    def api_rows():
+        return jsonify(session.view.backlog())
+
+    @app.get("/api/packet/<int:frame>")
+    def api_packet(frame: int):
+        event = session.event(frame)
+        if event is None:
+            return jsonify({"error": f"frame {frame} is not in the packet list"}), 404
+        return jsonify({"frame": frame, "tree": detail_tree(event, session.annotations(frame))})
+
+    @app.get("/api/filter")
+    def api_filter():
+        body, status = _apply_filter(request.args.get("filter", ""))
+        return jsonify(body), status
+
+    def _apply_filter(text: str) -> tuple[dict, int]:
+        if not text.strip():
+            return {"frames": None}, 200
+        if tools is None:
+            return {"error": "display filters need a capture file: not available in live mode "
+                             "(use the quick filters)"}, 400
+        try:
+            return {"frames": tools.filter_frames(text)}, 200
+        except FilterError as exc:
+            return {"error": f"invalid display filter: {exc}"}, 400
+
+    @app.post("/api/export.pcapng")
+    def api_export():
+        if tools is None:
+            return Response("export needs a capture file: not available in live mode\n",
+                            status=400, mimetype="text/plain")
+        text = request.form.get("filter", "").strip()
+        try:
+            if request.form.get("frames"):
+                frames = [int(x) for x in request.form["frames"].split(",") if x.strip()]
+            elif text:
+                frames = tools.filter_frames(text)
+            else:
+                frames = [row["n"] for row in session.view.backlog(limit=10**9)]
+            data = tools.export(frames)
+        except ValueError as exc:      # FilterError is a ValueError; so is a bad frame number
+            return Response(f"cannot export: {exc}\n", status=400, mimetype="text/plain")
+        return Response(data, mimetype="application/octet-stream", headers={
+            "Content-Disposition": 'attachment; filename="mip6mon-export.pcapng"'})
+
+    @app.get("/api/bindings.json")
+    def api_bindings_json():
+        report = session.keyed_report()
+        body = {"home_bindings": report.get("home_bindings", []),
+                "correspondent_bindings": report.get("correspondent_bindings", [])}
+        return Response(json.dumps(body, indent=2), mimetype="application/json", headers={
+            "Content-Disposition": 'attachment; filename="mip6mon-bindings.json"'})
+
+    @app.get("/api/bindings.csv")
+    def api_bindings_csv():
+        report = session.keyed_report()
+        rows = ([{"cache": "home", **b} for b in report.get("home_bindings", [])]
+                + [{"cache": "correspondent", **b}
+                   for b in report.get("correspondent_bindings", [])])
+        cols = _columns(rows, ["cache", "home_agent", "correspondent", "home_address",
+                               "pseudo_home_address", "care_of_address", "sequence"])
+        return Response(_csv(rows, cols), mimetype="text/csv", headers={
+            "Content-Disposition": 'attachment; filename="mip6mon-bindings.csv"'})
+
+    @app.get("/api/report.json")
+    def api_report_json():
+        vantage = request.args.get("vantage", "all")
+        if vantage not in VANTAGES:
+            vantage = "all"
+        return Response(json.dumps(session.full_report(vantage), indent=2),
+                        mimetype="application/json", headers={
+                            "Content-Disposition": 'attachment; filename="mip6mon-report.json"'})
+
+    @app.get("/api/findings.csv")
+    def api_findings_csv():
+        findings = session.keyed_report().get("findings", [])
+        rows = [f if isinstance(f, dict) else {"finding": str(f)} for f in findings]
+        return Response(_csv(rows, _columns(rows, [])), mimetype="text/csv", headers={
+            "Content-Disposition": 'attachment; filename="mip6mon-findings.csv"'})
+
+    # --- Socket.IO ---------------------------------------------------------------------------
+    @socketio.on("connect")
+    def on_connect(auth=None):
+        supplied = auth.get("token") if isinstance(auth, dict) else None
+        if not dash.token_ok(supplied):
+            raise ConnectionRefusedError("access token required")
+        client = Client(vantage=vantage)
+        with dash.clients_lock:
+            dash.clients[request.sid] = client
+        emit("backlog", {"rows": session.view.backlog(), "evicted": session.view.evicted})
+        emit("snapshot", dash.snapshot_for(client, {}))
+
+    @socketio.on("disconnect")
+    def on_disconnect(*_args):
+        with dash.clients_lock:
+            dash.clients.pop(request.sid, None)
+
+    @socketio.on("vantage")
+    def on_vantage(data):
+        vantage = data.get("vantage") if isinstance(data, dict) else None
+        if vantage not in VANTAGES:
+            return {"error": "unknown vantage"}
+        with dash.clients_lock:
+            client = dash.clients.get(request.sid)
+        if client is None:
+            return {"error": "not connected"}
+        client.vantage = vantage
+        emit("snapshot", dash.snapshot_for(client, {}))
+        return {"ok": True}
+
+    @socketio.on("detail")
+    def on_detail(data):
+        try:
+            frame = int(data.get("frame"))
+        except (AttributeError, TypeError, ValueError):
+            return {"error": "bad frame number"}
+        event = session.event(frame)
+        if event is None:
+            return {"error": f"frame {frame} is not in the packet list"}
+        return {"frame": frame, "tree": detail_tree(event, session.annotations(frame))}
+
+    @socketio.on("filter")
+    def on_filter(data):
+        text = data.get("filter", "") if isinstance(data, dict) else ""
+        body, _status = _apply_filter(str(text))
+        return body
+
+    return app

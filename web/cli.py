@@ -1,0 +1,126 @@
+"""`mip6mon replay | live | demo`: serve the dashboard over a capture file or an interface."""
+from __future__ import annotations
+
+import ipaddress
+import os
+import secrets
+import signal
+import sys
+import warnings
+from pathlib import Path
+
+from monitor.errors import UserError
+from web.capture_tools import CaptureTools
+from web.session import VANTAGES, MonitorSession, parse_speed
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def _url(host: str, port: int, token: str) -> str:
+    shown = f"[{host}]" if ":" in host else host
+    return f"http://{shown}:{port}/?token={token}"
+
+
+def _keyring(path: str | None):
+    if not path:
+        return None
+    from keys.keyring import load_keyring
+    return load_keyring(path)
+
+
+def serve(session: MonitorSession, tools: CaptureTools | None, args) -> int:
+    """Run the web server until interrupted; prints the URL (with its token) on stdout."""
+    from werkzeug.serving import make_server
+
+    from web.app import create_app
+
+    host = args.host or "127.0.0.1"
+    if not _is_loopback(host):
+        warnings.warn(f"serving on {host}, not loopback: anyone who can reach it and has the "
+                      "URL's token sees the decoded traffic")
+    token = args.token or secrets.token_urlsafe(24)
+    vantage = getattr(args, "vantage", "all") or "all"
+    app = create_app(session, token, tools, vantage=vantage)
+    socketio = app.extensions["socketio"]
+    dash = app.extensions["mip6mon"]
+    try:
+        server = make_server(host, args.port or 0, app, threaded=True)
+    except OSError as exc:
+        raise UserError(f"cannot listen on {host}:{args.port}: {exc.strerror or exc}") from None
+
+    def on_term(_signum, _frame):
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, on_term)
+    dash.start(socketio)
+    print(f"mip6mon: {session.source.name}: dashboard at {_url(host, server.server_port, token)}",
+          flush=True)
+    try:
+        server.serve_forever()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        dash.stop()
+        server.server_close()
+    return 0
+
+
+def command_replay(args) -> int:
+    capture = args.capture
+    if not os.path.isfile(capture):
+        raise UserError(f"{capture}: no such capture file")
+    speed = parse_speed(getattr(args, "speed", "1"))
+    keyring = _keyring(getattr(args, "keys", None))
+    from monitor.sources import PcapSource
+    source = PcapSource(capture, keyring=keyring)
+    tools = CaptureTools(capture, keyring=keyring)
+    session = MonitorSession(source, keyring=keyring, speed=speed, capture_path=capture)
+    return serve(session, tools, args)
+
+
+def command_live(args) -> int:
+    keyring = _keyring(getattr(args, "keys", None))
+    from monitor.sources import LiveSource
+    source = LiveSource(args.interface, keyring=keyring, bpf=getattr(args, "bpf", None))
+    # a live source that keeps its capture in a file lets tshark filter and export it
+    saved = next((getattr(source, a) for a in ("path", "capture_file", "saved_file")
+                  if isinstance(getattr(source, a, None), str)), None)
+    tools = CaptureTools(saved, keyring=keyring) if saved else None
+    session = MonitorSession(source, keyring=keyring, speed=None, capture_path=saved)
+    return serve(session, tools, args)
+
+
+def demo_directory() -> Path:
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return Path(base) / "mip6mon" / "demo"
+
+
+def build_demo(outdir: Path) -> Path:
+    """Write the bundled `demo` scenario (capture + keyring) once, and reuse it after."""
+    capture = outdir / "capture.pcapng"
+    if not (capture.is_file() and (outdir / "keyring.toml").is_file()):
+        from lab.run import run_scenario
+        from lab.scenario import load_scenario
+        outdir.mkdir(parents=True, exist_ok=True)
+        run_scenario(load_scenario("demo"), str(outdir))
+    return outdir
+
+
+def command_demo(args) -> int:
+    outdir = build_demo(demo_directory())
+    args.capture = str(outdir / "capture.pcapng")
+    args.keys = str(outdir / "keyring.toml")
+    if not getattr(args, "speed", None):
+        args.speed = "1"
+    print(f"mip6mon: demo scenario in {outdir}", file=sys.stderr, flush=True)
+    return command_replay(args)
+
+
+__all__ = ["command_replay", "command_live", "command_demo", "VANTAGES"]

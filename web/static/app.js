@@ -1,0 +1,597 @@
+/* mip6mon dashboard client.
+ * Every string that came from a packet is untrusted: it is only ever put in the page with
+ * textContent (never parsed as markup), and this file is the page's only script (strict CSP). */
+"use strict";
+
+(function () {
+  const MAX_ROWS = 200000;      // rows kept in memory for filtering
+  const MAX_DISPLAY = 2000;     // rows in the DOM (the newest matching ones)
+  const PERF_MAX = 50000;       // latency samples kept for the benchmark
+
+  const $ = (id) => document.getElementById(id);
+  const token = document.querySelector('meta[name="mip6mon-token"]').content;
+  const live = document.querySelector('meta[name="mip6mon-live"]').content === "yes";
+
+  const state = {
+    t0: null, rows: [], byFrame: new Map(), lastFrame: 0, evicted: 0,
+    paused: false, queue: [], incoming: [], rafPending: false,
+    dfFrames: null, dfText: "", quick: { node: "", path: "", msg: "" },
+    frameNodes: new Map(), names: {}, nodeAddrs: new Map(),
+    displayed: 0, selected: null, procedures: {},
+    snapshot: null, plotKeys: { coa: "", link: "" }, selectedProfile: null,
+  };
+
+  // Latency probe read by benchmarks/bench_latency.py: [frame, server ms, received ms, rendered ms].
+  const perf = [];
+  window.mip6monPerf = perf;
+  const now = () => performance.timeOrigin + performance.now();
+
+  function el(tag, text, cls) {
+    const e = document.createElement(tag);
+    if (text !== undefined && text !== null) e.textContent = String(text);
+    if (cls) e.className = cls;
+    return e;
+  }
+
+  function showMessage(text, isError) {
+    const box = $("message");
+    box.textContent = text || "";
+    box.hidden = !text;
+    box.classList.toggle("error", !!isError);
+  }
+
+  // Wireshark's default time column: seconds since the first packet.
+  function fmtTime(t) {
+    if (state.t0 === null) state.t0 = t;
+    return (t - state.t0).toFixed(6);
+  }
+
+  function clock(t) {
+    const d = new Date(t * 1000);
+    return d.toISOString().substring(11, 23);
+  }
+
+  // ---------------------------------------------------------------- packet list
+  function matches(row) {
+    if (state.dfFrames && !state.dfFrames.has(row.n)) return false;
+    const q = state.quick;
+    if (q.path && row.path !== q.path) return false;
+    if (q.msg && row.msg !== q.msg) return false;
+    if (q.node) {
+      const owner = state.frameNodes.get(row.n);
+      if (owner !== q.node) {
+        const addrs = state.nodeAddrs.get(q.node) || new Set([q.node]);
+        if (!row.addrs.some((a) => addrs.has(a))) return false;
+      }
+    }
+    return true;
+  }
+
+  const PROC_OK = new Set(["home", "rr", "cn", "error", "prefix", "data", "tunnel", "esp", "other"]);
+
+  function rowElement(row) {
+    const tr = document.createElement("tr");
+    tr.className = "proc-" + (PROC_OK.has(row.proc) ? row.proc : "other") + (row.mal ? " malformed" : "");
+    tr.dataset.frame = String(row.n);
+    const procName = state.procedures[row.proc] || row.proc;
+    for (const v of [row.n, fmtTime(row.t), row.src, row.dst, procName, row.msg, row.path, row.len, row.info]) {
+      const td = el("td", v);
+      td.title = String(v);
+      tr.appendChild(td);
+    }
+    if (state.selected === row.n) tr.classList.add("selected");
+    return tr;
+  }
+
+  const msgSeen = new Set();
+  function noteMessageType(msg) {
+    if (msgSeen.has(msg)) return;
+    msgSeen.add(msg);
+    const opt = el("option", msg);
+    opt.value = msg;
+    $("q-msg").appendChild(opt);
+  }
+
+  function atBottom() {
+    const w = $("list-wrap");
+    return w.scrollHeight - w.scrollTop - w.clientHeight < 40;
+  }
+
+  function store(rows) {
+    const fresh = [];
+    for (const row of rows) {
+      if (row.n <= state.lastFrame) continue;       // already had it (backlog overlap)
+      state.lastFrame = row.n;
+      state.rows.push(row);
+      state.byFrame.set(row.n, row);
+      noteMessageType(row.msg);
+      fresh.push(row);
+    }
+    while (state.rows.length > MAX_ROWS) {
+      const old = state.rows.shift();
+      state.byFrame.delete(old.n);
+      state.evicted++;
+    }
+    return fresh;
+  }
+
+  function appendRows(rows, recvTs) {
+    const fresh = store(rows);
+    const stick = atBottom();
+    const body = $("packet-rows");
+    const frag = document.createDocumentFragment();
+    let added = 0;
+    for (const row of fresh) {
+      if (!matches(row)) continue;
+      frag.appendChild(rowElement(row));
+      added++;
+    }
+    body.appendChild(frag);
+    state.displayed += added;
+    while (body.childElementCount > MAX_DISPLAY) body.removeChild(body.firstElementChild);
+    if (stick && added) $("list-wrap").scrollTop = $("list-wrap").scrollHeight;
+    const rendered = now();
+    for (const row of fresh) {
+      if (perf.length >= PERF_MAX) perf.shift();
+      perf.push([row.n, row.ts, recvTs, rendered]);
+    }
+    updateCounts();
+  }
+
+  function rebuildList() {
+    const body = $("packet-rows");
+    const matching = state.rows.filter(matches);
+    state.displayed = matching.length;
+    const frag = document.createDocumentFragment();
+    for (const row of matching.slice(-MAX_DISPLAY)) frag.appendChild(rowElement(row));
+    body.replaceChildren(frag);
+    $("list-wrap").scrollTop = $("list-wrap").scrollHeight;
+    updateCounts();
+  }
+
+  function updateCounts() {
+    $("st-displayed").textContent = String(state.displayed);
+    $("st-total").textContent = String(state.rows.length + state.evicted);
+    const q = $("queued");
+    q.hidden = !state.paused;
+    q.textContent = state.queue.length + " queued";
+  }
+
+  // Rows are rendered once per animation frame, in batches, so 1,000 packets a second
+  // cost a few DOM appends a frame rather than 1,000 layouts.
+  function schedule() {
+    if (state.rafPending) return;
+    state.rafPending = true;
+    requestAnimationFrame(() => {
+      state.rafPending = false;
+      const batch = state.incoming;
+      state.incoming = [];
+      for (const [rows, recvTs] of batch) appendRows(rows, recvTs);
+    });
+  }
+
+  function receiveRows(rows) {
+    const recvTs = now();
+    if (state.paused) {
+      for (const row of rows) state.queue.push(row);
+      updateCounts();
+      return;
+    }
+    state.incoming.push([rows, recvTs]);
+    schedule();
+  }
+
+  function togglePause() {
+    state.paused = !state.paused;
+    const b = $("pause");
+    b.textContent = state.paused ? "Resume" : "Pause";
+    b.classList.toggle("paused", state.paused);
+    if (!state.paused && state.queue.length) {
+      const rows = state.queue;
+      state.queue = [];
+      state.incoming.push([rows, now()]);
+      schedule();
+    }
+    updateCounts();
+  }
+
+  // ---------------------------------------------------------------- selection and details
+  function renderTree(nodes, annotated) {
+    const ul = el("ul");
+    for (const node of nodes) {
+      const li = el("li");
+      if (node.children && node.children.length) {
+        const det = el("details");
+        det.open = true;
+        det.appendChild(el("summary", node.label));
+        det.appendChild(renderTree(node.children));
+        if (node.label.startsWith("Keyed view")) li.className = "annot";
+        li.appendChild(det);
+      } else {
+        li.textContent = node.label;
+        li.className = "leaf";
+      }
+      ul.appendChild(li);
+    }
+    return ul;
+  }
+
+  function select(frame) {
+    state.selected = frame;
+    for (const tr of $("packet-rows").querySelectorAll("tr.selected")) tr.classList.remove("selected");
+    const tr = $("packet-rows").querySelector('tr[data-frame="' + frame + '"]');
+    if (tr) tr.classList.add("selected");
+    $("detail-frame").textContent = "frame " + frame;
+    socket.emit("detail", { frame: frame }, (reply) => {
+      if (state.selected !== frame) return;
+      const box = $("detail-tree");
+      if (!reply || reply.error) {
+        box.replaceChildren(el("p", reply ? reply.error : "no answer", "muted"));
+        return;
+      }
+      box.replaceChildren(renderTree(reply.tree));
+    });
+  }
+
+  function moveSelection(delta) {
+    const rows = Array.from($("packet-rows").children);
+    if (!rows.length) return;
+    let i = rows.findIndex((tr) => Number(tr.dataset.frame) === state.selected);
+    i = i < 0 ? (delta > 0 ? 0 : rows.length - 1) : Math.max(0, Math.min(rows.length - 1, i + delta));
+    select(Number(rows[i].dataset.frame));
+    rows[i].scrollIntoView({ block: "nearest" });
+  }
+
+  // ---------------------------------------------------------------- filters
+  function applyDisplayFilter(ev) {
+    if (ev) ev.preventDefault();
+    const input = $("display-filter");
+    const text = input.value.trim();
+    input.classList.remove("bad", "good");
+    if (!text) { clearDisplayFilter(); return; }
+    socket.emit("filter", { filter: text }, (reply) => {
+      if (!reply || reply.error) {
+        input.classList.add("bad");
+        showMessage(reply ? reply.error : "no answer from the server", true);
+        return;
+      }
+      input.classList.add("good");
+      showMessage("");
+      state.dfText = text;
+      state.dfFrames = reply.frames ? new Set(reply.frames) : null;
+      rebuildList();
+    });
+  }
+
+  function clearDisplayFilter() {
+    const input = $("display-filter");
+    input.value = "";
+    input.classList.remove("bad", "good");
+    state.dfFrames = null;
+    state.dfText = "";
+    showMessage("");
+    rebuildList();
+  }
+
+  function quickChanged() {
+    state.quick = { node: $("q-node").value, path: $("q-path").value, msg: $("q-msg").value };
+    rebuildList();
+  }
+
+  // ---------------------------------------------------------------- export
+  function exportFrames(frames, filterText) {
+    if (live) { showMessage("Export needs a capture file: not available in live mode.", true); return; }
+    if (frames && !frames.length) { showMessage("Nothing to export: no packet displayed or selected.", true); return; }
+    $("export-token").value = token;
+    $("export-frames").value = frames ? frames.join(",") : "";
+    $("export-filter").value = filterText || "";
+    $("export-form").submit();
+    document.querySelector("details.export").open = false;
+  }
+
+  // ---------------------------------------------------------------- keyed pane
+  function nodeLabel(hoa) {
+    if (!hoa) return "";
+    const name = state.names[hoa];
+    return name ? hoa + " (" + name + ")" : hoa;
+  }
+
+  function fillTable(id, rows, cells) {
+    const body = $(id).querySelector("tbody");
+    const frag = document.createDocumentFragment();
+    for (const row of rows) {
+      const tr = document.createElement("tr");
+      for (const [value, cls] of cells(row)) {
+        const td = el("td", value === null || value === undefined ? "–" : value, cls);
+        td.title = td.textContent;
+        tr.appendChild(td);
+      }
+      frag.appendChild(tr);
+    }
+    body.replaceChildren(frag);
+    return body;
+  }
+
+  function findingText(f) {
+    if (typeof f !== "object" || f === null) return String(f);
+    const head = f.kind || f.type || f.code || f.id || "";
+    const rest = Object.entries(f).filter(([k]) => !["kind", "type", "code", "id"].includes(k))
+      .map(([k, v]) => k + "=" + (typeof v === "object" ? JSON.stringify(v) : v));
+    return (head ? head + ": " : "") + rest.join(", ");
+  }
+
+  function renderKeyed(snap) {
+    const k = snap.keyed;
+    $("keyed-note").textContent = snap.status.keyed ? "(keyring loaded)" : "(no keyring: only what the wire shows)";
+    $("home-count").textContent = "(" + k.home_total + ")";
+    fillTable("home-table", k.home_bindings, (b) => [
+      [b.home_agent], [nodeLabel(b.home_address), "hoa"], [b.pseudo_home_address],
+      [b.care_of_address], [b.sequence], [b.lifetime], [b.frame]]);
+    $("cn-count").textContent = "(" + k.correspondent_total + ")";
+    fillTable("cn-table", k.correspondent_bindings, (b) => [
+      [b.correspondent], [nodeLabel(b.home_address), "hoa"], [b.pseudo_home_address],
+      [b.care_of_address], [b.sequence],
+      [b.authenticator_valid === null || b.authenticator_valid === undefined ? "?" : (b.authenticator_valid ? "valid" : "INVALID")],
+      [b.frame]]);
+    $("findings-count").textContent = "(" + k.findings_total + ")";
+    const ul = $("findings");
+    const frag = document.createDocumentFragment();
+    for (const f of k.findings) frag.appendChild(el("li", findingText(f)));
+    if (!k.findings.length) frag.appendChild(el("li", "none", "muted"));
+    ul.replaceChildren(frag);
+    renderCoaPlot(snap.trails || {});
+  }
+
+  const PLOT_LAYOUT = {
+    margin: { l: 150, r: 10, t: 6, b: 30 }, font: { size: 10 }, showlegend: true,
+    legend: { orientation: "h", y: -0.25 }, paper_bgcolor: "#fff", plot_bgcolor: "#fafbfc",
+  };
+  const PLOT_CONFIG = { displaylogo: false, responsive: true, modeBarButtonsToRemove: ["toImage"] };
+
+  function renderCoaPlot(trails) {
+    if (!window.Plotly) return;
+    const key = JSON.stringify(trails);
+    if (key === state.plotKeys.coa) return;
+    state.plotKeys.coa = key;
+    const traces = Object.entries(trails).map(([hoa, pts]) => ({
+      type: "scatter", mode: "lines+markers", line: { shape: "hv" }, name: nodeLabel(hoa),
+      x: pts.map((p) => new Date(p[0] * 1000)), y: pts.map((p) => p[1]),
+      text: pts.map((p) => "frame " + p[2]), hoverinfo: "x+y+text",
+    }));
+    const layout = Object.assign({}, PLOT_LAYOUT, {
+      yaxis: { type: "category", automargin: true }, xaxis: { type: "date" } });
+    if (!traces.length) {
+      layout.annotations = [{ text: "no care-of addresses tied to a node yet (needs the keyring)",
+        showarrow: false, xref: "paper", yref: "paper", x: 0.5, y: 0.5 }];
+      layout.xaxis = { visible: false }; layout.yaxis = { visible: false };
+    }
+    Plotly.react("coa-plot", traces, layout, PLOT_CONFIG);
+  }
+
+  // ---------------------------------------------------------------- attacker pane
+  function listText(v) {
+    if (v === null || v === undefined) return "";
+    if (Array.isArray(v)) return v.map((x) => (typeof x === "object" ? JSON.stringify(x) : String(x))).join(", ");
+    if (typeof v === "object") return JSON.stringify(v);
+    return String(v);
+  }
+
+  const KPIS = [
+    ["link_precision", "link precision"], ["link_recall", "link recall"],
+    ["followed_fraction", "trail followed"], ["care_of_tied_fraction", "CoAs tied to node"],
+    ["home_address_exposed", "HoA exposed"], ["anonymity_set_mean", "anonymity set"],
+    ["entropy_bits_mean", "entropy (bits)"], ["profiles", "profiles"], ["frames_scored", "frames scored"],
+  ];
+
+  function fmtValue(v) {
+    if (v === null || v === undefined) return "–";
+    if (typeof v === "boolean") return v ? "yes" : "no";
+    if (typeof v === "number") return Number.isInteger(v) ? String(v) : v.toFixed(3);
+    return listText(v);
+  }
+
+  function renderPrivacy(p) {
+    const box = $("privacy");
+    const frag = document.createDocumentFragment();
+    p = p || {};
+    for (const [key, label] of KPIS) {
+      if (!(key in p)) continue;
+      const d = el("div", null, "kpi");
+      d.title = key;
+      d.appendChild(el("span", label));
+      d.appendChild(el("b", fmtValue(p[key])));
+      frag.appendChild(d);
+    }
+    if (p.note || p.error) frag.appendChild(el("div", p.note || p.error, "kpi-note"));
+    box.replaceChildren(frag);
+  }
+
+  function evidenceText(list) {
+    if (!Array.isArray(list)) return listText(list);
+    return list.map((e) => (typeof e === "object" && e !== null)
+      ? (e.rule + " " + fmtValue(e.confidence) + " ×" + (e.frame_count !== undefined ? e.frame_count : (e.frames || []).length))
+      : String(e)).join("; ");
+  }
+
+  function renderAttacker(snap) {
+    const a = snap.attacker;
+    renderPrivacy(snap.privacy);
+    $("profile-count").textContent = "(" + a.profiles_total + ")";
+    const body = fillTable("profile-table", a.profiles, (p) => [
+      [p.id], [listText(p.care_of_addresses)], [listText(p.addresses)], [listText(p.correspondents)],
+      [Array.isArray(p.frames) ? p.frames.length : p.frames], [evidenceText(p.evidence)]]);
+    Array.from(body.children).forEach((tr, i) => {
+      const p = a.profiles[i];
+      tr.dataset.profile = String(p.id);
+      if (String(p.id) === state.selectedProfile) tr.classList.add("selected");
+      tr.addEventListener("click", () => { state.selectedProfile = String(p.id); renderAttacker(state.snapshot); });
+    });
+    const chosen = a.profiles.find((p) => String(p.id) === state.selectedProfile) || a.profiles[0];
+    renderTrail(chosen);
+    renderLinkPlot(a.profiles);
+  }
+
+  function renderTrail(profile) {
+    const ol = $("trail");
+    const frag = document.createDocumentFragment();
+    if (!profile) {
+      $("trail-title").textContent = "(no profile)";
+      ol.replaceChildren();
+      return;
+    }
+    $("trail-title").textContent = "of profile " + profile.id;
+    const steps = Array.isArray(profile.trail) ? profile.trail : (profile.care_of_addresses || []);
+    for (const step of steps) {
+      if (step && typeof step === "object" && step.care_of_address) {
+        frag.appendChild(el("li", step.care_of_address + "  " + clock(step.first_time) + " – " +
+          clock(step.last_time) + "  (" + step.frames + " frames from #" + step.first_frame + ")"));
+      } else {
+        frag.appendChild(el("li", listText(step)));
+      }
+    }
+    ol.replaceChildren(frag);
+  }
+
+  function renderLinkPlot(profiles) {
+    if (!window.Plotly) return;
+    const key = JSON.stringify(profiles.map((p) => [p.id, p.care_of_addresses, p.addresses, p.correspondents]));
+    if (key === state.plotKeys.link) return;
+    state.plotKeys.link = key;
+    // Profiles on an inner circle, the addresses they tie together on an outer one.
+    const addrIndex = new Map();
+    const n = Math.max(profiles.length, 1);
+    const px = [], py = [], ptext = [];
+    const ex = [], ey = [];
+    profiles.forEach((p, i) => {
+      const ang = (2 * Math.PI * i) / n;
+      px.push(Math.cos(ang)); py.push(Math.sin(ang)); ptext.push("profile " + p.id);
+      const addrs = [].concat(p.care_of_addresses || [], p.addresses || []);
+      for (const a of addrs) {
+        if (typeof a !== "string") continue;
+        if (!addrIndex.has(a)) addrIndex.set(a, addrIndex.size);
+      }
+    });
+    const m = Math.max(addrIndex.size, 1);
+    const ax = [], ay = [], atext = [];
+    for (const [a, j] of addrIndex) {
+      const ang = (2 * Math.PI * j) / m + 0.2;
+      ax.push(2.2 * Math.cos(ang)); ay.push(2.2 * Math.sin(ang)); atext.push(a);
+    }
+    profiles.forEach((p, i) => {
+      for (const a of [].concat(p.care_of_addresses || [], p.addresses || [])) {
+        const j = addrIndex.get(a);
+        if (j === undefined) continue;
+        ex.push(px[i], ax[j], null); ey.push(py[i], ay[j], null);
+      }
+    });
+    const traces = [
+      { type: "scatter", mode: "lines", x: ex, y: ey, line: { color: "#9aa4b2", width: 1 }, hoverinfo: "skip", name: "tie" },
+      { type: "scatter", mode: "markers", x: ax, y: ay, text: atext, hoverinfo: "text", name: "address",
+        marker: { size: 7, color: "#2f6fd6" } },
+      { type: "scatter", mode: "markers+text", x: px, y: py, text: ptext, textposition: "top center",
+        hoverinfo: "text", name: "profile", marker: { size: 13, color: "#d6452f" } },
+    ];
+    const layout = Object.assign({}, PLOT_LAYOUT, {
+      margin: { l: 10, r: 10, t: 6, b: 10 }, showlegend: false,
+      xaxis: { visible: false, range: [-2.8, 2.8] }, yaxis: { visible: false, range: [-2.6, 2.6] } });
+    Plotly.react("link-plot", traces, layout, PLOT_CONFIG);
+  }
+
+  // ---------------------------------------------------------------- snapshots and status
+  function updateNodes(snap) {
+    state.names = snap.names || {};
+    for (const [f, hoa] of Object.entries(snap.frame_nodes || {})) state.frameNodes.set(Number(f), hoa);
+    // A node is its home address plus every pseudo and care-of address the keyed view tied to it.
+    const addrs = new Map();
+    const add = (hoa, a) => { if (!hoa || !a) return; if (!addrs.has(hoa)) addrs.set(hoa, new Set([hoa])); addrs.get(hoa).add(a); };
+    for (const b of snap.keyed.home_bindings.concat(snap.keyed.correspondent_bindings)) {
+      add(b.home_address, b.pseudo_home_address); add(b.home_address, b.care_of_address);
+    }
+    for (const [hoa, pts] of Object.entries(snap.trails || {})) for (const p of pts) add(hoa, p[1]);
+    for (const hoa of Object.keys(state.names)) add(hoa, hoa);
+    state.nodeAddrs = addrs;
+    const sel = $("q-node");
+    const have = new Set(Array.from(sel.options).map((o) => o.value));
+    for (const hoa of addrs.keys()) {
+      if (have.has(hoa)) continue;
+      const opt = el("option", nodeLabel(hoa));
+      opt.value = hoa;
+      sel.appendChild(opt);
+    }
+  }
+
+  function renderStatus(s) {
+    $("st-source").textContent = s.source;
+    $("st-state").textContent = s.state + (s.error ? ": " + s.error : "") + (s.speed === "max" ? " (max speed)" : " (x" + s.speed + ")");
+    $("st-read").textContent = String(s.read);
+    $("st-analysed").textContent = String(s.analysed);
+    $("st-malformed").textContent = String(s.malformed);
+    $("st-dropped").textContent = String(s.dropped);
+    $("st-esp").textContent = String(s.esp_decrypted);
+    $("st-rate").textContent = String(s.rate);
+  }
+
+  function receiveSnapshot(snap) {
+    state.snapshot = snap;
+    state.procedures = snap.procedures || state.procedures;
+    renderStatus(snap.status);
+    updateNodes(snap);
+    renderKeyed(snap);
+    renderAttacker(snap);
+    if (state.quick.node && Object.keys(snap.frame_nodes || {}).length) rebuildList();
+    renderLegend();
+  }
+
+  let legendDone = false;
+  function renderLegend() {
+    if (legendDone || !Object.keys(state.procedures).length) return;
+    legendDone = true;
+    const box = $("legend");
+    for (const [k, name] of Object.entries(state.procedures)) {
+      if (!PROC_OK.has(k) || k === "other") continue;
+      box.appendChild(el("span", name, "proc-" + k));
+    }
+  }
+
+  // ---------------------------------------------------------------- wiring
+  const socket = io({ auth: { token: token }, transports: ["websocket", "polling"] });
+  window.mip6monSocket = socket;
+
+  socket.on("connect", () => { $("st-conn").textContent = "connected"; $("st-conn").className = "conn ok"; });
+  socket.on("disconnect", () => { $("st-conn").textContent = "disconnected"; $("st-conn").className = "conn bad"; });
+  socket.on("connect_error", (err) => {
+    $("st-conn").textContent = "refused: " + (err && err.message ? err.message : "error");
+    $("st-conn").className = "conn bad";
+  });
+  socket.on("backlog", (data) => { state.evicted = data.evicted || 0; receiveRows(data.rows || []); });
+  socket.on("rows", receiveRows);
+  socket.on("snapshot", receiveSnapshot);
+  socket.on("server_error", (d) => showMessage("server: " + (d && d.message), true));
+
+  $("packet-rows").addEventListener("click", (ev) => {
+    const tr = ev.target.closest("tr");
+    if (tr && tr.dataset.frame) select(Number(tr.dataset.frame));
+  });
+  $("list-wrap").tabIndex = 0;
+  $("list-wrap").addEventListener("keydown", (ev) => {
+    if (ev.key === "ArrowDown") { moveSelection(1); ev.preventDefault(); }
+    if (ev.key === "ArrowUp") { moveSelection(-1); ev.preventDefault(); }
+  });
+  $("filter-form").addEventListener("submit", applyDisplayFilter);
+  $("filter-clear").addEventListener("click", clearDisplayFilter);
+  for (const id of ["q-node", "q-path", "q-msg"]) $(id).addEventListener("change", quickChanged);
+  $("pause").addEventListener("click", togglePause);
+  $("vantage").addEventListener("change", () => {
+    state.selectedProfile = null;
+    $("export-report").href = "/api/report.json?vantage=" + encodeURIComponent($("vantage").value);
+    socket.emit("vantage", { vantage: $("vantage").value });
+  });
+  $("export-filtered").addEventListener("click", () => {
+    const frames = state.rows.filter(matches).map((r) => r.n);
+    exportFrames(frames, "");
+  });
+  $("export-selected").addEventListener("click", () => {
+    exportFrames(state.selected ? [state.selected] : [], "");
+  });
+  if (live) $("display-filter").placeholder = "Display filters need a capture file (live: use the quick filters)";
+})();
