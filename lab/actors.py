@@ -125,6 +125,9 @@ class MobileNode:
     home_sequence: int = 0
     home_pseudo: str | None = None          # pseudo home address of the last home binding
     sessions: dict[str, CorrespondentSession] = field(default_factory=dict)
+    # last BU sequence number per correspondent, kept when sessions end: the correspondent may
+    # still hold the binding, and RFC 6275 9.5.1 wants each BU's number above the last one
+    last_sequence: dict[str, int] = field(default_factory=dict)
 
     @property
     def name(self) -> str:
@@ -347,8 +350,8 @@ class World:
                             f"home_bu = 5.2.1 or 5.2.2 (a routable pseudo home address)")
         sess = mn.sessions.get(cn.name)
         if sess is None:
-            first = (self.draw.int(f"cn-seq|{mn.name}|{cn.name}", 0, 65536)
-                     if mn.spec.privacy else 0)
+            first = mn.last_sequence.get(cn.name, (
+                self.draw.int(f"cn-seq|{mn.name}|{cn.name}", 0, 65536) if mn.spec.privacy else 0))
             sess = CorrespondentSession(procedure, data, first, port=DATA_PORT + mn.index)
             mn.sessions[cn.name] = sess
             if procedure == "5.3.2":
@@ -416,6 +419,7 @@ class World:
             sess.sequence = F.next_bu_sequence(sess.sequence, kbm, *indices)   # draft 6.3
         else:
             sess.sequence = (sess.sequence + 1) % 65536                      # RFC 6275: +1
+        mn.last_sequence[cn.name] = sess.sequence
         units = self.scenario.bu_lifetime // 4
         tunnelled = procedure in ("4.2", "5.3.2")
         bu = P.BindingUpdate(sess.sequence, units, P.BU_FLAG_A,

@@ -147,16 +147,91 @@ def render_markdown(measurements: list[Measurement], vantage: str) -> str:
     return "\n".join([f"Attacker at `{vantage}`.", "", head, sep, *rows, "", *notes]) + "\n"
 
 
+PATH_VANTAGES = ("mn-ha", "ha-cn", "mn-cn", "all")
+# rules that only repeat what one packet exchange already shows; the others are the leaks
+_TRIVIAL = {"same-care-of-address", "same-init-cookie"}
+
+
+def _cell_v(m: Measurement) -> str:
+    p = m.privacy
+    if not m.attacker.get("packets_seen"):
+        return "sees nothing"
+    return (f"P {_cell(p.get('link_precision'))} · R {_cell(p.get('link_recall'))} · "
+            f"tied {p.get('care_of_tied', 0)}/{p.get('care_of_addresses', 0)} · "
+            f"followed {_cell(p.get('followed_fraction'))}")
+
+
+def matrix_sentence(label: str, by_vantage: dict[str, Measurement]) -> str:
+    """One generated sentence per scenario: who ties, who follows, by which rules."""
+    def tied_all(m):
+        p = m.privacy
+        return m.attacker.get("packets_seen") and p.get("care_of_addresses") and \
+            p.get("care_of_tied") == p.get("care_of_addresses")
+
+    def follows(m):
+        return m.attacker.get("packets_seen") and (m.privacy.get("followed_fraction") or 0) >= 0.999 \
+            and m.privacy.get("care_of_addresses")
+
+    paths = [v for v in PATH_VANTAGES if v != "all"]
+    tie = [v for v in paths if tied_all(by_vantage[v])]
+    fol = [v for v in paths if follows(by_vantage[v])]
+    both = by_vantage["all"]
+    precs = [by_vantage[v].privacy.get("link_precision") for v in PATH_VANTAGES]
+    parts = []
+    parts.append("one eavesdropper on " + " or ".join(tie) + " ties every care-of address to "
+                 "the home address" if tie else
+                 "no single eavesdropper ties every care-of address to the home address")
+    parts.append("one on " + " or ".join(fol) + " follows every move" if fol else
+                 "no single eavesdropper follows every move")
+    p = both.privacy
+    rules = [r["name"] for r in both.attacker.get("rules", [])
+             if r["linking"] and r["name"] not in _TRIVIAL]
+    parts.append(f"colluding, they tie {p.get('care_of_tied', 0)} of "
+                 f"{p.get('care_of_addresses', 0)} and follow "
+                 f"{_cell(p.get('followed_fraction'))} of the movement"
+                 + (f" through {', '.join(rules)}" if rules else ""))
+    if any(x is not None and x < 0.999 for x in precs):
+        parts.append("and some nodes are merged (precision below 1)")
+    else:
+        parts.append("and no two nodes are ever merged (precision 1)")
+    return f"`{label}`: " + "; ".join(parts[:-1]) + ", " + parts[-1] + "."
+
+
+def render_matrix(labels: list[str], grid: dict[str, dict[str, Measurement]]) -> str:
+    """Markdown: one row per scenario, one column per vantage point, a sentence per row."""
+    head = "| scenario | " + " | ".join(f"`{v}`" for v in PATH_VANTAGES) + " |"
+    sep = "| --- " * (len(PATH_VANTAGES) + 1) + "|"
+    rows = [f"| {l} | " + " | ".join(_cell_v(grid[l][v]) for v in PATH_VANTAGES) + " |"
+            for l in labels]
+    notes = [f"- {matrix_sentence(l, grid[l])}" for l in labels]
+    legend = ("P = pairwise link precision, R = link recall, tied = care-of addresses that a "
+              "profile holds together with the node's real home address, followed = longest "
+              "stretch of consecutive care-of addresses one profile covers / moves (mean "
+              "over nodes).")
+    return "\n".join([legend, "", head, sep, *rows, "", *notes]) + "\n"
+
+
 def main(argv: list[str] | None = None) -> int:
     import argparse
     parser = argparse.ArgumentParser(prog="python -m monitor.compare",
-                                     description="Markdown compare table of lab output dirs")
+                                     description="Markdown compare tables of lab output dirs")
     parser.add_argument("dirs", nargs="+")
-    parser.add_argument("--vantage", default="all")
+    parser.add_argument("--vantage", default="all", choices=PATH_VANTAGES + ("matrix",),
+                        help="one vantage point's table, or 'matrix': every vantage point")
     args = parser.parse_args(argv)
-    ms = [measure(str(Path(d) / "capture.pcapng"), str(Path(d) / "keyring.toml"), args.vantage)
-          for d in args.dirs]
-    sys.stdout.write(render_markdown(ms, args.vantage))
+    if args.vantage != "matrix":
+        ms = [measure(str(Path(d) / "capture.pcapng"), str(Path(d) / "keyring.toml"),
+                      args.vantage) for d in args.dirs]
+        sys.stdout.write(render_markdown(ms, args.vantage))
+        return 0
+    grid: dict[str, dict[str, Measurement]] = {}
+    labels = []
+    for d in args.dirs:
+        label = Path(d).name
+        labels.append(label)
+        grid[label] = {v: measure(str(Path(d) / "capture.pcapng"), str(Path(d) / "keyring.toml"), v)
+                       for v in PATH_VANTAGES}
+    sys.stdout.write(render_matrix(labels, grid))
     return 0
 
 

@@ -58,7 +58,9 @@ def _entropy(counts: Counter) -> float:
 def _truth(keyed) -> tuple[dict[int, str], dict[str, list]]:
     nodes = {}
     trails = {}
-    if keyed is not None:
+    # without a keyring the keyed analyzer only knows what is in clear, i.e. what the attacker
+    # knows too: scoring against it would flatter the attacker, so there is no truth
+    if keyed is not None and getattr(keyed, "keyring", True) is not None:
         try:
             nodes = dict(keyed.frame_nodes() or {})
         except (AttributeError, NotImplementedError):

@@ -48,22 +48,37 @@ def events(path, keys=None):
 
 # --- public captures -------------------------------------------------------------------------
 
-def _check_shared(path):
-    evs, acc = events(path)
-    ours = collections.Counter(e.mobility.mh_type for e in evs if e.mobility)
-    theirs = collections.Counter(int(x.split(",")[0])
-                                 for x in tshark_lines(path, "mipv6 && !udp", "mip6.mhtype") if x)
-    frames = len(tshark_lines(path, "frame", "frame.number"))
-    tshark_malformed = {int(x) for x in tshark_lines(
-        path, f"({MOBILITY_FILTER}) && _ws.expert.severity >= 0x800000", "frame.number")}
-    return evs, acc, ours, theirs, frames, tshark_malformed
+def _frame_count(path) -> int:
+    out = subprocess.run(["capinfos", "-M", "-c", "-T", "-r", str(path)], capture_output=True,
+                         text=True, check=True).stdout
+    return int(out.split()[-1])
 
 
 @pytest.fixture(scope="module")
-def shared_results():
+def shared_results(tmp_path_factory):
+    """Our events per file; tshark's reference from 2 passes over all files concatenated
+    (mergecap -a keeps every record in order), split back by each file's frame count."""
     assert SHARED, f"no captures under {CAPTURES}"
-    with ThreadPoolExecutor(4) as pool:
-        return dict(zip(SHARED, pool.map(_check_shared, SHARED)))
+    merged = tmp_path_factory.mktemp("shared") / "all.pcapng"
+    subprocess.run(["mergecap", "-a", "-w", str(merged), *SHARED], check=True,
+                   capture_output=True)
+    with ThreadPoolExecutor(2) as pool:
+        ours = list(pool.map(events, SHARED))
+    counts = [_frame_count(p) for p in SHARED]
+    mhtypes = {}
+    for line in tshark_lines(merged, "mipv6 && !udp", "frame.number", "mip6.mhtype"):
+        number, types = line.split("\t")
+        mhtypes[int(number)] = int(types.split(",")[0])
+    bad = {int(x) for x in tshark_lines(
+        merged, f"({MOBILITY_FILTER}) && _ws.expert.severity >= 0x800000", "frame.number")}
+    results, offset = {}, 0
+    for path, (evs, acc), n in zip(SHARED, ours, counts):
+        frames = range(offset + 1, offset + n + 1)
+        theirs = collections.Counter(mhtypes[f] for f in frames if f in mhtypes)
+        mine = collections.Counter(e.mobility.mh_type for e in evs if e.mobility)
+        results[path] = (evs, acc, mine, theirs, n, {f - offset for f in frames if f in bad})
+        offset += n
+    return results
 
 
 def test_every_shared_capture_counts_mh_types_like_tshark(shared_results):

@@ -111,3 +111,10 @@ def test_lab_truth_reads_truth_json(tmp_path):
     t = LabTruth.from_file(tmp_path / "truth.json")
     assert t.frame_nodes() == {2: HOA1}
     assert t.care_of_trails() == {HOA1: [(1.0, COA1, 2)]}
+
+
+def test_keyed_analyzer_without_keyring_is_no_truth():
+    from monitor.keyed import KeyedAnalyzer
+    attacker, _ = _two_nodes(link_b=True)
+    s = privacy_score(attacker, KeyedAnalyzer(None))
+    assert s["link_precision"] is None and "note" in s
