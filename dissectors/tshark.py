@@ -129,9 +129,10 @@ def _stderr_problem(text: str) -> str | None:
     """The first line of tshark's stderr that is an error (not the root warning)."""
     for line in text.splitlines():
         line = line.strip()
-        if not line or line.startswith("Running as user") or "cut short" in line:
+        if not line or line.startswith(("Running as user", "Capturing on", "File:")) \
+                or "cut short" in line:
             continue
-        return line
+        return line.removeprefix("dumpcap: ").removeprefix("tshark: ")
     return None
 
 
@@ -265,20 +266,26 @@ class _TeeReader:
     """dumpcap's stdout, read by the record parser; what is read is forwarded to tshark's
     stdin once the record it belongs to has been stored (so tshark never outruns us)."""
 
-    def __init__(self, source: BinaryIO, sink: BinaryIO):
+    def __init__(self, source: BinaryIO, sink: BinaryIO, started: threading.Event):
         self.source, self.sink, self.pending = source, sink, bytearray()
+        self.started = started
+        self.sink_open = True
 
     def read(self, n: int) -> bytes:
         data = self.source.read(n)
         if data:
             self.pending += data
+            self.started.set()     # dumpcap wrote its header: the interface is open
         return data
 
     def flush(self) -> None:
-        if self.pending:
-            self.sink.write(bytes(self.pending))
-            self.sink.flush()
-            self.pending.clear()
+        if self.pending and self.sink_open:
+            try:
+                self.sink.write(bytes(self.pending))
+                self.sink.flush()
+            except (OSError, ValueError):
+                self.sink_open = False   # tshark is gone (closing): keep counting frames
+        self.pending.clear()
 
 
 class TsharkLive:
@@ -304,11 +311,12 @@ class TsharkLive:
         self._drops = capfile.DropCounter()
         self._thread: threading.Thread | None = None
         self.ready = threading.Event()     # set when dumpcap has started capturing
+        self._yielded = 0
 
     def start(self) -> None:
         self._config = TsharkConfig(self._keyring)
         self._stderr, self._dump_err = _StderrFile(), _StderrFile()
-        argv = [DUMPCAP, "-q", "-i", self.interface, "-w", "-", "-F", "pcapng"]
+        argv = [DUMPCAP, "-q", "-i", self.interface, "-w", "-"]   # pcapng by default
         if self.bpf:
             argv += ["-f", self.bpf]
         try:
@@ -325,15 +333,16 @@ class TsharkLive:
         self._thread.start()
 
     def _pump(self) -> None:
-        tee = _TeeReader(self._dumpcap.stdout, self._proc.stdin)
+        tee = _TeeReader(self._dumpcap.stdout, self._proc.stdin, self.ready)
         try:
             for rec in capfile.records(tee, self._drops):
                 with self._cond:
                     self._records[rec.number] = rec
                     self.accounting.read += 1
+                    # not (yet) selected by tshark; corrected as events are yielded
+                    self.accounting.filtered = self.accounting.read - self._yielded
                     self._cond.notify_all()
                 tee.flush()
-                self.ready.set()
             tee.flush()
         except (capfile.NotACapture, OSError, ValueError):
             pass
@@ -359,33 +368,43 @@ class TsharkLive:
     def events(self) -> Iterator[PacketEvent]:
         if self._proc is None:
             self.start()
-        seen = 0
         try:
             for raw in self._proc.stdout:
                 line = raw.decode("utf-8", "replace")
                 number = line.split(SEPARATOR, 1)[0]
                 if not number.isdigit():
                     continue
-                seen += 1
                 event = make_event(line, self._take(int(number)), self.sensor)
-                self.accounting.filtered = max(0, int(number) - seen)
+                with self._cond:
+                    self._yielded += 1
+                    self.accounting.filtered = max(0, self.accounting.read - self._yielded)
                 yield event
-            if self._dumpcap is not None and self._dumpcap.poll() not in (None, 0) \
-                    and not self._closed:
-                problem = _stderr_problem(self._dump_err.text())
+            if self._dumpcap is not None and not self._closed:
+                try:
+                    rc = self._dumpcap.wait(5)
+                except subprocess.TimeoutExpired:
+                    rc = None
+                problem = _stderr_problem(self._dump_err.text()) if rc else None
                 if problem:
                     raise UserError(f"{self.interface}: dumpcap: {problem}")
         finally:
-            self.accounting.filtered = max(0, self.accounting.read - seen)
             self.close()
 
     def close(self) -> None:
+        """Stop dumpcap (it writes its drop counts on the way out) and tshark, let the pump
+        read dumpcap's last blocks, and reap both children."""
         self._closed = True
-        _reap(self._dumpcap)      # dumpcap ends; the pump thread sees EOF and closes tshark's stdin
+        for proc in (self._dumpcap, self._proc):
+            if proc is not None and proc.poll() is None:
+                proc.terminate()
         if self._thread is not None:
             self._thread.join(5)
+            self._thread = None
+        _reap(self._dumpcap)
         _reap(self._proc)
         self._dumpcap = self._proc = None
+        with self._cond:
+            self.accounting.filtered = max(0, self.accounting.read - self._yielded)
         for f in (self._stderr, self._dump_err):
             if f is not None:
                 f.close()

@@ -14,7 +14,6 @@ from __future__ import annotations
 import hashlib
 import hmac
 import ipaddress
-import struct
 from dataclasses import dataclass, field
 
 from keys import formulas as F
@@ -192,8 +191,9 @@ class World:
         """A deterministic IV per (SPI, sequence number): unpredictable enough for a lab."""
         return self.draw.bytes(f"iv|{sa.spi}|{sa.seq}", 16)
 
-    def protect(self, sa: P.EspSa, packet: bytes, tunnel: tuple[str, str] | None = None) -> bytes:
-        return sa.protect(packet, self.iv(sa), tunnel)
+    def esp(self, sa: P.EspSa) -> P.Esp:
+        """The ESP processing of one SA, as the packet formats of lab.packets take it."""
+        return lambda packet, tunnel=None: sa.protect(packet, self.iv(sa), tunnel)
 
     def cn_link(self, cn: Correspondent, side: str) -> str:
         return f"{side}-cn{cn.index + 1}"
@@ -285,51 +285,36 @@ class World:
         ha = self.ha.address
         what = "Home BU" + (" (lost)" if lost else "")
         if mn.care_of is None:
-            # RFC 6275 11.5.4 / RFC 3776 4.1: de-registration from the home link, source = home
-            # address, no HAO; the Alternate CoA is the home address itself
+            # RFC 6275 11.5.4: de-registration from the home link; Alternate CoA = home address
             bu = P.BindingUpdate(mn.home_sequence, units, flags, alternate_care_of=mn.home_address)
-            mh = P.binding_update_mh(bu, mn.home_address, ha)
-            pkt = self.protect(mn.transport_out, P.ipv6(mn.home_address, ha, P.NH_MH, mh))
+            pkt = P.home_bu_at_home(mn.home_address, ha, bu, self.esp(mn.transport_out))
             return (self.emit("mn-ha", "mn-ha", "mn", pkt, mn.name, "rfc3776", what),
                     None, "home")
         mode = mn.spec.home_bu
         bu = P.BindingUpdate(mn.home_sequence, units, flags, alternate_care_of=mn.care_of)
         if mode == "5.2.2":
-            # draft 5.2.2: tunnel mode; inner source = home address; the pseudo home address
-            # is derived by both ends from the outer ESP sequence number and never sent
+            # draft 5.1.4 / 5.2.2: i = the outer ESP sequence number this BU will carry
             pseudo = self.pseudo_from_ha_key(mn, mn.tunnel_out.seq)
-            inner = P.ipv6(mn.home_address, ha, P.NH_MH,
-                           P.binding_update_mh(bu, mn.home_address, ha))
-            pkt = self.protect(mn.tunnel_out, inner, (mn.care_of, ha))
+            pkt = P.home_bu_tunnel(mn.care_of, ha, mn.home_address, bu, self.esp(mn.tunnel_out))
             return self.emit("mn-ha", "mn-ha", "mn", pkt, mn.name, mode, what), pseudo, mode
-        # RFC 3776 4.1 / draft 5.2.1: IPv6 (CoA -> HA) / HAO / ESP transport / MH BU + ACoA;
-        # draft 5.1.4: i = the ESP sequence number this BU will carry
+        # draft 5.1.4 / 5.2.1: i = the ESP sequence number this BU will carry
         pseudo = self.pseudo_from_ha_key(mn, mn.transport_out.seq) if mode == "5.2.1" else None
-        hao = pseudo or mn.home_address
-        mh = P.binding_update_mh(bu, hao, ha)
-        plain = P.ipv6(mn.care_of, ha, P.NH_DSTOPT,
-                       P.destination_options([P.home_address_option(hao)], P.NH_MH) + mh)
-        pkt = self.protect(mn.transport_out, plain)
+        pkt = P.home_bu_transport(mn.care_of, ha, pseudo or mn.home_address, bu,
+                                  self.esp(mn.transport_out))
         return self.emit("mn-ha", "mn-ha", "mn", pkt, mn.name, mode, what), pseudo, mode
 
     def send_home_ba(self, mn: MobileNode, lifetime: int, pseudo: str | None, mode: str) -> int:
-        ha = self.ha.address
-        units = lifetime // 4
+        ha, seq, units = self.ha.address, mn.home_sequence, lifetime // 4
         if mode == "home":
-            mh = P.binding_ack_mh(0, mn.home_sequence, units, ha, mn.home_address)
-            pkt = self.protect(mn.transport_in, P.ipv6(ha, mn.home_address, P.NH_MH, mh))
+            pkt = P.home_ba_at_home(ha, mn.home_address, seq, self.esp(mn.transport_in))
             return self.emit("mn-ha", "mn-ha", "ha", pkt, mn.name, "rfc3776", "Home BA")
         if mode == "5.2.2":
-            # draft 5.2.2: IPv6 (HA -> CoA) / ESP tunnel / IPv6 (HA -> HoA) / MH BA
-            mh = P.binding_ack_mh(0, mn.home_sequence, units, ha, mn.home_address)
-            pkt = self.protect(mn.tunnel_in, P.ipv6(ha, mn.home_address, P.NH_MH, mh),
-                               (ha, mn.care_of))
-            return self.emit("mn-ha", "mn-ha", "ha", pkt, mn.name, mode, "Home BA")
-        # RFC 3776 4.1 / draft 5.2.1: IPv6 (HA -> CoA) / RH2 (pseudo HoA) / ESP transport / BA
-        rh2 = pseudo or mn.home_address
-        mh = P.binding_ack_mh(0, mn.home_sequence, units, ha, rh2)
-        plain = P.ipv6(ha, mn.care_of, P.NH_ROUTING, P.type2_routing_header(rh2, P.NH_MH) + mh)
-        pkt = self.protect(mn.transport_in, plain)
+            pkt = P.home_ba_tunnel(ha, mn.care_of, mn.home_address, seq, units,
+                                   self.esp(mn.tunnel_in))
+        else:
+            # draft 5.2.1: the HA puts the pseudo home address of this BU in the RH2
+            pkt = P.home_ba_transport(ha, mn.care_of, pseudo or mn.home_address, seq, units,
+                                      self.esp(mn.transport_in))
         return self.emit("mn-ha", "mn-ha", "ha", pkt, mn.name, mode, "Home BA")
 
     # --- return routability and correspondent registration ---------------------------------
@@ -372,41 +357,35 @@ class World:
                            procedure: str) -> dict:
         """RFC 6275 5.2.5 with draft 4.1 (P flag, privacy keygen token in the HoT) and draft
         5.3.1 (pseudo home address as the HoTI source). HoTI/HoT cross the MN-HA path in the
-        ESP tunnel (RFC 3776 4.3) and the HA-CN path in clear."""
+        ESP tunnel (RFC 3776 4.3) and the HA-CN path in clear (hop limit - 1)."""
         ha, coa, name = self.ha.address, mn.care_of, mn.name
         privacy_flag = procedure == "4.1"
         home_cookie = self.draw.bytes(f"hoti|{name}|{cn.name}|{len(self.frames)}", 8)
         care_of_cookie = self.draw.bytes(f"coti|{name}|{cn.name}|{len(self.frames)}", 8)
-        hoti = P.mobility_header(P.MH_HOTI, P.hoti_body(home_cookie, privacy_flag),
-                                 home_source, cn.address)
-        self.emit("mn-ha", "mn-ha", "mn", self.protect(
-            mn.tunnel_out, P.ipv6(home_source, cn.address, P.NH_MH, hoti), (coa, ha)),
-            name, procedure, "HoTI")
-        coti = P.mobility_header(P.MH_COTI, P.coti_body(care_of_cookie), coa, cn.address)
-        self.emit("mn-cn", self.cn_link(cn, "mn"), "mn",
-                  P.ipv6(coa, cn.address, P.NH_MH, coti), name, procedure, "CoTI")
-        # the home agent decapsulates and forwards (hop limit - 1)
-        self.emit("ha-cn", self.cn_link(cn, "ha"), "ha",
-                  P.ipv6(home_source, cn.address, P.NH_MH, hoti, hop_limit=63),
-                  name, procedure, "HoTI")
-        # the correspondent answers both
+        mn_cn, ha_cn, cn_role = self.cn_link(cn, "mn"), self.cn_link(cn, "ha"), self.cn_role(cn)
+
+        def emit(path, link, sender, pkt, what):
+            self.emit(path, link, sender, pkt, name, procedure, what)
+
+        emit("mn-ha", "mn-ha", "mn", P.tunnelled(
+            P.hoti(home_source, cn.address, home_cookie, privacy_flag), coa, ha,
+            self.esp(mn.tunnel_out)), "HoTI")
+        emit("mn-cn", mn_cn, "mn", P.coti(coa, cn.address, care_of_cookie), "CoTI")
+        emit("ha-cn", ha_cn, "ha",
+             P.hoti(home_source, cn.address, home_cookie, privacy_flag, 63), "HoTI")
         c_index, c_nonce = cn.new_nonce(self.draw)
         care_of_token = F.care_of_keygen_token(cn.kcn, coa, c_nonce)
-        cot = P.mobility_header(P.MH_COT, P.cot_body(c_index, care_of_cookie, care_of_token),
-                                cn.address, coa)
-        self.emit("mn-cn", self.cn_link(cn, "mn"), self.cn_role(cn),
-                  P.ipv6(cn.address, coa, P.NH_MH, cot), name, procedure, "CoT")
+        emit("mn-cn", mn_cn, cn_role,
+             P.cot(cn.address, coa, c_index, care_of_cookie, care_of_token), "CoT")
         h_index, h_nonce = cn.new_nonce(self.draw)
         home_token = F.home_keygen_token(cn.kcn, home_source, h_nonce)
         privacy_token = (F.privacy_keygen_token(cn.kcn, h_nonce)
                          if privacy_flag and cn.privacy_aware else None)
-        hot = P.mobility_header(P.MH_HOT, P.hot_body(h_index, home_cookie, home_token,
-                                                     privacy_token), cn.address, home_source)
-        self.emit("ha-cn", self.cn_link(cn, "ha"), self.cn_role(cn),
-                  P.ipv6(cn.address, home_source, P.NH_MH, hot), name, procedure, "HoT")
-        self.emit("mn-ha", "mn-ha", "ha", self.protect(
-            mn.tunnel_in, P.ipv6(cn.address, home_source, P.NH_MH, hot, hop_limit=63),
-            (ha, coa)), name, procedure, "HoT")
+        emit("ha-cn", ha_cn, cn_role, P.hot(cn.address, home_source, h_index, home_cookie,
+                                            home_token, privacy_token), "HoT")
+        emit("mn-ha", "mn-ha", "ha", P.tunnelled(
+            P.hot(cn.address, home_source, h_index, home_cookie, home_token, privacy_token, 63),
+            ha, coa, self.esp(mn.tunnel_in)), "HoT")
         return {"home_index": h_index, "care_of_index": c_index, "home_token": home_token,
                 "care_of_token": care_of_token, "privacy_token": privacy_token,
                 "kbm": F.binding_management_key(home_token, care_of_token)}
@@ -425,46 +404,49 @@ class World:
         bu = P.BindingUpdate(sess.sequence, units, P.BU_FLAG_A,
                              alternate_care_of=coa if tunnelled else None,
                              nonce_indices=indices, with_authenticator=True)
-        if procedure == "4.1":
-            # draft 4.1: source = CoA, option 0xFE = String XOR HoA, no HAO
+        mn_cn = self.cn_link(cn, "mn")
+        if tunnelled and not cn.privacy_aware:
+            raise UserError(f"{self.scenario.path}: {cn.name} is not privacy-aware: procedure "
+                            f"{procedure} needs option 0xFE (use 4.1 to see the fallback)")
+        if procedure == "4.1" and rr["privacy_token"] is None:
+            # draft 4.1 / PROFILE.md: a correspondent that ignored the P flag sent no privacy
+            # keygen token, so the mobile node falls back to the plain RFC 6275 BU (HAO = HoA)
+            sess.pseudo = None
+            pkt = P.correspondent_bu_with_hao(coa, cn.address, mn.home_address, bu, kbm)
+            frame = self.emit("mn-cn", mn_cn, "mn", pkt, name, procedure, "BU")
+        elif procedure == "4.1":
+            # draft 4.1: pseudo home address = String XOR HoA, Kpm from the privacy token
             kpm = F.privacy_management_key(rr["privacy_token"], rr["care_of_token"])
             sess.pseudo = F.rr_pseudo_home_address(kpm, coa, *indices, mn.home_address)
-            mh = P.binding_update_mh(bu, coa, cn.address, kbm, coa)
-            pkt = P.ipv6(coa, cn.address, P.NH_DSTOPT, P.destination_options(
-                [P.pseudo_home_address_option(sess.pseudo)], P.NH_MH) + mh)
-            frame = self.emit("mn-cn", self.cn_link(cn, "mn"), "mn", pkt, name, procedure, "BU")
+            pkt = P.correspondent_bu_rr_privacy(coa, cn.address, sess.pseudo, bu, kbm)
+            frame = self.emit("mn-cn", mn_cn, "mn", pkt, name, procedure, "BU")
         elif tunnelled:
-            # draft 4.2 / 5.3.2: pseudo = AES(Kbm, HoA) in option 0xFE of the inner BU (source =
-            # home address, Alternate CoA), reverse-tunnelled to the HA, then in clear to the CN
+            # draft 4.2 / 5.3.2: pseudo = AES(Kbm, HoA), reverse-tunnelled to the HA, then in
+            # clear to the CN: the copy the CN receives is the binding (docs/DESIGN.md)
             sess.pseudo = F.encrypted_pseudo_home_address(kbm, mn.home_address)
-
-            def inner(hop_limit):
-                mh = P.binding_update_mh(bu, mn.home_address, cn.address, kbm, coa)
-                return P.ipv6(mn.home_address, cn.address, P.NH_DSTOPT, P.destination_options(
-                    [P.pseudo_home_address_option(sess.pseudo)], P.NH_MH) + mh, hop_limit)
-            self.emit("mn-ha", "mn-ha", "mn", self.protect(
-                mn.tunnel_out, inner(64), (coa, self.ha.address)), name, procedure, "BU")
-            frame = self.emit("ha-cn", self.cn_link(cn, "ha"), "ha", inner(63), name,
+            inner = P.correspondent_bu_reverse_tunnelled(mn.home_address, cn.address,
+                                                         sess.pseudo, bu, kbm)
+            self.emit("mn-ha", "mn-ha", "mn", P.tunnelled(
+                inner, coa, self.ha.address, self.esp(mn.tunnel_out)), name, procedure, "BU")
+            forwarded = P.correspondent_bu_reverse_tunnelled(mn.home_address, cn.address,
+                                                             sess.pseudo, bu, kbm, 63)
+            frame = self.emit("ha-cn", self.cn_link(cn, "ha"), "ha", forwarded, name,
                               procedure, "BU")
         else:
             # RFC 6275 6.1.7 (HAO = home address) / draft 5.3.1 (HAO = pseudo home address)
             hao = sess.pseudo if procedure == "5.3.1" else mn.home_address
-            mh = P.binding_update_mh(bu, hao, cn.address, kbm, coa)
-            pkt = P.ipv6(coa, cn.address, P.NH_DSTOPT, P.destination_options(
-                [P.home_address_option(hao)], P.NH_MH) + mh)
-            frame = self.emit("mn-cn", self.cn_link(cn, "mn"), "mn", pkt, name, procedure, "BU")
+            pkt = P.correspondent_bu_with_hao(coa, cn.address, hao, bu, kbm)
+            frame = self.emit("mn-cn", mn_cn, "mn", pkt, name, procedure, "BU")
         cn.binding_cache.append({
             "correspondent": cn.address, "home_address": mn.home_address,
             "pseudo_home_address": sess.pseudo, "care_of_address": coa,
             "sequence": sess.sequence, "authenticator_valid": True, "frame": frame,
             "time": self.frames[frame - 1].time})
-        # RFC 6275 6.1.8 BA with Binding Authorization Data, to the care-of address with the
-        # (pseudo) home address in the RH2 (PROFILE.md "Where the pseudo home address travels")
-        rh2 = sess.pseudo or mn.home_address
-        ba = P.binding_ack_mh(0, sess.sequence, units, cn.address, rh2, kbm, coa, cn.address)
-        self.emit("mn-cn", self.cn_link(cn, "mn"), self.cn_role(cn),
-                  P.ipv6(cn.address, coa, P.NH_ROUTING, P.type2_routing_header(rh2, P.NH_MH) + ba),
-                  name, procedure, "BA")
+        # RFC 6275 6.1.8: to the care-of address, the (pseudo) home address in the RH2
+        # (PROFILE.md "Where the pseudo home address travels")
+        pkt = P.correspondent_ba(cn.address, coa, sess.pseudo or mn.home_address, sess.sequence,
+                                 units, kbm)
+        self.emit("mn-cn", mn_cn, self.cn_role(cn), pkt, name, procedure, "BA")
 
     # --- data -------------------------------------------------------------------------------
 
@@ -473,85 +455,72 @@ class World:
         """RFC 6275 6.3 / 6.4 (draft 5.3.1, 5.3.2): HAO one way, RH2 the other, carrying the
         home address or, in the draft's procedures, the pseudo home address."""
         home = sess.pseudo or mn.home_address
-        coa, name = mn.care_of, mn.name
+        coa, name, link = mn.care_of, mn.name, self.cn_link(cn, "mn")
         for k in range(count):
             payload = f"{name} data {k}".encode()
-            up = P.udp(sess.port, DATA_PORT, payload, home, cn.address)
-            self.emit("mn-cn", self.cn_link(cn, "mn"), "mn", P.ipv6(
-                coa, cn.address, P.NH_DSTOPT,
-                P.destination_options([P.home_address_option(home)], P.NH_UDP) + up),
+            self.emit("mn-cn", link, "mn", P.data_to_correspondent(
+                coa, cn.address, home, sess.port, DATA_PORT, payload),
                 name, procedure, "data", DATA_GAP)
-            down = P.udp(DATA_PORT, sess.port, payload, cn.address, home)
-            self.emit("mn-cn", self.cn_link(cn, "mn"), self.cn_role(cn), P.ipv6(
-                cn.address, coa, P.NH_ROUTING, P.type2_routing_header(home, P.NH_UDP) + down),
-                name, procedure, "data")
+            self.emit("mn-cn", link, self.cn_role(cn), P.data_to_mobile(
+                cn.address, coa, home, DATA_PORT, sess.port, payload), name, procedure, "data")
 
     def reverse_tunnelled_data(self, mn: MobileNode, cn: Correspondent, count: int,
                                procedure: str) -> None:
         """draft 5.4: MN -> HA in the ESP tunnel, HA -> CN in clear, and back the same way."""
         ha, coa, hoa, name = self.ha.address, mn.care_of, mn.home_address, mn.name
-        port = DATA_PORT + mn.index
+        port, ha_cn, cn_role = DATA_PORT + mn.index, self.cn_link(cn, "ha"), self.cn_role(cn)
         for k in range(count):
             payload = f"{name} tunnelled {k}".encode()
-            up = P.udp(port, DATA_PORT, payload, hoa, cn.address)
-            self.emit("mn-ha", "mn-ha", "mn", self.protect(
-                mn.tunnel_out, P.ipv6(hoa, cn.address, P.NH_UDP, up), (coa, ha)),
-                name, procedure, "data", DATA_GAP)
-            self.emit("ha-cn", self.cn_link(cn, "ha"), "ha",
-                      P.ipv6(hoa, cn.address, P.NH_UDP, up, 63), name, procedure, "data")
-            down = P.udp(DATA_PORT, port, payload, cn.address, hoa)
-            self.emit("ha-cn", self.cn_link(cn, "ha"), self.cn_role(cn),
-                      P.ipv6(cn.address, hoa, P.NH_UDP, down), name, procedure, "data")
-            self.emit("mn-ha", "mn-ha", "ha", self.protect(
-                mn.tunnel_in, P.ipv6(cn.address, hoa, P.NH_UDP, down, 63), (ha, coa)),
-                name, procedure, "data")
+            self.emit("mn-ha", "mn-ha", "mn", P.tunnelled(
+                P.plain_data(hoa, cn.address, port, DATA_PORT, payload), coa, ha,
+                self.esp(mn.tunnel_out)), name, procedure, "data", DATA_GAP)
+            self.emit("ha-cn", ha_cn, "ha", P.plain_data(
+                hoa, cn.address, port, DATA_PORT, payload, 63), name, procedure, "data")
+            self.emit("ha-cn", ha_cn, cn_role, P.plain_data(
+                cn.address, hoa, DATA_PORT, port, payload), name, procedure, "data")
+            self.emit("mn-ha", "mn-ha", "ha", P.tunnelled(
+                P.plain_data(cn.address, hoa, DATA_PORT, port, payload, 63), ha, coa,
+                self.esp(mn.tunnel_in)), name, procedure, "data")
 
     def cn_initiated_data(self, mn: MobileNode, cn: Correspondent, procedure: str) -> None:
-        """draft 5.3.2: the correspondent sends to the home address; the HA tunnels it on."""
+        """draft 5.3.2: the correspondent sends to the home address; the HA tunnels it on; the
+        mobile node answers through the reverse tunnel."""
         ha, coa, hoa, name = self.ha.address, mn.care_of, mn.home_address, mn.name
-        port = DATA_PORT + mn.index
+        port, ha_cn = DATA_PORT + mn.index, self.cn_link(cn, "ha")
         payload = f"{cn.name} calls {name}".encode()
-        down = P.udp(DATA_PORT, port, payload, cn.address, hoa)
-        self.emit("ha-cn", self.cn_link(cn, "ha"), self.cn_role(cn),
-                  P.ipv6(cn.address, hoa, P.NH_UDP, down), name, procedure, "data")
-        self.emit("mn-ha", "mn-ha", "ha", self.protect(
-            mn.tunnel_in, P.ipv6(cn.address, hoa, P.NH_UDP, down, 63), (ha, coa)),
-            name, procedure, "data")
-        up = P.udp(port, DATA_PORT, b"answer " + payload, hoa, cn.address)
-        self.emit("mn-ha", "mn-ha", "mn", self.protect(
-            mn.tunnel_out, P.ipv6(hoa, cn.address, P.NH_UDP, up), (coa, ha)),
-            name, procedure, "data")
-        self.emit("ha-cn", self.cn_link(cn, "ha"), "ha",
-                  P.ipv6(hoa, cn.address, P.NH_UDP, up, 63), name, procedure, "data")
+        self.emit("ha-cn", ha_cn, self.cn_role(cn), P.plain_data(
+            cn.address, hoa, DATA_PORT, port, payload), name, procedure, "data")
+        self.emit("mn-ha", "mn-ha", "ha", P.tunnelled(
+            P.plain_data(cn.address, hoa, DATA_PORT, port, payload, 63), ha, coa,
+            self.esp(mn.tunnel_in)), name, procedure, "data")
+        answer = b"answer " + payload
+        self.emit("mn-ha", "mn-ha", "mn", P.tunnelled(
+            P.plain_data(hoa, cn.address, port, DATA_PORT, answer), coa, ha,
+            self.esp(mn.tunnel_out)), name, procedure, "data")
+        self.emit("ha-cn", ha_cn, "ha", P.plain_data(
+            hoa, cn.address, port, DATA_PORT, answer, 63), name, procedure, "data")
 
     # --- draft 5.5: prefix discovery ----------------------------------------------------------
 
     def prefix_discovery(self, mn: MobileNode) -> None:
-        """draft 5.5: MPS / MPA in ESP transport mode with the pseudo home address in the HAO /
-        RH2 (RFC 3776 4.4 layout), or in the ESP tunnel for a 5.2.2 node."""
+        """draft 5.5: MPS / MPA in ESP transport mode with the pseudo home address of the
+        current home binding in the HAO / RH2, or in the ESP tunnel for a 5.2.2 node."""
         ha, coa, name = self.ha.address, mn.care_of, mn.name
         identifier = self.draw.int(f"mps|{name}|{len(self.frames)}", 0, 65536)
         prefixes = [p for p in self.ha.prefixes
                     if ipaddress.IPv6Address(mn.home_address) in ipaddress.IPv6Network(p)]
         if mn.spec.home_bu == "5.2.2":
-            hoa = mn.home_address
-            mps = P.mobile_prefix_solicitation(identifier, hoa, ha)
-            self.emit("mn-ha", "mn-ha", "mn", self.protect(
-                mn.tunnel_out, P.ipv6(hoa, ha, P.NH_ICMPV6, mps), (coa, ha)), name, "5.5", "MPS")
-            mpa = P.mobile_prefix_advertisement(identifier, prefixes, ha, hoa)
-            self.emit("mn-ha", "mn-ha", "ha", self.protect(
-                mn.tunnel_in, P.ipv6(ha, hoa, P.NH_ICMPV6, mpa), (ha, coa)), name, "5.5", "MPA")
+            mps = P.mps_tunnel(coa, ha, mn.home_address, identifier, self.esp(mn.tunnel_out))
+            self.emit("mn-ha", "mn-ha", "mn", mps, name, "5.5", "MPS")
+            mpa = P.mpa_tunnel(ha, coa, mn.home_address, identifier, prefixes,
+                               self.esp(mn.tunnel_in))
+            self.emit("mn-ha", "mn-ha", "ha", mpa, name, "5.5", "MPA")
             return
         home = mn.home_pseudo or mn.home_address
-        mps = P.mobile_prefix_solicitation(identifier, home, ha)
-        plain = P.ipv6(coa, ha, P.NH_DSTOPT,
-                       P.destination_options([P.home_address_option(home)], P.NH_ICMPV6) + mps)
-        self.emit("mn-ha", "mn-ha", "mn", self.protect(mn.transport_out, plain), name, "5.5",
-                  "MPS")
-        mpa = P.mobile_prefix_advertisement(identifier, prefixes, ha, home)
-        plain = P.ipv6(ha, coa, P.NH_ROUTING, P.type2_routing_header(home, P.NH_ICMPV6) + mpa)
-        self.emit("mn-ha", "mn-ha", "ha", self.protect(mn.transport_in, plain), name, "5.5",
-                  "MPA")
+        mps = P.mps_transport(coa, ha, home, identifier, self.esp(mn.transport_out))
+        self.emit("mn-ha", "mn-ha", "mn", mps, name, "5.5", "MPS")
+        mpa = P.mpa_transport(ha, coa, home, identifier, prefixes, self.esp(mn.transport_in))
+        self.emit("mn-ha", "mn-ha", "ha", mpa, name, "5.5", "MPA")
 
     # --- background traffic between other hosts --------------------------------------------
 
@@ -604,7 +573,3 @@ class World:
             seg(True, a_seq, b_seq, FIN | ACK)
             seg(False, b_seq, a_seq + 1, FIN | ACK)
             seg(True, a_seq + 1, b_seq + 1, ACK)
-
-
-def u16(value: int) -> bytes:
-    return struct.pack("!H", value)

@@ -209,8 +209,9 @@ def command_send(scenario: Scenario, seed: int | None, speed: float) -> int:
     counts = send_frames(out.frames, speed)
     summary = ", ".join(f"{p} {n}" for p, n in sorted(counts.items()))
     print(f"{scenario.name}: sent {len(out.frames)} packets ({summary}); capture on "
-          f"'ip netns exec {namespace('ha')} tshark -i ha-mn'; remove with 'mip6mon lab down'",
-          file=sys.stderr)
+          f"'ip netns exec {namespace('ha')} tshark -i ha-mn'; the keyring of these packets is "
+          f"what 'mip6mon lab run {scenario.name} -o DIR' writes (same seed); remove with "
+          f"'mip6mon lab down'", file=sys.stderr)
     return 0
 
 

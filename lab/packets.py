@@ -8,8 +8,10 @@ that a scenario's output is byte-identical from run to run.
 from __future__ import annotations
 
 import struct
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from keys import formulas
 from keys.formulas import address_bytes
 
 # --- protocol numbers and code points (PROFILE.md "Code points") ------------------------------
@@ -213,7 +215,6 @@ def binding_update_mh(bu: BindingUpdate, src: str, dst: str, kbm: bytes | None =
     """RFC 6275 6.1.7 BU as a complete MH. With `kbm`, the Binding Authorization Data option
     carries First(96, HMAC_SHA1(Kbm, CoA | CN | MH data)) (RFC 6275 6.2.7; draft 4.1, 5.3.1),
     CoA being the Alternate CoA when present (PROFILE.md)."""
-    from keys import formulas
     fixed = _bu_fixed(bu)
     body = fixed + mobility_options(len(fixed), _bu_options(bu, bytes(12)))
     mh = mobility_header(MH_BU, body, src, dst)
@@ -229,7 +230,6 @@ def binding_ack_mh(status: int, sequence: int, lifetime_units: int, src: str, ds
                    correspondent: str | None = None) -> bytes:
     """RFC 6275 6.1.8 BA; from a correspondent it carries Binding Authorization Data over
     CoA | CN | BA (RFC 6275 5.2.6, draft 5.3.1)."""
-    from keys import formulas
     fixed = struct.pack("!BBHH", status, 0, sequence, lifetime_units)
     options = [(OPT_BAD, bytes(12), 8, 2)] if kbm is not None else []
     body = fixed + mobility_options(len(fixed), options)
@@ -341,3 +341,184 @@ def parse_ipv6_chain(packet: bytes) -> list[tuple[int, int]]:
             nh, off = packet[off], off + (packet[off + 1] + 1) * 8
             continue
         return chain
+
+
+# =============================================================================================
+# The packet formats the draft draws, one function each. `esp` is the sender's ESP processing
+# for the SA in use: esp(packet) = transport mode, esp(packet, (outer src, outer dst)) = tunnel
+# mode. Functions without `esp` return packets sent in clear.
+# =============================================================================================
+
+Esp = Callable[..., bytes]
+
+
+def home_bu_transport(care_of: str, home_agent: str, hao: str, bu: BindingUpdate,
+                      esp: Esp) -> bytes:
+    """draft 5.2.1 Home BU: IPv6 (CoA -> HA) / Destination Options (HAO = pseudo home address)
+    / ESP transport / MH BU + Alternate CoA. With hao = the home address it is RFC 3776 4.1.
+    The MH checksum uses the HAO address (RFC 6275 6.1.1)."""
+    mh = binding_update_mh(bu, hao, home_agent)
+    return esp(ipv6(care_of, home_agent, NH_DSTOPT,
+                    destination_options([home_address_option(hao)], NH_MH) + mh))
+
+
+def home_ba_transport(home_agent: str, care_of: str, rh2: str, sequence: int,
+                      lifetime_units: int, esp: Esp, status: int = 0) -> bytes:
+    """draft 5.2.1 Home BA: IPv6 (HA -> CoA) / RH2 (pseudo home address) / ESP transport /
+    MH BA (RFC 3776 4.1 with the home address in the RH2)."""
+    mh = binding_ack_mh(status, sequence, lifetime_units, home_agent, rh2)
+    return esp(ipv6(home_agent, care_of, NH_ROUTING, type2_routing_header(rh2, NH_MH) + mh))
+
+
+def home_bu_tunnel(care_of: str, home_agent: str, home_address: str, bu: BindingUpdate,
+                   esp: Esp) -> bytes:
+    """draft 5.2.2 Home BU: IPv6 (CoA -> HA) / ESP tunnel / IPv6 (HoA -> HA) / MH BU +
+    Alternate CoA; the pseudo home address is derived by both ends, never sent."""
+    inner = ipv6(home_address, home_agent, NH_MH, binding_update_mh(bu, home_address, home_agent))
+    return esp(inner, (care_of, home_agent))
+
+
+def home_ba_tunnel(home_agent: str, care_of: str, home_address: str, sequence: int,
+                   lifetime_units: int, esp: Esp, status: int = 0) -> bytes:
+    """draft 5.2.2 Home BA: IPv6 (HA -> CoA) / ESP tunnel / IPv6 (HA -> HoA) / MH BA."""
+    mh = binding_ack_mh(status, sequence, lifetime_units, home_agent, home_address)
+    return esp(ipv6(home_agent, home_address, NH_MH, mh), (home_agent, care_of))
+
+
+def home_bu_at_home(home_address: str, home_agent: str, bu: BindingUpdate, esp: Esp) -> bytes:
+    """RFC 6275 11.5.4 / RFC 3776 4.1, draft 5.2.2 last paragraph: de-registration from the
+    home link, source = home address, no HAO, ESP transport."""
+    return esp(ipv6(home_address, home_agent, NH_MH,
+                    binding_update_mh(bu, home_address, home_agent)))
+
+
+def home_ba_at_home(home_agent: str, home_address: str, sequence: int, esp: Esp) -> bytes:
+    """RFC 3776 4.1: the BA to a node at home, no RH2, lifetime 0."""
+    mh = binding_ack_mh(0, sequence, 0, home_agent, home_address)
+    return esp(ipv6(home_agent, home_address, NH_MH, mh))
+
+
+def hoti(home_source: str, correspondent: str, cookie: bytes, privacy_flag: bool,
+         hop_limit: int = 64) -> bytes:
+    """RFC 6275 6.1.3 HoTI as the HA forwards it on HA-CN (and, hop limit 64, the inner packet
+    of the MN-HA tunnel); draft 4.1: 'P' flag; draft 5.3.1: source = pseudo home address."""
+    mh = mobility_header(MH_HOTI, hoti_body(cookie, privacy_flag), home_source, correspondent)
+    return ipv6(home_source, correspondent, NH_MH, mh, hop_limit)
+
+
+def coti(care_of: str, correspondent: str, cookie: bytes) -> bytes:
+    """RFC 6275 6.1.4 CoTI, MN -> CN directly ("exactly the same as RFC 3775": draft 4.1)."""
+    return ipv6(care_of, correspondent, NH_MH,
+                mobility_header(MH_COTI, coti_body(cookie), care_of, correspondent))
+
+
+def hot(correspondent: str, home_destination: str, nonce_index: int, cookie: bytes,
+        token: bytes, privacy_token: bytes | None, hop_limit: int = 64) -> bytes:
+    """RFC 6275 6.1.5 HoT on HA-CN (hop limit 63 as the inner packet of the HA-MN tunnel);
+    draft 4.1: privacy keygen token option; draft 5.3.1: destination = pseudo home address."""
+    mh = mobility_header(MH_HOT, hot_body(nonce_index, cookie, token, privacy_token),
+                         correspondent, home_destination)
+    return ipv6(correspondent, home_destination, NH_MH, mh, hop_limit)
+
+
+def cot(correspondent: str, care_of: str, nonce_index: int, cookie: bytes,
+        token: bytes) -> bytes:
+    """RFC 6275 6.1.6 CoT, CN -> MN directly."""
+    return ipv6(correspondent, care_of, NH_MH, mobility_header(
+        MH_COT, cot_body(nonce_index, cookie, token), correspondent, care_of))
+
+
+def tunnelled(inner: bytes, outer_src: str, outer_dst: str, esp: Esp) -> bytes:
+    """RFC 3776 4.3 / draft 5.3.1, 5.3.2, 5.4: IPv6 (outer) / ESP tunnel / the inner packet."""
+    return esp(inner, (outer_src, outer_dst))
+
+
+def correspondent_bu_with_hao(care_of: str, correspondent: str, hao: str, bu: BindingUpdate,
+                              kbm: bytes) -> bytes:
+    """RFC 6275 6.1.7 BU to the CN (HAO = home address) and draft 5.3.1 (HAO = the routable
+    pseudo home address): IPv6 (CoA -> CN) / HAO / MH BU + Nonce Indices + Authenticator."""
+    mh = binding_update_mh(bu, hao, correspondent, kbm, care_of)
+    return ipv6(care_of, correspondent, NH_DSTOPT,
+                destination_options([home_address_option(hao)], NH_MH) + mh)
+
+
+def correspondent_bu_rr_privacy(care_of: str, correspondent: str, pseudo: str,
+                                bu: BindingUpdate, kbm: bytes) -> bytes:
+    """draft 4.1: IPv6 (CoA -> CN) / Destination Option (0xFE = pseudo home address) / MH BU
+    (sequence, nonce indices, First(96, HMAC_SHA1(Kbm, CoA | CN | BU))). No HAO, so the MH
+    checksum uses the care-of address."""
+    mh = binding_update_mh(bu, care_of, correspondent, kbm, care_of)
+    return ipv6(care_of, correspondent, NH_DSTOPT,
+                destination_options([pseudo_home_address_option(pseudo)], NH_MH) + mh)
+
+
+def correspondent_bu_reverse_tunnelled(home_address: str, correspondent: str, pseudo: str,
+                                       bu: BindingUpdate, kbm: bytes,
+                                       hop_limit: int = 64) -> bytes:
+    """draft 4.2 / 5.3.2: IPv6 (HoA -> CN) / Destination Option (0xFE = AES(Kbm, HoA)) / MH BU
+    + Alternate CoA; the inner packet of the MN-HA tunnel, and (hop limit 63) what the HA
+    forwards on HA-CN. The Authenticator uses the Alternate CoA (PROFILE.md)."""
+    mh = binding_update_mh(bu, home_address, correspondent, kbm, bu.alternate_care_of)
+    return ipv6(home_address, correspondent, NH_DSTOPT,
+                destination_options([pseudo_home_address_option(pseudo)], NH_MH) + mh,
+                hop_limit)
+
+
+def correspondent_ba(correspondent: str, care_of: str, rh2: str, sequence: int,
+                     lifetime_units: int, kbm: bytes) -> bytes:
+    """RFC 6275 6.1.8 / draft 5.3.1: IPv6 (CN -> CoA) / RH2 ((pseudo) home address) / MH BA
+    + First(96, HMAC_SHA1(Kbm, CoA | CN | BA))."""
+    mh = binding_ack_mh(0, sequence, lifetime_units, correspondent, rh2, kbm, care_of,
+                        correspondent)
+    return ipv6(correspondent, care_of, NH_ROUTING, type2_routing_header(rh2, NH_MH) + mh)
+
+
+def data_to_correspondent(care_of: str, correspondent: str, home: str, sport: int, dport: int,
+                          payload: bytes) -> bytes:
+    """RFC 6275 6.3, draft 5.3.1 / 5.3.2 "Data packets from the mobile node": IPv6 (CoA -> CN)
+    / Destination option (HAO = (pseudo) home address) / payload (UDP here)."""
+    return ipv6(care_of, correspondent, NH_DSTOPT,
+                destination_options([home_address_option(home)], NH_UDP)
+                + udp(sport, dport, payload, home, correspondent))
+
+
+def data_to_mobile(correspondent: str, care_of: str, home: str, sport: int, dport: int,
+                   payload: bytes) -> bytes:
+    """RFC 6275 6.4, draft 5.3.1 / 5.3.2 "Data packets from the correspondent node": IPv6
+    (CN -> CoA) / Routing Header (type 2, (pseudo) home address) / payload."""
+    return ipv6(correspondent, care_of, NH_ROUTING, type2_routing_header(home, NH_UDP)
+                + udp(sport, dport, payload, correspondent, home))
+
+
+def plain_data(src: str, dst: str, sport: int, dport: int, payload: bytes,
+               hop_limit: int = 64) -> bytes:
+    """draft 5.4: IPv6 (HoA <-> CN) / data, in clear on HA-CN and inside the MN-HA tunnel."""
+    return ipv6(src, dst, NH_UDP, udp(sport, dport, payload, src, dst), hop_limit)
+
+
+def mps_transport(care_of: str, home_agent: str, hao: str, identifier: int, esp: Esp) -> bytes:
+    """draft 5.5: IPv6 (CoA -> HA) / HAO (pseudo home address) / ESP transport / ICMPv6 MPS."""
+    mps = mobile_prefix_solicitation(identifier, hao, home_agent)
+    return esp(ipv6(care_of, home_agent, NH_DSTOPT,
+                    destination_options([home_address_option(hao)], NH_ICMPV6) + mps))
+
+
+def mpa_transport(home_agent: str, care_of: str, rh2: str, identifier: int,
+                  prefixes: list[str], esp: Esp) -> bytes:
+    """draft 5.5: IPv6 (HA -> CoA) / RH2 (pseudo home address) / ESP transport / ICMPv6 MPA."""
+    mpa = mobile_prefix_advertisement(identifier, prefixes, home_agent, rh2)
+    return esp(ipv6(home_agent, care_of, NH_ROUTING, type2_routing_header(rh2, NH_ICMPV6) + mpa))
+
+
+def mps_tunnel(care_of: str, home_agent: str, home_address: str, identifier: int,
+               esp: Esp) -> bytes:
+    """draft 5.5 (second format): IPv6 (CoA -> HA) / ESP tunnel / IPv6 (HoA -> HA) / MPS."""
+    mps = mobile_prefix_solicitation(identifier, home_address, home_agent)
+    return esp(ipv6(home_address, home_agent, NH_ICMPV6, mps), (care_of, home_agent))
+
+
+def mpa_tunnel(home_agent: str, care_of: str, home_address: str, identifier: int,
+               prefixes: list[str], esp: Esp) -> bytes:
+    """draft 5.5 (second format): IPv6 (HA -> CoA) / ESP tunnel / IPv6 (HA -> HoA) / MPA."""
+    mpa = mobile_prefix_advertisement(identifier, prefixes, home_agent, home_address)
+    return esp(ipv6(home_agent, home_address, NH_ICMPV6, mpa), (home_agent, care_of))

@@ -36,7 +36,7 @@ from __future__ import annotations
 
 import ipaddress
 import tomllib
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 
@@ -102,7 +102,6 @@ class Scenario:
     events: tuple[Event, ...]
     path: str = ""
     bu_lifetime: int = 420                  # seconds (multiple of 4: RFC 6275 6.1.7 units)
-    extra: dict = field(default_factory=dict, compare=False)
 
     def node(self, name: str) -> MobileNodeSpec:
         return next(m for m in self.mobile_nodes if m.name == name)

@@ -177,24 +177,26 @@ def matrix_sentence(label: str, by_vantage: dict[str, Measurement]) -> str:
     fol = [v for v in paths if follows(by_vantage[v])]
     both = by_vantage["all"]
     precs = [by_vantage[v].privacy.get("link_precision") for v in PATH_VANTAGES]
-    parts = []
-    parts.append("one eavesdropper on " + " or ".join(tie) + " ties every care-of address to "
-                 "the home address" if tie else
-                 "no single eavesdropper ties every care-of address to the home address")
-    parts.append("one on " + " or ".join(fol) + " follows every move" if fol else
-                 "no single eavesdropper follows every move")
     p = both.privacy
     rules = [r["name"] for r in both.attacker.get("rules", [])
              if r["linking"] and r["name"] not in _TRIVIAL]
-    parts.append(f"colluding, they tie {p.get('care_of_tied', 0)} of "
-                 f"{p.get('care_of_addresses', 0)} and follow "
-                 f"{_cell(p.get('followed_fraction'))} of the movement"
-                 + (f" through {', '.join(rules)}" if rules else ""))
-    if any(x is not None and x < 0.999 for x in precs):
-        parts.append("and some nodes are merged (precision below 1)")
-    else:
-        parts.append("and no two nodes are ever merged (precision 1)")
-    return f"`{label}`: " + "; ".join(parts[:-1]) + ", " + parts[-1] + "."
+    def who(vs: list[str], one: str, many: str) -> str:
+        return " and ".join(f"`{v}`" for v in vs) + " " + (one if len(vs) == 1 else many)
+
+    alone = ("alone, " + who(tie, "ties", "each tie") + " every care-of address to the home "
+             "address" if tie else "no single path ties every care-of address to the home address")
+    alone += ("; " + who(fol, "follows", "each follow") + " every move" if fol else
+              "; none follows every move")
+    followed = p.get("followed_fraction")
+    merged = any(x is not None and x < 0.999 for x in precs)
+    together = (f"colluding, the eavesdroppers tie {p.get('care_of_tied', 0)} of "
+                f"{p.get('care_of_addresses', 0)} care-of addresses and follow "
+                + (f"{round(100 * followed)}% of the movement" if followed is not None
+                   else "none of the movement")
+                + (f" (by {', '.join(rules)})" if rules else ""))
+    tail = ("; some nodes are merged (precision below 1)" if merged else
+            ", never merging two nodes")
+    return f"`{label}`: {alone}; {together}{tail}."
 
 
 def render_matrix(labels: list[str], grid: dict[str, dict[str, Measurement]]) -> str:

@@ -127,6 +127,7 @@ class KeyedAnalyzer:
         self._cn_pseudos: dict[str, tuple[str, int]] = {}  # pseudo -> (correspondent, frame)
         self._private: set[str] = set()    # home addresses seen behind a pseudo home address
         self.unreadable = 0                                # events whose fields did not parse
+        self._spi_cache: tuple[int, dict[int, str]] | None = None
         for node in keyring.mobile_nodes if keyring else ():
             self.book.learn(node.home_address, Identity(node.home_address, "home", "keyring"))
 
@@ -723,7 +724,15 @@ class KeyedAnalyzer:
         return out
 
     def _spi_map(self) -> dict[int, str]:
-        """SPIs -> home address: seen in a node's BUs/BAs, keyring SAs, and 6.4 chains ahead."""
+        """SPIs -> home address: seen in a node's BUs/BAs, keyring SAs, and 6.4 chains ahead.
+        Cached: `book.spis` only grows, so its size tells whether the map is stale."""
+        if self._spi_cache is not None and self._spi_cache[0] == len(self.book.spis):
+            return self._spi_cache[1]
+        spis = self._build_spi_map()
+        self._spi_cache = (len(self.book.spis), spis)
+        return spis
+
+    def _build_spi_map(self) -> dict[int, str]:
         spis = dict(self.book.spis)
         if self.keyring is None:
             return spis

@@ -142,6 +142,11 @@ def _same_nonce_indices(rule: Rule, observations: list[Observation]) -> list[Evi
 
 # ---- continuity: the next value of a counter, seen from a new place --------------------------
 
+def _sender(obs: Observation) -> str | None:
+    """Where a counter is seen from: the care-of address, or the home address of a node at home."""
+    return obs.care_of or (obs.homes[0] if obs.homes else None)
+
+
 @dataclass
 class _Segment:
     """A run of observations of one sender (care-of address and SPI, or sender) to one peer."""
@@ -170,20 +175,24 @@ def _segments(observations: Iterable[Observation], group, segment, value) -> dic
     return groups
 
 
-def _continuations(rule, groups, step_ok, describe) -> list[Evidence]:
+def _continuations(rule, groups, step_ok, describe, sender=lambda seg: seg.key) -> list[Evidence]:
     out = []
     for g, segs in groups.items():
         ordered = sorted(segs.values(), key=lambda s: s.first_time)
         for seg in ordered:
-            candidates = [t for t in ordered if t is not seg and t.last_time <= seg.first_time
-                          and step_ok(t, seg)]
-            if not candidates:
+            latest: dict = {}          # the latest earlier segment of each other sender
+            for t in ordered:
+                if t is not seg and sender(t) != sender(seg) and t.last_time <= seg.first_time \
+                        and step_ok(t, seg):
+                    if sender(t) not in latest or t.last_time > latest[sender(t)].last_time:
+                        latest[sender(t)] = t
+            if not latest:
                 continue
-            # of one earlier sender keep its latest segment; several senders = ambiguous
-            ambiguous = len(candidates) > 1
+            # two earlier senders whose counters would both continue here: ambiguous
+            candidates = list(latest.values())
             best = max(candidates, key=lambda t: t.last_time)
             frames = [seg.first_frame] + [t.last_frame for t in candidates]
-            out.append(rule.evidence(describe(g, best, seg), frames, ambiguous))
+            out.append(rule.evidence(describe(g, best, seg), frames, len(candidates) > 1))
     return out
 
 
@@ -192,14 +201,15 @@ def _esp_sequence_continues(rule: Rule, observations: list[Observation]) -> list
     care-of address to the next (draft 6.1: "the IPsec sequence number"), the two are one node."""
     esp = [o for o in observations if o.path == "mn-ha" and o.esp_sequence is not None]
     groups = _segments(esp, lambda o: (o.home_agent, o.towards_ha),
-                       lambda o: (o.care_of, o.spi), lambda o: o.esp_sequence)
+                       lambda o: (_sender(o), o.spi), lambda o: o.esp_sequence)
 
     def ok(t: _Segment, s: _Segment) -> bool:
-        return t.key[0] != s.key[0] and 0 < s.first_value - t.last_value <= ESP_GAP
+        return 0 < s.first_value - t.last_value <= ESP_GAP
 
     return _continuations(rule, groups, ok, lambda g, t, s:
                           f"ESP sequence {t.last_value} from {t.key[0]} continues as "
-                          f"{s.first_value} from {s.key[0]} ({'to' if g[1] else 'from'} {g[0]})")
+                          f"{s.first_value} from {s.key[0]} ({'to' if g[1] else 'from'} {g[0]})",
+                          sender=lambda seg: seg.key[0])
 
 
 def _bu_sequence_continues(rule: Rule, observations: list[Observation]) -> list[Evidence]:
@@ -207,8 +217,7 @@ def _bu_sequence_continues(rule: Rule, observations: list[Observation]) -> list[
     a care-of address change links the BUs (draft 6.3, which randomises the increment)."""
     bus = [o for o in observations if o.mh_type == BU and o.mh_sequence is not None]
     groups = _segments(bus, lambda o: (o.dst, o.home_flag),
-                       lambda o: o.care_of or (o.homes[0] if o.homes else None),
-                       lambda o: o.mh_sequence)
+                       _sender, lambda o: o.mh_sequence)
 
     def steps(seg: _Segment) -> set[int]:
         return {(b - a) % 65536 for a, b in zip(seg.values, seg.values[1:]) if b != a}

@@ -97,9 +97,18 @@ class Roles:
     # why each home agent was recognised (rule -> frames), for the report
     reasons: dict[str, str] = field(default_factory=dict)
 
+    _prefixes: dict[str, str | None] = field(default_factory=dict, repr=False)
+
+    def prefix(self, address: str) -> str | None:
+        """prefix64, remembered per address (parsing addresses dominates the analysis time)."""
+        p = self._prefixes.get(address, "")
+        if p == "":
+            p = self._prefixes[address] = prefix64(address)
+        return p
+
     def is_home_side(self, address: str | None) -> bool:
         return address is not None and address not in self.home_agents \
-            and prefix64(address) in self.home_prefixes
+            and self.prefix(address) in self.home_prefixes
 
     def _agent(self, address: str, why: str) -> None:
         if address not in self.home_agents:
@@ -139,9 +148,9 @@ def learn_roles(views: list[tuple[int, View]]) -> Roles:
         if len(view.layers) >= 2:
             # RFC 6275 10.4.5 / draft 5.4: a tunnel's home agent end shares the home address's /64
             second = view.layers[1]
-            if prefix64(outer.dst) == prefix64(second.src) and outer.dst != second.src:
+            if roles.prefix(outer.dst) == roles.prefix(second.src) and outer.dst != second.src:
                 roles._agent(outer.dst, f"outer end of a reverse tunnel on its home prefix, frame {frame}")
-            elif prefix64(outer.src) == prefix64(second.dst) and outer.src != second.dst:
+            elif roles.prefix(outer.src) == roles.prefix(second.dst) and outer.src != second.dst:
                 roles._agent(outer.src, f"outer end of a tunnel on its home prefix, frame {frame}")
     # An ESP end with several peers is the home agent (the mobile node's care-of address changes).
     for address, peers in esp_peers.items():
@@ -152,15 +161,15 @@ def learn_roles(views: list[tuple[int, View]]) -> Roles:
     for frame, view in views:
         outer, mh = view.outer, view.mobility
         if outer.dst in roles.home_agents and outer.home_address:
-            roles.home_prefixes.add(prefix64(outer.home_address))
+            roles.home_prefixes.add(roles.prefix(outer.home_address))
         if outer.src in roles.home_agents and outer.routing_home_address:
-            roles.home_prefixes.add(prefix64(outer.routing_home_address))
+            roles.home_prefixes.add(roles.prefix(outer.routing_home_address))
         if mh is not None and len(view.layers) == 1 and not outer.home_address \
                 and not outer.routing_home_address:
             if mh.mh_type == HOTI:           # RFC 6275 5.2.5: HoTI leaves from the home address
-                roles.home_prefixes.add(prefix64(outer.src))
+                roles.home_prefixes.add(roles.prefix(outer.src))
             elif mh.mh_type == HOT:
-                roles.home_prefixes.add(prefix64(outer.dst))
+                roles.home_prefixes.add(roles.prefix(outer.dst))
     roles.home_prefixes.discard(None)
     # Care-of addresses: the mobile end of everything that meets a home agent, plus addresses
     # that the mobility options name as care-of addresses.

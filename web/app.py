@@ -37,6 +37,11 @@ SNAPSHOT_SECONDS = 0.5
 
 
 def plotly_js_path() -> str:
+    """The vendored basic bundle (see static/VENDORED.txt), else the plotly package's own."""
+    basic = os.path.join(os.path.dirname(os.path.abspath(__file__)), "static",
+                         "plotly-basic.min.js")
+    if os.path.isfile(basic):
+        return basic
     import plotly
     return os.path.join(os.path.dirname(plotly.__file__), "package_data", "plotly.min.js")
 
@@ -58,8 +63,11 @@ class Client:
 class Dashboard:
     """Holds the app, its socket, the session, and the background emitters."""
 
-    def __init__(self, session: MonitorSession, token: str, tools: CaptureTools | None):
+    def __init__(self, session: MonitorSession, token: str, tools: CaptureTools | None,
+                 wait_for_client: bool = False):
         self.session = session
+        self.first_client = threading.Event()
+        self.wait_for_client = wait_for_client
         self.token = token
         self.tools = tools
         self.clients: dict[str, Client] = {}
@@ -76,7 +84,8 @@ class Dashboard:
         if self.started:
             return
         self.started = True
-        socketio.start_background_task(self.session.run)
+        gate = self.first_client if self.wait_for_client else None
+        socketio.start_background_task(self.session.run, gate)
         socketio.start_background_task(self._flush_rows, socketio)
         socketio.start_background_task(self._push_snapshots, socketio)
 
@@ -143,13 +152,13 @@ def _columns(rows: list[dict], first: list[str]) -> list[str]:
 
 
 def create_app(session: MonitorSession, token: str, tools: CaptureTools | None = None,
-               vantage: str = "all") -> Flask:
+               vantage: str = "all", wait_for_client: bool = False) -> Flask:
     """The Flask app; `app.extensions["socketio"]` its socket, `["mip6mon"]` the Dashboard."""
     here = os.path.dirname(os.path.abspath(__file__))
     app = Flask("mip6mon.web", root_path=here, static_folder="static",
                 template_folder="templates")
     app.config["MAX_CONTENT_LENGTH"] = 4 * 1024 * 1024
-    dash = Dashboard(session, token, tools)
+    dash = Dashboard(session, token, tools, wait_for_client)
     socketio = SocketIO(app, async_mode="threading", cors_allowed_origins=same_origin,
                         logger=False, engineio_logger=False, max_http_buffer_size=1_000_000)
     app.extensions["mip6mon"] = dash
@@ -175,7 +184,7 @@ def create_app(session: MonitorSession, token: str, tools: CaptureTools | None =
         response.headers["Referrer-Policy"] = "no-referrer"
         response.headers["Cross-Origin-Opener-Policy"] = "same-origin"
         response.headers["Cross-Origin-Resource-Policy"] = "same-origin"
-        if request.path != "/" and not request.path.startswith("/static"):
+        if request.path.startswith("/api/"):
             response.headers["Cache-Control"] = "no-store"
         return response
 
@@ -297,6 +306,7 @@ def create_app(session: MonitorSession, token: str, tools: CaptureTools | None =
             dash.clients[request.sid] = client
         emit("backlog", {"rows": session.view.backlog(), "evicted": session.view.evicted})
         emit("snapshot", dash.snapshot_for(client, {}))
+        dash.first_client.set()
 
     @socketio.on("disconnect")
     def on_disconnect(*_args):

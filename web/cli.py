@@ -47,7 +47,9 @@ def serve(session: MonitorSession, tools: CaptureTools | None, args) -> int:
                       "URL's token sees the decoded traffic")
     token = args.token or secrets.token_urlsafe(24)
     vantage = getattr(args, "vantage", "all") or "all"
-    app = create_app(session, token, tools, vantage=vantage)
+    # a paced replay waits for the first browser, so its beginning is seen; max speed does not
+    wait = session.speed is not None and tools is not None
+    app = create_app(session, token, tools, vantage=vantage, wait_for_client=wait)
     socketio = app.extensions["socketio"]
     dash = app.extensions["mip6mon"]
     try:
@@ -62,6 +64,8 @@ def serve(session: MonitorSession, tools: CaptureTools | None, args) -> int:
     dash.start(socketio)
     print(f"mip6mon: {session.source.name}: dashboard at {_url(host, server.server_port, token)}",
           flush=True)
+    if wait:
+        print("mip6mon: the replay starts when the dashboard connects", file=sys.stderr, flush=True)
     try:
         server.serve_forever()
     except KeyboardInterrupt:

@@ -6,6 +6,7 @@ analyzer half-way through a packet.
 """
 from __future__ import annotations
 
+import copy
 import threading
 import time
 from collections import deque
@@ -38,18 +39,20 @@ class Pacer:
     """Sleeps so events reach the analyzers at `speed` times their capture-time spacing."""
     speed: float | None
     stop: threading.Event
-    _origin: tuple[float, float] | None = None    # (first event time, wall clock then)
+    _origin: tuple[float, float, float] | None = None  # first event time, monotonic, epoch
 
-    def wait(self, event_time: float) -> None:
+    def wait(self, event_time: float) -> float:
+        """Sleep until the event is due; return when it was due (epoch ms): the moment the
+        event 'happens' in the replay, from which the dashboard's latency is measured."""
         if self.speed is None:
-            return
+            return time.time() * 1000.0
         if self._origin is None:
-            self._origin = (event_time, time.monotonic())
-            return
-        due = self._origin[1] + (event_time - self._origin[0]) / self.speed
-        delay = due - time.monotonic()
+            self._origin = (event_time, time.monotonic(), time.time())
+        offset = max(0.0, event_time - self._origin[0]) / self.speed
+        delay = self._origin[1] + offset - time.monotonic()
         if delay > 0:
             self.stop.wait(delay)
+        return (self._origin[2] + offset) * 1000.0
 
 
 @dataclass
@@ -69,6 +72,21 @@ class RateMeter:
 
 def _tail(items: list, limit: int = SNAPSHOT_LIST_LIMIT) -> list:
     return items[-limit:]
+
+
+class KeyedTruth:
+    """What privacy_score reads from the keyed analyzer, copied once under the stream's lock
+    so the score can be computed outside it."""
+
+    def __init__(self, keyed):
+        self._nodes = dict(keyed.frame_nodes()) if hasattr(keyed, "frame_nodes") else {}
+        self._trails = dict(keyed.care_of_trails()) if hasattr(keyed, "care_of_trails") else {}
+
+    def frame_nodes(self) -> dict:
+        return self._nodes
+
+    def care_of_trails(self) -> dict:
+        return self._trails
 
 
 class MonitorSession:
@@ -100,18 +118,29 @@ class MonitorSession:
         self.state = "starting"
         self.error: str | None = None
         self.rate = RateMeter()
+        self._attacker_cache: dict[str, dict] = {}
+        self._keyed_cache: dict | None = None
         self.started = time.time()
 
     # --- the stream thread ---------------------------------------------------------------
-    def run(self) -> None:
+    def run(self, gate: threading.Event | None = None) -> None:
+        """Feed every event to the addons; with a gate, wait for it first (a paced replay
+        starts when the first browser connects, so nobody misses its beginning)."""
+        if gate is not None:
+            self.state = "waiting for a browser"
+            while not gate.wait(0.2):
+                if self.stop.is_set():
+                    self.state = "stopped"
+                    return
         pacer = Pacer(self.speed, self.stop)
         self.state = "running"
         try:
             for event in self.source.events():
-                pacer.wait(event.time)
+                due = pacer.wait(event.time)
                 if self.stop.is_set():
                     break
                 with self.lock:
+                    self.view.due = due
                     self.stream.feed(event)
             self.state = "stopped" if self.stop.is_set() else "done"
         except Exception as exc:                      # shown in the status bar, never a crash
@@ -159,16 +188,31 @@ class MonitorSession:
             report = self.keyed.report()
         return report
 
-    def attacker_report(self, vantage: str) -> dict:
+    def _keyed_truth(self) -> "KeyedTruth":
+        with self.lock:
+            return KeyedTruth(self.keyed)
+
+    def _attacker_copy(self, vantage: str):
+        """A frozen copy of one attacker, taken under the lock in O(n) reference copies.
+
+        The attacker's analysis is a batch over everything it has seen (seconds at 10,000
+        packets); run on the live object it would hold the stream's lock that long and every
+        row would wait. The copy is analysed outside the lock while the stream goes on.
+        """
         attacker = self.attackers.get(vantage) or self.attackers["all"]
         with self.lock:
-            return attacker.report()
+            clone = copy.copy(attacker)
+            for name, value in vars(attacker).items():
+                if isinstance(value, (list, dict, set)):
+                    setattr(clone, name, copy.copy(value))
+            return clone
+
+    def attacker_report(self, vantage: str) -> dict:
+        return self._attacker_copy(vantage).report()
 
     def privacy(self, vantage: str) -> dict:
         from monitor.privacy import privacy_score
-        attacker = self.attackers.get(vantage) or self.attackers["all"]
-        with self.lock:
-            return privacy_score(attacker, self.keyed)
+        return privacy_score(self._attacker_copy(vantage), self._keyed_truth())
 
     def full_report(self, vantage: str = "all") -> dict:
         """The same sections as `mip6mon report --format json`, for the export button."""
@@ -196,33 +240,62 @@ class MonitorSession:
             nodes = self.keyed.frame_nodes() if hasattr(self.keyed, "frame_nodes") else {}
         return {int(f): n for f, n in nodes.items() if n}
 
-    def snapshot(self, vantage: str) -> dict:
-        """Keyed and attacker state for the panes; lists capped to their newest entries."""
+    def _attacker_state(self, vantage: str) -> dict:
+        """Attacker report + privacy score, recomputed only when new packets came and not more
+        often than its own cost allows (at most ~20 % of the time: the GIL is shared)."""
+        cached = self._attacker_cache.get(vantage)
+        seen = self.view.total
+        now = time.monotonic()
+        if cached is not None and (cached["seen"] == seen or now < cached["next"]):
+            return cached["state"]
+        from monitor.privacy import privacy_score
+        started = time.monotonic()
+        clone = self._attacker_copy(vantage)
+        truth = self._keyed_truth()
+        report = clone.report()
+        try:
+            privacy = privacy_score(clone, truth)
+        except Exception as exc:
+            privacy = {"error": f"{type(exc).__name__}: {exc}"[:200]}
+        profiles = report.get("profiles", [])
+        state = {"attacker": {"vantage": report.get("vantage", vantage),
+                              "profiles": _tail(profiles), "profiles_total": len(profiles),
+                              "packets_seen": report.get("packets_seen")},
+                 "privacy": privacy}
+        cost = time.monotonic() - started
+        self._attacker_cache[vantage] = {"seen": seen, "next": now + max(1.0, 4 * cost),
+                                         "state": state}
+        return state
+
+    def _keyed_state(self) -> dict:
+        seen = self.view.total
+        now = time.monotonic()
+        cached = self._keyed_cache
+        if cached is not None and (cached["seen"] == seen or now < cached["next"]):
+            return cached["state"]
+        started = time.monotonic()
         with self.lock:
             keyed = self.keyed.report()
             trails = self.keyed.care_of_trails() if hasattr(self.keyed, "care_of_trails") else {}
-        attacker = self.attacker_report(vantage)
-        try:
-            privacy = self.privacy(vantage)
-        except Exception as exc:
-            privacy = {"error": f"{type(exc).__name__}: {exc}"[:200]}
         home = keyed.get("home_bindings", [])
         corr = keyed.get("correspondent_bindings", [])
         findings = keyed.get("findings", [])
-        profiles = attacker.get("profiles", [])
-        return {
-            "status": self.status(),
-            "names": self.names,
-            "procedures": PROCEDURES,
-            "keyed": {"home_bindings": _tail(home), "home_total": len(home),
-                      "correspondent_bindings": _tail(corr), "correspondent_total": len(corr),
-                      "findings": _tail(findings), "findings_total": len(findings)},
-            "trails": {hoa: [[t, coa, frame] for (t, coa, frame) in _tail(points, 2000)]
-                       for hoa, points in trails.items()},
-            "attacker": {"vantage": attacker.get("vantage", vantage),
-                         "profiles": _tail(profiles), "profiles_total": len(profiles)},
-            "privacy": privacy,
-        }
+        state = {"keyed": {"home_bindings": _tail(home), "home_total": len(home),
+                           "correspondent_bindings": _tail(corr), "correspondent_total": len(corr),
+                           "findings": _tail(findings), "findings_total": len(findings)},
+                 "trails": {hoa: [[t, coa, frame] for (t, coa, frame) in _tail(points, 2000)]
+                            for hoa, points in trails.items()}}
+        cost = time.monotonic() - started
+        # the keyed report is read under the stream's lock: keep that under ~10 % of the time
+        self._keyed_cache = {"seen": seen, "next": now + max(0.4, 10 * cost), "state": state}
+        return state
+
+    def snapshot(self, vantage: str) -> dict:
+        """Keyed and attacker state for the panes; lists capped to their newest entries."""
+        snap = {"status": self.status(), "names": self.names, "procedures": PROCEDURES}
+        snap.update(self._keyed_state())
+        snap.update(self._attacker_state(vantage))
+        return snap
 
     def event(self, frame: int) -> PacketEvent | None:
         return self.view.event(frame)

@@ -49,7 +49,7 @@ class Row:
     length: int
     addrs: list[str]
     malformed: bool
-    ts: float          # server wall-clock ms when the event reached the view (latency probe)
+    ts: float          # epoch ms the event was due in the replay (latency probe)
 
     def as_dict(self) -> dict:
         return {"n": self.n, "t": self.t, "src": self.src, "dst": self.dst, "proc": self.proc,
@@ -255,6 +255,7 @@ class PacketView:
         self.total = 0
         self.finished = False
         self.classifier = ProcedureClassifier()
+        self.due: float | None = None     # epoch ms the current event was due (set by the session)
         self._lock = threading.Lock()
 
     def packet(self, event: PacketEvent) -> None:
@@ -262,7 +263,7 @@ class PacketView:
                   proc=self.classifier.classify(event), msg=message_name(event),
                   path=event.path or "", info=info_text(event), length=event.length,
                   addrs=addresses(event), malformed=bool(event.malformed),
-                  ts=time.time() * 1000.0).as_dict()
+                  ts=self.due if self.due is not None else time.time() * 1000.0).as_dict()
         with self._lock:
             self.total += 1
             self.events[event.frame] = event

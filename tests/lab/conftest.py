@@ -100,15 +100,26 @@ class Record:
     usec: int
     data: bytes
     comments: list[str]
+    interface: int = 0
 
 
 def read_pcapng(path: Path) -> list[Record]:
     raw = path.read_bytes()
-    off, records = 0, []
+    off, records, resolution = 0, [], []
     while off < len(raw):
         btype, blen = struct.unpack_from("<II", raw, off)
+        if btype == 1:                        # IDB: find if_tsresol (default microseconds)
+            opt, res = off + 16, 6
+            while opt < off + blen - 4:
+                code, olen = struct.unpack_from("<HH", raw, opt)
+                if code == 0:
+                    break
+                if code == 9:
+                    res = raw[opt + 4]
+                opt += 4 + olen + (-olen % 4)
+            resolution.append(res)
         if btype == 6:
-            _, hi, lo, caplen, _ = struct.unpack_from("<IIIII", raw, off + 8)
+            ifid, hi, lo, caplen, _ = struct.unpack_from("<IIIII", raw, off + 8)
             data = raw[off + 28: off + 28 + caplen]
             opt = off + 28 + caplen + (-caplen % 4)
             comments = []
@@ -119,6 +130,8 @@ def read_pcapng(path: Path) -> list[Record]:
                 if code == 1:
                     comments.append(raw[opt + 4: opt + 4 + olen].decode())
                 opt += 4 + olen + (-olen % 4)
-            records.append(Record((hi << 32) | lo, data, comments))
+            ticks = (hi << 32) | lo
+            usec = ticks * 10**6 // 10**resolution[ifid]    # decimal resolutions only
+            records.append(Record(usec, data, comments, ifid))
         off += blen
     return records

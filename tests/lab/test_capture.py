@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import os
 import stat
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 
@@ -13,6 +16,7 @@ from lab.scenario import load_scenario
 from tests.lab import wire
 from tests.lab.conftest import SCENARIOS, read_pcapng, tshark
 
+ROOT = Path(__file__).resolve().parents[2]
 EXPECTED = {"baseline", "rr-privacy", "reverse-tunnelled-bu", "home-transport-ctr",
             "home-transport-ecb", "home-tunnel", "mn-initiated-rr", "cn-initiated-rr",
             "reverse-tunnelling", "prefix-discovery", "demo"}
@@ -110,9 +114,17 @@ def test_keyring_is_private_and_loads(built, dissected, name):
 
 
 def test_deterministic_same_seed_same_bytes(built, tmp_path):
-    run_scenario(load_scenario("demo"), tmp_path)
+    run_scenario(load_scenario("demo"), tmp_path / "a")
+    # another process, another hash seed, through the CLI
+    env = dict(os.environ, PYTHONHASHSEED="123")
+    done = subprocess.run([sys.executable, "-m", "monitor.cli", "lab", "run", "demo", "-o",
+                           str(tmp_path / "b")], cwd=ROOT, env=env, capture_output=True,
+                          timeout=120)
+    assert done.returncode == 0
     for fname in ("capture.pcapng", "keyring.toml", "truth.json"):
-        assert (tmp_path / fname).read_bytes() == (built["demo"].dir / fname).read_bytes(), fname
+        reference = (built["demo"].dir / fname).read_bytes()
+        assert (tmp_path / "a" / fname).read_bytes() == reference, fname
+        assert (tmp_path / "b" / fname).read_bytes() == reference, fname
 
 
 def test_other_seed_other_keys_same_shape():
@@ -138,3 +150,13 @@ def test_demo_has_everything(built):
                 if b["home_address"] == t["nodes"][node]["home_address"] and b["lifetime"]}
         assert len(coas) >= 2, node
     assert all(f["node"] is None for f in t["frames"].values() if f["path"] == "other")
+
+
+@pytest.mark.parametrize("name", SCENARIOS)
+def test_every_node_hands_over(built, name):
+    """So the attacker analysis has something to link: two or more care-of addresses each."""
+    t = built[name].truth
+    for node, info in t["nodes"].items():
+        coas = {h["care_of_address"] for h in t["home_bindings"]
+                if h["home_address"] == info["home_address"] and h["lifetime"]}
+        assert len(coas) >= 2, (name, node)

@@ -147,6 +147,26 @@ def test_esp_sequence_continues_across_a_move():
     assert same_profile(a, 1, 8)
 
 
+def test_esp_sequence_continues_over_an_spi_renewal_at_the_old_address():
+    # draft 6.4 renews the SPI at one care-of address; the counter carries on: one sender
+    evs = [tunnel_up(1, 1, COA1, 0x1001, 1), tunnel_up(2, 2, COA1, 0x1001, 2),
+           tunnel_up(3, 3, COA1, 0x1075, 3), tunnel_up(4, 4, COA1, 0x1075, 4),
+           tunnel_up(5, 10, COA2, 0x10a0, 5)]
+    a = analyse(evs)
+    assert any(set(e.frames) == {4, 5} and not e.ambiguous
+               for e in evidence(a, "esp-sequence-continues"))
+    assert same_profile(a, 1, 5)
+
+
+def test_esp_sequence_of_two_senders_is_ambiguous():
+    evs = [tunnel_up(1, 1, COA1, 0x1001, 4), tunnel_up(2, 1.5, COB1, 0x5001, 4),
+           tunnel_up(3, 10, COA2, 0x9001, 5)]
+    a = analyse(evs)
+    assert evidence(a, "esp-sequence-continues") == []
+    assert evidence(a, "esp-sequence-continues", links=False)[0].ambiguous
+    assert not same_profile(a, 1, 3) and not same_profile(a, 2, 3)
+
+
 def test_esp_sequence_restarting_does_not_link():
     evs = [tunnel_up(i, i, COA1, 0x1001, i) for i in range(1, 6)]
     evs += [tunnel_up(5 + i, 10 + i, COA2, 0x9001, i) for i in range(1, 4)]   # restarts at 1

@@ -188,3 +188,32 @@ def test_crowd_at_all_is_followed_through_every_move(lab_runs):
     # concurrent HoTIs of two nodes: some timing evidence is ambiguous and must not link
     rules = {r["name"]: r for r in _attack(events[False]).report()["rules"]}
     assert rules["hoti-timing"]["fired"] > rules["hoti-timing"]["linking"]
+
+
+# rule -> (a real capture where it must link, one where it must not link)
+RULE_CAPTURES = {
+    "same-care-of-address": ("baseline", "crowd@ha-cn"),
+    "same-home-address": ("baseline", "home-tunnel@mn-cn"),
+    "same-spi": ("baseline", "mn-initiated-rr"),
+    "same-init-cookie": ("baseline", "home-tunnel"),
+    "same-nonce-indices": ("baseline", "home-tunnel"),
+    "same-interface-id": ("baseline", "crowd"),            # crowd's care-of IIDs all differ
+    "esp-sequence-continues": ("baseline", "crowd"),      # four nodes at once: ambiguous
+    "bu-sequence-continues": ("baseline", "rr-privacy"),   # draft 6.3 keyed increments
+    "spi-increment": ("home-transport-ctr", "baseline"),   # draft 6.4 vs fixed SPIs
+    "hoti-timing": ("baseline", "home-transport-ctr"),
+}
+
+
+@pytest.mark.parametrize("rule", sorted(RULE_CAPTURES))
+def test_each_rule_on_real_captures(lab_runs, rule):
+    fires, silent = RULE_CAPTURES[rule]
+    for where, must in ((fires, True), (silent, False)):
+        name, _, vantage = where.partition("@")
+        d, truth, events = lab_runs[name]
+        a = _attack(events[False], vantage or "all")
+        linking = [e for e in a.evidence() if e.rule == rule and e.confidence >= a.threshold]
+        assert bool(linking) == must, (where, linking[:3])
+        for ev in linking:     # each linking piece of evidence points at one real node
+            nodes = {truth["frames"][str(f)]["node"] for f in ev.frames}
+            assert len(nodes) == 1 and None not in nodes, (ev, nodes)

@@ -1,4 +1,5 @@
 """KeyedAnalyzer on hand-built events, with PROFILE.md test-vector values as expectations."""
+import ipaddress
 import json
 
 import pytest
@@ -313,7 +314,7 @@ def test_keyed_text_tables():
 
 # --- robustness: arbitrary event streams -----------------------------------------------------
 
-from hypothesis import HealthCheck, given, settings, strategies as st  # noqa: E402
+from hypothesis import HealthCheck, Phase, given, settings, strategies as st  # noqa: E402
 
 from dissectors.events import Esp  # noqa: E402
 
@@ -352,14 +353,17 @@ def random_events(draw):
     return out
 
 
-@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow],
+          phases=[Phase.explicit, Phase.reuse, Phase.generate])   # shrinking is slow here
 @given(events=random_events(), keyed=st.booleans())
 def test_any_event_stream_is_survived(events, keyed):
     a = feed(KeyedAnalyzer(make_keyring(binding_key=True) if keyed else None), events)
     report = a.report()
     json.dumps(report)                          # plain JSON types only
     assert a.unreadable == 0                    # valid addresses never hit the guard
-    assert set(a.frame_nodes().values()) <= ({HOA} if keyed else set())
+    # attributions are addresses (a decrypted tunnel-mode Home BU names its sender even when
+    # the keyring has no Kph for it, so the set is not limited to keyring nodes)
+    assert all(ipaddress.IPv6Address(v) for v in a.frame_nodes().values())
     assert all(set(b) >= {"frame", "time"} for b in report["home_bindings"])
     keyed_text(report)
     for ev in events:

@@ -20,16 +20,23 @@ def demo_server(demo_lab):
     server.stop()
 
 
-@pytest.fixture
-def page(browser):
+@pytest.fixture(scope="module")
+def context(browser):
+    """One context for the module: its HTTP cache spares each test re-reading plotly.js."""
     context = browser.new_context(viewport={"width": 1600, "height": 1000}, accept_downloads=True)
+    yield context
+    context.close()
+
+
+@pytest.fixture
+def page(context):
     page = context.new_page()
     page.errors = []
     page.on("pageerror", lambda exc: page.errors.append(str(exc)))
     page.on("console", lambda msg: page.errors.append(msg.text) if msg.type == "error" else None)
     page.on("dialog", lambda dialog: page.errors.append(f"dialog: {dialog.message}"))
     yield page
-    context.close()
+    page.close()
 
 
 def until(page, expression: str, timeout: float = 15) -> None:
@@ -204,9 +211,16 @@ def test_markup_in_packets_is_text(xss_capture, page):
     assert page.errors == []
 
 
-def test_the_page_needs_the_token(demo_server, page):
-    response = page.goto(demo_server.base + "/")
-    assert response.status == 401
-    assert "token required" in page.content()
-    response = page.goto(demo_server.base + "/?token=not-the-token")
-    assert response.status == 401
+def test_the_page_needs_the_token(demo_server, browser):
+    context = browser.new_context()           # no cookie from the other tests
+    page = context.new_page()
+    try:
+        response = page.goto(demo_server.base + "/")
+        assert response.status == 401
+        assert "token required" in page.content()
+        response = page.goto(demo_server.base + "/?token=not-the-token")
+        assert response.status == 401
+        response = page.goto(demo_server.base + "/static/app.js")
+        assert response.status == 401
+    finally:
+        context.close()

@@ -593,5 +593,13 @@
   $("export-selected").addEventListener("click", () => {
     exportFrames(state.selected ? [state.selected] : [], "");
   });
+  // plotly.js is 4.8 MB: load it after the packet list is live, then draw what is waiting.
+  const plotly = document.createElement("script");
+  plotly.src = "/plotly.min.js";
+  plotly.addEventListener("load", () => {
+    state.plotKeys = { coa: "", link: "" };
+    if (state.snapshot) { renderCoaPlot(state.snapshot.trails || {}); renderLinkPlot(state.snapshot.attacker.profiles); }
+  });
+  document.head.appendChild(plotly);
   if (live) $("display-filter").placeholder = "Display filters need a capture file (live: use the quick filters)";
 })();

@@ -1,0 +1,151 @@
+"""Scenario files: loading, validation errors that name file and field, and the CLI."""
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from lab.scenario import load_scenario, shipped_scenarios
+from monitor.errors import UserError
+
+ROOT = Path(__file__).resolve().parents[2]
+
+MINIMAL = """
+name = "tiny"
+seed = 5
+[home_agent]
+address = "2001:db8:1::1"
+prefixes = ["2001:db8:1::/64", "2001:db8:100::/64"]
+[[correspondent]]
+name = "cn1"
+address = "2001:db8:3::5"
+[[mobile_node]]
+name = "mn1"
+home_address = "2001:db8:1::100"
+[[event]]
+at = 1
+node = "mn1"
+do = "move"
+care_of_address = "2001:db8:2::1"
+[[event]]
+at = 2
+node = "mn1"
+do = "session"
+correspondent = "cn1"
+procedure = "4.1"
+"""
+
+
+def write(tmp_path, text: str) -> Path:
+    path = tmp_path / "s.toml"
+    path.write_text(text)
+    return path
+
+
+def test_load_shipped_by_name_and_defaults():
+    s = load_scenario("demo")
+    assert s.name == "demo" and len(s.mobile_nodes) == 3 and len(s.correspondents) == 2
+    assert {m.home_bu for m in s.mobile_nodes} == {"5.2.1", "5.2.2", "rfc3776"}
+    base = load_scenario("baseline")
+    assert [m.privacy for m in base.mobile_nodes] == [False]
+
+
+def test_load_from_path_with_defaults(tmp_path):
+    s = load_scenario(str(write(tmp_path, MINIMAL)))
+    assert s.seed == 5 and s.mobile_nodes[0].home_bu == "5.2.1" and s.mobile_nodes[0].privacy
+    assert s.events[0].at == 1.0 and s.events[1].data == 2
+
+
+@pytest.mark.parametrize("change,where", [
+    (('home_address = "2001:db8:1::100"', 'home_address = "not-an-address"'),
+     "[[mobile_node]] #1 home_address"),
+    (('home_address = "2001:db8:1::100"', 'home_address = "2001:db8:9::100"'),
+     "[[mobile_node]] #1 home_address"),
+    (('procedure = "4.1"', 'procedure = "9.9"'), "[[event]] #2 procedure"),
+    (('correspondent = "cn1"\nprocedure', 'correspondent = "cn7"\nprocedure'),
+     "[[event]] #2 correspondent"),
+    (('at = 2', 'at = 0.5'), "[[event]] #2 at"),
+    (('do = "move"', 'do = "fly"'), "[[event]] #1 do"),
+    (('prefixes = ["2001:db8:1::/64", "2001:db8:100::/64"]', 'prefixes = ["2001:db8:1::/48"]'),
+     "[home_agent] prefixes"),
+    (('seed = 5', 'seed = "five"'), "top level seed"),
+    (('name = "mn1"', 'name = "mn1"\nks = "zz"'), "[[mobile_node]] #1 ks"),
+    (('name = "mn1"', 'name = "mn1"\ncolour = "red"'), "[[mobile_node]] #1 colour"),
+])
+def test_validation_errors_name_file_and_field(tmp_path, change, where):
+    path = write(tmp_path, MINIMAL.replace(*change))
+    with pytest.raises(UserError) as err:
+        load_scenario(str(path))
+    message = str(err.value)
+    assert str(path) in message and where in message and "\n" not in message
+
+
+def test_key_never_echoed(tmp_path):
+    path = write(tmp_path, MINIMAL.replace('name = "mn1"', 'name = "mn1"\nks = "00112233gg"'))
+    with pytest.raises(UserError) as err:
+        load_scenario(str(path))
+    assert "00112233" not in str(err.value)
+
+
+def test_unknown_scenario_and_bad_toml(tmp_path):
+    with pytest.raises(UserError, match="unknown scenario 'nope'"):
+        load_scenario("nope")
+    with pytest.raises(UserError, match="not valid TOML"):
+        load_scenario(str(write(tmp_path, "[[event]\n")))
+    with pytest.raises(UserError, match="no such scenario file"):
+        load_scenario(str(tmp_path / "missing.toml"))
+
+
+def test_procedure_needs_capable_node(tmp_path):
+    from lab.run import build
+    text = MINIMAL.replace('home_address = "2001:db8:1::100"',
+                           'home_address = "2001:db8:1::100"\nhome_bu = "rfc3776"')
+    with pytest.raises(UserError, match="needs a privacy node"):
+        build(load_scenario(str(write(tmp_path, text))))
+
+
+def cli(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "monitor.cli", "lab", *args], cwd=ROOT,
+                          capture_output=True, text=True, timeout=120)
+
+
+def test_cli_list_and_run(tmp_path):
+    listed = cli("list")
+    assert listed.returncode == 0
+    names = [line.split()[0] for line in listed.stdout.splitlines()]
+    assert names == shipped_scenarios() and "demo" in names
+    scenario = write(tmp_path, MINIMAL)
+    run = cli("run", str(scenario), "-o", str(tmp_path / "out"), "--seed", "3")
+    assert run.returncode == 0, run.stderr
+    truth = json.loads((tmp_path / "out" / "truth.json").read_text())
+    assert truth["seed"] == 3 and truth["scenario"] == "tiny"
+    assert len(truth["correspondent_bindings"]) == 1 and len(truth["home_bindings"]) == 1
+
+
+def test_cli_bad_input_is_one_line_exit_2(tmp_path):
+    bad = cli("run", "nope", "-o", str(tmp_path))
+    assert bad.returncode == 2 and bad.stderr.count("\n") == 1
+    assert bad.stderr.startswith("mip6mon: error: unknown scenario") and "Traceback" not in bad.stderr
+    scenario = write(tmp_path, MINIMAL.replace('at = 1\n', 'at = "soon"\n'))
+    bad = cli("run", str(scenario), "-o", str(tmp_path / "o"))
+    assert bad.returncode == 2 and "[[event]] #1 at" in bad.stderr
+
+
+def test_unaware_correspondent_gets_plain_bu(tmp_path):
+    """PROFILE.md: a correspondent that ignores the P flag sends no privacy keygen token; the
+    mobile node then registers with the plain RFC 6275 BU (HAO = home address)."""
+    from lab.run import build
+    text = MINIMAL.replace('address = "2001:db8:3::5"',
+                           'address = "2001:db8:3::5"\nprivacy_aware = false')
+    out = build(load_scenario(str(write(tmp_path, text))))
+    (binding,) = out.truth["correspondent_bindings"]
+    assert binding["pseudo_home_address"] is None
+    hot = next(f for f in out.frames if f.what == "HoT" and f.path == "ha-cn")
+    assert len(hot.data) == 14 + 40 + 24                  # no option 18, no padding
+    bu = out.frames[binding["frame"] - 1].data
+    assert bytes([0xC9, 16]) + bytes.fromhex("20010db8000100000000000000000100") in bu
+    aware = build(load_scenario(str(write(tmp_path, MINIMAL))))
+    assert aware.truth["correspondent_bindings"][0]["pseudo_home_address"] is not None
