@@ -47,10 +47,26 @@ def _read_exact(stream: BinaryIO, n: int) -> bytes | None:
     return data
 
 
+@dataclass(slots=True)
+class Block:
+    """One unit of the stream, with its exact octets so it can be forwarded to tshark:
+    the file header (pcap) or a pcapng block. `record` is set for packet blocks."""
+    raw: bytes
+    record: Record | None = None
+
+
 def records(stream: BinaryIO, drops: DropCounter | None = None,
             keep_data: bool = True) -> Iterator[Record]:
     """Every packet record of a pcap or pcapng stream, in order. A truncated tail ends the
     iteration quietly (tshark reports it); a wrong header raises NotACapture."""
+    for block in blocks(stream, drops, keep_data):
+        if block.record is not None:
+            yield block.record
+
+
+def blocks(stream: BinaryIO, drops: DropCounter | None = None,
+           keep_data: bool = True) -> Iterator[Block]:
+    """Every block of a pcap or pcapng stream: header blocks, then packets (with records)."""
     head = _read_exact(stream, 4)
     if head is None:
         raise NotACapture("empty file")
@@ -59,15 +75,16 @@ def records(stream: BinaryIO, drops: DropCounter | None = None,
     if magic_le == SHB:
         yield from _pcapng(stream, head, drops, keep_data)
     elif magic_le in PCAP_MAGICS or magic_be in PCAP_MAGICS:
-        yield from _pcap(stream, "<" if magic_le in PCAP_MAGICS else ">", keep_data)
+        yield from _pcap(stream, head, "<" if magic_le in PCAP_MAGICS else ">", keep_data)
     else:
         raise NotACapture("not a pcap or pcapng file")
 
 
-def _pcap(stream: BinaryIO, endian: str, keep_data: bool) -> Iterator[Record]:
+def _pcap(stream: BinaryIO, head: bytes, endian: str, keep_data: bool) -> Iterator[Block]:
     rest = _read_exact(stream, 20)
     if rest is None:
         return
+    yield Block(head + rest)
     linktype = struct.unpack(endian + "I", rest[16:20])[0] & 0x0FFFFFFF
     number = 0
     rec = struct.Struct(endian + "IIII")
@@ -80,11 +97,12 @@ def _pcap(stream: BinaryIO, endian: str, keep_data: bool) -> Iterator[Record]:
         if data is None:
             return
         number += 1
-        yield Record(number, linktype, data if keep_data else b"")
+        yield Block(header + data if keep_data else b"",
+                    Record(number, linktype, data if keep_data else b""))
 
 
 def _pcapng(stream: BinaryIO, head: bytes, drops: DropCounter | None,
-            keep_data: bool) -> Iterator[Record]:
+            keep_data: bool) -> Iterator[Block]:
     endian = "<"
     linktypes: list[int] = []
     number = 0
@@ -104,9 +122,11 @@ def _pcapng(stream: BinaryIO, head: bytes, drops: DropCounter | None,
                 return
             endian = "<" if length_and_bom[4:8] == b"\x4d\x3c\x2b\x1a" else ">"
             length = struct.unpack(endian + "I", length_and_bom[:4])[0]
-            if length < 28 or _read_exact(stream, length - 12) is None:
+            rest = _read_exact(stream, length - 12) if length >= 28 else None
+            if rest is None:
                 return
             linktypes = []                   # interfaces are per section
+            yield Block(head + length_and_bom + rest)
             continue
         raw_len = _read_exact(stream, 4)
         if raw_len is None:
@@ -114,10 +134,11 @@ def _pcapng(stream: BinaryIO, head: bytes, drops: DropCounter | None,
         length = struct.unpack(endian + "I", raw_len)[0]
         if length < 12:
             return
-        body = _read_exact(stream, length - 8)
-        if body is None:
+        tail = _read_exact(stream, length - 8)
+        if tail is None:
             return
-        body = body[:-4]                     # trailing copy of the length
+        body = tail[:-4]                     # without the trailing copy of the length
+        record = None
         if block_type == IDB:
             linktypes.append(struct.unpack(endian + "H", body[:2])[0])
         elif block_type in (EPB, OBSOLETE_PB):
@@ -127,13 +148,14 @@ def _pcapng(stream: BinaryIO, head: bytes, drops: DropCounter | None,
                 iface, _, _, _, caplen, _ = struct.unpack(endian + "HHIIII", body[:20])
             number += 1
             linktype = linktypes[iface] if iface < len(linktypes) else -1
-            yield Record(number, linktype, body[20:20 + caplen] if keep_data else b"")
+            record = Record(number, linktype, body[20:20 + caplen] if keep_data else b"")
         elif block_type == SPB:
             number += 1
-            linktype = linktypes[0] if linktypes else -1
-            yield Record(number, linktype, body[4:] if keep_data else b"")
+            record = Record(number, linktypes[0] if linktypes else -1,
+                            body[4:] if keep_data else b"")
         elif block_type == ISB and drops is not None:
             _isb_drops(body, endian, drops)
+        yield Block(head + raw_len + tail if keep_data or record is None else b"", record)
 
 
 def _isb_drops(body: bytes, endian: str, drops: DropCounter) -> None:

@@ -16,12 +16,10 @@ Design (measured, see benchmarks/bench_report.py and PLATFORM-NOTES):
 """
 from __future__ import annotations
 
-import os
 import subprocess
 import tempfile
 import threading
-from dataclasses import dataclass
-from typing import BinaryIO, Callable, Iterator
+from typing import BinaryIO, Iterator
 
 from dissectors import capfile, mobility, wire
 from dissectors.capfile import Record
@@ -171,85 +169,6 @@ def check_capture_file(path: str) -> None:
         raise UserError(f"{path}: cannot read: {exc.strerror}") from None
 
 
-@dataclass
-class _Frames:
-    """The capture's records, read in step with tshark's output (file mode)."""
-    stream: BinaryIO
-    accounting: Accounting
-
-    def __post_init__(self):
-        self._records = capfile.records(self.stream)
-
-    def get(self, number: int) -> Record | None:
-        for rec in self._records:
-            self.accounting.read += 1
-            if rec.number == number:
-                return rec
-            self.accounting.filtered += 1
-        return None
-
-    def finish(self) -> None:
-        for _ in self._records:
-            self.accounting.read += 1
-            self.accounting.filtered += 1
-
-
-class TsharkFile:
-    """Dissect a capture file: `events()` yields PacketEvents; `accounting` counts every frame
-    (read = all records, filtered = records tshark's filter did not select)."""
-
-    def __init__(self, path: str, keyring: Keyring | None = None, sensor: str = "",
-                 accounting: Accounting | None = None):
-        self.path = str(path)
-        self.sensor = sensor
-        self.accounting = accounting or Accounting()
-        check_capture_file(self.path)
-        self._keyring = keyring
-        self._proc: subprocess.Popen | None = None
-        self._config: TsharkConfig | None = None
-        self._stderr: _StderrFile | None = None
-
-    def events(self) -> Iterator[PacketEvent]:
-        self._config = TsharkConfig(self._keyring)
-        self._stderr = _StderrFile()
-        try:
-            self._proc = subprocess.Popen(
-                tshark_fields_argv(["-r", self.path]), stdin=subprocess.DEVNULL,
-                stdout=subprocess.PIPE, stderr=self._stderr.file, env=self._config.env())
-        except FileNotFoundError:
-            self.close()
-            raise UserError("tshark not found: install Wireshark's tshark") from None
-        try:
-            with open(self.path, "rb") as stream:
-                frames = _Frames(stream, self.accounting)
-                for raw in self._proc.stdout:
-                    line = raw.decode("utf-8", "replace")
-                    number = line.split(SEPARATOR, 1)[0]
-                    if not number.isdigit():
-                        continue
-                    yield make_event(line, frames.get(int(number)), self.sensor)
-                rc = self._proc.wait()
-                frames.finish()
-            if rc != 0:
-                problem = _stderr_problem(self._stderr.text())
-                if problem:
-                    raise UserError(f"{self.path}: tshark: {problem}")
-        finally:
-            self.close()
-
-    def close(self) -> None:
-        _reap(self._proc)
-        self._proc = None
-        if self._config is not None:
-            self._config.remove()
-            self._config = None
-        if self._stderr is not None:
-            self._stderr.close()
-            self._stderr = None
-
-
-# --- live capture ---------------------------------------------------------------------------
-
 # Default capture filter (BPF, pcap-filter(7)) for live mode. BPF follows only the fixed IPv6
 # header's Next Header, so it keeps every IPv6 packet whose first header after the fixed one
 # is mobility-related or can carry mobility data:
@@ -261,61 +180,223 @@ DEFAULT_BPF = ("ip6 and (ip6[6] == 135 or ip6[6] == 50 or ip6[6] == 51 or ip6[6]
                " or ip6[6] == 60 or ip6[6] == 43 or ip6[6] == 0"
                " or (ip6[6] == 58 and (ip6[40] == 146 or ip6[40] == 147)))")
 
-
-class _TeeReader:
-    """dumpcap's stdout, read by the record parser; what is read is forwarded to tshark's
-    stdin once the record it belongs to has been stored (so tshark never outruns us)."""
-
-    def __init__(self, source: BinaryIO, sink: BinaryIO, started: threading.Event):
-        self.source, self.sink, self.pending = source, sink, bytearray()
-        self.started = started
-        self.sink_open = True
-
-    def read(self, n: int) -> bytes:
-        data = self.source.read(n)
-        if data:
-            self.pending += data
-            self.started.set()     # dumpcap wrote its header: the interface is open
-        return data
-
-    def flush(self) -> None:
-        if self.pending and self.sink_open:
-            try:
-                self.sink.write(bytes(self.pending))
-                self.sink.flush()
-            except (OSError, ValueError):
-                self.sink_open = False   # tshark is gone (closing): keep counting frames
-        self.pending.clear()
+MAX_PENDING = 50_000   # frames fed to tshark but not yet turned into events (back-pressure)
 
 
-class TsharkLive:
-    """Live capture: dumpcap -> (this process: count, keep octets) -> tshark -r - -l."""
+class _Tshark:
+    """One tshark process fed through its stdin by a pump thread.
 
-    def __init__(self, interface: str, keyring: Keyring | None = None, bpf: str | None = None,
-                 sensor: str = "", accounting: Accounting | None = None,
-                 on_ready: Callable[[], None] | None = None):
-        self.interface = interface
-        self.bpf = DEFAULT_BPF if bpf is None else bpf
+    The pump reads the capture stream block by block (dissectors.capfile), counts every
+    frame, drops the frames the octet pre-filter (wire.candidate, ROADMAP 3) proves
+    irrelevant, keeps the octets of the others and forwards their blocks verbatim to
+    `tshark -r -` (pcapng comments included). tshark numbers the frames it was fed; the pump
+    remembers which capture frame each one was. tshark runs with -l so that every selected
+    frame is delivered as soon as it is dissected (live), and so that the pump's
+    back-pressure can never deadlock with tshark's output buffer.
+    """
+
+    flush_each = False        # live: forward every packet at once instead of in 8 KB writes
+    drain_on_close = False    # live: keep reading dumpcap's output after close (drop counts)
+
+    def __init__(self, keyring: Keyring | None, sensor: str, accounting: Accounting | None,
+                 prefilter: bool):
         self.sensor = sensor
         self.accounting = accounting or Accounting()
+        self.prefilter = prefilter
         self._keyring = keyring
-        self._dumpcap: subprocess.Popen | None = None
         self._proc: subprocess.Popen | None = None
         self._config: TsharkConfig | None = None
         self._stderr: _StderrFile | None = None
-        self._dump_err: _StderrFile | None = None
-        self._records: dict[int, Record] = {}
+        self._fed: dict[int, Record] = {}       # tshark frame number -> the capture's record
         self._cond = threading.Condition()
         self._eof = False
         self._closed = False
-        self._drops = capfile.DropCounter()
-        self._thread: threading.Thread | None = None
-        self.ready = threading.Event()     # set when dumpcap has started capturing
         self._yielded = 0
+        self._thread: threading.Thread | None = None
+        self._pump_error: BaseException | None = None
+        self._output_done = False               # tshark's output ended: stop waiting for it
+        self.drops = capfile.DropCounter()
+        self.ready = threading.Event()          # set once the capture stream has started
+
+    # -- the process and the pump --------------------------------------------------------
+
+    def _start_tshark(self, stream: BinaryIO) -> None:
+        self._config = TsharkConfig(self._keyring)
+        self._stderr = _StderrFile()
+        try:
+            self._proc = subprocess.Popen(
+                tshark_fields_argv(["-r", "-"], live=True), stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE, stderr=self._stderr.file, env=self._config.env())
+        except FileNotFoundError:
+            self.close()
+            raise UserError("tshark not found: install Wireshark's tshark") from None
+        self._thread = threading.Thread(target=self._pump, args=(stream,), daemon=True,
+                                        name="mip6mon-pump")
+        self._thread.start()
+
+    def _pump(self, stream: BinaryIO) -> None:
+        sink = self._proc.stdin
+        fed = 0
+        acc = self.accounting
+        try:
+            for block in capfile.blocks(stream, self.drops):
+                self.ready.set()
+                rec = block.record
+                if rec is not None:
+                    keep = not self.prefilter or wire.candidate(rec.linktype, rec.data)
+                    with self._cond:
+                        acc.read += 1
+                        if keep:
+                            fed += 1
+                            self._fed[fed] = rec
+                            while (len(self._fed) > MAX_PENDING and not self._closed
+                                   and not self._output_done):
+                                self._cond.wait(0.5)
+                        # not (yet) selected by tshark; corrected as events are yielded
+                        acc.filtered = acc.read - self._yielded
+                        self._cond.notify_all()
+                    if not keep:
+                        continue
+                if self._closed or self._output_done:
+                    if self.drain_on_close:
+                        continue      # live: read dumpcap to its end for the drop counts
+                    break
+                sink.write(block.raw)
+                if rec is not None and self.flush_each:
+                    sink.flush()
+        except (OSError, ValueError):
+            pass                      # tshark gone (closing) or the stream was closed
+        except BaseException as exc:  # noqa: BLE001 - re-raised in events()
+            self._pump_error = exc
+        finally:
+            self.accounting.dropped = max(self.accounting.dropped, self.drops.dropped)
+            try:
+                sink.close()          # tshark sees the end of its input and finishes
+            except OSError:
+                pass
+            with self._cond:
+                self._eof = True
+                self._cond.notify_all()
+
+    def _take(self, number: int) -> Record | None:
+        with self._cond:
+            while number not in self._fed and not self._eof:
+                self._cond.wait(0.5)
+            rec = self._fed.pop(number, None)
+            while self._fed:              # insertion order is frame order: drop the skipped
+                oldest = next(iter(self._fed))
+                if oldest > number:
+                    break
+                del self._fed[oldest]
+            self._cond.notify_all()
+            return rec
+
+    def _lines(self) -> Iterator[PacketEvent]:
+        for raw in self._proc.stdout:
+            line = raw.decode("utf-8", "replace")
+            number = line.split(SEPARATOR, 1)[0]
+            if not number.isdigit():
+                continue
+            rec = self._take(int(number))
+            if rec is not None:      # tshark's number -> the capture's own frame number
+                line = str(rec.number) + line[len(number):]
+            event = make_event(line, rec, self.sensor)
+            with self._cond:
+                self._yielded += 1
+                self.accounting.filtered = max(0, self.accounting.read - self._yielded)
+            yield event
+        with self._cond:
+            self._output_done = True
+            self._cond.notify_all()
+        if self._thread is not None:
+            self._thread.join()
+        with self._cond:
+            self.accounting.filtered = max(0, self.accounting.read - self._yielded)
+        if self._pump_error is not None:
+            raise self._pump_error
+
+    def _tshark_problem(self) -> str | None:
+        if self._proc is None or self._stderr is None:
+            return None
+        try:
+            rc = self._proc.wait(10)
+        except subprocess.TimeoutExpired:
+            return None
+        return _stderr_problem(self._stderr.text()) if rc else None
+
+    def close(self) -> None:
+        """Stop feeding, end tshark, reap it, remove the key directory."""
+        self._closed = True
+        with self._cond:
+            self._cond.notify_all()
+        if self._proc is not None and self._proc.poll() is None:
+            self._proc.terminate()
+        if self._thread is not None and self._thread is not threading.current_thread():
+            self._thread.join(5)
+            self._thread = None
+        _reap(self._proc)
+        self._proc = None
+        with self._cond:
+            self.accounting.filtered = max(0, self.accounting.read - self._yielded)
+        if self._stderr is not None:
+            self._stderr.close()
+            self._stderr = None
+        if self._config is not None:
+            self._config.remove()
+            self._config = None
+
+
+class TsharkFile(_Tshark):
+    """Dissect a capture file: `events()` yields PacketEvents; `accounting` counts every frame
+    (read = all records, filtered = records that are not mobility-relevant)."""
+
+    def __init__(self, path: str, keyring: Keyring | None = None, sensor: str = "",
+                 accounting: Accounting | None = None, prefilter: bool = True):
+        super().__init__(keyring, sensor, accounting, prefilter)
+        self.path = str(path)
+        check_capture_file(self.path)
+        self._stream: BinaryIO | None = None
+
+    def events(self) -> Iterator[PacketEvent]:
+        try:
+            self._stream = open(self.path, "rb")
+        except OSError as exc:
+            raise UserError(f"{self.path}: cannot read: {exc.strerror}") from None
+        try:
+            self._start_tshark(self._stream)
+            yield from self._lines()
+            problem = self._tshark_problem()
+            if problem:
+                raise UserError(f"{self.path}: tshark: {problem}")
+        finally:
+            self.close()
+
+    def close(self) -> None:
+        super().close()
+        if self._stream is not None:
+            self._stream.close()
+            self._stream = None
+
+
+class TsharkLive(_Tshark):
+    """Live capture: dumpcap -> (this process: count, pre-filter, keep octets) -> tshark."""
+
+    flush_each = True
+    drain_on_close = True
+
+    def __init__(self, interface: str, keyring: Keyring | None = None, bpf: str | None = None,
+                 sensor: str = "", accounting: Accounting | None = None,
+                 prefilter: bool = True):
+        super().__init__(keyring, sensor, accounting, prefilter)
+        self.interface = interface
+        self.bpf = DEFAULT_BPF if bpf is None else bpf
+        self._dumpcap: subprocess.Popen | None = None
+        self._dump_err: _StderrFile | None = None
 
     def start(self) -> None:
-        self._config = TsharkConfig(self._keyring)
-        self._stderr, self._dump_err = _StderrFile(), _StderrFile()
+        if self._dumpcap is not None:
+            return
+        self._dump_err = _StderrFile()
         argv = [DUMPCAP, "-q", "-i", self.interface, "-w", "-"]   # pcapng by default
         if self.bpf:
             argv += ["-f", self.bpf]
@@ -323,63 +404,15 @@ class TsharkLive:
             self._dumpcap = subprocess.Popen(argv, stdin=subprocess.DEVNULL,
                                              stdout=subprocess.PIPE, stderr=self._dump_err.file,
                                              start_new_session=True)
-            self._proc = subprocess.Popen(
-                tshark_fields_argv(["-r", "-"], live=True), stdin=subprocess.PIPE,
-                stdout=subprocess.PIPE, stderr=self._stderr.file, env=self._config.env())
-        except FileNotFoundError as exc:
-            self.close()
-            raise UserError(f"{exc.filename}: not found: install Wireshark's tshark") from None
-        self._thread = threading.Thread(target=self._pump, name="mip6mon-dumpcap", daemon=True)
-        self._thread.start()
-
-    def _pump(self) -> None:
-        tee = _TeeReader(self._dumpcap.stdout, self._proc.stdin, self.ready)
-        try:
-            for rec in capfile.records(tee, self._drops):
-                with self._cond:
-                    self._records[rec.number] = rec
-                    self.accounting.read += 1
-                    # not (yet) selected by tshark; corrected as events are yielded
-                    self.accounting.filtered = self.accounting.read - self._yielded
-                    self._cond.notify_all()
-                tee.flush()
-            tee.flush()
-        except (capfile.NotACapture, OSError, ValueError):
-            pass
-        finally:
-            self.accounting.dropped = max(self.accounting.dropped, self._drops.dropped)
-            with self._cond:
-                self._eof = True
-                self._cond.notify_all()
-            try:
-                self._proc.stdin.close()
-            except (OSError, AttributeError):
-                pass
-
-    def _take(self, number: int) -> Record | None:
-        with self._cond:
-            while number not in self._records and not self._eof:
-                self._cond.wait(0.5)
-            rec = self._records.pop(number, None)
-            for old in [n for n in self._records if n < number]:
-                del self._records[old]
-            return rec
+        except FileNotFoundError:
+            raise UserError("dumpcap not found: install Wireshark's tshark") from None
+        self._start_tshark(self._dumpcap.stdout)
 
     def events(self) -> Iterator[PacketEvent]:
-        if self._proc is None:
-            self.start()
+        self.start()
         try:
-            for raw in self._proc.stdout:
-                line = raw.decode("utf-8", "replace")
-                number = line.split(SEPARATOR, 1)[0]
-                if not number.isdigit():
-                    continue
-                event = make_event(line, self._take(int(number)), self.sensor)
-                with self._cond:
-                    self._yielded += 1
-                    self.accounting.filtered = max(0, self.accounting.read - self._yielded)
-                yield event
-            if self._dumpcap is not None and not self._closed:
+            yield from self._lines()
+            if not self._closed:
                 try:
                     rc = self._dumpcap.wait(5)
                 except subprocess.TimeoutExpired:
@@ -391,24 +424,13 @@ class TsharkLive:
             self.close()
 
     def close(self) -> None:
-        """Stop dumpcap (it writes its drop counts on the way out) and tshark, let the pump
-        read dumpcap's last blocks, and reap both children."""
+        """Stop dumpcap first (it writes its drop counts on the way out), then the rest."""
         self._closed = True
-        for proc in (self._dumpcap, self._proc):
-            if proc is not None and proc.poll() is None:
-                proc.terminate()
-        if self._thread is not None:
-            self._thread.join(5)
-            self._thread = None
+        if self._dumpcap is not None and self._dumpcap.poll() is None:
+            self._dumpcap.terminate()
+        super().close()
         _reap(self._dumpcap)
-        _reap(self._proc)
-        self._dumpcap = self._proc = None
-        with self._cond:
-            self.accounting.filtered = max(0, self.accounting.read - self._yielded)
-        for f in (self._stderr, self._dump_err):
-            if f is not None:
-                f.close()
-        self._stderr = self._dump_err = None
-        if self._config is not None:
-            self._config.remove()
-            self._config = None
+        self._dumpcap = None
+        if self._dump_err is not None:
+            self._dump_err.close()
+            self._dump_err = None

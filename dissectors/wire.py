@@ -211,3 +211,53 @@ def _walk(buf: bytes, out: Walk, decrypted: list[tuple[int, bytes]]) -> None:
         if inner is None:
             return
         buf = inner
+
+
+# --- pre-filter (ROADMAP 3): frames that cannot be mobility-relevant, decided from octets ---
+
+ETHERTYPE_IPV4, ETHERTYPE_ARP = 0x0800, 0x0806
+# UDP ports that can carry IPv6 or ESP inside (Teredo, IPsec NAT-T, VXLAN, GTP-U, L2TP,
+# DSMIPv6): such datagrams go to tshark, whose display filter decides.
+TUNNEL_UDP_PORTS = frozenset({3544, 4500, 4789, 2152, 1701, 5436})
+ICMPV6_INFORMATIONAL = 128     # RFC 4443 2.1: types below are errors and quote a packet
+
+
+def candidate(linktype: int, data: bytes) -> bool:
+    """False only for frames that are certainly not mobility traffic: IPv6 whose fixed header
+    is followed directly by TCP, UDP (not a tunnel port) or informational ICMPv6 other than
+    146/147; plain IPv4 TCP/UDP/ICMP; ARP. Anything else (extension headers, ESP, tunnels,
+    unknown link types, short frames) goes to tshark: the pre-filter only ever removes work,
+    never a frame tshark's MOBILITY_FILTER would select."""
+    try:
+        at = network_offset(linktype, data)
+        if at is None:
+            return _other_candidate(linktype, data)
+        nh = data[at + 6]
+        if nh == TCP:
+            return False
+        if nh == UDP:
+            sport, dport = struct.unpack_from("!HH", data, at + 40)
+            return sport in TUNNEL_UDP_PORTS or dport in TUNNEL_UDP_PORTS
+        if nh == ICMPV6:
+            icmp_type = data[at + 40]
+            return icmp_type < ICMPV6_INFORMATIONAL or icmp_type in (ICMPV6_MPS, ICMPV6_MPA)
+        return True
+    except (struct.error, IndexError):
+        return True
+
+
+def _other_candidate(linktype: int, data: bytes) -> bool:
+    if linktype != LINKTYPE_ETHERNET or len(data) < 14:
+        return True
+    etype = struct.unpack_from("!H", data, 12)[0]
+    if etype == ETHERTYPE_ARP:
+        return False
+    if etype == ETHERTYPE_IPV4 and len(data) >= 34 and data[14] >> 4 == 4:
+        ihl = (data[14] & 0x0F) * 4
+        proto = data[23]
+        if proto in (1, TCP):          # ICMP, TCP
+            return False
+        if proto == UDP and len(data) >= 14 + ihl + 4:
+            sport, dport = struct.unpack_from("!HH", data, 14 + ihl)
+            return sport in TUNNEL_UDP_PORTS or dport in TUNNEL_UDP_PORTS
+    return True

@@ -159,7 +159,8 @@ class World:
         self.mns = {}
         for i, m in enumerate(scenario.mobile_nodes):
             ks = m.ks or self.draw.bytes(f"ks|{m.name}", 16)
-            spis = [m.first_spi + k if m.first_spi else
+            # four SAs per node, far apart so that their 6.4 chains (steps < 256) never meet
+            spis = [(m.first_spi + (k << 16)) % (1 << 32) if m.first_spi else
                     self.draw.int(f"spi|{m.name}|{k}", 0x100, 1 << 32) for k in range(4)]
             sas = [P.EspSa(spi, self.draw.bytes(f"esp-enc|{m.name}|{k}", 16),
                            self.draw.bytes(f"esp-auth|{m.name}|{k}", 20))
@@ -322,8 +323,11 @@ class World:
     def session(self, mn: MobileNode, cn: Correspondent, procedure: str, data: int,
                 refresh: bool = False) -> None:
         """Start (or, after a handover, refresh) communication with a correspondent."""
+        first = mn.last_sequence.get(cn.name, (
+            self.draw.int(f"cn-seq|{mn.name}|{cn.name}", 0, 65536) if mn.spec.privacy else 0))
         if procedure == "5.4":
-            mn.sessions[cn.name] = CorrespondentSession(procedure, data, 0,
+            # draft 5.4: no binding at the correspondent, data through the home agent
+            mn.sessions[cn.name] = CorrespondentSession(procedure, data, first,
                                                         port=DATA_PORT + mn.index)
             self.reverse_tunnelled_data(mn, cn, data, procedure)
             return
@@ -334,15 +338,14 @@ class World:
             raise UserError(f"{self.scenario.path}: {mn.name}: procedure 5.3.1 needs "
                             f"home_bu = 5.2.1 or 5.2.2 (a routable pseudo home address)")
         sess = mn.sessions.get(cn.name)
-        if sess is None:
-            first = mn.last_sequence.get(cn.name, (
-                self.draw.int(f"cn-seq|{mn.name}|{cn.name}", 0, 65536) if mn.spec.privacy else 0))
+        if sess is None or sess.procedure == "5.4":
             sess = CorrespondentSession(procedure, data, first, port=DATA_PORT + mn.index)
             mn.sessions[cn.name] = sess
             if procedure == "5.3.2":
                 # draft 5.3.2: the correspondent contacts the home address first; the home agent
                 # tunnels it to the mobile node, which answers through the reverse tunnel
                 self.cn_initiated_data(mn, cn, procedure)
+        sess.procedure = procedure           # a later session may switch procedure
         home_source = mn.home_address
         if procedure == "5.3.1":
             # draft 5.3.1: a new pseudo home address for this correspondent, announced to the
@@ -434,7 +437,9 @@ class World:
                               procedure, "BU")
         else:
             # RFC 6275 6.1.7 (HAO = home address) / draft 5.3.1 (HAO = pseudo home address)
-            hao = sess.pseudo if procedure == "5.3.1" else mn.home_address
+            if procedure != "5.3.1":
+                sess.pseudo = None
+            hao = sess.pseudo or mn.home_address
             pkt = P.correspondent_bu_with_hao(coa, cn.address, hao, bu, kbm)
             frame = self.emit("mn-cn", mn_cn, "mn", pkt, name, procedure, "BU")
         cn.binding_cache.append({

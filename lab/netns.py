@@ -199,6 +199,8 @@ def send_frames(frames: list[Frame], speed: float = 1.0) -> dict[str, int]:
 
 def command_send(scenario: Scenario, seed: int | None, speed: float) -> int:
     _require_root()
+    if not speed > 0:
+        raise UserError("--speed must be positive")
     if len(scenario.correspondents) > 2:
         raise UserError(f"{scenario.path}: the netns topology has two correspondents, "
                         f"the scenario has {len(scenario.correspondents)}")

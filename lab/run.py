@@ -93,14 +93,15 @@ def run_scenario(scenario: Scenario, outdir: str | os.PathLike, seed: int | None
     outdir = Path(outdir)
     try:
         outdir.mkdir(parents=True, exist_ok=True)
+        write_pcapng(outdir / "capture.pcapng",
+                     [(EPOCH_BASE_USEC + f.usec, f.data, f"path={f.path}") for f in out.frames])
+        keyring = outdir / "keyring.toml"
+        fd = os.open(keyring, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as fh:
+            fh.write(out.keyring_text)
+        os.chmod(keyring, 0o600)       # also when the file existed with wider permissions
+        (outdir / "truth.json").write_text(json.dumps(out.truth, indent=1) + "\n")
     except OSError as exc:
-        raise UserError(f"{outdir}: cannot create output directory: {exc.strerror}") from None
-    write_pcapng(outdir / "capture.pcapng",
-                 [(EPOCH_BASE_USEC + f.usec, f.data, f"path={f.path}") for f in out.frames])
-    keyring = outdir / "keyring.toml"
-    fd = os.open(keyring, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w") as fh:
-        fh.write(out.keyring_text)
-    os.chmod(keyring, 0o600)           # also when the file existed with wider permissions
-    (outdir / "truth.json").write_text(json.dumps(out.truth, indent=1) + "\n")
+        raise UserError(f"{exc.filename or outdir}: cannot write lab output: "
+                        f"{exc.strerror or exc}") from None
     return out.truth

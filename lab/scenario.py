@@ -174,7 +174,8 @@ def _resolve(name_or_path: str) -> Path:
     path = Path(name_or_path)
     if path.suffix == ".toml" or path.exists() or "/" in name_or_path:
         if not path.is_file():
-            raise UserError(f"{name_or_path}: no such scenario file")
+            problem = "not a file" if path.exists() else "no such scenario file"
+            raise UserError(f"{name_or_path}: {problem}")
         return path
     candidate = scenarios_dir() / f"{name_or_path}.toml"
     if not candidate.is_file():
@@ -268,6 +269,9 @@ def parse_scenario(doc: dict, path: str = "<scenario>") -> Scenario:
         ev = dict(at=at, action=action, node=node)
         if action == "move":
             ev["care_of_address"] = r.address("care_of_address")
+            if any(ipaddress.IPv6Address(ev["care_of_address"]) in ipaddress.IPv6Network(p)
+                   for p in clean):
+                raise r.error("care_of_address", "inside a home prefix (use do = \"return-home\")")
             ev["lose_bu"] = r.get("lose_bu", bool, False)
         elif action == "return-home":
             ev["lose_bu"] = r.get("lose_bu", bool, False)
@@ -278,11 +282,15 @@ def parse_scenario(doc: dict, path: str = "<scenario>") -> Scenario:
             ev["correspondent"] = cn
             ev["procedure"] = r.get("procedure", str, choices=SESSION_PROCEDURES)
             ev["data"] = r.get("data", int, 2)
+            if not 0 <= ev["data"] <= 10000:
+                raise r.error("data", "must be 0..10000")
         elif action == "background":
             ev["kind"] = r.get("kind", str, choices=BACKGROUND_KINDS)
             ev["src"] = r.address("src")
             ev["dst"] = r.address("dst")
             ev["count"] = r.get("count", int, 4)
+            if not 1 <= ev["count"] <= 100000:
+                raise r.error("count", "must be 1..100000")
         events.append(Event(**ev))
 
     return Scenario(name=name, description=top.get("description", str, ""),

@@ -43,7 +43,7 @@ Findings (`{"kind", "frame", "message"}`; messages never hold key material):
 | `pseudo-home-address-mismatch` | 4.2 / 5.3.2: AES-decrypting option 0xFE with Kbm does not give the BU's source home address |
 | `sequence-step` | a correspondent BU's sequence number is not previous + First(8, HMAC_SHA1(Kbm, indices)) (draft 6.3) |
 | `spi-step` | a node's Home BU SPI is neither its previous SPI's 6.4 successor nor (for a retransmission) the same SPI (draft 6.4) |
-| `pseudo-home-address-not-routable` | a HoTI source (5.1/5.3.1 pseudo home address) not under any home agent prefix (draft 5.1.1) |
+| `pseudo-home-address-not-routable` | a HoTI source (5.3.1) or a Home BU's HAO (5.2.1) not under any home agent prefix (draft 5.1.1, 5.1.3) |
 | `pseudo-home-address-reused` | a pseudo home address used again in a later Home BU, or with a second correspondent (draft 5.1.4, 5.3.1) |
 | `home-address-in-clear` | a HAO (toward the home agent, or toward correspondents) or a HoTI source carries a real home address while the node uses pseudo addresses there elsewhere |
 | `home-bu-retransmitted` | a node sent another Home BU before a BA acknowledged the previous one (that one is no binding) |
@@ -103,15 +103,17 @@ def _short(address: str | None) -> str:
     return address if address is not None else "?"
 
 
-def _in_prefix(address: str, prefix: str) -> bool:
-    return ipaddress.IPv6Address(address) in ipaddress.IPv6Network(prefix)
 
 
 class KeyedAnalyzer:
     """Addon: binding caches, frame attribution and findings, from events and a keyring."""
 
-    def __init__(self, keyring: Keyring | None = None):
+    def __init__(self, keyring: Keyring | None = None, max_frames: int | None = None):
+        """`max_frames` bounds the per-frame state (annotations, attribution) for a live
+        capture that runs for days: only the latest `max_frames` frames keep it. Binding
+        caches and findings are kept whole (they grow with Binding Updates, not packets)."""
         self.keyring = keyring
+        self.max_frames = max_frames
         self.home_cache = HomeBindingCache()
         self.correspondent_cache = CorrespondentBindingCache()
         self.book = AddressBook()
@@ -120,7 +122,11 @@ class KeyedAnalyzer:
         self._finding_keys: set = set()
         self._annotations: dict[int, list[str]] = {}
         self._direct: dict[int, str] = {}                  # frame -> home address (mobility)
-        self._refs: dict[int, tuple[tuple[str, ...], tuple[int, ...]]] = {}  # addresses, SPIs
+        # addresses and SPIs of frames not attributed while processed: resolved later, when
+        # more is known (a CoTI before its BU, an ESP packet of an SPI seen afterwards)
+        self._refs: dict[int, tuple[tuple[str, ...], tuple[int, ...]]] = {}
+        self._strings: dict[str, str] = {}   # one copy of each address / note (long captures)
+        self._prefix64: dict[str, str] = {}  # address -> its /64, for prefix tests
         self._pending: dict[tuple[str, str], _PendingHomeBU] = {}
         self._nodes: dict[str, _NodeState] = {}
         self._home_pseudos: dict[str, int] = {}            # pseudo -> first Home BU frame
@@ -139,6 +145,19 @@ class KeyedAnalyzer:
         except (ValueError, TypeError, IndexError):
             # a malformed address or field that got past the dissector: count, never crash
             self.unreadable += 1
+        if self.max_frames is not None:
+            self._trim(event.frame - self.max_frames)
+
+    def _trim(self, oldest: int) -> None:
+        """Forget per-frame state of frames before `oldest` (dicts keep insertion order)."""
+        for table in (self._refs, self._direct, self._annotations):
+            while table:
+                frame = next(iter(table))
+                if frame >= oldest:
+                    break
+                del table[frame]
+        if len(self._strings) > 4 * self.max_frames:
+            self._strings.clear()      # only a de-duplication cache: safe to restart
 
     def done(self) -> None:
         pass
@@ -167,10 +186,11 @@ class KeyedAnalyzer:
         spis = self._spi_map()
         result = {}
         for frame, (addresses, frame_spis) in self._refs.items():
-            node = self._direct.get(frame) or self._resolve(addresses, frame_spis, spis)[0]
+            node = self._resolve(addresses, frame_spis, spis)[0]
             if node is not None:
                 result[frame] = node
-        return result
+        result.update(self._direct)
+        return dict(sorted(result.items()))
 
     def care_of_trails(self) -> dict[str, list[tuple[float, str, int]]]:
         trails: dict[str, list[tuple[float, str, int]]] = {}
@@ -188,10 +208,25 @@ class KeyedAnalyzer:
             self._finding_keys.add(dedupe)
         self._findings.append({"kind": kind, "frame": frame, "message": message})
 
+    def _p64(self, address: str) -> str:
+        """The /64 of an address, computed once per address."""
+        p64 = self._prefix64.get(address)
+        if p64 is None:
+            p64 = self._prefix64[address] = str(ipaddress.IPv6Network(f"{address}/64",
+                                                                      strict=False))
+        return p64
+
+    def _in_prefix(self, address: str, prefix: str) -> bool:
+        """Is `address` under `prefix`? (keyring and PROFILE.md: home prefixes are /64)."""
+        return self._p64(address) == prefix
+
+    def _intern(self, text: str) -> str:
+        return self._strings.setdefault(text, text)
+
     def _note(self, frame: int, text: str) -> None:
         notes = self._annotations.setdefault(frame, [])
         if text not in notes:
-            notes.append(text)
+            notes.append(self._intern(text))
 
     def _attribute(self, frame: int, home_address: str | None) -> None:
         if home_address is not None:
@@ -216,7 +251,7 @@ class KeyedAnalyzer:
 
     def _node_prefixes(self, node: MobileNode) -> list[str]:
         """Prefixes a 5.1 pseudo home address of `node` may use (draft 5.1.3): the home agent's."""
-        own = str(ipaddress.IPv6Network(f"{node.home_address}/64", strict=False))
+        own = self._p64(node.home_address)
         agent = self.keyring.home_agent(node.home_agent) if node.home_agent else None
         prefixes = list(agent.prefixes) if agent else []
         return prefixes + ([own] if own not in prefixes else [])
@@ -225,7 +260,7 @@ class KeyedAnalyzer:
         """The prefix a tunnel-mode pseudo home address is derived with (5.2.2): the first home
         agent prefix other than the home address's own (draft 5.1.3 "preferably"), else its own."""
         prefixes = self._node_prefixes(node)
-        own = str(ipaddress.IPv6Network(f"{node.home_address}/64", strict=False))
+        own = self._p64(node.home_address)
         return next((p for p in prefixes if p != own), own)
 
     def _key_indices(self, node: MobileNode, esp_sequence: int | None) -> list[int]:
@@ -241,7 +276,8 @@ class KeyedAnalyzer:
     def _match_routable(self, node: MobileNode, address: str, i: int) -> bool:
         """draft 5.1.3/5.1.4: is `address` node's pseudo home address under Ki?"""
         ki = formulas.dynamic_key(node.kph.value, i)
-        prefix = next((p for p in self._node_prefixes(node) if _in_prefix(address, p)), None)
+        prefix = next((p for p in self._node_prefixes(node) if self._in_prefix(address, p)),
+                      None)
         if prefix is None:
             return False
         home = formulas.address_bytes(node.home_address)
@@ -258,7 +294,7 @@ class KeyedAnalyzer:
         for layer in event.layers:
             addresses += [a for a in (layer.home_address, layer.routing_home_address,
                                       layer.pseudo_home_address, layer.src, layer.dst) if a]
-        self._refs[event.frame] = (tuple(addresses),
+        self._refs[event.frame] = (tuple(self._intern(a) for a in addresses),
                                    tuple(esp.spi for esp in event.esp_headers()))
         m = event.mobility
         if m is not None and not event.malformed:
@@ -267,6 +303,8 @@ class KeyedAnalyzer:
             if handler is not None:
                 handler(event, m)
         self._data_addresses(event)
+        if event.frame in self._direct:
+            del self._refs[event.frame]
 
     def _data_addresses(self, event: PacketEvent) -> None:
         """HAO / RH2 / 0xFE on any packet: note which node they stand for, and clear uses."""
@@ -370,6 +408,12 @@ class KeyedAnalyzer:
         self._attribute(event.frame, home)
         if r.note:
             self._note(event.frame, r.note)
+        if r.verified is False and layer.home_address is not None and not any(
+                self._in_prefix(claimed, p) for agent in self.keyring.home_agents
+                for p in agent.prefixes):
+            self._finding("pseudo-home-address-not-routable", event.frame,
+                          f"Home BU HAO {claimed} is under no home agent prefix (draft 5.1.1, "
+                          f"5.1.3)")
         if r.verified is False:
             self._finding("home-bu-unverified", event.frame,
                           f"Home BU to {home_agent}: home address field {claimed} is neither a "
@@ -469,7 +513,7 @@ class KeyedAnalyzer:
         if self.keyring is not None and self.keyring.home_agents and (ident is None or
                                                                       ident.kind != "home"):
             prefixes = [p for agent in self.keyring.home_agents for p in agent.prefixes]
-            if not any(_in_prefix(source, p) for p in prefixes):
+            if not any(self._in_prefix(source, p) for p in prefixes):
                 self._finding("pseudo-home-address-not-routable", event.frame,
                               f"HoTI source {source} is under no home agent prefix, so the HoT "
                               f"cannot reach the home agent (draft 5.1.1)",

@@ -6,7 +6,6 @@ analyzer half-way through a packet.
 """
 from __future__ import annotations
 
-import copy
 import threading
 import time
 from collections import deque
@@ -74,21 +73,6 @@ def _tail(items: list, limit: int = SNAPSHOT_LIST_LIMIT) -> list:
     return items[-limit:]
 
 
-class KeyedTruth:
-    """What privacy_score reads from the keyed analyzer, copied once under the stream's lock
-    so the score can be computed outside it."""
-
-    def __init__(self, keyed):
-        self._nodes = dict(keyed.frame_nodes()) if hasattr(keyed, "frame_nodes") else {}
-        self._trails = dict(keyed.care_of_trails()) if hasattr(keyed, "care_of_trails") else {}
-
-    def frame_nodes(self) -> dict:
-        return self._nodes
-
-    def care_of_trails(self) -> dict:
-        return self._trails
-
-
 class MonitorSession:
     """Source + analyzers + the packet view; `run()` in a background thread."""
 
@@ -99,8 +83,9 @@ class MonitorSession:
             from monitor.keyed import KeyedAnalyzer
             keyed = KeyedAnalyzer(keyring)
         if attackers is None:
-            from monitor.attacker import AttackerAnalyzer
-            attackers = {v: AttackerAnalyzer(v) for v in VANTAGES}
+            # the four vantage points' eavesdroppers, in a worker process (attacker_worker.py)
+            from web.attacker_worker import AttackerWorker
+            attackers = AttackerWorker()
         self.source = source
         self.keyed_available = keyring is not None
         # home address -> node name, for display only (names and addresses are not key material)
@@ -112,7 +97,7 @@ class MonitorSession:
         self.attackers = attackers
         self.view = PacketView(max_rows=max_rows)
         # the view goes last: when it sees an event the analyzers have already taken it in
-        self.stream = EventStream(source, [keyed, *attackers.values(), self.view])
+        self.stream = EventStream(source, [keyed, attackers, self.view])
         self.lock = threading.RLock()
         self.stop = threading.Event()
         self.state = "starting"
@@ -164,10 +149,11 @@ class MonitorSession:
         """Stop the stream; closing the source here too ends its tshark even when the stream
         thread is blocked waiting for tshark's next line."""
         self.stop.set()
-        try:
-            self.source.close()
-        except Exception:
-            pass
+        for part in (self.source, self.attackers):
+            try:
+                part.close()
+            except Exception:
+                pass
 
     # --- what the browser sees -----------------------------------------------------------
     def status(self) -> dict:
@@ -188,31 +174,21 @@ class MonitorSession:
             report = self.keyed.report()
         return report
 
-    def _keyed_truth(self) -> "KeyedTruth":
+    def _truth(self) -> tuple[dict, dict]:
+        """The keyed truth privacy_score needs, copied under the lock as plain dicts."""
         with self.lock:
-            return KeyedTruth(self.keyed)
+            nodes = dict(self.keyed.frame_nodes()) if hasattr(self.keyed, "frame_nodes") else {}
+            trails = dict(self.keyed.care_of_trails()) if hasattr(self.keyed, "care_of_trails") else {}
+        return nodes, trails
 
-    def _attacker_copy(self, vantage: str):
-        """A frozen copy of one attacker, taken under the lock in O(n) reference copies.
-
-        The attacker's analysis is a batch over everything it has seen (seconds at 10,000
-        packets); run on the live object it would hold the stream's lock that long and every
-        row would wait. The copy is analysed outside the lock while the stream goes on.
-        """
-        attacker = self.attackers.get(vantage) or self.attackers["all"]
-        with self.lock:
-            clone = copy.copy(attacker)
-            for name, value in vars(attacker).items():
-                if isinstance(value, (list, dict, set)):
-                    setattr(clone, name, copy.copy(value))
-            return clone
+    def _attacker(self, vantage: str) -> tuple[dict, dict]:
+        return self.attackers.report(vantage, *self._truth())
 
     def attacker_report(self, vantage: str) -> dict:
-        return self._attacker_copy(vantage).report()
+        return self._attacker(vantage)[0]
 
     def privacy(self, vantage: str) -> dict:
-        from monitor.privacy import privacy_score
-        return privacy_score(self._attacker_copy(vantage), self._keyed_truth())
+        return self._attacker(vantage)[1]
 
     def full_report(self, vantage: str = "all") -> dict:
         """The same sections as `mip6mon report --format json`, for the export button."""
@@ -241,22 +217,15 @@ class MonitorSession:
         return {int(f): n for f, n in nodes.items() if n}
 
     def _attacker_state(self, vantage: str) -> dict:
-        """Attacker report + privacy score, recomputed only when new packets came and not more
-        often than its own cost allows (at most ~20 % of the time: the GIL is shared)."""
+        """Attacker report + privacy score, recomputed only when new packets came, and not more
+        often than its cost allows (the worker process shares the CPU with the stream)."""
         cached = self._attacker_cache.get(vantage)
         seen = self.view.total
         now = time.monotonic()
         if cached is not None and (cached["seen"] == seen or now < cached["next"]):
             return cached["state"]
-        from monitor.privacy import privacy_score
         started = time.monotonic()
-        clone = self._attacker_copy(vantage)
-        truth = self._keyed_truth()
-        report = clone.report()
-        try:
-            privacy = privacy_score(clone, truth)
-        except Exception as exc:
-            privacy = {"error": f"{type(exc).__name__}: {exc}"[:200]}
+        report, privacy = self._attacker(vantage)
         profiles = report.get("profiles", [])
         state = {"attacker": {"vantage": report.get("vantage", vantage),
                               "profiles": _tail(profiles), "profiles_total": len(profiles),

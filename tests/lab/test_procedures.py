@@ -155,7 +155,13 @@ def check_correspondent_bindings(cap: Capture, procedure: str) -> int:
     ("mn-initiated-rr", "5.3.1"), ("cn-initiated-rr", "5.3.2"),
     ("demo", "4.1"), ("demo", "4.2"), ("demo", "5.3.1"), ("demo", "5.3.2"), ("demo", "rfc6275")])
 def test_correspondent_registration(caps, scenario, procedure):
-    assert check_correspondent_bindings(caps[scenario], procedure) >= 1
+    cap = caps[scenario]
+    assert check_correspondent_bindings(cap, procedure) >= 1
+    if procedure != "rfc6275":
+        # a new pseudo home address per correspondent and per registration (draft 4.1, 5.3.1)
+        pseudos = [e["pseudo_home_address"] for e in cap.truth["correspondent_bindings"]
+                   if cap.info(e["frame"])["procedure"] == procedure]
+        assert None not in pseudos and len(set(pseudos)) == len(pseudos)
 
 
 def test_rr_privacy_p_flag_and_privacy_token(caps):
@@ -253,7 +259,13 @@ def check_home_bindings(cap: Capture, mode: str) -> int:
     ("baseline", "rfc3776"), ("home-transport-ctr", "5.2.1"), ("home-transport-ecb", "5.2.1"),
     ("home-tunnel", "5.2.2"), ("demo", "5.2.1"), ("demo", "5.2.2"), ("demo", "rfc3776")])
 def test_home_registration(caps, scenario, mode):
-    assert check_home_bindings(caps[scenario], mode) >= 2
+    cap = caps[scenario]
+    assert check_home_bindings(cap, mode) >= 2
+    if mode != "rfc3776":
+        # draft 5.1.4: a new pseudo home address with every Home BU
+        pseudos = [h["pseudo_home_address"] for h in cap.truth["home_bindings"]
+                   if cap.info(h["frame"])["procedure"] == mode]
+        assert len(set(pseudos)) == len(pseudos)
 
 
 @pytest.mark.parametrize("scenario", ["home-transport-ctr", "home-transport-ecb",

@@ -149,3 +149,24 @@ def test_unaware_correspondent_gets_plain_bu(tmp_path):
     assert bytes([0xC9, 16]) + bytes.fromhex("20010db8000100000000000000000100") in bu
     aware = build(load_scenario(str(write(tmp_path, MINIMAL))))
     assert aware.truth["correspondent_bindings"][0]["pseudo_home_address"] is not None
+
+
+def test_more_validation(tmp_path):
+    for change, where in [
+        (('care_of_address = "2001:db8:2::1"', 'care_of_address = "2001:db8:100::1"'),
+         "[[event]] #1 care_of_address"),
+        (('procedure = "4.1"', 'procedure = "4.1"\ndata = -1'), "[[event]] #2 data"),
+    ]:
+        path = write(tmp_path, MINIMAL.replace(*change))
+        with pytest.raises(UserError, match=__import__("re").escape(where)):
+            load_scenario(str(path))
+    with pytest.raises(UserError, match="not a file"):
+        load_scenario(str(tmp_path))
+
+
+def test_unwritable_output_is_a_user_error(tmp_path):
+    from lab.run import run_scenario
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    with pytest.raises(UserError, match="cannot write lab output"):
+        run_scenario(load_scenario("baseline"), blocker / "out")

@@ -326,7 +326,7 @@ SMALL = st.one_of(st.none(), st.integers(0, 65535))
 
 @st.composite
 def random_events(draw):
-    n = draw(st.integers(1, 25))
+    n = draw(st.integers(1, 15))
     out = []
     for frame in range(1, n + 1):
         layers = [IPv6Layer(draw(ADDRESSES), draw(ADDRESSES), draw(OPTIONAL), draw(OPTIONAL),
@@ -353,7 +353,7 @@ def random_events(draw):
     return out
 
 
-@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow],
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow],
           phases=[Phase.explicit, Phase.reuse, Phase.generate])   # shrinking is slow here
 @given(events=random_events(), keyed=st.booleans())
 def test_any_event_stream_is_survived(events, keyed):
@@ -368,3 +368,20 @@ def test_any_event_stream_is_survived(events, keyed):
     keyed_text(report)
     for ev in events:
         a.annotations(ev.frame)
+
+
+def test_home_bu_hao_outside_home_prefixes():
+    a = feed(KeyedAnalyzer(make_keyring()), [home_bu_transport(1, PHOA_42),
+                                             home_ba_transport(2, PHOA_42)])
+    assert kinds(a) == ["pseudo-home-address-not-routable", "home-bu-unverified"]
+    assert a.report()["home_bindings"] == []
+
+
+def test_max_frames_bounds_per_frame_state():
+    evs = [home_bu_transport(1, PHOA_CTR_7), home_ba_transport(2, PHOA_CTR_7)]
+    evs += [data(n, COA, CN, hao=PHOA_CTR_7) for n in range(3, 1003)]
+    a = feed(KeyedAnalyzer(make_keyring(), max_frames=100), evs)
+    nodes = a.frame_nodes()
+    assert min(nodes) == 903 and len(nodes) == 100 and set(nodes.values()) == {HOA}
+    assert a.annotations(5) == [] and a.annotations(1000)
+    assert len(a.report()["home_bindings"]) == 1      # caches are kept whole

@@ -34,7 +34,9 @@ def _finished_app(lab):
 
 @pytest.fixture(scope="module")
 def demo_app(demo_lab):
-    return _finished_app(demo_lab)
+    app, session, keyring = _finished_app(demo_lab)
+    yield app, session, keyring
+    session.close()                     # ends the attacker worker process
 
 
 def _secret_strings(keyring) -> set[str]:

@@ -1,0 +1,133 @@
+"""The attacker analyzers in a worker process, fed incrementally, asked for reports on demand.
+
+monitor.attacker's analysis is a batch over everything seen so far (about 2 s of CPU at
+10,000 packets). Run in the dashboard process it would take the GIL from the stream for that
+long, and rows would queue behind it. Here one worker process (at a lower scheduling priority)
+holds an AttackerAnalyzer per vantage point; the dashboard sends it the new events in batches
+(PacketEvents are plain frozen dataclasses and pickle as they are; the attacker never gets a
+key) and asks it for one vantage's report and privacy score when a browser needs them. The
+keyed truth for the score (frame -> node, care-of trails) travels as plain dicts.
+"""
+from __future__ import annotations
+
+import multiprocessing
+import os
+import threading
+
+from dissectors.events import PacketEvent
+
+VANTAGES = ("all", "mn-ha", "ha-cn", "mn-cn")
+
+
+class _Truth:
+    """What privacy_score reads from a keyed analyzer, rebuilt from plain dicts."""
+
+    def __init__(self, nodes: dict, trails: dict):
+        self._nodes, self._trails = nodes, trails
+
+    def frame_nodes(self) -> dict:
+        return self._nodes
+
+    def care_of_trails(self) -> dict:
+        return self._trails
+
+
+def _worker(conn) -> None:
+    try:
+        os.nice(10)                      # rows before profiles: the stream keeps the CPU
+    except OSError:
+        pass
+    from monitor.attacker import AttackerAnalyzer
+    from monitor.privacy import privacy_score
+    attackers = {v: AttackerAnalyzer(v) for v in VANTAGES}
+    while True:
+        try:
+            message = conn.recv()
+        except (EOFError, OSError):
+            return
+        kind = message[0]
+        if kind == "feed":
+            for event in message[1]:
+                for attacker in attackers.values():
+                    attacker.packet(event)
+        elif kind == "report":
+            _, vantage, nodes, trails = message
+            try:
+                attacker = attackers[vantage]
+                report = attacker.report()
+                try:
+                    privacy = privacy_score(attacker, _Truth(nodes, trails))
+                except Exception as exc:
+                    privacy = {"error": f"{type(exc).__name__}: {exc}"[:200]}
+                conn.send(("ok", report, privacy))
+            except Exception as exc:
+                conn.send(("error", f"{type(exc).__name__}: {exc}"[:300], None))
+        elif kind == "stop":
+            return
+
+
+class AttackerWorker:
+    """Addon on the stream (hook packet) + client of the worker process."""
+
+    def __init__(self):
+        # fork, not spawn: spawn re-runs the caller's __main__, which a script may not guard.
+        # The session makes this object before any server thread exists.
+        ctx = multiprocessing.get_context("fork")
+        self._conn, child = ctx.Pipe()
+        self._proc = ctx.Process(target=_worker, args=(child,), name="mip6mon-attacker",
+                                 daemon=True)
+        self._proc.start()
+        child.close()
+        self._pending: list[PacketEvent] = []
+        self._pending_lock = threading.Lock()
+        self._pipe_lock = threading.Lock()
+        self.seen = 0
+
+    # addon hooks (the stream thread)
+    def packet(self, event: PacketEvent) -> None:
+        with self._pending_lock:
+            self._pending.append(event)
+            self.seen += 1
+
+    def done(self) -> None:
+        # no "done" to the worker: its analyzers analyse lazily, when a report is asked for
+        with self._pipe_lock:
+            self._flush()
+
+    # the dashboard's threads
+    def _send(self, message) -> None:
+        try:
+            self._conn.send(message)
+        except (OSError, ValueError, BrokenPipeError):
+            pass
+
+    def _flush(self) -> None:
+        with self._pending_lock:
+            batch, self._pending = self._pending, []
+        for start in range(0, len(batch), 2000):
+            self._send(("feed", batch[start:start + 2000]))
+
+    def report(self, vantage: str, frame_nodes: dict, trails: dict) -> tuple[dict, dict]:
+        """(attacker report, privacy score) for one vantage point, over every event so far."""
+        if vantage not in VANTAGES:
+            vantage = "all"
+        with self._pipe_lock:
+            self._flush()
+            try:
+                self._conn.send(("report", vantage, frame_nodes, trails))
+                status, report, privacy = self._conn.recv()
+            except (OSError, EOFError, ValueError):
+                return ({"vantage": vantage, "profiles": []},
+                        {"error": "the attacker analysis process is not running"})
+        if status != "ok":
+            return {"vantage": vantage, "profiles": []}, {"error": report}
+        return report, privacy
+
+    def close(self) -> None:
+        with self._pipe_lock:
+            self._send(("stop",))
+        self._proc.join(2)
+        if self._proc.is_alive():
+            self._proc.kill()
+            self._proc.join(1)
+        self._conn.close()
