@@ -109,6 +109,21 @@ def make_event(line: str, record: Record | None, sensor: str = "") -> PacketEven
         sensor=sensor, protocols=protocols, info=info, malformed=malformed)
 
 
+def _safe_event(line: str, record: Record | None, sensor: str) -> PacketEvent:
+    """make_event, with a last guard: a frame that breaks the dissector is a malformed event
+    (counted), never an exception that would stop the monitor."""
+    try:
+        return make_event(line, record, sensor)
+    except Exception as exc:  # noqa: BLE001 - any dissector bug becomes a counted frame
+        cols = line.split(SEPARATOR)
+        srcs = _split(cols[11]) if len(cols) > 12 else []
+        dsts = _split(cols[12]) if len(cols) > 12 else []
+        return PacketEvent(
+            frame=int(cols[0]), time=0.0, length=0,
+            layers=tuple(IPv6Layer(a, z) for a, z in zip(srcs, dsts)) or (IPv6Layer("::", "::"),),
+            sensor=sensor, malformed=f"dissector error: {exc.__class__.__name__}")
+
+
 class _StderrFile:
     """tshark's stderr, kept in a temporary file (no pipe to fill and block on)."""
 
@@ -144,7 +159,8 @@ def _reap(proc: subprocess.Popen | None, timeout: float = 5.0) -> None:
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
-    for pipe in (proc.stdin, proc.stdout):
+    # stdout is left to its reader (it may be another thread): it ends at EOF and closes it
+    for pipe in (proc.stdin,):
         if pipe is not None:
             try:
                 pipe.close()
@@ -292,7 +308,14 @@ class _Tshark:
             return rec
 
     def _lines(self) -> Iterator[PacketEvent]:
-        for raw in self._proc.stdout:
+        stdout = self._proc.stdout
+        while True:
+            try:
+                raw = stdout.readline()
+            except (OSError, ValueError):   # closed from another thread (LiveSource.close)
+                raw = b""
+            if not raw:
+                break
             line = raw.decode("utf-8", "replace")
             number = line.split(SEPARATOR, 1)[0]
             if not number.isdigit():
@@ -300,11 +323,15 @@ class _Tshark:
             rec = self._take(int(number))
             if rec is not None:      # tshark's number -> the capture's own frame number
                 line = str(rec.number) + line[len(number):]
-            event = make_event(line, rec, self.sensor)
+            event = _safe_event(line, rec, self.sensor)
             with self._cond:
                 self._yielded += 1
                 self.accounting.filtered = max(0, self.accounting.read - self._yielded)
             yield event
+        try:
+            stdout.close()
+        except (OSError, ValueError):
+            pass
         with self._cond:
             self._output_done = True
             self._cond.notify_all()

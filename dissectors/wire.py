@@ -8,6 +8,7 @@ Every read is bounds-checked: a truncated frame yields what was there, never an 
 """
 from __future__ import annotations
 
+import functools
 import ipaddress
 import struct
 from dataclasses import dataclass, field
@@ -72,7 +73,10 @@ def network_offset(linktype: int, data: bytes) -> int | None:
     return None
 
 
+@functools.lru_cache(maxsize=4096)
 def _addr(octets: bytes) -> str:
+    """RFC 5952 text (the same as keys.formulas.address_text). Cached: a capture repeats the
+    same few addresses, and formatting is the walk's largest cost (profiled)."""
     return str(ipaddress.IPv6Address(octets))
 
 
@@ -95,6 +99,7 @@ def _dest_options(buf: bytes, start: int, end: int, found: dict) -> None:
         if olen == 16 and len(data) == 16:
             if otype == OPT_HAO:
                 found["home_address"] = _addr(data)
+                found["home_address_octets"] = bytes(data)
             elif otype == OPT_PSEUDO_HOA:
                 found["pseudo_home_address"] = _addr(data)
         at += 2 + olen
@@ -153,7 +158,8 @@ def _walk(buf: bytes, out: Walk, decrypted: list[tuple[int, bytes]]) -> None:
         if len(buf) < 40 or buf[0] >> 4 != 6:
             return
         nh = buf[6]
-        found: dict = {"src": _addr(buf[8:24]), "dst": _addr(buf[24:40])}
+        src_octets, dst_octets = bytes(buf[8:24]), bytes(buf[24:40])
+        found: dict = {"src": _addr(src_octets), "dst": _addr(dst_octets)}
         at = 40
         inner: bytes | None = None
         try:
@@ -166,7 +172,9 @@ def _walk(buf: bytes, out: Walk, decrypted: list[tuple[int, bytes]]) -> None:
                 elif nh == ROUTING:
                     end = at + (buf[at + 1] + 1) * 8
                     if buf[at + 2] == ROUTING_TYPE_2 and len(buf) >= at + 24:
-                        found["routing_home_address"] = _addr(buf[at + 8:at + 24])
+                        rh = bytes(buf[at + 8:at + 24])
+                        found["routing_home_address"] = _addr(rh)
+                        found["routing_home_address_octets"] = rh
                     nh, at = buf[at], end
                 elif nh == FRAGMENT:
                     if struct.unpack_from("!H", buf, at + 2)[0] & 0xFFF8:
@@ -194,10 +202,9 @@ def _walk(buf: bytes, out: Walk, decrypted: list[tuple[int, bytes]]) -> None:
                     length = (buf[at + 1] + 1) * 8
                     out.mh = buf[at:at + length]
                     out.mh_truncated = len(out.mh) < length
-                    src = found.get("home_address") or found["src"]
-                    dst = found.get("routing_home_address") or found["dst"]
-                    out.mh_pseudo = (ipaddress.IPv6Address(src).packed,
-                                     ipaddress.IPv6Address(dst).packed)
+                    # RFC 6275 6.1.1: the home address (HAO) and the final destination (RH2)
+                    out.mh_pseudo = (found.get("home_address_octets", src_octets),
+                                     found.get("routing_home_address_octets", dst_octets))
                     break
                 else:
                     if nh == ICMPV6 and len(buf) > at and buf[at] in (ICMPV6_MPS, ICMPV6_MPA):
@@ -207,6 +214,8 @@ def _walk(buf: bytes, out: Walk, decrypted: list[tuple[int, bytes]]) -> None:
                 if at > len(buf):
                     break
         finally:
+            found.pop("home_address_octets", None)
+            found.pop("routing_home_address_octets", None)
             out.layers.append(IPv6Layer(**found))
         if inner is None:
             return

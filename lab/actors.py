@@ -123,6 +123,7 @@ class MobileNode:
     care_of: str | None = None
     home_sequence: int = 0
     home_pseudo: str | None = None          # pseudo home address of the last home binding
+    home_bus_sent: int = 0                  # key_index = "counter": i of the last Home BU
     sessions: dict[str, CorrespondentSession] = field(default_factory=dict)
     # last BU sequence number per correspondent, kept when sessions end: the correspondent may
     # still hold the binding, and RFC 6275 9.5.1 wants each BU's number above the last one
@@ -285,6 +286,10 @@ class World:
         flags = P.BU_FLAG_A | P.BU_FLAG_H
         ha = self.ha.address
         what = "Home BU" + (" (lost)" if lost else "")
+        # draft 5.1.4 without ESP sequence numbers: a counter both ends keep; here the count of
+        # Home BUs the node has sent, from 1, retransmissions and de-registrations included
+        mn.home_bus_sent += 1
+        counter = mn.home_bus_sent if mn.spec.key_index == "counter" else None
         if mn.care_of is None:
             # RFC 6275 11.5.4: de-registration from the home link; Alternate CoA = home address
             bu = P.BindingUpdate(mn.home_sequence, units, flags, alternate_care_of=mn.home_address)
@@ -295,11 +300,12 @@ class World:
         bu = P.BindingUpdate(mn.home_sequence, units, flags, alternate_care_of=mn.care_of)
         if mode == "5.2.2":
             # draft 5.1.4 / 5.2.2: i = the outer ESP sequence number this BU will carry
-            pseudo = self.pseudo_from_ha_key(mn, mn.tunnel_out.seq)
+            pseudo = self.pseudo_from_ha_key(mn, counter or mn.tunnel_out.seq)
             pkt = P.home_bu_tunnel(mn.care_of, ha, mn.home_address, bu, self.esp(mn.tunnel_out))
             return self.emit("mn-ha", "mn-ha", "mn", pkt, mn.name, mode, what), pseudo, mode
         # draft 5.1.4 / 5.2.1: i = the ESP sequence number this BU will carry
-        pseudo = self.pseudo_from_ha_key(mn, mn.transport_out.seq) if mode == "5.2.1" else None
+        pseudo = (self.pseudo_from_ha_key(mn, counter or mn.transport_out.seq)
+                  if mode == "5.2.1" else None)
         pkt = P.home_bu_transport(mn.care_of, ha, pseudo or mn.home_address, bu,
                                   self.esp(mn.transport_out))
         return self.emit("mn-ha", "mn-ha", "mn", pkt, mn.name, mode, what), pseudo, mode

@@ -1,9 +1,12 @@
 """Wire builders for the lab: one function per packet format, declared close to the draft.
 
-Everything here returns bytes. IPv6 packets are built by hand so that every octet is where
-PROFILE.md puts it (option alignment, MH length and checksum); ESP is applied with scapy's
-IPsec implementation (real AES-CBC + HMAC-SHA1-96) on those bytes, with caller-chosen IVs so
-that a scenario's output is byte-identical from run to run.
+The first half builds the pieces (IPv6 header, HAO / 0xFE / RH2, each MH message and option
+with RFC 6275 alignment, checksums, ICMPv6, UDP, TCP, ESP); the second half, after the `====`
+line, has one function per packet format the draft draws (5.2.1 Home BU, 4.1 BU, ...), each
+citing its section. Everything returns bytes. IPv6 packets are built by hand so that every
+octet is where PROFILE.md puts it; ESP is applied with scapy's IPsec implementation (real
+AES-CBC + HMAC-SHA1-96) on those bytes, with caller-chosen IVs so that a scenario's output is
+byte-identical from run to run.
 """
 from __future__ import annotations
 
@@ -328,19 +331,6 @@ class EspSa:
         out = bytes(sa.encrypt(IPv6(packet), iv=iv))
         self.seq += 1
         return out
-
-
-def parse_ipv6_chain(packet: bytes) -> list[tuple[int, int]]:
-    """(next-header value, offset) of each header after the fixed IPv6 header, up to ESP or an
-    upper layer: a small walker used by the lab's own checks."""
-    chain = []
-    nh, off = packet[6], 40
-    while True:
-        chain.append((nh, off))
-        if nh in (NH_HOPOPT, NH_ROUTING, NH_DSTOPT):
-            nh, off = packet[off], off + (packet[off + 1] + 1) * 8
-            continue
-        return chain
 
 
 # =============================================================================================

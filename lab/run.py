@@ -66,7 +66,7 @@ def keyring_toml(world: World) -> str:
                 f"home_agent   = {_q(world.ha.address)}",
                 f"ks           = {_q(mn.ks.hex())}",
                 f"phoa_cipher  = {_q(mn.spec.phoa_cipher)}",
-                'key_index    = "esp-seq"', ""]
+                f"key_index    = {_q(mn.spec.key_index)}", ""]
     for mn in world.mns.values():
         for sa, label in zip(mn.sas(), ("MN->HA transport", "HA->MN transport",
                                          "MN->HA tunnel", "HA->MN tunnel")):

@@ -24,6 +24,7 @@ a topology and a timeline. Every validation error names the file and the field.
     phoa_cipher = "aes-ctr"           # aes-ctr | aes-ecb-trunc   (PROFILE.md, draft 5.1.3)
     # privacy = true                  # default: home_bu != "rfc3776" (draft 6.3, 6.4)
     # ks = "<hex>"                    # manual SA key (draft 5.1.2)
+    # key_index = "esp-seq"           # or "counter": i in Ki = count of Home BUs sent (5.1.4)
 
     [[event]]
     at = 1.0                          # seconds from the start of the capture
@@ -44,6 +45,7 @@ from monitor.errors import UserError
 
 HOME_BU_MODES = ("rfc3776", "5.2.1", "5.2.2")
 PHOA_CIPHERS = ("aes-ctr", "aes-ecb-trunc")
+KEY_INDEXES = ("esp-seq", "counter")
 # correspondent registration procedures: plain RFC 6275 and the draft's
 SESSION_PROCEDURES = ("rfc6275", "4.1", "4.2", "5.3.1", "5.3.2", "5.4")
 ACTIONS = ("move", "session", "prefix-discovery", "return-home", "background")
@@ -73,6 +75,7 @@ class MobileNodeSpec:
     privacy: bool = True
     ks: bytes | None = None
     first_spi: int | None = None
+    key_index: str = "esp-seq"        # draft 5.1.4: i = ESP sequence number, or a counter
 
 
 @dataclass(frozen=True)
@@ -230,7 +233,8 @@ def parse_scenario(doc: dict, path: str = "<scenario>") -> Scenario:
     nodes = []
     for n, item in enumerate(top.get("mobile_node", list)):
         r = _Reader(path, f"[[mobile_node]] #{n + 1}", item)
-        r.unknown({"name", "home_address", "home_bu", "phoa_cipher", "privacy", "ks", "first_spi"})
+        r.unknown({"name", "home_address", "home_bu", "phoa_cipher", "privacy", "ks", "first_spi",
+                   "key_index"})
         home_bu = r.get("home_bu", str, "5.2.1", HOME_BU_MODES)
         hoa = r.address("home_address")
         if not any(ipaddress.IPv6Address(hoa) in ipaddress.IPv6Network(p) for p in clean):
@@ -242,7 +246,7 @@ def parse_scenario(doc: dict, path: str = "<scenario>") -> Scenario:
             name=r.get("name", str), home_address=hoa, home_bu=home_bu,
             phoa_cipher=r.get("phoa_cipher", str, "aes-ctr", PHOA_CIPHERS),
             privacy=r.get("privacy", bool, home_bu != "rfc3776"), ks=r.key("ks"),
-            first_spi=first_spi))
+            first_spi=first_spi, key_index=r.get("key_index", str, "esp-seq", KEY_INDEXES)))
     if not nodes:
         raise top.error("mobile_node", "at least one mobile node is needed")
 

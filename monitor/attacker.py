@@ -75,8 +75,10 @@ class AttackerAnalyzer:
         self.vantage = vantage
         self.rules = rules
         self.threshold = threshold
-        self._views: list[tuple[int, float, View]] = []
+        self._views: list[tuple[int, float, int, View]] = []
         self._result: _Result | None = None
+        # (roles signature, views observed, placement, observations) of the last analysis
+        self._observed: tuple | None = None
 
     # -- addon hooks ---------------------------------------------------------------------------
     def packet(self, event: PacketEvent) -> None:
@@ -84,7 +86,7 @@ class AttackerAnalyzer:
             return
         view = visible(event)          # drops everything after the first ESP header
         if view is not None:
-            self._views.append((event.frame, event.time, view))
+            self._views.append((event.frame, event.time, event.length, view))
             self._result = None
 
     def done(self) -> None:
@@ -94,15 +96,24 @@ class AttackerAnalyzer:
     def _analyse(self) -> _Result:
         if self._result is not None:
             return self._result
-        roles = learn_roles([(f, v) for f, _, v in self._views])
+        roles = learn_roles([(f, v) for f, _, _, v in self._views])
         seen = VANTAGE_PATHS[self.vantage]
+        signature = (frozenset(roles.home_agents), frozenset(roles.home_prefixes),
+                     frozenset(roles.care_of_addresses))
         placement: Counter = Counter()
-        observations = []
-        for frame, time, view in self._views:
+        observations: list[Observation] = []
+        start = 0
+        if self._observed is not None and self._observed[0] == signature:
+            # the roles did not change: earlier packets keep their place and observation
+            # (a live dashboard asks again and again while packets keep coming)
+            _, start, old_placement, old_observations = self._observed
+            placement, observations = Counter(old_placement), list(old_observations)
+        for frame, time, length, view in self._views[start:]:
             path = place(view, roles)
             placement[path] += 1
             if path in seen:
-                observations.append(observe(frame, time, view, path, roles))
+                observations.append(observe(frame, time, view, path, roles, length))
+        self._observed = (signature, len(self._views), placement, observations)
         evidence = find_evidence(observations, self.rules)
         self._result = _Result(roles, placement, observations, evidence,
                                self._profiles(observations, evidence))
@@ -169,6 +180,12 @@ class AttackerAnalyzer:
         }
 
 
+def _some(items: list[str], n: int = 4) -> str:
+    if not items:
+        return "-"
+    return ", ".join(items[:n]) + (f" (+{len(items) - n} more)" if len(items) > n else "")
+
+
 def attacker_text(report: dict, max_profiles: int = 20) -> str:
     """Text section for `mip6mon report`; takes the whole report or its "attacker" section."""
     section = report.get("attacker", report)
@@ -186,8 +203,8 @@ def attacker_text(report: dict, max_profiles: int = 20) -> str:
         trail = " -> ".join(p["care_of_addresses"]) or "-"
         rules = Counter(e["rule"] for e in p["evidence"] if e["links"])
         lines.append(f"  {p['id']}: {len(p['frames'])} frames, care-of trail {trail}; "
-                     f"addresses {', '.join(p['addresses']) or '-'}; "
-                     f"correspondents {', '.join(p['correspondents']) or '-'}; "
+                     f"addresses {_some(p['addresses'])}; "
+                     f"correspondents {_some(p['correspondents'])}; "
                      f"linked by {', '.join(f'{k} x{v}' for k, v in sorted(rules.items())) or 'nothing'}")
     if len(ranked) > max_profiles:
         lines.append(f"  ... {len(ranked) - max_profiles} smaller profiles")

@@ -93,7 +93,7 @@ class CorrespondentBindingCache:
 class Identity:
     """What the keys say an address is: the real home address behind it, and how we know."""
     home_address: str
-    kind: str          # "home" (the real address), "routable" (5.1 pseudo), "rr" (4.1), "enc" (4.2/5.3.2)
+    kind: str          # "home" (the real one), "routable" (5.1), "rr" (4.1), "enc" (4.2/5.3.2)
     how: str           # human text for annotations, e.g. "Kph of mn1, i = ESP seq 7"
 
 

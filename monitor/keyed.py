@@ -28,10 +28,21 @@ BU's Nonce Indices option (keyring correspondent tables), keygen tokens seen on 
 SHA1(home token). The Authenticator is checked over `MobilityMessage.authenticated_data` with
 CoA = Alternate CoA if present, else the BU's IPv6 source, and CN = its destination.
 
+Frame attribution (`frame_nodes()`, the truth the attacker is scored against): a frame belongs
+to the node whose home or pseudo home address it carries (any layer's source, destination, HAO,
+RH2 or option 0xFE, decrypted tunnels included), else whose SA SPI it carries (SPIs seen in its
+Home BUs/BAs, keyring SAs naming its home address, and their draft 6.4 chains ahead), else whose
+care-of address it uses (when one node only was bound there). `care_of_trails()` follows the
+accepted Home BUs (not de-registrations), like `monitor.privacy.LabTruth` reads truth.json.
+`KeyedAnalyzer(keyring, max_frames=N)` keeps per-frame state for the last N frames only (live
+captures that run for days); binding caches and findings are kept whole.
+
 Without a keyring, or for a node the keyring does not know, the analyzer reports what is
 visible: `home_address` is set only when the keys reveal it (or the address is a keyring home
 address), so an address standing in a HAO that the keys do not explain is reported as
-`pseudo_home_address`; `authenticator_valid` is null when no Kbm can be had.
+`pseudo_home_address`; `authenticator_valid` is null when no Kbm can be had. Keygen tokens seen
+in clear are used keyless too: a capture of both the HA-CN and MN-CN paths reveals a 4.1 or
+4.2 home address without any key (the draft's own caveat about those eavesdroppers).
 
 Findings (`{"kind", "frame", "message"}`; messages never hold key material):
 
@@ -41,11 +52,11 @@ Findings (`{"kind", "frame", "message"}`; messages never hold key material):
 | `keygen-token-invalid` | a HoT/CoT keygen token or privacy keygen token differs from the one Kcn and the nonce give |
 | `home-bu-unverified` | a Home BU's home address field is neither the node's home address nor a pseudo home address Kph derives (draft 5.2.1: the home agent rejects it) |
 | `pseudo-home-address-mismatch` | 4.2 / 5.3.2: AES-decrypting option 0xFE with Kbm does not give the BU's source home address |
-| `sequence-step` | a correspondent BU's sequence number is not previous + First(8, HMAC_SHA1(Kbm, indices)) (draft 6.3) |
-| `spi-step` | a node's Home BU SPI is neither its previous SPI's 6.4 successor nor (for a retransmission) the same SPI (draft 6.4) |
+| `sequence-step` | a correspondent BU of a node that uses pseudo home addresses whose sequence number is not previous + First(8, HMAC_SHA1(Kbm, its nonce indices)) (draft 6.3; not checked across an expired binding) |
+| `spi-step` | a Home BU's SPI is not the SPI of that SA's previous Home BU advanced by next_spi once per acknowledged exchange since (draft 6.4; a plain node may keep its SPI) |
 | `pseudo-home-address-not-routable` | a HoTI source (5.3.1) or a Home BU's HAO (5.2.1) not under any home agent prefix (draft 5.1.1, 5.1.3) |
 | `pseudo-home-address-reused` | a pseudo home address used again in a later Home BU, or with a second correspondent (draft 5.1.4, 5.3.1) |
-| `home-address-in-clear` | a HAO (toward the home agent, or toward correspondents) or a HoTI source carries a real home address while the node uses pseudo addresses there elsewhere |
+| `home-address-in-clear` | a HAO or a HoTI source carries a node's real home address toward a peer (its home agent, or one correspondent) to which it otherwise sends pseudo home addresses (4.1 HoTIs, from the real address by design, excepted) |
 | `home-bu-retransmitted` | a node sent another Home BU before a BA acknowledged the previous one (that one is no binding) |
 | `ba-error-status` | a Binding Acknowledgement with status >= 128 (RFC 6275 6.1.8) |
 | `binding-error` | a Binding Error message (RFC 6275 6.1.9) |
@@ -103,8 +114,6 @@ def _short(address: str | None) -> str:
     return address if address is not None else "?"
 
 
-
-
 class KeyedAnalyzer:
     """Addon: binding caches, frame attribution and findings, from events and a keyring."""
 
@@ -146,7 +155,7 @@ class KeyedAnalyzer:
             # a malformed address or field that got past the dissector: count, never crash
             self.unreadable += 1
         if self.max_frames is not None:
-            self._trim(event.frame - self.max_frames)
+            self._trim(event.frame - self.max_frames + 1)
 
     def _trim(self, oldest: int) -> None:
         """Forget per-frame state of frames before `oldest` (dicts keep insertion order)."""
@@ -193,10 +202,22 @@ class KeyedAnalyzer:
         return dict(sorted(result.items()))
 
     def care_of_trails(self) -> dict[str, list[tuple[float, str, int]]]:
+        """{home address: [(time, care-of address, frame)]}: where each node was, from its
+        accepted Home BUs (de-registrations excluded: their "care-of address" is the home
+        address), as monitor.privacy.LabTruth reads truth.json; a node with no home binding in
+        view is traced by its correspondent bindings instead."""
         trails: dict[str, list[tuple[float, str, int]]] = {}
-        for b in self.home_cache.entries + self.correspondent_cache.entries:
-            if b.home_address is not None:
+        for b in self.home_cache.entries:
+            if b.home_address is not None and b.lifetime != 0 \
+                    and b.care_of_address != b.home_address:
                 trails.setdefault(b.home_address, []).append((b.time, b.care_of_address, b.frame))
+        fallback: dict[str, list[tuple[float, str, int]]] = {}
+        for b in self.correspondent_cache.entries:
+            if b.home_address is not None and b.home_address not in trails \
+                    and b.care_of_address != b.home_address:
+                fallback.setdefault(b.home_address, []).append(
+                    (b.time, b.care_of_address, b.frame))
+        trails.update(fallback)
         return {hoa: sorted(points) for hoa, points in trails.items()}
 
     # --- helpers -------------------------------------------------------------------------
@@ -534,9 +555,10 @@ class KeyedAnalyzer:
         ident = self.book.get(home)
         if ident is not None:
             self._attribute(event.frame, ident.home_address)
-            self._note(event.frame, f"HoT to {'the real HoA' if ident.kind == 'home' else 'pseudo HoA'}"
-                                    f" {home}" + ("" if ident.kind == "home"
-                                                  else f" = HoA {ident.home_address}"))
+            if ident.kind == "home":
+                self._note(event.frame, f"HoT to the real HoA {home}")
+            else:
+                self._note(event.frame, f"HoT to pseudo HoA {home} = HoA {ident.home_address}")
         corr = self._correspondent(cn)
         nonce = corr.nonces.get(m.nonce_index) if corr else None
         if nonce is None:
@@ -547,8 +569,8 @@ class KeyedAnalyzer:
             self._finding("keygen-token-invalid", event.frame,
                           f"home keygen token from {cn} to {home} (nonce index "
                           f"{m.nonce_index}) does not match Kcn", dedupe=dedupe)
-        if m.privacy_keygen_token is not None and \
-                formulas.privacy_keygen_token(corr.kcn.value, nonce.value) != m.privacy_keygen_token:
+        expected = formulas.privacy_keygen_token(corr.kcn.value, nonce.value)
+        if m.privacy_keygen_token is not None and expected != m.privacy_keygen_token:
             self._finding("keygen-token-invalid", event.frame,
                           f"privacy keygen token from {cn} (nonce index {m.nonce_index}) "
                           f"does not match Kcn (draft 4.1)", dedupe=dedupe + ("privacy",))

@@ -4,7 +4,8 @@ Each rule is a name, a confidence, the draft section it comes from, and a finder
 attacker's observations into evidence: "these frames are one node, because ...". Exact
 invariants (same care-of address, same home or pseudo home address, same SPI, same nonce
 indices, same interface ID, same init cookie) and continuity (ESP and BU sequence numbers that
-carry on across a care-of address change, an SPI that moves by less than 256, HoTI timing).
+carry on across a care-of address change, an SPI that moves by less than 256, HoTI timing,
+and the timing and size of what the home agent forwards out of a tunnel).
 When the evidence could as well point at another node (two candidates), it is still reported,
 at half confidence and marked ambiguous, so that it does not link (precision over recall).
 Profiles are the connected components of the evidence at or above the threshold.
@@ -24,7 +25,10 @@ ESP_GAP = 8                     # ESP sequence numbers lost across a move (RFC 4
 BU_SMALL_STEP = 16              # "small" BU sequence increment (draft 6.3: keyed steps are 1..255)
 SPI_STEP = 256                  # draft 6.4: SPI_increment = First(8, ...) is below 256
 RR_WINDOW = 1.0                 # s: HoTI and CoTI leave together (RFC 6275 11.6.1)
-FORWARD_WINDOW = 0.25           # s: the home agent forwards what it un-tunnels at once
+FORWARD_WINDOW = 0.05           # s: the home agent forwards what it un-tunnels at once
+# octets a tunnel adds: IPv6 header 40 + ESP 8 + IV <= 16 + padding <= 15 + trailer 2 + ICV <= 16
+# (RFC 2473, RFC 4303), with room for a destination option
+TUNNEL_OVERHEAD = (40, 128)
 IID_OVERLAP = 2.0               # s: two care-of addresses with one IID active together: two nodes
 
 
@@ -298,6 +302,41 @@ def _hoti_timing(rule: Rule, observations: list[Observation]) -> list[Evidence]:
     return out
 
 
+def _forwarding_timing(rule: Rule, observations: list[Observation]) -> list[Evidence]:
+    """draft 6.1 ("communication patterns") against 5.4 / 7.2: a packet the home agent takes out
+    of a mobile node's tunnel appears on HA-CN a moment later, and one size of tunnel overhead
+    smaller (and the reverse for packets to the node). One candidate links; several: ambiguous."""
+    by_time = sorted(observations, key=lambda o: o.time)
+    times = [o.time for o in by_time]
+    lo, hi = TUNNEL_OVERHEAD
+    out = []
+    for obs in by_time:
+        if obs.path != "ha-cn" or obs.mh_type in (HOTI, HOT) or not obs.homes or not obs.length:
+            continue
+        outbound = obs.correspondent == obs.dst          # home side -> correspondent
+        if outbound:
+            window = by_time[bisect.bisect_left(times, obs.time - FORWARD_WINDOW):
+                             bisect.bisect_right(times, obs.time)]
+            cands = [o for o in window if o.path == "mn-ha" and o.towards_ha and o.care_of]
+        else:
+            window = by_time[bisect.bisect_left(times, obs.time):
+                             bisect.bisect_right(times, obs.time + FORWARD_WINDOW)]
+            cands = [o for o in window if o.path == "mn-ha" and o.towards_ha is False and o.care_of]
+        cands = [o for o in cands if lo <= o.length - obs.length <= hi]
+        coas = {o.care_of for o in cands}
+        if not coas:
+            continue
+        nearest = {c: min((o for o in cands if o.care_of == c),
+                          key=lambda o: abs(o.time - obs.time)) for c in coas}
+        what = (f"{obs.homes[0]} {'->' if outbound else '<-'} {obs.correspondent} at "
+                f"{obs.time:.3f} s ({obs.length} octets) with the MN-HA tunnel packet of "
+                + ", ".join(f"{c} at {nearest[c].time:.3f} s ({nearest[c].length} octets)"
+                            for c in sorted(coas)))
+        out.append(rule.evidence(what, [obs.frame] + [o.frame for o in nearest.values()],
+                                 len(coas) > 1))
+    return out
+
+
 RULES: tuple[Rule, ...] = (
     Rule("same-care-of-address", 0.95, "draft 6.1",
          "packets from or to one care-of address", _exact(lambda o: (o.care_of,), "care-of address")),
@@ -324,6 +363,9 @@ RULES: tuple[Rule, ...] = (
     Rule("hoti-timing", 0.65, "draft 6.1, RFC 6275 11.6.1",
          "a HoTI/HoT in clear at the time of one node's CoTI/CoT or tunnel packet",
          _hoti_timing),
+    Rule("forwarding-timing", 0.65, "draft 6.1, 7.2",
+         "a packet on HA-CN right after (before) a tunnel packet of one node, one tunnel "
+         "overhead smaller", _forwarding_timing),
 )
 
 

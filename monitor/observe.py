@@ -21,6 +21,7 @@ class Observation:
     path: str                               # placed by monitor.placement, never event.path
     src: str                                # outer addresses
     dst: str
+    length: int = 0                         # frame length (size correlation across the HA)
     care_of: str | None = None              # the mobile node's end, when the packet shows it
     homes: tuple[str, ...] = ()             # home or pseudo home addresses it carries
     correspondent: str | None = None
@@ -44,7 +45,8 @@ class Observation:
         return tuple(a for a in (self.care_of, *self.homes) if a)
 
 
-def observe(frame: int, time: float, view: View, path: str, roles: Roles) -> Observation:
+def observe(frame: int, time: float, view: View, path: str, roles: Roles,
+            length: int = 0) -> Observation:
     outer, mh = view.outer, view.mobility
     care_of = correspondent = home_agent = None
     towards_ha = None
@@ -113,7 +115,7 @@ def observe(frame: int, time: float, view: View, path: str, roles: Roles) -> Obs
         care_of = None
     esp = view.esp
     return Observation(
-        frame=frame, time=time, path=path, src=outer.src, dst=outer.dst, care_of=care_of,
+        frame=frame, time=time, path=path, length=length, src=outer.src, dst=outer.dst, care_of=care_of,
         homes=tuple(homes), correspondent=correspondent, home_agent=home_agent,
         towards_ha=towards_ha, spi=esp.spi if esp else None,
         esp_sequence=esp.sequence if esp else None, encrypted=view.encrypted,

@@ -35,6 +35,19 @@ def _keyring(path: str | None):
     return load_keyring(path)
 
 
+def _quiet_handler():
+    """Werkzeug's request handler, logging requests without their query string (the first
+    page load carries the access token there, and logs are read by more people)."""
+    from werkzeug.serving import WSGIRequestHandler
+
+    class Handler(WSGIRequestHandler):
+        def log_request(self, code="-", size="-"):
+            path = self.path.split("?", 1)[0]
+            self.log("info", '"%s %s" %s', self.command, path, getattr(code, "value", code))
+
+    return Handler
+
+
 def serve(session: MonitorSession, tools: CaptureTools | None, args) -> int:
     """Run the web server until interrupted; prints the URL (with its token) on stdout."""
     from werkzeug.serving import make_server
@@ -53,7 +66,8 @@ def serve(session: MonitorSession, tools: CaptureTools | None, args) -> int:
     socketio = app.extensions["socketio"]
     dash = app.extensions["mip6mon"]
     try:
-        server = make_server(host, args.port or 0, app, threaded=True)
+        server = make_server(host, args.port or 0, app, threaded=True,
+                             request_handler=_quiet_handler())
     except OSError as exc:
         raise UserError(f"cannot listen on {host}:{args.port}: {exc.strerror or exc}") from None
 

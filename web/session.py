@@ -16,7 +16,7 @@ from monitor.stream import EventStream
 from web.view import PROCEDURES, PacketView
 
 VANTAGES = ("all", "mn-ha", "ha-cn", "mn-cn")
-SNAPSHOT_LIST_LIMIT = 500     # newest entries of each table sent per snapshot (totals are sent)
+SNAPSHOT_LIST_LIMIT = 200     # newest entries of each table sent per snapshot (totals are sent)
 
 
 def parse_speed(text: str | float | None) -> float | None:

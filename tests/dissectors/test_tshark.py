@@ -291,3 +291,79 @@ def test_sa_entries_follow_every_mobile_node():
                                                           b.FIRST_SPI, 5)
     assert [e.predicted for e in entries] == [False, True, True, True, True]
     assert espsa.sa_entries(None) == []
+
+
+# --- the octet pre-filter never hides a mobility frame from tshark --------------------------
+
+def test_prefilter_keeps_every_frame_tshark_selects(tmp_path):
+    from scapy.all import IP, ICMPv6ParamProblem, ICMPv6EchoRequest, TCP, Ether
+    bu = IPv6(src=b.COA, dst=b.CN) / b.pseudo_option(b.PHOA) / MIP6MH_BU(seq=1, flags=0)
+    tricky = [
+        Ether() / IP(src="192.0.2.1", dst="192.0.2.2", proto=41) / bytes(b.hoti_with_p()),  # 6in4
+        Ether() / IPv6(src=b.COA, dst=b.HA) / UDP(sport=4500, dport=4500)
+        / bytes(b.home_bu_tunnel(b.FIRST_SPI, 5)[b.ESP]),                    # ESP in UDP (NAT-T)
+        Ether() / IPv6(src=b.CN, dst=b.COA) / ICMPv6ParamProblem(code=2, ptr=42) / bytes(bu),
+        Ether() / IPv6(src=b.CN, dst=b.COA) / ICMPv6EchoRequest(),           # dropped early
+        Ether() / IPv6(src=b.CN, dst=b.COA) / TCP(sport=1, dport=2),         # dropped early
+        Ether() / IP(src="192.0.2.1", dst="192.0.2.2") / UDP(sport=1, dport=2),
+        Ether() / bu,
+    ]
+    path = b.write(tmp_path / "tricky.pcapng", tricky)
+    merged = tmp_path / "shared.pcapng"
+    subprocess.run(["mergecap", "-a", "-w", str(merged), *SHARED], check=True)
+    for capture in (path, merged):
+        fast = TsharkFile(str(capture))
+        slow = TsharkFile(str(capture), prefilter=False)
+        fast_events, slow_events = list(fast.events()), list(slow.events())
+        assert fast_events == slow_events, capture
+        assert fast.accounting.read == slow.accounting.read
+        assert fast.accounting.filtered == slow.accounting.filtered
+    selected = [int(x) for x in tshark_lines(path, MOBILITY_FILTER, "frame.number")]
+    tricky_events = list(TsharkFile(str(path)).events())
+    assert [e.frame for e in tricky_events] == selected
+    assert selected == [1, 2, 3, 7]              # 6in4, NAT-T ESP, ICMPv6 error, BU
+
+
+def test_lab_scenario_capture_decrypts_and_keeps_paths(tmp_path):
+    lab_run = pytest.importorskip("lab.run")
+    lab_scenario = pytest.importorskip("lab.scenario")
+    import json
+    from keys.keyring import load_keyring
+    lab_run.run_scenario(lab_scenario.load_scenario("home-tunnel"), tmp_path, seed=1)
+    truth = json.loads((tmp_path / "truth.json").read_text())
+    evs, acc = events(tmp_path / "capture.pcapng", load_keyring(tmp_path / "keyring.toml"))
+    assert acc.read == len(truth["frames"])
+    assert evs and all(e.path == truth["frames"][str(e.frame)]["path"] for e in evs)
+    assert all(esp.decrypted for e in evs for esp in e.esp_headers())
+    assert all(e.mobility.checksum_valid for e in evs if e.mobility)
+    bu_frames = {int(f) for f, v in truth["frames"].items() if v.get("what") == "BU"}
+    assert bu_frames <= {e.frame for e in evs if e.mobility and e.mobility.name == "BU"}
+
+
+def test_every_keyring_esp_algorithm_decrypts_with_exact_addresses(tmp_path):
+    from scapy.all import ESP
+    from scapy.layers.ipsec import SecurityAssociation
+    # keyring name, key, scapy name (PROFILE.md keyring vs scapy's SecurityAssociation)
+    algorithms = [("null", "", "hmac-sha256-128", "11" * 32, "NULL", "SHA2-256-128"),
+                  ("aes-ctr", "22" * 20, "hmac-sha1-96", "33" * 20, "AES-CTR", "HMAC-SHA1-96"),
+                  ("aes-gcm-16", "44" * 20, "null", "", "AES-GCM", "NULL")]
+    packets, sas = [], []
+    for n, (enc, ekey, auth, akey, scapy_enc, scapy_auth) in enumerate(algorithms):
+        spi = 0x2000 + n
+        sa = SecurityAssociation(ESP, spi=spi, crypt_algo=scapy_enc,
+                                 crypt_key=bytes.fromhex(ekey) if ekey else None,
+                                 auth_algo=scapy_auth,
+                                 auth_key=bytes.fromhex(akey) if akey else None,
+                                 tunnel_header=IPv6(src=b.COA, dst=b.HA))
+        inner = IPv6(bytes(IPv6(src=b.HOA, dst=b.HA) / MIP6MH_BU(seq=n, flags="AH")))
+        packets.append(sa.encrypt(inner, seq_num=1))
+        entry = {"spi": hex(spi), "src": b.COA, "dst": b.HA, "encryption": enc,
+                 "authentication": auth}
+        if ekey:
+            entry["encryption_key"] = ekey
+        if akey:
+            entry["authentication_key"] = akey
+        sas.append(entry)
+    evs, _ = events(b.write(tmp_path / "algs.pcapng", packets), parse_keyring({"esp_sa": sas}))
+    assert [e.outer.esp.decrypted for e in evs] == [True] * 3
+    assert [e.mobility.sequence for e in evs] == [0, 1, 2]

@@ -77,7 +77,7 @@ def test_send_demo_into_netns_and_capture_on_home_agent(topology, tmp_path):
     span = (live[-1].usec - live[0].usec) / 1e6
     ha_frames = [f for f in out.frames if f.path in ("mn-ha", "ha-cn")]
     expected = (ha_frames[-1].usec - ha_frames[0].usec) / 1e6 / 20
-    assert expected * 0.8 < span < expected * 1.5 + 0.5
+    assert expected * 0.8 < span < expected * 2 + 1.0       # generous: a loaded CI box
 
 
 @pytest.mark.root

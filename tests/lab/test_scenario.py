@@ -128,7 +128,8 @@ def test_cli_list_and_run(tmp_path):
 def test_cli_bad_input_is_one_line_exit_2(tmp_path):
     bad = cli("run", "nope", "-o", str(tmp_path))
     assert bad.returncode == 2 and bad.stderr.count("\n") == 1
-    assert bad.stderr.startswith("mip6mon: error: unknown scenario") and "Traceback" not in bad.stderr
+    assert bad.stderr.startswith("mip6mon: error: unknown scenario")
+    assert "Traceback" not in bad.stderr
     scenario = write(tmp_path, MINIMAL.replace('at = 1\n', 'at = "soon"\n'))
     bad = cli("run", str(scenario), "-o", str(tmp_path / "o"))
     assert bad.returncode == 2 and "[[event]] #1 at" in bad.stderr
@@ -170,3 +171,36 @@ def test_unwritable_output_is_a_user_error(tmp_path):
     blocker.write_text("x")
     with pytest.raises(UserError, match="cannot write lab output"):
         run_scenario(load_scenario("baseline"), blocker / "out")
+
+
+def test_key_index_counter(tmp_path):
+    """draft 5.1.4 with a counter instead of the ESP sequence number: i = the number of Home BUs
+    the node has sent (from 1; lost ones and de-registrations count), written to the keyring."""
+    import ipaddress
+
+    from keys import formulas as F
+    from keys.keyring import load_keyring
+    from lab.run import run_scenario
+    text = MINIMAL.replace('home_address = "2001:db8:1::100"',
+                           'home_address = "2001:db8:1::100"\nkey_index = "counter"\n'
+                           'phoa_cipher = "aes-ecb-trunc"')
+    text += ('[[event]]\nat = 5\nnode = "mn1"\ndo = "move"\ncare_of_address = "2001:db8:4::1"\n'
+             'lose_bu = true\n[[event]]\nat = 9\nnode = "mn1"\ndo = "return-home"\n'
+             '[[event]]\nat = 12\nnode = "mn1"\ndo = "move"\ncare_of_address = "2001:db8:5::1"\n')
+    truth = run_scenario(load_scenario(str(write(tmp_path, text))), tmp_path / "o")
+    ring = load_keyring(tmp_path / "o" / "keyring.toml")
+    (node,) = ring.mobile_nodes
+    assert node.key_index == "counter" and node.phoa_cipher == "aes-ecb-trunc"
+    home_bus = [int(n) for n, f in truth["frames"].items() if f["what"].startswith("Home BU")]
+    assert len(home_bus) == 5                       # move, lost + retransmitted, de-reg, move
+    pseudos = [h["pseudo_home_address"] for h in truth["home_bindings"]]
+    assert pseudos[2] is None                       # de-registration
+    for h in truth["home_bindings"]:
+        if h["pseudo_home_address"] is None:
+            continue
+        i = home_bus.index(h["frame"]) + 1
+        assert h["pseudo_home_address"] == F.routable_pseudo_home_address(
+            F.dynamic_key(node.kph.value, i), node.home_address, "2001:db8:100::/64",
+            "aes-ecb-trunc")
+    assert [home_bus.index(h["frame"]) + 1 for h in truth["home_bindings"]] == [1, 3, 4, 5]
+    assert ipaddress.IPv6Address(pseudos[-1]) in ipaddress.IPv6Network("2001:db8:100::/64")

@@ -17,8 +17,8 @@ def layer(src, dst, hao=None, rh2=None, phoa=None, esp=None, decrypted=False):
                      esp=Esp(esp[0], esp[1], decrypted) if esp else None)
 
 
-def event(frame, time, *layers, mh=None, path=None):
-    return PacketEvent(frame=frame, time=float(time), length=100, layers=tuple(layers),
+def event(frame, time, *layers, mh=None, path=None, length=100):
+    return PacketEvent(frame=frame, time=float(time), length=length, layers=tuple(layers),
                        mobility=mh, path=path)
 
 
@@ -57,16 +57,16 @@ def home_ba_esp(frame, time, coa, phoa, spi, seq):
     return event(frame, time, layer(HA, coa, rh2=phoa, esp=(spi, seq)))
 
 
-def tunnel_up(frame, time, coa, spi, seq, inner=None, mh=None):
+def tunnel_up(frame, time, coa, spi, seq, inner=None, mh=None, length=100):
     """An ESP tunnel packet from the mobile node to the home agent (inner part decrypted or not)."""
     layers = [layer(coa, HA, esp=(spi, seq), decrypted=inner is not None)]
     if inner is not None:
         layers.append(layer(*inner))
-    return event(frame, time, *layers, mh=mh)
+    return event(frame, time, *layers, mh=mh, length=length)
 
 
-def tunnel_down(frame, time, coa, spi, seq):
-    return event(frame, time, layer(HA, coa, esp=(spi, seq)))
+def tunnel_down(frame, time, coa, spi, seq, length=100):
+    return event(frame, time, layer(HA, coa, esp=(spi, seq)), length=length)
 
 
 def analyse(events, vantage="all"):

@@ -1,9 +1,8 @@
 """Each linking rule: a constructed capture where it must fire (and link) and one where it must not."""
 from __future__ import annotations
 
-from dissectors.events import MobilityMessage
 from tests.monitor.attacker_builders import (
-    CN, COA1, COA2, COB1, HA, HOA1, HOA2, PHOA, analyse, bu, cot, coti, event, evidence,
+    CN, COA1, COA2, COB1, HOA1, HOA2, PHOA, analyse, bu, cot, coti, event, evidence,
     home_ba_esp, home_bu_esp, hot, hoti, layer, same_profile, tunnel_down, tunnel_up)
 
 P1, P2 = "2001:db8:100::1111:2222:3333:4444", "2001:db8:100::5555:6666:7777:8888"
@@ -244,3 +243,43 @@ def test_hoti_timing_is_ambiguous_with_two_senders():
     assert evidence(a, "hoti-timing") == []
     assert all(ev.ambiguous for ev in evidence(a, "hoti-timing", links=False))
     assert not same_profile(a, 2, 3) and not same_profile(a, 3, 6)
+
+
+# ---- forwarding-timing -------------------------------------------------------------------------
+
+def _reverse_tunnel(gap: float, inner_len: int, other_at: float | None = None, answer=True):
+    """draft 5.4: CoA -> HA in ESP (170 octets), then HoA -> CN in clear on HA-CN, and the
+    answer CN -> HoA, then HA -> CoA in ESP."""
+    evs = [home_bu_esp(1, 1, COA1, P1, 0x1001, 1),
+           tunnel_up(2, 10.0, COA1, 0x1001, 2, length=170),
+           event(3, 10.0 + gap, layer(HOA1, CN), length=inner_len)]
+    if answer:
+        evs += [event(4, 10.02 + gap, layer(CN, HOA1), length=inner_len),
+                tunnel_down(5, 10.024 + gap, COA1, 0x2001, 2, length=170)]
+    if other_at is not None:
+        evs += [home_bu_esp(6, 2, COB1, P2, 0x5001, 1),
+                tunnel_up(7, other_at, COB1, 0x5001, 2, length=170)]
+    return evs
+
+
+def test_forwarding_timing_links_tunnel_and_home_side():
+    a = analyse(_reverse_tunnel(0.004, 77))
+    frames = {ev.frames for ev in evidence(a, "forwarding-timing")}
+    assert (2, 3) in frames and (4, 5) in frames
+    prof = next(p for p in a.profiles() if 3 in p.frames)
+    assert HOA1 in prof.addresses and COA1 in prof.care_of_addresses
+
+
+def test_forwarding_timing_needs_time_and_size():
+    late = analyse(_reverse_tunnel(0.5, 77, answer=False))          # not forwarded "at once"
+    same_size = analyse(_reverse_tunnel(0.004, 170, answer=False))  # no tunnel overhead
+    for a in (late, same_size):
+        assert evidence(a, "forwarding-timing") + evidence(a, "forwarding-timing", False) == []
+        assert not same_profile(a, 2, 3)
+
+
+def test_forwarding_timing_is_ambiguous_with_two_tunnels():
+    a = analyse(_reverse_tunnel(0.004, 77, other_at=9.999, answer=False))
+    assert not any(3 in ev.frames for ev in evidence(a, "forwarding-timing"))
+    assert any(ev.ambiguous and 3 in ev.frames for ev in evidence(a, "forwarding-timing", False))
+    assert not same_profile(a, 2, 3) and not same_profile(a, 3, 7)

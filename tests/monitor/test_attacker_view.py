@@ -7,8 +7,9 @@ import json
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings, strategies as st
 
-from dissectors.events import IPv6Layer, PacketEvent
+from dissectors.events import Esp, IPv6Layer, MobilityMessage, PacketEvent
 from keys.keyring import load_keyring
 from lab.run import run_scenario
 from lab.scenario import load_scenario
@@ -202,6 +203,7 @@ RULE_CAPTURES = {
     "bu-sequence-continues": ("baseline", "rr-privacy"),   # draft 6.3 keyed increments
     "spi-increment": ("home-transport-ctr", "baseline"),   # draft 6.4 vs fixed SPIs
     "hoti-timing": ("baseline", "home-transport-ctr"),
+    "forwarding-timing": ("demo", "baseline"),
 }
 
 
@@ -217,3 +219,50 @@ def test_each_rule_on_real_captures(lab_runs, rule):
         for ev in linking:     # each linking piece of evidence points at one real node
             nodes = {truth["frames"][str(f)]["node"] for f in ev.frames}
             assert len(nodes) == 1 and None not in nodes, (ev, nodes)
+
+
+# ---- robustness: any events, never an exception, always JSON ------------------------------------
+
+_addr = st.sampled_from([HA, HOA1, CN, COA1, PHOA, "2001:db8:2::a1", "2001:db8:4::a1",
+                         "fe80::1", "::", "not-an-address"])
+_layer = st.builds(IPv6Layer, _addr, _addr,
+                   home_address=st.none() | _addr, routing_home_address=st.none() | _addr,
+                   pseudo_home_address=st.none() | _addr,
+                   esp=st.none() | st.builds(Esp, st.integers(0, 2**32 - 1),
+                                             st.integers(0, 2**32 - 1), st.booleans()))
+_mh = st.none() | st.builds(MobilityMessage, st.integers(0, 9),
+                            sequence=st.none() | st.integers(0, 65535),
+                            flags=st.frozensets(st.sampled_from("AHLKP")),
+                            cookie=st.none() | st.binary(min_size=8, max_size=8),
+                            nonce_index=st.none() | st.integers(0, 65535),
+                            home_nonce_index=st.none() | st.integers(0, 3),
+                            care_of_nonce_index=st.none() | st.integers(0, 3),
+                            alternate_care_of_address=st.none() | _addr)
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.tuples(st.lists(_layer, min_size=0, max_size=3), _mh,
+                          st.floats(0, 100), st.integers(0, 2000)), max_size=25),
+       st.sampled_from(["all", "mn-ha", "ha-cn", "mn-cn"]))
+def test_any_events_give_a_report(items, vantage):
+    events = [PacketEvent(frame=i + 1, time=t, length=n, layers=tuple(layers), mobility=mh)
+              for i, (layers, mh, t, n) in enumerate(items)]
+    a = _attack(events, vantage)
+    report = a.report()
+    json.dumps(report)
+    seen = {f for p in report["profiles"] for f in p["frames"]}
+    assert seen == {o.frame for o in a.observations()}
+    attacker_text(report)
+
+
+@pytest.mark.parametrize("name", ["demo", "crowd"])
+def test_asking_while_feeding_gives_the_batch_result(lab_runs, name):
+    """The report after incremental feeding (asked every 17 packets, as a dashboard does)
+    equals the report of one batch over the same packets."""
+    _, _, events = lab_runs[name]
+    live = AttackerAnalyzer("all")
+    for i, e in enumerate(events[False]):
+        live.packet(e)
+        if i % 17 == 0:
+            live.report()
+    assert live.report() == _attack(events[False]).report()

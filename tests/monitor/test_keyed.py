@@ -7,7 +7,7 @@ import pytest
 from dissectors.events import IPv6Layer, MobilityMessage, PacketEvent
 from keys import formulas as f
 from monitor.keyed import KeyedAnalyzer, keyed_text
-from tests.monitor.conftest import (CARE_OF_TOKEN, CN, COA, HA, HOA, HOME_TOKEN, KBM, KCN,
+from tests.monitor.conftest import (CARE_OF_TOKEN, CN, COA, HA, HOA, HOME_TOKEN, KCN,
                                     PHOA_41, PHOA_42, PHOA_CTR_7, PHOA_ECB_7, PRIVACY_TOKEN,
                                     SECRETS, correspondent_bu, cot, data, event, feed,
                                     home_ba_transport, home_ba_tunnel, home_bu_transport,
@@ -385,3 +385,22 @@ def test_max_frames_bounds_per_frame_state():
     assert min(nodes) == 903 and len(nodes) == 100 and set(nodes.values()) == {HOA}
     assert a.annotations(5) == [] and a.annotations(1000)
     assert len(a.report()["home_bindings"]) == 1      # caches are kept whole
+
+
+def test_undecrypted_esp_attributed_by_draft_6_4_spi_chain():
+    # a Home BU on SPI 0x1001 ties that SA to mn1; an undecrypted ESP packet from another
+    # care-of address two 6.4 steps later still belongs to mn1, an unrelated SPI does not
+    later = f.spi_chain(KPH, 0x1001, 3)[2]
+    a = feed(KeyedAnalyzer(make_keyring()), [
+        home_bu_transport(1, PHOA_CTR_7), home_ba_transport(2, PHOA_CTR_7),
+        event(3, [IPv6Layer("2001:db8:6::1", HA, esp=Esp(later, 40, False))]),
+        event(4, [IPv6Layer("2001:db8:6::1", HA, esp=Esp(0x7777, 41, False))])])
+    assert a.frame_nodes() == {1: HOA, 2: HOA, 3: HOA}
+    assert a.annotations(3) == [f"ESP SPI {later:#010x} of an SA of mn1 (HoA {HOA})"]
+
+
+def test_coti_before_its_binding_is_attributed_afterwards():
+    coti = event(1, [IPv6Layer(COA, CN)], MobilityMessage(2, True, cookie=b"\x02" * 8))
+    a = feed(KeyedAnalyzer(make_keyring()), [coti, home_bu_transport(2, PHOA_CTR_7),
+                                             home_ba_transport(3, PHOA_CTR_7)])
+    assert a.frame_nodes()[1] == HOA

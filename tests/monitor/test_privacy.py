@@ -9,7 +9,7 @@ import pytest
 
 from monitor.privacy import LabTruth, privacy_score, privacy_text
 from tests.monitor.attacker_builders import (
-    COA1, COA2, COA3, COB1, COB2, HOA1, HOA2, analyse, home_ba_esp, home_bu_esp)
+    COA1, COA2, COB1, COB2, HOA1, HOA2, analyse, home_ba_esp, home_bu_esp)
 
 
 class StubTruth:

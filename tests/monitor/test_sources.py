@@ -5,6 +5,7 @@ import os
 import queue
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from pathlib import Path
@@ -92,6 +93,7 @@ def veth():
     ip("link", "del", "mip6va", check=False)
     ip("netns", "add", ns)
     sender = None
+    errors = tempfile.TemporaryFile(mode="w+")
     try:
         ip("link", "add", "mip6va", "type", "veth", "peer", "name", "mip6vb")
         ip("link", "set", "mip6vb", "netns", ns)
@@ -102,13 +104,16 @@ def veth():
         sender = subprocess.Popen(
             ["ip", "netns", "exec", ns, sys.executable, "-c",
              SENDER.format(root=str(Path(__file__).parents[2]))],
-            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=errors, text=True)
         assert sender.stdout.readline().strip() == "ready"
 
         def send(kind: str, count: int = 1) -> None:
             sender.stdin.write(f"{kind} {count}\n")
             sender.stdin.flush()
-            assert sender.stdout.readline().strip() == "sent"
+            answer = sender.stdout.readline().strip()
+            if answer != "sent":
+                errors.seek(0)
+                pytest.fail(f"scapy sender failed: {errors.read()[-500:]}")
         yield send
     finally:
         if sender is not None:
@@ -120,6 +125,7 @@ def veth():
                 sender.wait()
         ip("link", "del", "mip6va", check=False)
         ip("netns", "del", ns, check=False)
+        errors.close()
 
 
 def _reader(src: LiveSource, out: queue.Queue) -> threading.Thread:
@@ -211,3 +217,19 @@ def test_live_source_custom_bpf_counts_filtered_frames(veth):
         src.close()
     thread.join(10)
     assert (src.accounting.read, src.accounting.filtered) == (4, 3)
+
+
+@pytest.mark.root
+def test_live_source_closed_from_another_thread(veth):
+    src = LiveSource("mip6va")
+    src.start()
+    out: queue.Queue = queue.Queue()
+    thread = _reader(src, out)
+    assert src.ready.wait(10)
+    veth("hoti", 1)
+    assert _next(out, 10).mobility.name == "HoTI"
+    started = time.monotonic()
+    src.close()                               # the dashboard's stop button: another thread
+    thread.join(10)
+    assert not thread.is_alive() and time.monotonic() - started < 8
+    assert out.get(timeout=1) is None         # the reader ended without an exception

@@ -115,6 +115,10 @@ def test_security_headers_and_no_inline_script(demo_app):
     assert csp == CSP
     directives = dict(d.strip().split(" ", 1) for d in csp.split(";"))
     assert directives["script-src"] == "'self'"                   # no inline, no eval
+    assert "unsafe" not in csp
+    import base64, hashlib
+    empty = base64.b64encode(hashlib.sha256(b"").digest()).decode()
+    assert directives["style-src"] == f"'self' 'sha256-{empty}'"   # only an empty <style>
     assert directives["object-src"] == "'none'" and directives["frame-ancestors"] == "'none'"
     assert directives["connect-src"] == "'self'"
     html = resp.data.decode()

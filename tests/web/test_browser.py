@@ -83,7 +83,8 @@ def test_both_panes_fill_and_screenshot(demo_server, demo_lab, page):
     until(page, "document.querySelectorAll('#profile-table tbody tr').length > 0")
     assert page.text_content("#profile-table tbody tr td").startswith("P")
     assert page.eval_on_selector_all("#trail li", "x => x.length") >= 1
-    assert page.eval_on_selector_all("#link-plot .scatterlayer .trace", "x => x.length") == 3
+    # ties, care-of addresses, home / pseudo home addresses, profiles
+    until(page, "document.querySelectorAll('#link-plot .scatterlayer .trace').length === 4")
     precision = page.text_content("#privacy .kpi b")
     assert 0 <= float(precision) <= 1
     # selection: the detail tree with the decrypted annotation

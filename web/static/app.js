@@ -296,8 +296,14 @@
     return name ? hoa + " (" + name + ")" : hoa;
   }
 
-  function fillTable(id, rows, cells) {
+  // Tables are rebuilt only when their content changed: snapshots come twice a second and
+  // the browser's time belongs to the packet list first.
+  const tableKeys = new Map();
+  function fillTable(id, rows, cells, extraKey) {
     const body = $(id).querySelector("tbody");
+    const key = JSON.stringify(rows) + (extraKey || "");
+    if (tableKeys.get(id) === key) return null;
+    tableKeys.set(id, key);
     const frag = document.createDocumentFragment();
     for (const row of rows) {
       const tr = document.createElement("tr");
@@ -343,15 +349,32 @@
   }
 
   const PLOT_LAYOUT = {
-    margin: { l: 150, r: 10, t: 6, b: 30 }, font: { size: 10 }, showlegend: true,
-    legend: { orientation: "h", y: -0.25 }, paper_bgcolor: "#fff", plot_bgcolor: "#fafbfc",
+    margin: { l: 150, r: 10, t: 22, b: 28 }, font: { size: 10 }, showlegend: true,
+    legend: { orientation: "h", x: 1, xanchor: "right", y: 1.02, yanchor: "bottom" },
+    paper_bgcolor: "#fff", plot_bgcolor: "#fafbfc",
   };
   const PLOT_CONFIG = { displaylogo: false, responsive: true, modeBarButtonsToRemove: ["toImage"] };
+
+  // Plotly redraws cost tens of ms: at most one per plot every PLOT_MIN_MS, the last one
+  // deferred rather than dropped.
+  const PLOT_MIN_MS = 1500;
+  const plotTimes = {}, plotTimers = {};
+  function throttled(name, draw) {
+    const wait = (plotTimes[name] || 0) + PLOT_MIN_MS - Date.now();
+    clearTimeout(plotTimers[name]);
+    if (wait > 0) { plotTimers[name] = setTimeout(() => throttled(name, draw), wait); return; }
+    plotTimes[name] = Date.now();
+    draw();
+  }
 
   function renderCoaPlot(trails) {
     if (!window.Plotly) return;
     const key = JSON.stringify(trails);
     if (key === state.plotKeys.coa) return;
+    throttled("coa", () => drawCoaPlot(trails, key));
+  }
+
+  function drawCoaPlot(trails, key) {
     state.plotKeys.coa = key;
     const traces = Object.entries(trails).map(([hoa, pts]) => ({
       type: "scatter", mode: "lines+markers", line: { shape: "hv" }, name: nodeLabel(hoa),
@@ -419,7 +442,9 @@
     $("profile-count").textContent = "(" + a.profiles_total + ")";
     const body = fillTable("profile-table", a.profiles, (p) => [
       [p.id], [listText(p.care_of_addresses)], [listText(p.addresses)], [listText(p.correspondents)],
-      [Array.isArray(p.frames) ? p.frames.length : p.frames], [evidenceText(p.evidence)]]);
+      [Array.isArray(p.frames) ? p.frames.length : p.frames], [evidenceText(p.evidence)]],
+      "|" + state.selectedProfile);
+    if (!body) return;
     Array.from(body.children).forEach((tr, i) => {
       const p = a.profiles[i];
       tr.dataset.profile = String(p.id);
@@ -456,43 +481,55 @@
     if (!window.Plotly) return;
     const key = JSON.stringify(profiles.map((p) => [p.id, p.care_of_addresses, p.addresses, p.correspondents]));
     if (key === state.plotKeys.link) return;
+    throttled("link", () => drawLinkPlot(profiles, key));
+  }
+
+  function drawLinkPlot(profiles, key) {
     state.plotKeys.link = key;
-    // Profiles on an inner circle, the addresses they tie together on an outer one.
+    // Profiles on an inner circle, the addresses each one ties together on an outer one:
+    // care-of addresses (where the node was) and home / pseudo home addresses (who it is).
     const addrIndex = new Map();
-    const n = Math.max(profiles.length, 1);
+    const kind = new Map();
+    const n = profiles.length;
+    const radius = n > 1 ? 1 : 0;
     const px = [], py = [], ptext = [];
-    const ex = [], ey = [];
     profiles.forEach((p, i) => {
-      const ang = (2 * Math.PI * i) / n;
-      px.push(Math.cos(ang)); py.push(Math.sin(ang)); ptext.push("profile " + p.id);
-      const addrs = [].concat(p.care_of_addresses || [], p.addresses || []);
-      for (const a of addrs) {
-        if (typeof a !== "string") continue;
-        if (!addrIndex.has(a)) addrIndex.set(a, addrIndex.size);
-      }
+      const ang = (2 * Math.PI * i) / Math.max(n, 1);
+      px.push(radius * Math.cos(ang)); py.push(radius * Math.sin(ang)); ptext.push(String(p.id));
+      for (const a of p.care_of_addresses || []) { if (typeof a === "string" && !kind.has(a)) kind.set(a, "coa"); }
+      for (const a of p.addresses || []) { if (typeof a === "string" && !kind.has(a)) kind.set(a, "home"); }
     });
+    for (const a of kind.keys()) addrIndex.set(a, addrIndex.size);
     const m = Math.max(addrIndex.size, 1);
-    const ax = [], ay = [], atext = [];
+    const pos = new Map();
     for (const [a, j] of addrIndex) {
       const ang = (2 * Math.PI * j) / m + 0.2;
-      ax.push(2.2 * Math.cos(ang)); ay.push(2.2 * Math.sin(ang)); atext.push(a);
+      pos.set(a, [2.2 * Math.cos(ang), 2.2 * Math.sin(ang)]);
     }
+    const ex = [], ey = [];
     profiles.forEach((p, i) => {
       for (const a of [].concat(p.care_of_addresses || [], p.addresses || [])) {
-        const j = addrIndex.get(a);
-        if (j === undefined) continue;
-        ex.push(px[i], ax[j], null); ey.push(py[i], ay[j], null);
+        const xy = pos.get(a);
+        if (!xy) continue;
+        ex.push(px[i], xy[0], null); ey.push(py[i], xy[1], null);
       }
     });
+    const addrTrace = (which, name, color) => {
+      const list = Array.from(kind).filter(([, k]) => k === which).map(([a]) => a);
+      return { type: "scatter", mode: "markers", name: name, text: list, hoverinfo: "text+name",
+               x: list.map((a) => pos.get(a)[0]), y: list.map((a) => pos.get(a)[1]),
+               marker: { size: 7, color: color } };
+    };
     const traces = [
-      { type: "scatter", mode: "lines", x: ex, y: ey, line: { color: "#9aa4b2", width: 1 }, hoverinfo: "skip", name: "tie" },
-      { type: "scatter", mode: "markers", x: ax, y: ay, text: atext, hoverinfo: "text", name: "address",
-        marker: { size: 7, color: "#2f6fd6" } },
+      { type: "scatter", mode: "lines", x: ex, y: ey, line: { color: "#9aa4b2", width: 1 },
+        hoverinfo: "skip", name: "tie", showlegend: false },
+      addrTrace("coa", "care-of address", "#2f6fd6"),
+      addrTrace("home", "home / pseudo home address", "#1a9c4a"),
       { type: "scatter", mode: "markers+text", x: px, y: py, text: ptext, textposition: "top center",
         hoverinfo: "text", name: "profile", marker: { size: 13, color: "#d6452f" } },
     ];
     const layout = Object.assign({}, PLOT_LAYOUT, {
-      margin: { l: 10, r: 10, t: 6, b: 10 }, showlegend: false,
+      margin: { l: 10, r: 10, t: 22, b: 10 },
       xaxis: { visible: false, range: [-2.8, 2.8] }, yaxis: { visible: false, range: [-2.6, 2.6] } });
     Plotly.react("link-plot", traces, layout, PLOT_CONFIG);
   }
