@@ -324,13 +324,25 @@ class KeyedAnalyzer:
             if handler is not None:
                 handler(event, m)
         self._data_addresses(event)
-        if event.frame in self._direct:
+        home = self._direct.get(event.frame)
+        if home is None:
+            # a (decrypted) packet naming a known home or pseudo home address: it is the node's
+            home = next((i.home_address for i in map(self.book.get, addresses) if i), None)
+            self._attribute(event.frame, home)
+        if home is not None:
             del self._refs[event.frame]
+            for esp in event.esp_headers():
+                # an SA carries one node's traffic (RFC 3776): its SPI now names the node, so
+                # later packets on it (or on its draft 6.4 successors) do too, decrypted or not
+                self.book.spis.setdefault(esp.spi, home)
 
     def _data_addresses(self, event: PacketEvent) -> None:
         """HAO / RH2 / 0xFE on any packet: note which node they stand for, and clear uses."""
         explained = event.mobility is not None and event.mobility.mh_type == BU
         for layer in event.layers:
+            if layer.home_address and layer.esp is not None and not explained \
+                    and self.book.get(layer.home_address) is None:
+                self._recognise_hao(layer.home_address, layer.dst, layer.esp.sequence)
             for address, what in ((layer.home_address, "HAO"),
                                   (layer.routing_home_address, "RH2"),
                                   (layer.pseudo_home_address, "option 0xFE")):
@@ -402,6 +414,17 @@ class KeyedAnalyzer:
         # keyless, or no keyring node explains it: an address standing for the home address
         return _Recognition(None, None, claimed if has_hao else None,
                             False if nodes else None, None)
+
+    def _recognise_hao(self, address: str, home_agent: str, esp_sequence: int) -> None:
+        """A HAO toward a home agent under ESP (draft 5.5 MPS, or any packet) that no BU
+        explained: a pseudo home address with Ki from this packet's own ESP sequence number?
+        (esp-seq nodes only: a counter belongs to Home BUs.)"""
+        for node in self._nodes_of_agent(home_agent):
+            if node.key_index == "esp-seq" and self._match_routable(node, address, esp_sequence):
+                how = f"Kph of {node.name}, {self._index_text(node, esp_sequence)}"
+                self.book.learn(address, Identity(node.home_address, "routable", how))
+                self._private.add(node.home_address)
+                return
 
     def _home_bu(self, event: PacketEvent, m: MobilityMessage) -> None:
         layer = event.inner

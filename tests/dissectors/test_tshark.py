@@ -265,20 +265,24 @@ def test_truncated_capture_file_gives_the_frames_before_the_cut(tmp_path):
     assert len(evs) == 2 and acc.read == 2
 
 
-def test_keys_never_in_argv_and_config_removed(tmp_path):
+def test_keys_never_in_argv_and_key_file_private_and_removed(tmp_path):
     path = b.write(tmp_path / "esp.pcapng", [b.home_bu_tunnel(b.FIRST_SPI, n) for n in (1, 2)])
+    with espsa.TsharkConfig(keyring()) as conf:
+        assert os.stat(conf.path).st_mode & 0o077 == 0
+        esp_sa = os.path.join(conf.path, "wireshark", "esp_sa")
+        assert os.stat(esp_sa).st_mode & 0o077 == 0
+        assert b.ENC_KEY.hex() in Path(esp_sa).read_text()
+        assert conf.env()["XDG_CONFIG_HOME"] == conf.path
+    assert not os.path.exists(conf.path)
     tf = TsharkFile(str(path), keyring())
     it = tf.events()
     first = next(it)
     assert first.outer.esp.decrypted
     cmdline = Path(f"/proc/{tf._proc.pid}/cmdline").read_bytes()
     assert b.ENC_KEY.hex().encode() not in cmdline and b.AUTH_KEY.hex().encode() not in cmdline
-    conf = tf._config.path
-    assert os.stat(conf).st_mode & 0o077 == 0
-    assert os.stat(os.path.join(conf, "wireshark", "esp_sa")).st_mode & 0o077 == 0
+    assert tf._config.path == ""                 # key file deleted once tshark had read it
     pid = tf._proc.pid
-    it.close()                                           # stop early: child reaped, dir gone
-    assert not os.path.exists(conf)
+    it.close()                                   # stop early: the child is reaped
     assert tf._proc is None
     with pytest.raises(ChildProcessError):
         os.waitpid(pid, os.WNOHANG)

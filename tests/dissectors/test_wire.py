@@ -46,3 +46,26 @@ def test_prefilter_drops_only_plain_traffic():
     assert [wire.candidate(229, bytes(p)) for p in kept] == [True] * 4
     assert wire.candidate(1, bytes(Ether() / b.hoti_with_p())) is True
     assert wire.candidate(1, bytes(Ether() / IPv6() / TCP())) is False
+
+
+def test_pcapng_interface_statistics_give_kernel_drops():
+    import struct
+    from io import BytesIO
+    from dissectors import capfile
+
+    def block(btype: int, body: bytes) -> bytes:
+        length = 12 + len(body)
+        return struct.pack("<II", btype, length) + body + struct.pack("<I", length)
+    shb = block(capfile.SHB, struct.pack("<IHHq", 0x1A2B3C4D, 1, 0, -1))
+    idb = block(capfile.IDB, struct.pack("<HHI", 1, 0, 65535))
+    frame = bytes(Ether() / b.hoti_with_p())
+    epb = block(capfile.EPB, struct.pack("<IIIII", 0, 0, 0, len(frame), len(frame))
+                + frame + bytes(-len(frame) % 4))
+    # ISB as dumpcap writes it: isb_ifrecv (4) then isb_ifdrop (5), then opt_endofopt
+    isb = block(capfile.ISB, struct.pack("<III", 0, 0, 0)
+                + struct.pack("<HHQ", 4, 8, 12) + struct.pack("<HHQ", 5, 8, 7)
+                + struct.pack("<HH", 0, 0))
+    drops = capfile.DropCounter()
+    recs = list(capfile.records(BytesIO(shb + idb + epb + isb), drops))
+    assert [(r.number, r.linktype, r.data) for r in recs] == [(1, 1, frame)]
+    assert drops.dropped == 7

@@ -404,3 +404,21 @@ def test_coti_before_its_binding_is_attributed_afterwards():
     a = feed(KeyedAnalyzer(make_keyring()), [coti, home_bu_transport(2, PHOA_CTR_7),
                                              home_ba_transport(3, PHOA_CTR_7)])
     assert a.frame_nodes()[1] == HOA
+
+
+def test_mps_with_its_own_ki_is_recognised():
+    # draft 5.5 MPS: HAO = a pseudo home address keyed by this packet's ESP sequence (7),
+    # no Home BU explained it before
+    mps = event(1, [IPv6Layer(COA, HA, home_address=PHOA_CTR_7, esp=Esp(0x1001, 7, True))])
+    a = feed(KeyedAnalyzer(make_keyring()), [mps])
+    assert a.frame_nodes() == {1: HOA}
+    assert a.annotations(1) == [f"HAO pseudo HoA {PHOA_CTR_7} = HoA {HOA} via Kph of mn1, "
+                                f"i = ESP seq 7"]
+
+
+def test_tunnel_spi_learnt_from_decrypted_packet_attributes_undecrypted_ones():
+    tunnelled = event(1, [IPv6Layer(COA, HA, esp=Esp(0x5005, 3, True)), IPv6Layer(HOA, CN)])
+    later = f.next_spi(KPH, 0x5005)
+    opaque = event(2, [IPv6Layer("2001:db8:6::1", HA, esp=Esp(later, 9, False))])
+    a = feed(KeyedAnalyzer(make_keyring()), [tunnelled, opaque])
+    assert a.frame_nodes() == {1: HOA, 2: HOA}

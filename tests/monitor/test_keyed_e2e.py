@@ -13,7 +13,8 @@ from monitor.keyed import KeyedAnalyzer
 from monitor.report import analyse, build_report
 
 SCENARIOS = ["baseline", "rr-privacy", "reverse-tunnelled-bu", "home-transport-ctr",
-             "home-transport-ecb", "home-tunnel", "mn-initiated-rr", "cn-initiated-rr", "demo"]
+             "home-transport-ecb", "home-tunnel", "mn-initiated-rr", "cn-initiated-rr", "demo",
+             "reverse-tunnelling", "prefix-discovery"]
 
 
 @pytest.mark.parametrize("name", SCENARIOS)
