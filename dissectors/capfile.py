@@ -7,9 +7,12 @@ packet itself. Works on any binary stream (a file, or dumpcap's stdout in live m
 """
 from __future__ import annotations
 
+import gzip
 import struct
 from dataclasses import dataclass
 from typing import BinaryIO, Iterator
+
+GZIP_MAGIC = b"\x1f\x8b"     # tshark reads gzip-compressed captures too
 
 # pcap (libpcap file format): magic numbers, microsecond and nanosecond variants
 PCAP_MAGICS = {0xA1B2C3D4: 1e-6, 0xA1B23C4D: 1e-9}
@@ -171,6 +174,14 @@ def _isb_drops(body: bytes, endian: str, drops: DropCounter) -> None:
         at += 4 + ((olen + 3) & ~3)
 
 
+def open_capture(path: str) -> BinaryIO:
+    """The capture's octets, decompressed when the file is gzip (as tshark accepts it)."""
+    stream = open(path, "rb")
+    if stream.peek(2)[:2] == GZIP_MAGIC:
+        return gzip.GzipFile(fileobj=stream, mode="rb")
+    return stream
+
+
 def count_records(path: str) -> int:
-    with open(path, "rb") as f:
+    with open_capture(path) as f:
         return sum(1 for _ in records(f, keep_data=False))

@@ -20,6 +20,7 @@ Design (measured; benchmarks/bench_report.py, PLATFORM-NOTES):
 """
 from __future__ import annotations
 
+import gzip
 import subprocess
 import tempfile
 import threading
@@ -175,7 +176,7 @@ def _reap(proc: subprocess.Popen | None, timeout: float = 5.0) -> None:
 def check_capture_file(path: str) -> None:
     """UserError (one line) unless `path` is a readable pcap or pcapng file."""
     try:
-        with open(path, "rb") as f:
+        with capfile.open_capture(path) as f:
             next(capfile.records(f, keep_data=False), None)
     except FileNotFoundError:
         raise UserError(f"{path}: no such file") from None
@@ -183,7 +184,7 @@ def check_capture_file(path: str) -> None:
         raise UserError(f"{path}: is a directory, not a capture file") from None
     except PermissionError:
         raise UserError(f"{path}: permission denied") from None
-    except capfile.NotACapture:
+    except (capfile.NotACapture, gzip.BadGzipFile, EOFError):
         raise UserError(f"{path}: not a capture file (pcap or pcapng)") from None
     except OSError as exc:
         raise UserError(f"{path}: cannot read: {exc.strerror}") from None
@@ -284,8 +285,8 @@ class _Tshark:
                 sink.write(block.raw)
                 if rec is not None and self.flush_each:
                     sink.flush()
-        except (OSError, ValueError):
-            pass                      # tshark gone (closing) or the stream was closed
+        except (OSError, ValueError, EOFError):
+            pass   # tshark gone (closing), the stream closed, or a gzip file cut short
         except BaseException as exc:  # noqa: BLE001 - re-raised in events()
             self._pump_error = exc
         finally:
@@ -394,7 +395,7 @@ class TsharkFile(_Tshark):
 
     def events(self) -> Iterator[PacketEvent]:
         try:
-            self._stream = open(self.path, "rb")
+            self._stream = capfile.open_capture(self.path)
         except OSError as exc:
             raise UserError(f"{self.path}: cannot read: {exc.strerror}") from None
         try:

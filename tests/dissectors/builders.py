@@ -5,10 +5,9 @@ point (option 0xFE, mobility option 18, the HoTI 'P' flag), which are written as
 """
 from __future__ import annotations
 
-from scapy.all import (ESP, IPv6, IPv6ExtHdrDestOpt, IPv6ExtHdrRouting, Raw, UDP,  # noqa: F401
-                       HBHOptUnknown, PadN, HAO, MIP6MH_BA, MIP6MH_BU, MIP6MH_HoT, MIP6MH_HoTI,
-                       MIP6MH_BE, MIP6OptAltCoA, MIP6OptBindingAuthData, MIP6OptNonceIndices,
-                       MIP6OptUnknown, IPv6ExtHdrSegmentRouting, ICMPv6MPSol, ICMPv6MPAdv)
+from scapy.all import (ESP, HAO, IPv6, IPv6ExtHdrDestOpt, IPv6ExtHdrRouting,  # noqa: F401
+                       HBHOptUnknown, MIP6MH_BU, MIP6MH_HoT, MIP6MH_HoTI, MIP6OptAltCoA,
+                       MIP6OptBindingAuthData, MIP6OptNonceIndices, MIP6OptUnknown, PadN)
 from scapy.layers.ipsec import SecurityAssociation
 from scapy.utils import PcapNgWriter, PcapWriter
 
@@ -40,10 +39,6 @@ def pseudo_option(address: str) -> IPv6ExtHdrDestOpt:
 
 def rh2(address: str) -> IPv6ExtHdrRouting:
     return IPv6ExtHdrRouting(type=2, segleft=1, addresses=[address])
-
-
-def home_bu(seq: int = 7, lifetime: int = 100) -> MIP6MH_BU:
-    return MIP6MH_BU(seq=seq, flags="AH", mhtime=lifetime // 4)
 
 
 def signed_cn_bu(kbm: bytes, coa: str, cn: str, seq: int, hoa: str | None = HOA,

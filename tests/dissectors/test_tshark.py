@@ -371,3 +371,16 @@ def test_every_keyring_esp_algorithm_decrypts_with_exact_addresses(tmp_path):
     evs, _ = events(b.write(tmp_path / "algs.pcapng", packets), parse_keyring({"esp_sa": sas}))
     assert [e.outer.esp.decrypted for e in evs] == [True] * 3
     assert [e.mobility.sequence for e in evs] == [0, 1, 2]
+
+
+def test_gzip_compressed_capture(tmp_path):
+    import gzip
+    plain = b.write(tmp_path / "c.pcapng", [b.hoti_with_p(), b.hot_with_option18()])
+    packed = tmp_path / "c.pcapng.gz"
+    packed.write_bytes(gzip.compress(plain.read_bytes()))
+    evs, acc = events(packed)
+    assert [e.mobility.name for e in evs] == ["HoTI", "HoT"] and acc.read == 2
+    bad = tmp_path / "bad.pcap.gz"
+    bad.write_bytes(gzip.compress(b"not a capture at all"))
+    with pytest.raises(UserError, match="not a capture file"):
+        PcapSource(bad)

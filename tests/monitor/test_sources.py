@@ -71,6 +71,8 @@ for line in sys.stdin:                      # "kind count" per line; answers "se
                                                                           mhtime=10)
         elif kind == "hoti":
             pkt = b.hoti_with_p()
+        elif kind == "esp":
+            pkt = b.home_bu_tunnel(b.FIRST_SPI, 10 + n, bu_seq=200 + n)
         else:
             pkt = IPv6(src=b.CN, dst=b.HOA) / UDP(sport=7, dport=7) / Raw(b"noise")
         sendp(Ether(dst="02:00:00:00:00:01") / pkt, iface="mip6vb", verbose=False)
@@ -233,3 +235,23 @@ def test_live_source_closed_from_another_thread(veth):
     thread.join(10)
     assert not thread.is_alive() and time.monotonic() - started < 8
     assert out.get(timeout=1) is None         # the reader ended without an exception
+
+
+@pytest.mark.root
+def test_live_source_decrypts_esp_with_the_keyring(veth):
+    from tests.dissectors.test_tshark import keyring
+    src = LiveSource("mip6va", keyring=keyring())
+    src.start()
+    out: queue.Queue = queue.Queue()
+    thread = _reader(src, out)
+    assert src.ready.wait(10)
+    try:
+        veth("esp", 2)
+        got = [_next(out, 10) for _ in range(2)]
+    finally:
+        src.close()
+    thread.join(10)
+    assert [e.outer.esp.sequence for e in got] == [10, 11]
+    assert all(e.outer.esp.decrypted for e in got)
+    assert [e.mobility.sequence for e in got] == [200, 201]
+    assert got[0].inner.src == b.HOA
