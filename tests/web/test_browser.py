@@ -50,12 +50,18 @@ def until(page, expression: str, timeout: float = 15) -> None:
 
 
 def rows(page) -> list[int]:
-    return [int(x) for x in page.eval_on_selector_all("#packet-rows tr", "trs => trs.map(t => t.dataset.frame)")]
+    """Frames in the packet list (virtual: the table holds only the scrolled window)."""
+    return page.evaluate("window.mip6mon.displayed()")
 
 
 def wait_rows(page, count: int, timeout: float = 15) -> list[int]:
-    until(page, f"document.querySelectorAll('#packet-rows tr').length === {count}", timeout)
+    until(page, f"window.mip6mon.displayed().length === {count}", timeout)
     return rows(page)
+
+
+def click_frame(page, frame: int) -> None:
+    assert page.evaluate(f"window.mip6mon.reveal({frame})")
+    page.click(f"#packet-rows tr[data-frame='{frame}']")
 
 
 def test_both_panes_fill_and_screenshot(demo_server, demo_lab, page):
@@ -88,7 +94,7 @@ def test_both_panes_fill_and_screenshot(demo_server, demo_lab, page):
     precision = page.text_content("#privacy .kpi b")
     assert 0 <= float(precision) <= 1
     # selection: the detail tree with the decrypted annotation
-    page.click(f"#packet-rows tr[data-frame='{first['frame']}']")
+    click_frame(page, first["frame"])
     page.wait_for_selector("#detail-tree .annot")
     assert f"HoA {first['home_address']}" in page.text_content("#detail-tree .annot")
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
@@ -111,7 +117,7 @@ def test_vantage_selector_changes_the_attacker(demo_server, page):
 def test_filters_narrow_the_list(demo_server, demo_lab, page):
     truth = demo_lab.truth
     page.goto(demo_server.url)
-    until(page, "document.querySelectorAll('#packet-rows tr').length > 100")
+    until(page, "window.mip6mon.displayed().length > 100")
     everything = rows(page)
     hoti = sorted(int(f) for f, v in truth["frames"].items() if v["what"] == "HoTI")
     page.fill("#display-filter", "mip6.mhtype == 1")
@@ -132,12 +138,12 @@ def test_filters_narrow_the_list(demo_server, demo_lab, page):
     assert wait_rows(page, len(ha_cn)) == ha_cn
     page.select_option("#q-path", "")
     page.select_option("#q-msg", "BA")
-    ba = page.evaluate("Array.from(document.querySelectorAll('#packet-rows tr td:nth-child(6)')).map(t => t.textContent)")
+    ba = page.evaluate("Array.from(document.querySelectorAll('#packet-rows tr:not(.spacer) td:nth-child(6)')).map(t => t.textContent)")
     assert ba and set(ba) == {"BA"}
     page.select_option("#q-msg", "")
     # node quick filter: the keyed truth of which node a frame belongs to
     page.select_option("#q-node", "2001:db8:1::200")
-    until(page, f"document.querySelectorAll('#packet-rows tr').length < {len(everything)}")
+    until(page, f"window.mip6mon.displayed().length < {len(everything)}")
     mn2 = rows(page)
     assert mn2 and all(truth["frames"][str(f)]["node"] in ("mn2", None) for f in mn2)
     assert sum(truth["frames"][str(f)]["node"] == "mn2" for f in mn2) >= 0.9 * len(mn2)
@@ -146,7 +152,7 @@ def test_filters_narrow_the_list(demo_server, demo_lab, page):
 
 def test_export_downloads_a_pcapng_tshark_reads(demo_server, demo_lab, page, tmp_path):
     page.goto(demo_server.url)
-    until(page, "document.querySelectorAll('#packet-rows tr').length > 100")
+    until(page, "window.mip6mon.displayed().length > 100")
     page.fill("#display-filter", "mip6.mhtype == 5")
     page.click("#filter-apply")
     bu = sorted(int(f) for f, v in demo_lab.truth["frames"].items()
@@ -173,7 +179,7 @@ def test_pause_holds_rows_and_resume_delivers_all(ctr_lab, page):
                           "--speed", "1")
     try:
         page.goto(server.url)
-        until(page, "document.querySelectorAll('#packet-rows tr').length >= 1")
+        until(page, "window.mip6mon.displayed().length >= 1")
         page.click("#pause")
         held = rows(page)
         assert len(held) < len(expected)
@@ -196,11 +202,12 @@ def test_markup_in_packets_is_text(xss_capture, page):
     try:
         page.goto(server.url)
         assert wait_rows(page, 3) == [1, 2, 3]
-        info = page.eval_on_selector_all("#packet-rows tr td:last-child", "tds => tds.map(t => t.textContent)")
+        info = page.eval_on_selector_all("#packet-rows tr:not(.spacer) td:last-child",
+                                         "tds => tds.map(t => t.textContent)")
         for payload, text in zip(XSS_PAYLOADS, info):
             assert payload in text
         for frame, payload in ((1, XSS_PAYLOADS[0]), (2, XSS_PAYLOADS[1])):
-            page.click(f"#packet-rows tr[data-frame='{frame}']")
+            click_frame(page, frame)
             until(page, f"document.querySelector('#detail-frame').textContent === 'frame {frame}'"
                                    " && document.querySelector('#detail-tree ul') !== null")
             assert f"Payload: {payload}" in page.text_content("#detail-tree")

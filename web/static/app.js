@@ -5,7 +5,7 @@
 
 (function () {
   const MAX_ROWS = 200000;      // rows kept in memory for filtering
-  const MAX_DISPLAY = 2000;     // rows in the DOM (the newest matching ones)
+  const OVERSCAN = 8;           // rows rendered above and below the visible window
   const PERF_MAX = 50000;       // latency samples kept for the benchmark
 
   const $ = (id) => document.getElementById(id);
@@ -13,7 +13,7 @@
   const live = document.querySelector('meta[name="mip6mon-live"]').content === "yes";
 
   const state = {
-    t0: null, rows: [], byFrame: new Map(), lastFrame: 0, evicted: 0,
+    t0: null, rows: [], visible: [], rowHeight: 17, rowHeightMeasured: false, byFrame: new Map(), lastFrame: 0, evicted: 0,
     paused: false, queue: [], incoming: [], rafPending: false,
     dfFrames: null, dfText: "", quick: { node: "", path: "", msg: "" },
     frameNodes: new Map(), names: {}, nodeAddrs: new Map(),
@@ -94,7 +94,7 @@
 
   function atBottom() {
     const w = $("list-wrap");
-    return w.scrollHeight - w.scrollTop - w.clientHeight < 40;
+    return w.scrollHeight - w.scrollTop - w.clientHeight < 2 * state.rowHeight;
   }
 
   function store(rows) {
@@ -107,29 +107,56 @@
       noteMessageType(row.msg);
       fresh.push(row);
     }
-    while (state.rows.length > MAX_ROWS) {
-      const old = state.rows.shift();
-      state.byFrame.delete(old.n);
-      state.evicted++;
+    if (state.rows.length > MAX_ROWS) {
+      const gone = state.rows.splice(0, state.rows.length - MAX_ROWS);
+      for (const old of gone) state.byFrame.delete(old.n);
+      state.evicted += gone.length;
+      const keep = new Set(state.rows.map((r) => r.n));
+      state.visible = state.visible.filter((r) => keep.has(r.n));
     }
     return fresh;
+  }
+
+  // The list is virtual, like Wireshark's: `state.visible` holds every matching row and the
+  // table holds only those in the scrolled window (plus OVERSCAN), between two spacer rows
+  // that give the scrollbar its true length. Layout cost stays flat at 200,000 rows.
+  const topSpacer = document.createElement("tr");
+  const bottomSpacer = document.createElement("tr");
+  topSpacer.className = bottomSpacer.className = "spacer";
+  topSpacer.appendChild(el("td")); bottomSpacer.appendChild(el("td"));
+  topSpacer.firstChild.colSpan = bottomSpacer.firstChild.colSpan = 9;
+
+  function renderList(stick) {
+    const wrap = $("list-wrap");
+    const body = $("packet-rows");
+    const total = state.visible.length;
+    const h = state.rowHeight;
+    const window_ = Math.ceil(wrap.clientHeight / h) + 2 * OVERSCAN;
+    let start = stick ? Math.max(0, total - window_ + OVERSCAN)
+                      : Math.max(0, Math.floor(wrap.scrollTop / h) - OVERSCAN);
+    start = Math.min(start, Math.max(0, total - 1));
+    const end = Math.min(total, start + window_);
+    topSpacer.firstChild.style.height = (start * h) + "px";
+    bottomSpacer.firstChild.style.height = ((total - end) * h) + "px";
+    const frag = document.createDocumentFragment();
+    frag.appendChild(topSpacer);
+    for (let i = start; i < end; i++) frag.appendChild(rowElement(state.visible[i]));
+    frag.appendChild(bottomSpacer);
+    body.replaceChildren(frag);
+    if (end > start && !state.rowHeightMeasured) {
+      const measured = body.children[1].getBoundingClientRect().height;
+      if (measured > 0) { state.rowHeight = measured; state.rowHeightMeasured = true; }
+    }
+    if (stick) wrap.scrollTop = wrap.scrollHeight;
+    state.displayed = total;
+    updateCounts();
   }
 
   function appendRows(rows, recvTs) {
     const fresh = store(rows);
     const stick = atBottom();
-    const body = $("packet-rows");
-    const frag = document.createDocumentFragment();
-    let added = 0;
-    for (const row of fresh) {
-      if (!matches(row)) continue;
-      frag.appendChild(rowElement(row));
-      added++;
-    }
-    body.appendChild(frag);
-    state.displayed += added;
-    while (body.childElementCount > MAX_DISPLAY) body.removeChild(body.firstElementChild);
-    if (stick && added) $("list-wrap").scrollTop = $("list-wrap").scrollHeight;
+    for (const row of fresh) if (matches(row)) state.visible.push(row);
+    if (fresh.length) renderList(stick);
     const rendered = now();
     for (const row of fresh) {
       if (perf.length >= PERF_MAX) perf.shift();
@@ -139,14 +166,21 @@
   }
 
   function rebuildList() {
-    const body = $("packet-rows");
-    const matching = state.rows.filter(matches);
-    state.displayed = matching.length;
-    const frag = document.createDocumentFragment();
-    for (const row of matching.slice(-MAX_DISPLAY)) frag.appendChild(rowElement(row));
-    body.replaceChildren(frag);
-    $("list-wrap").scrollTop = $("list-wrap").scrollHeight;
-    updateCounts();
+    state.visible = state.rows.filter(matches);
+    renderList(true);
+  }
+
+  function reveal(frame) {
+    const i = state.visible.findIndex((r) => r.n === frame);
+    if (i < 0) return false;
+    const wrap = $("list-wrap");
+    const h = state.rowHeight;
+    const head = $("packet-list").tHead.getBoundingClientRect().height;
+    if (i * h < wrap.scrollTop || (i + 1) * h > wrap.scrollTop + wrap.clientHeight - head) {
+      wrap.scrollTop = Math.max(0, i * h - wrap.clientHeight / 2);
+    }
+    renderList(false);
+    return true;
   }
 
   function updateCounts() {
@@ -234,12 +268,12 @@
   }
 
   function moveSelection(delta) {
-    const rows = Array.from($("packet-rows").children);
+    const rows = state.visible;
     if (!rows.length) return;
-    let i = rows.findIndex((tr) => Number(tr.dataset.frame) === state.selected);
+    let i = rows.findIndex((r) => r.n === state.selected);
     i = i < 0 ? (delta > 0 ? 0 : rows.length - 1) : Math.max(0, Math.min(rows.length - 1, i + delta));
-    select(Number(rows[i].dataset.frame));
-    rows[i].scrollIntoView({ block: "nearest" });
+    reveal(rows[i].n);
+    select(rows[i].n);
   }
 
   // ---------------------------------------------------------------- filters
@@ -605,6 +639,18 @@
   socket.on("snapshot", receiveSnapshot);
   socket.on("server_error", (d) => showMessage("server: " + (d && d.message), true));
 
+  let scrollPending = false;
+  $("list-wrap").addEventListener("scroll", () => {
+    if (scrollPending) return;
+    scrollPending = true;
+    requestAnimationFrame(() => { scrollPending = false; renderList(false); });
+  });
+  window.addEventListener("resize", () => renderList(atBottom()));
+  // For tests and the benchmark: the displayed frames, and bringing one into view.
+  window.mip6mon = {
+    displayed: () => state.visible.map((r) => r.n),
+    reveal: (frame) => reveal(Number(frame)),
+  };
   $("packet-rows").addEventListener("click", (ev) => {
     const tr = ev.target.closest("tr");
     if (tr && tr.dataset.frame) select(Number(tr.dataset.frame));
