@@ -34,8 +34,10 @@ class Record:
 
 @dataclass(slots=True)
 class DropCounter:
-    """Kernel drops reported by dumpcap in pcapng Interface Statistics Blocks."""
+    """Frames the reader could not hand on: kernel drops reported by dumpcap in pcapng
+    Interface Statistics Blocks, and a packet record cut short at the end of the file."""
     dropped: int = 0
+    truncated: int = 0
 
 
 def _read_exact(stream: BinaryIO, n: int) -> bytes | None:
@@ -78,12 +80,14 @@ def blocks(stream: BinaryIO, drops: DropCounter | None = None,
     if magic_le == SHB:
         yield from _pcapng(stream, head, drops, keep_data)
     elif magic_le in PCAP_MAGICS or magic_be in PCAP_MAGICS:
-        yield from _pcap(stream, head, "<" if magic_le in PCAP_MAGICS else ">", keep_data)
+        yield from _pcap(stream, head, "<" if magic_le in PCAP_MAGICS else ">", keep_data,
+                         drops)
     else:
         raise NotACapture("not a pcap or pcapng file")
 
 
-def _pcap(stream: BinaryIO, head: bytes, endian: str, keep_data: bool) -> Iterator[Block]:
+def _pcap(stream: BinaryIO, head: bytes, endian: str, keep_data: bool,
+          drops: DropCounter | None = None) -> Iterator[Block]:
     rest = _read_exact(stream, 20)
     if rest is None:
         return
@@ -98,6 +102,8 @@ def _pcap(stream: BinaryIO, head: bytes, endian: str, keep_data: bool) -> Iterat
         _, _, incl_len, _ = rec.unpack(header)
         data = _read_exact(stream, incl_len) if incl_len else b""
         if data is None:
+            if drops is not None:
+                drops.truncated += 1     # a record header without all of its octets
             return
         number += 1
         yield Block(header + data if keep_data else b"",
@@ -139,6 +145,8 @@ def _pcapng(stream: BinaryIO, head: bytes, drops: DropCounter | None,
             return
         tail = _read_exact(stream, length - 8)
         if tail is None:
+            if drops is not None and block_type in (EPB, OBSOLETE_PB):
+                drops.truncated += 1     # a packet block cut short by the end of the file
             return
         body = tail[:-4]                     # without the trailing copy of the length
         record = None

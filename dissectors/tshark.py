@@ -291,6 +291,11 @@ class _Tshark:
             self._pump_error = exc
         finally:
             self.accounting.dropped = max(self.accounting.dropped, self.drops.dropped)
+            with self._cond:
+                # a last record cut short was read but cannot be dissected: malformed, counted
+                self.accounting.read += self.drops.truncated
+                self.accounting.malformed += self.drops.truncated
+                self.drops.truncated = 0
             try:
                 sink.close()          # tshark sees the end of its input and finishes
             except OSError:

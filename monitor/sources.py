@@ -3,11 +3,14 @@ interface. Each has `.name`, `.accounting`, `.events()` and `.close()`; the diss
 is dissectors.tshark's job."""
 from __future__ import annotations
 
+import socket
+import subprocess
 from typing import Iterator
 
 from dissectors.events import PacketEvent
-from dissectors.tshark import DEFAULT_BPF, TsharkFile, TsharkLive
+from dissectors.tshark import DEFAULT_BPF, DUMPCAP, TsharkFile, TsharkLive
 from keys.keyring import Keyring
+from monitor.errors import UserError
 from monitor.stream import Accounting
 
 __all__ = ["PcapSource", "LiveSource", "DEFAULT_BPF"]
@@ -30,6 +33,29 @@ class PcapSource:
         self._tshark.close()
 
 
+def _check_interface(interface: str) -> None:
+    """Fail before anything is served or started: an unknown interface is the user's typo."""
+    try:
+        socket.if_nametoindex(interface)
+    except OSError:
+        raise UserError(f"{interface}: no such network interface") from None
+
+
+def _check_capture_filter(interface: str, bpf: str) -> None:
+    """Compile the BPF filter with dumpcap (-d) so a bad one is one clear line, not a dead
+    capture thread behind a running dashboard."""
+    try:
+        run = subprocess.run([DUMPCAP, "-i", interface, "-f", bpf, "-d"], capture_output=True,
+                             text=True, timeout=30)
+    except FileNotFoundError:
+        raise UserError("dumpcap not found: install Wireshark's tshark package") from None
+    if "isn't a valid capture filter" in run.stderr:
+        raise UserError(f"capture filter {bpf!r} is not valid BPF (tcpdump syntax)")
+    if run.returncode != 0:
+        problem = next((l for l in run.stderr.splitlines() if l.strip()), "dumpcap failed")
+        raise UserError(f"{interface}: dumpcap: {problem.strip()}")
+
+
 class LiveSource:
     """Events from a live interface (needs root, or dumpcap capabilities). Every packet is
     delivered as soon as tshark has dissected it; kernel drops are counted in
@@ -37,10 +63,12 @@ class LiveSource:
 
     def __init__(self, interface: str, keyring: Keyring | None = None, bpf: str | None = None,
                  sensor: str = ""):
+        _check_interface(interface)
         self.interface = interface
         self.name = f"live:{interface}"
         self.accounting = Accounting()
         self.bpf = DEFAULT_BPF if bpf is None else bpf
+        _check_capture_filter(interface, self.bpf)
         self._tshark = TsharkLive(interface, keyring, self.bpf, sensor=sensor,
                                   accounting=self.accounting)
 

@@ -18,6 +18,7 @@ from monitor.stream import EventStream
 from tests.dissectors import builders as b
 
 ROOT = os.geteuid() == 0
+PROJECT = Path(__file__).resolve().parents[2]
 
 
 def test_pcap_source_contract(tmp_path):
@@ -48,11 +49,24 @@ def test_pcap_source_bad_input():
 
 
 def test_live_source_unknown_interface_is_a_user_error():
+    # at construction, before a dashboard is served over a capture that cannot start
+    with pytest.raises(UserError, match="mip6nosuch0: no such network interface"):
+        LiveSource("mip6nosuch0")
+
+
+def test_live_source_bad_capture_filter_is_a_user_error():
     if not ROOT:
         pytest.skip("dumpcap needs root here")
-    src = LiveSource("mip6nosuch0")
-    with pytest.raises(UserError, match="mip6nosuch0"):
-        list(src.events())
+    with pytest.raises(UserError, match="is not valid BPF"):
+        LiveSource("lo", bpf="ip6 and no such words")
+
+
+def test_live_cli_refuses_an_unknown_interface_with_one_line():
+    run = subprocess.run([sys.executable, "-m", "monitor.cli", "live", "-i", "mip6nosuch0"],
+                         capture_output=True, text=True, timeout=60, cwd=PROJECT)
+    assert run.returncode == 2
+    assert run.stderr == "mip6mon: error: mip6nosuch0: no such network interface\n"
+    assert "dashboard at" not in run.stdout
 
 
 # --- live capture on a veth pair -------------------------------------------------------------
