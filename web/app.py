@@ -18,7 +18,7 @@ import threading
 import time
 from dataclasses import dataclass, field
 
-from flask import Flask, Response, abort, jsonify, render_template, request, send_file
+from flask import Flask, Response, jsonify, render_template, request, send_file
 from flask_socketio import SocketIO, emit
 
 from web.capture_tools import CaptureTools, FilterError
@@ -36,7 +36,7 @@ CSP = ("default-src 'self'; script-src 'self'; "
        "img-src 'self' data:; connect-src 'self'; font-src 'self'; object-src 'none'; "
        "base-uri 'none'; form-action 'self'; frame-ancestors 'none'")
 ROW_FLUSH_SECONDS = 0.04       # rows leave the server at most 40 ms after the stream saw them
-SNAPSHOT_SECONDS = 0.5
+SNAPSHOT_SECONDS = 1.0
 
 
 def plotly_js_path() -> str:
@@ -96,7 +96,8 @@ class Dashboard:
         while not self.stopping.is_set():
             rows = self.session.view.drain()
             if rows:
-                socketio.emit("rows", rows)
+                # "sent" lets the benchmark split the latency: server / transport / browser
+                socketio.emit("rows", {"rows": rows, "sent": time.time() * 1000.0})
             self.stopping.wait(ROW_FLUSH_SECONDS)
 
     def snapshot_for(self, client: Client, cache: dict) -> dict:
@@ -328,6 +329,15 @@ def create_app(session: MonitorSession, token: str, tools: CaptureTools | None =
         client.vantage = vantage
         emit("snapshot", dash.snapshot_for(client, {}))
         return {"ok": True}
+
+    @socketio.on("resync")
+    def on_resync(data):
+        """Rows a client missed (it saw a gap in the sequence numbers), as an ack."""
+        try:
+            first, last = int(data.get("from")), int(data.get("to"))
+        except (AttributeError, TypeError, ValueError):
+            return {"error": "bad range"}
+        return {"rows": session.view.rows_between(first, last)}
 
     @socketio.on("detail")
     def on_detail(data):

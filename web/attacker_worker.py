@@ -32,7 +32,10 @@ class _Truth:
         return self._trails
 
 
-def _worker(conn) -> None:
+def _worker(conn, parent_end) -> None:
+    from web.procsource import die_with_parent
+    die_with_parent()
+    parent_end.close()                   # fork copied it: without this, recv() never sees EOF
     try:
         os.nice(10)                      # rows before profiles: the stream keeps the CPU
     except OSError:
@@ -74,7 +77,7 @@ class AttackerWorker:
         # The session makes this object before any server thread exists.
         ctx = multiprocessing.get_context("fork")
         self._conn, child = ctx.Pipe()
-        self._proc = ctx.Process(target=_worker, args=(child,), name="mip6mon-attacker",
+        self._proc = ctx.Process(target=_worker, args=(child, self._conn), name="mip6mon-attacker",
                                  daemon=True)
         self._proc.start()
         child.close()

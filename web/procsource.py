@@ -26,8 +26,20 @@ FLUSH_SECONDS = 0.003      # a partial batch leaves the child after at most 3 ms
 SOURCE_FIELDS = ("read", "filtered", "dropped")   # what the source counts (the stream the rest)
 
 
+def die_with_parent() -> None:
+    """Linux prctl(PR_SET_PDEATHSIG, SIGTERM): a child whose parent was killed (no cleanup ran)
+    ends too, instead of lingering with its tshark. Best effort elsewhere."""
+    try:
+        import ctypes
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(1, signal.SIGTERM, 0, 0, 0)          # 1 = PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass
+
+
 def _child(path: str, keyring_path: str | None, out: multiprocessing.Queue) -> None:
     signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(SystemExit(0)))
+    die_with_parent()
     source = None
     pending: list[PacketEvent] = []
     lock = threading.Lock()

@@ -16,7 +16,7 @@ from monitor.stream import EventStream
 from web.view import PROCEDURES, PacketView
 
 VANTAGES = ("all", "mn-ha", "ha-cn", "mn-cn")
-SNAPSHOT_LIST_LIMIT = 200     # newest entries of each table sent per snapshot (totals are sent)
+SNAPSHOT_LIST_LIMIT = 100     # newest entries of each table sent per snapshot (totals are sent)
 
 
 def parse_speed(text: str | float | None) -> float | None:
@@ -252,7 +252,8 @@ class MonitorSession:
         state = {"keyed": {"home_bindings": _tail(home), "home_total": len(home),
                            "correspondent_bindings": _tail(corr), "correspondent_total": len(corr),
                            "findings": _tail(findings), "findings_total": len(findings)},
-                 "trails": {hoa: [[t, coa, frame] for (t, coa, frame) in _tail(points, 2000)]
+                 # the newest 200 moves of each node: the plot's story, at a bounded cost
+                 "trails": {hoa: [[t, coa, frame] for (t, coa, frame) in _tail(points, 200)]
                             for hoa, points in trails.items()}}
         cost = time.monotonic() - started
         # the keyed report is read under the stream's lock: keep that under ~10 % of the time

@@ -31,10 +31,6 @@ PROCEDURES = {
 MH_RR = {"HoTI", "CoTI", "HoT", "CoT"}
 
 
-def _short(data: bytes | None) -> str:
-    return data.hex() if data is not None else ""
-
-
 @dataclass
 class Row:
     """One line of the packet list (JSON keys short: 1,000 of these a second cross the socket)."""
@@ -50,9 +46,10 @@ class Row:
     addrs: list[str]
     malformed: bool
     ts: float          # epoch ms the event was due in the replay (latency probe)
+    seq: int           # 1, 2, 3...: the browser sees a gap and asks for what it missed
 
     def as_dict(self) -> dict:
-        return {"n": self.n, "t": self.t, "src": self.src, "dst": self.dst, "proc": self.proc,
+        return {"seq": self.seq, "n": self.n, "t": self.t, "src": self.src, "dst": self.dst, "proc": self.proc,
                 "msg": self.msg, "path": self.path, "info": self.info, "len": self.length,
                 "addrs": self.addrs, "mal": self.malformed, "ts": self.ts}
 
@@ -263,7 +260,8 @@ class PacketView:
                   proc=self.classifier.classify(event), msg=message_name(event),
                   path=event.path or "", info=info_text(event), length=event.length,
                   addrs=addresses(event), malformed=bool(event.malformed),
-                  ts=self.due if self.due is not None else time.time() * 1000.0).as_dict()
+                  ts=self.due if self.due is not None else time.time() * 1000.0,
+                  seq=self.total + 1).as_dict()
         with self._lock:
             self.total += 1
             self.events[event.frame] = event
@@ -292,6 +290,18 @@ class PacketView:
         with self._lock:
             rows = list(self.rows)
         return rows[-limit:]
+
+    def rows_between(self, first: int, last: int, limit: int = 20_000) -> list[dict]:
+        """Rows with first <= seq <= last still held (the newest `limit` of them)."""
+        with self._lock:
+            if not self.rows:
+                return []
+            base = self.rows[0]["seq"]
+            lo, hi = max(first, base), min(last, self.rows[-1]["seq"])
+            if hi < lo:
+                return []
+            lo = max(lo, hi - limit + 1)
+            return [self.rows[i - base] for i in range(lo, hi + 1)]
 
     def event(self, frame: int) -> PacketEvent | None:
         with self._lock:

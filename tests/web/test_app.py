@@ -298,3 +298,34 @@ def test_filter_rejects_multiline(demo_lab):
         tools.filter_frames("ipv6\n-w /tmp/x")
     with pytest.raises(FilterError):
         tools.export([])
+
+
+def test_resync_fills_a_gap_in_the_row_sequence(demo_app):
+    app, session, _keyring = demo_app
+    sock = app.extensions["socketio"].test_client(app, auth={"token": TOKEN})
+    reply = sock.emit("resync", {"from": 3, "to": 7}, callback=True)
+    assert [r["seq"] for r in reply["rows"]] == [3, 4, 5, 6, 7]
+    assert [r["n"] for r in reply["rows"]] == [r["n"] for r in session.view.backlog()[2:7]]
+    assert sock.emit("resync", {"from": "x"}, callback=True) == {"error": "bad range"}
+    assert sock.emit("resync", {"from": 10**6, "to": 10**6 + 5}, callback=True) == {"rows": []}
+    sock.disconnect()
+
+
+def test_packet_list_is_bounded_and_counts_what_it_evicts():
+    from dissectors.events import IPv6Layer, MobilityMessage, PacketEvent
+    from web.view import PacketView
+    view = PacketView(max_rows=5)
+    for frame in range(1, 13):
+        view.packet(PacketEvent(frame=frame, time=1.0 + frame, length=80,
+                                layers=(IPv6Layer("2001:db8:2::1", "2001:db8:1::1",
+                                                  home_address="2001:db8:1::100"),),
+                                mobility=MobilityMessage(5, sequence=frame, flags=frozenset("AH"))))
+    assert view.total == 12 and view.evicted == 7
+    assert [r["n"] for r in view.backlog()] == [8, 9, 10, 11, 12]
+    assert view.event(3) is None and view.event(12).frame == 12
+    assert [r["seq"] for r in view.rows_between(1, 9)] == [8, 9]
+    row = view.backlog()[0]
+    assert row["proc"] == "home" and row["msg"] == "BU"
+    assert row["info"] == "BU seq=8 [AH] HAO=2001:db8:1::100"
+    assert row["addrs"] == ["2001:db8:2::1", "2001:db8:1::1", "2001:db8:1::100"]
+    assert len(view.drain()) == 5 and view.drain() == []

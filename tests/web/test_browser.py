@@ -94,6 +94,10 @@ def test_both_panes_fill_and_screenshot(demo_server, demo_lab, page):
     precision = page.text_content("#privacy .kpi b")
     assert 0 <= float(precision) <= 1
     # selection: the detail tree with the decrypted annotation
+    # Wireshark's time column: seconds since the first packet
+    times = page.eval_on_selector_all("#packet-rows tr:not(.spacer) td:nth-child(2)",
+                                      "tds => tds.map(t => Number(t.textContent))")
+    assert times and min(times) >= 0 and times == sorted(times)
     click_frame(page, first["frame"])
     page.wait_for_selector("#detail-tree .annot")
     assert f"HoA {first['home_address']}" in page.text_content("#detail-tree .annot")

@@ -132,3 +132,38 @@ def test_live_on_loopback_shows_a_binding_update():
         assert "live" in json.load(refused.value)["error"]
     finally:
         server.stop()
+
+
+def _descendants(pid: int) -> set[int]:
+    children: dict[int, list[int]] = {}
+    for stat in os.listdir("/proc"):
+        if not stat.isdigit():
+            continue
+        try:
+            with open(f"/proc/{stat}/stat") as f:
+                ppid = int(f.read().rsplit(")", 1)[1].split()[1])
+        except (OSError, ValueError, IndexError):
+            continue
+        children.setdefault(ppid, []).append(int(stat))
+    found, todo = set(), [pid]
+    while todo:
+        for child in children.get(todo.pop(), []):
+            found.add(child)
+            todo.append(child)
+    return found
+
+
+def test_stopping_the_server_leaves_no_process_behind(ctr_lab):
+    # a paced replay: its dissector child and tshark are alive, waiting, when it is stopped
+    server = start_server("replay", str(ctr_lab.capture), "--keys", str(ctr_lab.keyring),
+                          "--speed", "1")
+    time.sleep(1.0)
+    helpers = _descendants(server.process.pid)
+    assert len(helpers) >= 2            # dissector process (its tshark may be done), attacker
+    server.stop()
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline and any(os.path.exists(f"/proc/{p}") for p in helpers):
+        time.sleep(0.1)
+    alive = [p for p in helpers if os.path.exists(f"/proc/{p}")
+             and open(f"/proc/{p}/stat").read().split()[2] != "Z"]
+    assert alive == []

@@ -13,7 +13,7 @@
   const live = document.querySelector('meta[name="mip6mon-live"]').content === "yes";
 
   const state = {
-    t0: null, rows: [], visible: [], rowHeight: 17, rowHeightMeasured: false, byFrame: new Map(), lastFrame: 0, evicted: 0,
+    t0: null, lastSeq: 0, resync: null, rows: [], visible: [], rowHeight: 17, rowHeightMeasured: false, byFrame: new Map(), lastFrame: 0, evicted: 0,
     paused: false, queue: [], incoming: [], rafPending: false,
     dfFrames: null, dfText: "", quick: { node: "", path: "", msg: "" },
     frameNodes: new Map(), names: {}, nodeAddrs: new Map(),
@@ -21,7 +21,8 @@
     snapshot: null, plotKeys: { coa: "", link: "" }, selectedProfile: null,
   };
 
-  // Latency probe read by benchmarks/bench_latency.py: [frame, server ms, received ms, rendered ms].
+  // Latency probe read by benchmarks/bench_latency.py, epoch ms per row:
+  // [frame, due in the replay, received by this page, rendered, batch sent by the server].
   const perf = [];
   window.mip6monPerf = perf;
   const now = () => performance.timeOrigin + performance.now();
@@ -42,7 +43,7 @@
 
   // Wireshark's default time column: seconds since the first packet.
   function fmtTime(t) {
-    if (state.t0 === null) state.t0 = t;
+    if (state.t0 === null) state.t0 = t;    // store() sets it to the first packet's time
     return (t - state.t0).toFixed(6);
   }
 
@@ -100,8 +101,7 @@
   function store(rows) {
     const fresh = [];
     for (const row of rows) {
-      if (row.n <= state.lastFrame) continue;       // already had it (backlog overlap)
-      state.lastFrame = row.n;
+      if (state.t0 === null) state.t0 = row.t;
       state.rows.push(row);
       state.byFrame.set(row.n, row);
       noteMessageType(row.msg);
@@ -152,15 +152,20 @@
     updateCounts();
   }
 
-  function appendRows(rows, recvTs) {
+  function appendRows(rows, arrivals) {
     const fresh = store(rows);
     const stick = atBottom();
     for (const row of fresh) if (matches(row)) state.visible.push(row);
     if (fresh.length) renderList(stick);
     const rendered = now();
-    for (const row of fresh) {
+    // arrivals: [[count, received ms, sent ms]...] in order, one per socket message
+    let k = 0, left = arrivals.length ? arrivals[0][0] : 0;
+    for (const row of rows) {
+      while (left === 0 && k < arrivals.length - 1) left = arrivals[++k][0];
+      left--;
+      const a = arrivals[k] || [0, rendered, 0];
       if (perf.length >= PERF_MAX) perf.shift();
-      perf.push([row.n, row.ts, recvTs, rendered]);
+      perf.push([row.n, row.ts, a[1], rendered, a[2] || 0]);
     }
     updateCounts();
   }
@@ -191,27 +196,60 @@
     q.textContent = state.queue.length + " queued";
   }
 
-  // Rows are rendered once per animation frame, in batches, so 1,000 packets a second
-  // cost a few DOM appends a frame rather than 1,000 layouts.
+  // Rows are rendered in batches at most every RENDER_MS: at 1,000 packets a second that is
+  // ten layouts a second instead of sixty, which leaves the page's one thread free to take
+  // the next socket message at once (latency budget: 250 ms from event to screen).
+  const RENDER_MS = 80;
+  let lastRender = 0;
   function schedule() {
     if (state.rafPending) return;
     state.rafPending = true;
-    requestAnimationFrame(() => {
+    setTimeout(() => {
       state.rafPending = false;
+      lastRender = performance.now();
       const batch = state.incoming;
       state.incoming = [];
-      for (const [rows, recvTs] of batch) appendRows(rows, recvTs);
-    });
+      const rows = [];
+      for (const [r] of batch) for (const x of r) rows.push(x);
+      if (!rows.length) return;
+      // one render for the whole batch; each row keeps the time its own message arrived
+      appendRows(rows, batch.map(([r, t, sent]) => [r.length, t, sent]));
+    }, Math.max(0, lastRender + RENDER_MS - performance.now()));
   }
 
-  function receiveRows(rows) {
-    const recvTs = now();
+  // Rows carry the server's sequence numbers. Batches can overlap (the backlog sent at
+  // connect and the first broadcasts) or, in a race at connect, miss a batch: a gap is
+  // filled by asking the server ("resync") before anything later is shown, so the list is
+  // always complete and in order.
+  function receiveRows(rows, recvTs) {
+    recvTs = recvTs || now();
+    if (state.resync) { state.resync.push([rows, recvTs]); return; }
+    const fresh = rows.filter((r) => r.seq > state.lastSeq);
+    if (!fresh.length) return;
+    if (fresh[0].seq > state.lastSeq + 1) {
+      const first = state.lastSeq + 1, last = fresh[0].seq - 1;
+      state.resync = [[fresh, recvTs]];
+      socket.emit("resync", { from: first, to: last }, (reply) => {
+        const waiting = state.resync;
+        state.resync = null;
+        const missed = (reply && reply.rows ? reply.rows : []).filter((r) => r.seq > state.lastSeq);
+        if (missed.length) accept(missed, now());
+        state.lastSeq = Math.max(state.lastSeq, last);   // rows the server no longer holds
+        for (const [r, t] of waiting) receiveRows(r, t);
+      });
+      return;
+    }
+    accept(fresh, recvTs);
+  }
+
+  function accept(rows, recvTs) {
+    state.lastSeq = rows[rows.length - 1].seq;
     if (state.paused) {
       for (const row of rows) state.queue.push(row);
       updateCounts();
       return;
     }
-    state.incoming.push([rows, recvTs]);
+    state.incoming.push([rows, recvTs, state.lastSent]);
     schedule();
   }
 
@@ -223,7 +261,7 @@
     if (!state.paused && state.queue.length) {
       const rows = state.queue;
       state.queue = [];
-      state.incoming.push([rows, now()]);
+      state.incoming.push([rows, now(), 0]);
       schedule();
     }
     updateCounts();
@@ -391,7 +429,7 @@
 
   // Plotly redraws cost tens of ms: at most one per plot every PLOT_MIN_MS, the last one
   // deferred rather than dropped.
-  const PLOT_MIN_MS = 1500;
+  const PLOT_MIN_MS = 3000;
   const plotTimes = {}, plotTimers = {};
   function throttled(name, draw) {
     const wait = (plotTimes[name] || 0) + PLOT_MIN_MS - Date.now();
@@ -625,7 +663,9 @@
   }
 
   // ---------------------------------------------------------------- wiring
-  const socket = io({ auth: { token: token }, transports: ["websocket", "polling"] });
+  // The socket connects once plotly.js is compiled (below): a paced replay starts when the
+  // first page connects, and compiling plotly.js would otherwise stall its first second.
+  const socket = io({ auth: { token: token }, transports: ["websocket", "polling"], autoConnect: false });
   window.mip6monSocket = socket;
 
   socket.on("connect", () => { $("st-conn").textContent = "connected"; $("st-conn").className = "conn ok"; });
@@ -635,7 +675,7 @@
     $("st-conn").className = "conn bad";
   });
   socket.on("backlog", (data) => { state.evicted = data.evicted || 0; receiveRows(data.rows || []); });
-  socket.on("rows", receiveRows);
+  socket.on("rows", (batch) => { state.lastSent = batch.sent; receiveRows(batch.rows); });
   socket.on("snapshot", receiveSnapshot);
   socket.on("server_error", (d) => showMessage("server: " + (d && d.message), true));
 
@@ -676,13 +716,16 @@
   $("export-selected").addEventListener("click", () => {
     exportFrames(state.selected ? [state.selected] : [], "");
   });
-  // plotly.js is 4.8 MB: load it after the packet list is live, then draw what is waiting.
+  // plotly.js (1.2 MB) is added by this script rather than the page, so the page is
+  // usable at once; the socket follows it (or its failure: the list works without plots).
   const plotly = document.createElement("script");
   plotly.src = "/plotly.min.js";
   plotly.addEventListener("load", () => {
     state.plotKeys = { coa: "", link: "" };
     if (state.snapshot) { renderCoaPlot(state.snapshot.trails || {}); renderLinkPlot(state.snapshot.attacker.profiles); }
+    socket.connect();
   });
+  plotly.addEventListener("error", () => socket.connect());
   document.head.appendChild(plotly);
   if (live) $("display-filter").placeholder = "Display filters need a capture file (live: use the quick filters)";
 })();
