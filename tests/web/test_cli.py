@@ -157,10 +157,12 @@ def test_stopping_the_server_leaves_no_process_behind(ctr_lab):
     # a paced replay: its dissector child and tshark are alive, waiting, when it is stopped
     server = start_server("replay", str(ctr_lab.capture), "--keys", str(ctr_lab.keyring),
                           "--speed", "1")
-    time.sleep(1.0)
-    helpers = _descendants(server.process.pid)
+    try:
+        time.sleep(1.0)
+        helpers = _descendants(server.process.pid)
+    finally:
+        server.stop()
     assert len(helpers) >= 2            # dissector process (its tshark may be done), attacker
-    server.stop()
     deadline = time.monotonic() + 10
     while time.monotonic() < deadline and any(os.path.exists(f"/proc/{p}") for p in helpers):
         time.sleep(0.1)

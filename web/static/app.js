@@ -464,9 +464,13 @@
   }
 
   // ---------------------------------------------------------------- attacker pane
-  function listText(v) {
+  function listText(v, limit) {
     if (v === null || v === undefined) return "";
-    if (Array.isArray(v)) return v.map((x) => (typeof x === "object" ? JSON.stringify(x) : String(x))).join(", ");
+    if (Array.isArray(v)) {
+      const cut = limit && v.length > limit ? v.slice(0, limit) : v;
+      const text = cut.map((x) => (typeof x === "object" ? JSON.stringify(x) : String(x))).join(", ");
+      return cut.length < v.length ? text + ", … (" + v.length + " in all)" : text;
+    }
     if (typeof v === "object") return JSON.stringify(v);
     return String(v);
   }
@@ -513,7 +517,7 @@
     renderPrivacy(snap.privacy);
     $("profile-count").textContent = "(" + a.profiles_total + ")";
     const body = fillTable("profile-table", a.profiles, (p) => [
-      [p.id], [listText(p.care_of_addresses)], [listText(p.addresses)], [listText(p.correspondents)],
+      [p.id], [listText(p.care_of_addresses, 12)], [listText(p.addresses, 12)], [listText(p.correspondents, 12)],
       [Array.isArray(p.frames) ? p.frames.length : p.frames], [evidenceText(p.evidence)]],
       "|" + state.selectedProfile);
     if (!body) return;
@@ -549,6 +553,13 @@
     ol.replaceChildren(frag);
   }
 
+  // The graph shows at most the newest GRAPH_ADDRESSES addresses of each kind per profile:
+  // a long replay ties hundreds of pseudo addresses to one profile, unreadable as dots.
+  const GRAPH_ADDRESSES = 24;
+  function graphAddresses(list) {
+    return (Array.isArray(list) ? list : []).filter((a) => typeof a === "string").slice(-GRAPH_ADDRESSES);
+  }
+
   function renderLinkPlot(profiles) {
     if (!window.Plotly) return;
     const key = JSON.stringify(profiles.map((p) => [p.id, p.care_of_addresses, p.addresses, p.correspondents]));
@@ -568,8 +579,8 @@
     profiles.forEach((p, i) => {
       const ang = (2 * Math.PI * i) / Math.max(n, 1);
       px.push(radius * Math.cos(ang)); py.push(radius * Math.sin(ang)); ptext.push(String(p.id));
-      for (const a of p.care_of_addresses || []) { if (typeof a === "string" && !kind.has(a)) kind.set(a, "coa"); }
-      for (const a of p.addresses || []) { if (typeof a === "string" && !kind.has(a)) kind.set(a, "home"); }
+      for (const a of graphAddresses(p.care_of_addresses)) { if (!kind.has(a)) kind.set(a, "coa"); }
+      for (const a of graphAddresses(p.addresses)) { if (!kind.has(a)) kind.set(a, "home"); }
     });
     for (const a of kind.keys()) addrIndex.set(a, addrIndex.size);
     const m = Math.max(addrIndex.size, 1);
@@ -580,7 +591,7 @@
     }
     const ex = [], ey = [];
     profiles.forEach((p, i) => {
-      for (const a of [].concat(p.care_of_addresses || [], p.addresses || [])) {
+      for (const a of graphAddresses(p.care_of_addresses).concat(graphAddresses(p.addresses))) {
         const xy = pos.get(a);
         if (!xy) continue;
         ex.push(px[i], xy[0], null); ey.push(py[i], xy[1], null);
