@@ -123,13 +123,13 @@ def demo_directory() -> Path:
 
 
 def build_demo(outdir: Path) -> Path:
-    """Write the bundled `demo` scenario (capture + keyring) once, and reuse it after."""
-    capture = outdir / "capture.pcapng"
-    if not (capture.is_file() and (outdir / "keyring.toml").is_file()):
-        from lab.run import run_scenario
-        from lab.scenario import load_scenario
-        outdir.mkdir(parents=True, exist_ok=True)
-        run_scenario(load_scenario("demo"), str(outdir))
+    """Write the bundled `demo` scenario (capture + keyring + truth). Rebuilt on every start
+    (a fraction of a second, byte-identical for the same lab code), so a demo left in the
+    cache by an older mip6mon never disagrees with this one."""
+    from lab.run import run_scenario
+    from lab.scenario import load_scenario
+    outdir.mkdir(parents=True, exist_ok=True)
+    run_scenario(load_scenario("demo"), str(outdir))
     return outdir
 
 
