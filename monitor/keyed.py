@@ -627,23 +627,24 @@ class KeyedAnalyzer:
 
     # --- tokens and Kbm -------------------------------------------------------------------
 
-    def _home_token(self, cn: str, subject: str, index: int | None) -> bytes | None:
+    def _rr_token(self, cn: str, subject: str, index: int | None, formula,
+                  seen: dict) -> bytes | None:
+        """A keygen token (RFC 6275 5.2.5): from Kcn and the nonce when the keyring has them,
+        else the one seen on the wire (a HoT / CoT in clear or in decrypted ESP)."""
         if index is None:
             return None
         corr = self._correspondent(cn)
         nonce = corr.nonces.get(index) if corr else None
         if nonce is not None:
-            return formulas.home_keygen_token(corr.kcn.value, subject, nonce.value)
-        return self.tokens.home.get((cn, subject, index))
+            return formula(corr.kcn.value, subject, nonce.value)
+        return seen.get((cn, subject, index))
+
+    def _home_token(self, cn: str, subject: str, index: int | None) -> bytes | None:
+        return self._rr_token(cn, subject, index, formulas.home_keygen_token, self.tokens.home)
 
     def _care_of_token(self, cn: str, care_of: str, index: int | None) -> bytes | None:
-        if index is None:
-            return None
-        corr = self._correspondent(cn)
-        nonce = corr.nonces.get(index) if corr else None
-        if nonce is not None:
-            return formulas.care_of_keygen_token(corr.kcn.value, care_of, nonce.value)
-        return self.tokens.care_of.get((cn, care_of, index))
+        return self._rr_token(cn, care_of, index, formulas.care_of_keygen_token,
+                              self.tokens.care_of)
 
     def _privacy_token(self, cn: str, index: int | None) -> bytes | None:
         if index is None:

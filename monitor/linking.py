@@ -291,8 +291,7 @@ def _hoti_timing(rule: Rule, observations: list[Observation]) -> list[Evidence]:
             coas = {o.care_of for o in cands}
             if not coas:
                 continue
-            nearest = {c: min((o for o in cands if o.care_of == c),
-                              key=lambda o: abs(o.time - obs.time)) for c in coas}
+            nearest = _nearest_per_care_of(cands, coas, obs.time)
             what = (f"{obs.mh_name} {'to' if obs.mh_type == HOTI else 'from'} "
                     f"{obs.correspondent} at {obs.time:.3f} s with the "
                     + ("CoTI/CoT" if kind == "RR" else "MN-HA tunnel packet") + " of "
@@ -300,6 +299,13 @@ def _hoti_timing(rule: Rule, observations: list[Observation]) -> list[Evidence]:
             out.append(rule.evidence(what, [obs.frame] + [o.frame for o in nearest.values()],
                                      len(coas) > 1))
     return out
+
+
+def _nearest_per_care_of(cands: list[Observation], coas: set[str],
+                         at: float) -> dict[str, Observation]:
+    """For each care-of address, its candidate observation closest in time to `at`."""
+    return {c: min((o for o in cands if o.care_of == c), key=lambda o: abs(o.time - at))
+            for c in coas}
 
 
 def _forwarding_timing(rule: Rule, observations: list[Observation]) -> list[Evidence]:
@@ -326,8 +332,7 @@ def _forwarding_timing(rule: Rule, observations: list[Observation]) -> list[Evid
         coas = {o.care_of for o in cands}
         if not coas:
             continue
-        nearest = {c: min((o for o in cands if o.care_of == c),
-                          key=lambda o: abs(o.time - obs.time)) for c in coas}
+        nearest = _nearest_per_care_of(cands, coas, obs.time)
         what = (f"{obs.homes[0]} {'->' if outbound else '<-'} {obs.correspondent} at "
                 f"{obs.time:.3f} s ({obs.length} octets) with the MN-HA tunnel packet of "
                 + ", ".join(f"{c} at {nearest[c].time:.3f} s ({nearest[c].length} octets)"
