@@ -40,11 +40,13 @@ DUMPCAP = "dumpcap"
 # Mobility-relevant frames (issue 2): MH (not DSMIPv6's UDP 5436, PLATFORM-NOTES), ESP, HAO
 # (option 201) and the pseudo home address option 0xFE (PROFILE.md), RH2, Mobile Prefix
 # Solicitation/Advertisement, and IPv6-in-IPv6 (reverse tunnels, RFC 6275 10.4.5).
+# A malformed frame is selected too (`_ws.malformed`): one with an IPv6 header becomes a
+# malformed event; one without (a broken link layer) is counted as malformed, not filtered.
 MOBILITY_FILTER = (
-    "ipv6 && ((mipv6 && !udp) || esp || ipv6.opt.type == 0xc9 || ipv6.opt.type == 0xfe"
+    "(ipv6 && ((mipv6 && !udp) || esp || ipv6.opt.type == 0xc9 || ipv6.opt.type == 0xfe"
     " || ipv6.routing.type == 2 || icmpv6.type == 146 || icmpv6.type == 147"
     " || ipv6.nxt == 41 || ipv6.hopopts.nxt == 41 || ipv6.dstopts.nxt == 41"
-    " || ipv6.routing.nxt == 41)")
+    " || ipv6.routing.nxt == 41)) || _ws.malformed")
 
 # One line per frame; fields separated by 0x1f, occurrences by 0x1e (neither appears in
 # tshark's text output of these fields; Info and comments may contain tabs and commas).
@@ -233,6 +235,9 @@ class _Tshark:
         self._eof = False
         self._closed = False
         self._yielded = 0
+        # frames the source itself counts as malformed without an event: a record cut short
+        # at the end of the file, a frame tshark cannot even read as IPv6
+        self._settled = 0
         self._thread: threading.Thread | None = None
         self._pump_error: BaseException | None = None
         self._output_done = False               # tshark's output ended: stop waiting for it
@@ -274,7 +279,7 @@ class _Tshark:
                                    and not self._output_done):
                                 self._cond.wait(0.5)
                         # not (yet) selected by tshark; corrected as events are yielded
-                        acc.filtered = acc.read - self._yielded
+                        acc.filtered = acc.read - self._yielded - self._settled
                         self._cond.notify_all()
                     if not keep:
                         continue
@@ -295,6 +300,7 @@ class _Tshark:
                 # a last record cut short was read but cannot be dissected: malformed, counted
                 self.accounting.read += self.drops.truncated
                 self.accounting.malformed += self.drops.truncated
+                self._settled += self.drops.truncated
                 self.drops.truncated = 0
             try:
                 sink.close()          # tshark sees the end of its input and finishes
@@ -338,9 +344,15 @@ class _Tshark:
             if rec is not None:      # tshark's number -> the capture's own frame number
                 line = str(rec.number) + line[len(number):]
             event = _safe_event(line, rec, self.sensor)
+            if not event.layers:
+                # selected only by `_ws.malformed`: no IPv6 header to analyse, but counted
+                with self._cond:
+                    self._settled += 1
+                    self.accounting.malformed += 1
+                continue
             with self._cond:
                 self._yielded += 1
-                self.accounting.filtered = max(0, self.accounting.read - self._yielded)
+                self.accounting.filtered = max(0, self.accounting.read - self._yielded - self._settled)
             yield event
         try:
             stdout.close()
@@ -352,7 +364,7 @@ class _Tshark:
         if self._thread is not None:
             self._thread.join()
         with self._cond:
-            self.accounting.filtered = max(0, self.accounting.read - self._yielded)
+            self.accounting.filtered = max(0, self.accounting.read - self._yielded - self._settled)
         if self._pump_error is not None:
             raise self._pump_error
 
@@ -378,7 +390,7 @@ class _Tshark:
         _reap(self._proc)
         self._proc = None
         with self._cond:
-            self.accounting.filtered = max(0, self.accounting.read - self._yielded)
+            self.accounting.filtered = max(0, self.accounting.read - self._yielded - self._settled)
         if self._stderr is not None:
             self._stderr.close()
             self._stderr = None

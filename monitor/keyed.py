@@ -60,6 +60,7 @@ Findings (`{"kind", "frame", "message"}`; messages never hold key material):
 | `home-bu-retransmitted` | a node sent another Home BU before a BA acknowledged the previous one (that one is no binding) |
 | `ba-error-status` | a Binding Acknowledgement with status >= 128 (RFC 6275 6.1.8) |
 | `binding-error` | a Binding Error message (RFC 6275 6.1.9) |
+| `mh-checksum-invalid` | a Mobility Header whose checksum does not verify (RFC 6275 9.2: a receiver discards it; the monitor still reads it and says so) |
 """
 from __future__ import annotations
 
@@ -318,6 +319,12 @@ class KeyedAnalyzer:
         self._refs[event.frame] = (tuple(self._intern(a) for a in addresses),
                                    tuple(esp.spi for esp in event.esp_headers()))
         m = event.mobility
+        if m is not None and m.checksum_valid is False and not event.malformed:
+            # RFC 6275 9.2: a receiver discards it. The monitor still reads it (hand-made and
+            # synthetic captures often carry wrong checksums) but says so.
+            self._finding("mh-checksum-invalid", event.frame,
+                          f"{m.name} from {event.inner.src}: Mobility Header checksum does not "
+                          "verify (RFC 6275 9.2: a receiver would discard it)")
         if m is not None and not event.malformed:
             handler = {BU: self._bu, BA: self._ba, HOTI: self._hoti, HOT: self._hot,
                        COTI: self._coti, COT: self._cot, BE: self._be}.get(m.mh_type)

@@ -7,7 +7,10 @@ from pathlib import Path
 
 import pytest
 
+from monitor.keyed import KeyedAnalyzer
 from monitor.report import analyse
+from monitor.sources import PcapSource
+from monitor.stream import EventStream
 from tests.monitor.conftest import make_keyring
 
 CAPTURES = Path("/work/shared/captures")
@@ -68,3 +71,16 @@ def test_real_stack_bu_without_hao():
     # RFC 6275: no HAO, so the source stands for the home address; Alternate CoA given
     assert binding["care_of_address"] == "2001:470:7210:11:20c:29ff:fe46:a0e3"
     assert binding["home_address"] is None and binding["authenticator_valid"] is None
+
+
+def test_bad_mh_checksum_is_a_finding():
+    # zeek's vectors: the same Binding Error with a good and with a bad MH checksum
+    captures = Path(__file__).resolve().parents[3] / "shared" / "captures" / "zeek"
+    findings = {}
+    for name in ("good", "bad"):
+        keyed = KeyedAnalyzer(None)
+        EventStream(PcapSource(str(captures / f"chksums__mip6-{name}-mh-chksum.pcap")),
+                    [keyed]).run()
+        findings[name] = [f["kind"] for f in keyed.report()["findings"]]
+    assert findings["bad"] == ["mh-checksum-invalid", "binding-error"]
+    assert findings["good"] == ["binding-error"]
