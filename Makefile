@@ -4,7 +4,7 @@
 VENV     ?= .venv
 PY       := $(VENV)/bin/python
 SUDO     := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
-APT_PKGS := tshark chromium iproute2
+APT_PKGS := tshark chromium iproute2 python3-venv
 STAMP    := $(VENV)/.installed
 
 .PHONY: demo test install system-deps bench clean
@@ -22,6 +22,7 @@ install: system-deps $(STAMP)
 system-deps:
 	@missing=""; \
 	for bin in tshark chromium ip; do command -v $$bin >/dev/null || missing="$$missing $$bin"; done; \
+	python3 -c 'import venv, ensurepip' 2>/dev/null || missing="$$missing python3-venv"; \
 	if [ -n "$$missing" ]; then \
 	  echo "installing system packages ($$missing )"; \
 	  echo 'wireshark-common wireshark-common/install-setuid boolean false' | $(SUDO) debconf-set-selections; \
