@@ -73,6 +73,25 @@ def _tail(items: list, limit: int = SNAPSHOT_LIST_LIMIT) -> list:
     return items[-limit:]
 
 
+def profile_for_pane(profile: dict) -> dict:
+    """A profile as the attacker pane shows it: its frames as a count, its evidence summed per
+    rule and confidence. The full lists (every frame of every piece of evidence) made a
+    snapshot of 1-2 MB at 10,000 packets, and parsing that every second in the page delayed
+    the packet list (issue 5's 250 ms budget); the report export keeps them whole."""
+    summary: dict[tuple, dict] = {}
+    for ev in profile.get("evidence") or []:
+        if not isinstance(ev, dict):
+            continue
+        key = (ev.get("rule"), ev.get("confidence"), ev.get("links"))
+        item = summary.setdefault(key, {"rule": key[0], "confidence": key[1], "links": key[2],
+                                        "frame_count": 0, "pieces": 0})
+        item["frame_count"] += ev.get("frame_count", len(ev.get("frames") or ()))
+        item["pieces"] += 1
+    frames = profile.get("frames")
+    return dict(profile, frames=len(frames) if isinstance(frames, list) else frames,
+                evidence=list(summary.values()))
+
+
 class MonitorSession:
     """Source + analyzers + the packet view; `run()` in a background thread."""
 
@@ -228,7 +247,8 @@ class MonitorSession:
         report, privacy = self._attacker(vantage)
         profiles = report.get("profiles", [])
         state = {"attacker": {"vantage": report.get("vantage", vantage),
-                              "profiles": _tail(profiles), "profiles_total": len(profiles),
+                              "profiles": [profile_for_pane(p) for p in _tail(profiles)],
+                              "profiles_total": len(profiles),
                               "packets_seen": report.get("packets_seen")},
                  "privacy": privacy}
         cost = time.monotonic() - started
