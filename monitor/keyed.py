@@ -573,6 +573,12 @@ class KeyedAnalyzer:
     def _correspondent(self, address: str):
         return self.keyring.correspondent(address) if self.keyring else None
 
+    def _kcn_and_nonce(self, cn: str, index: int | None) -> tuple[bytes, bytes] | None:
+        """Kcn and the nonce of `index` when the keyring holds both (RFC 6275 5.2.5)."""
+        corr = self._correspondent(cn) if index is not None else None
+        nonce = corr.nonces.get(index) if corr else None
+        return (corr.kcn.value, nonce.value) if nonce is not None else None
+
     def _hot(self, event: PacketEvent, m: MobilityMessage) -> None:
         layer = event.inner
         cn, home = layer.src, layer.dst
@@ -589,17 +595,17 @@ class KeyedAnalyzer:
                 self._note(event.frame, f"HoT to the real HoA {home}")
             else:
                 self._note(event.frame, f"HoT to pseudo HoA {home} = HoA {ident.home_address}")
-        corr = self._correspondent(cn)
-        nonce = corr.nonces.get(m.nonce_index) if corr else None
-        if nonce is None:
+        keys = self._kcn_and_nonce(cn, m.nonce_index)
+        if keys is None:
             return
+        kcn, nonce = keys
         dedupe = ("hot", cn, home, m.nonce_index, m.cookie)
         if m.keygen_token is not None and \
-                formulas.home_keygen_token(corr.kcn.value, home, nonce.value) != m.keygen_token:
+                formulas.home_keygen_token(kcn, home, nonce) != m.keygen_token:
             self._finding("keygen-token-invalid", event.frame,
                           f"home keygen token from {cn} to {home} (nonce index "
                           f"{m.nonce_index}) does not match Kcn", dedupe=dedupe)
-        expected = formulas.privacy_keygen_token(corr.kcn.value, nonce.value)
+        expected = formulas.privacy_keygen_token(kcn, nonce)
         if m.privacy_keygen_token is not None and expected != m.privacy_keygen_token:
             self._finding("keygen-token-invalid", event.frame,
                           f"privacy keygen token from {cn} (nonce index {m.nonce_index}) "
@@ -617,11 +623,9 @@ class KeyedAnalyzer:
             return
         if m.keygen_token is not None:
             self.tokens.care_of[(cn, care_of, m.nonce_index)] = m.keygen_token
-        corr = self._correspondent(cn)
-        nonce = corr.nonces.get(m.nonce_index) if corr else None
-        if nonce is not None and m.keygen_token is not None and \
-                formulas.care_of_keygen_token(corr.kcn.value, care_of, nonce.value) \
-                != m.keygen_token:
+        keys = self._kcn_and_nonce(cn, m.nonce_index)
+        if keys is not None and m.keygen_token is not None and \
+                formulas.care_of_keygen_token(keys[0], care_of, keys[1]) != m.keygen_token:
             self._finding("keygen-token-invalid", event.frame,
                           f"care-of keygen token from {cn} to {care_of} (nonce index "
                           f"{m.nonce_index}) does not match Kcn",
@@ -640,10 +644,9 @@ class KeyedAnalyzer:
         else the one seen on the wire (a HoT / CoT in clear or in decrypted ESP)."""
         if index is None:
             return None
-        corr = self._correspondent(cn)
-        nonce = corr.nonces.get(index) if corr else None
-        if nonce is not None:
-            return formula(corr.kcn.value, subject, nonce.value)
+        keys = self._kcn_and_nonce(cn, index)
+        if keys is not None:
+            return formula(keys[0], subject, keys[1])
         return seen.get((cn, subject, index))
 
     def _home_token(self, cn: str, subject: str, index: int | None) -> bytes | None:
@@ -656,10 +659,9 @@ class KeyedAnalyzer:
     def _privacy_token(self, cn: str, index: int | None) -> bytes | None:
         if index is None:
             return None
-        corr = self._correspondent(cn)
-        nonce = corr.nonces.get(index) if corr else None
-        if nonce is not None:
-            return formulas.privacy_keygen_token(corr.kcn.value, nonce.value)
+        keys = self._kcn_and_nonce(cn, index)
+        if keys is not None:
+            return formulas.privacy_keygen_token(*keys)
         return self.tokens.privacy.get((cn, index))
 
     def _kbm_candidates(self, cn: str, subject: str | None, care_of: str,
