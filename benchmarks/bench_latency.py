@@ -97,6 +97,7 @@ def main() -> int:
                         break
                     time.sleep(0.25)
                 perf = page.evaluate("window.mip6monPerf")
+                plots = page.evaluate("window.mip6monPlots")
                 browser.close()
         finally:
             server.terminate()
@@ -120,6 +121,8 @@ def main() -> int:
     if server:
         print(f"event to server emit (ms): p50 {percentile(server, 50):.1f}  "
               f"p95 {percentile(server, 95):.1f}")
+    if plots:
+        print("plot redraws (ms): " + " ".join(f"{name} {ms}" for name, ms in plots))
     buckets: dict[int, list[float]] = {}
     for (_f, due, _r, render, _s) in perf:
         buckets.setdefault(int((due - perf[0][1]) // 1000), []).append(render - due)

@@ -87,19 +87,32 @@ class Keyring:
     esp_sas: tuple[EspSa, ...] = ()
     correspondents: tuple[Correspondent, ...] = ()
     binding_keys: tuple[BindingKey, ...] = ()
+    # lookups by address, built once: the keyed analyzer asks several times per packet
+    _index: dict = field(init=False, repr=False, compare=False, hash=False)
+
+    def __post_init__(self) -> None:
+        index: dict = {}
+        for kind, items, key in (("ha", self.home_agents, lambda h: h.address),
+                                 ("cn", self.correspondents, lambda c: c.address),
+                                 ("mn", self.mobile_nodes, lambda m: m.home_address),
+                                 ("kbm", self.binding_keys,
+                                  lambda b: (b.correspondent, b.care_of_address))):
+            for item in items:
+                index.setdefault((kind, key(item)), item)      # the first one listed wins
+        object.__setattr__(self, "_index", index)
 
     def home_agent(self, address: str) -> HomeAgent | None:
-        return next((h for h in self.home_agents if h.address == address), None)
+        return self._index.get(("ha", address))
 
     def correspondent(self, address: str) -> Correspondent | None:
-        return next((c for c in self.correspondents if c.address == address), None)
+        return self._index.get(("cn", address))
 
     def mobile_node_by_home_address(self, address: str) -> MobileNode | None:
-        return next((m for m in self.mobile_nodes if m.home_address == address), None)
+        return self._index.get(("mn", address))
 
     def binding_key(self, correspondent: str, care_of_address: str) -> Secret | None:
-        return next((b.kbm for b in self.binding_keys if b.correspondent == correspondent
-                     and b.care_of_address == care_of_address), None)
+        key = self._index.get(("kbm", (correspondent, care_of_address)))
+        return key.kbm if key is not None else None
 
 
 class _Table:

@@ -59,12 +59,20 @@ class HomeBindingCache:
     """
     entries: list[HomeBinding] = field(default_factory=list)
     current: dict[tuple[str, str], HomeBinding] = field(default_factory=dict)
+    # home address -> [(time, care-of address, frame)]: where the node was, kept as BUs are
+    # accepted so a live view never walks the whole history
+    trails: dict[str, list[tuple[float, str, int]]] = field(default_factory=dict)
 
     def accept(self, binding: HomeBinding) -> None:
         self.entries.append(binding)
         for key in (binding.home_address, binding.pseudo_home_address):
             if key is not None:
                 self.current[(binding.home_agent, key)] = binding
+        # a de-registration's "care-of address" is the home address: not a place
+        if binding.home_address is not None and binding.lifetime != 0 \
+                and binding.care_of_address != binding.home_address:
+            self.trails.setdefault(binding.home_address, []).append(
+                (binding.time, binding.care_of_address, binding.frame))
 
     def lookup(self, address: str) -> HomeBinding | None:
         """The binding in force whose home or pseudo home address is `address` (any agent)."""
@@ -82,8 +90,15 @@ class CorrespondentBindingCache:
     # (correspondent, node identity) -> (last sequence number, binding expiry time): draft 6.3
     last_sequence: dict[tuple[str, str], tuple[int, float]] = field(default_factory=dict)
 
+    # home address -> [(time, care-of address, frame)], as HomeBindingCache.trails
+    trails: dict[str, list[tuple[float, str, int]]] = field(default_factory=dict)
+
     def add(self, binding: CorrespondentBinding) -> None:
         self.entries.append(binding)
+        if binding.home_address is not None \
+                and binding.care_of_address != binding.home_address:
+            self.trails.setdefault(binding.home_address, []).append(
+                (binding.time, binding.care_of_address, binding.frame))
 
     def sorted_entries(self) -> list[CorrespondentBinding]:
         return sorted(self.entries, key=lambda b: b.frame)

@@ -108,7 +108,18 @@ class _NodeState:
     # draft 6.4, per SA (tunnel or transport): (last Home BU SPI, exchanges at that time)
     last_spi: dict[bool, tuple[int, int]] = field(default_factory=dict)
     pseudo_uses: set[str] = field(default_factory=set)   # "ha", "cn ADDR", "hoti ADDR"
-    clear_uses: set[tuple[int, str]] = field(default_factory=set)    # (frame, use)
+    # frames that used the real home address where no pseudo address was used yet: they
+    # become findings the moment one is (so findings only grow, and a live view reads the new)
+    clear_waiting: dict[str, set[int]] = field(default_factory=dict)   # use -> frames
+
+
+@dataclass(frozen=True)
+class KeyedMark:
+    """How much of the keyed results a reader has had (KeyedAnalyzer.news)."""
+    home: int = 0
+    correspondent: int = 0
+    findings: int = 0
+    trails: tuple = ()            # ((home address, (source, points had)), ...)
 
 
 def _short(address: str | None) -> str:
@@ -175,12 +186,51 @@ class KeyedAnalyzer:
     # --- results -------------------------------------------------------------------------
 
     def report(self) -> dict:
-        findings = self._findings + self._clear_findings()
-        findings.sort(key=lambda f: f["frame"])
+        findings = sorted(self._findings, key=lambda f: f["frame"])
         return {"home_bindings": [b.as_dict() for b in self.home_cache.sorted_entries()],
                 "correspondent_bindings": [b.as_dict()
                                            for b in self.correspondent_cache.sorted_entries()],
                 "findings": findings}
+
+    def news(self, mark: KeyedMark | None = None, limit: int = 100,
+             trail_limit: int = 200) -> tuple[dict, KeyedMark]:
+        """What grew since `mark` (None: since the start), for a live view that must not
+        rebuild the whole report every second: the new home and correspondent bindings and
+        findings (the newest `limit` of each, in the order they were established, with the
+        totals) and each node's new care-of trail points (the newest `trail_limit`). Costs what is
+        new, not what was seen; returns the mark to pass next time."""
+        mark = mark or KeyedMark()
+        home, corr = self.home_cache.entries, self.correspondent_cache.entries
+        trails = self.care_of_trails_unsorted()
+        news = {"home_bindings": [b.as_dict() for b in home[max(mark.home, len(home) - limit):]],
+                "home_total": len(home),
+                "correspondent_bindings": [b.as_dict() for b in
+                                           corr[max(mark.correspondent, len(corr) - limit):]],
+                "correspondent_total": len(corr),
+                "findings": [dict(f) for f in self._findings[max(mark.findings,
+                                                                 len(self._findings) - limit):]],
+                "findings_total": len(self._findings),
+                "trails": {}}
+        sent = dict(mark.trails)
+        for hoa, points in trails.items():
+            # a node first traced by its correspondent bindings and then by its home ones
+            # starts over (care_of_trails prefers the home agent's view)
+            source = "home" if hoa in self.home_cache.trails else "correspondent"
+            previous, had = sent.get(hoa, (source, 0))
+            reset = previous != source
+            start = 0 if reset else had
+            if len(points) > start or reset:
+                news["trails"][hoa] = {"reset": reset, "points": [
+                    list(p) for p in points[max(start, len(points) - trail_limit):]]}
+            sent[hoa] = (source, len(points))
+        return news, KeyedMark(len(home), len(corr), len(self._findings), tuple(sent.items()))
+
+    def care_of_trails_unsorted(self) -> dict[str, list[tuple[float, str, int]]]:
+        """care_of_trails() in the order the bindings were accepted (no copy, no sort)."""
+        trails = dict(self.home_cache.trails)
+        for hoa, points in self.correspondent_cache.trails.items():
+            trails.setdefault(hoa, points)
+        return trails
 
     def annotations(self, frame: int) -> list[str]:
         notes = list(self._annotations.get(frame, []))
@@ -190,6 +240,14 @@ class KeyedAnalyzer:
             if node is not None:
                 notes.append(f"{why} {self._node_name(node)} (HoA {node})")
         return notes
+
+    def frame_node(self, frame: int) -> str | None:
+        """The real home address `frame` belongs to, as far as the keys tell now (one frame
+        of `frame_nodes()`, for a live view that labels each packet as it comes)."""
+        node = self._direct.get(frame)
+        if node is None and frame in self._refs:
+            node = self._resolve(*self._refs[frame], self._spi_map())[0]
+        return node
 
     def frame_nodes(self) -> dict[int, str]:
         """{frame: real home address} for every frame the keys attribute to a node."""
@@ -207,19 +265,7 @@ class KeyedAnalyzer:
         accepted Home BUs (de-registrations excluded: their "care-of address" is the home
         address), as monitor.privacy.LabTruth reads truth.json; a node with no home binding in
         view is traced by its correspondent bindings instead."""
-        trails: dict[str, list[tuple[float, str, int]]] = {}
-        for b in self.home_cache.entries:
-            if b.home_address is not None and b.lifetime != 0 \
-                    and b.care_of_address != b.home_address:
-                trails.setdefault(b.home_address, []).append((b.time, b.care_of_address, b.frame))
-        fallback: dict[str, list[tuple[float, str, int]]] = {}
-        for b in self.correspondent_cache.entries:
-            if b.home_address is not None and b.home_address not in trails \
-                    and b.care_of_address != b.home_address:
-                fallback.setdefault(b.home_address, []).append(
-                    (b.time, b.care_of_address, b.frame))
-        trails.update(fallback)
-        return {hoa: sorted(points) for hoa, points in trails.items()}
+        return {hoa: sorted(points) for hoa, points in self.care_of_trails_unsorted().items()}
 
     # --- helpers -------------------------------------------------------------------------
 
@@ -370,11 +416,10 @@ class KeyedAnalyzer:
                     if node is not None:
                         # scope: toward the home agent, or toward one correspondent
                         use = "ha" if node.home_agent == layer.dst else f"cn {layer.dst}"
-                        state = self._node_state(node)
                         if ident.kind == "home":
-                            state.clear_uses.add((event.frame, use))
+                            self._clear_use(node, event.frame, use)
                         else:
-                            state.pseudo_uses.add(use)
+                            self._pseudo_use(node, use)
 
     # --- Home BU / BA (draft 5.2) ----------------------------------------------------------
 
@@ -555,12 +600,12 @@ class KeyedAnalyzer:
                                         f"{self._node_name(source)}")
                 if node is not None and "P" not in m.flags:
                     # a 4.1 HoTI (P flag) comes from the real home address by design
-                    self._node_state(node).clear_uses.add((event.frame, f"hoti {cn}"))
+                    self._clear_use(node, event.frame, f"hoti {cn}")
             else:
                 self._note(event.frame, f"HoTI from pseudo HoA {source} = HoA "
                                         f"{ident.home_address} via {ident.how} (5.3.1)")
                 if node is not None:
-                    self._node_state(node).pseudo_uses.add(f"hoti {cn}")
+                    self._pseudo_use(node, f"hoti {cn}")
         if self.keyring is not None and self.keyring.home_agents and (ident is None or
                                                                       ident.kind != "home"):
             prefixes = [p for agent in self.keyring.home_agents for p in agent.prefixes]
@@ -807,20 +852,32 @@ class KeyedAnalyzer:
 
     # --- derived findings and attribution ---------------------------------------------------
 
-    def _clear_findings(self) -> list[dict]:
-        out = []
-        for home, state in self._nodes.items():
-            for frame, use in sorted(state.clear_uses):
-                if use in state.pseudo_uses:
-                    scope, _, peer = use.partition(" ")
-                    where = {"ha": "HAO toward the home agent",
-                             "cn": f"HAO toward correspondent {peer}",
-                             "hoti": f"HoTI source toward correspondent {peer}"}[scope]
-                    out.append({"kind": "home-address-in-clear", "frame": frame,
-                                "message": f"{where} carries the real home address {home} "
-                                           f"of {self._node_name(home)}, which uses pseudo "
-                                           f"home addresses there elsewhere"})
-        return out
+    def _clear_use(self, node: MobileNode, frame: int, use: str) -> None:
+        """The real home address used in the clear where the node also uses pseudo home
+        addresses (same scope) is a finding; until such a pseudo use is seen, it waits."""
+        state = self._node_state(node)
+        if use in state.pseudo_uses:
+            self._clear_finding(node.home_address, frame, use)
+        else:
+            state.clear_waiting.setdefault(use, set()).add(frame)
+
+    def _pseudo_use(self, node: MobileNode, use: str) -> None:
+        state = self._node_state(node)
+        if use in state.pseudo_uses:
+            return
+        state.pseudo_uses.add(use)
+        for frame in sorted(state.clear_waiting.pop(use, ())):
+            self._clear_finding(node.home_address, frame, use)
+
+    def _clear_finding(self, home: str, frame: int, use: str) -> None:
+        scope, _, peer = use.partition(" ")
+        where = {"ha": "HAO toward the home agent",
+                 "cn": f"HAO toward correspondent {peer}",
+                 "hoti": f"HoTI source toward correspondent {peer}"}[scope]
+        self._finding("home-address-in-clear", frame,
+                      f"{where} carries the real home address {home} of "
+                      f"{self._node_name(home)}, which uses pseudo home addresses there "
+                      f"elsewhere", dedupe=("clear", home, frame, use))
 
     def _spi_map(self) -> dict[int, str]:
         """SPIs -> home address: seen in a node's BUs/BAs, keyring SAs, and 6.4 chains ahead.

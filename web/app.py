@@ -22,7 +22,7 @@ from flask import Flask, Response, jsonify, render_template, request, send_file
 from flask_socketio import SocketIO, emit
 
 from web.capture_tools import CaptureTools, FilterError
-from web.session import VANTAGES, MonitorSession
+from web.session import VANTAGES, MonitorSession, PaneCursor
 from web.view import detail_tree
 
 COOKIE = "mip6mon_token"
@@ -35,8 +35,9 @@ CSP = ("default-src 'self'; script-src 'self'; "
        f"style-src 'self' {EMPTY_STYLE_HASH}; "
        "img-src 'self' data:; connect-src 'self'; font-src 'self'; object-src 'none'; "
        "base-uri 'none'; form-action 'self'; frame-ancestors 'none'")
-ROW_FLUSH_SECONDS = 0.04       # rows leave the server at most 40 ms after the stream saw them
+ROW_FLUSH_SECONDS = 0.025      # rows leave the server at most 25 ms after the stream saw them
 SNAPSHOT_SECONDS = 1.0
+ATTACKER_POLL_SECONDS = 0.5    # how often the attacker thread looks for a pane to refresh
 
 
 def plotly_js_path() -> str:
@@ -60,7 +61,7 @@ def same_origin(origin: str | None, environ: dict) -> bool:
 @dataclass
 class Client:
     vantage: str = "all"
-    nodes_sent: dict = field(default_factory=dict)
+    cursor: PaneCursor = field(default_factory=PaneCursor)
 
 
 class Dashboard:
@@ -91,6 +92,7 @@ class Dashboard:
         socketio.start_background_task(self.session.run, gate)
         socketio.start_background_task(self._flush_rows, socketio)
         socketio.start_background_task(self._push_snapshots, socketio)
+        socketio.start_background_task(self._refresh_attackers)
 
     def _flush_rows(self, socketio: SocketIO) -> None:
         while not self.stopping.is_set():
@@ -100,36 +102,39 @@ class Dashboard:
                 socketio.emit("rows", {"rows": rows, "sent": time.time() * 1000.0})
             self.stopping.wait(ROW_FLUSH_SECONDS)
 
-    def snapshot_for(self, client: Client, cache: dict) -> dict:
-        if client.vantage not in cache:
-            cache[client.vantage] = self.session.snapshot(client.vantage)
-        snap = dict(cache[client.vantage])
-        nodes = cache.setdefault("_nodes", self.session.frame_nodes())
-        delta = {str(f): n for f, n in nodes.items() if client.nodes_sent.get(f) != n}
-        client.nodes_sent.update({int(f): n for f, n in delta.items()})
-        snap["frame_nodes"] = delta
-        return snap
+    def snapshot_for(self, client: Client) -> dict:
+        return self.session.pane_update(client.cursor, client.vantage)
 
     def _push_snapshots(self, socketio: SocketIO) -> None:
         last_key = None
         quiet_since = time.monotonic()
         while not self.stopping.is_set():
             self.stopping.wait(SNAPSHOT_SECONDS)
-            key = (self.session.view.total, self.session.state)
+            key = (self.session.view.total, self.session.state,
+                   tuple(sorted(self.session.attacker_versions().items())))
             # after the stream goes quiet, keep a slow heartbeat for the status bar's rate
             if key == last_key and time.monotonic() - quiet_since < 2.0:
                 continue
             quiet_since = time.monotonic()
             last_key = key
+            self.session.resolve_late()
             with self.clients_lock:
                 clients = dict(self.clients)
-            cache: dict = {}
             for sid, client in clients.items():
                 try:
-                    socketio.emit("snapshot", self.snapshot_for(client, cache), to=sid)
+                    socketio.emit("snapshot", self.snapshot_for(client), to=sid)
                 except Exception as exc:          # a broken analyzer must not stop the loop
                     socketio.emit("server_error", {"message": f"{type(exc).__name__}: {exc}"[:200]},
                                   to=sid)
+
+    def _refresh_attackers(self) -> None:
+        """The attacker panes' analysis, apart from the snapshots: it takes seconds on a long
+        capture, and the packet list and keyed pane must not wait for it."""
+        while not self.stopping.wait(ATTACKER_POLL_SECONDS):
+            with self.clients_lock:
+                vantages = {client.vantage for client in self.clients.values()}
+            for vantage in sorted(vantages):
+                self.session.refresh_attacker(vantage)
 
     def stop(self) -> None:
         self.stopping.set()
@@ -214,9 +219,7 @@ def create_app(session: MonitorSession, token: str, tools: CaptureTools | None =
         vantage = request.args.get("vantage", "all")
         if vantage not in VANTAGES:
             return jsonify({"error": f"unknown vantage {vantage!r}"}), 400
-        snap = session.snapshot(vantage)
-        snap["frame_nodes"] = {str(f): n for f, n in session.frame_nodes().items()}
-        return jsonify(snap)
+        return jsonify(session.snapshot(vantage))
 
     @app.get("/api/rows")
     def api_rows():
@@ -309,7 +312,7 @@ def create_app(session: MonitorSession, token: str, tools: CaptureTools | None =
         with dash.clients_lock:
             dash.clients[request.sid] = client
         emit("backlog", {"rows": session.view.backlog(), "evicted": session.view.evicted})
-        emit("snapshot", dash.snapshot_for(client, {}))
+        emit("snapshot", dash.snapshot_for(client))
         dash.first_client.set()
 
     @socketio.on("disconnect")
@@ -327,7 +330,8 @@ def create_app(session: MonitorSession, token: str, tools: CaptureTools | None =
         if client is None:
             return {"error": "not connected"}
         client.vantage = vantage
-        emit("snapshot", dash.snapshot_for(client, {}))
+        dash.session.refresh_attacker(vantage)
+        emit("snapshot", dash.snapshot_for(client))
         return {"ok": True}
 
     @socketio.on("resync")

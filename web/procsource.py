@@ -11,6 +11,7 @@ from its file itself.
 from __future__ import annotations
 
 import multiprocessing
+import os
 import queue
 import signal
 import threading
@@ -23,7 +24,8 @@ from monitor.stream import Accounting
 
 BATCH = 64                 # events per message at most
 FLUSH_SECONDS = 0.003      # a partial batch leaves the child after at most 3 ms
-SOURCE_FIELDS = ("read", "filtered", "dropped")   # what the source counts (the stream the rest)
+SOURCE_FIELDS = ("read", "filtered", "dropped")
+CHILD_NICE = 5   # what the source counts (the stream the rest)
 
 
 def die_with_parent() -> None:
@@ -40,6 +42,12 @@ def die_with_parent() -> None:
 def _child(path: str, keyring_path: str | None, out: multiprocessing.Queue) -> None:
     signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(SystemExit(0)))
     die_with_parent()
+    try:
+        # a replay's dissection runs up to 2,048 events ahead of the pacer, so it can yield
+        # the CPU to the analyzers and the page for a moment (its tshark inherits this)
+        os.nice(CHILD_NICE)
+    except OSError:
+        pass
     source = None
     pending: list[PacketEvent] = []
     lock = threading.Lock()

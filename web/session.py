@@ -12,11 +12,25 @@ from collections import deque
 from dataclasses import dataclass, field
 
 from dissectors.events import PacketEvent
+from monitor.keyed import KeyedMark
 from monitor.stream import EventStream
 from web.view import PROCEDURES, PacketView
 
 VANTAGES = ("all", "mn-ha", "ha-cn", "mn-cn")
-SNAPSHOT_LIST_LIMIT = 100     # newest entries of each table sent per snapshot (totals are sent)
+SNAPSHOT_LIST_LIMIT = 100     # newest attacker profiles sent per snapshot (totals are sent)
+PANE_ROWS = 50                # newest entries of each keyed table a browser keeps (app.js too)
+TRAIL_POINTS = 200            # newest care-of points per node in the timeline (app.js too)
+UNRESOLVED_WINDOW = 2000      # newest frames not tied to a node yet, retried each second
+LATE_NODES_KEPT = 50_000      # late node labels kept for browsers that connect later
+
+
+@dataclass
+class PaneCursor:
+    """What one browser has had of the panes, so each refresh carries only what is new."""
+    keyed: KeyedMark | None = None
+    late_nodes: int = 0
+    attacker: tuple | None = None     # (vantage, version) of the attacker state last sent
+    first: bool = True
 
 
 def parse_speed(text: str | float | None) -> float | None:
@@ -114,7 +128,11 @@ class MonitorSession:
         self.capture_path = capture_path
         self.keyed = keyed
         self.attackers = attackers
-        self.view = PacketView(max_rows=max_rows)
+        self._unresolved: deque[int] = deque(maxlen=UNRESOLVED_WINDOW)
+        self._late_nodes: list[list] = []      # [frame, home address], in the order learnt
+        self._late_base = 0                    # late labels dropped from the front
+        self.view = PacketView(max_rows=max_rows,
+                               node_of=self._node_of if keyring is not None else None)
         # the view goes last: when it sees an event the analyzers have already taken it in
         self.stream = EventStream(source, [keyed, attackers, self.view])
         self.lock = threading.RLock()
@@ -123,7 +141,8 @@ class MonitorSession:
         self.error: str | None = None
         self.rate = RateMeter()
         self._attacker_cache: dict[str, dict] = {}
-        self._keyed_cache: dict | None = None
+        self._attacker_version = 0
+        self._attacker_lock = threading.Lock()
         self.started = time.time()
 
     # --- the stream thread ---------------------------------------------------------------
@@ -235,16 +254,27 @@ class MonitorSession:
             nodes = self.keyed.frame_nodes() if hasattr(self.keyed, "frame_nodes") else {}
         return {int(f): n for f, n in nodes.items() if n}
 
-    def _attacker_state(self, vantage: str) -> dict:
-        """Attacker report + privacy score, recomputed only when new packets came, and not more
-        often than its cost allows (the worker process shares the CPU with the stream)."""
-        cached = self._attacker_cache.get(vantage)
-        seen = self.view.total
-        now = time.monotonic()
-        if cached is not None and (cached["seen"] == seen or now < cached["next"]):
-            return cached["state"]
+    # --- the panes: one refresh per browser per second, carrying only what is new ---------
+    def refresh_attacker(self, vantage: str) -> dict:
+        """Recompute one vantage's attacker report and score if packets came since, and not
+        more often than its cost allows (the worker shares the CPU with the stream); called
+        from the dashboard's attacker thread, so a slow analysis delays no snapshot."""
+        with self._attacker_lock:
+            cached = self._attacker_cache.get(vantage)
+            seen = self.view.total
+            now = time.monotonic()
+            if cached is not None and (cached["seen"] == seen
+                                                     or now < cached["next"]):
+                return cached
+            return self._refresh_attacker(vantage, seen, now)
+
+    def _refresh_attacker(self, vantage: str, seen: int, now: float) -> dict:
         started = time.monotonic()
-        report, privacy = self._attacker(vantage)
+        try:
+            report, privacy = self._attacker(vantage)
+        except Exception as exc:                     # shown in the pane, never a dead thread
+            report = {"vantage": vantage, "profiles": []}
+            privacy = {"error": f"{type(exc).__name__}: {exc}".splitlines()[0][:200]}
         profiles = report.get("profiles", [])
         state = {"attacker": {"vantage": report.get("vantage", vantage),
                               "profiles": [profile_for_pane(p) for p in _tail(profiles)],
@@ -252,39 +282,71 @@ class MonitorSession:
                               "packets_seen": report.get("packets_seen")},
                  "privacy": privacy}
         cost = time.monotonic() - started
-        self._attacker_cache[vantage] = {"seen": seen, "next": now + max(1.0, 4 * cost),
-                                         "state": state}
-        return state
+        self._attacker_version += 1
+        cached = {"seen": seen, "next": now + max(1.0, 4 * cost), "state": state,
+                  "version": self._attacker_version}
+        self._attacker_cache[vantage] = cached
+        return cached
 
-    def _keyed_state(self) -> dict:
-        seen = self.view.total
-        now = time.monotonic()
-        cached = self._keyed_cache
-        if cached is not None and (cached["seen"] == seen or now < cached["next"]):
-            return cached["state"]
-        started = time.monotonic()
+    def attacker_versions(self) -> dict[str, int]:
+        return {v: c["version"] for v, c in list(self._attacker_cache.items())}
+
+    def _node_of(self, frame: int) -> str | None:
+        """PacketView's label for a row (the stream thread, under the lock): the node the keys
+        tie the frame to now; frames not tied yet are tried again later (resolve_late)."""
+        node = self.keyed.frame_node(frame)
+        if node is None:
+            self._unresolved.append(frame)
+        return node
+
+    def resolve_late(self) -> None:
+        """Frames tied to a node only after their row was sent (a CoTI before its BU, ESP of
+        an SA whose SPI showed up later): logged for every browser's node quick filter. Only
+        the newest UNRESOLVED_WINDOW frames are retried, so the cost stays flat."""
         with self.lock:
-            keyed = self.keyed.report()
-            trails = self.keyed.care_of_trails() if hasattr(self.keyed, "care_of_trails") else {}
-        home = keyed.get("home_bindings", [])
-        corr = keyed.get("correspondent_bindings", [])
-        findings = keyed.get("findings", [])
-        state = {"keyed": {"home_bindings": _tail(home), "home_total": len(home),
-                           "correspondent_bindings": _tail(corr), "correspondent_total": len(corr),
-                           "findings": _tail(findings), "findings_total": len(findings)},
-                 # the newest 200 moves of each node: the plot's story, at a bounded cost
-                 "trails": {hoa: [[t, coa, frame] for (t, coa, frame) in _tail(points, 200)]
-                            for hoa, points in trails.items()}}
-        cost = time.monotonic() - started
-        # the keyed report is read under the stream's lock: keep that under ~10 % of the time
-        self._keyed_cache = {"seen": seen, "next": now + max(0.4, 10 * cost), "state": state}
-        return state
+            still = deque(maxlen=UNRESOLVED_WINDOW)
+            for frame in self._unresolved:
+                node = self.keyed.frame_node(frame)
+                if node is None:
+                    still.append(frame)
+                else:
+                    self._late_nodes.append([frame, node])
+            self._unresolved = still
+            if len(self._late_nodes) > 2 * LATE_NODES_KEPT:
+                drop = len(self._late_nodes) - LATE_NODES_KEPT
+                del self._late_nodes[:drop]
+                self._late_base += drop
+
+    def pane_update(self, cursor: "PaneCursor", vantage: str) -> dict:
+        """What one browser needs for its panes since `cursor` (updated here): the status
+        always; names and procedure labels once; the keyed tables' new rows, trail points and
+        late node labels (KeyedAnalyzer.news: costs what is new, not what was seen); the
+        attacker pane only when its state changed. A whole report every second cost more
+        each second and held the stream's lock (issue 5's 250 ms budget)."""
+        snap: dict = {"status": self.status()}
+        if cursor.first:
+            snap.update(names=self.names, procedures=PROCEDURES)
+        with self.lock:
+            keyed, cursor.keyed = self.keyed.news(cursor.keyed, PANE_ROWS, TRAIL_POINTS)
+            late = self._late_nodes[max(0, cursor.late_nodes - self._late_base):]
+            cursor.late_nodes = self._late_base + len(self._late_nodes)
+        snap["trails"] = keyed.pop("trails")
+        snap["keyed"] = keyed
+        snap["late_nodes"] = late
+        cached = self._attacker_cache.get(vantage)
+        if cached is None and cursor.first:
+            cached = self.refresh_attacker(vantage)
+        if cached is not None and cursor.attacker != (vantage, cached["version"]):
+            snap.update(cached["state"])
+            cursor.attacker = (vantage, cached["version"])
+        cursor.first = False
+        return snap
 
     def snapshot(self, vantage: str) -> dict:
-        """Keyed and attacker state for the panes; lists capped to their newest entries."""
-        snap = {"status": self.status(), "names": self.names, "procedures": PROCEDURES}
-        snap.update(self._keyed_state())
-        snap.update(self._attacker_state(vantage))
+        """Both panes whole (the newest entries of each list), for /api/snapshot."""
+        self.refresh_attacker(vantage)
+        snap = self.pane_update(PaneCursor(), vantage)
+        snap["frame_nodes"] = {str(f): n for f, n in self.frame_nodes().items()}
         return snap
 
     def event(self, frame: int) -> PacketEvent | None:

@@ -47,11 +47,15 @@ class Row:
     malformed: bool
     ts: float          # epoch ms the event was due in the replay (latency probe)
     seq: int           # 1, 2, 3...: the browser sees a gap and asks for what it missed
+    node: str | None = None   # real home address the keyed view ties the frame to (if any)
 
     def as_dict(self) -> dict:
-        return {"seq": self.seq, "n": self.n, "t": self.t, "src": self.src, "dst": self.dst, "proc": self.proc,
-                "msg": self.msg, "path": self.path, "info": self.info, "len": self.length,
-                "addrs": self.addrs, "mal": self.malformed, "ts": self.ts}
+        row = {"seq": self.seq, "n": self.n, "t": self.t, "src": self.src, "dst": self.dst,
+               "proc": self.proc, "msg": self.msg, "path": self.path, "info": self.info,
+               "len": self.length, "addrs": self.addrs, "mal": self.malformed, "ts": self.ts}
+        if self.node is not None:
+            row["node"] = self.node
+        return row
 
 
 def message_name(event: PacketEvent) -> str:
@@ -242,8 +246,12 @@ def detail_tree(event: PacketEvent, annotations: list[str]) -> list[dict]:
 class PacketView:
     """Addon: the bounded packet list, plus a queue of rows not yet sent to the browser."""
 
-    def __init__(self, max_rows: int = 100_000):
+    def __init__(self, max_rows: int = 100_000, node_of=None):
+        """`node_of(frame)`, if given, labels each row with the node an analyzer that ran
+        before this view tied the frame to (the node quick filter); the view itself reads no
+        keys."""
         self.max_rows = max_rows
+        self.node_of = node_of
         self.events: dict[int, PacketEvent] = {}
         self.order: deque[int] = deque()
         self.rows: deque[dict] = deque()
@@ -261,7 +269,8 @@ class PacketView:
                   path=event.path or "", info=info_text(event), length=event.length,
                   addrs=addresses(event), malformed=bool(event.malformed),
                   ts=self.due if self.due is not None else time.time() * 1000.0,
-                  seq=self.total + 1).as_dict()
+                  seq=self.total + 1,
+                  node=self.node_of(event.frame) if self.node_of is not None else None).as_dict()
         with self._lock:
             self.total += 1
             self.events[event.frame] = event

@@ -54,6 +54,12 @@ def rows(page) -> list[int]:
     return page.evaluate("window.mip6mon.displayed()")
 
 
+def column(page, index: int) -> list[str]:
+    """One column of the rows the packet list shows (it is monospace text in fixed columns:
+    No., Time, Source, Destination, Procedure, Msg, Path, Len, Info)."""
+    return [row[index] for row in page.evaluate("window.mip6mon.shown()")]
+
+
 def wait_rows(page, count: int, timeout: float = 15) -> list[int]:
     until(page, f"window.mip6mon.displayed().length === {count}", timeout)
     return rows(page)
@@ -61,7 +67,7 @@ def wait_rows(page, count: int, timeout: float = 15) -> list[int]:
 
 def click_frame(page, frame: int) -> None:
     assert page.evaluate(f"window.mip6mon.reveal({frame})")
-    page.click(f"#packet-rows tr[data-frame='{frame}']")
+    page.click(f"#packet-rows .row[data-frame='{frame}']")
 
 
 def test_both_panes_fill_and_screenshot(demo_server, demo_lab, page):
@@ -95,8 +101,7 @@ def test_both_panes_fill_and_screenshot(demo_server, demo_lab, page):
     assert 0 <= float(precision) <= 1
     # selection: the detail tree with the decrypted annotation
     # Wireshark's time column: seconds since the first packet
-    times = page.eval_on_selector_all("#packet-rows tr:not(.spacer) td:nth-child(2)",
-                                      "tds => tds.map(t => Number(t.textContent))")
+    times = [float(t) for t in column(page, 1)]
     assert times and min(times) >= 0 and times == sorted(times)
     click_frame(page, first["frame"])
     page.wait_for_selector("#detail-tree .annot")
@@ -142,7 +147,7 @@ def test_filters_narrow_the_list(demo_server, demo_lab, page):
     assert wait_rows(page, len(ha_cn)) == ha_cn
     page.select_option("#q-path", "")
     page.select_option("#q-msg", "BA")
-    ba = page.evaluate("Array.from(document.querySelectorAll('#packet-rows tr:not(.spacer) td:nth-child(6)')).map(t => t.textContent)")
+    ba = column(page, 5)
     assert ba and set(ba) == {"BA"}
     page.select_option("#q-msg", "")
     # node quick filter: the keyed truth of which node a frame belongs to
@@ -206,8 +211,7 @@ def test_markup_in_packets_is_text(xss_capture, page):
     try:
         page.goto(server.url)
         assert wait_rows(page, 3) == [1, 2, 3]
-        info = page.eval_on_selector_all("#packet-rows tr:not(.spacer) td:last-child",
-                                         "tds => tds.map(t => t.textContent)")
+        info = column(page, 8)
         for payload, text in zip(XSS_PAYLOADS, info):
             assert payload in text
         for frame, payload in ((1, XSS_PAYLOADS[0]), (2, XSS_PAYLOADS[1])):

@@ -5,7 +5,7 @@
 
 (function () {
   const MAX_ROWS = 200000;      // rows kept in memory for filtering
-  const OVERSCAN = 8;           // rows rendered above and below the visible window
+  const OVERSCAN = 2;           // rows rendered above and below the visible window
   const PERF_MAX = 50000;       // latency samples kept for the benchmark
 
   const $ = (id) => document.getElementById(id);
@@ -13,18 +13,26 @@
   const live = document.querySelector('meta[name="mip6mon-live"]').content === "yes";
 
   const state = {
-    t0: null, lastSeq: 0, resync: null, rows: [], visible: [], rowHeight: 17, rowHeightMeasured: false, byFrame: new Map(), lastFrame: 0, evicted: 0,
+    t0: null, lastSeq: 0, resync: null, rows: [], visible: [], evicted: 0,
+    rowHeight: 17, rowHeightMeasured: false, viewHeight: 0, follow: true, epoch: 0,
     paused: false, queue: [], incoming: [], rafPending: false,
     dfFrames: null, dfText: "", quick: { node: "", path: "", msg: "" },
     frameNodes: new Map(), names: {}, nodeAddrs: new Map(),
     displayed: 0, selected: null, procedures: {},
-    snapshot: null, plotKeys: { coa: "", link: "" }, selectedProfile: null,
+    // the panes as the snapshots built them up: each snapshot carries only what is new
+    panes: { home: [], cn: [], findings: [], trails: new Map(), attacker: null, privacy: null },
+    plotKeys: { coa: "", link: "" }, selectedProfile: null,
   };
+  const PANE_ROWS = 50;         // newest entries each keyed table keeps (web/session.py too)
+  const TRAIL_POINTS = 200;     // newest care-of points per node in the timeline
+  const INFO_CHARS = 200;       // the Info cell shows this much; the tooltip and tree all of it
 
   // Latency probe read by benchmarks/bench_latency.py, epoch ms per row:
   // [frame, due in the replay, received by this page, rendered, batch sent by the server].
   const perf = [];
   window.mip6monPerf = perf;
+  const plotPerf = [];            // [plot, ms] per redraw: the page's longest tasks
+  window.mip6monPlots = plotPerf;
   const now = () => performance.timeOrigin + performance.now();
 
   function el(tag, text, cls) {
@@ -59,7 +67,7 @@
     if (q.path && row.path !== q.path) return false;
     if (q.msg && row.msg !== q.msg) return false;
     if (q.node) {
-      const owner = state.frameNodes.get(row.n);
+      const owner = row.node || state.frameNodes.get(row.n);
       if (owner !== q.node) {
         const addrs = state.nodeAddrs.get(q.node) || new Set([q.node]);
         if (!row.addrs.some((a) => addrs.has(a))) return false;
@@ -70,18 +78,74 @@
 
   const PROC_OK = new Set(["home", "rr", "cn", "error", "prefix", "data", "tunnel", "esp", "other"]);
 
-  function rowElement(row) {
-    const tr = document.createElement("tr");
-    tr.className = "proc-" + (PROC_OK.has(row.proc) ? row.proc : "other") + (row.mal ? " malformed" : "");
-    tr.dataset.frame = String(row.n);
-    const procName = state.procedures[row.proc] || row.proc;
-    for (const v of [row.n, fmtTime(row.t), row.src, row.dst, procName, row.msg, row.path, row.len, row.info]) {
-      const td = el("td", v);
-      td.title = String(v);
-      tr.appendChild(td);
+  // The packet list is text: one line per packet, in fixed-width columns of a monospace font,
+  // like a terminal's tshark. A row is a <div> holding one text node, and the rows are a pool
+  // reused from render to render: a render rewrites text and creates no element. (A table of
+  // nine cells per row, rebuilt ten times a second, took most of the page's one thread at
+  // 1,000 rows/s; one text node lays out several times faster: issue 5's 250 ms budget.)
+  // Columns: [title, width in characters] (0: the rest of the line).
+  const COLUMNS = [["No.", 7], ["Time", 12], ["Source", 22], ["Destination", 22],
+                   ["Procedure", 17], ["Msg", 7], ["Path", 7], ["Len", 6], ["Info", 0]];
+  const INFO = COLUMNS.length - 1;
+
+  // One column's text: cut (with "…") to leave at least one blank before the next column.
+  function cell(value, width) {
+    let text = String(value);
+    if (!width) return text;
+    if (text.length > width - 1) text = text.substring(0, width - 2) + "…";
+    return text.padEnd(width);
+  }
+
+  function rowValues(row) {
+    const info = row.info.length > INFO_CHARS ? row.info.substring(0, INFO_CHARS) + "…" : row.info;
+    return [row.n, fmtTime(row.t), row.src, row.dst, state.procedures[row.proc] || row.proc,
+            row.msg, row.path, row.len, info];
+  }
+
+  function rowText(values) {
+    let text = "";
+    for (let c = 0; c < COLUMNS.length; c++) text += cell(values[c], COLUMNS[c][1]);
+    return text;
+  }
+
+  $("list-head").textContent = rowText(COLUMNS.map(([title]) => title));
+
+  const pool = [];
+  function poolRow(i) {
+    while (pool.length <= i) {
+      const div = document.createElement("div");
+      pool.push({ div: div, text: div.appendChild(document.createTextNode("")), row: null, epoch: -1 });
     }
-    if (state.selected === row.n) tr.classList.add("selected");
-    return tr;
+    return pool[i];
+  }
+
+  function fillRow(slot, row) {
+    const cls = "row proc-" + (PROC_OK.has(row.proc) ? row.proc : "other") + (row.mal ? " malformed" : "")
+      + (state.selected === row.n ? " selected" : "");
+    if (slot.div.className !== cls) slot.div.className = cls;
+    if (slot.row === row && slot.epoch === state.epoch) return;
+    slot.row = row;
+    slot.epoch = state.epoch;
+    slot.div.dataset.frame = String(row.n);
+    slot.text.data = rowText(rowValues(row));
+  }
+
+  // The column under the pointer, from the character it is over.
+  let charWidth = 0;
+  function columnAt(div, clientX) {
+    if (!charWidth) {
+      const probe = el("span", "0".repeat(100));
+      $("list-head").appendChild(probe);
+      charWidth = probe.getBoundingClientRect().width / 100;
+      probe.remove();
+    }
+    const x = (clientX - div.getBoundingClientRect().left - 5) / charWidth;
+    let edge = 0;
+    for (let c = 0; c < COLUMNS.length; c++) {
+      edge += COLUMNS[c][1];
+      if (!COLUMNS[c][1] || x < edge) return c;
+    }
+    return INFO;
   }
 
   const msgSeen = new Set();
@@ -99,64 +163,68 @@
   }
 
   function store(rows) {
-    const fresh = [];
     for (const row of rows) {
       if (state.t0 === null) state.t0 = row.t;
       state.rows.push(row);
-      state.byFrame.set(row.n, row);
       noteMessageType(row.msg);
-      fresh.push(row);
     }
-    if (state.rows.length > MAX_ROWS) {
-      const gone = state.rows.splice(0, state.rows.length - MAX_ROWS);
-      for (const old of gone) state.byFrame.delete(old.n);
-      state.evicted += gone.length;
-      const keep = new Set(state.rows.map((r) => r.n));
-      state.visible = state.visible.filter((r) => keep.has(r.n));
+    // evict in chunks of a tenth: one splice now and then, not one per batch
+    if (state.rows.length > MAX_ROWS * 1.1) {
+      const gone = state.rows.length - MAX_ROWS;
+      const firstKept = state.rows[gone].seq;
+      state.rows.splice(0, gone);
+      state.evicted += gone;
+      let k = 0;
+      while (k < state.visible.length && state.visible[k].seq < firstKept) k++;
+      state.visible.splice(0, k);
     }
-    return fresh;
+    return rows;
   }
 
   // The list is virtual, like Wireshark's: `state.visible` holds every matching row and the
-  // table holds only those in the scrolled window (plus OVERSCAN), between two spacer rows
-  // that give the scrollbar its true length. Layout cost stays flat at 200,000 rows.
-  const topSpacer = document.createElement("tr");
-  const bottomSpacer = document.createElement("tr");
-  topSpacer.className = bottomSpacer.className = "spacer";
-  topSpacer.appendChild(el("td")); bottomSpacer.appendChild(el("td"));
-  topSpacer.firstChild.colSpan = bottomSpacer.firstChild.colSpan = 9;
+  // page holds only those in the scrolled window (plus OVERSCAN), between two spacers that
+  // give the scrollbar its true length. Layout cost stays flat at 200,000 rows.
+  const topSpacer = el("div", null, "spacer");
+  const bottomSpacer = el("div", null, "spacer");
 
-  function renderList(stick) {
+  // Renders never read the layout first: whether the list follows the newest row is
+  // state.follow (changed by the user's scrolling), the window's height is measured on resize.
+  function renderList() {
     const wrap = $("list-wrap");
     const body = $("packet-rows");
     const total = state.visible.length;
     const h = state.rowHeight;
-    const window_ = Math.ceil(wrap.clientHeight / h) + 2 * OVERSCAN;
-    let start = stick ? Math.max(0, total - window_ + OVERSCAN)
-                      : Math.max(0, Math.floor(wrap.scrollTop / h) - OVERSCAN);
+    if (!state.viewHeight) state.viewHeight = wrap.clientHeight;
+    const window_ = Math.ceil(state.viewHeight / h) + 2 * OVERSCAN;
+    let start = state.follow ? Math.max(0, total - window_ + OVERSCAN)
+                             : Math.max(0, Math.floor(wrap.scrollTop / h) - OVERSCAN);
     start = Math.min(start, Math.max(0, total - 1));
     const end = Math.min(total, start + window_);
-    topSpacer.firstChild.style.height = (start * h) + "px";
-    bottomSpacer.firstChild.style.height = ((total - end) * h) + "px";
-    const frag = document.createDocumentFragment();
-    frag.appendChild(topSpacer);
-    for (let i = start; i < end; i++) frag.appendChild(rowElement(state.visible[i]));
-    frag.appendChild(bottomSpacer);
-    body.replaceChildren(frag);
-    if (end > start && !state.rowHeightMeasured) {
-      const measured = body.children[1].getBoundingClientRect().height;
+    const count = end - start;
+    const top = (start * h) + "px", bottom = ((total - end) * h) + "px";
+    if (topSpacer.style.height !== top) topSpacer.style.height = top;
+    if (bottomSpacer.style.height !== bottom) bottomSpacer.style.height = bottom;
+    for (let i = 0; i < count; i++) fillRow(poolRow(i), state.visible[start + i]);
+    if (body.childElementCount !== count + 2) {
+      const divs = [topSpacer];
+      for (let i = 0; i < count; i++) divs.push(pool[i].div);
+      divs.push(bottomSpacer);
+      body.replaceChildren(...divs);
+    }
+    if (count && !state.rowHeightMeasured) {
+      const measured = pool[0].div.getBoundingClientRect().height;
       if (measured > 0) { state.rowHeight = measured; state.rowHeightMeasured = true; }
     }
-    if (stick) wrap.scrollTop = wrap.scrollHeight;
+    if (state.follow) wrap.scrollTop = 1e9;        // the browser clamps it to the end
     state.displayed = total;
     updateCounts();
   }
 
   function appendRows(rows, arrivals) {
     const fresh = store(rows);
-    const stick = atBottom();
     for (const row of fresh) if (matches(row)) state.visible.push(row);
-    if (fresh.length) renderList(stick);
+    if (fresh.length) renderList();
+    listPainted();
     const rendered = now();
     // arrivals: [[count, received ms, sent ms]...] in order, one per socket message
     let k = 0, left = arrivals.length ? arrivals[0][0] : 0;
@@ -164,15 +232,15 @@
       while (left === 0 && k < arrivals.length - 1) left = arrivals[++k][0];
       left--;
       const a = arrivals[k] || [0, rendered, 0];
-      if (perf.length >= PERF_MAX) perf.shift();
+      if (perf.length >= PERF_MAX) perf.splice(0, PERF_MAX / 2);
       perf.push([row.n, row.ts, a[1], rendered, a[2] || 0]);
     }
-    updateCounts();
   }
 
   function rebuildList() {
     state.visible = state.rows.filter(matches);
-    renderList(true);
+    state.follow = true;
+    renderList();
   }
 
   function reveal(frame) {
@@ -180,20 +248,29 @@
     if (i < 0) return false;
     const wrap = $("list-wrap");
     const h = state.rowHeight;
-    const head = $("packet-list").tHead.getBoundingClientRect().height;
-    if (i * h < wrap.scrollTop || (i + 1) * h > wrap.scrollTop + wrap.clientHeight - head) {
+    if (i * h < wrap.scrollTop || (i + 1) * h > wrap.scrollTop + wrap.clientHeight) {
       wrap.scrollTop = Math.max(0, i * h - wrap.clientHeight / 2);
     }
-    renderList(false);
+    state.follow = atBottom();
+    renderList();
     return true;
   }
 
+  // Status texts are written only when they change (each write is a style and layout pass).
+  const shown = new Map();
+  function setText(id, value) {
+    const text = String(value);
+    if (shown.get(id) === text) return;
+    shown.set(id, text);
+    $(id).textContent = text;
+  }
+
   function updateCounts() {
-    $("st-displayed").textContent = String(state.displayed);
-    $("st-total").textContent = String(state.rows.length + state.evicted);
+    setText("st-displayed", state.displayed);
+    setText("st-total", state.rows.length + state.evicted);
     const q = $("queued");
-    q.hidden = !state.paused;
-    q.textContent = state.queue.length + " queued";
+    if (q.hidden === state.paused) q.hidden = !state.paused;
+    setText("queued", state.queue.length + " queued");
   }
 
   // Rows are rendered in batches at most every RENDER_MS: at 1,000 packets a second that is
@@ -290,9 +367,7 @@
 
   function select(frame) {
     state.selected = frame;
-    for (const tr of $("packet-rows").querySelectorAll("tr.selected")) tr.classList.remove("selected");
-    const tr = $("packet-rows").querySelector('tr[data-frame="' + frame + '"]');
-    if (tr) tr.classList.add("selected");
+    renderList();
     $("detail-frame").textContent = "frame " + frame;
     socket.emit("detail", { frame: frame }, (reply) => {
       if (state.selected !== frame) return;
@@ -368,26 +443,29 @@
     return name ? hoa + " (" + name + ")" : hoa;
   }
 
-  // Tables are rebuilt only when their content changed: snapshots come twice a second and
-  // the browser's time belongs to the packet list first.
-  const tableKeys = new Map();
-  function fillTable(id, rows, cells, extraKey) {
-    const body = $(id).querySelector("tbody");
-    const key = JSON.stringify(rows) + (extraKey || "");
-    if (tableKeys.get(id) === key) return null;
-    tableKeys.set(id, key);
-    const frag = document.createDocumentFragment();
-    for (const row of rows) {
-      const tr = document.createElement("tr");
-      for (const [value, cls] of cells(row)) {
-        const td = el("td", value === null || value === undefined ? "–" : value, cls);
-        td.title = td.textContent;
-        tr.appendChild(td);
-      }
-      frag.appendChild(tr);
+  function tableRow(cells) {
+    const tr = document.createElement("tr");
+    for (const [value, cls] of cells) {
+      const td = el("td", value === null || value === undefined ? "–" : value, cls);
+      td.title = td.textContent;
+      tr.appendChild(td);
     }
-    body.replaceChildren(frag);
-    return body;
+    return tr;
+  }
+
+  // A pane table shows the newest PANE_ROWS entries, newest first. A snapshot brings only the
+  // entries that are new: they go on top, the oldest leave at the bottom, the rest stay put.
+  function prependRows(body, items, make) {
+    if (!items.length) return;
+    const frag = document.createDocumentFragment();
+    for (let i = items.length - 1; i >= 0 && items.length - i <= PANE_ROWS; i--) frag.appendChild(make(items[i]));
+    body.insertBefore(frag, body.firstChild);
+    while (body.children.length > PANE_ROWS) body.lastChild.remove();
+  }
+
+  function keep(list, items, limit) {
+    for (const x of items) list.push(x);
+    if (list.length > limit) list.splice(0, list.length - limit);
   }
 
   function findingText(f) {
@@ -398,26 +476,38 @@
     return (head ? head + ": " : "") + rest.join(", ");
   }
 
+  const homeCells = (b) => [
+    [b.home_agent], [nodeLabel(b.home_address), "hoa"], [b.pseudo_home_address],
+    [b.care_of_address], [b.sequence], [b.lifetime], [b.frame]];
+  const cnCells = (b) => [
+    [b.correspondent], [nodeLabel(b.home_address), "hoa"], [b.pseudo_home_address],
+    [b.care_of_address], [b.sequence],
+    [b.authenticator_valid === null || b.authenticator_valid === undefined ? "?" : (b.authenticator_valid ? "valid" : "INVALID")],
+    [b.frame]];
+
   function renderKeyed(snap) {
     const k = snap.keyed;
-    $("keyed-note").textContent = snap.status.keyed ? "(keyring loaded)" : "(no keyring: only what the wire shows)";
-    $("home-count").textContent = "(" + k.home_total + ")";
-    fillTable("home-table", k.home_bindings, (b) => [
-      [b.home_agent], [nodeLabel(b.home_address), "hoa"], [b.pseudo_home_address],
-      [b.care_of_address], [b.sequence], [b.lifetime], [b.frame]]);
-    $("cn-count").textContent = "(" + k.correspondent_total + ")";
-    fillTable("cn-table", k.correspondent_bindings, (b) => [
-      [b.correspondent], [nodeLabel(b.home_address), "hoa"], [b.pseudo_home_address],
-      [b.care_of_address], [b.sequence],
-      [b.authenticator_valid === null || b.authenticator_valid === undefined ? "?" : (b.authenticator_valid ? "valid" : "INVALID")],
-      [b.frame]]);
-    $("findings-count").textContent = "(" + k.findings_total + ")";
+    const panes = state.panes;
+    setText("keyed-note", snap.status.keyed ? "(keyring loaded)" : "(no keyring: only what the wire shows)");
+    setText("home-count", "(" + k.home_total + ")");
+    setText("cn-count", "(" + k.correspondent_total + ")");
+    setText("findings-count", "(" + k.findings_total + ")");
+    keep(panes.home, k.home_bindings, PANE_ROWS);
+    keep(panes.cn, k.correspondent_bindings, PANE_ROWS);
+    keep(panes.findings, k.findings, PANE_ROWS);
+    prependRows($("home-table").tBodies[0], k.home_bindings, (b) => tableRow(homeCells(b)));
+    prependRows($("cn-table").tBodies[0], k.correspondent_bindings, (b) => tableRow(cnCells(b)));
     const ul = $("findings");
-    const frag = document.createDocumentFragment();
-    for (const f of k.findings) frag.appendChild(el("li", findingText(f)));
-    if (!k.findings.length) frag.appendChild(el("li", "none", "muted"));
-    ul.replaceChildren(frag);
-    renderCoaPlot(snap.trails || {});
+    if (k.findings.length && ul.firstChild && ul.firstChild.classList.contains("muted")) ul.replaceChildren();
+    prependRows(ul, k.findings, (f) => el("li", findingText(f)));
+    if (!ul.firstChild) ul.appendChild(el("li", "none", "muted"));
+    let moved = false;
+    for (const [hoa, news] of Object.entries(snap.trails || {})) {
+      if (!state.panes.trails.has(hoa) || news.reset) state.panes.trails.set(hoa, []);
+      keep(state.panes.trails.get(hoa), news.points, TRAIL_POINTS);
+      moved = true;
+    }
+    if (moved || !state.plotKeys.coa) renderCoaPlot();
   }
 
   const PLOT_LAYOUT = {
@@ -427,34 +517,74 @@
   };
   const PLOT_CONFIG = { displaylogo: false, responsive: true, modeBarButtonsToRemove: ["toImage"] };
 
-  // Plotly redraws cost tens of ms: at most one per plot every PLOT_MIN_MS, the last one
-  // deferred rather than dropped.
-  const PLOT_MIN_MS = 3000;
-  const plotTimes = {}, plotTimers = {};
+  // Plotly redraws are the page's longest tasks (tens of ms, hundreds on a busy machine), and
+  // rows that arrive during one wait for it. So a plot is redrawn at most once per PLOT_SHARE
+  // times what its last draw took (it gets 2 % of the page's thread), between PLOT_MIN_MS and
+  // PLOT_MAX_MS; a request is deferred, never dropped (the draw reads the newest data); one
+  // plot draws per turn, and a turn starts just after the packet list was painted, when the
+  // next list render is furthest away (or after PLOT_IDLE_MS when no rows come).
+  const PLOT_MIN_MS = 3000, PLOT_MAX_MS = 15000, PLOT_SHARE = 50, PLOT_IDLE_MS = 300;
+  const plots = {};
+  const plotQueue = [];
+  let plotTurn = null;
   function throttled(name, draw) {
-    const wait = (plotTimes[name] || 0) + PLOT_MIN_MS - Date.now();
-    clearTimeout(plotTimers[name]);
-    if (wait > 0) { plotTimers[name] = setTimeout(() => throttled(name, draw), wait); return; }
-    plotTimes[name] = Date.now();
-    draw();
+    const p = plots[name] || (plots[name] = { last: -Infinity, cost: 0, timer: null, draw: null });
+    p.draw = draw;
+    if (p.timer !== null || plotQueue.includes(name)) return;
+    const interval = Math.min(PLOT_MAX_MS, Math.max(PLOT_MIN_MS, PLOT_SHARE * p.cost));
+    p.timer = setTimeout(() => {
+      p.timer = null;
+      plotQueue.push(name);
+      if (plotTurn === null) plotTurn = setTimeout(drawNextPlot, PLOT_IDLE_MS);
+    }, Math.max(0, p.last + interval - performance.now()));
   }
 
-  function renderCoaPlot(trails) {
+  function listPainted() {
+    if (!plotQueue.length || plotTurn === -1) return;
+    clearTimeout(plotTurn);
+    plotTurn = -1;
+    requestAnimationFrame(() => setTimeout(drawNextPlot, 0));   // after this frame
+  }
+
+  function drawNextPlot() {
+    plotTurn = null;
+    const name = plotQueue.shift();
+    if (name === undefined) return;
+    const p = plots[name];
+    const t0 = performance.now();
+    p.draw();
+    p.last = performance.now();
+    p.cost = p.last - t0;
+    if (plotPerf.length < PERF_MAX) plotPerf.push([name, Math.round(p.cost)]);
+    if (plotQueue.length) plotTurn = setTimeout(drawNextPlot, PLOT_IDLE_MS);
+  }
+
+  function renderCoaPlot() {
     if (!window.Plotly) return;
-    const key = JSON.stringify(trails);
-    if (key === state.plotKeys.coa) return;
-    throttled("coa", () => drawCoaPlot(trails, key));
+    throttled("coa", drawCoaPlot);
   }
 
-  function drawCoaPlot(trails, key) {
-    state.plotKeys.coa = key;
-    const traces = Object.entries(trails).map(([hoa, pts]) => ({
-      type: "scatter", mode: "lines+markers", line: { shape: "hv" }, name: nodeLabel(hoa),
-      x: pts.map((p) => new Date(p[0] * 1000)), y: pts.map((p) => p[1]),
-      text: pts.map((p) => "frame " + p[2]), hoverinfo: "x+y+text",
-    }));
+  function drawCoaPlot() {
+    state.plotKeys.coa = "drawn";
+    // a step per move: a re-registration at the same care-of address adds nothing to the
+    // picture. Lines without markers: each marker is an SVG element plotly lays out on every
+    // redraw (200 points with markers took 100-200 ms a draw, lines alone 30; hover still
+    // names every point).
+    const traces = Array.from(state.panes.trails).map(([hoa, all]) => {
+      const pts = all.filter((p, i) => i === 0 || i === all.length - 1 || p[1] !== all[i - 1][1]);
+      return {
+        type: "scatter", mode: "lines", line: { shape: "hv" }, name: nodeLabel(hoa),
+        x: pts.map((p) => new Date(p[0] * 1000)), y: pts.map((p) => p[1]),
+        text: pts.map((p) => "frame " + p[2]), hoverinfo: "x+y+text",
+      };
+    });
+    // the left margin from the longest care-of address (10 px font), not plotly's automargin,
+    // which draws the whole plot a second time
+    let longest = 0;
+    for (const t of traces) for (const y of t.y) longest = Math.max(longest, String(y).length);
     const layout = Object.assign({}, PLOT_LAYOUT, {
-      yaxis: { type: "category", automargin: true }, xaxis: { type: "date" } });
+      margin: Object.assign({}, PLOT_LAYOUT.margin, { l: Math.min(280, 16 + Math.ceil(6.2 * longest)) }),
+      yaxis: { type: "category" }, xaxis: { type: "date" } });
     if (!traces.length) {
       layout.annotations = [{ text: "no care-of addresses tied to a node yet (needs the keyring)",
         showarrow: false, xref: "paper", yref: "paper", x: 0.5, y: 0.5 }];
@@ -512,24 +642,26 @@
       : String(e)).join("; ");
   }
 
-  function renderAttacker(snap) {
-    const a = snap.attacker;
-    renderPrivacy(snap.privacy);
-    $("profile-count").textContent = "(" + a.profiles_total + ")";
-    const body = fillTable("profile-table", a.profiles, (p) => [
-      [p.id], [listText(p.care_of_addresses, 12)], [listText(p.addresses, 12)], [listText(p.correspondents, 12)],
-      [Array.isArray(p.frames) ? p.frames.length : p.frames], [evidenceText(p.evidence)]],
-      "|" + state.selectedProfile);
-    if (!body) return;
-    Array.from(body.children).forEach((tr, i) => {
-      const p = a.profiles[i];
+  // The attacker pane is redrawn only when a snapshot carries it: when the eavesdropper's
+  // analysis has changed (every few seconds at most), not every second.
+  function renderAttacker(profilesChanged) {
+    const a = state.panes.attacker;
+    if (!a) return;
+    renderPrivacy(state.panes.privacy);
+    setText("profile-count", "(" + a.profiles_total + ")");
+    const frag = document.createDocumentFragment();
+    for (const p of a.profiles) {
+      const tr = tableRow([
+        [p.id], [listText(p.care_of_addresses, 12)], [listText(p.addresses, 12)], [listText(p.correspondents, 12)],
+        [Array.isArray(p.frames) ? p.frames.length : p.frames], [evidenceText(p.evidence)]]);
       tr.dataset.profile = String(p.id);
       if (String(p.id) === state.selectedProfile) tr.classList.add("selected");
-      tr.addEventListener("click", () => { state.selectedProfile = String(p.id); renderAttacker(state.snapshot); });
-    });
+      frag.appendChild(tr);
+    }
+    $("profile-table").tBodies[0].replaceChildren(frag);
     const chosen = a.profiles.find((p) => String(p.id) === state.selectedProfile) || a.profiles[0];
     renderTrail(chosen);
-    renderLinkPlot(a.profiles);
+    if (profilesChanged) renderLinkPlot();
   }
 
   function renderTrail(profile) {
@@ -555,13 +687,14 @@
 
   // The graph shows at most the newest GRAPH_ADDRESSES addresses of each kind per profile:
   // a long replay ties hundreds of pseudo addresses to one profile, unreadable as dots.
-  const GRAPH_ADDRESSES = 24;
+  const GRAPH_ADDRESSES = 12;
   function graphAddresses(list) {
     return (Array.isArray(list) ? list : []).filter((a) => typeof a === "string").slice(-GRAPH_ADDRESSES);
   }
 
-  function renderLinkPlot(profiles) {
-    if (!window.Plotly) return;
+  function renderLinkPlot() {
+    if (!window.Plotly || !state.panes.attacker) return;
+    const profiles = state.panes.attacker.profiles;
     const key = JSON.stringify(profiles.map((p) => [p.id, p.care_of_addresses, p.addresses, p.correspondents]));
     if (key === state.plotKeys.link) return;
     throttled("link", () => drawLinkPlot(profiles, key));
@@ -618,47 +751,59 @@
   }
 
   // ---------------------------------------------------------------- snapshots and status
-  function updateNodes(snap) {
-    state.names = snap.names || {};
-    for (const [f, hoa] of Object.entries(snap.frame_nodes || {})) state.frameNodes.set(Number(f), hoa);
-    // A node is its home address plus every pseudo and care-of address the keyed view tied to it.
-    const addrs = new Map();
-    const add = (hoa, a) => { if (!hoa || !a) return; if (!addrs.has(hoa)) addrs.set(hoa, new Set([hoa])); addrs.get(hoa).add(a); };
-    for (const b of snap.keyed.home_bindings.concat(snap.keyed.correspondent_bindings)) {
-      add(b.home_address, b.pseudo_home_address); add(b.home_address, b.care_of_address);
-    }
-    for (const [hoa, pts] of Object.entries(snap.trails || {})) for (const p of pts) add(hoa, p[1]);
-    for (const hoa of Object.keys(state.names)) add(hoa, hoa);
-    state.nodeAddrs = addrs;
-    const sel = $("q-node");
-    const have = new Set(Array.from(sel.options).map((o) => o.value));
-    for (const hoa of addrs.keys()) {
-      if (have.has(hoa)) continue;
+  // The node quick filter: a node is its home address plus every pseudo and care-of address
+  // the keyed view tied to it, learnt from the new entries of each snapshot.
+  function noteNode(hoa, address) {
+    if (!hoa) return;
+    if (!state.nodeAddrs.has(hoa)) {
+      state.nodeAddrs.set(hoa, new Set([hoa]));
       const opt = el("option", nodeLabel(hoa));
       opt.value = hoa;
-      sel.appendChild(opt);
+      $("q-node").appendChild(opt);
     }
+    if (address) state.nodeAddrs.get(hoa).add(address);
+  }
+
+  function updateNodes(snap) {
+    if (snap.names) {
+      state.names = snap.names;
+      for (const hoa of Object.keys(state.names)) noteNode(hoa, hoa);
+    }
+    for (const b of snap.keyed.home_bindings.concat(snap.keyed.correspondent_bindings)) {
+      noteNode(b.home_address, b.pseudo_home_address); noteNode(b.home_address, b.care_of_address);
+    }
+    for (const [hoa, news] of Object.entries(snap.trails || {})) for (const p of news.points) noteNode(hoa, p[1]);
+    // frames the keys tied to a node only after their row came (the rows carry the rest)
+    const late = snap.late_nodes || [];
+    for (const [f, hoa] of late) state.frameNodes.set(Number(f), hoa);
+    if (late.length && state.quick.node) rebuildList();
   }
 
   function renderStatus(s) {
-    $("st-source").textContent = s.source;
-    $("st-state").textContent = s.state + (s.error ? ": " + s.error : "") + (s.speed === "max" ? " (max speed)" : " (x" + s.speed + ")");
-    $("st-read").textContent = String(s.read);
-    $("st-analysed").textContent = String(s.analysed);
-    $("st-malformed").textContent = String(s.malformed);
-    $("st-dropped").textContent = String(s.dropped);
-    $("st-esp").textContent = String(s.esp_decrypted);
-    $("st-rate").textContent = String(s.rate);
+    setText("st-source", s.source);
+    setText("st-state", s.state + (s.error ? ": " + s.error : "") + (s.speed === "max" ? " (max speed)" : " (x" + s.speed + ")"));
+    setText("st-read", s.read);
+    setText("st-analysed", s.analysed);
+    setText("st-malformed", s.malformed);
+    setText("st-dropped", s.dropped);
+    setText("st-esp", s.esp_decrypted);
+    setText("st-rate", s.rate);
   }
 
   function receiveSnapshot(snap) {
-    state.snapshot = snap;
-    state.procedures = snap.procedures || state.procedures;
+    if (snap.procedures && Object.keys(snap.procedures).length) {
+      state.procedures = snap.procedures;
+      state.epoch++;                           // rows drawn before the labels came: redraw
+      renderList();
+    }
     renderStatus(snap.status);
     updateNodes(snap);
     renderKeyed(snap);
-    renderAttacker(snap);
-    if (state.quick.node && Object.keys(snap.frame_nodes || {}).length) rebuildList();
+    if (snap.attacker) {
+      state.panes.attacker = snap.attacker;
+      state.panes.privacy = snap.privacy;
+      renderAttacker(true);
+    }
     renderLegend();
   }
 
@@ -692,19 +837,56 @@
 
   let scrollPending = false;
   $("list-wrap").addEventListener("scroll", () => {
+    // our own move to the newest row: nothing to do (and no extra frame to ask for)
+    if (state.follow && atBottom()) return;
     if (scrollPending) return;
     scrollPending = true;
-    requestAnimationFrame(() => { scrollPending = false; renderList(false); });
+    requestAnimationFrame(() => {
+      scrollPending = false;
+      state.follow = atBottom();        // the user scrolled up (or back down to the end)
+      renderList();
+    });
   });
-  window.addEventListener("resize", () => renderList(atBottom()));
-  // For tests and the benchmark: the displayed frames, and bringing one into view.
+  // the list's height: measured when it changes, never read during a render
+  new ResizeObserver(() => { state.viewHeight = $("list-wrap").clientHeight; renderList(); })
+    .observe($("list-wrap"));
+  // tooltips are set when the pointer comes: the whole value of the column under it
+  $("packet-rows").addEventListener("mousemove", (ev) => {
+    const div = ev.target.closest(".row");
+    const slot = div && pool.find((x) => x.div === div);
+    if (!slot || !slot.row) return;
+    const values = rowValues(slot.row);
+    values[INFO] = slot.row.info;
+    const title = String(values[columnAt(div, ev.clientX)]);
+    if (div.title !== title) div.title = title;
+  });
+  // For tests and the benchmark: what the packet list shows, column by column.
+  function shownColumns() {
+    return Array.from($("packet-rows").children).filter((d) => d.classList.contains("row")).map((d) => {
+      const text = d.textContent;
+      const out = [];
+      let at = 0;
+      for (const [, width] of COLUMNS) {
+        out.push((width ? text.substring(at, at + width) : text.substring(at)).trimEnd());
+        at += width;
+      }
+      return out;
+    });
+  }
   window.mip6mon = {
     displayed: () => state.visible.map((r) => r.n),
     reveal: (frame) => reveal(Number(frame)),
+    shown: shownColumns,
   };
-  $("packet-rows").addEventListener("click", (ev) => {
+  $("profile-table").tBodies[0].addEventListener("click", (ev) => {
     const tr = ev.target.closest("tr");
-    if (tr && tr.dataset.frame) select(Number(tr.dataset.frame));
+    if (!tr || !tr.dataset.profile) return;
+    state.selectedProfile = tr.dataset.profile;
+    renderAttacker(false);
+  });
+  $("packet-rows").addEventListener("click", (ev) => {
+    const div = ev.target.closest(".row");
+    if (div && div.dataset.frame) select(Number(div.dataset.frame));
   });
   $("list-wrap").tabIndex = 0;
   $("list-wrap").addEventListener("keydown", (ev) => {
@@ -732,8 +914,10 @@
   const plotly = document.createElement("script");
   plotly.src = "/plotly.min.js";
   plotly.addEventListener("load", () => {
-    state.plotKeys = { coa: "", link: "" };
-    if (state.snapshot) { renderCoaPlot(state.snapshot.trails || {}); renderLinkPlot(state.snapshot.attacker.profiles); }
+    // the first draw of a plot builds all of plotly's elements (the costliest one): done here,
+    // empty, before the rows flow; later draws update it
+    drawCoaPlot();
+    drawLinkPlot([], "[]");
     socket.connect();
   });
   plotly.addEventListener("error", () => socket.connect());
