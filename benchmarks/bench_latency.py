@@ -95,7 +95,7 @@ def main() -> int:
                     seen = page.evaluate("window.mip6monPerf.length")
                     if status["state"] == "done" and seen >= status["analysed"] + status["malformed"]:
                         break
-                    time.sleep(0.25)
+                    time.sleep(1.0)
                 perf = page.evaluate("window.mip6monPerf")
                 plots = page.evaluate("window.mip6monPlots")
                 browser.close()

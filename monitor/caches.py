@@ -13,7 +13,7 @@ Plain data and dicts; no global state.
 """
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 
 
 @dataclass
@@ -29,7 +29,11 @@ class HomeBinding:
     time: float
 
     def as_dict(self) -> dict:
-        return asdict(self)
+        # by hand: dataclasses.asdict deep-copies, and a live view asks for these every second
+        return {"home_agent": self.home_agent, "home_address": self.home_address,
+                "pseudo_home_address": self.pseudo_home_address,
+                "care_of_address": self.care_of_address, "sequence": self.sequence,
+                "lifetime": self.lifetime, "frame": self.frame, "time": self.time}
 
 
 @dataclass
@@ -45,7 +49,11 @@ class CorrespondentBinding:
     time: float
 
     def as_dict(self) -> dict:
-        return asdict(self)
+        return {"correspondent": self.correspondent, "home_address": self.home_address,
+                "pseudo_home_address": self.pseudo_home_address,
+                "care_of_address": self.care_of_address, "sequence": self.sequence,
+                "authenticator_valid": self.authenticator_valid, "frame": self.frame,
+                "time": self.time}
 
 
 @dataclass

@@ -17,6 +17,8 @@ import threading
 from dissectors.events import PacketEvent
 
 VANTAGES = ("all", "mn-ha", "ha-cn", "mn-cn")
+FEED_SECONDS = 0.25      # new events go to the worker this often, in small batches
+FEED_BATCH = 256         # events per message at most
 
 
 class _Truth:
@@ -95,6 +97,13 @@ class AttackerWorker:
         self._pending_lock = threading.Lock()
         self._pipe_lock = threading.Lock()
         self.seen = 0
+        # A feeder thread sends the events a few hundred at a time, so pickling them is
+        # spread out (a report used to send thousands at once and hold the GIL from the
+        # stream for tens of ms), and a worker slow to read never blocks the stream thread.
+        self._stopping = threading.Event()
+        self._feeder = threading.Thread(target=self._feed, name="mip6mon-attacker-feed",
+                                        daemon=True)
+        self._feeder.start()
 
     # addon hooks (the stream thread)
     def packet(self, event: PacketEvent) -> None:
@@ -114,11 +123,17 @@ class AttackerWorker:
         except (OSError, ValueError, BrokenPipeError):
             pass
 
+    def _feed(self) -> None:
+        while not self._stopping.wait(FEED_SECONDS):
+            with self._pipe_lock:
+                self._flush()
+
     def _flush(self) -> None:
+        """Send what is pending (the caller holds the pipe lock: messages keep their order)."""
         with self._pending_lock:
             batch, self._pending = self._pending, []
-        for start in range(0, len(batch), 2000):
-            self._send(("feed", batch[start:start + 2000]))
+        for start in range(0, len(batch), FEED_BATCH):
+            self._send(("feed", batch[start:start + FEED_BATCH]))
 
     def report(self, vantage: str, frame_nodes: dict, trails: dict) -> tuple[dict, dict]:
         """(attacker report, privacy score) for one vantage point, over every event so far."""
@@ -137,6 +152,7 @@ class AttackerWorker:
         return report, privacy
 
     def close(self) -> None:
+        self._stopping.set()
         with self._pipe_lock:
             self._send(("stop",))
         self._proc.join(2)

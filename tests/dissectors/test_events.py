@@ -16,3 +16,20 @@ def test_event_round_trips_through_json():
     assert again == event
     assert again.mobility.name == "BU"
     assert again.esp_headers() == (Esp(0x1001, 7, True),)
+
+
+def test_events_pickle_by_position_and_come_back_equal():
+    """Events cross process boundaries in the dashboard (dissector -> analyzers -> attacker
+    worker); they pickle as (class, values) and must come back equal, nested parts too."""
+    import pickle
+    from dissectors.events import Esp, IPv6Layer, MobilePrefix, MobilityMessage, PacketEvent, Transport
+    event = PacketEvent(
+        frame=7, time=1.5, length=120,
+        layers=(IPv6Layer("2001:db8:2::101", "2001:db8:1::1", esp=Esp(0x1076, 7, True)),
+                IPv6Layer("2001:db8:1::100", "2001:db8:3::5", home_address="2001:db8:1::100")),
+        mobility=MobilityMessage(5, True, 10, frozenset({"A", "H"}), 420, cookie=b"\x01" * 8),
+        prefix_discovery=MobilePrefix(147, 3, ("2001:db8:1::/64",)),
+        transport=Transport("udp", 1, 2, "<script>"), path="mn-ha", info="x", malformed=None)
+    again = pickle.loads(pickle.dumps(event, protocol=pickle.HIGHEST_PROTOCOL))
+    assert again == event and again.layers[0].esp.spi == 0x1076
+    assert type(event).__reduce__(event)[1][0] == 7          # by position, not a state dict

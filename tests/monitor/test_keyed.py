@@ -422,3 +422,12 @@ def test_tunnel_spi_learnt_from_decrypted_packet_attributes_undecrypted_ones():
     opaque = event(2, [IPv6Layer("2001:db8:6::1", HA, esp=Esp(later, 9, False))])
     a = feed(KeyedAnalyzer(make_keyring()), [tunnelled, opaque])
     assert a.frame_nodes() == {1: HOA, 2: HOA}
+
+
+def test_binding_rows_are_every_field_of_the_binding():
+    import dataclasses
+    from monitor.caches import CorrespondentBinding, HomeBinding
+    home = HomeBinding(HA, HOA, PHOA_CTR_7, COA, 10, 420, 1, 1001.0)
+    corr = CorrespondentBinding(CN, HOA, PHOA_41, COA, 3, True, 9, 1009.0)
+    assert home.as_dict() == dataclasses.asdict(home)
+    assert corr.as_dict() == dataclasses.asdict(corr)

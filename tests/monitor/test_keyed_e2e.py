@@ -7,6 +7,8 @@ import json
 import warnings
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from keys.keyring import load_keyring
 from monitor.keyed import KeyedAnalyzer
@@ -148,3 +150,72 @@ def test_counter_key_index_variants(lab_root, name):
     assert report["home_bindings"] == truth["home_bindings"]
     assert report["correspondent_bindings"] == truth["correspondent_bindings"]
     assert any(b["pseudo_home_address"] for b in truth["home_bindings"])
+
+
+# --- KeyedAnalyzer.news: what a live view reads, a piece at a time --------------------------
+
+@pytest.fixture(scope="module")
+def demo_events(scenario_runs):
+    from monitor.sources import PcapSource
+    _, _, _, out = scenario_runs("demo")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        keyring = load_keyring(out / "keyring.toml")
+    return keyring, list(PcapSource(str(out / "capture.pcapng"), keyring=keyring).events())
+
+
+@settings(max_examples=25, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(cuts=st.lists(st.integers(min_value=0, max_value=400), max_size=8))
+def test_news_read_in_pieces_adds_up_to_the_report(demo_events, cuts):
+    keyring, events = demo_events
+    analyzer = KeyedAnalyzer(keyring)
+    got = {"home_bindings": [], "correspondent_bindings": [], "findings": []}
+    trails: dict = {}
+    mark = None
+    bounds = sorted({min(c, len(events)) for c in cuts} | {len(events)})
+    start = 0
+    for end in bounds:
+        for event in events[start:end]:
+            analyzer.packet(event)
+        start = end
+        news, mark = analyzer.news(mark, limit=10**6, trail_limit=10**6)
+        for key, total in (("home_bindings", "home_total"),
+                           ("correspondent_bindings", "correspondent_total"),
+                           ("findings", "findings_total")):
+            got[key] += news[key]
+            assert news[total] == len(got[key])
+        for hoa, piece in news["trails"].items():
+            trails[hoa] = ([] if piece["reset"] else trails.get(hoa, [])) + piece["points"]
+    report = analyzer.report()
+    by_frame = lambda items: sorted(items, key=lambda x: (x["frame"], json.dumps(x, sort_keys=True)))
+    for key in got:
+        assert by_frame(got[key]) == by_frame(report[key]), key
+    assert {h: sorted(map(tuple, p)) for h, p in trails.items()} == analyzer.care_of_trails()
+    # nothing new: an empty piece
+    news, _ = analyzer.news(mark)
+    assert news["home_bindings"] == news["correspondent_bindings"] == news["findings"] == []
+    assert news["trails"] == {}
+
+
+def test_news_keeps_the_newest_and_counts_all(demo_events):
+    keyring, events = demo_events
+    analyzer = KeyedAnalyzer(keyring)
+    for event in events:
+        analyzer.packet(event)
+    report = analyzer.report()
+    news, _ = analyzer.news(limit=2, trail_limit=1)
+    assert news["home_total"] == len(report["home_bindings"]) > 2
+    assert news["home_bindings"] == [b.as_dict() for b in analyzer.home_cache.entries[-2:]]
+    assert all(len(piece["points"]) == 1 for piece in news["trails"].values())
+
+
+def test_frame_node_is_frame_nodes_one_frame_at_a_time(demo_events):
+    keyring, events = demo_events
+    analyzer = KeyedAnalyzer(keyring)
+    for event in events:
+        analyzer.packet(event)
+    nodes = analyzer.frame_nodes()
+    assert len(nodes) > 100
+    assert {e.frame: analyzer.frame_node(e.frame) for e in events
+            if analyzer.frame_node(e.frame)} == nodes

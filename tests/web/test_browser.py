@@ -201,6 +201,13 @@ def test_pause_holds_rows_and_resume_delivers_all(ctr_lab, page):
         page.click("#pause")                               # resume
         assert wait_rows(page, len(expected)) == expected
         assert page.is_hidden("#queued")
+        # the keyed tables were built from the snapshots' news, one piece a second: each
+        # binding once, newest first
+        homes = [b["frame"] for b in ctr_lab.truth["home_bindings"]]
+        until(page, f"document.querySelectorAll('#home-table tbody tr').length === {len(homes)}")
+        shown = page.eval_on_selector_all("#home-table tbody tr",
+                                          "trs => trs.map(t => Number(t.cells[6].textContent))")
+        assert shown == sorted(homes, reverse=True)
     finally:
         server.stop()
     assert page.errors == []

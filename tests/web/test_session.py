@@ -1,9 +1,13 @@
-"""What the attacker pane receives: profiles made small enough to parse every second."""
+"""What the panes receive: profiles made small enough to parse every second, and per browser
+only what it has not had yet."""
 import json
+
+import pytest
 
 from keys.keyring import load_keyring
 from monitor.report import analyse
-from web.session import profile_for_pane
+from monitor.sources import PcapSource
+from web.session import MonitorSession, PaneCursor, profile_for_pane
 
 
 def test_pane_profiles_keep_counts_and_rules_but_not_every_frame(demo_lab):
@@ -21,3 +25,47 @@ def test_pane_profiles_keep_counts_and_rules_but_not_every_frame(demo_lab):
         assert sum(e["frame_count"] for e in pane["evidence"]) == \
             sum(e["frame_count"] for e in full["evidence"])
         assert len(json.dumps(pane)) < len(json.dumps(full))
+
+
+# --- pane updates: each browser gets every entry once -----------------------------------------
+
+@pytest.fixture(scope="module")
+def demo_session(demo_lab):
+    keyring = load_keyring(demo_lab.keyring)
+    session = MonitorSession(PcapSource(str(demo_lab.capture), keyring=keyring), keyring=keyring)
+    session.run()
+    assert session.state == "done", session.error
+    yield session
+    session.close()
+
+
+def test_a_browser_gets_each_entry_once_and_the_attacker_when_it_changes(demo_session, demo_lab):
+    truth = demo_lab.truth
+    cursor = PaneCursor()
+    first = demo_session.pane_update(cursor, "all")
+    assert first["names"]["2001:db8:1::100"] == "mn1" and first["procedures"]["home"]
+    keyed = first["keyed"]
+    assert len(keyed["home_bindings"]) == keyed["home_total"] == len(truth["home_bindings"])
+    assert len(keyed["correspondent_bindings"]) == len(truth["correspondent_bindings"])
+    assert set(first["trails"]) == {n["home_address"] for n in truth["nodes"].values()}
+    assert first["attacker"]["profiles_total"] >= 1 and "link_precision" in first["privacy"]
+
+    again = demo_session.pane_update(cursor, "all")
+    assert "names" not in again and "attacker" not in again and "privacy" not in again
+    assert again["keyed"]["home_bindings"] == again["keyed"]["findings"] == []
+    assert again["keyed"]["home_total"] == keyed["home_total"]     # the totals always come
+    assert again["trails"] == {} and again["late_nodes"] == []
+    assert again["status"]["state"] == "done"
+
+    demo_session.refresh_attacker("mn-ha")              # the dashboard's attacker thread
+    other = demo_session.pane_update(cursor, "mn-ha")
+    assert other["attacker"]["vantage"] == "mn-ha"
+    assert "attacker" not in demo_session.pane_update(cursor, "mn-ha")
+
+
+def test_rows_carry_the_node_the_keys_tie_them_to(demo_session):
+    demo_session.resolve_late()
+    labelled = {row["n"]: row["node"] for row in demo_session.view.backlog() if "node" in row}
+    late = {frame: node for frame, node in demo_session.pane_update(PaneCursor(), "all")["late_nodes"]}
+    assert labelled and not set(labelled) & set(late)   # a frame is labelled once
+    assert labelled | late == demo_session.frame_nodes()
