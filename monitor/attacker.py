@@ -69,12 +69,17 @@ class AttackerAnalyzer:
     """Addon: the eavesdropper at `vantage` ("mn-ha", "ha-cn", "mn-cn" or "all")."""
 
     def __init__(self, vantage: str = "all", rules: tuple[Rule, ...] = RULES,
-                 threshold: float = THRESHOLD):
+                 threshold: float = THRESHOLD, max_packets: int | None = None):
+        """`max_packets`: analyse only the newest packets (a live capture that runs for
+        hours: the analysis is a batch over what is kept, so its cost and memory stay flat);
+        None keeps everything (a capture file, whose report must be whole)."""
         if vantage not in VANTAGE_PATHS:
             raise ValueError(f"unknown vantage point {vantage!r}")
         self.vantage = vantage
         self.rules = rules
         self.threshold = threshold
+        self.max_packets = max_packets
+        self.forgotten = 0                 # packets dropped from the front of the window
         self._views: list[tuple[int, float, int, View]] = []
         self._result: _Result | None = None
         # (roles signature, views observed, placement, observations) of the last analysis
@@ -88,6 +93,12 @@ class AttackerAnalyzer:
         if view is not None:
             self._views.append((event.frame, event.time, event.length, view))
             self._result = None
+            if self.max_packets is not None and len(self._views) > self.max_packets * 1.1:
+                # forget a tenth at once: the next analysis starts over either way
+                drop = len(self._views) - self.max_packets
+                del self._views[:drop]
+                self.forgotten += drop
+                self._observed = None
 
     def done(self) -> None:
         self._analyse()
@@ -177,7 +188,8 @@ class AttackerAnalyzer:
                        "description": r.description, "fired": fired.get(r.name, 0),
                        "linking": linking.get(r.name, 0)} for r in self.rules],
             "profiles": [p.as_dict(self.threshold) for p in result.profiles],
-        }
+        } | ({"window": self.max_packets, "forgotten": self.forgotten}
+             if self.max_packets is not None else {})
 
 
 def _some(items: list[str], n: int = 4) -> str:

@@ -47,14 +47,14 @@ def idle_priority() -> None:
             pass
 
 
-def _worker(conn, parent_end) -> None:
+def _worker(conn, parent_end, window: int | None = None) -> None:
     from web.procsource import die_with_parent
     die_with_parent()
     parent_end.close()                   # fork copied it: without this, recv() never sees EOF
     idle_priority()                      # rows before profiles: the stream keeps the CPU
     from monitor.attacker import AttackerAnalyzer
     from monitor.privacy import privacy_score
-    attackers = {v: AttackerAnalyzer(v) for v in VANTAGES}
+    attackers = {v: AttackerAnalyzer(v, max_packets=window) for v in VANTAGES}
     while True:
         try:
             message = conn.recv()
@@ -84,12 +84,15 @@ def _worker(conn, parent_end) -> None:
 class AttackerWorker:
     """Addon on the stream (hook packet) + client of the worker process."""
 
-    def __init__(self):
+    def __init__(self, window: int | None = None):
+        """`window`: each vantage point's analyzer keeps only the newest `window` packets
+        (monitor.attacker max_packets; for live capture); None keeps all."""
         # fork, not spawn: spawn re-runs the caller's __main__, which a script may not guard.
         # The session makes this object before any server thread exists.
         ctx = multiprocessing.get_context("fork")
         self._conn, child = ctx.Pipe()
-        self._proc = ctx.Process(target=_worker, args=(child, self._conn), name="mip6mon-attacker",
+        self._proc = ctx.Process(target=_worker, args=(child, self._conn, window),
+                                 name="mip6mon-attacker",
                                  daemon=True)
         self._proc.start()
         child.close()

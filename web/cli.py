@@ -90,6 +90,10 @@ def serve(session: MonitorSession, tools: CaptureTools | None, args) -> int:
     return 0
 
 
+LIVE_ROWS = 100_000               # packets the list (and the keyed per-frame state) keeps
+LIVE_ATTACKER_WINDOW = 30_000     # newest packets each live attacker analyses
+
+
 def command_replay(args) -> int:
     capture = args.capture
     if not os.path.isfile(capture):
@@ -113,7 +117,15 @@ def command_live(args) -> int:
     saved = next((getattr(source, a) for a in ("path", "capture_file", "saved_file")
                   if isinstance(getattr(source, a, None), str)), None)
     tools = CaptureTools(saved, keyring=keyring) if saved else None
-    session = MonitorSession(source, keyring=keyring, speed=None, capture_path=saved)
+    # A live capture may run for days: the keyed per-frame state follows the packet list's
+    # rows, and the attacker analyses the newest LIVE_ATTACKER_WINDOW packets (its batch
+    # analysis costs about 2 s per 10,000: a window keeps the pane refreshing)
+    from monitor.keyed import KeyedAnalyzer
+    from web.attacker_worker import AttackerWorker
+    session = MonitorSession(source, keyring=keyring, speed=None, capture_path=saved,
+                             keyed=KeyedAnalyzer(keyring, max_frames=LIVE_ROWS),
+                             attackers=AttackerWorker(window=LIVE_ATTACKER_WINDOW),
+                             max_rows=LIVE_ROWS)
     return serve(session, tools, args)
 
 

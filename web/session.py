@@ -279,7 +279,9 @@ class MonitorSession:
         state = {"attacker": {"vantage": report.get("vantage", vantage),
                               "profiles": [profile_for_pane(p) for p in _tail(profiles)],
                               "profiles_total": len(profiles),
-                              "packets_seen": report.get("packets_seen")},
+                              "packets_seen": report.get("packets_seen"),
+                              "window": report.get("window"),
+                              "forgotten": report.get("forgotten", 0)},
                  "privacy": privacy}
         cost = time.monotonic() - started
         self._attacker_version += 1

@@ -266,3 +266,22 @@ def test_asking_while_feeding_gives_the_batch_result(lab_runs, name):
         if i % 17 == 0:
             live.report()
     assert live.report() == _attack(events[False]).report()
+
+
+def test_a_live_attacker_keeps_only_its_window(scenario_runs):
+    """monitor.attacker max_packets (live capture): the analysis covers the newest packets only,
+    says so, and forgets the rest."""
+    from monitor.sources import PcapSource
+    _, _, analysis, out = scenario_runs("demo")
+    events = list(PcapSource(str(out / "capture.pcapng")).events())
+    whole = AttackerAnalyzer("all")
+    window = AttackerAnalyzer("all", max_packets=60)
+    for event in events:
+        whole.packet(event)
+        window.packet(event)
+    report = window.report()
+    assert report["window"] == 60 and report["forgotten"] > 0
+    assert 60 <= report["packets_seen"] <= 66 < whole.report()["packets_seen"]
+    newest = {e.frame for e in events[-report["packets_seen"] - 5:]}
+    assert {f for p in report["profiles"] for f in p["frames"]} <= newest
+    assert "window" not in whole.report()

@@ -649,6 +649,8 @@
     if (!a) return;
     renderPrivacy(state.panes.privacy);
     setText("profile-count", "(" + a.profiles_total + ")");
+    setText("attacker-window", a.window && a.forgotten
+      ? "over the newest " + a.window + " packets (" + a.forgotten + " older ones forgotten)" : "");
     const frag = document.createDocumentFragment();
     for (const p of a.profiles) {
       const tr = tableRow([
