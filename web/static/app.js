@@ -84,7 +84,8 @@
   // nine cells per row, rebuilt ten times a second, took most of the page's one thread at
   // 1,000 rows/s; one text node lays out several times faster: issue 5's 250 ms budget.)
   // Columns: [title, width in characters] (0: the rest of the line).
-  const COLUMNS = [["No.", 7], ["Time", 12], ["Source", 22], ["Destination", 22],
+  // No. fits 8 digits and Time a day in seconds (86400.000000) before they are cut.
+  const COLUMNS = [["No.", 9], ["Time", 14], ["Source", 22], ["Destination", 22],
                    ["Procedure", 17], ["Msg", 7], ["Path", 7], ["Len", 6], ["Info", 0]];
   const INFO = COLUMNS.length - 1;
 
