@@ -96,6 +96,8 @@ class AttackerWorker:
                                  daemon=True)
         self._proc.start()
         child.close()
+        self.window = window
+        self.shed = 0              # events never sent to a starved worker (window only)
         self._pending: list[PacketEvent] = []
         self._pending_lock = threading.Lock()
         self._pipe_lock = threading.Lock()
@@ -113,6 +115,12 @@ class AttackerWorker:
         with self._pending_lock:
             self._pending.append(event)
             self.seen += 1
+            if self.window is not None and len(self._pending) > 2 * self.window:
+                # the worker is starved (it runs only on idle CPU): what it has not taken
+                # would leave its window anyway; shed it here, counted, not in memory
+                drop = len(self._pending) - self.window
+                del self._pending[:drop]
+                self.shed += drop
 
     def done(self) -> None:
         # no "done" to the worker: its analyzers analyse lazily, when a report is asked for
@@ -152,6 +160,8 @@ class AttackerWorker:
                         {"error": "the attacker analysis process is not running"})
         if status != "ok":
             return {"vantage": vantage, "profiles": []}, {"error": report}
+        if self.shed:
+            report["forgotten"] = report.get("forgotten", 0) + self.shed
         return report, privacy
 
     def close(self) -> None:

@@ -69,3 +69,22 @@ def test_rows_carry_the_node_the_keys_tie_them_to(demo_session):
     late = {frame: node for frame, node in demo_session.pane_update(PaneCursor(), "all")["late_nodes"]}
     assert labelled and not set(labelled) & set(late)   # a frame is labelled once
     assert labelled | late == demo_session.frame_nodes()
+
+
+def test_a_starved_live_attacker_worker_sheds_what_would_leave_its_window(demo_lab):
+    """The attacker worker runs on idle CPU only; in live mode (a window) the events it has not
+    taken yet are bounded and the shed ones are counted in the pane's "forgotten"."""
+    from web.attacker_worker import AttackerWorker
+    events = list(PcapSource(str(demo_lab.capture)).events())
+    worker = AttackerWorker(window=20)
+    try:
+        with worker._pipe_lock:                  # hold the feeder back: nothing reaches it
+            for event in events:
+                worker.packet(event)
+            assert len(worker._pending) <= 40 and worker.shed == len(events) - len(worker._pending)
+        report, _privacy = worker.report("all", {}, {})
+        assert report["window"] == 20
+        assert report["forgotten"] >= worker.shed > 0
+        assert report["packets_seen"] <= 22
+    finally:
+        worker.close()
