@@ -5,7 +5,7 @@
 
 (function () {
   const MAX_ROWS = 200000;      // rows kept in memory for filtering
-  const OVERSCAN = 2;           // rows rendered above and below the visible window
+  const OVERSCAN = 6;           // rows rendered above and below the visible window
   const PERF_MAX = 50000;       // latency samples kept for the benchmark
 
   const $ = (id) => document.getElementById(id);
