@@ -115,6 +115,7 @@
   function poolRow(i) {
     while (pool.length <= i) {
       const div = document.createElement("div");
+      div.setAttribute("role", "listitem");
       pool.push({ div: div, text: div.appendChild(document.createTextNode("")), row: null, epoch: -1 });
     }
     return pool[i];
