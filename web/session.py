@@ -263,8 +263,7 @@ class MonitorSession:
             cached = self._attacker_cache.get(vantage)
             seen = self.view.total
             now = time.monotonic()
-            if cached is not None and (cached["seen"] == seen
-                                                     or now < cached["next"]):
+            if cached is not None and (cached["seen"] == seen or now < cached["next"]):
                 return cached
             return self._refresh_attacker(vantage, seen, now)
 

@@ -157,6 +157,20 @@ end
 -- The three extensions
 ------------------------------------------------------------------------------------------
 
+-- Is a profile option whole and of the profile's length? If not, say why on its item.
+local function option_fits(item, whole, olen, want, name)
+    if not whole then
+        item:add_proto_expert_info(E.truncated)
+        return false
+    end
+    if olen ~= want then
+        item:add_proto_expert_info(E.bad_length, string.format(
+            "%s option length %d (PROFILE.md: %d)", name, olen, want))
+        return false
+    end
+    return true
+end
+
 -- PROFILE.md "Pseudo Home Address option": every 0xFE option of one Destination Options
 -- header (RFC 8200 4.6; 0xFE in a Hop-by-Hop header is some other experiment). The profile
 -- also fixes the alignment (8n+6, like the HAO): a sender's duty, not checked here.
@@ -166,12 +180,7 @@ local function add_pseudo_home_addresses(range, subtree)
         if otype ~= DSTOPT_PSEUDO_HOA then return end
         local item = subtree():add(F.phoa_option, option_range(range, at, olen, limit))
         item:add(F.phoa_length, range(at + 1, 1))
-        if not whole then
-            item:add_proto_expert_info(E.truncated)
-        elseif olen ~= PSEUDO_HOA_LENGTH then
-            item:add_proto_expert_info(E.bad_length, string.format(
-                "Pseudo Home Address option length %d (PROFILE.md: %d)", olen, PSEUDO_HOA_LENGTH))
-        else
+        if option_fits(item, whole, olen, PSEUDO_HOA_LENGTH, "Pseudo Home Address") then
             local address = range(at + 2, PSEUDO_HOA_LENGTH)
             item:add(F.phoa, address)
             item:append_text(": " .. tostring(address:ipv6()))
@@ -202,12 +211,7 @@ local function add_privacy_token(range, at, olen, whole, limit, subtree)
         end
     end
     if present >= 2 then item:add(F.pkt_reserved, range(at + 3, 1)) end
-    if not whole then
-        item:add_proto_expert_info(E.truncated)
-    elseif olen ~= PRIVACY_TOKEN_LENGTH then
-        item:add_proto_expert_info(E.bad_length, string.format(
-            "Privacy Keygen Token option length %d (PROFILE.md: %d)", olen, PRIVACY_TOKEN_LENGTH))
-    else
+    if option_fits(item, whole, olen, PRIVACY_TOKEN_LENGTH, "Privacy Keygen Token") then
         local token = range(at + 4, PRIVACY_TOKEN_LENGTH - 2)
         item:add(F.pkt_token, token)
         item:append_text(": " .. tostring(token:bytes()):lower())

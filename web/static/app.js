@@ -20,7 +20,8 @@
     frameNodes: new Map(), names: {}, nodeAddrs: new Map(),
     displayed: 0, selected: null, procedures: {},
     // the panes as the snapshots built them up: each snapshot carries only what is new
-    panes: { home: [], cn: [], findings: [], trails: new Map(), attacker: null, privacy: null },
+    // (the keyed tables' rows live in the DOM only: they are never read back)
+    panes: { trails: new Map(), attacker: null, privacy: null },
     plotKeys: { coa: "", link: "" }, selectedProfile: null,
   };
   const PANE_ROWS = 50;         // newest entries each keyed table keeps (web/session.py too)
@@ -489,14 +490,10 @@
 
   function renderKeyed(snap) {
     const k = snap.keyed;
-    const panes = state.panes;
     setText("keyed-note", snap.status.keyed ? "(keyring loaded)" : "(no keyring: only what the wire shows)");
     setText("home-count", "(" + k.home_total + ")");
     setText("cn-count", "(" + k.correspondent_total + ")");
     setText("findings-count", "(" + k.findings_total + ")");
-    keep(panes.home, k.home_bindings, PANE_ROWS);
-    keep(panes.cn, k.correspondent_bindings, PANE_ROWS);
-    keep(panes.findings, k.findings, PANE_ROWS);
     prependRows($("home-table").tBodies[0], k.home_bindings, (b) => tableRow(homeCells(b)));
     prependRows($("cn-table").tBodies[0], k.correspondent_bindings, (b) => tableRow(cnCells(b)));
     const ul = $("findings");
