@@ -198,11 +198,8 @@ def test_news_read_in_pieces_adds_up_to_the_report(demo_events, cuts):
     assert news["trails"] == {}
 
 
-def test_news_keeps_the_newest_and_counts_all(demo_events):
-    keyring, events = demo_events
-    analyzer = KeyedAnalyzer(keyring)
-    for event in events:
-        analyzer.packet(event)
+def test_news_keeps_the_newest_and_counts_all(scenario_runs):
+    analyzer = scenario_runs("demo")[2].keyed          # the whole demo, analysed once
     report = analyzer.report()
     news, _ = analyzer.news(limit=2, trail_limit=1)
     assert news["home_total"] == len(report["home_bindings"]) > 2
@@ -210,11 +207,9 @@ def test_news_keeps_the_newest_and_counts_all(demo_events):
     assert all(len(piece["points"]) == 1 for piece in news["trails"].values())
 
 
-def test_frame_node_is_frame_nodes_one_frame_at_a_time(demo_events):
-    keyring, events = demo_events
-    analyzer = KeyedAnalyzer(keyring)
-    for event in events:
-        analyzer.packet(event)
+def test_frame_node_is_frame_nodes_one_frame_at_a_time(scenario_runs, demo_events):
+    analyzer = scenario_runs("demo")[2].keyed
+    _, events = demo_events
     nodes = analyzer.frame_nodes()
     assert len(nodes) > 100
     assert {e.frame: analyzer.frame_node(e.frame) for e in events
