@@ -23,8 +23,9 @@ from dissectors.events import IPv6Layer, MobilityMessage, MobilePrefix, PacketEv
 PATHS = ("mn-ha", "ha-cn", "mn-cn")
 OTHER = "other"
 # Which placed paths each vantage point sees; "all" is colluding eavesdroppers on every path.
-VANTAGE_PATHS = {"mn-ha": ("mn-ha",), "ha-cn": ("ha-cn",), "mn-cn": ("mn-cn",),
-                 "all": PATHS + (OTHER,)}
+VANTAGE_PATHS = {"all": PATHS + (OTHER,), "mn-ha": ("mn-ha",), "ha-cn": ("ha-cn",),
+                 "mn-cn": ("mn-cn",)}
+VANTAGES = tuple(VANTAGE_PATHS)        # the attacker's vantage points, "all" first
 
 # RFC 6275 6.1.2 MH type numbers
 BU, BA, HOTI, COTI, HOT, COT = 5, 6, 1, 2, 3, 4
