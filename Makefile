@@ -1,19 +1,25 @@
 # Two commands on a fresh machine (Debian 12, as root or with sudo):
 #   make demo   installs what is missing, replays the bundled demo, prints the dashboard URL
 #   make test   installs what is missing, runs the whole test suite
+#   make lint   ruff and mypy (CI runs it before the tests)
 VENV     ?= .venv
 PY       := $(VENV)/bin/python
 SUDO     := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 APT_PKGS := tshark chromium iproute2 python3-venv
 STAMP    := $(VENV)/.installed
 
-.PHONY: demo test install system-deps bench clean
+.PHONY: demo test lint install system-deps bench clean
 
 demo: install
 	$(VENV)/bin/mip6mon demo
 
 test: install
 	$(PY) -m pytest -q -p no:cacheprovider
+
+# ruff (pyproject [tool.ruff]) on the whole tree, mypy --strict on keys/ and dissectors/
+lint: install
+	$(PY) -m ruff check .
+	$(PY) -m mypy
 
 install: system-deps $(STAMP)
 

@@ -93,7 +93,8 @@ def main() -> int:
                     with urllib.request.urlopen(f"{base}/api/status?token={token}") as r:
                         status = json.load(r)
                     seen = page.evaluate("window.mip6monPerf.length")
-                    if status["state"] == "done" and seen >= status["analysed"] + status["malformed"]:
+                    settled = status["analysed"] + status["malformed"]
+                    if status["state"] == "done" and seen >= settled:
                         break
                     time.sleep(1.0)
                 perf = page.evaluate("window.mip6monPerf")

@@ -31,7 +31,8 @@ LINKTYPE_RAW = 101
 
 def templates() -> tuple[list[bytes], list[bytes]]:
     """(mobility packets, other packets) as bytes."""
-    from scapy.all import IPv6, TCP, UDP, Raw, MIP6MH_BA, MIP6MH_BU
+    from scapy.all import MIP6MH_BA, MIP6MH_BU, TCP, UDP, IPv6, Raw
+
     from tests.dissectors import builders as b
     mobility = [
         bytes(IPv6(src=b.COA, dst=b.CN) / b.hao(b.HOA) / MIP6MH_BU(seq=5, flags=0, mhtime=10)),

@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import gzip
 import struct
+from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import BinaryIO, Iterator
+from typing import BinaryIO, cast
 
 GZIP_MAGIC = b"\x1f\x8b"     # tshark reads gzip-compressed captures too
 
@@ -121,9 +122,10 @@ def _pcapng(stream: BinaryIO, head: bytes, drops: DropCounter | None,
         if first:
             first = False
         else:
-            head = _read_exact(stream, 4)
-            if head is None:
+            next_head = _read_exact(stream, 4)
+            if next_head is None:
                 return
+            head = next_head
             block_type = struct.unpack(endian + "I", head)[0]
         if block_type == SHB:
             length_and_bom = _read_exact(stream, 8)
@@ -186,7 +188,7 @@ def open_capture(path: str) -> BinaryIO:
     """The capture's octets, decompressed when the file is gzip (as tshark accepts it)."""
     stream = open(path, "rb")
     if stream.peek(2)[:2] == GZIP_MAGIC:
-        return gzip.GzipFile(fileobj=stream, mode="rb")
+        return cast(BinaryIO, gzip.GzipFile(fileobj=stream, mode="rb"))
     return stream
 
 

@@ -18,8 +18,9 @@ import shutil
 import tempfile
 from dataclasses import dataclass
 
+from dissectors.protocol import SPI_LOOKAHEAD
 from keys import formulas
-from keys.keyring import EspSa, Keyring
+from keys.keyring import EspSa, Keyring, Secret
 
 # tshark 4.0 esp_sa UAT labels (PLATFORM-NOTES: they must be these exact strings)
 ENCRYPTION_LABELS = {"null": "NULL", "aes-cbc": "AES-CBC [RFC3602]",
@@ -27,7 +28,6 @@ ENCRYPTION_LABELS = {"null": "NULL", "aes-cbc": "AES-CBC [RFC3602]",
                      "aes-gcm-16": "AES-GCM with 16 octet ICV [RFC4106]"}
 AUTHENTICATION_LABELS = {"null": "NULL", "hmac-sha1-96": "HMAC-SHA-1-96 [RFC2404]",
                          "hmac-sha256-128": "HMAC-SHA-256-128 [RFC4868]"}
-SPI_CHAIN_LENGTH = 64   # draft 6.4 renewals followed per listed SA (one per Home BU exchange)
 
 PREFERENCES = (
     "esp.enable_encryption_decode: TRUE\n"
@@ -42,7 +42,7 @@ class SaEntry:
     predicted: bool      # True when the SPI comes from a draft 6.4 chain
 
 
-def sa_entries(keyring: Keyring | None, chain_length: int = SPI_CHAIN_LENGTH) -> list[SaEntry]:
+def sa_entries(keyring: Keyring | None, chain_length: int = SPI_LOOKAHEAD) -> list[SaEntry]:
     """Listed SAs first, then the SPIs each mobile node's Kph predicts from them (6.4)."""
     if keyring is None:
         return []
@@ -59,7 +59,7 @@ def sa_entries(keyring: Keyring | None, chain_length: int = SPI_CHAIN_LENGTH) ->
 
 def _uat_line(entry: SaEntry) -> str:
     sa = entry.sa
-    def key(secret) -> str:
+    def key(secret: Secret) -> str:
         return "0x" + secret.value.hex() if secret.value else ""
     fields = ["IPv6", sa.src, sa.dst, f"0x{entry.spi:08x}",
               ENCRYPTION_LABELS[sa.encryption], key(sa.encryption_key),
@@ -71,7 +71,7 @@ class TsharkConfig:
     """A private tshark configuration directory; `env` points tshark at it."""
 
     def __init__(self, keyring: Keyring | None = None,
-                 chain_length: int = SPI_CHAIN_LENGTH):
+                 chain_length: int = SPI_LOOKAHEAD):
         self.entries = sa_entries(keyring, chain_length)
         self.path = tempfile.mkdtemp(prefix="mip6mon-tshark-")   # mode 0700
         conf = os.path.join(self.path, "wireshark")
@@ -87,7 +87,7 @@ class TsharkConfig:
         with os.fdopen(fd, "w", encoding="ascii") as f:
             f.write(text)
 
-    def env(self) -> dict:
+    def env(self) -> dict[str, str]:
         env = dict(os.environ)
         env["XDG_CONFIG_HOME"] = self.path
         return env
@@ -97,8 +97,8 @@ class TsharkConfig:
             shutil.rmtree(self.path, ignore_errors=True)
             self.path = ""
 
-    def __enter__(self) -> "TsharkConfig":
+    def __enter__(self) -> TsharkConfig:
         return self
 
-    def __exit__(self, *exc) -> None:
+    def __exit__(self, *exc: object) -> None:
         self.remove()

@@ -7,11 +7,10 @@ round-trip them through JSON types (bytes as hex). They never carry key material
 from __future__ import annotations
 
 import dataclasses
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
-# RFC 6275 6.1.2 MH types, in the names the report uses.
-MH_TYPES = {0: "BRR", 1: "HoTI", 2: "CoTI", 3: "HoT", 4: "CoT", 5: "BU", 6: "BA", 7: "BE"}
+from dissectors.protocol import mh_name
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,7 +62,7 @@ class MobilityMessage:
 
     @property
     def name(self) -> str:
-        return MH_TYPES.get(self.mh_type, f"MH{self.mh_type}")
+        return mh_name(self.mh_type)
 
 
 @dataclass(frozen=True, slots=True)
@@ -115,7 +114,7 @@ _TYPES = {cls.__name__: cls for cls in (Esp, IPv6Layer, MobilityMessage, MobileP
                                          Transport, PacketEvent)}
 
 
-def _reduce_by_position(self):
+def _reduce_by_position(self: Any) -> tuple[type, tuple[Any, ...]]:
     """Pickle as (class, field values in order). The dataclass default builds a state through
     dataclasses.fields() for every object; in the dashboard every event crosses two process
     boundaries (dissector -> analyzers -> attacker worker), and this takes about 40 % off
@@ -124,7 +123,7 @@ def _reduce_by_position(self):
 
 
 for _cls in _TYPES.values():
-    _cls.__reduce__ = _reduce_by_position
+    _cls.__reduce__ = _reduce_by_position  # type: ignore[method-assign]
 
 
 def _encode(value: Any) -> Any:
@@ -139,13 +138,14 @@ def _encode(value: Any) -> Any:
     return value
 
 
-def to_dict(event: PacketEvent) -> dict:
+def to_dict(event: PacketEvent) -> dict[str, Any]:
     """JSON-ready dict of an event (bytes as hex)."""
-    return _encode(event)
+    encoded: dict[str, Any] = _encode(event)
+    return encoded
 
 
-def _decode(cls: type, data: dict) -> Any:
-    kwargs = {}
+def _decode(cls: type, data: dict[str, Any]) -> Any:
+    kwargs: dict[str, Any] = {}
     for f in dataclasses.fields(cls):
         if f.name not in data:
             continue
@@ -167,5 +167,6 @@ def _decode(cls: type, data: dict) -> Any:
     return cls(**kwargs)
 
 
-def from_dict(data: dict) -> PacketEvent:
-    return _decode(PacketEvent, data)
+def from_dict(data: dict[str, Any]) -> PacketEvent:
+    event: PacketEvent = _decode(PacketEvent, data)
+    return event

@@ -1,31 +1,115 @@
 """Mobility Header messages (RFC 6275 6.1) read from their octets, with PROFILE.md extensions.
 
-The layouts are declared as data below. tshark remains the authority for the message type
-(counts follow tshark); the octets give the fields tshark hides: mobility option 18 (tshark's
-`mip6.em.data` drops two octets), the HoTI 'P' flag (Reserved field, no tshark field), and the
-bytes the Binding Authorization Data covers (RFC 6275 6.2.7).
+Each message type's fixed part is declared as rows of `(field, struct format)` in `MESSAGES`
+(as dpkt and scapy declare headers); its options (RFC 6275 6.2) follow at the offset the rows
+add up to, and each option is read by the row of `OPTIONS` for its type. tshark remains the
+authority for the message type (counts follow tshark); the octets give the fields tshark hides:
+mobility option 18 (tshark's `mip6.em.data` drops two octets), the HoTI 'P' flag (Reserved
+field, no tshark field), and the bytes the Binding Authorization Data covers (RFC 6275 6.2.7).
 """
 from __future__ import annotations
 
 import ipaddress
 import struct
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
 
 from dissectors.events import MobilityMessage
+from dissectors.protocol import (
+    BA_FLAGS,
+    BU_FLAGS,
+    HOTI_FLAGS,
+    LIFETIME_UNIT,
+    MH_HEADER_LENGTH,
+    PRIVACY_TOKEN_SUBTYPE,
+    MHType,
+)
+from dissectors.protocol import MobilityOption as Opt
 
-MH_HEADER = 6   # RFC 6275 6.1.1: Payload Proto, Header Len, MH Type, Reserved, Checksum
+MH_HEADER = MH_HEADER_LENGTH
 
-# RFC 6275 6.1.2-6.1.9: where the options start (offset from the MH's first octet)
-OPTIONS_AT = {0: 8, 1: 16, 2: 16, 3: 24, 4: 24, 5: 12, 6: 12, 7: 24}
 
-BU_FLAGS = {"A": 0x80, "H": 0x40, "L": 0x20, "K": 0x10}   # RFC 6275 6.1.7, first flags octet
-BA_FLAGS = {"K": 0x80}                                    # RFC 6275 6.1.8
-HOTI_P_FLAG = 0x8000          # PROFILE.md: MSB of the HoTI's 16-bit Reserved field
-LIFETIME_UNIT = 4             # RFC 6275 6.1.7: lifetime in units of 4 seconds
+@dataclass(frozen=True)
+class Field:
+    """One field of a message's fixed part: the `MobilityMessage` attribute it fills ("" for a
+    reserved field), its struct format, and how the wire value becomes the attribute."""
+    name: str
+    fmt: str
+    flags: dict[str, int] | None = None    # a flags field: bit per flag name
+    scale: int = 1                          # lifetimes are in units of 4 seconds
+    address: bool = False                   # 16 octets shown as RFC 5952 text
 
-# Mobility options (RFC 6275 6.2; PROFILE.md for 18)
-OPT_PAD1, OPT_PADN, OPT_BRA, OPT_ACOA, OPT_NONCE, OPT_BAD = 0, 1, 2, 3, 4, 5
-OPT_PRIVACY_TOKEN = 18        # subtype 0x01, reserved, 8-octet privacy keygen token
-PRIVACY_TOKEN_SUBTYPE = 1
+
+def _reserved(fmt: str, flags: dict[str, int] | None = None) -> Field:
+    return Field("flags" if flags else "", fmt, flags)
+
+
+# RFC 6275 6.1.2-6.1.9 (and PROFILE.md's HoTI 'P' flag): the fixed part of each message.
+MESSAGES: dict[int, tuple[Field, ...]] = {
+    MHType.BRR: (_reserved("H"),),                                                  # 6.1.2
+    MHType.HOTI: (_reserved("H", HOTI_FLAGS), Field("cookie", "8s")),               # 6.1.3
+    MHType.COTI: (_reserved("H"), Field("cookie", "8s")),                           # 6.1.4
+    MHType.HOT: (Field("nonce_index", "H"), Field("cookie", "8s"),                  # 6.1.5
+                 Field("keygen_token", "8s")),
+    MHType.COT: (Field("nonce_index", "H"), Field("cookie", "8s"),                  # 6.1.6
+                 Field("keygen_token", "8s")),
+    MHType.BU: (Field("sequence", "H"), Field("flags", "H", BU_FLAGS),              # 6.1.7
+                Field("lifetime", "H", scale=LIFETIME_UNIT)),
+    MHType.BA: (Field("status", "B"), Field("flags", "B", BA_FLAGS),                # 6.1.8
+                Field("sequence", "H"), Field("lifetime", "H", scale=LIFETIME_UNIT)),
+    MHType.BE: (Field("status", "B"), _reserved("B"),                               # 6.1.9
+                Field("error_home_address", "16s", address=True)),
+}
+
+# Where each message's options start (RFC 6275 6.1.2-6.1.9): the header plus its fixed part,
+# which is also the smallest length a message of that type can have.
+OPTIONS_AT = {mh_type: MH_HEADER + struct.calcsize("!" + "".join(f.fmt for f in fields))
+              for mh_type, fields in MESSAGES.items()}
+
+
+def _alternate_care_of(data: bytes, mh: bytes, at: int) -> dict[str, Any]:
+    return {"alternate_care_of_address": str(ipaddress.IPv6Address(data))}
+
+
+def _refresh_advice(data: bytes, mh: bytes, at: int) -> dict[str, Any]:
+    return {"refresh_interval": struct.unpack("!H", data)[0] * LIFETIME_UNIT}
+
+
+def _nonce_indices(data: bytes, mh: bytes, at: int) -> dict[str, Any]:
+    home, care_of = struct.unpack("!HH", data)
+    return {"home_nonce_index": home, "care_of_nonce_index": care_of}
+
+
+def _authorization_data(data: bytes, mh: bytes, at: int) -> dict[str, Any]:
+    # RFC 6275 6.2.7: the Authenticator covers Payload Proto .. this option's type and length,
+    # with the checksum taken as zero
+    return {"authenticator": bytes(data),
+            "authenticated_data": mh[:4] + b"\x00\x00" + mh[6:at + 2]}
+
+
+def _privacy_token(data: bytes, mh: bytes, at: int) -> dict[str, Any]:
+    if data[0] != PRIVACY_TOKEN_SUBTYPE:
+        return {}
+    return {"privacy_keygen_token": bytes(data[2:10])}
+
+
+@dataclass(frozen=True)
+class OptionLayout:
+    """A mobility option mip6mon reads: the data length it must have (None: any) and the
+    reader that turns its data into `MobilityMessage` fields."""
+    length: int | None
+    read: Callable[[bytes, bytes, int], dict[str, Any]]
+
+
+# RFC 6275 6.2 (and PROFILE.md option 18); Pad1/PadN and unknown options are skipped.
+OPTIONS: dict[int, OptionLayout] = {
+    Opt.BINDING_REFRESH_ADVICE: OptionLayout(2, _refresh_advice),            # 6.2.4
+    Opt.ALTERNATE_CARE_OF_ADDRESS: OptionLayout(16, _alternate_care_of),     # 6.2.5
+    Opt.NONCE_INDICES: OptionLayout(4, _nonce_indices),                      # 6.2.6
+    Opt.BINDING_AUTHORIZATION_DATA: OptionLayout(None, _authorization_data),  # 6.2.7
+    Opt.PRIVACY_KEYGEN_TOKEN: OptionLayout(10, _privacy_token),              # PROFILE.md
+}
 
 
 def checksum_ok(mh: bytes, src: bytes, dst: bytes) -> bool:
@@ -34,7 +118,7 @@ def checksum_ok(mh: bytes, src: bytes, dst: bytes) -> bool:
     data = src + dst + struct.pack("!I", len(mh)) + b"\x00\x00\x00\x87" + mh
     if len(data) % 2:
         data += b"\x00"
-    total = sum(struct.unpack(f"!{len(data) // 2}H", data))
+    total: int = sum(struct.unpack(f"!{len(data) // 2}H", data))
     while total >> 16:
         total = (total & 0xFFFF) + (total >> 16)
     return total == 0xFFFF
@@ -43,7 +127,7 @@ def checksum_ok(mh: bytes, src: bytes, dst: bytes) -> bool:
 def parse(mh_type: int, mh: bytes, pseudo: tuple[bytes, bytes] | None,
           truncated: bool) -> MobilityMessage:
     """Fields of one MH message; whatever is missing from a short capture stays None."""
-    fields: dict = {}
+    fields: dict[str, Any] = {}
     if not truncated and pseudo is not None and len(mh) >= MH_HEADER:
         fields["checksum_valid"] = checksum_ok(mh, *pseudo)
     try:
@@ -54,45 +138,25 @@ def parse(mh_type: int, mh: bytes, pseudo: tuple[bytes, bytes] | None,
     return MobilityMessage(mh_type, **fields)
 
 
-def _message(mh_type: int, mh: bytes, f: dict) -> None:
-    body = MH_HEADER
-    if mh_type in (1, 2):                                   # HoTI, CoTI
-        reserved = struct.unpack_from("!H", mh, body)[0]
-        if mh_type == 1 and reserved & HOTI_P_FLAG:
-            f["flags"] = frozenset({"P"})
-        f["cookie"] = _exact(mh, body + 2, 8)
-    elif mh_type in (3, 4):                                 # HoT, CoT
-        f["nonce_index"] = struct.unpack_from("!H", mh, body)[0]
-        f["cookie"] = _exact(mh, body + 2, 8)
-        f["keygen_token"] = _exact(mh, body + 10, 8)
-    elif mh_type == 5:                                      # BU
-        seq, flags, _, lifetime = struct.unpack_from("!HBBH", mh, body)
-        f["sequence"] = seq
-        f["flags"] = frozenset(n for n, bit in BU_FLAGS.items() if flags & bit)
-        f["lifetime"] = lifetime * LIFETIME_UNIT
-    elif mh_type == 6:                                      # BA
-        status, flags, seq, lifetime = struct.unpack_from("!BBHH", mh, body)
-        f["status"] = status
-        f["flags"] = frozenset(n for n, bit in BA_FLAGS.items() if flags & bit)
-        f["sequence"] = seq
-        f["lifetime"] = lifetime * LIFETIME_UNIT
-    elif mh_type == 7:                                      # BE
-        f["status"] = mh[body]
-        f["error_home_address"] = str(ipaddress.IPv6Address(mh[body + 2:body + 18]))
+def _message(mh_type: int, mh: bytes, f: dict[str, Any]) -> None:
+    """The fixed part, field by field: a short message keeps the fields that were there."""
+    at = MH_HEADER
+    for row in MESSAGES.get(mh_type, ()):
+        (value,) = struct.unpack_from("!" + row.fmt, mh, at)
+        at += struct.calcsize("!" + row.fmt)
+        if row.flags is not None:
+            f["flags"] = frozenset(name for name, bit in row.flags.items() if value & bit)
+        elif row.address:
+            f[row.name] = str(ipaddress.IPv6Address(value))
+        elif row.name:
+            f[row.name] = value * row.scale if row.scale != 1 else value
 
 
-def _exact(mh: bytes, at: int, n: int) -> bytes:
-    value = mh[at:at + n]
-    if len(value) != n:
-        raise ValueError("short field")
-    return value
-
-
-def _options(mh: bytes, at: int, f: dict) -> None:
+def _options(mh: bytes, at: int, f: dict[str, Any]) -> None:
     """RFC 6275 6.2 TLV mobility options."""
     while at < len(mh):
         otype = mh[at]
-        if otype == OPT_PAD1:
+        if otype == Opt.PAD1:
             at += 1
             continue
         if at + 2 > len(mh):
@@ -101,16 +165,7 @@ def _options(mh: bytes, at: int, f: dict) -> None:
         data = mh[at + 2:at + 2 + olen]
         if len(data) < olen:
             return
-        if otype == OPT_BRA and olen == 2:
-            f["refresh_interval"] = struct.unpack("!H", data)[0] * LIFETIME_UNIT
-        elif otype == OPT_ACOA and olen == 16:
-            f["alternate_care_of_address"] = str(ipaddress.IPv6Address(data))
-        elif otype == OPT_NONCE and olen == 4:
-            f["home_nonce_index"], f["care_of_nonce_index"] = struct.unpack("!HH", data)
-        elif otype == OPT_BAD:
-            f["authenticator"] = bytes(data)
-            # RFC 6275 6.2.7: Payload Proto .. the BAD option's type and length, checksum 0
-            f["authenticated_data"] = mh[:4] + b"\x00\x00" + mh[6:at + 2]
-        elif otype == OPT_PRIVACY_TOKEN and olen == 10 and data[0] == PRIVACY_TOKEN_SUBTYPE:
-            f["privacy_keygen_token"] = bytes(data[2:10])
+        layout = OPTIONS.get(otype)
+        if layout is not None and (layout.length is None or olen == layout.length):
+            f.update(layout.read(data, mh, at))
         at += 2 + olen

@@ -24,15 +24,16 @@ import gzip
 import subprocess
 import tempfile
 import threading
-from typing import BinaryIO, Iterator
+from collections.abc import Iterator
+from typing import BinaryIO, cast
 
 from dissectors import capfile, mobility, wire
+from dissectors.accounting import Accounting
 from dissectors.capfile import Record
 from dissectors.espsa import TsharkConfig
 from dissectors.events import IPv6Layer, MobilityMessage, PacketEvent
+from keys.errors import UserError
 from keys.keyring import Keyring
-from monitor.errors import UserError
-from monitor.stream import Accounting
 
 TSHARK = "tshark"
 DUMPCAP = "dumpcap"
@@ -81,7 +82,7 @@ def make_event(line: str, record: Record | None, sensor: str = "") -> PacketEven
     (number, epoch, length, protocols, info, comments, severities, messages, mhtypes,
      esp_protos, esp_data, srcs, dsts) = cols[:len(FIELDS)]
     decrypted = []
-    for proto, data in zip(_split(esp_protos), _split(esp_data)):
+    for proto, data in zip(_split(esp_protos), _split(esp_data), strict=False):
         try:
             decrypted.append((int(proto, 0), bytes.fromhex(data.replace(":", ""))))
         except ValueError:
@@ -89,13 +90,13 @@ def make_event(line: str, record: Record | None, sensor: str = "") -> PacketEven
     walked = wire.walk(record.linktype, record.data, decrypted) if record else wire.Walk()
     layers = tuple(walked.layers)
     if not layers and srcs:
-        layers = tuple(IPv6Layer(s, d) for s, d in zip(_split(srcs), _split(dsts)))
+        layers = tuple(IPv6Layer(s, d) for s, d in zip(_split(srcs), _split(dsts), strict=False))
     malformed = None
     if walked.mh_truncated:
         # tshark only notes "[Packet size limited during capture]" (no expert error), but the
         # MH fields past the snap length are unknown: count it as malformed, not as analysed
         malformed = "Mobility Header truncated by the capture's snap length"
-    for severity, message in zip(_split(severities), _split(messages)):
+    for severity, message in zip(_split(severities), _split(messages), strict=False):
         if severity.isdigit() and int(severity) >= PI_ERROR:
             malformed = message or "malformed"
             break
@@ -127,14 +128,15 @@ def _safe_event(line: str, record: Record | None, sensor: str) -> PacketEvent:
         dsts = _split(cols[12]) if len(cols) > 12 else []
         return PacketEvent(
             frame=int(cols[0]), time=0.0, length=0,
-            layers=tuple(IPv6Layer(a, z) for a, z in zip(srcs, dsts)) or (IPv6Layer("::", "::"),),
+            layers=tuple(IPv6Layer(a, z) for a, z in zip(srcs, dsts, strict=False))
+            or (IPv6Layer("::", "::"),),
             sensor=sensor, malformed=f"dissector error: {exc.__class__.__name__}")
 
 
 class _StderrFile:
     """tshark's stderr, kept in a temporary file (no pipe to fill and block on)."""
 
-    def __init__(self):
+    def __init__(self) -> None:
         self.file = tempfile.TemporaryFile()
 
     def text(self) -> str:
@@ -156,7 +158,7 @@ def _stderr_problem(text: str) -> str | None:
     return None
 
 
-def _reap(proc: subprocess.Popen | None, timeout: float = 5.0) -> None:
+def _reap(proc: subprocess.Popen[bytes] | None, timeout: float = 5.0) -> None:
     if proc is None:
         return
     if proc.poll() is None:
@@ -227,7 +229,7 @@ class _Tshark:
         self.accounting = accounting or Accounting()
         self.prefilter = prefilter
         self._keyring = keyring
-        self._proc: subprocess.Popen | None = None
+        self._proc: subprocess.Popen[bytes] | None = None
         self._config: TsharkConfig | None = None
         self._stderr: _StderrFile | None = None
         self._fed: dict[int, Record] = {}       # tshark frame number -> the capture's record
@@ -261,6 +263,7 @@ class _Tshark:
         self._thread.start()
 
     def _pump(self, stream: BinaryIO) -> None:
+        assert self._proc is not None and self._proc.stdin is not None   # _start_tshark
         sink = self._proc.stdin
         fed = 0
         acc = self.accounting
@@ -324,6 +327,7 @@ class _Tshark:
             return rec
 
     def _lines(self) -> Iterator[PacketEvent]:
+        assert self._proc is not None and self._proc.stdout is not None  # _start_tshark
         stdout = self._proc.stdout
         while True:
             try:
@@ -352,7 +356,8 @@ class _Tshark:
                 continue
             with self._cond:
                 self._yielded += 1
-                self.accounting.filtered = max(0, self.accounting.read - self._yielded - self._settled)
+                self.accounting.filtered = max(
+                    0, self.accounting.read - self._yielded - self._settled)
             yield event
         try:
             stdout.close()
@@ -443,7 +448,7 @@ class TsharkLive(_Tshark):
         super().__init__(keyring, sensor, accounting, prefilter)
         self.interface = interface
         self.bpf = DEFAULT_BPF if bpf is None else bpf
-        self._dumpcap: subprocess.Popen | None = None
+        self._dumpcap: subprocess.Popen[bytes] | None = None
         self._dump_err: _StderrFile | None = None
 
     def start(self) -> None:
@@ -459,15 +464,16 @@ class TsharkLive(_Tshark):
                                              start_new_session=True)
         except FileNotFoundError:
             raise UserError("dumpcap not found: install Wireshark's tshark") from None
-        self._start_tshark(self._dumpcap.stdout)
+        assert self._dumpcap.stdout is not None          # stdout=PIPE
+        self._start_tshark(cast(BinaryIO, self._dumpcap.stdout))
 
     def events(self) -> Iterator[PacketEvent]:
         self.start()
         try:
             yield from self._lines()
-            if not self._closed:
+            if not self._closed and self._dumpcap is not None and self._dump_err is not None:
                 try:
-                    rc = self._dumpcap.wait(5)
+                    rc: int | None = self._dumpcap.wait(5)
                 except subprocess.TimeoutExpired:
                     rc = None
                 problem = _stderr_problem(self._dump_err.text()) if rc else None

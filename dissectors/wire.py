@@ -12,8 +12,21 @@ import functools
 import ipaddress
 import struct
 from dataclasses import dataclass, field
+from typing import Any
 
 from dissectors.events import Esp, IPv6Layer, MobilePrefix, Transport
+from dissectors.protocol import (
+    ICMPV6_INFORMATIONAL,
+    ICMPV6_MPA,
+    ICMPV6_MPS,
+    MOBILITY_NEXT_HEADERS,
+    ND_OPT_PREFIX_INFORMATION,
+    OPT_HAO,
+    OPT_PAD1,
+    OPT_PSEUDO_HOA,
+    ROUTING_TYPE_2,
+)
+from dissectors.protocol import NextHeader as NH
 
 # Link-layer headers in front of the network layer (tcpdump.org LINKTYPE_ values).
 LINKTYPE_NULL, LINKTYPE_ETHERNET, LINKTYPE_RAW, LINKTYPE_LOOP = 0, 1, 101, 108
@@ -21,19 +34,14 @@ LINKTYPE_LINUX_SLL, LINKTYPE_IPV6, LINKTYPE_LINUX_SLL2 = 113, 229, 276
 ETHERTYPE_IPV6, ETHERTYPE_VLAN = 0x86DD, (0x8100, 0x88A8, 0x9100)
 BSD_AF_INET6 = (10, 24, 28, 30)  # AF_INET6 on Linux, BSDs, macOS (DLT_NULL / DLT_LOOP)
 
-# IPv6 next-header values (IANA "Assigned Internet Protocol Numbers").
-HOP_BY_HOP, TCP, UDP, IPV6, ROUTING, FRAGMENT = 0, 6, 17, 41, 43, 44
-ESP_NH, AH, ICMPV6, NO_NEXT, DEST_OPTS, MOBILITY = 50, 51, 58, 59, 60, 135
-# Early MIPv6 drafts used next header 62 for the Mobility Header; tshark still dissects it as
-# mipv6, so the walk does too (the counts follow tshark).
-MOBILITY_NEXT_HEADERS = (MOBILITY, 62)
-PROTOCOL_NAMES = {TCP: "tcp", UDP: "udp", ICMPV6: "icmpv6", NO_NEXT: "none", 132: "sctp",
-                  4: "ipv4", 47: "gre", 136: "udplite"}
-
-OPT_PAD1, OPT_HAO, OPT_PSEUDO_HOA = 0, 201, 0xFE   # RFC 6275 6.3; PROFILE.md (0xFE)
-ROUTING_TYPE_2 = 2                                   # RFC 6275 6.4
-ICMPV6_MPS, ICMPV6_MPA = 146, 147                    # RFC 6275 6.7, 6.8
-ND_OPT_PREFIX_INFORMATION = 3                        # RFC 4861 4.6.2
+# Short names for the next-header values the walk dispatches on (dissectors.protocol), as
+# plain ints: the walk compares them for every header of every frame.
+HOP_BY_HOP, TCP, UDP, IPV6 = int(NH.HOP_BY_HOP), int(NH.TCP), int(NH.UDP), int(NH.IPV6)
+ROUTING, FRAGMENT, ESP_NH, AH = int(NH.ROUTING), int(NH.FRAGMENT), int(NH.ESP), int(NH.AH)
+ICMPV6, DEST_OPTS = int(NH.ICMPV6), int(NH.DEST_OPTS)
+PROTOCOL_NAMES: dict[int, str] = {
+    NH.TCP: "tcp", NH.UDP: "udp", NH.ICMPV6: "icmpv6", NH.NO_NEXT: "none", NH.SCTP: "sctp",
+    NH.IPV4: "ipv4", NH.GRE: "gre", NH.UDPLITE: "udplite"}
 PREVIEW_OCTETS = 32
 
 
@@ -84,7 +92,7 @@ def _printable(payload: bytes) -> str:
     return "".join(chr(b) if 32 <= b < 127 else "." for b in payload[:PREVIEW_OCTETS])
 
 
-def _dest_options(buf: bytes, start: int, end: int, found: dict) -> None:
+def _dest_options(buf: bytes, start: int, end: int, found: dict[str, Any]) -> None:
     """RFC 8200 4.2 TLV options: pick the HAO and the 0xFE pseudo home address option."""
     at = start
     while at < end:
@@ -159,7 +167,7 @@ def _walk(buf: bytes, out: Walk, decrypted: list[tuple[int, bytes]]) -> None:
             return
         nh = buf[6]
         src_octets, dst_octets = bytes(buf[8:24]), bytes(buf[24:40])
-        found: dict = {"src": _addr(src_octets), "dst": _addr(dst_octets)}
+        found: dict[str, Any] = {"src": _addr(src_octets), "dst": _addr(dst_octets)}
         at = 40
         inner: bytes | None = None
         try:
@@ -228,7 +236,6 @@ ETHERTYPE_IPV4, ETHERTYPE_ARP = 0x0800, 0x0806
 # UDP ports that can carry IPv6 or ESP inside (Teredo, IPsec NAT-T, VXLAN, GTP-U, L2TP,
 # DSMIPv6): such datagrams go to tshark, whose display filter decides.
 TUNNEL_UDP_PORTS = frozenset({3544, 4500, 4789, 2152, 1701, 5436})
-ICMPV6_INFORMATIONAL = 128     # RFC 4443 2.1: types below are errors and quote a packet
 
 
 def candidate(linktype: int, data: bytes) -> bool:

@@ -88,7 +88,8 @@ def rr_pseudo_home_address(kpm: bytes, care_of_address: str | bytes, home_nonce_
                            care_of_nonce_index: int, home_address: str | bytes) -> str:
     """draft 4.1: pseudo home address = String XOR HoA (its own inverse)."""
     mask = rr_mask(kpm, care_of_address, home_nonce_index, care_of_nonce_index)
-    return address_text(bytes(a ^ b for a, b in zip(mask, address_bytes(home_address))))
+    home = address_bytes(home_address)
+    return address_text(bytes(a ^ b for a, b in zip(mask, home, strict=True)))
 
 
 rr_home_address = rr_pseudo_home_address  # XOR inverts itself: same call with the pseudo address
@@ -122,7 +123,7 @@ def _encrypt_iid(ki: bytes, iid: bytes, cipher: str) -> bytes:
     if cipher == "aes-ctr":
         keystream = Cipher(algorithms.AES(ki[:16]), modes.CTR(bytes(16))).encryptor() \
             .update(bytes(8))
-        return bytes(a ^ b for a, b in zip(iid, keystream))
+        return bytes(a ^ b for a, b in zip(iid, keystream, strict=False))
     if cipher == "aes-ecb-trunc":
         return _aes_block(ki, iid + bytes(8))[:8]
     raise ValueError(f"unknown pseudo home address cipher {cipher!r}")

@@ -11,8 +11,10 @@ import tomllib
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any, Literal, overload
 
 from keys import formulas
+from keys.errors import UserError
 
 PHOA_CIPHERS = ("aes-ctr", "aes-ecb-trunc")
 KEY_INDEXES = ("esp-seq", "counter")
@@ -20,7 +22,7 @@ ESP_ENCRYPTIONS = ("null", "aes-cbc", "aes-ctr", "aes-gcm-16")
 ESP_AUTHENTICATIONS = ("null", "hmac-sha1-96", "hmac-sha256-128")
 
 
-class KeyringError(ValueError):
+class KeyringError(UserError):
     """A keyring that cannot be used; the message is one line, fit for stderr."""
 
 
@@ -88,10 +90,11 @@ class Keyring:
     correspondents: tuple[Correspondent, ...] = ()
     binding_keys: tuple[BindingKey, ...] = ()
     # lookups by address, built once: the keyed analyzer asks several times per packet
-    _index: dict = field(init=False, repr=False, compare=False, hash=False)
+    _index: dict[tuple[str, Any], Any] = field(init=False, repr=False, compare=False,
+                                               hash=False)
 
     def __post_init__(self) -> None:
-        index: dict = {}
+        index: dict[tuple[str, Any], Any] = {}
         for kind, items, key in (("ha", self.home_agents, lambda h: h.address),
                                  ("cn", self.correspondents, lambda c: c.address),
                                  ("mn", self.mobile_nodes, lambda m: m.home_address),
@@ -118,24 +121,34 @@ class Keyring:
 class _Table:
     """One table of the TOML file, with typed field readers that raise named errors."""
 
-    def __init__(self, path: Path, name: str, data: dict):
+    def __init__(self, path: Path, name: str, data: dict[str, Any]):
         self.path, self.name, self.data = path, name, data
 
     def error(self, fld: str, problem: str) -> KeyringError:
         return KeyringError(f"{self.path}: [{self.name}] {fld}: {problem}")
 
-    def raw(self, fld: str, required: bool = True):
+    def raw(self, fld: str, required: bool = True) -> Any:
         if fld not in self.data:
             if required:
                 raise self.error(fld, "missing")
             return None
         return self.data[fld]
 
+    @overload
+    def text(self, fld: str, required: Literal[True] = True) -> str: ...
+    @overload
+    def text(self, fld: str, required: bool) -> str | None: ...
+
     def text(self, fld: str, required: bool = True) -> str | None:
         value = self.raw(fld, required)
         if value is not None and not isinstance(value, str):
             raise self.error(fld, "must be a string")
         return value
+
+    @overload
+    def address(self, fld: str, required: Literal[True] = True, wildcard: bool = False) -> str: ...
+    @overload
+    def address(self, fld: str, required: bool, wildcard: bool = False) -> str | None: ...
 
     def address(self, fld: str, required: bool = True, wildcard: bool = False) -> str | None:
         value = self.text(fld, required)
@@ -145,6 +158,12 @@ class _Table:
             return str(ipaddress.IPv6Address(value))
         except ValueError:
             raise self.error(fld, "not an IPv6 address") from None
+
+    @overload
+    def hex_key(self, fld: str, lengths: tuple[int, ...],
+                required: Literal[True] = True) -> Secret: ...
+    @overload
+    def hex_key(self, fld: str, lengths: tuple[int, ...], required: bool) -> Secret | None: ...
 
     def hex_key(self, fld: str, lengths: tuple[int, ...], required: bool = True) -> Secret | None:
         value = self.text(fld, required)
@@ -166,14 +185,14 @@ class _Table:
         return value
 
 
-def _tables(path: Path, doc: dict, key: str):
+def _tables(path: Path, doc: dict[str, Any], key: str) -> list[_Table]:
     items = doc.get(key, [])
     if not isinstance(items, list):
         raise KeyringError(f"{path}: [[{key}]] must be an array of tables")
     return [_Table(path, f"{key} #{n + 1}", item) for n, item in enumerate(items)]
 
 
-def _prefix(table: _Table, value) -> str:
+def _prefix(table: _Table, value: Any) -> str:
     try:
         net = ipaddress.IPv6Network(value, strict=True)
     except (ValueError, TypeError):
@@ -189,7 +208,7 @@ def _esp_key_lengths(algorithm: str) -> tuple[int, ...]:
             "aes-gcm-16": (20, 28, 36), "hmac-sha1-96": (20,), "hmac-sha256-128": (32,)}[algorithm]
 
 
-def parse_keyring(doc: dict, path: Path | str = "<keyring>") -> Keyring:
+def parse_keyring(doc: dict[str, Any], path: Path | str = "<keyring>") -> Keyring:
     path = Path(path)
     home_agents = []
     for t in _tables(path, doc, "home_agent"):
@@ -209,7 +228,7 @@ def parse_keyring(doc: dict, path: Path | str = "<keyring>") -> Keyring:
         mobile_nodes.append(MobileNode(
             name=t.text("name"), home_address=t.address("home_address"),
             home_agent=t.address("home_agent", required=False),
-            kph=kph or Secret(formulas.kph_from_ks(ks.value)),
+            kph=kph if kph is not None else Secret(formulas.kph_from_ks(ks.value if ks else b"")),
             phoa_cipher=t.choice("phoa_cipher", PHOA_CIPHERS, "aes-ctr"),
             key_index=t.choice("key_index", KEY_INDEXES, "esp-seq")))
 
@@ -239,7 +258,7 @@ def parse_keyring(doc: dict, path: Path | str = "<keyring>") -> Keyring:
         if not isinstance(nonces_doc, dict):
             raise t.error("nonces", "must be a table of index = nonce")
         nonces_table = _Table(path, f"{t.name}.nonces", nonces_doc)
-        nonces = {}
+        nonces: dict[int, Secret] = {}
         for index in nonces_doc:
             if not index.isdigit() or int(index) > 0xFFFF:
                 raise nonces_table.error(index, "nonce index must be 0..65535")
@@ -257,7 +276,7 @@ def parse_keyring(doc: dict, path: Path | str = "<keyring>") -> Keyring:
                    tuple(correspondents), tuple(binding_keys))
 
 
-def load_keyring(path: str | os.PathLike) -> Keyring:
+def load_keyring(path: str | os.PathLike[str]) -> Keyring:
     """Read and validate a keyring file; warns when group or others may read it."""
     path = Path(path)
     try:

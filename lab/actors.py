@@ -17,9 +17,9 @@ import ipaddress
 from dataclasses import dataclass, field
 
 from keys import formulas as F
+from keys.errors import UserError
 from lab import packets as P
 from lab.scenario import Event, MobileNodeSpec, Scenario
-from monitor.errors import UserError
 
 EPOCH_BASE_USEC = 1_767_225_600 * 1_000_000     # 2026-01-01T00:00:00Z: a fixed capture epoch
 HOP_DELAY = 0.004                               # seconds between consecutive packets of a flow

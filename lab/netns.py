@@ -25,9 +25,9 @@ import sys
 import time
 from dataclasses import dataclass
 
+from keys.errors import UserError
 from lab.actors import MAC_BG, MAC_HA, MAC_MN, Frame, cn_mac
 from lab.scenario import Scenario
-from monitor.errors import UserError
 
 PREFIX = "mip6mon-"
 NAMESPACES = ("mn", "ha", "cn1", "cn2")
@@ -185,7 +185,7 @@ def send_frames(frames: list[Frame], speed: float = 1.0) -> dict[str, int]:
             sockets.get(*end)
         start = time.monotonic()
         first = frames[0].usec if frames else 0
-        for frame, end in zip(frames, ends):
+        for frame, end in zip(frames, ends, strict=False):
             due = start + (frame.usec - first) / 1e6 / speed
             delay = due - time.monotonic()
             if delay > 0:

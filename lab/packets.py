@@ -14,46 +14,43 @@ import struct
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from dissectors.protocol import (
+    BU_FLAGS,
+    HOTI_P_FLAG,
+    ICMPV6_ECHO_REPLY,
+    ICMPV6_ECHO_REQUEST,
+    ICMPV6_MPA,
+    ICMPV6_MPS,
+    OPT_HAO,
+    OPT_PSEUDO_HOA,
+    PRIVACY_TOKEN_SUBTYPE,
+    MHType,
+    MobilityOption,
+    NextHeader,
+)
 from keys import formulas
 from keys.formulas import address_bytes
 
-# --- protocol numbers and code points (PROFILE.md "Code points") ------------------------------
+# --- protocol numbers and code points (PROFILE.md "Code points"), from dissectors.protocol --
+# Short names for the builders below; the values are declared once, in dissectors.protocol.
 
-NH_HOPOPT = 0
-NH_TCP = 6
-NH_UDP = 17
-NH_IPV6 = 41            # IPv6-in-IPv6 (ESP tunnel mode inner header)
-NH_ROUTING = 43
-NH_ESP = 50
-NH_ICMPV6 = 58
-NH_NONE = 59            # RFC 6275 6.1.1: MH Payload Proto is always 59
-NH_DSTOPT = 60
-NH_MH = 135             # RFC 6275 6.1
+NH_HOPOPT, NH_TCP, NH_UDP = NextHeader.HOP_BY_HOP, NextHeader.TCP, NextHeader.UDP
+NH_IPV6, NH_ROUTING, NH_ESP = NextHeader.IPV6, NextHeader.ROUTING, NextHeader.ESP
+NH_ICMPV6, NH_NONE, NH_DSTOPT = NextHeader.ICMPV6, NextHeader.NO_NEXT, NextHeader.DEST_OPTS
+NH_MH = NextHeader.MOBILITY
 
-MH_BRR, MH_HOTI, MH_COTI, MH_HOT, MH_COT, MH_BU, MH_BA, MH_BE = range(8)  # RFC 6275 6.1.2
+MH_BRR, MH_HOTI, MH_COTI, MH_HOT = MHType.BRR, MHType.HOTI, MHType.COTI, MHType.HOT
+MH_COT, MH_BU, MH_BA, MH_BE = MHType.COT, MHType.BU, MHType.BA, MHType.BE
 
-OPT_PAD1 = 0            # RFC 6275 6.2.2 (mobility options)
-OPT_PADN = 1
-OPT_ALT_COA = 3         # RFC 6275 6.2.5, alignment 8n+6
-OPT_NONCE_INDICES = 4   # RFC 6275 6.2.6, alignment 2n
-OPT_BAD = 5             # RFC 6275 6.2.7, alignment 8n+2
-OPT_PRIVACY_TOKEN = 18  # PROFILE.md: Privacy Keygen Token, length 10, alignment 2n
-PRIVACY_TOKEN_SUBTYPE = 0x01
+OPT_PAD1, OPT_PADN = MobilityOption.PAD1, MobilityOption.PADN
+OPT_ALT_COA = MobilityOption.ALTERNATE_CARE_OF_ADDRESS          # alignment 8n+6
+OPT_NONCE_INDICES = MobilityOption.NONCE_INDICES                # alignment 2n
+OPT_BAD = MobilityOption.BINDING_AUTHORIZATION_DATA             # alignment 8n+2
+OPT_PRIVACY_TOKEN = MobilityOption.PRIVACY_KEYGEN_TOKEN         # alignment 2n
 
-DOPT_HAO = 0xC9         # RFC 6275 6.3, alignment 8n+6
-DOPT_PSEUDO_HOA = 0xFE  # PROFILE.md / draft 4.1: Pseudo Home Address option, alignment 8n+6
+DOPT_HAO, DOPT_PSEUDO_HOA = OPT_HAO, OPT_PSEUDO_HOA               # alignment 8n+6
 
-HOTI_P_FLAG = 0x8000    # PROFILE.md: 'P' is the top bit of the HoTI Reserved field (draft 4.1)
-
-BU_FLAG_A = 0x8000      # RFC 6275 6.1.7: A H L K in the top bits of the 16-bit flags field
-BU_FLAG_H = 0x4000
-BU_FLAG_L = 0x2000
-BU_FLAG_K = 0x1000
-
-ICMPV6_MPS = 146        # RFC 6275 6.5
-ICMPV6_MPA = 147        # RFC 6275 6.6
-ICMPV6_ECHO_REQUEST = 128
-ICMPV6_ECHO_REPLY = 129
+BU_FLAG_A, BU_FLAG_H, BU_FLAG_L, BU_FLAG_K = (BU_FLAGS[f] for f in "AHLK")
 
 
 # --- checksums -------------------------------------------------------------------------------

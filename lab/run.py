@@ -6,10 +6,10 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+from keys.errors import UserError
 from lab.actors import EPOCH_BASE_USEC, Frame, World
 from lab.pcapng import write_pcapng
 from lab.scenario import Scenario
-from monitor.errors import UserError
 
 PATHS = ("mn-ha", "ha-cn", "mn-cn", "other")
 
@@ -69,7 +69,7 @@ def keyring_toml(world: World) -> str:
                 f"key_index    = {_q(mn.spec.key_index)}", ""]
     for mn in world.mns.values():
         for sa, label in zip(mn.sas(), ("MN->HA transport", "HA->MN transport",
-                                         "MN->HA tunnel", "HA->MN tunnel")):
+                                         "MN->HA tunnel", "HA->MN tunnel"), strict=False):
             # every SPI the SA went through (draft 6.4 renewals keep the keys)
             for spi in sa.spis_used:
                 out += [f"[[esp_sa]]   # {mn.name} {label}", f'spi                = "0x{spi:08x}"',

@@ -41,7 +41,7 @@ from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 
-from monitor.errors import UserError
+from keys.errors import UserError
 
 HOME_BU_MODES = ("rfc3776", "5.2.1", "5.2.2")
 PHOA_CIPHERS = ("aes-ctr", "aes-ecb-trunc")

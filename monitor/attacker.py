@@ -14,11 +14,10 @@ from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 
 from dissectors.events import PacketEvent
+from dissectors.protocol import OTHER_PATH, PATHS
 from monitor.linking import RULES, THRESHOLD, Evidence, Rule, cluster, find_evidence
 from monitor.observe import Observation, observe
 from monitor.placement import VANTAGE_PATHS, Roles, View, learn_roles, place, visible
-
-VANTAGES = ("all", "mn-ha", "ha-cn", "mn-cn")
 
 
 @dataclass(frozen=True, slots=True)
@@ -180,7 +179,7 @@ class AttackerAnalyzer:
         return {
             "vantage": self.vantage,
             "packets_seen": len(result.observations),
-            "placement": {p: result.placement.get(p, 0) for p in ("mn-ha", "ha-cn", "mn-cn", "other")},
+            "placement": {p: result.placement.get(p, 0) for p in (*PATHS, OTHER_PATH)},
             "home_agents": [{"address": a, "why": result.roles.reasons.get(a, "")}
                             for a in sorted(result.roles.home_agents)],
             "threshold": self.threshold,
@@ -202,12 +201,14 @@ def attacker_text(report: dict, max_profiles: int = 20) -> str:
     """Text section for `mip6mon report`; takes the whole report or its "attacker" section."""
     section = report.get("attacker", report)
     profiles = section.get("profiles", [])
-    lines = [f"attacker at {section.get('vantage')}: {section.get('packets_seen', 0)} packets seen, "
+    lines = [f"attacker at {section.get('vantage')}: "
+             f"{section.get('packets_seen', 0)} packets seen, "
              f"{len(profiles)} profiles"]
     if section.get("home_agents"):
         lines.append("  home agents (from the wire): "
                      + ", ".join(h["address"] for h in section["home_agents"]))
-    fired = [f"{r['name']}={r['linking']}/{r['fired']}" for r in section.get("rules", []) if r["fired"]]
+    fired = [f"{r['name']}={r['linking']}/{r['fired']}" for r in section.get("rules", [])
+             if r["fired"]]
     if fired:
         lines.append("  rules (linking/fired): " + " ".join(fired))
     ranked = sorted(profiles, key=lambda p: -len(p["frames"]))
@@ -217,7 +218,8 @@ def attacker_text(report: dict, max_profiles: int = 20) -> str:
         lines.append(f"  {p['id']}: {len(p['frames'])} frames, care-of trail {trail}; "
                      f"addresses {_some(p['addresses'])}; "
                      f"correspondents {_some(p['correspondents'])}; "
-                     f"linked by {', '.join(f'{k} x{v}' for k, v in sorted(rules.items())) or 'nothing'}")
+                     "linked by "
+                     + (", ".join(f"{k} x{v}" for k, v in sorted(rules.items())) or "nothing"))
     if len(ranked) > max_profiles:
         lines.append(f"  ... {len(ranked) - max_profiles} smaller profiles")
     return "\n".join(lines)

@@ -1,29 +1,60 @@
-"""`mip6mon`: one command, with subcommands. Each subcommand lives in the module that owns it."""
+"""`mip6mon`: one command, with subcommands. Each subcommand lives in the module that owns it.
+
+This module is the command line, and the one module declared to sit on top of every layer
+(keys <- dissectors <- monitor <- web, with lab beside; docs/DESIGN.md, tests/test_layers.py):
+it imports the lab and the web dashboard, each only when its subcommand runs, so that `report`
+never pays for Flask.
+"""
 from __future__ import annotations
 
 import argparse
-import importlib
 import sys
 import warnings
+from collections.abc import Callable
 
-from keys.keyring import KeyringError
-from monitor.errors import UserError
+from keys.errors import UserError
+from monitor.placement import VANTAGES
 
-VANTAGES = ("all", "mn-ha", "ha-cn", "mn-cn")
 
-# subcommand -> "module:function"; the function takes the parsed args and returns an exit code
-COMMANDS = {
-    "report": "monitor.report:command_report",
-    "compare": "monitor.compare:command_compare",
-    "lab": "lab.cli:command_lab",
-    "replay": "web.cli:command_replay",
-    "live": "web.cli:command_live",
-    "demo": "web.cli:command_demo",
+def _report(args: argparse.Namespace) -> int:
+    from monitor.report import command_report
+    return command_report(args)
+
+
+def _compare(args: argparse.Namespace) -> int:
+    from monitor.compare import command_compare
+    return command_compare(args)
+
+
+def _lab(args: argparse.Namespace) -> int:
+    from lab.cli import command_lab
+    return command_lab(args)
+
+
+def _replay(args: argparse.Namespace) -> int:
+    from web.cli import command_replay
+    return command_replay(args)
+
+
+def _live(args: argparse.Namespace) -> int:
+    from web.cli import command_live
+    return command_live(args)
+
+
+def _demo(args: argparse.Namespace) -> int:
+    from web.cli import command_demo
+    return command_demo(args)
+
+
+# subcommand -> the function that runs it (parsed args in, exit code out)
+COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
+    "report": _report, "compare": _compare, "lab": _lab,
+    "replay": _replay, "live": _live, "demo": _demo,
 }
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="mip6mon", description=__doc__)
+    parser = argparse.ArgumentParser(prog="mip6mon", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("report", help="analyse a capture, print binding caches and findings")
@@ -32,12 +63,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--format", choices=("text", "json"), default="text")
     p.add_argument("--vantage", choices=VANTAGES, default="all")
 
-    p = sub.add_parser("compare", help="privacy metrics of two captures side by side")
-    p.add_argument("capture_a")
-    p.add_argument("capture_b")
+    p = sub.add_parser("compare", help="privacy metrics of two captures side by side, or "
+                                       "Markdown tables of lab runs (--lab)")
+    p.add_argument("capture_a", nargs="?")
+    p.add_argument("capture_b", nargs="?")
     p.add_argument("--keys", help="keyring for capture A (and B unless --keys-b)")
     p.add_argument("--keys-b", help="keyring for capture B")
-    p.add_argument("--vantage", choices=VANTAGES, default="all")
+    p.add_argument("--lab", nargs="+", metavar="DIR",
+                   help="lab output directories (capture.pcapng + keyring.toml): Markdown "
+                        "tables as in docs/compare.md")
+    p.add_argument("--vantage", choices=(*VANTAGES, "matrix"), default="all",
+                   help="vantage point; 'matrix' (with --lab): every vantage point")
     p.add_argument("--format", choices=("text", "json"), default="text")
 
     p = sub.add_parser("lab", help="generate MIPv6 location-privacy traffic")
@@ -75,12 +111,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    module_name, function = COMMANDS[args.command].split(":")
     warnings.formatwarning = lambda msg, cat, *a, **k: f"mip6mon: warning: {msg}\n"
     try:
-        command = getattr(importlib.import_module(module_name), function)
-        return command(args) or 0
-    except (UserError, KeyringError) as exc:
+        return COMMANDS[args.command](args) or 0
+    except UserError as exc:          # keyring errors included (KeyringError is a UserError)
         print(f"mip6mon: error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

@@ -2,8 +2,9 @@
 side (e.g. the baseline lab scenario against a draft scenario), so the draft's claims (sections
 6 and 7) become measurements and the places where its countermeasures still leak show.
 
-`python -m monitor.compare DIR...` writes the Markdown table of docs/compare.md from lab output
-directories (each with capture.pcapng and keyring.toml), through the same functions.
+`mip6mon compare --lab DIR... [--vantage V|matrix]` writes the Markdown tables of
+docs/compare.md from lab output directories (each with capture.pcapng and keyring.toml), through
+the same functions.
 """
 from __future__ import annotations
 
@@ -12,6 +13,8 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
+from dissectors.protocol import PATHS
+from keys.errors import UserError
 from keys.keyring import load_keyring
 
 # (key, label) of the rows of the side-by-side table, in order
@@ -67,7 +70,7 @@ def label_of(capture: str) -> str:
 
 def measure(capture: str, keys: str | None, vantage: str = "all") -> Measurement:
     from monitor.privacy import privacy_score
-    from monitor.report import analyse        # lazily: report imports every analyzer
+    from monitor.report import analyse  # lazily: report imports every analyzer
     keyring = load_keyring(keys) if keys else None
     analysis = analyse(capture, keyring, vantage)
     return Measurement(label_of(capture), capture, analysis.attacker.report(),
@@ -87,7 +90,10 @@ def render_table(measurements: list[Measurement]) -> str:
     rows = [[label] + [_cell(m.row(key)) for m in measurements] for key, label in ROWS
             if key != "linking_rules"]
     widths = [max(len(r[i]) for r in [headers] + rows) for i in range(len(headers))]
-    line = lambda cells: "  ".join(c.ljust(w) for c, w in zip(cells, widths)).rstrip()
+
+    def line(cells: list[str]) -> str:
+        return "  ".join(c.ljust(w) for c, w in zip(cells, widths, strict=True)).rstrip()
+
     out = [line(headers), line(["-" * w for w in widths])] + [line(r) for r in rows]
     out += [f"rules that linked in {m.label}: {m.row('linking_rules')}" for m in measurements]
     return "\n".join(out)
@@ -95,6 +101,11 @@ def render_table(measurements: list[Measurement]) -> str:
 
 def command_compare(args) -> int:
     vantage = getattr(args, "vantage", "all") or "all"
+    if args.lab:
+        return _lab_tables(args.lab, vantage)
+    if not (args.capture_a and args.capture_b) or vantage == "matrix":
+        raise UserError("compare takes two captures (CAPTURE_A CAPTURE_B), or --lab DIR... "
+                        "(--vantage matrix only with --lab)")
     keys_b = args.keys_b or args.keys
     a = measure(args.capture_a, args.keys, vantage)
     b = measure(args.capture_b, keys_b, vantage)
@@ -147,7 +158,7 @@ def render_markdown(measurements: list[Measurement], vantage: str) -> str:
     return "\n".join([f"Attacker at `{vantage}`.", "", head, sep, *rows, "", *notes]) + "\n"
 
 
-PATH_VANTAGES = ("mn-ha", "ha-cn", "mn-cn", "all")
+PATH_VANTAGES = (*PATHS, "all")          # the matrix's columns: each path, then colluders
 # rules that only repeat what one packet exchange already shows; the others are the leaks
 _TRIVIAL = {"same-care-of-address", "same-init-cookie"}
 
@@ -169,7 +180,8 @@ def matrix_sentence(label: str, by_vantage: dict[str, Measurement]) -> str:
             p.get("care_of_tied") == p.get("care_of_addresses")
 
     def follows(m):
-        return m.attacker.get("packets_seen") and (m.privacy.get("followed_fraction") or 0) >= 0.999 \
+        followed = m.privacy.get("followed_fraction") or 0
+        return m.attacker.get("packets_seen") and followed >= 0.999 \
             and m.privacy.get("care_of_addresses")
 
     paths = [v for v in PATH_VANTAGES if v != "all"]
@@ -203,9 +215,9 @@ def render_matrix(labels: list[str], grid: dict[str, dict[str, Measurement]]) ->
     """Markdown: one row per scenario, one column per vantage point, a sentence per row."""
     head = "| scenario | " + " | ".join(f"`{v}`" for v in PATH_VANTAGES) + " |"
     sep = "| --- " * (len(PATH_VANTAGES) + 1) + "|"
-    rows = [f"| {l} | " + " | ".join(_cell_v(grid[l][v]) for v in PATH_VANTAGES) + " |"
-            for l in labels]
-    notes = [f"- {matrix_sentence(l, grid[l])}" for l in labels]
+    rows = [f"| {label} | " + " | ".join(_cell_v(grid[label][v]) for v in PATH_VANTAGES) + " |"
+            for label in labels]
+    notes = [f"- {matrix_sentence(label, grid[label])}" for label in labels]
     legend = ("P = pairwise link precision, R = link recall, tied = care-of addresses that a "
               "profile holds together with the node's real home address, followed = longest "
               "stretch of consecutive care-of addresses one profile covers / moves (mean "
@@ -213,29 +225,15 @@ def render_matrix(labels: list[str], grid: dict[str, dict[str, Measurement]]) ->
     return "\n".join([legend, "", head, sep, *rows, "", *notes]) + "\n"
 
 
-def main(argv: list[str] | None = None) -> int:
-    import argparse
-    parser = argparse.ArgumentParser(prog="python -m monitor.compare",
-                                     description="Markdown compare tables of lab output dirs")
-    parser.add_argument("dirs", nargs="+")
-    parser.add_argument("--vantage", default="all", choices=PATH_VANTAGES + ("matrix",),
-                        help="one vantage point's table, or 'matrix': every vantage point")
-    args = parser.parse_args(argv)
-    if args.vantage != "matrix":
-        ms = [measure(str(Path(d) / "capture.pcapng"), str(Path(d) / "keyring.toml"),
-                      args.vantage) for d in args.dirs]
-        sys.stdout.write(render_markdown(ms, args.vantage))
+def _lab_tables(dirs: list[str], vantage: str) -> int:
+    """Markdown tables of lab output directories: one vantage point's, or the matrix."""
+    def measured(d: str, v: str) -> Measurement:
+        return measure(str(Path(d) / "capture.pcapng"), str(Path(d) / "keyring.toml"), v)
+    if vantage != "matrix":
+        sys.stdout.write(render_markdown([measured(d, vantage) for d in dirs], vantage))
         return 0
-    grid: dict[str, dict[str, Measurement]] = {}
-    labels = []
-    for d in args.dirs:
-        label = Path(d).name
-        labels.append(label)
-        grid[label] = {v: measure(str(Path(d) / "capture.pcapng"), str(Path(d) / "keyring.toml"), v)
-                       for v in PATH_VANTAGES}
+    labels = [Path(d).name for d in dirs]
+    grid = {label: {v: measured(d, v) for v in PATH_VANTAGES}
+            for label, d in zip(labels, dirs, strict=True)}
     sys.stdout.write(render_matrix(labels, grid))
     return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -8,14 +8,17 @@ findings. Report semantics: docs/DESIGN.md "Report semantics (issue 2)".
 
 How the home address is recovered:
 
-| carrier | procedure | recovery |
-| --- | --- | --- |
-| HAO of a Home BU, ESP transport | 5.2.1 | Ki = HMAC_SHA1(Kph, i); `aes-ctr`: invert the IID, restore the real prefix from the keyring; `aes-ecb-trunc`: recompute from each keyring home address and compare |
-| inner source of a Home BU, ESP tunnel | 5.2.2 | the real home address is the inner source; the pseudo home address is derived as both ends do |
-| HAO = a keyring home address | RFC 6275 | it is the real one (pseudo_home_address null) |
-| option 0xFE, source = care-of address | 4.1 | privacy keygen token (HoT option 18, or Kcn + home nonce) and care-of token give Kpm; HoA = String XOR pseudo |
-| option 0xFE + Alternate CoA, source = HoA | 4.2 / 5.3.2 | Kbm from the tokens over the source; HoA = AES-decrypt(Kbm, pseudo), checked against the source |
-| HAO = a 5.1 pseudo home address | 5.3.1 | the home binding cache (pseudo -> home address) |
+- HAO of a Home BU, ESP transport (5.2.1): Ki = HMAC_SHA1(Kph, i); `aes-ctr`: invert the IID,
+  restore the real prefix from the keyring; `aes-ecb-trunc`: recompute from each keyring home
+  address and compare
+- inner source of a Home BU, ESP tunnel (5.2.2): the real home address is the inner source; the
+  pseudo home address is derived as both ends do
+- HAO = a keyring home address (RFC 6275): it is the real one (pseudo_home_address null)
+- option 0xFE, source = care-of address (4.1): privacy keygen token (HoT option 18, or Kcn + home
+  nonce) and care-of token give Kpm; HoA = String XOR pseudo
+- option 0xFE + Alternate CoA, source = HoA (4.2 / 5.3.2): Kbm from the tokens over the source; HoA
+  = AES-decrypt(Kbm, pseudo), checked against the source
+- HAO = a 5.1 pseudo home address (5.3.1): the home binding cache (pseudo -> home address)
 
 `i` is the ESP sequence number of the Home BU (keyring `key_index = "esp-seq"`, the outer ESP in
 tunnel mode) or, with `key_index = "counter"`, the count of Home BUs the node has sent, starting
@@ -46,21 +49,32 @@ in clear are used keyless too: a capture of both the HA-CN and MN-CN paths revea
 
 Findings (`{"kind", "frame", "message"}`; messages never hold key material):
 
-| kind | when |
-| --- | --- |
-| `authenticator-invalid` | a correspondent BU's Authenticator does not verify with the Kbm the keys give (RFC 6275 9.5.1) |
-| `keygen-token-invalid` | a HoT/CoT keygen token or privacy keygen token differs from the one Kcn and the nonce give |
-| `home-bu-unverified` | a Home BU's home address field is neither the node's home address nor a pseudo home address Kph derives (draft 5.2.1: the home agent rejects it) |
-| `pseudo-home-address-mismatch` | 4.2 / 5.3.2: AES-decrypting option 0xFE with Kbm does not give the BU's source home address |
-| `sequence-step` | a correspondent BU of a node that uses pseudo home addresses whose sequence number is not previous + First(8, HMAC_SHA1(Kbm, its nonce indices)) (draft 6.3; not checked across an expired binding) |
-| `spi-step` | a Home BU's SPI is not the SPI of that SA's previous Home BU advanced by next_spi once per acknowledged exchange since (draft 6.4; a plain node may keep its SPI) |
-| `pseudo-home-address-not-routable` | a HoTI source (5.3.1) or a Home BU's HAO (5.2.1) not under any home agent prefix (draft 5.1.1, 5.1.3) |
-| `pseudo-home-address-reused` | a pseudo home address used again in a later Home BU, or with a second correspondent (draft 5.1.4, 5.3.1) |
-| `home-address-in-clear` | a HAO or a HoTI source carries a node's real home address toward a peer (its home agent, or one correspondent) to which it otherwise sends pseudo home addresses (4.1 HoTIs, from the real address by design, excepted) |
-| `home-bu-retransmitted` | a node sent another Home BU before a BA acknowledged the previous one (that one is no binding) |
+- `authenticator-invalid`: a correspondent BU's Authenticator does not verify with the Kbm the keys
+  give (RFC 6275 9.5.1)
+- `keygen-token-invalid`: a HoT/CoT keygen token or privacy keygen token differs from the one Kcn
+  and the nonce give
+- `home-bu-unverified`: a Home BU's home address field is neither the node's home address nor a
+  pseudo home address Kph derives (draft 5.2.1: the home agent rejects it)
+- `pseudo-home-address-mismatch`: 4.2 / 5.3.2: AES-decrypting option 0xFE with Kbm does not give the
+  BU's source home address
+- `sequence-step`: a correspondent BU of a node that uses pseudo home addresses whose sequence
+  number is not previous + First(8, HMAC_SHA1(Kbm, its nonce indices)) (draft 6.3; not checked
+  across an expired binding)
+- `spi-step`: a Home BU's SPI is not the SPI of that SA's previous Home BU advanced by next_spi once
+  per acknowledged exchange since (draft 6.4; a plain node may keep its SPI)
+- `pseudo-home-address-not-routable`: a HoTI source (5.3.1) or a Home BU's HAO (5.2.1) not under any
+  home agent prefix (draft 5.1.1, 5.1.3)
+- `pseudo-home-address-reused`: a pseudo home address used again in a later Home BU, or with a
+  second correspondent (draft 5.1.4, 5.3.1)
+- `home-address-in-clear`: a HAO or a HoTI source carries a node's real home address toward a peer
+  (its home agent, or one correspondent) to which it otherwise sends pseudo home addresses (4.1
+  HoTIs, from the real address by design, excepted)
+- `home-bu-retransmitted`: a node sent another Home BU before a BA acknowledged the previous one
+  (that one is no binding)
 | `ba-error-status` | a Binding Acknowledgement with status >= 128 (RFC 6275 6.1.8) |
 | `binding-error` | a Binding Error message (RFC 6275 6.1.9) |
-| `mh-checksum-invalid` | a Mobility Header whose checksum does not verify (RFC 6275 9.2: a receiver discards it; the monitor still reads it and says so) |
+- `mh-checksum-invalid`: a Mobility Header whose checksum does not verify (RFC 6275 9.2: a receiver
+  discards it; the monitor still reads it and says so)
 """
 from __future__ import annotations
 
@@ -68,16 +82,20 @@ import ipaddress
 from dataclasses import dataclass, field
 
 from dissectors.events import MobilityMessage, PacketEvent
+from dissectors.protocol import BA_REJECTED, SPI_LOOKAHEAD, MHType
 from keys import formulas
 from keys.keyring import Keyring, MobileNode
-from monitor.caches import (AddressBook, CorrespondentBinding, CorrespondentBindingCache,
-                            HomeBinding, HomeBindingCache, Identity, TokenStore)
+from monitor.caches import (
+    AddressBook,
+    CorrespondentBinding,
+    CorrespondentBindingCache,
+    HomeBinding,
+    HomeBindingCache,
+    Identity,
+    TokenStore,
+)
 
-# RFC 6275 6.1.2 Mobility Header types
-BRR, HOTI, COTI, HOT, COT, BU, BA, BE = range(8)
-BA_REJECTED = 128          # RFC 6275 6.1.8: status values >= 128 mean the BU was rejected
 COUNTER_WINDOW = 4         # tolerated counter gap for key_index = "counter" (missed frames)
-SPI_CHAIN_LOOKAHEAD = 32   # draft 6.4 steps followed forward when attributing unknown SPIs
 
 
 @dataclass
@@ -372,8 +390,9 @@ class KeyedAnalyzer:
                           f"{m.name} from {event.inner.src}: Mobility Header checksum does not "
                           "verify (RFC 6275 9.2: a receiver would discard it)")
         if m is not None and not event.malformed:
-            handler = {BU: self._bu, BA: self._ba, HOTI: self._hoti, HOT: self._hot,
-                       COTI: self._coti, COT: self._cot, BE: self._be}.get(m.mh_type)
+            handler = {MHType.BU: self._bu, MHType.BA: self._ba, MHType.HOTI: self._hoti,
+                       MHType.HOT: self._hot, MHType.COTI: self._coti, MHType.COT: self._cot,
+                       MHType.BE: self._be}.get(m.mh_type)
             if handler is not None:
                 handler(event, m)
         self._data_addresses(event)
@@ -391,7 +410,7 @@ class KeyedAnalyzer:
 
     def _data_addresses(self, event: PacketEvent) -> None:
         """HAO / RH2 / 0xFE on any packet: note which node they stand for, and clear uses."""
-        explained = event.mobility is not None and event.mobility.mh_type == BU
+        explained = event.mobility is not None and event.mobility.mh_type == MHType.BU
         for layer in event.layers:
             if layer.home_address and layer.esp is not None and not explained \
                     and self.book.get(layer.home_address) is None:
@@ -430,7 +449,7 @@ class KeyedAnalyzer:
             self._correspondent_bu(event, m)
 
     def _recognise_home(self, event: PacketEvent, claimed: str, home_agent: str,
-                        tunnel: bool, esp_sequence: int | None) -> "_Recognition":
+                        tunnel: bool, esp_sequence: int | None) -> _Recognition:
         """Who sent this Home BU: the home address field checked against every keyring node."""
         nodes = self._nodes_of_agent(home_agent)
         has_hao = event.inner.home_address is not None
@@ -772,7 +791,7 @@ class KeyedAnalyzer:
                 elif layer.home_address:
                     pseudo = subject      # a stand-in the keys do not explain (see docstring)
             candidates = self._kbm_candidates(cn, subject, care_of, m)
-        for candidate, source in candidates:
+        for candidate, _source in candidates:
             if self._verify(candidate, care_of, cn, m):
                 kbm, valid = candidate, True
                 break
@@ -900,7 +919,7 @@ class KeyedAnalyzer:
             node = self.keyring.mobile_node_by_home_address(home)
             if node is None:
                 continue
-            for nxt in formulas.spi_chain(node.kph.value, spi, SPI_CHAIN_LOOKAHEAD)[1:]:
+            for nxt in formulas.spi_chain(node.kph.value, spi, SPI_LOOKAHEAD)[1:]:
                 spis.setdefault(nxt, home)
         return spis
 
@@ -931,7 +950,10 @@ def _table(title: str, columns: list[tuple[str, str]], rows: list[dict]) -> str:
                f"{r[key]:.6f}" if isinstance(r.get(key), float) else str(r[key]))
               for key, _ in columns] for r in rows]
     widths = [max(len(h), *(len(c[n]) for c in cells)) for n, (_, h) in enumerate(columns)]
-    line = lambda values: "  ".join(v.ljust(w) for v, w in zip(values, widths)).rstrip()
+
+    def line(values: list[str]) -> str:
+        return "  ".join(v.ljust(w) for v, w in zip(values, widths, strict=True)).rstrip()
+
     return "\n".join([f"{title} ({len(rows)}):", line([h for _, h in columns]),
                       line(["-" * w for w in widths])] + [line(c) for c in cells])
 

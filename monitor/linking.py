@@ -14,11 +14,12 @@ from __future__ import annotations
 
 import bisect
 from collections import defaultdict
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from typing import Callable, Iterable
 
+from dissectors.protocol import MHType
 from monitor.observe import Observation
-from monitor.placement import BU, COT, COTI, HOT, HOTI, interface_id, prefix64
+from monitor.placement import interface_id, prefix64
 
 THRESHOLD = 0.6                 # evidence below this is shown but does not link
 ESP_GAP = 8                     # ESP sequence numbers lost across a move (RFC 4303 3.3.3)
@@ -53,7 +54,7 @@ class Rule:
     confidence: float
     section: str                        # where the draft / RFC names this invariant
     description: str
-    find: Callable[["Rule", list[Observation]], list[Evidence]]
+    find: Callable[[Rule, list[Observation]], list[Evidence]]
 
     def evidence(self, detail: str, frames: Iterable[int], ambiguous: bool = False) -> Evidence:
         conf = self.confidence / 2 if ambiguous else self.confidence
@@ -108,7 +109,8 @@ def _same_interface_id(rule: Rule, observations: list[Observation]) -> list[Evid
     for iid, addresses in by_iid.items():
         if len({prefix64(a) for a in addresses}) < 2:
             continue
-        coas = sorted((a for a in addresses if a in care_ofs and a not in homes), key=lambda a: span[a][0])
+        coas = sorted((a for a in addresses if a in care_ofs and a not in homes),
+                      key=lambda a: span[a][0])
         # one node has one care-of address at a time: two used together are two nodes
         ambiguous = any(min(span[a][1], span[b][1]) - max(span[a][0], span[b][0]) > IID_OVERLAP
                         for i, a in enumerate(coas) for b in coas[i + 1:])
@@ -123,7 +125,7 @@ def _same_nonce_indices(rule: Rule, observations: list[Observation]) -> list[Evi
     same period, so the indices echoed in a BU only link when one node asked (else ambiguous)."""
     groups: dict[tuple, list[Observation]] = defaultdict(list)
     for obs in observations:
-        if obs.mh_type not in (BU, HOT, COT) or obs.correspondent is None:
+        if obs.mh_type not in (MHType.BU, MHType.HOT, MHType.COT) or obs.correspondent is None:
             continue
         if obs.home_nonce_index is not None:
             groups[(obs.correspondent, "home", obs.home_nonce_index)].append(obs)
@@ -131,11 +133,11 @@ def _same_nonce_indices(rule: Rule, observations: list[Observation]) -> list[Evi
             groups[(obs.correspondent, "care-of", obs.care_of_nonce_index)].append(obs)
     out = []
     for (cn, kind, index), members in groups.items():
-        bus = [o for o in members if o.mh_type == BU]
+        bus = [o for o in members if o.mh_type == MHType.BU]
         if not bus or len(members) < 2:
             continue
-        senders = {o.identities for o in members if o.mh_type == BU}
-        tests = {o.identities for o in members if o.mh_type != BU}
+        senders = {o.identities for o in members if o.mh_type == MHType.BU}
+        tests = {o.identities for o in members if o.mh_type != MHType.BU}
         if len(senders) < 2 and not tests:
             continue                      # the same sender repeating itself: nothing new
         ambiguous = len(senders) > 1 and len({o.care_of for o in bus}) > 1 or len(tests) > 1
@@ -219,12 +221,12 @@ def _esp_sequence_continues(rule: Rule, observations: list[Observation]) -> list
 def _bu_sequence_continues(rule: Rule, observations: list[Observation]) -> list[Evidence]:
     """RFC 6275 9.5.1 only asks BU sequence numbers to grow; a fixed or small increment across
     a care-of address change links the BUs (draft 6.3, which randomises the increment)."""
-    bus = [o for o in observations if o.mh_type == BU and o.mh_sequence is not None]
+    bus = [o for o in observations if o.mh_type == MHType.BU and o.mh_sequence is not None]
     groups = _segments(bus, lambda o: (o.dst, o.home_flag),
                        _sender, lambda o: o.mh_sequence)
 
     def steps(seg: _Segment) -> set[int]:
-        return {(b - a) % 65536 for a, b in zip(seg.values, seg.values[1:]) if b != a}
+        return {(b - a) % 65536 for a, b in zip(seg.values, seg.values[1:], strict=False) if b != a}
 
     def ok(t: _Segment, s: _Segment) -> bool:
         return 0 < (s.first_value - t.last_value) % 65536 <= BU_SMALL_STEP
@@ -270,22 +272,22 @@ def _hoti_timing(rule: Rule, observations: list[Observation]) -> list[Evidence]:
     node, and right after (before) the tunnelled packet that carried it on MN-HA."""
     by_time = sorted(observations, key=lambda o: o.time)
     partners_of = _TimeIndex(by_time, lambda o: (o.mh_type, o.correspondent)
-                             if o.care_of and o.mh_type in (COTI, COT) else None)
+                             if o.care_of and o.mh_type in (MHType.COTI, MHType.COT) else None)
     tunnels = _TimeIndex(by_time, _tunnel_direction)
     out = []
     for obs in by_time:
-        if obs.mh_type not in (HOTI, HOT) or obs.tunnelled or obs.path != "ha-cn":
+        if obs.mh_type not in (MHType.HOTI, MHType.HOT) or obs.tunnelled or obs.path != "ha-cn":
             continue
-        pair = COTI if obs.mh_type == HOTI else COT
+        pair = MHType.COTI if obs.mh_type == MHType.HOTI else MHType.COT
         partners = partners_of.between((pair, obs.correspondent),
                                        obs.time - RR_WINDOW, obs.time + RR_WINDOW)
-        tunnel = _tunnel_beside(tunnels, obs.time, outbound=obs.mh_type == HOTI)
+        tunnel = _tunnel_beside(tunnels, obs.time, outbound=obs.mh_type == MHType.HOTI)
         for kind, cands in (("RR", partners), ("tunnel", tunnel)):
             coas = {o.care_of for o in cands}
             if not coas:
                 continue
             nearest = _nearest_per_care_of(cands, coas, obs.time)
-            what = (f"{obs.mh_name} {'to' if obs.mh_type == HOTI else 'from'} "
+            what = (f"{obs.mh_name} {'to' if obs.mh_type == MHType.HOTI else 'from'} "
                     f"{obs.correspondent} at {obs.time:.3f} s with the "
                     + ("CoTI/CoT" if kind == "RR" else "MN-HA tunnel packet") + " of "
                     + ", ".join(f"{c} at {nearest[c].time:.3f} s" for c in sorted(coas)))
@@ -343,7 +345,8 @@ def _forwarding_timing(rule: Rule, observations: list[Observation]) -> list[Evid
     lo, hi = TUNNEL_OVERHEAD
     out = []
     for obs in by_time:
-        if obs.path != "ha-cn" or obs.mh_type in (HOTI, HOT) or not obs.homes or not obs.length:
+        if obs.path != "ha-cn" or obs.mh_type in (MHType.HOTI, MHType.HOT) or not obs.homes \
+                or not obs.length:
             continue
         outbound = obs.correspondent == obs.dst          # home side -> correspondent
         cands = [o for o in _tunnel_beside(tunnels, obs.time, outbound)
@@ -363,7 +366,8 @@ def _forwarding_timing(rule: Rule, observations: list[Observation]) -> list[Evid
 
 RULES: tuple[Rule, ...] = (
     Rule("same-care-of-address", 0.95, "draft 6.1",
-         "packets from or to one care-of address", _exact(lambda o: (o.care_of,), "care-of address")),
+         "packets from or to one care-of address",
+         _exact(lambda o: (o.care_of,), "care-of address")),
     Rule("same-home-address", 1.0, "draft 6.1, 6.2.1",
          "one home or pseudo home address (HAO, RH2, 0xFE, inner header)",
          _exact(lambda o: o.homes, "home or pseudo home address")),

@@ -11,7 +11,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from monitor.placement import BA, BU, COT, COTI, HOT, HOTI, Roles, View
+from dissectors.protocol import MHType
+from monitor.placement import Roles, View
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,13 +81,14 @@ def observe(frame: int, time: float, view: View, path: str, roles: Roles,
             care_of, correspondent = outer.src, outer.dst
         elif outer.dst in roles.care_of_addresses or outer.routing_home_address:
             care_of, correspondent = outer.dst, outer.src
-        elif mh is not None and mh.mh_type in (BA, COT, HOT):
+        elif mh is not None and mh.mh_type in (MHType.BA, MHType.COT, MHType.HOT):
             care_of, correspondent = outer.dst, outer.src      # RFC 6275 6.1.4, 6.1.6, 6.1.8
-        elif mh is not None and mh.mh_type in (BU, COTI, HOTI):
+        elif mh is not None and mh.mh_type in (MHType.BU, MHType.COTI, MHType.HOTI):
             care_of, correspondent = outer.src, outer.dst      # RFC 6275 6.1.3, 6.1.7
         # else: nothing says which end is the mobile node; guessing would link correspondents
     elif path == "ha-cn":
-        if roles.is_home_side(outer.src) or (mh is not None and mh.mh_type in (HOTI, BU)):
+        if roles.is_home_side(outer.src) or (
+                mh is not None and mh.mh_type in (MHType.HOTI, MHType.BU)):
             home(outer.src)
             correspondent = outer.dst
         else:
@@ -98,12 +100,12 @@ def observe(frame: int, time: float, view: View, path: str, roles: Roles,
             care_of = mh.alternate_care_of_address
         kw = dict(mh_type=mh.mh_type, mh_name=mh.name, mh_sequence=mh.sequence,
                   home_flag="H" in mh.flags, cookie=mh.cookie.hex() if mh.cookie else None)
-        if mh.mh_type == BU:
+        if mh.mh_type == MHType.BU:
             kw.update(home_nonce_index=mh.home_nonce_index,
                       care_of_nonce_index=mh.care_of_nonce_index)
-        elif mh.mh_type == HOT:
+        elif mh.mh_type == MHType.HOT:
             kw.update(home_nonce_index=mh.nonce_index)
-        elif mh.mh_type == COT:
+        elif mh.mh_type == MHType.COT:
             kw.update(care_of_nonce_index=mh.nonce_index)
         if mh.error_home_address:
             home(mh.error_home_address)
@@ -115,7 +117,8 @@ def observe(frame: int, time: float, view: View, path: str, roles: Roles,
         care_of = None
     esp = view.esp
     return Observation(
-        frame=frame, time=time, path=path, length=length, src=outer.src, dst=outer.dst, care_of=care_of,
+        frame=frame, time=time, path=path, length=length, src=outer.src, dst=outer.dst,
+        care_of=care_of,
         homes=tuple(homes), correspondent=correspondent, home_agent=home_agent,
         towards_ha=towards_ha, spi=esp.spi if esp else None,
         esp_sequence=esp.sequence if esp else None, encrypted=view.encrypted,

@@ -18,18 +18,15 @@ import ipaddress
 from collections import defaultdict
 from dataclasses import dataclass, field
 
-from dissectors.events import IPv6Layer, MobilityMessage, MobilePrefix, PacketEvent
+from dissectors.events import IPv6Layer, MobilePrefix, MobilityMessage, PacketEvent
+from dissectors.protocol import ICMPV6_MPA, ICMPV6_MPS, OTHER_PATH, PATHS, MHType
 
-PATHS = ("mn-ha", "ha-cn", "mn-cn")
-OTHER = "other"
+OTHER = OTHER_PATH
 # Which placed paths each vantage point sees; "all" is colluding eavesdroppers on every path.
 VANTAGE_PATHS = {"all": PATHS + (OTHER,), "mn-ha": ("mn-ha",), "ha-cn": ("ha-cn",),
                  "mn-cn": ("mn-cn",)}
 VANTAGES = tuple(VANTAGE_PATHS)        # the attacker's vantage points, "all" first
 
-# RFC 6275 6.1.2 MH type numbers
-BU, BA, HOTI, COTI, HOT, COT = 5, 6, 1, 2, 3, 4
-MPS, MPA = 146, 147                               # RFC 6275 6.7, 6.8
 
 
 def prefix64(address: str) -> str | None:
@@ -126,14 +123,17 @@ def learn_roles(views: list[tuple[int, View]]) -> Roles:
     esp_peers: dict[str, set[str]] = defaultdict(set)
     for frame, view in views:
         outer, inner, mh = view.outer, view.innermost, view.mobility
-        if mh is not None and mh.mh_type == BU and "H" in mh.flags:
-            roles._agent(inner.dst, f"destination of the Home BU in frame {frame}")  # RFC 6275 6.1.7
+        if mh is not None and mh.mh_type == MHType.BU and "H" in mh.flags:
+            # RFC 6275 6.1.7
+            roles._agent(inner.dst, f"destination of the Home BU in frame {frame}")
         if view.prefix_discovery is not None:
             pd = view.prefix_discovery
-            if pd.icmp_type == MPS:
-                roles._agent(inner.dst, f"destination of the Mobile Prefix Solicitation in frame {frame}")
-            elif pd.icmp_type == MPA:
-                roles._agent(inner.src, f"source of the Mobile Prefix Advertisement in frame {frame}")
+            if pd.icmp_type == ICMPV6_MPS:
+                roles._agent(inner.dst,
+                             f"destination of the Mobile Prefix Solicitation in frame {frame}")
+            elif pd.icmp_type == ICMPV6_MPA:
+                roles._agent(inner.src,
+                             f"source of the Mobile Prefix Advertisement in frame {frame}")
                 for p in pd.prefixes:
                     q = prefix64(p.split("/")[0])
                     if q:
@@ -141,16 +141,19 @@ def learn_roles(views: list[tuple[int, View]]) -> Roles:
         if view.esp is not None:
             # RFC 3776 / draft 5.2.1, 5.5: HAO + ESP goes to the home agent, RH2 + ESP comes from it
             if outer.home_address and outer.esp is not None:
-                roles._agent(outer.dst, f"destination of ESP with a Home Address option, frame {frame}")
+                roles._agent(outer.dst,
+                             f"destination of ESP with a Home Address option, frame {frame}")
             if outer.routing_home_address and outer.esp is not None:
-                roles._agent(outer.src, f"source of ESP with a type 2 routing header, frame {frame}")
+                roles._agent(outer.src,
+                             f"source of ESP with a type 2 routing header, frame {frame}")
             esp_peers[outer.src].add(outer.dst)
             esp_peers[outer.dst].add(outer.src)
         if len(view.layers) >= 2:
             # RFC 6275 10.4.5 / draft 5.4: a tunnel's home agent end shares the home address's /64
             second = view.layers[1]
             if roles.prefix(outer.dst) == roles.prefix(second.src) and outer.dst != second.src:
-                roles._agent(outer.dst, f"outer end of a reverse tunnel on its home prefix, frame {frame}")
+                roles._agent(outer.dst,
+                             f"outer end of a reverse tunnel on its home prefix, frame {frame}")
             elif roles.prefix(outer.src) == roles.prefix(second.dst) and outer.src != second.dst:
                 roles._agent(outer.src, f"outer end of a tunnel on its home prefix, frame {frame}")
     # An ESP end with several peers is the home agent (the mobile node's care-of address changes).
@@ -159,7 +162,7 @@ def learn_roles(views: list[tuple[int, View]]) -> Roles:
             roles._agent(address, f"ESP end with {len(peers)} different peers")
     # Home-side addresses seen in HAO/RH2 next to a home agent, or in visible HoTI/HoT, are on
     # home prefixes (a 5.1.3 pseudo home address may use another prefix of the home agent).
-    for frame, view in views:
+    for _frame, view in views:
         outer, mh = view.outer, view.mobility
         if outer.dst in roles.home_agents and outer.home_address:
             roles.home_prefixes.add(roles.prefix(outer.home_address))
@@ -167,14 +170,14 @@ def learn_roles(views: list[tuple[int, View]]) -> Roles:
             roles.home_prefixes.add(roles.prefix(outer.routing_home_address))
         if mh is not None and len(view.layers) == 1 and not outer.home_address \
                 and not outer.routing_home_address:
-            if mh.mh_type == HOTI:           # RFC 6275 5.2.5: HoTI leaves from the home address
+            if mh.mh_type == MHType.HOTI:   # RFC 6275 5.2.5: HoTI leaves from the home address
                 roles.home_prefixes.add(roles.prefix(outer.src))
-            elif mh.mh_type == HOT:
+            elif mh.mh_type == MHType.HOT:
                 roles.home_prefixes.add(roles.prefix(outer.dst))
     roles.home_prefixes.discard(None)
     # Care-of addresses: the mobile end of everything that meets a home agent, plus addresses
     # that the mobility options name as care-of addresses.
-    for frame, view in views:
+    for _frame, view in views:
         outer, mh = view.outer, view.mobility
         if outer.dst in roles.home_agents and outer.src not in roles.home_agents:
             roles.care_of_addresses.add(outer.src)
@@ -187,9 +190,9 @@ def learn_roles(views: list[tuple[int, View]]) -> Roles:
         if mh is not None:
             if mh.alternate_care_of_address:
                 roles.care_of_addresses.add(mh.alternate_care_of_address)
-            if mh.mh_type == COTI and len(view.layers) == 1:
+            if mh.mh_type == MHType.COTI and len(view.layers) == 1:
                 roles.care_of_addresses.add(outer.src)
-            elif mh.mh_type == COT and len(view.layers) == 1:
+            elif mh.mh_type == MHType.COT and len(view.layers) == 1:
                 roles.care_of_addresses.add(outer.dst)
     roles.care_of_addresses -= roles.home_agents
     # a node back home talks from its home address: that is home-side, not a care-of address
@@ -202,7 +205,7 @@ def place(view: View, roles: Roles) -> str:
     outer, mh = view.outer, view.mobility
     if outer.src in roles.home_agents or outer.dst in roles.home_agents:
         return "mn-ha"
-    if mh is not None and len(view.layers) == 1 and mh.mh_type in (HOTI, HOT) \
+    if mh is not None and len(view.layers) == 1 and mh.mh_type in (MHType.HOTI, MHType.HOT) \
             and not outer.home_address and not outer.routing_home_address:
         return "ha-cn"                    # RFC 6275 5.2.5: HoTI/HoT travel via the home agent
     if outer.src in roles.care_of_addresses or outer.dst in roles.care_of_addresses:

@@ -28,7 +28,7 @@ class LabTruth:
     trails: dict[str, list[tuple[float, str, int]]] = field(default_factory=dict)
 
     @classmethod
-    def from_file(cls, path: str | Path) -> "LabTruth":
+    def from_file(cls, path: str | Path) -> LabTruth:
         data = json.loads(Path(path).read_text())
         home = {name: n["home_address"] for name, n in data.get("nodes", {}).items()}
         nodes = {int(f): home[d["node"]] for f, d in data.get("frames", {}).items()
@@ -201,7 +201,8 @@ def privacy_text(report: dict) -> str:
     s = report.get("privacy", report)
     if s.get("note"):
         return f"privacy: {s['note']}"
-    lines = [f"privacy (attacker at {s.get('vantage')}): link precision {_fmt(s['link_precision'])}, "
+    lines = [f"privacy (attacker at {s.get('vantage')}): "
+             f"link precision {_fmt(s['link_precision'])}, "
              f"recall {_fmt(s['link_recall'])}; care-of addresses tied to the home address "
              f"{s['care_of_tied']}/{s['care_of_addresses']}; movement followed "
              f"{_fmt(s['followed_fraction'])}; anonymity set {_fmt(s['anonymity_set_mean'])} "

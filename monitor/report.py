@@ -10,13 +10,15 @@ import sys
 from collections import Counter
 from dataclasses import dataclass, field
 
-from dissectors.events import MH_TYPES, PacketEvent
+from dissectors.accounting import Accounting
+from dissectors.events import PacketEvent
+from dissectors.protocol import MH_NAMES
 from keys.keyring import Keyring, load_keyring
 from monitor.attacker import AttackerAnalyzer, attacker_text
 from monitor.keyed import KeyedAnalyzer, keyed_text
 from monitor.privacy import privacy_score, privacy_text
 from monitor.sources import PcapSource
-from monitor.stream import Accounting, EventStream
+from monitor.stream import EventStream
 
 
 @dataclass
@@ -29,7 +31,7 @@ class MessageCounter:
             self.counts[event.mobility.name] += 1
 
     def as_dict(self) -> dict:
-        return {name: self.counts.get(name, 0) for name in MH_TYPES.values()}
+        return {name: self.counts.get(name, 0) for name in MH_NAMES.values()}
 
 
 @dataclass

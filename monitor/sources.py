@@ -5,13 +5,13 @@ from __future__ import annotations
 
 import socket
 import subprocess
-from typing import Iterator
+from collections.abc import Iterator
 
+from dissectors.accounting import Accounting
 from dissectors.events import PacketEvent
 from dissectors.tshark import DEFAULT_BPF, DUMPCAP, TsharkFile, TsharkLive
+from keys.errors import UserError
 from keys.keyring import Keyring
-from monitor.errors import UserError
-from monitor.stream import Accounting
 
 __all__ = ["PcapSource", "LiveSource", "DEFAULT_BPF"]
 
@@ -52,7 +52,7 @@ def _check_capture_filter(interface: str, bpf: str) -> None:
     if "isn't a valid capture filter" in run.stderr:
         raise UserError(f"capture filter {bpf!r} is not valid BPF (tcpdump syntax)")
     if run.returncode != 0:
-        problem = next((l for l in run.stderr.splitlines() if l.strip()), "dumpcap failed")
+        problem = next((ln for ln in run.stderr.splitlines() if ln.strip()), "dumpcap failed")
         raise UserError(f"{interface}: dumpcap: {problem.strip()}")
 
 

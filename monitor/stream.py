@@ -8,25 +8,11 @@ dropped).
 from __future__ import annotations
 
 import threading
-from dataclasses import asdict, dataclass
-from typing import Iterable, Iterator, Protocol
+from collections.abc import Iterable, Iterator
+from typing import Protocol
 
+from dissectors.accounting import Accounting
 from dissectors.events import PacketEvent
-
-
-@dataclass
-class Accounting:
-    """Where every frame went. The source fills read/filtered/dropped; the stream the rest."""
-    read: int = 0             # frames the source read (capture file records, or captured live)
-    analysed: int = 0         # mobility-relevant frames handed to the analyzers, well-formed
-    filtered: int = 0         # frames that were not mobility-relevant
-    malformed: int = 0        # mobility-relevant frames with a tshark expert error
-    dropped: int = 0          # frames lost (kernel drops, a full queue): counted, never silent
-    esp_decrypted: int = 0
-    esp_undecrypted: int = 0
-
-    def as_dict(self) -> dict:
-        return asdict(self)
 
 
 class Source(Protocol):

@@ -21,8 +21,9 @@ from dataclasses import dataclass, field
 from flask import Flask, Response, jsonify, render_template, request, send_file
 from flask_socketio import SocketIO, emit
 
+from monitor.placement import VANTAGES
 from web.capture_tools import CaptureTools, FilterError
-from web.session import VANTAGES, MonitorSession, PaneCursor
+from web.session import MonitorSession, PaneCursor
 from web.view import detail_tree
 
 COOKIE = "mip6mon_token"

@@ -15,8 +15,8 @@ import os
 import threading
 
 from dissectors.events import PacketEvent
+from monitor.placement import VANTAGES
 
-VANTAGES = ("all", "mn-ha", "ha-cn", "mn-cn")
 FEED_SECONDS = 0.25      # new events go to the worker this often, in small batches
 FEED_BATCH = 256         # events per message at most
 

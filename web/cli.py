@@ -9,9 +9,9 @@ import sys
 import warnings
 from pathlib import Path
 
-from monitor.errors import UserError
+from keys.errors import UserError
 from web.capture_tools import CaptureTools
-from web.session import VANTAGES, MonitorSession, parse_speed
+from web.session import MonitorSession, parse_speed
 
 
 def _is_loopback(host: str) -> bool:
@@ -57,7 +57,7 @@ def serve(session: MonitorSession, tools: CaptureTools | None, args) -> int:
     host = args.host or "127.0.0.1"
     if not _is_loopback(host):
         warnings.warn(f"serving on {host}, not loopback: anyone who can reach it and has the "
-                      "URL's token sees the decoded traffic")
+                      "URL's token sees the decoded traffic", stacklevel=2)
     token = args.token or secrets.token_urlsafe(24)
     vantage = getattr(args, "vantage", "all") or "all"
     # a paced replay waits for the first browser, so its beginning is seen; max speed does not
@@ -155,4 +155,4 @@ def command_demo(args) -> int:
     return command_replay(args)
 
 
-__all__ = ["command_replay", "command_live", "command_demo", "VANTAGES"]
+__all__ = ["command_replay", "command_live", "command_demo"]

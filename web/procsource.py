@@ -16,11 +16,11 @@ import queue
 import signal
 import threading
 import time
-from typing import Iterator
+from collections.abc import Iterator
 
+from dissectors.accounting import Accounting
 from dissectors.events import PacketEvent
-from monitor.errors import UserError
-from monitor.stream import Accounting
+from keys.errors import UserError
 
 BATCH = 64                 # events per message at most
 FLUSH_SECONDS = 0.003      # a partial batch leaves the child after at most 3 ms

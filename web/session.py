@@ -16,7 +16,6 @@ from monitor.keyed import KeyedMark
 from monitor.stream import EventStream
 from web.view import PROCEDURES, PacketView
 
-VANTAGES = ("all", "mn-ha", "ha-cn", "mn-cn")
 SNAPSHOT_LIST_LIMIT = 100     # newest attacker profiles sent per snapshot (totals are sent)
 PANE_ROWS = 50                # newest entries of each keyed table a browser keeps (app.js too)
 TRAIL_POINTS = 200            # newest care-of points per node in the timeline (app.js too)
@@ -35,7 +34,7 @@ class PaneCursor:
 
 def parse_speed(text: str | float | None) -> float | None:
     """'1', '10', 'max' -> pace multiplier, None for as fast as possible."""
-    from monitor.errors import UserError
+    from keys.errors import UserError
     if text is None or str(text).strip().lower() == "max":
         return None
     try:
@@ -216,7 +215,8 @@ class MonitorSession:
         """The keyed truth privacy_score needs, copied under the lock as plain dicts."""
         with self.lock:
             nodes = dict(self.keyed.frame_nodes()) if hasattr(self.keyed, "frame_nodes") else {}
-            trails = dict(self.keyed.care_of_trails()) if hasattr(self.keyed, "care_of_trails") else {}
+            trails = (dict(self.keyed.care_of_trails())
+                      if hasattr(self.keyed, "care_of_trails") else {})
         return nodes, trails
 
     def _attacker(self, vantage: str) -> tuple[dict, dict]:
@@ -318,7 +318,7 @@ class MonitorSession:
                 del self._late_nodes[:drop]
                 self._late_base += drop
 
-    def pane_update(self, cursor: "PaneCursor", vantage: str) -> dict:
+    def pane_update(self, cursor: PaneCursor, vantage: str) -> dict:
         """What one browser needs for its panes since `cursor` (updated here): the status
         always; names and procedure labels once; the keyed tables' new rows, trail points and
         late node labels (KeyedAnalyzer.news: costs what is new, not what was seen); the

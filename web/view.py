@@ -12,6 +12,7 @@ from collections import deque
 from dataclasses import dataclass, field
 
 from dissectors.events import MobilityMessage, PacketEvent
+from dissectors.protocol import ICMPV6_NAMES
 
 # Procedure classes, as far as a keyless look at one packet can tell; the colour key of the
 # packet list. Section numbers are the draft's (draft 5.2 home registration, 5.3 correspondent
@@ -62,8 +63,8 @@ def message_name(event: PacketEvent) -> str:
     if event.mobility is not None:
         return event.mobility.name
     if event.prefix_discovery is not None:
-        return {146: "MPS", 147: "MPA"}.get(event.prefix_discovery.icmp_type,
-                                           f"ICMPv6 {event.prefix_discovery.icmp_type}")
+        return ICMPV6_NAMES.get(event.prefix_discovery.icmp_type,
+                                f"ICMPv6 {event.prefix_discovery.icmp_type}")
     if event.transport is not None:
         return event.transport.protocol.upper()
     if any(not esp.decrypted for esp in event.esp_headers()):

@@ -5,9 +5,22 @@ point (option 0xFE, mobility option 18, the HoTI 'P' flag), which are written as
 """
 from __future__ import annotations
 
-from scapy.all import (ESP, HAO, IPv6, IPv6ExtHdrDestOpt, IPv6ExtHdrRouting,  # noqa: F401
-                       HBHOptUnknown, MIP6MH_BU, MIP6MH_HoT, MIP6MH_HoTI, MIP6OptAltCoA,
-                       MIP6OptBindingAuthData, MIP6OptNonceIndices, MIP6OptUnknown, PadN)
+from scapy.all import (  # noqa: F401
+    ESP,
+    HAO,
+    MIP6MH_BU,
+    HBHOptUnknown,
+    IPv6,
+    IPv6ExtHdrDestOpt,
+    IPv6ExtHdrRouting,
+    MIP6MH_HoT,
+    MIP6MH_HoTI,
+    MIP6OptAltCoA,
+    MIP6OptBindingAuthData,
+    MIP6OptNonceIndices,
+    MIP6OptUnknown,
+    PadN,
+)
 from scapy.layers.ipsec import SecurityAssociation
 from scapy.utils import PcapNgWriter, PcapWriter
 

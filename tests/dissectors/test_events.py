@@ -1,7 +1,14 @@
 import json
 
-from dissectors.events import (Esp, IPv6Layer, MobilityMessage, PacketEvent, Transport,
-                               from_dict, to_dict)
+from dissectors.events import (
+    Esp,
+    IPv6Layer,
+    MobilityMessage,
+    PacketEvent,
+    Transport,
+    from_dict,
+    to_dict,
+)
 
 
 def test_event_round_trips_through_json():
@@ -22,7 +29,15 @@ def test_events_pickle_by_position_and_come_back_equal():
     """Events cross process boundaries in the dashboard (dissector -> analyzers -> attacker
     worker); they pickle as (class, values) and must come back equal, nested parts too."""
     import pickle
-    from dissectors.events import Esp, IPv6Layer, MobilePrefix, MobilityMessage, PacketEvent, Transport
+
+    from dissectors.events import (
+        Esp,
+        IPv6Layer,
+        MobilePrefix,
+        MobilityMessage,
+        PacketEvent,
+        Transport,
+    )
     event = PacketEvent(
         frame=7, time=1.5, length=120,
         layers=(IPv6Layer("2001:db8:2::101", "2001:db8:1::1", esp=Esp(0x1076, 7, True)),

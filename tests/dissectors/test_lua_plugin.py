@@ -84,7 +84,7 @@ def field_rows(capture: Path, *extra: str, keyring: Keyring | None = None,
         if not line:
             continue
         cols = line.split("\t")
-        row = {f: (c.split(AGGREGATOR) if c else []) for f, c in zip(fields, cols)}
+        row = {f: (c.split(AGGREGATOR) if c else []) for f, c in zip(fields, cols, strict=False)}
         if "_ws.lua.error" in row:
             assert row["_ws.lua.error"] == [], line
         rows[int(cols[0])] = row
@@ -147,7 +147,7 @@ def _build(name: str, root: Path) -> Lab:
 def labs(tmp_path_factory) -> dict[str, Lab]:
     root = tmp_path_factory.mktemp("lua-plugin")
     with ThreadPoolExecutor(len(SCENARIOS)) as pool:
-        return dict(zip(SCENARIOS, pool.map(lambda n: _build(n, root), SCENARIOS)))
+        return dict(zip(SCENARIOS, pool.map(lambda n: _build(n, root), SCENARIOS), strict=False))
 
 
 # --- registration --------------------------------------------------------------------------------
@@ -286,7 +286,7 @@ def test_display_filters_select_exactly_the_frames(labs):
     assert hot_frames and rt.frames("BU", {"4.2"})
     with ThreadPoolExecutor(4) as pool:
         got = list(pool.map(lambda e: matching(e[0].capture, e[1], e[0].keyring), expected))
-    for (lab, display_filter, frames), selected in zip(expected, got):
+    for (lab, display_filter, frames), selected in zip(expected, got, strict=False):
         assert selected == frames, (lab.name, display_filter)
 
 

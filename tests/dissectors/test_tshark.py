@@ -9,13 +9,13 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
-from scapy.all import IPv6, UDP, Raw, MIP6MH_BA, MIP6MH_BU, ICMPv6MPAdv, ICMPv6NDOptPrefixInfo
+from scapy.all import MIP6MH_BA, MIP6MH_BU, UDP, ICMPv6MPAdv, ICMPv6NDOptPrefixInfo, IPv6, Raw
 
 from dissectors import espsa
 from dissectors.tshark import MOBILITY_FILTER, TsharkFile
 from keys import formulas
+from keys.errors import UserError
 from keys.keyring import parse_keyring
-from monitor.errors import UserError
 from monitor.sources import PcapSource
 from tests.dissectors import builders as b
 
@@ -72,7 +72,7 @@ def shared_results(tmp_path_factory):
     bad = {int(x) for x in tshark_lines(
         merged, f"({MOBILITY_FILTER}) && _ws.expert.severity >= 0x800000", "frame.number")}
     results, offset = {}, 0
-    for path, (evs, acc), n in zip(SHARED, ours, counts):
+    for path, (evs, acc), n in zip(SHARED, ours, counts, strict=False):
         frames = range(offset + 1, offset + n + 1)
         theirs = collections.Counter(mhtypes[f] for f in frames if f in mhtypes)
         mine = collections.Counter(e.mobility.mh_type for e in evs if e.mobility)
@@ -308,7 +308,7 @@ def test_sa_entries_follow_every_mobile_node():
 # --- the octet pre-filter never hides a mobility frame from tshark --------------------------
 
 def test_prefilter_keeps_every_frame_tshark_selects(tmp_path):
-    from scapy.all import IP, ICMPv6ParamProblem, ICMPv6EchoRequest, TCP, Ether
+    from scapy.all import IP, TCP, Ether, ICMPv6EchoRequest, ICMPv6ParamProblem
     bu = IPv6(src=b.COA, dst=b.CN) / b.pseudo_option(b.PHOA) / MIP6MH_BU(seq=1, flags=0)
     tricky = [
         Ether() / IP(src="192.0.2.1", dst="192.0.2.2", proto=41) / bytes(b.hoti_with_p()),  # 6in4
@@ -340,6 +340,7 @@ def test_lab_scenario_capture_decrypts_and_keeps_paths(tmp_path):
     lab_run = pytest.importorskip("lab.run")
     lab_scenario = pytest.importorskip("lab.scenario")
     import json
+
     from keys.keyring import load_keyring
     lab_run.run_scenario(lab_scenario.load_scenario("home-tunnel"), tmp_path, seed=1)
     truth = json.loads((tmp_path / "truth.json").read_text())

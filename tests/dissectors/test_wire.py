@@ -1,8 +1,9 @@
 """The octet readers never raise, whatever the frame (tshark reports what is wrong)."""
 from __future__ import annotations
 
-from hypothesis import given, settings, strategies as st
-from scapy.all import IPv6, TCP, UDP, Ether, ICMPv6EchoRequest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from scapy.all import TCP, UDP, Ether, ICMPv6EchoRequest, IPv6
 
 from dissectors import mobility, wire
 from tests.dissectors import builders as b
@@ -51,6 +52,7 @@ def test_prefilter_drops_only_plain_traffic():
 def test_pcapng_interface_statistics_give_kernel_drops():
     import struct
     from io import BytesIO
+
     from dissectors import capfile
 
     def block(btype: int, body: bytes) -> bytes:

@@ -48,8 +48,10 @@ def test_secrets_never_print(tmp_path):
      r"\[mobile_node #1\] phoa_cipher: unknown value 'rc4'"),
     ('home_address = "2001:db8:1::100"', 'home_address = "2001:db8:1::zz"',
      r"\[mobile_node #1\] home_address: not an IPv6 address"),
-    ('"2001:db8:100::/64"]', '"2001:db8:100::/48"]', r"\[home_agent #1\] prefixes: prefix .* is not /64"),
-    ('encryption         = "aes-cbc"', 'encryption = "des"', r"\[esp_sa #1\] encryption: unknown value"),
+    ('"2001:db8:100::/64"]', '"2001:db8:100::/48"]',
+     r"\[home_agent #1\] prefixes: prefix .* is not /64"),
+    ('encryption         = "aes-cbc"', 'encryption = "des"',
+     r"\[esp_sa #1\] encryption: unknown value"),
     ('spi                = "0x00001001"', 'spi = "12"', r"\[esp_sa #1\] spi: out of range"),
 ])
 def test_bad_fields_name_file_table_and_field(tmp_path, old, new, expected):

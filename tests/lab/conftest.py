@@ -70,7 +70,7 @@ def tshark_fields(b: Built, fields: list[str], display_filter: str | None = None
     rows = []
     for line in tshark(b, *args).splitlines():
         values = line.split("\t")
-        rows.append(dict(zip(["frame.number", *fields], values)))
+        rows.append(dict(zip(["frame.number", *fields], values, strict=False)))
     return rows
 
 
@@ -90,7 +90,7 @@ def dissected(built) -> dict[str, list[dict[str, str]]]:
     from concurrent.futures import ThreadPoolExecutor
     with ThreadPoolExecutor(max_workers=3) as pool:     # tshark start-up dominates: overlap it
         results = pool.map(lambda b: tshark_fields(b, FIELDS), built.values())
-        return dict(zip(built, results))
+        return dict(zip(built, results, strict=False))
 
 
 # --- an independent pcapng reader ------------------------------------------------------------

@@ -94,8 +94,8 @@ def test_down_removes_everything(topology):
 def test_send_and_down_need_root(monkeypatch):
     from argparse import Namespace
 
+    from keys.errors import UserError
     from lab.cli import command_lab
-    from monitor.errors import UserError
     monkeypatch.setattr(os, "geteuid", lambda: 1000)
     for args in (Namespace(lab_command="send", scenario="baseline", topology="netns",
                            speed=1.0, seed=None), Namespace(lab_command="down")):

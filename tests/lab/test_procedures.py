@@ -304,7 +304,7 @@ def test_spi_renewal_per_6_4(caps, scenario):
         # the SA a Home BU uses is the transport SA (5.2.1), or the tunnel SA (5.2.2) except
         # for de-registration from home (transport); follow each SA's own chain
         chains: dict[str, int] = {}
-        for h, spi in zip(acknowledged, spis):
+        for h, spi in zip(acknowledged, spis, strict=False):
             sa = "tunnel" if len(cap.levels[h["frame"] - 1]) == 2 else "transport"
             if sa in chains:
                 assert spi in F.spi_chain(node.kph.value, chains[sa], 20)[1:], (name, hex(spi))

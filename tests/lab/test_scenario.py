@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
+from keys.errors import UserError
 from lab.scenario import load_scenario, shipped_scenarios
-from monitor.errors import UserError
 
 ROOT = Path(__file__).resolve().parents[2]
 

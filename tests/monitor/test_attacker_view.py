@@ -7,7 +7,8 @@ import json
 from pathlib import Path
 
 import pytest
-from hypothesis import given, settings, strategies as st
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from dissectors.events import Esp, IPv6Layer, MobilityMessage, PacketEvent
 from keys.keyring import load_keyring
@@ -19,8 +20,21 @@ from monitor.privacy import LabTruth, privacy_score
 from monitor.sources import PcapSource
 from monitor.stream import EventStream
 from tests.monitor.attacker_builders import (
-    CN, COA1, HA, HOA1, PHOA, analyse, bu, coti, event, home_ba_esp, home_bu_esp, hoti, layer,
-    tunnel_up)
+    CN,
+    COA1,
+    HA,
+    HOA1,
+    PHOA,
+    analyse,
+    bu,
+    coti,
+    event,
+    home_ba_esp,
+    home_bu_esp,
+    hoti,
+    layer,
+    tunnel_up,
+)
 
 SHIPPED = Path(__file__).resolve().parents[2] / "lab" / "scenarios"
 CROWD = Path(__file__).resolve().parent / "attacker_scenarios" / "crowd.toml"
@@ -79,11 +93,13 @@ def test_vantage_sees_only_its_path():
 
 
 def test_report_shape_and_text():
-    a = analyse([home_bu_esp(1, 1, COA1, HOA1, 0x1001, 1), home_ba_esp(2, 1.1, COA1, HOA1, 0x2001, 1)])
+    a = analyse([home_bu_esp(1, 1, COA1, HOA1, 0x1001, 1),
+                 home_ba_esp(2, 1.1, COA1, HOA1, 0x2001, 1)])
     r = a.report()
     assert r["vantage"] == "all"
     [p] = r["profiles"]
-    assert set(p) >= {"id", "care_of_addresses", "addresses", "correspondents", "frames", "evidence"}
+    assert set(p) >= {"id", "care_of_addresses", "addresses", "correspondents", "frames",
+                      "evidence"}
     assert p["care_of_addresses"] == [COA1] and p["addresses"] == [HOA1] and p["frames"] == [1, 2]
     assert {e["rule"] for e in p["evidence"]} == {"same-care-of-address", "same-home-address"}
     text = attacker_text({"attacker": r})
@@ -133,7 +149,7 @@ def test_placement_matches_the_lab_paths(lab_runs, name):
     evs = events[False]
     views = [(e.frame, visible(e)) for e in evs]
     roles = learn_roles(views)
-    wrong = [(e.frame, e.path, place(v, roles)) for e, (_, v) in zip(evs, views)
+    wrong = [(e.frame, e.path, place(v, roles)) for e, (_, v) in zip(evs, views, strict=False)
              if place(v, roles) != truth["frames"][str(e.frame)]["path"]]
     assert wrong == []
 
@@ -276,9 +292,9 @@ def test_a_live_attacker_keeps_only_its_window(scenario_runs):
     events = list(PcapSource(str(out / "capture.pcapng")).events())
     whole = AttackerAnalyzer("all")
     window = AttackerAnalyzer("all", max_packets=60)
-    for event in events:
-        whole.packet(event)
-        window.packet(event)
+    for ev in events:
+        whole.packet(ev)
+        window.packet(ev)
     report = window.report()
     assert report["window"] == 60 and report["forgotten"] > 0
     assert 60 <= report["packets_seen"] <= 66 < whole.report()["packets_seen"]

@@ -29,14 +29,14 @@ def test_compare_text_table(runs):
     lines = r.stdout.splitlines()
     assert lines[0] == "attacker at mn-cn"
     assert lines[1].split() == ["metric", "baseline", "mn-initiated-rr"]
-    tied = next(l for l in lines if l.startswith("care-of addresses tied"))
+    tied = next(ln for ln in lines if ln.startswith("care-of addresses tied"))
     base, rr = tied.split()[-2:]
     assert base == "2/2" and rr == "0/2"
-    exposed = next(l for l in lines if l.startswith("home address exposed")).split()[-2:]
+    exposed = next(ln for ln in lines if ln.startswith("home address exposed")).split()[-2:]
     assert exposed == ["1", "0"]
-    assert next(l for l in lines if l.startswith("link precision")).split()[-2:] == ["1", "1"]
-    assert any(l.startswith("rules that linked in baseline:") and "bu-sequence-continues" in l
-               for l in lines)
+    assert next(ln for ln in lines if ln.startswith("link precision")).split()[-2:] == ["1", "1"]
+    assert any(ln.startswith("rules that linked in baseline:") and "bu-sequence-continues" in ln
+               for ln in lines)
 
 
 def test_compare_json_and_vantage(runs):
@@ -64,7 +64,7 @@ def test_markdown_rows_have_a_sentence(runs):
     ms = [measure(str(runs / n / "capture.pcapng"), str(runs / n / "keyring.toml"), "mn-cn")
           for n in ("baseline", "mn-initiated-rr")]
     md = render_markdown(ms, "mn-cn")
-    rows = [l for l in md.splitlines() if l.startswith("| baseline") or l.startswith("| mn-")]
+    rows = [ln for ln in md.splitlines() if ln.startswith("| baseline") or ln.startswith("| mn-")]
     assert len(rows) == 2 and rows[0].split("|")[4].strip() == "2/2"
     assert "`baseline`: the attacker links every packet of each node into one profile" in md
     assert "ties every care-of address to the real home address" in md

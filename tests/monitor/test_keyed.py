@@ -3,15 +3,39 @@ import ipaddress
 import json
 
 import pytest
+from hypothesis import HealthCheck, Phase, given, settings
+from hypothesis import strategies as st
 
-from dissectors.events import IPv6Layer, MobilityMessage, PacketEvent
+from dissectors.events import Esp, IPv6Layer, MobilityMessage, PacketEvent
 from keys import formulas as f
 from monitor.keyed import KeyedAnalyzer, keyed_text
-from tests.monitor.conftest import (CARE_OF_TOKEN, CN, COA, HA, HOA, HOME_TOKEN, KCN,
-                                    PHOA_41, PHOA_42, PHOA_CTR_7, PHOA_ECB_7, PRIVACY_TOKEN,
-                                    SECRETS, correspondent_bu, cot, data, event, feed,
-                                    home_ba_transport, home_ba_tunnel, home_bu_transport,
-                                    home_bu_tunnel, hot, hoti, make_keyring)
+from tests.monitor.conftest import (
+    CARE_OF_TOKEN,
+    CN,
+    COA,
+    HA,
+    HOA,
+    HOME_TOKEN,
+    KCN,
+    PHOA_41,
+    PHOA_42,
+    PHOA_CTR_7,
+    PHOA_ECB_7,
+    PRIVACY_TOKEN,
+    SECRETS,
+    correspondent_bu,
+    cot,
+    data,
+    event,
+    feed,
+    home_ba_transport,
+    home_ba_tunnel,
+    home_bu_transport,
+    home_bu_tunnel,
+    hot,
+    hoti,
+    make_keyring,
+)
 
 KPH = f.kph_from_ks(bytes.fromhex("0f0e0d0c0b0a09080706050403020100"))
 
@@ -314,9 +338,6 @@ def test_keyed_text_tables():
 
 # --- robustness: arbitrary event streams -----------------------------------------------------
 
-from hypothesis import HealthCheck, Phase, given, settings, strategies as st  # noqa: E402
-
-from dissectors.events import Esp  # noqa: E402
 
 ADDRESSES = st.sampled_from([HOA, COA, CN, HA, PHOA_41, PHOA_42, PHOA_CTR_7, PHOA_ECB_7,
                              "2001:db8:100::1", "::", "2001:db8:9::9"])
@@ -426,6 +447,7 @@ def test_tunnel_spi_learnt_from_decrypted_packet_attributes_undecrypted_ones():
 
 def test_binding_rows_are_every_field_of_the_binding():
     import dataclasses
+
     from monitor.caches import CorrespondentBinding, HomeBinding
     home = HomeBinding(HA, HOA, PHOA_CTR_7, COA, 10, 420, 1, 1001.0)
     corr = CorrespondentBinding(CN, HOA, PHOA_41, COA, 3, True, 9, 1009.0)

@@ -129,9 +129,9 @@ def test_counter_key_index_variants(lab_root, name):
     "counter"): the same scenario with every node switched to it still matches the truth."""
     import re
 
+    from keys.errors import UserError
     from lab.run import run_scenario
     from lab.scenario import load_scenario, scenarios_dir
-    from monitor.errors import UserError
     text = (scenarios_dir() / f"{name}.toml").read_text()
     text = re.sub(r"(\[\[mobile_node\]\]\n)", r'\1key_index = "counter"\n', text)
     path = lab_root / f"{name}-counter.toml"
@@ -188,7 +188,10 @@ def test_news_read_in_pieces_adds_up_to_the_report(demo_events, cuts):
         for hoa, piece in news["trails"].items():
             trails[hoa] = ([] if piece["reset"] else trails.get(hoa, [])) + piece["points"]
     report = analyzer.report()
-    by_frame = lambda items: sorted(items, key=lambda x: (x["frame"], json.dumps(x, sort_keys=True)))
+
+    def by_frame(items: list[dict]) -> list[dict]:
+        return sorted(items, key=lambda x: (x["frame"], json.dumps(x, sort_keys=True)))
+
     for key in got:
         assert by_frame(got[key]) == by_frame(report[key]), key
     assert {h: sorted(map(tuple, p)) for h, p in trails.items()} == analyzer.care_of_trails()

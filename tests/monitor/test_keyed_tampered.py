@@ -89,7 +89,7 @@ def tampered(tmp_path_factory):
     data[rejected] = _rewrite_mh(data[rejected], reject)
     root = tmp_path_factory.mktemp("tampered")
     write_pcapng(root / "capture.pcapng", [(EPOCH_BASE_USEC + f.usec, d, f"path={f.path}")
-                                           for f, d in zip(frames, data)])
+                                           for f, d in zip(frames, data, strict=False)])
     (root / "keyring.toml").write_text(out.keyring_text)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")

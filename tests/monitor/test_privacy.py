@@ -9,7 +9,16 @@ import pytest
 
 from monitor.privacy import LabTruth, privacy_score, privacy_text
 from tests.monitor.attacker_builders import (
-    COA1, COA2, COB1, COB2, HOA1, HOA2, analyse, home_ba_esp, home_bu_esp)
+    COA1,
+    COA2,
+    COB1,
+    COB2,
+    HOA1,
+    HOA2,
+    analyse,
+    home_ba_esp,
+    home_bu_esp,
+)
 
 
 class StubTruth:
@@ -30,7 +39,8 @@ def _two_nodes(link_b: bool):
     """Node A: HoA in clear at COA1 and COA2 (one profile). Node B: fresh pseudo addresses and
     far-apart SPIs at COB1 and COB2 (two profiles unless link_b)."""
     evs = [home_bu_esp(1, 1, COA1, HOA1, 0x1001, 1), home_ba_esp(2, 1.1, COA1, HOA1, 0x2001, 1),
-           home_bu_esp(3, 2, COB1, P % 0xb1, 0x5001, 1), home_ba_esp(4, 2.1, COB1, P % 0xb1, 0x6001, 1),
+           home_bu_esp(3, 2, COB1, P % 0xb1, 0x5001, 1),
+           home_ba_esp(4, 2.1, COB1, P % 0xb1, 0x6001, 1),
            home_bu_esp(5, 20, COA2, HOA1, 0x1001, 2), home_ba_esp(6, 20.1, COA2, HOA1, 0x2001, 2),
            home_bu_esp(7, 21, COB2, P % (0xb2 if not link_b else 0xb1), 0x7001, 1),
            home_ba_esp(8, 21.1, COB2, P % 0xb2, 0x8001, 1)]

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from monitor.errors import UserError
+from keys.errors import UserError
 from monitor.sources import LiveSource, PcapSource
 from monitor.stream import EventStream
 from tests.dissectors import builders as b

@@ -116,7 +116,8 @@ def test_security_headers_and_no_inline_script(demo_app):
     directives = dict(d.strip().split(" ", 1) for d in csp.split(";"))
     assert directives["script-src"] == "'self'"                   # no inline, no eval
     assert "unsafe" not in csp
-    import base64, hashlib
+    import base64
+    import hashlib
     empty = base64.b64encode(hashlib.sha256(b"").digest()).decode()
     assert directives["style-src"] == f"'self' 'sha256-{empty}'"   # only an empty <style>
     assert directives["object-src"] == "'none'" and directives["frame-ancestors"] == "'none'"
@@ -243,8 +244,10 @@ def test_display_filter_by_tshark(demo_app, demo_lab):
 def test_export_pcapng_is_read_back_by_tshark(demo_app, demo_lab, tmp_path):
     app, session, _keyring = demo_app
     client = app.test_client()
-    frames = [row["n"] for row in session.view.backlog()][:7] + [demo_lab.truth["home_bindings"][-1]["frame"]]
-    resp = client.post("/api/export.pcapng", data={"token": TOKEN, "frames": ",".join(map(str, frames))})
+    frames = [row["n"] for row in session.view.backlog()][:7] \
+        + [demo_lab.truth["home_bindings"][-1]["frame"]]
+    resp = client.post("/api/export.pcapng",
+                       data={"token": TOKEN, "frames": ",".join(map(str, frames))})
     assert resp.status_code == 200
     assert "attachment" in resp.headers["Content-Disposition"]
     assert resp.data[:4] == b"\x0a\x0d\x0d\x0a"                  # pcapng section header block
@@ -255,7 +258,8 @@ def test_export_pcapng_is_read_back_by_tshark(demo_app, demo_lab, tmp_path):
     lines = read.stdout.splitlines()
     assert len(lines) == len(set(frames))
     assert all(line.startswith("path=") for line in lines)         # comments survive
-    by_filter = client.post("/api/export.pcapng", data={"token": TOKEN, "filter": "mip6.mhtype == 1"})
+    by_filter = client.post("/api/export.pcapng",
+                            data={"token": TOKEN, "filter": "mip6.mhtype == 1"})
     assert by_filter.status_code == 200
     out.write_bytes(by_filter.data)
     count = subprocess.run(["tshark", "-r", str(out)], capture_output=True, text=True, check=True)
@@ -286,7 +290,7 @@ def test_frame_ranges_and_speed():
     assert frame_ranges([9, 1, 2, 3, 7, 10, 3]) == ["1-3", "7", "9-10"]
     assert frame_ranges([]) == []
     assert parse_speed("max") is None and parse_speed("10") == 10.0
-    from monitor.errors import UserError
+    from keys.errors import UserError
     for bad in ("fast", "0", "-1"):
         with pytest.raises(UserError):
             parse_speed(bad)

@@ -14,7 +14,8 @@ import pytest
 from tests.web.conftest import ROOT, _env, start_server, wait_done
 
 
-def run_cli(*argv: str, timeout: float = 60, env: dict | None = None) -> subprocess.CompletedProcess:
+def run_cli(*argv: str, timeout: float = 60,
+            env: dict | None = None) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "monitor.cli", *argv], cwd=ROOT,
                           env=env or _env(), capture_output=True, text=True, timeout=timeout)
 
@@ -119,7 +120,8 @@ def test_live_on_loopback_shows_a_binding_update():
         deadline = time.monotonic() + 20
         rows = []
         while time.monotonic() < deadline and not rows:
-            send(IPv6(src="::1", dst="::1") / IPv6ExtHdrDestOpt(options=[HAO(hoa="2001:db8:1::100")])
+            send(IPv6(src="::1", dst="::1")
+                 / IPv6ExtHdrDestOpt(options=[HAO(hoa="2001:db8:1::100")])
                  / MIP6MH_BU(seq=4242, mhtime=100), verbose=False)
             time.sleep(0.5)
             rows = get_json(f"{server.base}/api/rows?token={server.token}")

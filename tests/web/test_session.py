@@ -66,7 +66,7 @@ def test_a_browser_gets_each_entry_once_and_the_attacker_when_it_changes(demo_se
 def test_rows_carry_the_node_the_keys_tie_them_to(demo_session):
     demo_session.resolve_late()
     labelled = {row["n"]: row["node"] for row in demo_session.view.backlog() if "node" in row}
-    late = {frame: node for frame, node in demo_session.pane_update(PaneCursor(), "all")["late_nodes"]}
+    late = dict(demo_session.pane_update(PaneCursor(), "all")["late_nodes"])
     assert labelled and not set(labelled) & set(late)   # a frame is labelled once
     assert labelled | late == demo_session.frame_nodes()
 

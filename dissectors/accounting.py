@@ -1,0 +1,24 @@
+"""Where every frame of a capture went: the one count every layer shares.
+
+The source (dissectors) fills `read`, `filtered` and `dropped`; the event stream (monitor) the
+rest. The identity read = analysed + filtered + malformed + dropped holds at every moment a
+reader looks (nothing is lost silently).
+"""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+
+@dataclass
+class Accounting:
+    """Where every frame went. The source fills read/filtered/dropped; the stream the rest."""
+    read: int = 0             # frames the source read (capture file records, or captured live)
+    analysed: int = 0         # mobility-relevant frames handed to the analyzers, well-formed
+    filtered: int = 0         # frames that were not mobility-relevant
+    malformed: int = 0        # mobility-relevant frames with a tshark expert error
+    dropped: int = 0          # frames lost (kernel drops, a full queue): counted, never silent
+    esp_decrypted: int = 0
+    esp_undecrypted: int = 0
+
+    def as_dict(self) -> dict[str, int]:
+        return asdict(self)
