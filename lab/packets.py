@@ -4,15 +4,19 @@ The first half builds the pieces (IPv6 header, HAO / 0xFE / RH2, each MH message
 with RFC 6275 alignment, checksums, ICMPv6, UDP, TCP, ESP); the second half, after the `====`
 line, has one function per packet format the draft draws (5.2.1 Home BU, 4.1 BU, ...), each
 citing its section. Everything returns bytes. IPv6 packets are built by hand so that every
-octet is where PROFILE.md puts it; ESP is applied with scapy's IPsec implementation (real
-AES-CBC + HMAC-SHA1-96) on those bytes, with caller-chosen IVs so that a scenario's output is
-byte-identical from run to run.
+octet is where PROFILE.md puts it; ESP (AES-CBC + HMAC-SHA1-96) is applied to those bytes
+here too, with caller-chosen IVs so that a scenario's output is byte-identical from run to run
+(tests/lab/test_esp.py holds it to scapy's IPsec implementation, octet for octet).
 """
 from __future__ import annotations
 
+import hashlib
+import hmac
 import struct
 from collections.abc import Callable
 from dataclasses import dataclass, field
+
+from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 
 from dissectors.protocol import (
     BU_FLAGS,
@@ -293,7 +297,28 @@ def ethernet(dst_mac: bytes, src_mac: bytes, ipv6_packet: bytes) -> bytes:
     return dst_mac + src_mac + b"\x86\xdd" + ipv6_packet
 
 
-# --- ESP (RFC 4303) with scapy's IPsec ---------------------------------------------------------
+# --- ESP (RFC 4303) -----------------------------------------------------------------------------
+
+ESP_BLOCK = 16          # AES-CBC (RFC 3602): the padded plaintext is a multiple of the block
+ESP_ICV = 12            # HMAC-SHA1-96 (RFC 2404)
+
+
+def esp_split(packet: bytes) -> tuple[int, int]:
+    """Offset at which transport-mode ESP goes in (RFC 4303 3.1.1): after the extension
+    headers the intermediate nodes read (hop-by-hop, routing, and destination options that
+    come before a routing header), as Linux and scapy place it. Returns (offset of the
+    next-header octet that becomes 50, offset where ESP starts)."""
+    offset, nh_at, routing_seen = 40, 6, False
+    while packet[nh_at] in (NH_HOPOPT, NH_ROUTING, NH_DSTOPT):
+        kind = packet[nh_at]
+        if kind == NH_ROUTING:
+            routing_seen = True
+        elif kind == NH_DSTOPT and routing_seen:
+            break                       # destination options for the final destination
+        nh_at = offset
+        offset += (packet[offset + 1] + 1) * 8
+    return nh_at, offset
+
 
 @dataclass
 class EspSa:
@@ -301,33 +326,38 @@ class EspSa:
 
     `seq` is the next ESP sequence number. Draft 6.4 renews the SPI of the SA after a Home BU
     exchange; the lab keeps the sequence counter running across renewals (same SA, same keys,
-    new SPI), so that i in Ki = HMAC_SHA1(Kph, i) (draft 5.1.4) keeps growing."""
+    new SPI), so that i in Ki = HMAC_SHA1(Kph, i) (draft 5.1.4) keeps growing.
+
+    Built from the octets here (not through scapy's layers, ~100x slower: PLATFORM-NOTES);
+    tests/lab/test_esp.py checks every octet against scapy's SecurityAssociation."""
     spi: int
     encryption_key: bytes
     authentication_key: bytes
     seq: int = 1
     spis_used: list[int] = field(default_factory=list)
 
-    def _scapy_sa(self, tunnel_src: str | None, tunnel_dst: str | None, hop_limit: int):
-        from scapy.layers.inet6 import IPv6
-        from scapy.layers.ipsec import ESP, SecurityAssociation
-        tunnel = IPv6(src=tunnel_src, dst=tunnel_dst, hlim=hop_limit) if tunnel_src else None
-        return SecurityAssociation(ESP, spi=self.spi, seq_num=self.seq, crypt_algo="AES-CBC",
-                                   crypt_key=self.encryption_key, auth_algo="HMAC-SHA1-96",
-                                   auth_key=self.authentication_key, tunnel_header=tunnel)
-
     def protect(self, packet: bytes, iv: bytes, tunnel: tuple[str, str] | None = None,
                 hop_limit: int = 64) -> bytes:
         """ESP transport mode (ESP inserted after the HAO destination options or the RH2,
-        RFC 4303 3.1.1) or tunnel mode (`tunnel` = outer (src, dst)). Consumes one sequence
-        number."""
-        from scapy.layers.inet6 import IPv6
+        RFC 4303 3.1.1) or tunnel mode (`tunnel` = outer (src, dst), RFC 4303 3.1.2).
+        Consumes one sequence number."""
         if self.spi not in self.spis_used:
             self.spis_used.append(self.spi)
-        sa = self._scapy_sa(*(tunnel or (None, None)), hop_limit)
-        out = bytes(sa.encrypt(IPv6(packet), iv=iv))
+        if tunnel is not None:
+            packet = ipv6(tunnel[0], tunnel[1], NH_IPV6, packet, hop_limit)
+        nh_at, split = esp_split(packet)
+        header, payload = bytearray(packet[:split]), packet[split:]
+        next_header, header[nh_at] = header[nh_at], NH_ESP
+        # RFC 4303 2.4: padding 1, 2, 3, ... up to the cipher's block size
+        pad = -(len(payload) + 2) % ESP_BLOCK
+        plain = payload + bytes(range(1, pad + 1)) + bytes([pad, next_header])
+        encryptor = Cipher(algorithms.AES(self.encryption_key), modes.CBC(iv)).encryptor()
+        body = (struct.pack("!II", self.spi, self.seq) + iv
+                + encryptor.update(plain) + encryptor.finalize())
+        body += hmac.new(self.authentication_key, body, hashlib.sha1).digest()[:ESP_ICV]
+        struct.pack_into("!H", header, 4, len(header) - 40 + len(body))   # payload length
         self.seq += 1
-        return out
+        return bytes(header) + body
 
 
 # =============================================================================================
