@@ -14,12 +14,15 @@ from __future__ import annotations
 import hashlib
 import hmac
 import ipaddress
+import itertools
 from dataclasses import dataclass, field
 
 from keys import formulas as F
 from keys.errors import UserError
+from lab import addresses
 from lab import packets as P
-from lab.scenario import Event, MobileNodeSpec, Scenario
+from lab.scenario import SAS_PER_NODE, Event, MobileNodeSpec, Scenario
+from lab.spi import SpiAllocator, sequential
 
 EPOCH_BASE_USEC = 1_767_225_600 * 1_000_000     # 2026-01-01T00:00:00Z: a fixed capture epoch
 HOP_DELAY = 0.004                               # seconds between consecutive packets of a flow
@@ -48,6 +51,7 @@ class Frame:
     what: str
     link: str                    # which netns link carries it: mn-ha, ha-cn1, mn-cn2, other
     sender: str                  # role that sends it on that link: mn, ha, cn1, cn2, bg
+    number: int = 0              # frame number in the capture (World.finish)
 
     @property
     def time(self) -> float:
@@ -76,6 +80,7 @@ class Draw:
 class HomeAgent:
     address: str
     prefixes: tuple[str, ...]
+    name: str
     binding_cache: list[dict] = field(default_factory=list)   # every accepted Home BU
 
 
@@ -120,6 +125,11 @@ class MobileNode:
     transport_in: P.EspSa
     tunnel_out: P.EspSa
     tunnel_in: P.EspSa
+    ha: HomeAgent
+    mac: bytes                              # its interface's MAC (eui64 care-of IIDs)
+    stable_secret: bytes                    # RFC 7217 secret_key (stable care-of IIDs)
+    addresses_formed: int = 0               # care-of addresses formed so far
+    clock: float = 0.0                      # when its last packet went out
     care_of: str | None = None
     home_sequence: int = 0
     home_pseudo: str | None = None          # pseudo home address of the last home binding
@@ -141,53 +151,122 @@ class MobileNode:
         return [self.transport_out, self.transport_in, self.tunnel_out, self.tunnel_in]
 
 
+SA_LABELS = ("MN->HA transport", "HA->MN transport", "MN->HA tunnel", "HA->MN tunnel")
+
+
+def home_exchanges_bound(scenario: Scenario, node: str) -> int:
+    """At most how many Home BU exchanges `node`'s timeline makes, each renewing its SPIs
+    (draft 6.4): one per move and return-home, one per 5.3.1 session, and at each move one per
+    correspondent it registered with by 5.3.1 since it was last home (World.move refreshes
+    every binding of the Binding Update List, and a 5.3.1 refresh is a Home BU first)."""
+    bound, with_531 = 0, set()
+    for ev in scenario.events:
+        if ev.node != node:
+            continue
+        if ev.action == "move":
+            bound += 1 + len(with_531)
+        elif ev.action == "return-home":
+            bound += 1
+            with_531.clear()
+        elif ev.action == "session" and ev.procedure == "5.3.1":
+            bound += 1
+            with_531.add(ev.correspondent)
+    return bound
+
+
 class World:
-    """Runs a scenario's timeline; collects frames and the actors' caches."""
+    """Runs a scenario's timeline; collects frames and the actors' caches.
+
+    Each mobile node keeps its own clock: its events run one after another, while different
+    nodes' events run side by side (a burst of moves interleaves its Home BUs). Frames are
+    numbered in time order when the run ends (`finish`)."""
 
     def __init__(self, scenario: Scenario, seed: int | None = None):
         self.scenario = scenario
         self.seed = scenario.seed if seed is None else seed
         self.draw = Draw(scenario.name, self.seed)
-        self.clock = 0.0
-        self.frames: list[Frame] = []
-        ha = scenario.home_agent
-        self.ha = HomeAgent(ha.address, ha.prefixes)
+        self.clock = 0.0                      # the clock of the actor whose event runs now
+        self.frames: list[Frame] = []         # in the order emitted; sorted by time at the end
+        self.has = {h.name: HomeAgent(h.address, h.prefixes, h.name)
+                    for h in scenario.home_agents}
         self.cns = {}
         for i, c in enumerate(scenario.correspondents):
             self.cns[c.name] = Correspondent(
                 c.name, i, c.address, c.kcn or self.draw.bytes(f"kcn|{c.name}", 20),
                 c.privacy_aware)
+        self.macs = {"mn": MAC_MN, "ha": MAC_HA, "bg": MAC_BG[0], "bg2": MAC_BG[1]}
+        for cn in self.cns.values():
+            self.macs[self.cn_role(cn)] = cn_mac(cn.index)
+        self.on_link: dict[str, str] = {}     # care-of address -> the node that holds it
+        self.spis = SpiAllocator()
         self.mns = {}
+        node_macs = {m.mac for m in scenario.mobile_nodes if m.mac}
         for i, m in enumerate(scenario.mobile_nodes):
             ks = m.ks or self.draw.bytes(f"ks|{m.name}", 16)
-            # four SAs per node, far apart so that their 6.4 chains (steps < 256) never meet
-            spis = [(m.first_spi + (k << 16)) % (1 << 32) if m.first_spi else
-                    self.draw.int(f"spi|{m.name}|{k}", 0x100, 1 << 32) for k in range(4)]
-            sas = [P.EspSa(spi, self.draw.bytes(f"esp-enc|{m.name}|{k}", 16),
-                           self.draw.bytes(f"esp-auth|{m.name}|{k}", 20))
-                   for k, spi in enumerate(spis)]
+            kph = F.kph_from_ks(ks)
+            renewals = home_exchanges_bound(scenario, m.name) if m.privacy else 0
+            sas = []
+            for k in range(SAS_PER_NODE):
+                spi = self.spis.allocate(f"{m.name} {SA_LABELS[k]}", kph, renewals,
+                                         self.spi_candidates(m, i, k))
+                sa = P.EspSa(spi, self.draw.bytes(f"esp-enc|{m.name}|{k}", 16),
+                             self.draw.bytes(f"esp-auth|{m.name}|{k}", 20),
+                             seq=self.first_esp_sequence(m, k))
+                sas.append(sa)
+            mac = m.mac or self.node_mac(m.name, node_macs)
+            node_macs.add(mac)
             self.mns[m.name] = MobileNode(
-                m, i, ks, F.kph_from_ks(ks), *sas,
+                m, i, ks, kph, *sas, ha=self.has[m.home_agent], mac=mac,
+                stable_secret=self.draw.bytes(f"rfc7217-secret|{m.name}", 16),
                 home_sequence=self.draw.int(f"home-seq|{m.name}", 0, 30000) if m.privacy else 0)
+
+    # --- what each node is given at setup --------------------------------------------------
+
+    def spi_candidates(self, m: MobileNodeSpec, index: int, k: int):
+        """SPIs to try for SA k of node `index`, best first (lab.spi takes the first free)."""
+        if m.first_spi is not None:
+            return sequential(m.first_spi + k)
+        if m.spi_allocation == "sequential":
+            # manual keying: node k's first SPI = base + k * step, its SAs next to each other
+            return sequential(self.scenario.spi_base + index * self.scenario.spi_step + k)
+        return (self.draw.int(f"spi|{m.name}|{k}" + (f"|{n}" if n else ""), 0x100, 1 << 32)
+                for n in itertools.count())
+
+    def first_esp_sequence(self, m: MobileNodeSpec, k: int) -> int:
+        """RFC 4303 3.3.3: a new SA sends sequence number 1 first. SAs set up `together` all
+        start there; `staggered` ones were set up earlier and have counted since."""
+        if m.esp_sequence is not None:
+            return m.esp_sequence
+        if self.scenario.sa_setup == "staggered":
+            return self.draw.int(f"esp-seq|{m.name}|{k}", 1, 1 << 16)
+        return 1
+
+    def node_mac(self, name: str, taken: set[bytes]) -> bytes:
+        """A universally administered unicast MAC, as a network card has (IEEE 802: the two
+        low bits of the first octet clear), unique in the scenario."""
+        for n in itertools.count():
+            raw = self.draw.bytes(f"mac|{name}" + (f"|{n}" if n else ""), 6)
+            mac = bytes([raw[0] & 0xFC]) + raw[1:]
+            if mac not in taken:
+                return mac
+        raise AssertionError("unreachable")
 
     # --- emitting ------------------------------------------------------------------------
 
     def emit(self, path: str, link: str, sender: str, packet: bytes, node: str | None,
-             procedure: str, what: str, delay: float = HOP_DELAY) -> int:
-        """Record one packet on `link` sent by `sender`; returns its frame number (1-based)."""
+             procedure: str, what: str, delay: float = HOP_DELAY) -> Frame:
+        """Record one packet on `link` sent by `sender`, `delay` after the actor's last one."""
         self.clock += delay
-        macs = {"mn": MAC_MN, "ha": MAC_HA, "bg": MAC_BG[0], "bg2": MAC_BG[1]}
-        for cn in self.cns.values():
-            macs[f"cn{cn.index + 1}"] = cn_mac(cn.index)
         if link == "other":
             sender_mac, receiver_mac = (MAC_BG if sender == "bg" else MAC_BG[::-1])
         else:
             a, b = link.split("-")
-            sender_mac, receiver_mac = macs[sender], macs[b if sender == a else a]
+            sender_mac, receiver_mac = self.macs[sender], self.macs[b if sender == a else a]
         usec = round(self.clock * 1_000_000)
-        self.frames.append(Frame(usec, P.ethernet(receiver_mac, sender_mac, packet), path,
-                                 node, procedure, what, link, sender))
-        return len(self.frames)
+        frame = Frame(usec, P.ethernet(receiver_mac, sender_mac, packet), path, node, procedure,
+                      what, link, sender)
+        self.frames.append(frame)
+        return frame
 
     def iv(self, sa: P.EspSa) -> bytes:
         """A deterministic IV per (SPI, sequence number): unpredictable enough for a lab."""
@@ -207,11 +286,12 @@ class World:
 
     def run(self) -> None:
         for ev in self.scenario.events:
-            self.clock = max(self.clock, ev.at)
             if ev.action == "background":
+                self.clock = ev.at              # each background flow runs on its own
                 self.background(ev)
                 continue
             mn = self.mns[ev.node]
+            self.clock = max(mn.clock, ev.at)
             if ev.action == "move":
                 self.move(mn, ev)
             elif ev.action == "return-home":
@@ -222,16 +302,54 @@ class World:
             elif ev.action == "prefix-discovery":
                 self.require_away(mn, ev)
                 self.prefix_discovery(mn)
+            mn.clock = self.clock
+        self.finish()
+
+    def finish(self) -> None:
+        """Frames in time order (ties in the order emitted), numbered from 1; the caches'
+        entries then name their frame by number."""
+        self.frames.sort(key=lambda f: f.usec)
+        for number, frame in enumerate(self.frames, 1):
+            frame.number = number
+        for entry in self.binding_entries():
+            entry["frame"] = entry["frame"].number
+
+    def binding_entries(self) -> list[dict]:
+        return [b for actor in (*self.has.values(), *self.cns.values())
+                for b in actor.binding_cache]
 
     def require_away(self, mn: MobileNode, ev: Event) -> None:
         if mn.care_of is None:
             raise UserError(f"{self.scenario.path}: event at {ev.at}: {mn.name} is at home "
                             f"(no care-of address yet): move it first")
 
+    def form_care_of(self, mn: MobileNode, prefix: str) -> str:
+        """The address the node forms on the visited prefix by its IID kind (lab.addresses);
+        RFC 8981 draws a new random IID for every address."""
+        formed = mn.addresses_formed
+        mn.addresses_formed += 1
+        return addresses.form_care_of(
+            mn.spec.care_of_iid, prefix, secret=mn.stable_secret, mac=mn.mac,
+            draw=lambda attempt: self.draw.bytes(f"iid|{mn.name}|{formed}|{attempt}", 8),
+            in_use=lambda address: self.on_link.get(address, mn.name) != mn.name)
+
+    def attach(self, mn: MobileNode, care_of: str | None, ev: Event) -> None:
+        """The node leaves its care-of address (if any) and takes `care_of` (None: home)."""
+        holder = self.on_link.get(care_of) if care_of else None
+        if holder is not None and holder != mn.name:
+            raise UserError(f"{self.scenario.path}: event at {ev.at}: {mn.name}'s care-of "
+                            f"address {care_of} is held by {holder}")
+        if mn.care_of is not None and self.on_link.get(mn.care_of) == mn.name:
+            del self.on_link[mn.care_of]
+        if care_of is not None:
+            self.on_link[care_of] = mn.name
+        mn.care_of = care_of
+
     def move(self, mn: MobileNode, ev: Event) -> None:
         """Handover: Home BU to the new care-of address, then re-register every correspondent
         binding in the Binding Update List (RFC 6275 11.7.2)."""
-        mn.care_of = ev.care_of_address
+        care_of = ev.care_of_address or self.form_care_of(mn, ev.care_of_prefix)
+        self.attach(mn, care_of, ev)
         self.home_registration(mn, self.scenario.bu_lifetime, ev.lose_bu)
         for cn_name, sess in list(mn.sessions.items()):
             self.session(mn, self.cns[cn_name], sess.procedure, 1, refresh=True)
@@ -240,7 +358,7 @@ class World:
         """RFC 6275 11.5.4: back on the home link, de-register (lifetime 0) with the home agent."""
         if mn.care_of is None:
             raise UserError(f"{self.scenario.path}: event at {ev.at}: {mn.name} is already home")
-        mn.care_of = None
+        self.attach(mn, None, ev)
         mn.sessions.clear()
         self.home_registration(mn, 0, ev.lose_bu)
 
@@ -250,8 +368,8 @@ class World:
         """draft 5.1.3 / 5.1.4: prefix | E(Ki, IID), Ki = HMAC_SHA1(Kph, i); the prefix is one
         other than the home address's own when the home agent has one (PROFILE.md)."""
         own = ipaddress.IPv6Network(mn.home_address + "/64", strict=False)
-        prefix = next((p for p in self.ha.prefixes if ipaddress.IPv6Network(p) != own),
-                      self.ha.prefixes[0])
+        prefix = next((p for p in mn.ha.prefixes if ipaddress.IPv6Network(p) != own),
+                      mn.ha.prefixes[0])
         return F.routable_pseudo_home_address(F.dynamic_key(mn.kph, i), mn.home_address,
                                               prefix, mn.spec.phoa_cipher)
 
@@ -264,27 +382,30 @@ class World:
             mn.home_sequence = (mn.home_sequence + 1) % 65536
             if attempt:
                 self.clock += BINDACK_TIMEOUT
-            frame, pseudo, mode = self.send_home_bu(mn, lifetime, lost=attempt < attempts - 1)
-        bu_frame = self.frames[frame - 1]
+            bu_frame, pseudo, mode = self.send_home_bu(mn, lifetime,
+                                                       lost=attempt < attempts - 1)
         self.send_home_ba(mn, lifetime, pseudo, mode)
         care_of = mn.care_of or mn.home_address
-        self.ha.binding_cache.append({
-            "home_agent": self.ha.address, "home_address": mn.home_address,
+        mn.ha.binding_cache.append({
+            "home_agent": mn.ha.address, "home_address": mn.home_address,
             "pseudo_home_address": pseudo, "care_of_address": care_of,
-            "sequence": mn.home_sequence, "lifetime": lifetime, "frame": frame,
+            "sequence": mn.home_sequence, "lifetime": lifetime, "frame": bu_frame,
             "time": bu_frame.time})
         mn.home_pseudo = pseudo
         if mn.spec.privacy:
             # draft 6.4: after a Home BU exchange both ends move every SA of this node to the
             # next SPI of the chain, so no SPI links two exchanges on the MN-HA path
-            for sa in mn.sas():
+            for sa, label in zip(mn.sas(), SA_LABELS, strict=True):
                 sa.spi = F.next_spi(mn.kph, sa.spi)
+                if self.spis.owner.get(sa.spi) != f"{mn.name} {label}":
+                    # lab.spi reserved the chain as far as home_exchanges_bound reaches
+                    raise RuntimeError(f"{mn.name} {label}: SPI 0x{sa.spi:08x} not reserved")
         return pseudo or mn.home_address
 
     def send_home_bu(self, mn: MobileNode, lifetime: int, lost: bool):
         units = lifetime // 4
         flags = P.BU_FLAG_A | P.BU_FLAG_H
-        ha = self.ha.address
+        ha = mn.ha.address
         what = "Home BU" + (" (lost)" if lost else "")
         # draft 5.1.4 without ESP sequence numbers: a counter both ends keep; here the count of
         # Home BUs the node has sent, from 1, retransmissions and de-registrations included
@@ -310,8 +431,9 @@ class World:
                                   self.esp(mn.transport_out))
         return self.emit("mn-ha", "mn-ha", "mn", pkt, mn.name, mode, what), pseudo, mode
 
-    def send_home_ba(self, mn: MobileNode, lifetime: int, pseudo: str | None, mode: str) -> int:
-        ha, seq, units = self.ha.address, mn.home_sequence, lifetime // 4
+    def send_home_ba(self, mn: MobileNode, lifetime: int, pseudo: str | None,
+                     mode: str) -> Frame:
+        ha, seq, units = mn.ha.address, mn.home_sequence, lifetime // 4
         if mode == "home":
             pkt = P.home_ba_at_home(ha, mn.home_address, seq, self.esp(mn.transport_in))
             return self.emit("mn-ha", "mn-ha", "ha", pkt, mn.name, "rfc3776", "Home BA")
@@ -367,7 +489,7 @@ class World:
         """RFC 6275 5.2.5 with draft 4.1 (P flag, privacy keygen token in the HoT) and draft
         5.3.1 (pseudo home address as the HoTI source). HoTI/HoT cross the MN-HA path in the
         ESP tunnel (RFC 3776 4.3) and the HA-CN path in clear (hop limit - 1)."""
-        ha, coa, name = self.ha.address, mn.care_of, mn.name
+        ha, coa, name = mn.ha.address, mn.care_of, mn.name
         privacy_flag = procedure == "4.1"
         home_cookie = self.draw.bytes(f"hoti|{name}|{cn.name}|{len(self.frames)}", 8)
         care_of_cookie = self.draw.bytes(f"coti|{name}|{cn.name}|{len(self.frames)}", 8)
@@ -436,7 +558,7 @@ class World:
             inner = P.correspondent_bu_reverse_tunnelled(mn.home_address, cn.address,
                                                          sess.pseudo, bu, kbm)
             self.emit("mn-ha", "mn-ha", "mn", P.tunnelled(
-                inner, coa, self.ha.address, self.esp(mn.tunnel_out)), name, procedure, "BU")
+                inner, coa, mn.ha.address, self.esp(mn.tunnel_out)), name, procedure, "BU")
             forwarded = P.correspondent_bu_reverse_tunnelled(mn.home_address, cn.address,
                                                              sess.pseudo, bu, kbm, 63)
             frame = self.emit("ha-cn", self.cn_link(cn, "ha"), "ha", forwarded, name,
@@ -452,7 +574,7 @@ class World:
             "correspondent": cn.address, "home_address": mn.home_address,
             "pseudo_home_address": sess.pseudo, "care_of_address": coa,
             "sequence": sess.sequence, "authenticator_valid": True, "frame": frame,
-            "time": self.frames[frame - 1].time})
+            "time": frame.time})
         # RFC 6275 6.1.8: to the care-of address, the (pseudo) home address in the RH2
         # (PROFILE.md "Where the pseudo home address travels")
         pkt = P.correspondent_ba(cn.address, coa, sess.pseudo or mn.home_address, sess.sequence,
@@ -478,7 +600,7 @@ class World:
     def reverse_tunnelled_data(self, mn: MobileNode, cn: Correspondent, count: int,
                                procedure: str) -> None:
         """draft 5.4: MN -> HA in the ESP tunnel, HA -> CN in clear, and back the same way."""
-        ha, coa, hoa, name = self.ha.address, mn.care_of, mn.home_address, mn.name
+        ha, coa, hoa, name = mn.ha.address, mn.care_of, mn.home_address, mn.name
         port, ha_cn, cn_role = DATA_PORT + mn.index, self.cn_link(cn, "ha"), self.cn_role(cn)
         for k in range(count):
             payload = f"{name} tunnelled {k}".encode()
@@ -496,7 +618,7 @@ class World:
     def cn_initiated_data(self, mn: MobileNode, cn: Correspondent, procedure: str) -> None:
         """draft 5.3.2: the correspondent sends to the home address; the HA tunnels it on; the
         mobile node answers through the reverse tunnel."""
-        ha, coa, hoa, name = self.ha.address, mn.care_of, mn.home_address, mn.name
+        ha, coa, hoa, name = mn.ha.address, mn.care_of, mn.home_address, mn.name
         port, ha_cn = DATA_PORT + mn.index, self.cn_link(cn, "ha")
         payload = f"{cn.name} calls {name}".encode()
         self.emit("ha-cn", ha_cn, self.cn_role(cn), P.plain_data(
@@ -516,9 +638,9 @@ class World:
     def prefix_discovery(self, mn: MobileNode) -> None:
         """draft 5.5: MPS / MPA in ESP transport mode with the pseudo home address of the
         current home binding in the HAO / RH2, or in the ESP tunnel for a 5.2.2 node."""
-        ha, coa, name = self.ha.address, mn.care_of, mn.name
+        ha, coa, name = mn.ha.address, mn.care_of, mn.name
         identifier = self.draw.int(f"mps|{name}|{len(self.frames)}", 0, 65536)
-        prefixes = [p for p in self.ha.prefixes
+        prefixes = [p for p in mn.ha.prefixes
                     if ipaddress.IPv6Address(mn.home_address) in ipaddress.IPv6Network(p)]
         if mn.spec.home_bu == "5.2.2":
             mps = P.mps_tunnel(coa, ha, mn.home_address, identifier, self.esp(mn.tunnel_out))

@@ -335,6 +335,10 @@ class EspSa:
     authentication_key: bytes
     seq: int = 1
     spis_used: list[int] = field(default_factory=list)
+    first_seq: int = field(init=False)          # the sequence number it started from
+
+    def __post_init__(self) -> None:
+        self.first_seq = self.seq
 
     def protect(self, packet: bytes, iv: bytes, tunnel: tuple[str, str] | None = None,
                 hop_limit: int = 64) -> bytes:

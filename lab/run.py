@@ -7,7 +7,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from keys.errors import UserError
-from lab.actors import EPOCH_BASE_USEC, Frame, World
+from lab.actors import EPOCH_BASE_USEC, SA_LABELS, Frame, MobileNode, World
+from lab.addresses import mac_text
 from lab.pcapng import write_pcapng
 from lab.scenario import Scenario
 
@@ -29,26 +30,39 @@ def build(scenario: Scenario, seed: int | None = None) -> LabOutput:
 
 
 def truth_of(world: World) -> dict:
-    """docs/DESIGN.md `truth.json`: bindings from the caches the home agent and the
-    correspondents hold, in capture order."""
+    """docs/DESIGN.md `truth.json`: bindings from the caches the home agents and the
+    correspondents hold, in capture order; per node, what the lab chose for it."""
     paths = {p: 0 for p in PATHS}
     for f in world.frames:
         paths[f.path] += 1
+    home_bindings = sorted((b for ha in world.has.values() for b in ha.binding_cache),
+                           key=lambda b: b["frame"])
     cn_bindings = sorted((b for cn in world.cns.values() for b in cn.binding_cache),
                          key=lambda b: b["frame"])
     return {
         "scenario": world.scenario.name,
         "seed": world.seed,
-        "nodes": {mn.name: {"home_address": mn.home_address, "home_agent": world.ha.address}
-                  for mn in world.mns.values()},
+        "nodes": {mn.name: node_truth(mn) for mn in world.mns.values()},
+        "home_agents": {ha.name: ha.address for ha in world.has.values()},
         "correspondents": {cn.name: cn.address for cn in world.cns.values()},
-        "home_bindings": sorted(world.ha.binding_cache, key=lambda b: b["frame"]),
+        "home_bindings": home_bindings,
         "correspondent_bindings": cn_bindings,
         "paths": paths,
         "frames": {str(n): {"path": f.path, "node": f.node, "procedure": f.procedure,
                             "what": f.what}
                    for n, f in enumerate(world.frames, 1)},
     }
+
+
+def node_truth(mn: MobileNode) -> dict:
+    """home_address and home_agent (the schema's); then the node's setup, for evaluations:
+    procedures, care-of IID kind (and MAC), and every SPI each SA used, in order."""
+    return {"home_address": mn.home_address, "home_agent": mn.ha.address,
+            "home_bu": mn.spec.home_bu, "phoa_cipher": mn.spec.phoa_cipher,
+            "privacy": mn.spec.privacy, "care_of_iid": mn.spec.care_of_iid,
+            "mac": mac_text(mn.mac),
+            "esp_sas": [{"sa": label, "spis": sa.spis_used, "first_sequence": sa.first_seq}
+                        for sa, label in zip(mn.sas(), SA_LABELS, strict=True)]}
 
 
 def _q(text: str) -> str:
@@ -58,18 +72,18 @@ def _q(text: str) -> str:
 def keyring_toml(world: World) -> str:
     """PROFILE.md "The keyring": everything a keyed monitor needs for this capture."""
     out = [f"# mip6mon lab keyring: scenario {world.scenario.name}, seed {world.seed}", ""]
-    out += ["[[home_agent]]", f"address  = {_q(world.ha.address)}",
-            "prefixes = [" + ", ".join(_q(p) for p in world.ha.prefixes) + "]", ""]
+    for ha in world.has.values():
+        out += ["[[home_agent]]", f"address  = {_q(ha.address)}",
+                "prefixes = [" + ", ".join(_q(p) for p in ha.prefixes) + "]", ""]
     for mn in world.mns.values():
         out += ["[[mobile_node]]", f"name         = {_q(mn.name)}",
                 f"home_address = {_q(mn.home_address)}",
-                f"home_agent   = {_q(world.ha.address)}",
+                f"home_agent   = {_q(mn.ha.address)}",
                 f"ks           = {_q(mn.ks.hex())}",
                 f"phoa_cipher  = {_q(mn.spec.phoa_cipher)}",
                 f"key_index    = {_q(mn.spec.key_index)}", ""]
     for mn in world.mns.values():
-        for sa, label in zip(mn.sas(), ("MN->HA transport", "HA->MN transport",
-                                         "MN->HA tunnel", "HA->MN tunnel"), strict=False):
+        for sa, label in zip(mn.sas(), SA_LABELS, strict=True):
             # every SPI the SA went through (draft 6.4 renewals keep the keys)
             for spi in sa.spis_used:
                 out += [f"[[esp_sa]]   # {mn.name} {label}", f'spi                = "0x{spi:08x}"',

@@ -1,37 +1,73 @@
 """Lab scenarios: small TOML files (topology, nodes, keys or a seed, timeline) -> Scenario.
 
-A scenario names one home agent, its correspondents and mobile nodes, and a timeline of
-events. Keys that are absent are drawn from the seed (lab.actors), so a file can be as short as
-a topology and a timeline. Every validation error names the file and the field.
+A scenario names one or more home agents, its correspondents and mobile nodes, and a timeline
+of events. Keys, SPIs, MACs and care-of interface IDs that are absent are drawn from the seed
+(lab.actors), so a file can be as short as a topology and a timeline. Every validation error
+names the file, the table and the field. `mip6mon lab crowd` (lab.crowd) writes such a file
+for N nodes. Every field, with its default:
 
-    name = "baseline"
+    name = "baseline"                 # default: the file's stem; with the seed, it keys every draw
     description = "..."
     seed = 1
+    bu_lifetime = 420                 # seconds, a multiple of 4 (RFC 6275 6.1.7)
+    care_of_iid = "privacy"           # default IID kind of every node's care-of addresses:
+                                      #   privacy (RFC 8981, random per address) | stable
+                                      #   (RFC 7217, one per prefix) | eui64 (RFC 4291, the MAC's
+                                      #   on every prefix: a leak to demonstrate)
+    spi_allocation = "random"         # random | sequential: node k's first SPI = spi_base +
+    spi_base = 4096                   #   k * spi_step, its four SAs on the next free SPIs above
+    spi_step = 16                     #   (manual keying); k counts [[mobile_node]]s from 0
+    sa_setup = "together"             # together: every SA's ESP sequence number starts at 1, so
+                                      #   the counters of all nodes run side by side |
+                                      #   staggered: each SA starts where its earlier life left it
+                                      #   (drawn from the seed, 1..65535)
 
-    [home_agent]
+    [home_agent]                      # one home agent; or several [[home_agent]] tables
+    name     = "ha"                   # default "ha" (needed with several: nodes name it)
     address  = "2001:db8:1::1"
-    prefixes = ["2001:db8:1::/64", "2001:db8:100::/64"]
+    prefixes = ["2001:db8:1::/64", "2001:db8:100::/64"]   # /64s, none shared between agents
 
     [[correspondent]]
-    name = "cn1"                      # cn1 / cn2: the netns topology has two correspondents
+    name = "cn1"                      # `lab send`'s netns topology has two: cn1 and cn2
     address = "2001:db8:3::5"
     # kcn = "<20 octets hex>"
+    # privacy_aware = true            # false: ignores the P flag and option 0xFE (draft 4.1)
 
     [[mobile_node]]
     name = "mn1"
-    home_address = "2001:db8:1::100"
+    home_address = "2001:db8:1::100"  # inside one of its home agent's prefixes
+    # home_agent = "ha"               # the [home_agent]'s name; required with several
     home_bu = "5.2.1"                 # rfc3776 | 5.2.1 | 5.2.2   (draft 5.2)
     phoa_cipher = "aes-ctr"           # aes-ctr | aes-ecb-trunc   (PROFILE.md, draft 5.1.3)
     # privacy = true                  # default: home_bu != "rfc3776" (draft 6.3, 6.4)
     # ks = "<hex>"                    # manual SA key (draft 5.1.2)
     # key_index = "esp-seq"           # or "counter": i in Ki = count of Home BUs sent (5.1.4)
+    # care_of_iid = "privacy"         # this node's IID kind (default: the top-level one)
+    # mac = "00:1b:21:3a:4f:5c"       # the interface's MAC (eui64); default drawn from the seed
+    # spi_allocation = "sequential"   # this node's allocation (default: the top-level one)
+    # first_spi = 4096                # this node's first SPI; its other SAs on the next free
+    # esp_sequence = 1                # first ESP sequence number of its SAs (default: sa_setup)
 
     [[event]]
-    at = 1.0                          # seconds from the start of the capture
+    at = 1.0                          # seconds from the start of the capture, in time order;
+                                      #   a node's events run one after another, different
+                                      #   nodes' events run side by side
     node = "mn1"
     do = "move"                       # move | session | prefix-discovery | return-home | background
-    care_of_address = "2001:db8:2::100"
-    lose_bu = true                    # the first Home BU is lost and retransmitted
+    care_of_prefix = "2001:db8:2::/64"    # move: the visited /64; the node forms its care-of
+                                          #   address there by its care_of_iid
+    # care_of_address = "2001:db8:2::7"   # move: or the care-of address itself (then the IID
+                                          #   kind does not apply to this move)
+    lose_bu = true                    # move, return-home: the first Home BU is lost and
+                                      #   retransmitted
+    # session:     correspondent = "cn1", procedure = rfc6275 | 4.1 | 4.2 | 5.3.1 | 5.3.2 | 5.4,
+    #              data = 2 (data packets each way)
+    # background:  kind = tcp | udp | icmpv6, src, dst (addresses of other hosts), count = 4
+
+SPIs: no SPI is used by two SAs in one capture (so the keyring's `src = dst = "*"` entries are
+unambiguous): the allocator reserves every SPI of each SA's draft 6.4 chain, as long as the
+timeline can renew it, and moves an SA up to the next SPI whose chain is free (sequential) or
+draws again (random). With a small spi_step the SAs of later nodes drift above base + k*step.
 """
 from __future__ import annotations
 
@@ -42,6 +78,7 @@ from importlib import resources
 from pathlib import Path
 
 from keys.errors import UserError
+from lab.addresses import IID_KINDS, parse_mac
 
 HOME_BU_MODES = ("rfc3776", "5.2.1", "5.2.2")
 PHOA_CIPHERS = ("aes-ctr", "aes-ecb-trunc")
@@ -50,12 +87,16 @@ KEY_INDEXES = ("esp-seq", "counter")
 SESSION_PROCEDURES = ("rfc6275", "4.1", "4.2", "5.3.1", "5.3.2", "5.4")
 ACTIONS = ("move", "session", "prefix-discovery", "return-home", "background")
 BACKGROUND_KINDS = ("tcp", "udp", "icmpv6")
+SPI_ALLOCATIONS = ("random", "sequential")
+SA_SETUPS = ("together", "staggered")
+SAS_PER_NODE = 4            # lab.actors: transport and tunnel SA, each direction (RFC 3776)
 
 
 @dataclass(frozen=True)
 class HomeAgentSpec:
     address: str
     prefixes: tuple[str, ...]
+    name: str = "ha"
 
 
 @dataclass(frozen=True)
@@ -76,6 +117,11 @@ class MobileNodeSpec:
     ks: bytes | None = None
     first_spi: int | None = None
     key_index: str = "esp-seq"        # draft 5.1.4: i = ESP sequence number, or a counter
+    home_agent: str = "ha"            # HomeAgentSpec.name
+    care_of_iid: str = "privacy"      # lab.addresses.IID_KINDS
+    mac: bytes | None = None          # eui64: the interface's MAC (None: drawn from the seed)
+    spi_allocation: str = "random"
+    esp_sequence: int | None = None   # None: Scenario.sa_setup decides
 
 
 @dataclass(frozen=True)
@@ -83,7 +129,8 @@ class Event:
     at: float
     action: str
     node: str | None = None
-    care_of_address: str | None = None      # move
+    care_of_address: str | None = None      # move: the address, or
+    care_of_prefix: str | None = None       # move: the visited /64 (the node forms the IID)
     lose_bu: bool = False                   # move, return-home: first Home BU lost
     correspondent: str | None = None        # session
     procedure: str | None = None            # session
@@ -99,12 +146,15 @@ class Scenario:
     name: str
     description: str
     seed: int
-    home_agent: HomeAgentSpec
+    home_agents: tuple[HomeAgentSpec, ...]
     correspondents: tuple[CorrespondentSpec, ...]
     mobile_nodes: tuple[MobileNodeSpec, ...]
     events: tuple[Event, ...]
     path: str = ""
     bu_lifetime: int = 420                  # seconds (multiple of 4: RFC 6275 6.1.7 units)
+    spi_base: int = 0x1000                  # sequential SPIs: node k starts at base + k * step
+    spi_step: int = 16
+    sa_setup: str = "together"
 
     def node(self, name: str) -> MobileNodeSpec:
         return next(m for m in self.mobile_nodes if m.name == name)
@@ -141,7 +191,8 @@ class _Reader:
         if kind is float and isinstance(value, int) and not isinstance(value, bool):
             value = float(value)
         if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
-            raise self.error(fld, f"must be {kind.__name__}")
+            kinds = kind if isinstance(kind, tuple) else (kind,)
+            raise self.error(fld, f"must be {' or '.join(k.__name__ for k in kinds)}")
         if choices and value not in choices:
             raise self.error(fld, f"unknown value {value!r}, expected one of {', '.join(choices)}")
         return value
@@ -197,30 +248,74 @@ def load_scenario(name_or_path: str) -> Scenario:
     return parse_scenario(doc, str(path))
 
 
+def _prefix(r: _Reader, fld: str, value) -> str:
+    """A /64: home prefixes (PROFILE.md) and visited ones (SLAAC's 64-bit IID, RFC 4862)."""
+    try:
+        net = ipaddress.IPv6Network(value, strict=True)
+    except (ValueError, TypeError):
+        raise r.error(fld, f"not an IPv6 prefix: {value!r}") from None
+    if net.prefixlen != 64:
+        raise r.error(fld, f"{value} is not /64")
+    return str(net)
+
+
+def _prefixes(r: _Reader, fld: str) -> list[str]:
+    clean = [_prefix(r, fld, p) for p in r.get(fld, list)]
+    if not clean:
+        raise r.error(fld, "empty")
+    return clean
+
+
+def _home_agents(path: str, top: _Reader) -> tuple[HomeAgentSpec, ...]:
+    """`[home_agent]` (one) or `[[home_agent]]` (one or more, each with a name)."""
+    raw = top.get("home_agent", (dict, list))
+    tables = [("[home_agent]", raw)] if isinstance(raw, dict) else \
+        [(f"[[home_agent]] #{n + 1}", t) for n, t in enumerate(raw)]
+    if not tables:
+        raise top.error("home_agent", "at least one home agent is needed")
+    agents: list[HomeAgentSpec] = []
+    seen: dict[ipaddress.IPv6Network, str] = {}
+    for label, table in tables:
+        r = _Reader(path, label, table)
+        r.unknown({"name", "address", "prefixes"})
+        name = r.get("name", str, "ha" if len(tables) == 1 else ...)
+        if name in [a.name for a in agents]:
+            raise r.error("name", f"two home agents named {name!r}")
+        prefixes = _prefixes(r, "prefixes")
+        for p in prefixes:
+            net = ipaddress.IPv6Network(p)
+            if net in seen:
+                raise r.error("prefixes", f"{p} is also a prefix of home agent {seen[net]!r}")
+            seen[net] = name
+        agents.append(HomeAgentSpec(r.address("address"), tuple(prefixes), name))
+    return tuple(agents)
+
+
+def _in_prefixes(address: str, prefixes) -> bool:
+    return any(ipaddress.IPv6Address(address) in ipaddress.IPv6Network(p) for p in prefixes)
+
+
 def parse_scenario(doc: dict, path: str = "<scenario>") -> Scenario:
     top = _Reader(path, "top level", doc)
-    top.unknown({"name", "description", "seed", "bu_lifetime", "home_agent", "correspondent",
+    top.unknown({"name", "description", "seed", "bu_lifetime", "care_of_iid", "spi_allocation",
+                 "spi_base", "spi_step", "sa_setup", "home_agent", "correspondent",
                  "mobile_node", "event"})
     name = top.get("name", str, Path(path).stem)
     lifetime = top.get("bu_lifetime", int, 420)
     if lifetime <= 0 or lifetime % 4 or lifetime > 4 * 0xFFFF:
         raise top.error("bu_lifetime", "must be a positive multiple of 4 seconds")
+    default_iid = top.get("care_of_iid", str, "privacy", IID_KINDS)
+    default_spi = top.get("spi_allocation", str, "random", SPI_ALLOCATIONS)
+    spi_base = top.get("spi_base", int, 0x1000)
+    if not 256 <= spi_base < 1 << 32:
+        raise top.error("spi_base", "out of range 256..2^32-1 (RFC 4303 2.1)")
+    spi_step = top.get("spi_step", int, 16)
+    if not 1 <= spi_step < 1 << 24:
+        raise top.error("spi_step", "must be 1..2^24-1")
+    sa_setup = top.get("sa_setup", str, "together", SA_SETUPS)
 
-    ha = _Reader(path, "[home_agent]", top.get("home_agent", dict))
-    ha.unknown({"address", "prefixes"})
-    prefixes = ha.get("prefixes", list)
-    clean = []
-    for p in prefixes:
-        try:
-            net = ipaddress.IPv6Network(p, strict=True)
-        except (ValueError, TypeError):
-            raise ha.error("prefixes", f"not an IPv6 prefix: {p!r}") from None
-        if net.prefixlen != 64:
-            raise ha.error("prefixes", f"{p} is not /64 (PROFILE.md)")
-        clean.append(str(net))
-    if not clean:
-        raise ha.error("prefixes", "empty")
-    home_agent = HomeAgentSpec(ha.address("address"), tuple(clean))
+    home_agents = _home_agents(path, top)
+    every_prefix = [p for ha in home_agents for p in ha.prefixes]
 
     correspondents = []
     for n, item in enumerate(top.get("correspondent", list, [])):
@@ -231,35 +326,61 @@ def parse_scenario(doc: dict, path: str = "<scenario>") -> Scenario:
             r.get("privacy_aware", bool, True)))
 
     nodes = []
+    macs: dict[bytes, str] = {}
     for n, item in enumerate(top.get("mobile_node", list)):
         r = _Reader(path, f"[[mobile_node]] #{n + 1}", item)
         r.unknown({"name", "home_address", "home_bu", "phoa_cipher", "privacy", "ks", "first_spi",
-                   "key_index"})
+                   "key_index", "home_agent", "care_of_iid", "mac", "spi_allocation",
+                   "esp_sequence"})
+        node_name = r.get("name", str)
         home_bu = r.get("home_bu", str, "5.2.1", HOME_BU_MODES)
+        ha_name = r.get("home_agent", str, home_agents[0].name if len(home_agents) == 1 else ...)
+        agent = next((a for a in home_agents if a.name == ha_name), None)
+        if agent is None:
+            raise r.error("home_agent", f"no home agent named {ha_name!r}")
         hoa = r.address("home_address")
-        if not any(ipaddress.IPv6Address(hoa) in ipaddress.IPv6Network(p) for p in clean):
-            raise r.error("home_address", "not in any of the home agent's prefixes")
+        if not _in_prefixes(hoa, agent.prefixes):
+            raise r.error("home_address", f"not in any of home agent {ha_name!r}'s prefixes")
         first_spi = r.get("first_spi", int, None)
         if first_spi is not None and not 256 <= first_spi < 1 << 32:
             raise r.error("first_spi", "out of range 256..2^32-1")
+        mac = None
+        if "mac" in item:
+            mac = parse_mac(r.get("mac", str))
+            if mac is None:
+                raise r.error("mac", "not a unicast MAC (aa:bb:cc:dd:ee:ff)")
+            if mac in macs:
+                raise r.error("mac", f"the MAC of {macs[mac]!r} too")
+            macs[mac] = node_name
+        esp_sequence = r.get("esp_sequence", int, None)
+        if esp_sequence is not None and not 1 <= esp_sequence < 1 << 31:
+            raise r.error("esp_sequence", "must be 1..2^31-1")
         nodes.append(MobileNodeSpec(
-            name=r.get("name", str), home_address=hoa, home_bu=home_bu,
+            name=node_name, home_address=hoa, home_bu=home_bu,
             phoa_cipher=r.get("phoa_cipher", str, "aes-ctr", PHOA_CIPHERS),
             privacy=r.get("privacy", bool, home_bu != "rfc3776"), ks=r.key("ks"),
-            first_spi=first_spi, key_index=r.get("key_index", str, "esp-seq", KEY_INDEXES)))
+            first_spi=first_spi, key_index=r.get("key_index", str, "esp-seq", KEY_INDEXES),
+            home_agent=ha_name, care_of_iid=r.get("care_of_iid", str, default_iid, IID_KINDS),
+            mac=mac, spi_allocation=r.get("spi_allocation", str, default_spi, SPI_ALLOCATIONS),
+            esp_sequence=esp_sequence))
     if not nodes:
         raise top.error("mobile_node", "at least one mobile node is needed")
 
-    names = [c.name for c in correspondents] + [m.name for m in nodes]
+    names = [a.name for a in home_agents] + [c.name for c in correspondents] + \
+        [m.name for m in nodes]
     if len(set(names)) != len(names):
-        raise top.error("name", "node and correspondent names must be unique")
+        raise top.error("name", "home agent, node and correspondent names must be unique")
+    if len({m.home_address for m in nodes}) != len(nodes):
+        raise top.error("mobile_node", "two nodes share a home address")
 
+    node_names = {m.name for m in nodes}
+    cn_names = {c.name for c in correspondents}
     events = []
     last = 0.0
     for n, item in enumerate(top.get("event", list, [])):
         r = _Reader(path, f"[[event]] #{n + 1}", item)
-        r.unknown({"at", "do", "node", "care_of_address", "lose_bu", "correspondent",
-                   "procedure", "data", "kind", "src", "dst", "count"})
+        r.unknown({"at", "do", "node", "care_of_address", "care_of_prefix", "lose_bu",
+                   "correspondent", "procedure", "data", "kind", "src", "dst", "count"})
         at = r.get("at", float)
         if at < last:
             raise r.error("at", "events must be in time order")
@@ -268,20 +389,30 @@ def parse_scenario(doc: dict, path: str = "<scenario>") -> Scenario:
         node = None
         if action != "background":
             node = r.get("node", str)
-            if node not in [m.name for m in nodes]:
+            if node not in node_names:
                 raise r.error("node", f"no mobile node named {node!r}")
         ev = dict(at=at, action=action, node=node)
         if action == "move":
-            ev["care_of_address"] = r.address("care_of_address")
-            if any(ipaddress.IPv6Address(ev["care_of_address"]) in ipaddress.IPv6Network(p)
-                   for p in clean):
-                raise r.error("care_of_address", "inside a home prefix (use do = \"return-home\")")
+            if ("care_of_address" in item) == ("care_of_prefix" in item):
+                raise r.error("care_of_prefix", "give care_of_prefix or care_of_address (one)")
+            if "care_of_address" in item:
+                ev["care_of_address"] = r.address("care_of_address")
+                if _in_prefixes(ev["care_of_address"], every_prefix):
+                    raise r.error("care_of_address",
+                                  "inside a home prefix (use do = \"return-home\")")
+            else:
+                prefix = _prefix(r, "care_of_prefix", r.get("care_of_prefix", str))
+                if any(ipaddress.IPv6Network(prefix).overlaps(ipaddress.IPv6Network(p))
+                       for p in every_prefix):
+                    raise r.error("care_of_prefix",
+                                  "a home prefix (use do = \"return-home\")")
+                ev["care_of_prefix"] = prefix
             ev["lose_bu"] = r.get("lose_bu", bool, False)
         elif action == "return-home":
             ev["lose_bu"] = r.get("lose_bu", bool, False)
         elif action == "session":
             cn = r.get("correspondent", str)
-            if cn not in [c.name for c in correspondents]:
+            if cn not in cn_names:
                 raise r.error("correspondent", f"no correspondent named {cn!r}")
             ev["correspondent"] = cn
             ev["procedure"] = r.get("procedure", str, choices=SESSION_PROCEDURES)
@@ -298,6 +429,7 @@ def parse_scenario(doc: dict, path: str = "<scenario>") -> Scenario:
         events.append(Event(**ev))
 
     return Scenario(name=name, description=top.get("description", str, ""),
-                    seed=top.get("seed", int, 1), home_agent=home_agent,
+                    seed=top.get("seed", int, 1), home_agents=home_agents,
                     correspondents=tuple(correspondents), mobile_nodes=tuple(nodes),
-                    events=tuple(events), path=path, bu_lifetime=lifetime)
+                    events=tuple(events), path=path, bu_lifetime=lifetime, spi_base=spi_base,
+                    spi_step=spi_step, sa_setup=sa_setup)
