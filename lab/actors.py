@@ -11,8 +11,6 @@ so that the same scenario and seed give byte-identical output whatever the order
 """
 from __future__ import annotations
 
-import hashlib
-import hmac
 import ipaddress
 import itertools
 from dataclasses import dataclass, field
@@ -21,6 +19,7 @@ from keys import formulas as F
 from keys.errors import UserError
 from lab import addresses
 from lab import packets as P
+from lab.draw import Draw
 from lab.scenario import SAS_PER_NODE, Event, MobileNodeSpec, Scenario
 from lab.spi import SpiAllocator, sequential
 
@@ -56,24 +55,6 @@ class Frame:
     @property
     def time(self) -> float:
         return (EPOCH_BASE_USEC + self.usec) / 1e6
-
-
-class Draw:
-    """Deterministic values from the seed: HMAC-SHA256(seed, label), expanded by a counter."""
-
-    def __init__(self, scenario: str, seed: int):
-        self.key = f"mip6mon-lab|{scenario}|{seed}".encode()
-
-    def bytes(self, label: str, n: int) -> bytes:
-        out, counter = b"", 0
-        while len(out) < n:
-            out += hmac.new(self.key, f"{label}|{counter}".encode(), hashlib.sha256).digest()
-            counter += 1
-        return out[:n]
-
-    def int(self, label: str, low: int, high: int) -> int:
-        """An integer in [low, high)."""
-        return low + int.from_bytes(self.bytes(label, 8), "big") % (high - low)
 
 
 @dataclass
@@ -172,6 +153,13 @@ def home_exchanges_bound(scenario: Scenario, node: str) -> int:
             bound += 1
             with_531.add(ev.correspondent)
     return bound
+
+
+def background_frames(kind: str, count: int) -> int:
+    """Packets of one background flow (World.background): a UDP datagram each, an ICMPv6
+    echo request and reply each, TCP's handshake (3), each segment with its ACK, FIN both
+    ways and the last ACK (3)."""
+    return {"udp": count, "icmpv6": 2 * count, "tcp": 6 + 2 * count}[kind]
 
 
 class World:

@@ -1,4 +1,4 @@
-"""`mip6mon lab run|send|down|list`."""
+"""`mip6mon lab run|crowd|send|down|list`."""
 from __future__ import annotations
 
 import sys
@@ -18,6 +18,15 @@ def command_lab(args) -> int:
         truth = run_scenario(scenario, args.output, args.seed)
         total = sum(truth["paths"].values())
         print(f"{scenario.name}: {total} packets, {len(truth['home_bindings'])} home bindings, "
+              f"{len(truth['correspondent_bindings'])} correspondent bindings -> {args.output}",
+              file=sys.stderr)
+        return 0
+    if args.lab_command == "crowd":
+        from lab.crowd import command_crowd
+        truth = command_crowd(args)
+        total = sum(truth["paths"].values())
+        print(f"{truth['scenario']}: {len(truth['nodes'])} nodes, {total} packets, "
+              f"{len(truth['home_bindings'])} home bindings, "
               f"{len(truth['correspondent_bindings'])} correspondent bindings -> {args.output}",
               file=sys.stderr)
         return 0

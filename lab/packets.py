@@ -335,10 +335,11 @@ class EspSa:
     authentication_key: bytes
     seq: int = 1
     spis_used: list[int] = field(default_factory=list)
-    first_seq: int = field(init=False)          # the sequence number it started from
+    first_spi: int = field(init=False)          # the SPI and sequence number it started
+    first_seq: int = field(init=False)          # from (spis_used lists the SPIs it sent)
 
     def __post_init__(self) -> None:
-        self.first_seq = self.seq
+        self.first_spi, self.first_seq = self.spi, self.seq
 
     def protect(self, packet: bytes, iv: bytes, tunnel: tuple[str, str] | None = None,
                 hop_limit: int = 64) -> bytes:

@@ -56,12 +56,14 @@ def truth_of(world: World) -> dict:
 
 def node_truth(mn: MobileNode) -> dict:
     """home_address and home_agent (the schema's); then the node's setup, for evaluations:
-    procedures, care-of IID kind (and MAC), and every SPI each SA used, in order."""
+    procedures, care-of IID kind (and MAC), and per SA its first SPI, every SPI it sent
+    with (in order; draft 6.4) and its first ESP sequence number."""
     return {"home_address": mn.home_address, "home_agent": mn.ha.address,
             "home_bu": mn.spec.home_bu, "phoa_cipher": mn.spec.phoa_cipher,
             "privacy": mn.spec.privacy, "care_of_iid": mn.spec.care_of_iid,
             "mac": mac_text(mn.mac),
-            "esp_sas": [{"sa": label, "spis": sa.spis_used, "first_sequence": sa.first_seq}
+            "esp_sas": [{"sa": label, "first_spi": sa.first_spi, "spis_used": sa.spis_used,
+                         "first_sequence": sa.first_seq}
                         for sa, label in zip(mn.sas(), SA_LABELS, strict=True)]}
 
 
@@ -84,8 +86,11 @@ def keyring_toml(world: World) -> str:
                 f"key_index    = {_q(mn.spec.key_index)}", ""]
     for mn in world.mns.values():
         for sa, label in zip(mn.sas(), SA_LABELS, strict=True):
-            # every SPI the SA went through (draft 6.4 renewals keep the keys)
-            for spi in sa.spis_used:
+            # every SPI the SA went through (draft 6.4 renewals keep the keys), or only the
+            # one it was set up with: what an operator configures, the renewals left to the
+            # monitor to follow
+            spis = [sa.first_spi] if world.scenario.keyring_spis == "initial" else sa.spis_used
+            for spi in spis:
                 out += [f"[[esp_sa]]   # {mn.name} {label}", f'spi                = "0x{spi:08x}"',
                         'src                = "*"', 'dst                = "*"',
                         'encryption         = "aes-cbc"',

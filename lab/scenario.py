@@ -21,6 +21,10 @@ for N nodes. Every field, with its default:
                                       #   the counters of all nodes run side by side |
                                       #   staggered: each SA starts where its earlier life left it
                                       #   (drawn from the seed, 1..65535)
+    keyring_spis = "every"            # keyring.toml lists every SPI each SA sent with (draft
+                                      #   6.4 renewals included) | initial: each SA under the
+                                      #   SPI it was set up with, as an operator configures it
+                                      #   (the monitor follows the renewals)
 
     [home_agent]                      # one home agent; or several [[home_agent]] tables
     name     = "ha"                   # default "ha" (needed with several: nodes name it)
@@ -89,6 +93,7 @@ ACTIONS = ("move", "session", "prefix-discovery", "return-home", "background")
 BACKGROUND_KINDS = ("tcp", "udp", "icmpv6")
 SPI_ALLOCATIONS = ("random", "sequential")
 SA_SETUPS = ("together", "staggered")
+KEYRING_SPIS = ("every", "initial")
 SAS_PER_NODE = 4            # lab.actors: transport and tunnel SA, each direction (RFC 3776)
 
 
@@ -155,6 +160,7 @@ class Scenario:
     spi_base: int = 0x1000                  # sequential SPIs: node k starts at base + k * step
     spi_step: int = 16
     sa_setup: str = "together"
+    keyring_spis: str = "every"
 
     def node(self, name: str) -> MobileNodeSpec:
         return next(m for m in self.mobile_nodes if m.name == name)
@@ -298,7 +304,8 @@ def _in_prefixes(address: str, prefixes) -> bool:
 def parse_scenario(doc: dict, path: str = "<scenario>") -> Scenario:
     top = _Reader(path, "top level", doc)
     top.unknown({"name", "description", "seed", "bu_lifetime", "care_of_iid", "spi_allocation",
-                 "spi_base", "spi_step", "sa_setup", "home_agent", "correspondent",
+                 "spi_base", "spi_step", "sa_setup", "keyring_spis", "home_agent",
+                 "correspondent",
                  "mobile_node", "event"})
     name = top.get("name", str, Path(path).stem)
     lifetime = top.get("bu_lifetime", int, 420)
@@ -313,6 +320,7 @@ def parse_scenario(doc: dict, path: str = "<scenario>") -> Scenario:
     if not 1 <= spi_step < 1 << 24:
         raise top.error("spi_step", "must be 1..2^24-1")
     sa_setup = top.get("sa_setup", str, "together", SA_SETUPS)
+    keyring_spis = top.get("keyring_spis", str, "every", KEYRING_SPIS)
 
     home_agents = _home_agents(path, top)
     every_prefix = [p for ha in home_agents for p in ha.prefixes]
@@ -432,4 +440,4 @@ def parse_scenario(doc: dict, path: str = "<scenario>") -> Scenario:
                     seed=top.get("seed", int, 1), home_agents=home_agents,
                     correspondents=tuple(correspondents), mobile_nodes=tuple(nodes),
                     events=tuple(events), path=path, bu_lifetime=lifetime, spi_base=spi_base,
-                    spi_step=spi_step, sa_setup=sa_setup)
+                    spi_step=spi_step, sa_setup=sa_setup, keyring_spis=keyring_spis)

@@ -31,17 +31,25 @@ class SpiAllocator:
     def __init__(self) -> None:
         self.owner: dict[int, str] = {}          # every SPI taken -> the SA that owns it
 
-    def chain(self, kph: bytes, first: int, renewals: int) -> list[int]:
-        return F.spi_chain(kph, first, renewals + 1) if renewals else [first]
+    def free_chain(self, kph: bytes, first: int, renewals: int) -> list[int] | None:
+        """`first` and its `renewals` draft 6.4 successors, or None as soon as one is taken
+        (or reserved, or met twice)."""
+        chain = [first]
+        while True:
+            spi = chain[-1]
+            if spi < FIRST_USABLE or spi in self.owner or spi in chain[:-1]:
+                return None
+            if len(chain) > renewals:
+                return chain
+            chain.append(F.next_spi(kph, spi))
 
     def allocate(self, owner: str, kph: bytes, renewals: int, candidates: Iterable[int],
-                 attempts: int = 1 << 20) -> int:
+                 attempts: int = 1 << 24) -> int:
         """The first candidate whose chain of `renewals` draft 6.4 steps is free; the whole
         chain is then `owner`'s."""
         for first in itertools.islice(candidates, attempts):
-            chain = self.chain(kph, first, renewals)
-            if all(s >= FIRST_USABLE and s not in self.owner for s in chain) and \
-                    len(set(chain)) == len(chain):
+            chain = self.free_chain(kph, first, renewals)
+            if chain is not None:
                 for s in chain:
                     self.owner[s] = owner
                 return first

@@ -82,6 +82,12 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("scenario", help="a shipped scenario name or a TOML file")
     q.add_argument("-o", "--output", required=True)
     q.add_argument("--seed", type=int)
+    # one option per crowd parameter, declared in lab/crowd.py (its table only: no third-party
+    # import, the crowd's generation is imported when `lab crowd` runs)
+    from lab.crowd import add_arguments as add_crowd_arguments
+
+    add_crowd_arguments(lab.add_parser("crowd", help="N mobile nodes in one scenario: write "
+                                       "scenario.toml, capture.pcapng, keyring.toml, truth.json"))
     q = lab.add_parser("send", help="send a scenario live into network namespaces (root)")
     q.add_argument("scenario")
     q.add_argument("--topology", choices=("netns",), default="netns")
