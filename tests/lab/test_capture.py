@@ -2,6 +2,7 @@
 every checksum verifies, and capture, keyring and truth agree with each other."""
 from __future__ import annotations
 
+import ipaddress
 import os
 import stat
 import subprocess
@@ -19,7 +20,7 @@ from tests.lab.conftest import SCENARIOS, read_pcapng, tshark
 ROOT = Path(__file__).resolve().parents[2]
 EXPECTED = {"baseline", "rr-privacy", "reverse-tunnelled-bu", "home-transport-ctr",
             "home-transport-ecb", "home-tunnel", "mn-initiated-rr", "cn-initiated-rr",
-            "reverse-tunnelling", "prefix-discovery", "demo"}
+            "reverse-tunnelling", "prefix-discovery", "demo", "eui64-leak"}
 
 
 def test_every_scenario_is_shipped():
@@ -160,3 +161,43 @@ def test_every_node_hands_over(built, name):
         coas = {h["care_of_address"] for h in t["home_bindings"]
                 if h["home_address"] == info["home_address"] and h["lifetime"]}
         assert len(coas) >= 2, (name, node)
+
+
+@pytest.mark.parametrize("name", SCENARIOS)
+def test_care_of_interface_ids(built, name):
+    """Every shipped scenario's care-of addresses carry RFC 8981 random interface IIDs (never
+    the home address's, a new one per address), except `eui64-leak`, whose nodes show the
+    modified EUI-64 of their MAC on every network (RFC 4291 Appendix A, computed here)."""
+    b = built[name]
+    sas = wire.sas_of(b.keyring)
+    iids: dict[str, set[int]] = {}
+    prefixes: dict[str, set[str]] = {}
+    addresses: dict[str, set[str]] = {}
+    for n, rec in enumerate(read_pcapng(b.capture), 1):
+        info = b.truth["frames"][str(n)]
+        if info["what"] != "Home BU":
+            continue
+        src = wire.parse(rec.data[14:], sas)[0].src
+        home = b.truth["nodes"][info["node"]]["home_address"]
+        if src == home:
+            continue                                              # de-registration from home
+        iids.setdefault(info["node"], set()).add(int(ipaddress.IPv6Address(src)) & (2**64 - 1))
+        addresses.setdefault(info["node"], set()).add(src)
+        prefixes.setdefault(info["node"], set()).add(
+            str(ipaddress.IPv6Network(src + "/64", strict=False)))
+    assert iids
+    scenario = load_scenario(name)
+    for node, seen in iids.items():
+        kind = b.truth["nodes"][node]["care_of_iid"]
+        assert kind == ("eui64" if name == "eui64-leak" else "privacy")
+        home = int(ipaddress.IPv6Address(b.truth["nodes"][node]["home_address"])) & (2**64 - 1)
+        if kind == "privacy":
+            assert home not in seen and len(seen) == len(addresses[node]) >= 2
+        else:
+            mac = scenario.node(node).mac
+            assert b.truth["nodes"][node]["mac"] == ":".join(f"{o:02x}" for o in mac)
+            assert seen == {int.from_bytes(bytes([mac[0] ^ 2]) + mac[1:3] + b"\xff\xfe"
+                                           + mac[3:], "big")}
+            assert len(prefixes[node]) >= 3
+    every = [i for seen in iids.values() for i in seen]
+    assert len(set(every)) == len(every)

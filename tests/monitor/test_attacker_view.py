@@ -214,7 +214,7 @@ RULE_CAPTURES = {
     "same-spi": ("baseline", "mn-initiated-rr"),
     "same-init-cookie": ("baseline", "home-tunnel"),
     "same-nonce-indices": ("baseline", "home-tunnel"),
-    "same-interface-id": ("baseline", "crowd"),            # crowd's care-of IIDs all differ
+    "same-interface-id": ("eui64-leak", "crowd"),          # crowd's care-of IIDs all differ
     "esp-sequence-continues": ("baseline", "crowd"),      # four nodes at once: ambiguous
     "bu-sequence-continues": ("baseline", "rr-privacy"),   # draft 6.3 keyed increments
     "spi-increment": ("home-transport-ctr", "baseline"),   # draft 6.4 vs fixed SPIs
