@@ -20,9 +20,9 @@ from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 
 from keys import formulas as F
+from keys.errors import UserError
 from lab.crowd import crowd_document, crowd_scenario, run_crowd
 from lab.run import build
-from monitor.errors import UserError
 from tests.lab import wire
 from tests.lab.conftest import read_pcapng
 
