@@ -101,3 +101,35 @@ def test_send_and_down_need_root(monkeypatch):
                            speed=1.0, seed=None), Namespace(lab_command="down")):
         with pytest.raises(UserError, match="run as root"):
             command_lab(args)
+
+
+@pytest.mark.root
+def test_send_a_crowd_into_netns(topology, tmp_path):
+    """A crowd (several home agents, two correspondents, a burst of moves) is sent like any
+    scenario: every node from the mn namespace, every home agent from ha, each packet on its
+    path's link; more than two correspondents are refused with one line."""
+    from lab.crowd import crowd_document, run_crowd, scenario_toml
+    params = dict(nodes=6, home_agents=2, correspondents=2, moves="burst", seed=8,
+                  moves_per_node=2, background=0.1)
+    run_crowd(tmp_path / "crowd", **params)
+    interfaces = ["ha-mn", "ha-cn1", "ha-cn2"]
+    proc = start_capture(tmp_path / "live.pcapng", interfaces)
+    try:
+        sent = subprocess.run([sys.executable, "-m", "monitor.cli", "lab", "send",
+                               str(tmp_path / "crowd" / "scenario.toml"), "--speed", "20"],
+                              cwd=ROOT, capture_output=True, text=True, timeout=120)
+    finally:
+        stop_capture(proc)
+    assert sent.returncode == 0, sent.stderr
+    out = build(load_scenario(str(tmp_path / "crowd" / "scenario.toml")))
+    live = read_pcapng(tmp_path / "live.pcapng")
+    on = {name: [r.data for r in live if r.interface == i] for i, name in enumerate(interfaces)}
+    assert on["ha-mn"] == [f.data for f in out.frames if f.path == "mn-ha"]
+    assert on["ha-cn1"] == [f.data for f in out.frames if f.link == "ha-cn1"]
+    assert on["ha-cn2"] == [f.data for f in out.frames if f.link == "ha-cn2"]
+    three = tmp_path / "three.toml"
+    three.write_text(scenario_toml(crowd_document(**{**params, "correspondents": 3})))
+    refused = subprocess.run([sys.executable, "-m", "monitor.cli", "lab", "send", str(three)],
+                             cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert refused.returncode == 2 and "two correspondents" in refused.stderr
+    assert refused.stderr.count("\n") == 1

@@ -204,3 +204,81 @@ def test_key_index_counter(tmp_path):
             "aes-ecb-trunc")
     assert [home_bus.index(h["frame"]) + 1 for h in truth["home_bindings"]] == [1, 3, 4, 5]
     assert ipaddress.IPv6Address(pseudos[-1]) in ipaddress.IPv6Network("2001:db8:100::/64")
+
+
+# --- the fields crowds added (lab/crowd.py writes them; a person may too) -----------------------
+
+TWO_AGENTS = MINIMAL.replace('''[home_agent]
+address = "2001:db8:1::1"
+prefixes = ["2001:db8:1::/64", "2001:db8:100::/64"]''', '''[[home_agent]]
+name = "ha1"
+address = "2001:db8:1::1"
+prefixes = ["2001:db8:1::/64", "2001:db8:100::/64"]
+[[home_agent]]
+name = "ha2"
+address = "2001:db8:11::1"
+prefixes = ["2001:db8:11::/64", "2001:db8:110::/64"]''').replace(
+    'home_address = "2001:db8:1::100"', 'home_address = "2001:db8:11::100"\nhome_agent = "ha2"')
+
+
+def test_new_fields_load(tmp_path):
+    text = TWO_AGENTS.replace('seed = 5', 'seed = 5\ncare_of_iid = "stable"\nspi_allocation = '
+                              '"sequential"\nspi_base = 8192\nspi_step = 32\nsa_setup = '
+                              '"staggered"\nkeyring_spis = "initial"')
+    text = text.replace('home_agent = "ha2"', 'home_agent = "ha2"\nmac = "00:1b:21:3a:4f:5c"\n'
+                        'esp_sequence = 9\ncare_of_iid = "eui64"')
+    text = text.replace('care_of_address = "2001:db8:2::1"', 'care_of_prefix = "2001:db8:2::/64"')
+    s = load_scenario(str(write(tmp_path, text)))
+    assert [h.name for h in s.home_agents] == ["ha1", "ha2"]
+    (m,) = s.mobile_nodes
+    assert (m.home_agent, m.care_of_iid, m.mac.hex(), m.esp_sequence, m.spi_allocation) == \
+        ("ha2", "eui64", "001b213a4f5c", 9, "sequential")
+    assert (s.spi_base, s.spi_step, s.sa_setup, s.keyring_spis) == (8192, 32, "staggered",
+                                                                     "initial")
+    assert s.events[0].care_of_prefix == "2001:db8:2::/64" and s.events[0].care_of_address is None
+
+
+@pytest.mark.parametrize("change,where", [
+    (('seed = 5', 'seed = 5\ncare_of_iid = "mac"'), "top level care_of_iid"),
+    (('seed = 5', 'seed = 5\nspi_allocation = "dense"'), "top level spi_allocation"),
+    (('seed = 5', 'seed = 5\nspi_step = 0'), "top level spi_step"),
+    (('seed = 5', 'seed = 5\nspi_base = 7'), "top level spi_base"),
+    (('seed = 5', 'seed = 5\nsa_setup = "never"'), "top level sa_setup"),
+    (('seed = 5', 'seed = 5\nkeyring_spis = "some"'), "top level keyring_spis"),
+    (('home_agent = "ha2"', 'home_agent = "ha9"'), "[[mobile_node]] #1 home_agent"),
+    (('home_agent = "ha2"\n', ''), "[[mobile_node]] #1 home_agent"),
+    (('home_address = "2001:db8:11::100"', 'home_address = "2001:db8:1::100"'),
+     "[[mobile_node]] #1 home_address"),
+    (('name = "ha2"\n', ''), "[[home_agent]] #2 name"),
+    (('name = "ha2"', 'name = "ha1"'), "[[home_agent]] #2 name"),
+    (('prefixes = ["2001:db8:11::/64", "2001:db8:110::/64"]',
+      'prefixes = ["2001:db8:11::/64", "2001:db8:100::/64"]'), "[[home_agent]] #2 prefixes"),
+    (('home_agent = "ha2"', 'home_agent = "ha2"\nmac = "01:00:5e:00:00:01"'),
+     "[[mobile_node]] #1 mac"),
+    (('home_agent = "ha2"', 'home_agent = "ha2"\ncare_of_iid = "random"'),
+     "[[mobile_node]] #1 care_of_iid"),
+    (('home_agent = "ha2"', 'home_agent = "ha2"\nesp_sequence = 0'),
+     "[[mobile_node]] #1 esp_sequence"),
+    (('home_agent = "ha2"', 'home_agent = "ha2"\nspi_allocation = "x"'),
+     "[[mobile_node]] #1 spi_allocation"),
+    (('care_of_address = "2001:db8:2::1"', 'care_of_prefix = "2001:db8:2::/48"'),
+     "[[event]] #1 care_of_prefix"),
+    (('care_of_address = "2001:db8:2::1"', 'care_of_prefix = "2001:db8:110::/64"'),
+     "[[event]] #1 care_of_prefix"),
+    (('care_of_address = "2001:db8:2::1"',
+      'care_of_address = "2001:db8:2::1"\ncare_of_prefix = "2001:db8:2::/64"'),
+     "[[event]] #1 care_of_prefix"),
+    (('care_of_address = "2001:db8:2::1"', 'lose_bu = false'), "[[event]] #1 care_of_prefix"),
+])
+def test_new_field_errors_name_file_and_field(tmp_path, change, where):
+    path = write(tmp_path, TWO_AGENTS.replace(*change))
+    with pytest.raises(UserError) as err:
+        load_scenario(str(path))
+    message = str(err.value)
+    assert str(path) in message and where in message and "\n" not in message
+
+
+def test_single_home_agent_table_still_works():
+    s = load_scenario("demo")
+    assert [h.name for h in s.home_agents] == ["ha"]
+    assert {m.home_agent for m in s.mobile_nodes} == {"ha"}
