@@ -45,7 +45,7 @@ def main() -> int:
         lab_times, tshark_times, packets = [], [], 0
         for _ in range(args.runs):
             with tempfile.TemporaryDirectory(prefix="mip6mon-bench-lab-") as out:
-                seconds, truth = timed(lambda out=out: run_crowd(
+                seconds, truth = timed(lambda out=out, n=n: run_crowd(
                     out, nodes=n, moves_per_node=args.moves_per_node, spi="sequential",
                     spi_step=16, procedures="mixed", seed=1))
                 lab_times.append(seconds)
