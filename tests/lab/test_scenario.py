@@ -76,7 +76,11 @@ def test_load_from_path_with_defaults(tmp_path):
     (('name = "mn1"', 'name = "mn1"\ncolour = "red"'), "[[mobile_node]] #1 colour"),
 ])
 def test_validation_errors_name_file_and_field(tmp_path, change, where):
-    path = write(tmp_path, MINIMAL.replace(*change))
+    assert_error_names(write(tmp_path, MINIMAL.replace(*change)), where)
+
+
+def assert_error_names(path: Path, where: str) -> None:
+    """Loading `path` fails with one line that names the file and `where` (table and field)."""
     with pytest.raises(UserError) as err:
         load_scenario(str(path))
     message = str(err.value)
@@ -271,11 +275,7 @@ def test_new_fields_load(tmp_path):
     (('care_of_address = "2001:db8:2::1"', 'lose_bu = false'), "[[event]] #1 care_of_prefix"),
 ])
 def test_new_field_errors_name_file_and_field(tmp_path, change, where):
-    path = write(tmp_path, TWO_AGENTS.replace(*change))
-    with pytest.raises(UserError) as err:
-        load_scenario(str(path))
-    message = str(err.value)
-    assert str(path) in message and where in message and "\n" not in message
+    assert_error_names(write(tmp_path, TWO_AGENTS.replace(*change)), where)
 
 
 def test_single_home_agent_table_still_works():
