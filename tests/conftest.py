@@ -8,10 +8,15 @@ hold an exclusive lock on a file in /tmp for their duration.
 from __future__ import annotations
 
 import fcntl
+import os
+from pathlib import Path
 
 import pytest
 
 NETNS_LOCK = "/tmp/mip6mon-netns.lock"
+# Real captures nobody on the project made (../shared/captures from the project root on the
+# machines we run on); MIP6MON_CAPTURES points elsewhere.
+SHARED_CAPTURES = Path(os.environ.get("MIP6MON_CAPTURES", "/work/shared/captures"))
 
 
 @pytest.fixture(autouse=True)

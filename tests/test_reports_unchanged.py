@@ -21,13 +21,15 @@ from pathlib import Path
 
 import pytest
 
+from tests.conftest import SHARED_CAPTURES
+
 ROOT = Path(__file__).resolve().parents[1]
 EXPECTED = ROOT / "tests" / "expected" / "reports"
-SHARED = ROOT.parent / "shared" / "captures"
 
 
 def _captures() -> list[Path]:
-    return sorted(p for p in SHARED.rglob("*") if p.suffix in (".pcap", ".pcapng"))
+    assert SHARED_CAPTURES.is_dir(), f"{SHARED_CAPTURES}: no shared captures (MIP6MON_CAPTURES)"
+    return sorted(p for p in SHARED_CAPTURES.rglob("*") if p.suffix in (".pcap", ".pcapng"))
 
 
 def _cases() -> list[str]:

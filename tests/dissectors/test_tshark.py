@@ -17,9 +17,10 @@ from keys import formulas
 from keys.errors import UserError
 from keys.keyring import parse_keyring
 from monitor.sources import PcapSource
+from tests.conftest import SHARED_CAPTURES
 from tests.dissectors import builders as b
 
-CAPTURES = Path(os.environ.get("MIP6MON_CAPTURES", "/work/shared/captures"))
+CAPTURES = SHARED_CAPTURES
 SHARED = sorted(glob.glob(str(CAPTURES / "*" / "*.pcap")))
 
 
