@@ -11,6 +11,8 @@ import subprocess
 import tempfile
 from dataclasses import dataclass, field
 
+from dissectors import luaplugin
+
 TSHARK = "tshark"
 EDITCAP = "editcap"
 MAX_FILTER_LENGTH = 2000
@@ -66,12 +68,15 @@ class CaptureTools:
             raise FilterError("filter must be one line")
         if text in self._cache:
             return self._cache[text]
-        cmd = [TSHARK, "-n", "-r", self.path, "-Y", text, "-T", "fields", "-e", "frame.number"]
+        # the profile's extensions are named by mip6mon's Lua plugin (`mip6lp.*` filters)
+        cmd = [TSHARK, *luaplugin.tshark_options(), "-n", "-r", self.path, "-Y", text,
+               "-T", "fields", "-e", "frame.number"]
         from dissectors.espsa import TsharkConfig
         try:
             with TsharkConfig(self.keyring) as config:
+                env = luaplugin.without_personal_plugins(config.env(), config.path)
                 proc = subprocess.run(cmd, capture_output=True, text=True, timeout=self.timeout,
-                                      stdin=subprocess.DEVNULL, env=config.env())
+                                      stdin=subprocess.DEVNULL, env=env)
         except subprocess.TimeoutExpired:
             raise FilterError("tshark took too long on this filter") from None
         if proc.returncode != 0:

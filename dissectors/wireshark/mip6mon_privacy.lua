@@ -26,6 +26,36 @@ local PROTO_DESCRIPTION =
     "MIPv6 location privacy (draft-irtf-mobopts-location-privacy-solutions-02, mip6mon profile)"
 
 ------------------------------------------------------------------------------------------
+-- Loaded once
+------------------------------------------------------------------------------------------
+
+-- A copy in the personal plugins folder (`mip6mon wireshark install`) plus this file given
+-- with `-X lua_script:` loads the plugin twice, and tshark 4.0 fails the second Proto() with
+-- a Lua error ("there cannot be two protocols with the same description"). Every plugin
+-- runs with its own _ENV but shares _G: the first copy marks _G and a later one stands down
+-- (saying so on stderr when the two files differ, so an outdated copy is not used unknowingly).
+local function file_text(source)
+    local f = source:sub(1, 1) == "@" and io.open(source:sub(2), "rb")
+    if not f then return nil end
+    local text = f:read("*a")
+    f:close()
+    return text
+end
+
+local this_source = debug.getinfo(1, "S").source
+local first_source = rawget(_G, "mip6lp_loaded_from")
+if first_source ~= nil then
+    local first_text = file_text(first_source)
+    if first_text == nil or first_text ~= file_text(this_source) then
+        io.stderr:write(string.format(
+            "mip6lp: not loading %s: a different copy is already loaded from %s\n",
+            this_source:sub(2), first_source:sub(2)))
+    end
+    return
+end
+rawset(_G, "mip6lp_loaded_from", this_source)
+
+------------------------------------------------------------------------------------------
 -- Code points (PROFILE.md "Code points"; RFC 6275 6.1, 6.2; RFC 8200 4.2)
 ------------------------------------------------------------------------------------------
 
