@@ -46,10 +46,15 @@ def _demo(args: argparse.Namespace) -> int:
     return command_demo(args)
 
 
+def _wireshark(args: argparse.Namespace) -> int:
+    from monitor.wireshark import command_wireshark
+    return command_wireshark(args)
+
+
 # subcommand -> the function that runs it (parsed args in, exit code out)
 COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
     "report": _report, "compare": _compare, "lab": _lab,
-    "replay": _replay, "live": _live, "demo": _demo,
+    "replay": _replay, "live": _live, "demo": _demo, "wireshark": _wireshark,
 }
 
 
@@ -112,6 +117,12 @@ def build_parser() -> argparse.ArgumentParser:
         q.add_argument("--host", default="127.0.0.1")
         q.add_argument("--port", type=int, default=0, help="0 picks a free port")
         q.add_argument("--token", help="access token (default: random)")
+
+    p = sub.add_parser("wireshark", help="use the profile's extensions in Wireshark and tshark")
+    ws = p.add_subparsers(dest="wireshark_command", required=True)
+    q = ws.add_parser("install", help="copy the Lua plugin into your personal plugin folder")
+    q.add_argument("--print-path", action="store_true",
+                   help="print where the plugin goes, install nothing")
     return parser
 
 
