@@ -51,10 +51,16 @@ def _wireshark(args: argparse.Namespace) -> int:
     return command_wireshark(args)
 
 
+def _keys(args: argparse.Namespace) -> int:
+    from keys.cli import command_keys
+    return command_keys(args)
+
+
 # subcommand -> the function that runs it (parsed args in, exit code out)
 COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
     "report": _report, "compare": _compare, "lab": _lab,
     "replay": _replay, "live": _live, "demo": _demo, "wireshark": _wireshark,
+    "keys": _keys,
 }
 
 
@@ -117,6 +123,22 @@ def build_parser() -> argparse.ArgumentParser:
         q.add_argument("--host", default="127.0.0.1")
         q.add_argument("--port", type=int, default=0, help="0 picks a free port")
         q.add_argument("--token", help="access token (default: random)")
+
+    p = sub.add_parser("keys", help="keyring tools")
+    keys = p.add_subparsers(dest="keys_command", required=True)
+    q = keys.add_parser("import-xfrm", help="add the kernel's ESP SAs (ip xfrm state) to a "
+                        "keyring")
+    q.add_argument("-o", "--output", required=True, metavar="KEYRING",
+                   help="keyring to create (mode 0600) or add to")
+    q.add_argument("--from", dest="source", metavar="FILE",
+                   help="saved `ip xfrm state` output ('-': standard input) instead of running ip")
+    q.add_argument("--netns", metavar="NAME", help="the SAs of this network namespace")
+    q.add_argument("--mobile-node", metavar="NAME",
+                   help="the [[mobile_node]] these SAs belong to (PROFILE.md)")
+    q.add_argument("--replace", action="store_true",
+                   help="overwrite an SA the keyring has with other keys")
+    q.add_argument("--skip-unsupported", action="store_true",
+                   help="import what PROFILE.md can express, skip (and name) the rest")
 
     p = sub.add_parser("wireshark", help="use the profile's extensions in Wireshark and tshark")
     ws = p.add_subparsers(dest="wireshark_command", required=True)
