@@ -135,7 +135,7 @@ def _algorithm(number: int, tokens: list[str]) -> Algorithm:
         raise XfrmError(f"line {number}: ip printed a truncated `{kind}` attribute")
     bits = None
     if kind in ("auth-trunc", "aead"):
-        if not rest or not rest[-1].isdigit():
+        if not rest or not rest[-1].isdecimal():
             what = "truncation" if kind == "auth-trunc" else "ICV"
             raise XfrmError(f"line {number}: `{kind} {_shown(name)}` without its {what} length")
         bits = int(rest.pop())

@@ -20,6 +20,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from keys import xfrm
 from keys.keyring import EspSa, Secret, load_keyring
@@ -452,3 +454,50 @@ def test_imported_keyring_decrypts_esp_encrypted_with_the_same_sas(tmp_path):
         assert event.transport.payload_preview == payloads[number].decode(), number
     without = events(None)
     assert not any(e.layers[0].esp.decrypted for e in without.values() if e.layers[0].esp)
+
+
+# --- any text: states, or one XfrmError; never another exception ------------------------------
+
+def _ip_text_sample() -> str:
+    sas = [Sa(A, B, 0x9001, enc=("cbc(aes)", K16), auth=("hmac(sha1)", K20, 96)),
+           Sa(B, A, 0x9002, aead=("rfc4106(gcm(aes))", K20, 128), mode="transport")]
+    out = []
+    for layout in LAYOUTS:
+        dump = b"".join(newsa(sa) for sa in sas)
+        result = subprocess.run(["ip", *LAYOUTS[layout], "xfrm", "monitor", "file",
+                                 "/dev/stdin"], input=dump, capture_output=True, timeout=30,
+                                check=True)
+        out.append(result.stdout.decode())
+    return "".join(out)
+
+
+SAMPLE = _ip_text_sample()
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.data())
+def test_any_edit_of_real_output_reads_or_fails_in_one_line(data):
+    """Real `ip` output with characters deleted, replaced or inserted anywhere."""
+    text = SAMPLE
+    for _ in range(data.draw(st.integers(1, 6))):
+        at = data.draw(st.integers(0, len(text)))
+        cut = data.draw(st.integers(0, 12))
+        text = text[:at] + data.draw(st.text(max_size=8)) + text[at + cut:]
+    try:
+        selection = xfrm.select(xfrm.parse_states(text))
+    except xfrm.XfrmError as exc:
+        message = str(exc)
+        assert "\n" not in message
+        assert K16.hex()[:16] not in message and K20.hex()[:16] not in message
+        return
+    for state, sa in selection.sas:
+        assert isinstance(sa, EspSa) and sa.spi == state.spi
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.text())
+def test_any_text_reads_or_fails_in_one_line(text):
+    try:
+        xfrm.select(xfrm.parse_states(text))
+    except xfrm.XfrmError as exc:
+        assert "\n" not in str(exc)
