@@ -74,9 +74,8 @@ class CaptureTools:
         from dissectors.espsa import TsharkConfig
         try:
             with TsharkConfig(self.keyring) as config:
-                env = luaplugin.without_personal_plugins(config.env(), config.path)
                 proc = subprocess.run(cmd, capture_output=True, text=True, timeout=self.timeout,
-                                      stdin=subprocess.DEVNULL, env=env)
+                                      stdin=subprocess.DEVNULL, env=config.env())
         except subprocess.TimeoutExpired:
             raise FilterError("tshark took too long on this filter") from None
         if proc.returncode != 0:

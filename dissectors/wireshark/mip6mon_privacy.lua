@@ -6,9 +6,9 @@
 --   'P' flag of the HoTI         0x8000 of the HoTI's Reserved field   -> mip6lp.hoti.p
 --   Privacy Keygen Token option  mobility option 18, length 10         -> mip6lp.pkt.*
 --
--- Use:  tshark -X lua_script:mip6mon_privacy.lua -r CAPTURE -Y "mip6lp.hoti.p == 1"
---       or copy the file into Wireshark's personal Lua plugins folder
---       (Help > About Wireshark > Folders > Personal Lua Plugins).
+-- Use:  mip6mon wireshark install     (into the personal Lua plugins folder, for Wireshark
+--                                     and every tshark: Help > About Wireshark > Folders)
+--       tshark -X lua_script:mip6mon_privacy.lua -r CAPTURE -Y "mip6lp.hoti.p == 1"
 --
 -- How it reads the packet: tshark locates every Destination Options header and every Mobility
 -- Header in the frame, also inside IPv6-in-IPv6 tunnels and in ESP payloads that tshark

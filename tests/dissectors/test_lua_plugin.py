@@ -54,13 +54,12 @@ CN, HOA, COA, HA = "2001:db8:3::5", "2001:db8:1::100", "2001:db8:2::100", "2001:
 
 def run_tshark(capture: Path, *args: str, keyring: Keyring | None = None,
                script: Path = LUA) -> subprocess.CompletedProcess:
-    """tshark with the plugin and ESP SAs from the keyring, as the dashboard runs it: the
-    options and environment come from dissectors.luaplugin (no personal plugin is loaded)."""
+    """tshark with the plugin and ESP SAs from the keyring, as the dashboard runs it: options
+    from dissectors.luaplugin, environment from TsharkConfig (no personal plugin is loaded)."""
     with TsharkConfig(keyring) as config:
-        env = luaplugin.without_personal_plugins(config.env(), config.path)
         return subprocess.run(["tshark", "-n", *luaplugin.tshark_options(script),
                                "-r", str(capture), *args],
-                              capture_output=True, text=True, env=env, timeout=60)
+                              capture_output=True, text=True, env=config.env(), timeout=60)
 
 
 def assert_no_lua_error(result: subprocess.CompletedProcess) -> None:

@@ -131,3 +131,29 @@ def test_no_tshark_is_a_one_line_error(tmp_path):
     for args in (("install",), ("install", "--print-path")):
         result = mip6mon("wireshark", *args, env=_env(tmp_path, path=str(empty)))
         assert_one_line_error(result, "tshark not found")
+
+
+def test_personal_plugins_never_reach_mip6mons_own_tshark(rr_privacy, tmp_path):
+    """After `wireshark install`, and with a personal Lua plugin that raises on every frame
+    (a user's buggy one, or a broken copy), `report` is byte for byte what it is without."""
+    def report(home: Path) -> str:
+        result = mip6mon("report", str(rr_privacy / "capture.pcapng"), "--keys",
+                         str(rr_privacy / "keyring.toml"), "--format", "json", env=_env(home))
+        assert result.returncode == 0, result.stderr
+        return result.stdout
+
+    clean = tmp_path / "clean"
+    clean.mkdir()
+    installed = tmp_path / "installed"
+    installed.mkdir()
+    assert mip6mon("wireshark", "install", env=_env(installed)).returncode == 0
+    raising = tmp_path / "raising"
+    (raising / PERSONAL).mkdir(parents=True)
+    (raising / PERSONAL / "users_own.lua").write_text(
+        'local p = Proto("usersown", "A user\'s post-dissector")\n'
+        'function p.dissector(tvb, pinfo, tree) error("boom") end\n'
+        "register_postdissector(p)\n")
+    want = report(clean)
+    assert json.loads(want)["capture"]["malformed"] == 0
+    assert report(installed) == want
+    assert report(raising) == want
