@@ -237,6 +237,8 @@ def read_kernel_states(netns: str | None = None) -> str:
     if proc.returncode != 0:
         reason = next((line.strip() for line in proc.stderr.splitlines() if line.strip()),
                       f"exit code {proc.returncode}")
+        if "Operation not permitted" in reason:
+            reason += " (reading the kernel's SAs needs root, or CAP_NET_ADMIN)"
         raise UserError(f"`{' '.join(argv)}` failed: {reason[:200]}")
     return proc.stdout
 

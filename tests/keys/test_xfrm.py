@@ -501,3 +501,17 @@ def test_any_text_reads_or_fails_in_one_line(text):
         xfrm.select(xfrm.parse_states(text))
     except xfrm.XfrmError as exc:
         assert "\n" not in str(exc)
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="drops a capability root has")
+def test_running_ip_without_the_right_is_a_one_line_error(tmp_path):
+    """`ip xfrm state` run by mip6mon itself, without CAP_NET_ADMIN (as a plain user)."""
+    result = subprocess.run(["setpriv", "--bounding-set=-net_admin", sys.executable, "-m",
+                             "monitor.cli", "keys", "import-xfrm", "-o",
+                             str(tmp_path / "k.toml")], cwd=ROOT, capture_output=True,
+                            text=True, timeout=60)
+    assert_one_line_error(result, "`ip xfrm state` failed", "needs root")
+    assert not (tmp_path / "k.toml").exists()
+    missing = mip6mon("keys", "import-xfrm", "-o", str(tmp_path / "k.toml"), "--netns",
+                      "mip6mon-no-such-namespace")
+    assert_one_line_error(missing, "`ip -n mip6mon-no-such-namespace xfrm state` failed")
