@@ -9,8 +9,9 @@
 - Every value is written by tomlkit (strings escaped), and the text is read back with the
   keyring's own validator before it is written, so a name cannot inject TOML and the file
   always loads.
-- An SA already there with the same keys is left alone; one with the same SPI and overlapping
-  addresses but other keys is refused unless `replace` is given. Errors name SPIs and
+- An SA already there with the same keys (its addresses the same, or wildcards) is left
+  alone; one with the same SPI and overlapping addresses but other keys is refused unless
+  `replace` is given. Errors name SPIs and
   addresses, never keys.
 """
 from __future__ import annotations
@@ -52,6 +53,15 @@ def _overlaps(a: EspSa, b: EspSa) -> bool:
     """Could both SAs claim the same packet? Same SPI, and addresses equal or a wildcard."""
     return a.spi == b.spi and all(x == y or "*" in (x, y) for x, y in ((a.src, b.src),
                                                                       (a.dst, b.dst)))
+
+
+def _covers(old: EspSa, new: EspSa) -> bool:
+    """Does `old` already decrypt what `new` does: same SPI, algorithms and keys, and its
+    addresses the same or wildcards?"""
+    return (old.spi, old.encryption, old.encryption_key, old.authentication,
+            old.authentication_key) == (new.spi, new.encryption, new.encryption_key,
+                                        new.authentication, new.authentication_key) and \
+        all(o in (n, "*") for o, n in ((old.src, new.src), (old.dst, new.dst)))
 
 
 def esp_sa_table(sa: EspSa, mobile_node: str | None, note: str | None = None) -> Table:
@@ -136,7 +146,7 @@ def merge_esp_sas(path: str | os.PathLike[str], sas: Sequence[EspSa],
             merge.added.append(sa)
             continue
         old_node = raw_tables[index].get("mobile_node")
-        if listed[index] == sa and (mobile_node is None or mobile_node == old_node):
+        if _covers(listed[index], sa) and (mobile_node is None or mobile_node == old_node):
             merge.present.append(sa)
             continue
         if not replace:

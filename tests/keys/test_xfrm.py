@@ -306,13 +306,13 @@ def test_merge_keeps_the_keyring_and_refuses_other_keys_for_an_spi(tmp_path):
     assert stat.S_IMODE(keyring.stat().st_mode) == 0o600          # narrowed, and said so
     assert "was mode 0640, now 0600" in result.stderr
 
-    # the same keys under the hand-typed wildcard SA: already there, nothing rewritten
+    # again, and the kernel's SA with the hand-typed wildcard SA's keys: both already there
     inode = keyring.stat().st_ino
     again = mip6mon("keys", "import-xfrm", "-o", str(keyring), "--from", "-",
-                    stdin=ip_prints([new], tmp_path))
-    assert again.returncode == 0 and "0 ESP SA(s) added, 0 replaced, 1 already there" in \
+                    stdin=ip_prints([new, same], tmp_path))
+    assert again.returncode == 0 and "0 ESP SA(s) added, 0 replaced, 2 already there" in \
         again.stdout
-    assert keyring.stat().st_ino == inode
+    assert keyring.stat().st_ino == inode and keyring.read_text() == text
     # SPI 0x1001 with other keys than the hand-typed SA: refused, file unchanged
     other = Sa(A, B, 0x1001, enc=("cbc(aes)", K16), auth=("hmac(sha1)", K20, 96))
     refused = mip6mon("keys", "import-xfrm", "-o", str(keyring), "--from", "-",
