@@ -320,11 +320,11 @@ def crowd_scenario(**params) -> Scenario:
 
 
 def scenario_toml(doc: dict) -> str:
-    import tomli_w  # writes TOML (tomllib only reads it)
+    import tomlkit  # writes TOML (tomllib only reads it); the keyring editor's writer too
 
     return (f"# {doc['description']} --seed {doc['seed']}\n"
             f"# mip6mon lab run THIS_FILE -o DIR gives the same capture, keyring and truth\n"
-            + tomli_w.dumps(doc))
+            + tomlkit.dumps(doc))
 
 
 def run_crowd(outdir: str | os.PathLike, **params) -> dict:
