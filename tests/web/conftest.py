@@ -88,6 +88,13 @@ class Server:
     base: str
     token: str
 
+    def get(self, path: str):
+        """GET path from the server (the token in the page's header), parsed as JSON."""
+        import urllib.request
+        request = urllib.request.Request(self.base + path, headers={"X-Mip6mon-Token": self.token})
+        with urllib.request.urlopen(request, timeout=30) as r:
+            return json.load(r)
+
     def stop(self) -> None:
         if self.process.poll() is None:
             self.process.terminate()
@@ -115,18 +122,21 @@ def start_server(*argv: str) -> Server:
     raise RuntimeError(f"no URL printed: {line!r}")
 
 
-def wait_done(server: Server, timeout: float = 60) -> dict:
-    """Poll /api/status until the replay has finished."""
-    import urllib.request
+def wait_status(server: Server, states: tuple[str, ...], timeout: float = 60) -> dict:
+    """Poll /api/status until the session's state is one of `states`."""
     deadline = time.monotonic() + timeout
     status = {}
     while time.monotonic() < deadline:
-        with urllib.request.urlopen(f"{server.base}/api/status?token={server.token}") as r:
-            status = json.load(r)
-        if status["state"] in ("done", "error", "stopped"):
+        status = server.get("/api/status")
+        if status["state"] in states:
             return status
-        time.sleep(0.1)
-    raise AssertionError(f"replay did not finish: {status}")
+        time.sleep(0.05)
+    raise AssertionError(f"state never became one of {states}: {status}")
+
+
+def wait_done(server: Server, timeout: float = 60) -> dict:
+    """Poll /api/status until the replay has finished."""
+    return wait_status(server, ("done", "error", "stopped"), timeout)
 
 
 @pytest.fixture(scope="session")

@@ -1,14 +1,21 @@
-"""The dashboard in real headless Chromium against a running `mip6mon replay` of lab captures."""
+"""The dashboard in real headless Chromium against a running `mip6mon replay` of lab captures.
+
+Every wait here is for the very state the test then asserts (the exact rows, the detail pane
+showing that frame's tree, the attacker pane drawn for that vantage), never for a sign that
+usually comes first: on a loaded 2-core machine the order of signs is not guaranteed.
+"""
 from __future__ import annotations
 
 import subprocess
 import time
 
 import pytest
+from playwright.sync_api import expect
 
 from tests.web.conftest import ARTIFACTS, XSS_PAYLOADS, start_server, wait_done
 
 pytestmark = pytest.mark.browser
+WAIT_SECONDS = 30          # an upper bound for a loaded machine, never a pace
 
 
 @pytest.fixture(scope="module")
@@ -18,6 +25,12 @@ def demo_server(demo_lab):
     wait_done(server)
     yield server
     server.stop()
+
+
+@pytest.fixture(scope="module")
+def demo_rows(demo_server) -> list[dict]:
+    """Every row the finished replay holds, as the server sends them to a browser."""
+    return demo_server.get("/api/rows")
 
 
 @pytest.fixture(scope="module")
@@ -39,19 +52,28 @@ def page(context):
     page.close()
 
 
-def until(page, expression: str, timeout: float = 15) -> None:
-    """Poll a page expression from Python: Playwright's wait_for_function evaluates its
-    predicate with eval(), which the dashboard's CSP (no 'unsafe-eval') rightly refuses."""
+def until(page, expression: str, expected=True, timeout: float = WAIT_SECONDS):
+    """Poll a page expression from Python until it equals `expected` (Playwright's
+    wait_for_function evaluates its predicate with eval(), which the dashboard's CSP, with no
+    'unsafe-eval', rightly refuses)."""
     deadline = time.monotonic() + timeout
-    while not page.evaluate(expression):
+    while True:
+        value = page.evaluate(expression)
+        if value == expected:
+            return value
         if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {expression}")
-        time.sleep(0.05)
+            raise AssertionError(f"timed out: {expression} is {value!r}, not {expected!r}")
+        time.sleep(0.02)
 
 
 def rows(page) -> list[int]:
     """Frames in the packet list (virtual: the table holds only the scrolled window)."""
     return page.evaluate("window.mip6mon.displayed()")
+
+
+def wait_rows(page, expected: list[int]) -> list[int]:
+    """Until the packet list holds exactly these frames, in this order."""
+    return until(page, "window.mip6mon.displayed()", list(expected))
 
 
 def column(page, index: int) -> list[str]:
@@ -60,9 +82,8 @@ def column(page, index: int) -> list[str]:
     return [row[index] for row in page.evaluate("window.mip6mon.shown()")]
 
 
-def wait_rows(page, count: int, timeout: float = 15) -> list[int]:
-    until(page, f"window.mip6mon.displayed().length === {count}", timeout)
-    return rows(page)
+def wait_connected(page) -> None:
+    expect(page.locator("#st-conn")).to_have_text("connected", timeout=WAIT_SECONDS * 1000)
 
 
 def click_frame(page, frame: int) -> None:
@@ -70,69 +91,114 @@ def click_frame(page, frame: int) -> None:
     page.click(f"#packet-rows .row[data-frame='{frame}']")
 
 
-def test_both_panes_fill_and_screenshot(demo_server, demo_lab, page):
+def wait_detail(page, frame: int) -> None:
+    """Until the detail pane shows this frame's tree (header and tree change together)."""
+    page.wait_for_selector(f'#detail[data-frame="{frame}"][data-state="shown"]',
+                           timeout=WAIT_SECONDS * 1000)
+    assert page.text_content("#detail-frame") == f"frame {frame}"
+    assert page.text_content("#detail-tree summary").startswith(f"Frame {frame}: ")
+
+
+def test_both_panes_fill_and_screenshot(demo_server, demo_lab, demo_rows, page):
     truth = demo_lab.truth
     page.goto(demo_server.url)
-    until(page, "document.querySelector('#st-state').textContent.startsWith('done')")
+    expect(page.locator("#st-state")).to_have_text("done (max speed)",
+                                                   timeout=WAIT_SECONDS * 1000)
     analysed = int(page.text_content("#st-analysed")) + int(page.text_content("#st-malformed"))
-    shown = wait_rows(page, analysed)
+    shown = wait_rows(page, [r["n"] for r in demo_rows])
     assert analysed > 100 and len(shown) == analysed
     # background traffic never reaches the list; every mobility frame does
     assert all(truth["frames"][str(f)]["path"] != "other" for f in shown)
-    until(page, "document.querySelectorAll('#home-table tbody tr').length > 0")
     # keyed pane: a home binding row shows the real home address behind its pseudo address
+    expect(page.locator("#home-table tbody tr")).to_have_count(len(truth["home_bindings"]))
+    expect(page.locator("#cn-table tbody tr")).to_have_count(len(truth["correspondent_bindings"]))
     first = truth["home_bindings"][0]
     row_texts = page.eval_on_selector_all(
         "#home-table tbody tr", "trs => trs.map(t => Array.from(t.cells).map(c => c.textContent))")
     assert [first["home_agent"], f"{first['home_address']} (mn1)", first["pseudo_home_address"],
             first["care_of_address"]] in [r[:4] for r in row_texts]
-    assert len(row_texts) == len(truth["home_bindings"])
-    cn_rows = page.eval_on_selector_all("#cn-table tbody tr", "trs => trs.length")
-    assert cn_rows == len(truth["correspondent_bindings"])
     # the plotly timeline drew one trace per node
-    until(page, "document.querySelectorAll('#coa-plot .scatterlayer .trace').length === 3")
+    until(page, "document.querySelectorAll('#coa-plot .scatterlayer .trace').length", 3)
     # attacker pane: profiles, their trail, the linkage graph, the privacy score
-    until(page, "document.querySelectorAll('#profile-table tbody tr').length > 0")
+    page.wait_for_selector('#attacker[data-vantage="all"]', timeout=WAIT_SECONDS * 1000)
     assert page.text_content("#profile-table tbody tr td").startswith("P")
     assert page.eval_on_selector_all("#trail li", "x => x.length") >= 1
     # ties, care-of addresses, home / pseudo home addresses, profiles
-    until(page, "document.querySelectorAll('#link-plot .scatterlayer .trace').length === 4")
+    until(page, "document.querySelectorAll('#link-plot .scatterlayer .trace').length", 4)
     precision = page.text_content("#privacy .kpi b")
     assert 0 <= float(precision) <= 1
-    # selection: the detail tree with the decrypted annotation
     # Wireshark's time column: seconds since the first packet
     times = [float(t) for t in column(page, 1)]
     assert times and min(times) >= 0 and times == sorted(times)
+    # selection: the detail tree with the decrypted annotation
     click_frame(page, first["frame"])
-    page.wait_for_selector("#detail-tree .annot")
+    wait_detail(page, first["frame"])
     assert f"HoA {first['home_address']}" in page.text_content("#detail-tree .annot")
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     page.screenshot(path=str(ARTIFACTS / "dashboard.png"))
     assert page.errors == []
 
 
-def test_vantage_selector_changes_the_attacker(demo_server, page):
+def test_the_detail_pane_never_shows_one_frame_under_anothers_number(demo_server, demo_rows,
+                                                                      page):
+    """Issue 12: the header said "frame N" while the tree still showed the previous frame.
+    A recorder sees the pane after every change while the selection runs down the list faster
+    than the answers come back: at no moment do the header and the tree name different
+    frames, and the last selection's tree is the one that stays."""
+    frames = [r["n"] for r in demo_rows]
     page.goto(demo_server.url)
-    until(page, "document.querySelectorAll('#profile-table tbody tr').length > 0")
-    page.select_option("#vantage", "mn-ha")
-    until(page, "document.querySelector('#privacy .kpi') !== null")
-    snap = page.evaluate(
-        "fetch('/api/snapshot?vantage=mn-ha')"
-        ".then(r => r.json()).then(s => s.attacker.profiles_total)")
-    until(page, 
-        f"document.querySelector('#profile-count').textContent === '({snap})'")
+    wait_rows(page, frames)
+    page.evaluate("""() => {
+        window.__detail = [];
+        const pane = document.querySelector('#detail');
+        new MutationObserver(() => {
+            const summary = pane.querySelector('#detail-tree summary');
+            window.__detail.push([pane.dataset.frame || null, pane.dataset.state || null,
+                                  document.querySelector('#detail-frame').textContent,
+                                  summary ? summary.textContent : null]);
+        }).observe(pane, {subtree: true, childList: true, characterData: true,
+                          attributes: true});
+    }""")
+    click_frame(page, frames[0])
+    wait_detail(page, frames[0])
+    for _ in range(12):
+        page.keyboard.press("ArrowDown")           # each press selects the next frame at once
+    last = frames[12]
+    wait_detail(page, last)
+    seen = page.evaluate("window.__detail")
+    assert len(seen) >= 13
+    states = set()
+    for frame, phase, header, summary in seen:
+        states.add(phase)
+        assert header.startswith(f"frame {frame}"), (frame, header)
+        if phase == "loading":
+            assert header == f"frame {frame} (loading…)" and summary is None
+        if summary is not None:
+            assert phase == "shown" and summary.startswith(f"Frame {frame}: "), (frame, summary)
+    assert states <= {"loading", "shown"} and "loading" in states
     assert page.errors == []
 
 
-def test_filters_narrow_the_list(demo_server, demo_lab, page):
-    truth = demo_lab.truth
+def test_vantage_selector_changes_the_attacker(demo_server, page):
     page.goto(demo_server.url)
-    until(page, "window.mip6mon.displayed().length > 100")
-    everything = rows(page)
+    page.wait_for_selector('#attacker[data-vantage="all"]', timeout=WAIT_SECONDS * 1000)
+    expected = demo_server.get("/api/snapshot?vantage=mn-ha")["attacker"]["profiles_total"]
+    page.select_option("#vantage", "mn-ha")
+    page.wait_for_selector('#attacker[data-vantage="mn-ha"]', timeout=WAIT_SECONDS * 1000)
+    assert page.text_content("#profile-count") == f"({expected})"
+    assert page.locator("#privacy .kpi").count() > 0
+    assert page.errors == []
+
+
+def test_filters_narrow_the_list(demo_server, demo_lab, demo_rows, page):
+    truth = demo_lab.truth
+    everything = [r["n"] for r in demo_rows]
+    page.goto(demo_server.url)
+    wait_rows(page, everything)
     hoti = sorted(int(f) for f, v in truth["frames"].items() if v["what"] == "HoTI")
     page.fill("#display-filter", "mip6.mhtype == 1")
     page.click("#filter-apply")
-    assert wait_rows(page, len(hoti)) == hoti
+    wait_rows(page, hoti)
     assert page.text_content("#st-displayed") == str(len(hoti))
     # a bad filter: a clear message, the list untouched
     page.fill("#display-filter", "mip6.mhtype ==")
@@ -141,33 +207,34 @@ def test_filters_narrow_the_list(demo_server, demo_lab, page):
     assert "invalid display filter" in page.text_content("#message")
     assert rows(page) == hoti
     page.click("#filter-clear")
-    assert wait_rows(page, len(everything)) == everything
+    wait_rows(page, everything)
     # quick filters: path and message type (client side)
     page.select_option("#q-path", "ha-cn")
-    ha_cn = sorted(f for f in everything if truth["frames"][str(f)]["path"] == "ha-cn")
-    assert wait_rows(page, len(ha_cn)) == ha_cn
+    wait_rows(page, [f for f in everything if truth["frames"][str(f)]["path"] == "ha-cn"])
     page.select_option("#q-path", "")
     page.select_option("#q-msg", "BA")
+    wait_rows(page, [r["n"] for r in demo_rows if r["msg"] == "BA"])
     ba = column(page, 5)
     assert ba and set(ba) == {"BA"}
     page.select_option("#q-msg", "")
+    wait_rows(page, everything)
     # node quick filter: the keyed truth of which node a frame belongs to
     page.select_option("#q-node", "2001:db8:1::200")
-    until(page, f"window.mip6mon.displayed().length < {len(everything)}")
+    until(page, "window.mip6mon.filters().node", "2001:db8:1::200")
     mn2 = rows(page)
-    assert mn2 and all(truth["frames"][str(f)]["node"] in ("mn2", None) for f in mn2)
+    assert mn2 and len(mn2) < len(everything)
+    assert all(truth["frames"][str(f)]["node"] in ("mn2", None) for f in mn2)
     assert sum(truth["frames"][str(f)]["node"] == "mn2" for f in mn2) >= 0.9 * len(mn2)
     assert page.errors == []
 
 
 def test_export_downloads_a_pcapng_tshark_reads(demo_server, demo_lab, page, tmp_path):
     page.goto(demo_server.url)
-    until(page, "window.mip6mon.displayed().length > 100")
     page.fill("#display-filter", "mip6.mhtype == 5")
     page.click("#filter-apply")
     bu = sorted(int(f) for f, v in demo_lab.truth["frames"].items()
                 if v["what"] in ("BU", "Home BU", "Home BU (lost)"))
-    assert wait_rows(page, len(bu)) == bu
+    wait_rows(page, bu)
     page.click("details.export summary")
     with page.expect_download() as info:
         page.click("#export-filtered")
@@ -181,6 +248,7 @@ def test_export_downloads_a_pcapng_tshark_reads(demo_server, demo_lab, page, tmp
     assert len(lines) == len(bu)
     assert all(line.startswith("path=") for line in lines)
     assert {line.split("\t")[1] for line in lines} <= {"5", ""}
+    assert page.errors == []
 
 
 def test_pause_holds_rows_and_resume_delivers_all(ctr_lab, page):
@@ -191,21 +259,21 @@ def test_pause_holds_rows_and_resume_delivers_all(ctr_lab, page):
         page.goto(server.url)
         until(page, "window.mip6mon.displayed().length >= 1")
         page.click("#pause")
-        held = rows(page)
+        held = rows(page)           # rows received but not drawn yet are held as well
         assert len(held) < len(expected)
         status = wait_done(server)
         assert status["analysed"] == len(expected)
-        until(page, f"document.querySelector('#queued').textContent === "
-                               f"'{len(expected) - len(held)} queued'", timeout=5)
+        expect(page.locator("#queued")).to_have_text(f"{len(expected) - len(held)} queued",
+                                                     timeout=WAIT_SECONDS * 1000)
         assert rows(page) == held                        # nothing leaked past the pause
         assert page.is_visible("#queued")
         page.click("#pause")                               # resume
-        assert wait_rows(page, len(expected)) == expected
+        wait_rows(page, expected)
         assert page.is_hidden("#queued")
         # the keyed tables were built from the snapshots' news, one piece a second: each
         # binding once, newest first
         homes = [b["frame"] for b in ctr_lab.truth["home_bindings"]]
-        until(page, f"document.querySelectorAll('#home-table tbody tr').length === {len(homes)}")
+        expect(page.locator("#home-table tbody tr")).to_have_count(len(homes))
         shown = page.eval_on_selector_all("#home-table tbody tr",
                                           "trs => trs.map(t => Number(t.cells[6].textContent))")
         assert shown == sorted(homes, reverse=True)
@@ -218,25 +286,25 @@ def test_markup_in_packets_is_text(xss_capture, page):
     server = start_server("replay", str(xss_capture), "--speed", "max")
     try:
         page.goto(server.url)
-        assert wait_rows(page, 3) == [1, 2, 3]
+        wait_rows(page, [1, 2, 3])
         info = column(page, 8)
         for payload, text in zip(XSS_PAYLOADS, info, strict=False):
             assert payload in text
         for frame, payload in ((1, XSS_PAYLOADS[0]), (2, XSS_PAYLOADS[1])):
             click_frame(page, frame)
-            until(page, f"document.querySelector('#detail-frame').textContent === 'frame {frame}'"
-                                   " && document.querySelector('#detail-tree ul') !== null")
+            wait_detail(page, frame)
             assert f"Payload: {payload}" in page.text_content("#detail-tree")
-        time.sleep(0.3)
-        assert page.evaluate("typeof window.__p") == "undefined"
+        # both payloads are on screen as text: had either been parsed, its element would be
+        # in the page now (an inline handler could run only from an element)
         assert page.eval_on_selector_all("#layout img, #layout script", "x => x.length") == 0
+        assert page.evaluate("typeof window.__p") == "undefined"
     finally:
         server.stop()
     assert page.errors == []
 
 
 def test_the_page_needs_the_token(demo_server, browser):
-    context = browser.new_context()           # no cookie from the other tests
+    context = browser.new_context()
     page = context.new_page()
     try:
         response = page.goto(demo_server.base + "/")

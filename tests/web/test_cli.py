@@ -11,7 +11,7 @@ import urllib.request
 
 import pytest
 
-from tests.web.conftest import ROOT, _env, start_server, wait_done
+from tests.web.conftest import ROOT, Server, _env, start_server, wait_done, wait_status
 
 
 def run_cli(*argv: str, timeout: float = 60,
@@ -68,8 +68,8 @@ def test_paced_replay_waits_for_the_browser(ctr_lab):
                           "--speed", "10", "--token", "chosen-token-123456")
     try:
         assert server.token == "chosen-token-123456"
-        time.sleep(0.5)
-        status = get_json(f"{server.base}/api/status?token={server.token}")
+        # the session's state leaves "starting" once: waiting, then nothing is analysed
+        status = wait_status(server, ("waiting for a browser", "running", "done"))
         assert status["state"] == "waiting for a browser" and status["analysed"] == 0
         assert status["speed"] == 10.0 and status["keyed"] is True
     finally:
@@ -100,7 +100,8 @@ def test_demo_builds_the_bundled_scenario_once(tmp_path):
         assert "/?token=" in line, proc.stderr.read() if proc.poll() is not None else line
         url = line.split("dashboard at ", 1)[1].strip()
         base, token = url.split("/?token=")
-        status = get_json(f"{base}/api/status?token={token}")
+        status = wait_status(Server(proc, url, base, token),
+                             ("waiting for a browser", "running", "done"))
         assert status["keyed"] is True and status["state"] == "waiting for a browser"
         demo = tmp_path / "mip6mon" / "demo"
         assert (demo / "capture.pcapng").is_file() and (demo / "keyring.toml").is_file()
@@ -160,11 +161,15 @@ def test_stopping_the_server_leaves_no_process_behind(ctr_lab):
     server = start_server("replay", str(ctr_lab.capture), "--keys", str(ctr_lab.keyring),
                           "--speed", "1")
     try:
-        time.sleep(1.0)
+        # the dissector process (its tshark may be done) and the attacker worker
+        deadline = time.monotonic() + 30
         helpers = _descendants(server.process.pid)
+        while len(helpers) < 2 and time.monotonic() < deadline:
+            time.sleep(0.05)
+            helpers = _descendants(server.process.pid)
     finally:
         server.stop()
-    assert len(helpers) >= 2            # dissector process (its tshark may be done), attacker
+    assert len(helpers) >= 2
     deadline = time.monotonic() + 10
     while time.monotonic() < deadline and any(os.path.exists(f"/proc/{p}") for p in helpers):
         time.sleep(0.1)

@@ -338,6 +338,11 @@
     const b = $("pause");
     b.textContent = state.paused ? "Resume" : "Pause";
     b.classList.toggle("paused", state.paused);
+    if (state.paused && state.incoming.length) {
+      // rows received but not drawn yet are held too: the list stays as it was at the click
+      for (const [rows] of state.incoming) for (const row of rows) state.queue.push(row);
+      state.incoming = [];
+    }
     if (!state.paused && state.queue.length) {
       const rows = state.queue;
       state.queue = [];
@@ -368,18 +373,32 @@
     return ul;
   }
 
+  // The detail pane shows one frame at a time, in one of three states: "loading" from the
+  // selection until the server's answer, then "shown" (its tree) or "error". The header and
+  // the tree change together, so the pane never shows one frame's tree under another's
+  // number; an answer for an earlier selection is dropped.
+  let detailRequest = 0;
+  function showDetail(frame, phase, content) {
+    const pane = $("detail");
+    pane.dataset.frame = String(frame);
+    pane.dataset.state = phase;
+    pane.setAttribute("aria-busy", phase === "loading" ? "true" : "false");
+    $("detail-frame").textContent = "frame " + frame + (phase === "loading" ? " (loading…)" : "");
+    $("detail-tree").replaceChildren(content);
+  }
+
   function select(frame) {
     state.selected = frame;
     renderList();
-    $("detail-frame").textContent = "frame " + frame;
+    const request = ++detailRequest;
+    showDetail(frame, "loading", el("p", "Loading frame " + frame + "…", "muted"));
     socket.emit("detail", { frame: frame }, (reply) => {
-      if (state.selected !== frame) return;
-      const box = $("detail-tree");
-      if (!reply || reply.error) {
-        box.replaceChildren(el("p", reply ? reply.error : "no answer", "muted"));
+      if (request !== detailRequest) return;          // another packet was selected since
+      if (!reply || reply.error || reply.frame !== frame) {
+        showDetail(frame, "error", el("p", reply && reply.error ? reply.error : "no answer", "muted"));
         return;
       }
-      box.replaceChildren(renderTree(reply.tree));
+      showDetail(frame, "shown", renderTree(reply.tree));
     });
   }
 
@@ -646,6 +665,7 @@
   function renderAttacker(profilesChanged) {
     const a = state.panes.attacker;
     if (!a) return;
+    $("attacker").dataset.vantage = a.vantage || "";       // the vantage these profiles are for
     renderPrivacy(state.panes.privacy);
     setText("profile-count", "(" + a.profiles_total + ")");
     setText("attacker-window", a.window && a.forgotten
@@ -878,6 +898,8 @@
     displayed: () => state.visible.map((r) => r.n),
     reveal: (frame) => reveal(Number(frame)),
     shown: shownColumns,
+    // the filters the list was last rebuilt with
+    filters: () => ({ display: state.dfText, node: state.quick.node, path: state.quick.path, msg: state.quick.msg }),
   };
   $("profile-table").tBodies[0].addEventListener("click", (ev) => {
     const tr = ev.target.closest("tr");
