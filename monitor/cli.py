@@ -122,7 +122,9 @@ def build_parser() -> argparse.ArgumentParser:
         q.add_argument("--vantage", choices=VANTAGES, default="all")
         q.add_argument("--host", default="127.0.0.1")
         q.add_argument("--port", type=int, default=0, help="0 picks a free port")
-        q.add_argument("--token", help="access token (default: random)")
+        q.add_argument("--token", help="access token (default: $MIP6MON_TOKEN, else random; "
+                                       "visible in ps: prefer --token-file or the variable)")
+        q.add_argument("--token-file", help="read the access token from this file's first line")
 
     p = sub.add_parser("keys", help="keyring tools")
     keys = p.add_subparsers(dest="keys_command", required=True)

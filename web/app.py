@@ -1,11 +1,16 @@
 """The dashboard: a Flask app plus Flask-SocketIO (threading mode) over one MonitorSession.
 
-Security model: one random token guards everything. The first page load carries it in the
-query string; the server answers with an HttpOnly SameSite=Strict cookie and the page reads the
-token from a <meta> tag to authenticate its socket. Every HTTP route checks the token (a
-before_request hook, so routes added later are covered too), the socket refuses a connect
-without it, and Socket.IO accepts only the page's own origin. Nothing derived from a keyring's
-secrets is sent: the browser gets reports and annotation strings that the analyzers computed.
+Security model: one random token guards everything, and no cookie carries it (a cookie set
+on 127.0.0.1 goes to every port of 127.0.0.1, RFC 6265 8.5, and SameSite counts other ports
+as the same site). The printed URL carries it in the query string; the page it loads keeps it
+(a <meta> tag) and sends it in the X-Mip6mon-Token header on every request it makes, in the
+query string of its own scripts and stylesheet, and in the socket's auth. Every HTTP route
+checks it (a before_request hook, so routes added later are covered too), the socket refuses
+a connect without it, and Socket.IO accepts only the page's own origin. Before all of that,
+a request that a browser marks as coming from another site's page (Fetch Metadata, Origin)
+is refused, token or not, so no other origin can make the dashboard run tshark. Nothing
+derived from a keyring's secrets is sent: the browser gets reports and annotation strings
+that the analyzers computed.
 """
 from __future__ import annotations
 
@@ -22,11 +27,10 @@ from flask import Flask, Response, jsonify, render_template, request, send_file
 from flask_socketio import SocketIO, emit
 
 from monitor.placement import VANTAGES
-from web.capture_tools import CaptureTools, FilterError
+from web.capture_tools import CaptureTools, FilterError, ToolsBusy
 from web.session import MonitorSession, PaneCursor
 from web.view import detail_tree
 
-COOKIE = "mip6mon_token"
 HEADER = "X-Mip6mon-Token"
 # plotly.js creates one empty <style> element and fills it through the CSSOM (which CSP does
 # not police); the hash below is SHA-256 of the empty string, so that empty element is the
@@ -39,6 +43,7 @@ CSP = ("default-src 'self'; script-src 'self'; "
 ROW_FLUSH_SECONDS = 0.025      # rows leave the server at most 25 ms after the stream saw them
 SNAPSHOT_SECONDS = 1.0
 ATTACKER_POLL_SECONDS = 0.5    # how often the attacker thread looks for a pane to refresh
+RETRY_AFTER_SECONDS = 5        # told to a filter or export refused while tshark is busy (429)
 
 
 def plotly_js_path() -> str:
@@ -57,6 +62,42 @@ def same_origin(origin: str | None, environ: dict) -> bool:
     if not origin or not host:
         return False
     return origin == f"{environ.get('wsgi.url_scheme', 'http')}://{host}"
+
+
+def foreign_request(environ: dict) -> str | None:
+    """Why a browser's request comes from another site's page, or None. Browsers state where
+    a request comes from in Fetch Metadata (Sec-Fetch-Site: a page on another port of
+    127.0.0.1 is "same-site", never "same-origin") and in Origin. A top-level GET navigation
+    is let through: that is the printed URL opened from another page, and it carries nothing
+    but what is in the URL. Clients that send neither header (curl, scripts) are judged by
+    the token alone."""
+    site = environ.get("HTTP_SEC_FETCH_SITE")
+    if site is not None and site not in ("same-origin", "none"):
+        top_level = (environ.get("REQUEST_METHOD") == "GET"
+                     and environ.get("HTTP_SEC_FETCH_MODE") == "navigate"
+                     and environ.get("HTTP_SEC_FETCH_DEST") == "document")
+        if not top_level:
+            return f"Sec-Fetch-Site: {site}"
+    origin = environ.get("HTTP_ORIGIN")
+    if origin is not None and not same_origin(origin, environ):
+        return "Origin is not this dashboard"
+    return None
+
+
+def refuse_foreign(wsgi_app):
+    """WSGI middleware around everything, the Socket.IO endpoint included."""
+    def middleware(environ, start_response):
+        if foreign_request(environ) is not None:
+            body = b"mip6mon: refused: the request comes from another site's page\n"
+            start_response("403 FORBIDDEN", [
+                ("Content-Type", "text/plain; charset=utf-8"),
+                ("Content-Length", str(len(body))),
+                ("X-Content-Type-Options", "nosniff"),
+                ("Cross-Origin-Resource-Policy", "same-origin"),
+                ("Cache-Control", "no-store")])
+            return [body]
+        return wsgi_app(environ, start_response)
+    return middleware
 
 
 @dataclass
@@ -172,15 +213,15 @@ def create_app(session: MonitorSession, token: str, tools: CaptureTools | None =
     socketio = SocketIO(app, async_mode="threading", cors_allowed_origins=same_origin,
                         logger=False, engineio_logger=False, max_http_buffer_size=1_000_000)
     app.extensions["mip6mon"] = dash
+    # outermost, so the socket's endpoint (engine.io's middleware, installed just above) is
+    # covered as well as every Flask route
+    app.wsgi_app = refuse_foreign(app.wsgi_app)  # type: ignore[method-assign]
 
     @app.before_request
     def require_token():
-        supplied = request.args.get("token") or request.headers.get(HEADER)
-        if request.method == "GET" and not supplied:
-            # a cookie alone is enough for reads; writes (POST) need the token itself
-            supplied = request.cookies.get(COOKIE)
-        if request.method == "POST" and not supplied:
-            supplied = request.form.get("token")
+        # the header from the page's own requests; the query string for the printed URL and
+        # the page's scripts and stylesheet (never a cookie: see the module's docstring)
+        supplied = request.headers.get(HEADER) or request.args.get("token")
         if not dash.token_ok(supplied):
             return Response("mip6mon: access token required\n", status=401,
                             mimetype="text/plain")
@@ -204,7 +245,6 @@ def create_app(session: MonitorSession, token: str, tools: CaptureTools | None =
                                             vantages=VANTAGES, default_vantage=vantage,
                                             live=tools is None))
         response.headers["Cache-Control"] = "no-store"
-        response.set_cookie(COOKIE, token, httponly=True, samesite="Strict", path="/")
         return response
 
     @app.get("/plotly.min.js")
@@ -236,7 +276,11 @@ def create_app(session: MonitorSession, token: str, tools: CaptureTools | None =
     @app.get("/api/filter")
     def api_filter():
         body, status = _apply_filter(request.args.get("filter", ""))
-        return jsonify(body), status
+        response = jsonify(body)
+        response.status_code = status
+        if status == 429:
+            response.headers["Retry-After"] = str(RETRY_AFTER_SECONDS)
+        return response
 
     def _apply_filter(text: str) -> tuple[dict, int]:
         if not text.strip():
@@ -248,6 +292,8 @@ def create_app(session: MonitorSession, token: str, tools: CaptureTools | None =
             return {"frames": tools.filter_frames(text)}, 200
         except FilterError as exc:
             return {"error": f"invalid display filter: {exc}"}, 400
+        except ToolsBusy as exc:
+            return {"error": f"busy: {exc}"}, 429
 
     @app.post("/api/export.pcapng")
     def api_export():
@@ -265,6 +311,9 @@ def create_app(session: MonitorSession, token: str, tools: CaptureTools | None =
             data = tools.export(frames)
         except ValueError as exc:      # FilterError is a ValueError; so is a bad frame number
             return Response(f"cannot export: {exc}\n", status=400, mimetype="text/plain")
+        except ToolsBusy as exc:
+            return Response(f"busy: {exc}\n", status=429, mimetype="text/plain",
+                            headers={"Retry-After": str(RETRY_AFTER_SECONDS)})
         return Response(data, mimetype="application/octet-stream", headers={
             "Content-Disposition": 'attachment; filename="mip6mon-export.pcapng"'})
 

@@ -9,6 +9,9 @@ from __future__ import annotations
 import os
 import subprocess
 import tempfile
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 from dissectors import luaplugin
@@ -16,10 +19,60 @@ from dissectors import luaplugin
 TSHARK = "tshark"
 EDITCAP = "editcap"
 MAX_FILTER_LENGTH = 2000
+# tshark reads the whole capture for every filter: on 2 cores, two at once is all that helps;
+# the next few wait their turn and the rest are refused (HTTP 429), so a page or a script
+# firing requests can never fork a tshark per request
+MAX_RUNNING = 2
+MAX_WAITING = 6
 
 
 class FilterError(ValueError):
     """A display filter tshark refused; the message is tshark's, one line."""
+
+
+class ToolsBusy(RuntimeError):
+    """Every tshark/editcap slot is taken and the queue is full: try again later."""
+
+
+class Slots:
+    """At most `running` holders at once, at most `waiting` queued behind them; one more is
+    refused at once with ToolsBusy, and a queued one gives up after `patience` seconds."""
+
+    def __init__(self, running: int = MAX_RUNNING, waiting: int = MAX_WAITING,
+                 patience: float = 120.0):
+        self._free = threading.BoundedSemaphore(running)
+        self._lock = threading.Lock()
+        self.running = 0
+        self.waiting = 0
+        self.limit_waiting = waiting
+        self.patience = patience
+
+    @contextmanager
+    def hold(self) -> Iterator[None]:
+        with self._lock:
+            if not self._free.acquire(blocking=False):
+                if self.waiting >= self.limit_waiting:
+                    raise ToolsBusy(f"{self.running} display filters or exports are running "
+                                    f"and {self.waiting} are waiting: try again shortly")
+                self.waiting += 1
+                queued = True
+            else:
+                queued = False
+                self.running += 1
+        if queued:
+            got = self._free.acquire(timeout=self.patience)
+            with self._lock:
+                self.waiting -= 1
+                if got:
+                    self.running += 1
+            if not got:
+                raise ToolsBusy("waited too long for a running display filter or export")
+        try:
+            yield
+        finally:
+            with self._lock:
+                self.running -= 1
+            self._free.release()
 
 
 def _first_error_line(stderr: str) -> str:
@@ -58,6 +111,7 @@ class CaptureTools:
     # directory, dissectors.espsa), so a filter sees the decrypted fields the monitor sees
     keyring: object = None
     timeout: float = 120.0
+    slots: Slots = field(default_factory=Slots)
     _cache: dict[str, list[int]] = field(default_factory=dict)
 
     def filter_frames(self, display_filter: str) -> list[int]:
@@ -68,6 +122,12 @@ class CaptureTools:
             raise FilterError("filter must be one line")
         if text in self._cache:
             return self._cache[text]
+        with self.slots.hold():
+            if text in self._cache:            # the same filter ran while this one waited
+                return self._cache[text]
+            return self._run_filter(text)
+
+    def _run_filter(self, text: str) -> list[int]:
         # the profile's extensions are named by mip6mon's Lua plugin (`mip6lp.*` filters)
         cmd = [TSHARK, *luaplugin.tshark_options(), "-n", "-r", self.path, "-Y", text,
                "-T", "fields", "-e", "frame.number"]
@@ -99,7 +159,12 @@ class CaptureTools:
             if len(ranges) > 5000:
                 raise FilterError("too many disjoint packets selected (limit 5000 ranges)")
             cmd = [EDITCAP, "-F", "pcapng", "-r", self.path, out, *ranges]
-            proc = subprocess.run(cmd, capture_output=True, text=True, timeout=self.timeout)
+            with self.slots.hold():
+                try:
+                    proc = subprocess.run(cmd, capture_output=True, text=True,
+                                          timeout=self.timeout, stdin=subprocess.DEVNULL)
+                except subprocess.TimeoutExpired:
+                    raise FilterError("editcap took too long on this export") from None
             if proc.returncode != 0:
                 raise FilterError(_first_error_line(proc.stderr))
             with open(out, "rb") as fh:

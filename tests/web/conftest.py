@@ -105,9 +105,10 @@ class Server:
                 self.process.wait(5)
 
 
-def start_server(*argv: str) -> Server:
+def start_server(*argv: str, env: dict | None = None) -> Server:
     """`mip6mon ARGV...` in a subprocess; waits for the URL it prints."""
-    proc = subprocess.Popen([sys.executable, "-m", "monitor.cli", *argv], cwd=ROOT, env=_env(),
+    proc = subprocess.Popen([sys.executable, "-m", "monitor.cli", *argv], cwd=ROOT,
+                            env=env or _env(),
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     deadline = time.monotonic() + 60
     line = ""
@@ -148,3 +149,55 @@ def browser():
         b = p.chromium.launch(executable_path="/usr/bin/chromium", args=CHROMIUM_ARGS)
         yield b
         b.close()
+
+
+def children(pid: int) -> list[int]:
+    """The direct children of a process (every thread's, from /proc)."""
+    found: list[int] = []
+    try:
+        tasks = os.listdir(f"/proc/{pid}/task")
+    except OSError:
+        return found
+    for tid in tasks:
+        try:
+            with open(f"/proc/{pid}/task/{tid}/children") as f:
+                found += [int(x) for x in f.read().split()]
+        except OSError:
+            pass
+    return found
+
+
+def command_name(pid: int) -> str | None:
+    try:
+        with open(f"/proc/{pid}/comm") as f:
+            return f.read().strip()
+    except OSError:
+        return None
+
+
+class ChildWatch:
+    """Watches, in a thread, the children of `pid` called `name` (e.g. the dashboard's
+    tshark runs): `most` alive at once and every pid `seen`. A context manager."""
+
+    def __init__(self, pid: int, name: str = "tshark"):
+        import threading
+        self.pid, self.name = pid, name
+        self.most = 0
+        self.seen: set[int] = set()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._watch, daemon=True)
+
+    def _watch(self) -> None:
+        while not self._stop.is_set():
+            alive = [c for c in children(self.pid) if command_name(c) == self.name]
+            self.seen.update(alive)
+            self.most = max(self.most, len(alive))
+            self._stop.wait(0.002)
+
+    def __enter__(self) -> ChildWatch:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._stop.set()
+        self._thread.join()

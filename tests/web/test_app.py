@@ -96,16 +96,89 @@ def test_every_route_refuses_without_the_token(demo_app):
         assert resp.status_code != 401, (method, url)
 
 
-def test_first_load_sets_a_strict_cookie_that_then_suffices_for_reads(demo_app):
+def test_no_cookie_carries_the_token(demo_app):
+    """A cookie on 127.0.0.1 goes to every port of 127.0.0.1 (RFC 6265 8.5): the token never
+    travels in one, and one that a browser sends anyway opens nothing."""
     app, _session, _keyring = demo_app
     client = app.test_client()
     resp = client.get(f"/?token={TOKEN}")
     assert resp.status_code == 200
-    cookie = resp.headers["Set-Cookie"]
-    assert "HttpOnly" in cookie and "SameSite=Strict" in cookie
-    assert client.get("/api/status").status_code == 200          # cookie only
-    # a cross-site form can carry the cookie at most; a write needs the token itself
+    assert "Set-Cookie" not in resp.headers
+    # the page keeps the token it was served with, and names it in its own assets' URLs
+    html = resp.data.decode()
+    assert f'<meta name="mip6mon-token" content="{TOKEN}">' in html
+    assert f'src="/static/app.js?token={TOKEN}"' in html
+    client.set_cookie("mip6mon_token", TOKEN)
+    assert client.get("/api/status").status_code == 401
     assert client.post("/api/export.pcapng", data={"frames": "1"}).status_code == 401
+    # the page's own requests: the token in a header
+    assert client.get("/api/status", headers={"X-Mip6mon-Token": TOKEN}).status_code == 200
+    exported = client.post("/api/export.pcapng", data={"frames": "1"},
+                           headers={"X-Mip6mon-Token": TOKEN})
+    assert exported.status_code == 200 and exported.data[:4] == b"\x0a\x0d\x0d\x0a"
+    # the token in a form field (how the page posted before) is no longer taken
+    assert client.post("/api/export.pcapng",
+                       data={"frames": "1", "token": TOKEN}).status_code == 401
+
+
+# Fetch Metadata (and Origin) a browser sends, by who made the request
+FROM_ANOTHER_PORT = {"Sec-Fetch-Site": "same-site", "Sec-Fetch-Mode": "no-cors",
+                     "Sec-Fetch-Dest": "image"}
+FROM_ANOTHER_SITE = {"Sec-Fetch-Site": "cross-site", "Sec-Fetch-Mode": "cors",
+                     "Sec-Fetch-Dest": "empty", "Origin": "http://evil.example"}
+FROM_THIS_PAGE = {"Sec-Fetch-Site": "same-origin", "Sec-Fetch-Mode": "cors",
+                  "Sec-Fetch-Dest": "empty"}
+TYPED_URL = {"Sec-Fetch-Site": "none", "Sec-Fetch-Mode": "navigate", "Sec-Fetch-Dest": "document"}
+LINK_IN_ANOTHER_PAGE = {"Sec-Fetch-Site": "same-site", "Sec-Fetch-Mode": "navigate",
+                        "Sec-Fetch-Dest": "document"}
+
+
+def test_requests_from_another_sites_page_are_refused_even_with_the_token(demo_app):
+    app, _session, _keyring = demo_app
+    client = app.test_client()
+    token = {"X-Mip6mon-Token": TOKEN}
+    for foreign in (FROM_ANOTHER_PORT, FROM_ANOTHER_SITE,
+                    {"Origin": "http://127.0.0.1:1"}, {"Origin": "null"},
+                    {**LINK_IN_ANOTHER_PAGE, "Sec-Fetch-Dest": "iframe"}):
+        for method, url in (("GET", "/api/filter?filter=ipv6"), ("GET", "/api/status"),
+                            ("POST", "/api/export.pcapng"), ("GET", "/"),
+                            ("GET", "/socket.io/?EIO=4&transport=polling")):
+            resp = client.open(url, method=method, headers={**foreign, **token},
+                               data={"frames": "1"} if method == "POST" else None)
+            assert resp.status_code == 403, (foreign, url, resp.status_code)
+            assert b"another site" in resp.data
+    # the page itself, the URL typed or pasted, the URL clicked in another page, and tools
+    # that send no Fetch Metadata (curl, scripts) are judged by the token alone
+    for own in (FROM_THIS_PAGE, TYPED_URL, LINK_IN_ANOTHER_PAGE, {},
+                {**FROM_THIS_PAGE, "Origin": "http://localhost"}):     # the test client's host
+        assert client.get("/api/status", headers={**own, **token}).status_code == 200, own
+        assert client.get("/api/status", headers=own).status_code == 401, own
+    assert client.get(f"/?token={TOKEN}", headers=LINK_IN_ANOTHER_PAGE).status_code == 200
+
+
+def test_display_filters_and_exports_share_two_tshark_slots(demo_lab):
+    """Every slot taken and the queue full: the next filter or export is refused at once
+    with 429 and a Retry-After, and nothing runs."""
+    from web.capture_tools import Slots
+    keyring = load_keyring(str(demo_lab.keyring))
+    session = MonitorSession(PcapSource(str(demo_lab.capture), keyring=keyring),
+                             keyring=keyring, speed=None)
+    tools = CaptureTools(str(demo_lab.capture), slots=Slots(running=1, waiting=0))
+    app = create_app(session, TOKEN, tools)
+    client = app.test_client()
+    token = {"X-Mip6mon-Token": TOKEN}
+    try:
+        with tools.slots.hold():
+            busy = client.get("/api/filter", query_string={"filter": "ipv6"}, headers=token)
+            assert busy.status_code == 429 and busy.headers["Retry-After"].isdigit()
+            assert busy.get_json()["error"].startswith("busy: ")
+            export = client.post("/api/export.pcapng", data={"frames": "1"}, headers=token)
+            assert export.status_code == 429 and export.headers["Retry-After"].isdigit()
+        assert tools.slots.running == tools.slots.waiting == 0
+        done = client.get("/api/filter", query_string={"filter": "ipv6"}, headers=token)
+        assert done.status_code == 200 and done.get_json()["frames"]
+    finally:
+        session.close()
 
 
 def test_security_headers_and_no_inline_script(demo_app):
@@ -158,7 +231,7 @@ def test_socket_refuses_a_foreign_origin(demo_app):
     client = app.test_client()
     handshake = "/socket.io/?EIO=4&transport=polling"
     foreign = client.get(handshake, headers={"Origin": "http://evil.example"})
-    assert foreign.status_code == 400
+    assert foreign.status_code == 403 and b"sid" not in foreign.data
     same = client.get(handshake, headers={"Origin": "http://localhost"})
     assert same.status_code == 200 and b"sid" in same.data
 
@@ -246,8 +319,8 @@ def test_export_pcapng_is_read_back_by_tshark(demo_app, demo_lab, tmp_path):
     client = app.test_client()
     frames = [row["n"] for row in session.view.backlog()][:7] \
         + [demo_lab.truth["home_bindings"][-1]["frame"]]
-    resp = client.post("/api/export.pcapng",
-                       data={"token": TOKEN, "frames": ",".join(map(str, frames))})
+    resp = client.post("/api/export.pcapng", data={"frames": ",".join(map(str, frames))},
+                       headers={"X-Mip6mon-Token": TOKEN})
     assert resp.status_code == 200
     assert "attachment" in resp.headers["Content-Disposition"]
     assert resp.data[:4] == b"\x0a\x0d\x0d\x0a"                  # pcapng section header block
@@ -258,14 +331,15 @@ def test_export_pcapng_is_read_back_by_tshark(demo_app, demo_lab, tmp_path):
     lines = read.stdout.splitlines()
     assert len(lines) == len(set(frames))
     assert all(line.startswith("path=") for line in lines)         # comments survive
-    by_filter = client.post("/api/export.pcapng",
-                            data={"token": TOKEN, "filter": "mip6.mhtype == 1"})
+    by_filter = client.post("/api/export.pcapng", data={"filter": "mip6.mhtype == 1"},
+                            headers={"X-Mip6mon-Token": TOKEN})
     assert by_filter.status_code == 200
     out.write_bytes(by_filter.data)
     count = subprocess.run(["tshark", "-r", str(out)], capture_output=True, text=True, check=True)
     hoti = [f for f, v in demo_lab.truth["frames"].items() if v["what"] == "HoTI"]
     assert len(count.stdout.splitlines()) == len(hoti)
-    bad = client.post("/api/export.pcapng", data={"token": TOKEN, "filter": "(("})
+    bad = client.post("/api/export.pcapng", data={"filter": "(("},
+                      headers={"X-Mip6mon-Token": TOKEN})
     assert bad.status_code == 400
 
 

@@ -6,13 +6,16 @@ usually comes first: on a loaded 2-core machine the order of signs is not guaran
 """
 from __future__ import annotations
 
+import http.server
+import json
 import subprocess
+import threading
 import time
 
 import pytest
 from playwright.sync_api import expect
 
-from tests.web.conftest import ARTIFACTS, XSS_PAYLOADS, start_server, wait_done
+from tests.web.conftest import ARTIFACTS, XSS_PAYLOADS, ChildWatch, start_server, wait_done
 
 pytestmark = pytest.mark.browser
 WAIT_SECONDS = 30          # an upper bound for a loaded machine, never a pace
@@ -251,6 +254,27 @@ def test_export_downloads_a_pcapng_tshark_reads(demo_server, demo_lab, page, tmp
     assert page.errors == []
 
 
+def test_binding_cache_and_report_downloads(demo_server, demo_lab, page, tmp_path):
+    """The JSON/CSV exports are fetched with the token in a header and saved from a blob
+    (no cookie, no token in a link)."""
+    page.goto(demo_server.url)
+    wait_connected(page)
+    page.click("details.export summary")
+    with page.expect_download() as info:
+        page.click("button[data-export='/api/bindings.json']")
+    assert info.value.suggested_filename == "mip6mon-bindings.json"
+    info.value.save_as(str(tmp_path / "b.json"))
+    body = json.loads((tmp_path / "b.json").read_text())
+    assert body["home_bindings"] == demo_lab.truth["home_bindings"]
+    page.select_option("#vantage", "mn-cn")
+    page.click("details.export summary")
+    with page.expect_download() as info:
+        page.click("button[data-export='/api/report.json']")
+    info.value.save_as(str(tmp_path / "r.json"))
+    assert json.loads((tmp_path / "r.json").read_text())["attacker"]["vantage"] == "mn-cn"
+    assert page.errors == []
+
+
 def test_pause_holds_rows_and_resume_delivers_all(ctr_lab, page):
     expected = sorted(int(f) for f in ctr_lab.truth["frames"])       # every frame is mobility
     server = start_server("replay", str(ctr_lab.capture), "--keys", str(ctr_lab.keyring),
@@ -316,3 +340,115 @@ def test_the_page_needs_the_token(demo_server, browser):
         assert response.status == 401
     finally:
         context.close()
+
+
+# --- another local server's page ------------------------------------------------------------
+
+ATTACK_PAGE = """<!doctype html><title>attack</title>
+<img id="img-filter" src="{base}/api/filter?filter=frame.number%20%3E%3D%201">
+<img id="img-export" src="{base}/api/export.pcapng">
+<iframe name="sink" id="sink"></iframe>
+<form id="form" method="post" action="{base}/api/export.pcapng" target="sink">
+<input name="filter" value="ipv6"><input name="frames" value="1"></form>
+<script>
+const base = "{base}";
+const results = {{}};
+// each attempt ends (a download, for one, fires no load event): after 10 s it is "timeout"
+const settle = (name, promise) => Promise.race([
+    promise, new Promise((done) => setTimeout(() => done("timeout"), 10000))]).then(
+    (v) => {{ results[name] = v; }}, (e) => {{ results[name] = "failed"; }});
+const image = (id) => new Promise((done) => {{
+  const img = document.getElementById(id);
+  img.onload = () => done("loaded"); img.onerror = () => done("error");
+  if (img.complete) done(img.naturalWidth ? "loaded" : "error");
+}});
+const cors = {{credentials: "include"}};
+const blind = {{credentials: "include", mode: "no-cors"}};
+Promise.all([
+  settle("img-filter", image("img-filter")),
+  settle("img-export", image("img-export")),
+  settle("fetch-filter", fetch(base + "/api/filter?filter=ipv6", blind).then((r) => r.type)),
+  settle("read-status", fetch(base + "/api/status", cors).then((r) => r.text())),
+  settle("post-export", fetch(base + "/api/export.pcapng", Object.assign(
+      {{method: "POST", body: new URLSearchParams({{filter: "ipv6"}})}}, blind))
+      .then((r) => r.type)),
+  settle("form-export", new Promise((done) => {{
+      document.getElementById("sink").onload = () => done("loaded");
+      document.getElementById("form").submit(); }})),
+  settle("socket", new Promise((done) => {{
+      const ws = new WebSocket(base.replace("http", "ws")
+                               + "/socket.io/?EIO=4&transport=websocket");
+      ws.onmessage = (m) => done("message: " + m.data);
+      ws.onerror = () => done("error"); ws.onclose = () => done("closed"); }})),
+]).then(() => {{ window.results = results; document.title = "done"; }});
+</script>"""
+
+
+class _AttackServer(http.server.ThreadingHTTPServer):
+    """A local web server on another port: serves ATTACK_PAGE, records what reaches it."""
+    daemon_threads = True
+
+    def __init__(self, page: str):
+        self.page = page.encode()
+        self.requests: list[tuple[str, str | None]] = []        # (path, Cookie header)
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_GET(self):
+                self.server.requests.append((self.path, self.headers.get("Cookie")))
+                self.send_response(200)
+                self.send_header("Content-Type", "text/html; charset=utf-8")
+                self.send_header("Content-Length", str(len(self.server.page)))
+                self.end_headers()
+                self.wfile.write(self.server.page)
+
+            def log_message(self, *args):
+                pass
+
+        super().__init__(("127.0.0.1", 0), Handler)
+
+
+def test_another_local_server_gets_no_token_and_makes_the_dashboard_do_nothing(ctr_lab,
+                                                                                  browser):
+    """Issue 13: with the dashboard open, a page served by any other local process (another
+    port of 127.0.0.1, "same-site" to the browser) got the token's cookie and made the
+    dashboard run tshark through an <img>. Now the browser holds no cookie, the other server
+    receives none, and every request its page makes is refused before it runs anything."""
+    server = start_server("replay", str(ctr_lab.capture), "--speed", "max")
+    context = browser.new_context()
+    attack = _AttackServer(ATTACK_PAGE.format(base=server.base))
+    threading.Thread(target=attack.serve_forever, daemon=True).start()
+    try:
+        wait_done(server)
+        dashboard = context.new_page()
+        dashboard.goto(server.url)
+        wait_connected(dashboard)
+        assert context.cookies() == []
+        evil = context.new_page()
+        with ChildWatch(server.process.pid, "tshark") as tshark:
+            evil.goto(f"http://127.0.0.1:{attack.server_address[1]}/")
+            expect(evil).to_have_title("done", timeout=WAIT_SECONDS * 1000)
+        results = evil.evaluate("window.results")
+        assert tshark.seen == set()
+        assert results["read-status"] == "failed"         # CORS: nothing readable
+        assert results["socket"] in ("error", "closed")   # no engine.io handshake
+        assert results["img-filter"] == results["img-export"] == "error"
+        assert attack.requests and all(cookie is None for _path, cookie in attack.requests)
+        # the same filter from the dashboard's own page runs (the log below tells them apart)
+        own = dashboard.evaluate("""(token) => fetch('/api/filter?filter=frame.number%20%3E%3D%201',
+            {headers: {'X-Mip6mon-Token': token}}).then((r) => r.status)""", server.token)
+        assert own == 200
+    finally:
+        attack.shutdown()
+        attack.server_close()
+        context.close()
+        server.stop()
+    log = server.process.stderr.read().splitlines()
+    costly = [line for line in log if '"GET /api/filter' in line or '/api/export' in line]
+    # two images, a blind fetch, a blind POST and a form POST: all refused before any handler
+    # ran; the one served is the dashboard page's own filter
+    assert [line[-3:] for line in costly].count("403") == 5, log
+    assert [line for line in costly if not line.endswith('" 403')] == [
+        line for line in log if line.endswith('"GET /api/filter" 200')], log
+    assert len([line for line in costly if line.endswith(" 200")]) == 1, log
+    assert sum(line.endswith('"GET /api/status" 403') for line in log) == 1, log   # the CORS read
+    assert server.token not in "\n".join(log)

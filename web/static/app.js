@@ -9,7 +9,11 @@
   const PERF_MAX = 50000;       // latency samples kept for the benchmark
 
   const $ = (id) => document.getElementById(id);
+  // The access token, as the server put it in this page. No cookie carries it (a cookie on
+  // 127.0.0.1 reaches every port of 127.0.0.1): it goes in this header on every request the
+  // page makes, and in the socket's auth.
   const token = document.querySelector('meta[name="mip6mon-token"]').content;
+  const TOKEN_HEADER = "X-Mip6mon-Token";
   const live = document.querySelector('meta[name="mip6mon-live"]').content === "yes";
 
   const state = {
@@ -448,14 +452,36 @@
   }
 
   // ---------------------------------------------------------------- export
+  // A download is fetched with the token in its header and saved from a blob, under the name
+  // the server gives it (Content-Disposition): a plain link would need a cookie or the token
+  // in a URL.
+  function download(url, init) {
+    document.querySelector("details.export").open = false;
+    const options = Object.assign({ cache: "no-store" }, init || {});
+    options.headers = Object.assign({ [TOKEN_HEADER]: token }, options.headers || {});
+    fetch(url, options).then((resp) => {
+      if (!resp.ok) {
+        return resp.text().then((text) => showMessage(text.trim() || "export failed: HTTP " + resp.status, true));
+      }
+      const named = /filename="([^"]+)"/.exec(resp.headers.get("Content-Disposition") || "");
+      return resp.blob().then((blob) => {
+        const a = document.createElement("a");
+        a.href = URL.createObjectURL(blob);
+        a.download = named ? named[1] : "mip6mon-export";
+        document.body.appendChild(a);
+        a.click();
+        a.remove();
+        setTimeout(() => URL.revokeObjectURL(a.href), 60000);
+        showMessage("");
+      });
+    }).catch((err) => showMessage("export failed: " + (err && err.message), true));
+  }
+
   function exportFrames(frames, filterText) {
     if (live) { showMessage("Export needs a capture file: not available in live mode.", true); return; }
     if (frames && !frames.length) { showMessage("Nothing to export: no packet displayed or selected.", true); return; }
-    $("export-token").value = token;
-    $("export-frames").value = frames ? frames.join(",") : "";
-    $("export-filter").value = filterText || "";
-    $("export-form").submit();
-    document.querySelector("details.export").open = false;
+    const body = new URLSearchParams({ frames: frames ? frames.join(",") : "", filter: filterText || "" });
+    download("/api/export.pcapng", { method: "POST", body: body });
   }
 
   // ---------------------------------------------------------------- keyed pane
@@ -922,9 +948,14 @@
   $("pause").addEventListener("click", togglePause);
   $("vantage").addEventListener("change", () => {
     state.selectedProfile = null;
-    $("export-report").href = "/api/report.json?vantage=" + encodeURIComponent($("vantage").value);
     socket.emit("vantage", { vantage: $("vantage").value });
   });
+  for (const button of document.querySelectorAll("button[data-export]")) {
+    button.addEventListener("click", () => {
+      const vantage = button.hasAttribute("data-vantage") ? "?vantage=" + encodeURIComponent($("vantage").value) : "";
+      download(button.dataset.export + vantage);
+    });
+  }
   $("export-filtered").addEventListener("click", () => {
     const frames = state.rows.filter(matches).map((r) => r.n);
     exportFrames(frames, "");
@@ -935,7 +966,7 @@
   // plotly.js (1.2 MB) is added by this script rather than the page, so the page is
   // usable at once; the socket follows it (or its failure: the list works without plots).
   const plotly = document.createElement("script");
-  plotly.src = "/plotly.min.js";
+  plotly.src = "/plotly.min.js?token=" + encodeURIComponent(token);
   plotly.addEventListener("load", () => {
     // the first draw of a plot builds all of plotly's elements (the costliest one): done here,
     // empty, before the rows flow; later draws update it
