@@ -353,9 +353,9 @@ ATTACK_PAGE = """<!doctype html><title>attack</title>
 <script>
 const base = "{base}";
 const results = {{}};
-// each attempt ends (a download, for one, fires no load event): after 10 s it is "timeout"
+// each attempt ends (a download, for one, fires no load event): after 20 s it is "timeout"
 const settle = (name, promise) => Promise.race([
-    promise, new Promise((done) => setTimeout(() => done("timeout"), 10000))]).then(
+    promise, new Promise((done) => setTimeout(() => done("timeout"), 20000))]).then(
     (v) => {{ results[name] = v; }}, (e) => {{ results[name] = "failed"; }});
 const image = (id) => new Promise((done) => {{
   const img = document.getElementById(id);
@@ -426,7 +426,7 @@ def test_another_local_server_gets_no_token_and_makes_the_dashboard_do_nothing(c
         evil = context.new_page()
         with ChildWatch(server.process.pid, "tshark") as tshark:
             evil.goto(f"http://127.0.0.1:{attack.server_address[1]}/")
-            expect(evil).to_have_title("done", timeout=WAIT_SECONDS * 1000)
+            expect(evil).to_have_title("done", timeout=2 * WAIT_SECONDS * 1000)
         results = evil.evaluate("window.results")
         assert tshark.seen == set()
         assert results["read-status"] == "failed"         # CORS: nothing readable

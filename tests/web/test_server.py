@@ -47,15 +47,16 @@ def test_a_port_in_use_is_one_line_and_exit_2(ctr_lab):
     assert line == f"mip6mon: error: cannot listen on 127.0.0.1:{port}: Address already in use"
 
 
-@pytest.mark.parametrize("host, reason", [
-    ("no-such-host.invalid", "Name or service not known"),
-    ("192.0.2.1", "Cannot assign requested address"),          # TEST-NET-1: not this machine
-    ("2001:db8::1", "Cannot assign requested address"),
+@pytest.mark.parametrize("host, where, reason", [
+    # the resolver's reason varies with the machine's DNS (unknown name, no server)
+    ("no-such-host.invalid", "no-such-host.invalid:0", None),
+    ("192.0.2.1", "192.0.2.1:0", "Cannot assign requested address"),   # TEST-NET-1
+    ("2001:db8::1", "[2001:db8::1]:0", None),      # not here, or no IPv6 at all
 ])
-def test_a_bad_host_is_one_line_and_exit_2(ctr_lab, host, reason):
+def test_a_bad_host_is_one_line_and_exit_2(ctr_lab, host, where, reason):
     line = one_line_exit_2(run_cli("replay", str(ctr_lab.capture), "--host", host))
-    assert line.startswith("mip6mon: error: cannot listen on ") and line.endswith(reason)
-    assert host in line
+    assert line.startswith(f"mip6mon: error: cannot listen on {where}: ")
+    assert reason is None or line.endswith(reason)
 
 
 def test_a_port_out_of_range_never_serves_elsewhere(ctr_lab):
@@ -87,8 +88,9 @@ def test_broken_requests_get_a_clean_status_and_one_escaped_log_line(ctr_lab):
             "garbage": (b"GARBAGE\r\n\r\n", b"Error code: 400"),
             "token in a bad line": (f"GET /?token={server.token} HTTP/1.1 junk\r\n\r\n".encode(),
                                     b"Error code: 400"),
-            "64 KiB URI": (b"GET /" + b"a" * 65536 + b" HTTP/1.1\r\n" + closing,
-                           b"HTTP/1.1 414 "),
+            # a line longer than http.server reads (65,536 octets); it reads exactly 65,537 of
+            # them, so this sends no more (unread octets would reset the connection)
+            "64 KiB URI": (b"GET /" + b"a" * 65532, b"HTTP/1.1 414 "),
             # an ANSI colour sequence, a C1 CSI (U+009B) and a backslash in the path
             "escapes": (b"GET /\x1b[2J\x1b[31mred\xc2\x9b0m\\x HTTP/1.1\r\n" + closing,
                         b"HTTP/1.1 401 "),
