@@ -87,8 +87,10 @@ def foreign_request(environ: dict) -> str | None:
 def refuse_foreign(wsgi_app):
     """WSGI middleware around everything, the Socket.IO endpoint included."""
     def middleware(environ, start_response):
-        if foreign_request(environ) is not None:
-            body = b"mip6mon: refused: the request comes from another site's page\n"
+        why = foreign_request(environ)
+        if why is not None:
+            body = (f"mip6mon: refused: the request comes from another site's page ({why})\n"
+                    .encode("ascii", "backslashreplace"))
             start_response("403 FORBIDDEN", [
                 ("Content-Type", "text/plain; charset=utf-8"),
                 ("Content-Length", str(len(body))),
