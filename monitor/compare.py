@@ -16,6 +16,7 @@ from pathlib import Path
 from dissectors.protocol import PATHS
 from keys.errors import UserError
 from keys.keyring import load_keyring
+from monitor.tables import markdown_table, text_table
 
 # (key, label) of the rows of the side-by-side table, in order
 ROWS = (
@@ -89,14 +90,8 @@ def render_table(measurements: list[Measurement]) -> str:
     headers = ["metric"] + [m.label for m in measurements]
     rows = [[label] + [_cell(m.row(key)) for m in measurements] for key, label in ROWS
             if key != "linking_rules"]
-    widths = [max(len(r[i]) for r in [headers] + rows) for i in range(len(headers))]
-
-    def line(cells: list[str]) -> str:
-        return "  ".join(c.ljust(w) for c, w in zip(cells, widths, strict=True)).rstrip()
-
-    out = [line(headers), line(["-" * w for w in widths])] + [line(r) for r in rows]
-    out += [f"rules that linked in {m.label}: {m.row('linking_rules')}" for m in measurements]
-    return "\n".join(out)
+    return "\n".join([text_table(headers, rows)] + [
+        f"rules that linked in {m.label}: {m.row('linking_rules')}" for m in measurements])
 
 
 def command_compare(args) -> int:
@@ -150,12 +145,11 @@ def sentence(m: Measurement) -> str:
 
 
 def render_markdown(measurements: list[Measurement], vantage: str) -> str:
-    head = "| scenario | " + " | ".join(h for _, h in MD_COLUMNS) + " |"
-    sep = "| --- " * (len(MD_COLUMNS) + 1) + "|"
-    rows = [f"| {m.label} | " + " | ".join(_cell(m.row(k)) for k, _ in MD_COLUMNS) + " |"
-            for m in measurements]
+    table = markdown_table(["scenario", *(h for _, h in MD_COLUMNS)],
+                           [[m.label, *(_cell(m.row(k)) for k, _ in MD_COLUMNS)]
+                            for m in measurements])
     notes = [f"- {sentence(m)}" for m in measurements]
-    return "\n".join([f"Attacker at `{vantage}`.", "", head, sep, *rows, "", *notes]) + "\n"
+    return "\n".join([f"Attacker at `{vantage}`.", "", table, "", *notes]) + "\n"
 
 
 PATH_VANTAGES = (*PATHS, "all")          # the matrix's columns: each path, then colluders
@@ -213,16 +207,15 @@ def matrix_sentence(label: str, by_vantage: dict[str, Measurement]) -> str:
 
 def render_matrix(labels: list[str], grid: dict[str, dict[str, Measurement]]) -> str:
     """Markdown: one row per scenario, one column per vantage point, a sentence per row."""
-    head = "| scenario | " + " | ".join(f"`{v}`" for v in PATH_VANTAGES) + " |"
-    sep = "| --- " * (len(PATH_VANTAGES) + 1) + "|"
-    rows = [f"| {label} | " + " | ".join(_cell_v(grid[label][v]) for v in PATH_VANTAGES) + " |"
-            for label in labels]
+    table = markdown_table(["scenario", *(f"`{v}`" for v in PATH_VANTAGES)],
+                           [[label, *(_cell_v(grid[label][v]) for v in PATH_VANTAGES)]
+                            for label in labels])
     notes = [f"- {matrix_sentence(label, grid[label])}" for label in labels]
     legend = ("P = pairwise link precision, R = link recall, tied = care-of addresses that a "
               "profile holds together with the node's real home address, followed = longest "
               "stretch of consecutive care-of addresses one profile covers / moves (mean "
               "over nodes).")
-    return "\n".join([legend, "", head, sep, *rows, "", *notes]) + "\n"
+    return "\n".join([legend, "", table, "", *notes]) + "\n"
 
 
 def _lab_tables(dirs: list[str], vantage: str) -> int:

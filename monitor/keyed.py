@@ -94,6 +94,9 @@ from monitor.caches import (
     Identity,
     TokenStore,
 )
+from monitor.tables import keyed_text
+
+__all__ = ["KeyedAnalyzer", "KeyedMark", "keyed_text"]
 
 COUNTER_WINDOW = 4         # tolerated counter gap for key_index = "counter" (missed frames)
 
@@ -939,38 +942,3 @@ class KeyedAnalyzer:
             if node is not None:
                 return node, f"care-of address {address} bound to"
         return None, ""
-
-
-# --- text rendering ------------------------------------------------------------------------
-
-def _table(title: str, columns: list[tuple[str, str]], rows: list[dict]) -> str:
-    if not rows:
-        return f"{title}: none"
-    cells = [[("-" if r.get(key) is None else
-               f"{r[key]:.6f}" if isinstance(r.get(key), float) else str(r[key]))
-              for key, _ in columns] for r in rows]
-    widths = [max(len(h), *(len(c[n]) for c in cells)) for n, (_, h) in enumerate(columns)]
-
-    def line(values: list[str]) -> str:
-        return "  ".join(v.ljust(w) for v, w in zip(values, widths, strict=True)).rstrip()
-
-    return "\n".join([f"{title} ({len(rows)}):", line([h for _, h in columns]),
-                      line(["-" * w for w in widths])] + [line(c) for c in cells])
-
-
-def keyed_text(report: dict) -> str:
-    """Readable tables of the keyed sections of a report (`mip6mon report --format text`)."""
-    home = _table("home bindings", [("frame", "frame"), ("time", "time"),
-                                    ("home_agent", "home agent"), ("home_address", "home address"),
-                                    ("pseudo_home_address", "pseudo home address"),
-                                    ("care_of_address", "care-of address"), ("sequence", "seq"),
-                                    ("lifetime", "lifetime")], report.get("home_bindings", []))
-    corr = _table("correspondent bindings",
-                  [("frame", "frame"), ("time", "time"), ("correspondent", "correspondent"),
-                   ("home_address", "home address"),
-                   ("pseudo_home_address", "pseudo home address"),
-                   ("care_of_address", "care-of address"), ("sequence", "seq"),
-                   ("authenticator_valid", "auth ok")], report.get("correspondent_bindings", []))
-    findings = _table("findings", [("frame", "frame"), ("kind", "kind"), ("message", "message")],
-                      report.get("findings", []))
-    return "\n\n".join([home, corr, findings])
