@@ -8,12 +8,14 @@
   (for annotations). Never holds key material.
 - `TokenStore`: keygen tokens seen on the wire (HoT/CoT in clear or decrypted from ESP), so a
   Kbm can be had without Kcn (RFC 6275 5.2.5).
+- `merged_trails(home, correspondents)`: where each node was, from the two caches.
 
 Plain data and dicts; no global state.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 
 @dataclass
@@ -28,7 +30,7 @@ class HomeBinding:
     frame: int
     time: float
 
-    def as_dict(self) -> dict:
+    def as_dict(self) -> dict[str, Any]:
         # by hand: dataclasses.asdict deep-copies, and a live view asks for these every second
         return {"home_agent": self.home_agent, "home_address": self.home_address,
                 "pseudo_home_address": self.pseudo_home_address,
@@ -48,7 +50,7 @@ class CorrespondentBinding:
     frame: int
     time: float
 
-    def as_dict(self) -> dict:
+    def as_dict(self) -> dict[str, Any]:
         return {"correspondent": self.correspondent, "home_address": self.home_address,
                 "pseudo_home_address": self.pseudo_home_address,
                 "care_of_address": self.care_of_address, "sequence": self.sequence,
@@ -112,6 +114,17 @@ class CorrespondentBindingCache:
         return sorted(self.entries, key=lambda b: b.frame)
 
 
+def merged_trails(home: HomeBindingCache, correspondents: CorrespondentBindingCache
+                   ) -> dict[str, list[tuple[float, str, int]]]:
+    """{home address: [(time, care-of address, frame)]} in the order the bindings were
+    accepted (no copy of the lists, no sort): the home agent's view of a node, else its
+    correspondents' when no home binding of it is in view."""
+    trails = dict(home.trails)
+    for hoa, points in correspondents.trails.items():
+        trails.setdefault(hoa, points)
+    return trails
+
+
 @dataclass(frozen=True)
 class Identity:
     """What the keys say an address is: the real home address behind it, and how we know."""
@@ -126,8 +139,6 @@ class AddressBook:
     identities: dict[str, Identity] = field(default_factory=dict)
     # care-of address -> real home addresses bound to it (from verified BUs)
     care_of: dict[str, set[str]] = field(default_factory=dict)
-    # ESP SPI -> real home address (SPIs of a node's SAs, draft 6.4 chains)
-    spis: dict[int, str] = field(default_factory=dict)
 
     def learn(self, address: str | None, identity: Identity) -> None:
         if address is not None and address not in self.identities:

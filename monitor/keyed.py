@@ -1,10 +1,19 @@
 """The keyed analyzer: with the operator's keyring, rebuild every binding cache and check the draft.
 
-`KeyedAnalyzer(keyring or None)` is an addon of `monitor.stream.EventStream`. From the events it
+`KeyedAnalyzer(keyring or None)` is an addon of `monitor.stream.EventStream`. This module handles
+the Mobility Header messages (one handler per type, `KeyedAnalyzer._HANDLERS`): from them it
 rebuilds the home agent's binding cache (draft 5.2, `monitor.caches.HomeBindingCache`) and every
-correspondent's (RFC 6275 9.1, draft 4.1, 4.2, 5.3.1, 5.3.2), attributes frames to the real
-node behind them (`frame_nodes()`, the truth the attacker is scored against), and reports
-findings. Report semantics: docs/DESIGN.md "Report semantics (issue 2)".
+correspondent's (RFC 6275 9.1, draft 4.1, 4.2, 5.3.1, 5.3.2), and reports findings (each kind a
+row of `monitor.findings.FINDINGS`). Report semantics: docs/DESIGN.md "Report semantics".
+Beside it, each with its own job:
+
+- `monitor.attribution.FrameAttribution`: which real node each frame belongs to (`frame_nodes()`,
+  the truth the attacker is scored against), fed by the handlers here;
+- `monitor.keyed_news`: `news()` and `KeyedMark`, the view a live dashboard reads a piece at a
+  time;
+- `monitor.tables`: `keyed_text()`, the text tables of `mip6mon report --format text`.
+
+`from monitor.keyed import KeyedAnalyzer, KeyedMark, keyed_text` is this module's interface.
 
 How the home address is recovered:
 
@@ -31,14 +40,10 @@ BU's Nonce Indices option (keyring correspondent tables), keygen tokens seen on 
 SHA1(home token). The Authenticator is checked over `MobilityMessage.authenticated_data` with
 CoA = Alternate CoA if present, else the BU's IPv6 source, and CN = its destination.
 
-Frame attribution (`frame_nodes()`, the truth the attacker is scored against): a frame belongs
-to the node whose home or pseudo home address it carries (any layer's source, destination, HAO,
-RH2 or option 0xFE, decrypted tunnels included), else whose SA SPI it carries (SPIs seen in its
-Home BUs/BAs, keyring SAs naming its home address, and their draft 6.4 chains ahead), else whose
-care-of address it uses (when one node only was bound there). `care_of_trails()` follows the
-accepted Home BUs (not de-registrations), like `monitor.privacy.LabTruth` reads truth.json.
-`KeyedAnalyzer(keyring, max_frames=N)` keeps per-frame state for the last N frames only (live
-captures that run for days); binding caches and findings are kept whole.
+`care_of_trails()` follows the accepted Home BUs (not de-registrations), like
+`monitor.privacy.LabTruth` reads truth.json. `KeyedAnalyzer(keyring, max_frames=N)` keeps
+per-frame state (annotations, attribution) for the last N frames only (live captures that run
+for days); binding caches and findings are kept whole.
 
 Without a keyring, or for a node the keyring does not know, the analyzer reports what is
 visible: `home_address` is set only when the keys reveal it (or the address is a keyring home
@@ -47,44 +52,20 @@ address), so an address standing in a HAO that the keys do not explain is report
 in clear are used keyless too: a capture of both the HA-CN and MN-CN paths reveals a 4.1 or
 4.2 home address without any key (the draft's own caveat about those eavesdroppers).
 
-Findings (`{"kind", "frame", "message"}`; messages never hold key material):
-
-- `authenticator-invalid`: a correspondent BU's Authenticator does not verify with the Kbm the keys
-  give (RFC 6275 9.5.1)
-- `keygen-token-invalid`: a HoT/CoT keygen token or privacy keygen token differs from the one Kcn
-  and the nonce give
-- `home-bu-unverified`: a Home BU's home address field is neither the node's home address nor a
-  pseudo home address Kph derives (draft 5.2.1: the home agent rejects it)
-- `pseudo-home-address-mismatch`: 4.2 / 5.3.2: AES-decrypting option 0xFE with Kbm does not give the
-  BU's source home address
-- `sequence-step`: a correspondent BU of a node that uses pseudo home addresses whose sequence
-  number is not previous + First(8, HMAC_SHA1(Kbm, its nonce indices)) (draft 6.3; not checked
-  across an expired binding)
-- `spi-step`: a Home BU's SPI is not the SPI of that SA's previous Home BU advanced by next_spi once
-  per acknowledged exchange since (draft 6.4; a plain node may keep its SPI)
-- `pseudo-home-address-not-routable`: a HoTI source (5.3.1) or a Home BU's HAO (5.2.1) not under any
-  home agent prefix (draft 5.1.1, 5.1.3)
-- `pseudo-home-address-reused`: a pseudo home address used again in a later Home BU, or with a
-  second correspondent (draft 5.1.4, 5.3.1)
-- `home-address-in-clear`: a HAO or a HoTI source carries a node's real home address toward a peer
-  (its home agent, or one correspondent) to which it otherwise sends pseudo home addresses (4.1
-  HoTIs, from the real address by design, excepted)
-- `home-bu-retransmitted`: a node sent another Home BU before a BA acknowledged the previous one
-  (that one is no binding)
-| `ba-error-status` | a Binding Acknowledgement with status >= 128 (RFC 6275 6.1.8) |
-| `binding-error` | a Binding Error message (RFC 6275 6.1.9) |
-- `mh-checksum-invalid`: a Mobility Header whose checksum does not verify (RFC 6275 9.2: a receiver
-  discards it; the monitor still reads it and says so)
+Findings: `monitor.findings` declares every kind (its meaning, category and RFC or draft
+section); a handler reports one by naming its row, e.g. `self.findings.add(SPI_STEP, ...)`.
 """
 from __future__ import annotations
 
 import ipaddress
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from dissectors.events import MobilityMessage, PacketEvent
-from dissectors.protocol import BA_REJECTED, SPI_LOOKAHEAD, MHType
+from dissectors.events import IPv6Layer, MobilityMessage, PacketEvent
+from dissectors.protocol import BA_REJECTED, MHType
 from keys import formulas
 from keys.keyring import Keyring, MobileNode
+from monitor.attribution import FrameAttribution, forget_before
 from monitor.caches import (
     AddressBook,
     CorrespondentBinding,
@@ -93,7 +74,25 @@ from monitor.caches import (
     HomeBindingCache,
     Identity,
     TokenStore,
+    merged_trails,
 )
+from monitor.findings import (
+    AUTHENTICATOR_INVALID,
+    BA_ERROR_STATUS,
+    BINDING_ERROR,
+    HOME_ADDRESS_IN_CLEAR,
+    HOME_BU_RETRANSMITTED,
+    HOME_BU_UNVERIFIED,
+    KEYGEN_TOKEN_INVALID,
+    MH_CHECKSUM_INVALID,
+    PSEUDO_HOME_ADDRESS_MISMATCH,
+    PSEUDO_HOME_ADDRESS_NOT_ROUTABLE,
+    PSEUDO_HOME_ADDRESS_REUSED,
+    SEQUENCE_STEP,
+    SPI_STEP,
+    FindingLog,
+)
+from monitor.keyed_news import KeyedMark, keyed_news
 from monitor.tables import keyed_text
 
 __all__ = ["KeyedAnalyzer", "KeyedMark", "keyed_text"]
@@ -110,7 +109,7 @@ class _PendingHomeBU:
 
 
 @dataclass
-class _Recognition:
+class _HomeRecognition:
     """What the keys say about a Home BU's sender."""
     node: MobileNode | None
     home_address: str | None
@@ -119,6 +118,17 @@ class _Recognition:
     note: str | None
     index: int | None = None     # the i of Ki that matched (draft 5.1.4)
     how: str | None = None       # "Kph of mn1, i = ESP seq 7"
+
+
+@dataclass
+class _CorrespondentRecognition:
+    """What the keys say about a correspondent BU's sender, before its Authenticator."""
+    procedure: str               # "4.1", "4.2/5.3.2", "5.3.1" or "RFC 6275"
+    home_address: str | None
+    pseudo_home_address: str | None
+    how: str                     # how the keys gave the home address ("" when they did not)
+    kbm_subject: str | None      # the address the home keygen token is over (RFC 6275 5.2.5)
+    pseudo_kind: str = "enc"     # Identity.kind of the pseudo home address once explained
 
 
 @dataclass
@@ -132,15 +142,6 @@ class _NodeState:
     # frames that used the real home address where no pseudo address was used yet: they
     # become findings the moment one is (so findings only grow, and a live view reads the new)
     clear_waiting: dict[str, set[int]] = field(default_factory=dict)   # use -> frames
-
-
-@dataclass(frozen=True)
-class KeyedMark:
-    """How much of the keyed results a reader has had (KeyedAnalyzer.news)."""
-    home: int = 0
-    correspondent: int = 0
-    findings: int = 0
-    trails: tuple = ()            # ((home address, (source, points had)), ...)
 
 
 def _short(address: str | None) -> str:
@@ -160,14 +161,10 @@ class KeyedAnalyzer:
         self.correspondent_cache = CorrespondentBindingCache()
         self.book = AddressBook()
         self.tokens = TokenStore()
-        self._findings: list[dict] = []
-        self._finding_keys: set = set()
+        self.findings = FindingLog()
+        self.attribution = FrameAttribution(self.book, keyring, max_frames)
         self._annotations: dict[int, list[str]] = {}
-        self._direct: dict[int, str] = {}                  # frame -> home address (mobility)
-        # addresses and SPIs of frames not attributed while processed: resolved later, when
-        # more is known (a CoTI before its BU, an ESP packet of an SPI seen afterwards)
-        self._refs: dict[int, tuple[tuple[str, ...], tuple[int, ...]]] = {}
-        self._strings: dict[str, str] = {}   # one copy of each address / note (long captures)
+        self._strings: dict[str, str] = {}   # one copy of each note (long captures)
         self._prefix64: dict[str, str] = {}  # address -> its /64, for prefix tests
         self._pending: dict[tuple[str, str], _PendingHomeBU] = {}
         self._nodes: dict[str, _NodeState] = {}
@@ -175,7 +172,6 @@ class KeyedAnalyzer:
         self._cn_pseudos: dict[str, tuple[str, int]] = {}  # pseudo -> (correspondent, frame)
         self._private: set[str] = set()    # home addresses seen behind a pseudo home address
         self.unreadable = 0                                # events whose fields did not parse
-        self._spi_cache: tuple[int, dict[int, str]] | None = None
         for node in keyring.mobile_nodes if keyring else ():
             self.book.learn(node.home_address, Identity(node.home_address, "home", "keyring"))
 
@@ -191,13 +187,9 @@ class KeyedAnalyzer:
             self._trim(event.frame - self.max_frames + 1)
 
     def _trim(self, oldest: int) -> None:
-        """Forget per-frame state of frames before `oldest` (dicts keep insertion order)."""
-        for table in (self._refs, self._direct, self._annotations):
-            while table:
-                frame = next(iter(table))
-                if frame >= oldest:
-                    break
-                del table[frame]
+        """Forget per-frame state (notes, attribution) of frames before `oldest`."""
+        forget_before(self._annotations, oldest)
+        self.attribution.forget_before(oldest)
         if len(self._strings) > 4 * self.max_frames:
             self._strings.clear()      # only a de-duplication cache: safe to restart
 
@@ -207,7 +199,7 @@ class KeyedAnalyzer:
     # --- results -------------------------------------------------------------------------
 
     def report(self) -> dict:
-        findings = sorted(self._findings, key=lambda f: f["frame"])
+        findings = self.findings.by_frame()
         return {"home_bindings": [b.as_dict() for b in self.home_cache.sorted_entries()],
                 "correspondent_bindings": [b.as_dict()
                                            for b in self.correspondent_cache.sorted_entries()],
@@ -219,67 +211,32 @@ class KeyedAnalyzer:
         rebuild the whole report every second: the new home and correspondent bindings and
         findings (the newest `limit` of each, in the order they were established, with the
         totals) and each node's new care-of trail points (the newest `trail_limit`). Costs what is
-        new, not what was seen; returns the mark to pass next time."""
-        mark = mark or KeyedMark()
-        home, corr = self.home_cache.entries, self.correspondent_cache.entries
-        trails = self.care_of_trails_unsorted()
-        news = {"home_bindings": [b.as_dict() for b in home[max(mark.home, len(home) - limit):]],
-                "home_total": len(home),
-                "correspondent_bindings": [b.as_dict() for b in
-                                           corr[max(mark.correspondent, len(corr) - limit):]],
-                "correspondent_total": len(corr),
-                "findings": [dict(f) for f in self._findings[max(mark.findings,
-                                                                 len(self._findings) - limit):]],
-                "findings_total": len(self._findings),
-                "trails": {}}
-        sent = dict(mark.trails)
-        for hoa, points in trails.items():
-            # a node first traced by its correspondent bindings and then by its home ones
-            # starts over (care_of_trails prefers the home agent's view)
-            source = "home" if hoa in self.home_cache.trails else "correspondent"
-            previous, had = sent.get(hoa, (source, 0))
-            reset = previous != source
-            start = 0 if reset else had
-            if len(points) > start or reset:
-                news["trails"][hoa] = {"reset": reset, "points": [
-                    list(p) for p in points[max(start, len(points) - trail_limit):]]}
-            sent[hoa] = (source, len(points))
-        return news, KeyedMark(len(home), len(corr), len(self._findings), tuple(sent.items()))
+        new, not what was seen; returns the mark to pass next time (monitor.keyed_news)."""
+        return keyed_news(self.home_cache, self.correspondent_cache, self.findings.entries,
+                          mark, limit, trail_limit)
 
     def care_of_trails_unsorted(self) -> dict[str, list[tuple[float, str, int]]]:
         """care_of_trails() in the order the bindings were accepted (no copy, no sort)."""
-        trails = dict(self.home_cache.trails)
-        for hoa, points in self.correspondent_cache.trails.items():
-            trails.setdefault(hoa, points)
-        return trails
+        return merged_trails(self.home_cache, self.correspondent_cache)
 
     def annotations(self, frame: int) -> list[str]:
         notes = list(self._annotations.get(frame, []))
-        if not notes and frame in self._refs:
+        if not notes:
             # no message explained it: say why the frame still belongs to a node, if it does
-            node, why = self._resolve(*self._refs[frame], self._spi_map())
-            if node is not None:
+            explained = self.attribution.explain(frame)
+            if explained is not None:
+                node, why = explained
                 notes.append(f"{why} {self._node_name(node)} (HoA {node})")
         return notes
 
     def frame_node(self, frame: int) -> str | None:
         """The real home address `frame` belongs to, as far as the keys tell now (one frame
         of `frame_nodes()`, for a live view that labels each packet as it comes)."""
-        node = self._direct.get(frame)
-        if node is None and frame in self._refs:
-            node = self._resolve(*self._refs[frame], self._spi_map())[0]
-        return node
+        return self.attribution.node(frame)
 
     def frame_nodes(self) -> dict[int, str]:
         """{frame: real home address} for every frame the keys attribute to a node."""
-        spis = self._spi_map()
-        result = {}
-        for frame, (addresses, frame_spis) in self._refs.items():
-            node = self._resolve(addresses, frame_spis, spis)[0]
-            if node is not None:
-                result[frame] = node
-        result.update(self._direct)
-        return dict(sorted(result.items()))
+        return self.attribution.nodes()
 
     def care_of_trails(self) -> dict[str, list[tuple[float, str, int]]]:
         """{home address: [(time, care-of address, frame)]}: where each node was, from its
@@ -288,128 +245,28 @@ class KeyedAnalyzer:
         view is traced by its correspondent bindings instead."""
         return {hoa: sorted(points) for hoa, points in self.care_of_trails_unsorted().items()}
 
-    # --- helpers -------------------------------------------------------------------------
-
-    def _finding(self, kind: str, frame: int, message: str, dedupe=None) -> None:
-        if dedupe is not None:
-            if dedupe in self._finding_keys:
-                return
-            self._finding_keys.add(dedupe)
-        self._findings.append({"kind": kind, "frame": frame, "message": message})
-
-    def _p64(self, address: str) -> str:
-        """The /64 of an address, computed once per address."""
-        p64 = self._prefix64.get(address)
-        if p64 is None:
-            p64 = self._prefix64[address] = str(ipaddress.IPv6Network(f"{address}/64",
-                                                                      strict=False))
-        return p64
-
-    def _in_prefix(self, address: str, prefix: str) -> bool:
-        """Is `address` under `prefix`? (keyring and PROFILE.md: home prefixes are /64)."""
-        return self._p64(address) == prefix
-
-    def _intern(self, text: str) -> str:
-        return self._strings.setdefault(text, text)
-
-    def _note(self, frame: int, text: str) -> None:
-        notes = self._annotations.setdefault(frame, [])
-        if text not in notes:
-            notes.append(self._intern(text))
-
-    def _attribute(self, frame: int, home_address: str | None) -> None:
-        if home_address is not None:
-            self._direct.setdefault(frame, home_address)
-
-    def _node_state(self, node: MobileNode) -> _NodeState:
-        return self._nodes.setdefault(node.home_address, _NodeState())
-
-    def _node_name(self, home_address: str | None) -> str:
-        node = self.keyring and home_address and \
-            self.keyring.mobile_node_by_home_address(home_address)
-        return node.name if node else _short(home_address)
-
-    def _nodes_of_agent(self, home_agent: str) -> list[MobileNode]:
-        if self.keyring is None:
-            return []
-        return [n for n in self.keyring.mobile_nodes
-                if n.home_agent is None or n.home_agent == home_agent]
-
-    def _is_home_agent(self, address: str) -> bool:
-        return self.keyring is not None and self.keyring.home_agent(address) is not None
-
-    def _node_prefixes(self, node: MobileNode) -> list[str]:
-        """Prefixes a 5.1 pseudo home address of `node` may use (draft 5.1.3): the home agent's."""
-        own = self._p64(node.home_address)
-        agent = self.keyring.home_agent(node.home_agent) if node.home_agent else None
-        prefixes = list(agent.prefixes) if agent else []
-        return prefixes + ([own] if own not in prefixes else [])
-
-    def _derive_prefix(self, node: MobileNode) -> str:
-        """The prefix a tunnel-mode pseudo home address is derived with (5.2.2): the first home
-        agent prefix other than the home address's own (draft 5.1.3 "preferably"), else its own."""
-        prefixes = self._node_prefixes(node)
-        own = self._p64(node.home_address)
-        return next((p for p in prefixes if p != own), own)
-
-    def _key_indices(self, node: MobileNode, esp_sequence: int | None) -> list[int]:
-        """Candidate i for Ki (draft 5.1.4): the ESP sequence number, or the node's counter."""
-        if node.key_index == "counter":
-            state = self._node_state(node)
-            return [state.counter + step for step in range(1, COUNTER_WINDOW + 1)]
-        return [esp_sequence] if esp_sequence is not None else []
-
-    def _index_text(self, node: MobileNode, i: int) -> str:
-        return f"i = counter {i}" if node.key_index == "counter" else f"i = ESP seq {i}"
-
-    def _match_routable(self, node: MobileNode, address: str, i: int) -> bool:
-        """draft 5.1.3/5.1.4: is `address` node's pseudo home address under Ki?"""
-        ki = formulas.dynamic_key(node.kph.value, i)
-        prefix = next((p for p in self._node_prefixes(node) if self._in_prefix(address, p)),
-                      None)
-        if prefix is None:
-            return False
-        home = formulas.address_bytes(node.home_address)
-        if node.phoa_cipher == "aes-ctr":
-            # invertible: decrypt the IID, restore the real prefix from the keyring (5.2.1)
-            return formulas.routable_home_interface_id(ki, address) == home[8:]
-        return formulas.routable_pseudo_home_address(ki, node.home_address, prefix,
-                                                     node.phoa_cipher) == address
-
-    # --- dispatch ------------------------------------------------------------------------
+    # --- per packet: one handler per Mobility Header type ----------------------------------
 
     def _packet(self, event: PacketEvent) -> None:
         addresses = []
         for layer in event.layers:
             addresses += [a for a in (layer.home_address, layer.routing_home_address,
                                       layer.pseudo_home_address, layer.src, layer.dst) if a]
-        self._refs[event.frame] = (tuple(self._intern(a) for a in addresses),
-                                   tuple(esp.spi for esp in event.esp_headers()))
+        spis = tuple(esp.spi for esp in event.esp_headers())
+        self.attribution.seen(event.frame, addresses, spis)
         m = event.mobility
         if m is not None and m.checksum_valid is False and not event.malformed:
             # RFC 6275 9.2: a receiver discards it. The monitor still reads it (hand-made and
             # synthetic captures often carry wrong checksums) but says so.
-            self._finding("mh-checksum-invalid", event.frame,
-                          f"{m.name} from {event.inner.src}: Mobility Header checksum does not "
-                          "verify (RFC 6275 9.2: a receiver would discard it)")
+            self.findings.add(MH_CHECKSUM_INVALID, event.frame,
+                              f"{m.name} from {event.inner.src}: Mobility Header checksum does not "
+                              "verify (RFC 6275 9.2: a receiver would discard it)")
         if m is not None and not event.malformed:
-            handler = {MHType.BU: self._bu, MHType.BA: self._ba, MHType.HOTI: self._hoti,
-                       MHType.HOT: self._hot, MHType.COTI: self._coti, MHType.COT: self._cot,
-                       MHType.BE: self._be}.get(m.mh_type)
+            handler = self._HANDLERS.get(m.mh_type)      # the table ends the class
             if handler is not None:
-                handler(event, m)
+                handler(self, event, m)
         self._data_addresses(event)
-        home = self._direct.get(event.frame)
-        if home is None:
-            # a (decrypted) packet naming a known home or pseudo home address: it is the node's
-            home = next((i.home_address for i in map(self.book.get, addresses) if i), None)
-            self._attribute(event.frame, home)
-        if home is not None:
-            del self._refs[event.frame]
-            for esp in event.esp_headers():
-                # an SA carries one node's traffic (RFC 3776): its SPI now names the node, so
-                # later packets on it (or on its draft 6.4 successors) do too, decrypted or not
-                self.book.spis.setdefault(esp.spi, home)
+        self.attribution.settle(event.frame, addresses, spis)
 
     def _data_addresses(self, event: PacketEvent) -> None:
         """HAO / RH2 / 0xFE on any packet: note which node they stand for, and clear uses."""
@@ -424,7 +281,7 @@ class KeyedAnalyzer:
                 ident = self.book.get(address)
                 if ident is None:
                     continue
-                self._attribute(event.frame, ident.home_address)
+                self.attribution.attribute(event.frame, ident.home_address)
                 if explained:
                     pass      # the BU's own note already says what this address is
                 elif ident.kind == "home":
@@ -446,48 +303,57 @@ class KeyedAnalyzer:
     # --- Home BU / BA (draft 5.2) ----------------------------------------------------------
 
     def _bu(self, event: PacketEvent, m: MobilityMessage) -> None:
+        # RFC 6275 6.1.7: the H flag asks the receiver to be the sender's home agent
         if "H" in m.flags:
             self._home_bu(event, m)
         else:
             self._correspondent_bu(event, m)
 
     def _recognise_home(self, event: PacketEvent, claimed: str, home_agent: str,
-                        tunnel: bool, esp_sequence: int | None) -> _Recognition:
-        """Who sent this Home BU: the home address field checked against every keyring node."""
+                        tunnel: bool, esp_sequence: int | None) -> _HomeRecognition:
+        """Who sent this Home BU: its home address field (the HAO, else the source; the inner
+        source in a tunnel) checked against every keyring node this home agent serves."""
         nodes = self._nodes_of_agent(home_agent)
         has_hao = event.inner.home_address is not None
-        for node in nodes:
-            if claimed != node.home_address:
-                continue
-            if not tunnel:
-                # RFC 6275: the HAO (or the source, at home) is the real home address
-                return _Recognition(node, claimed, None, True, f"Home BU carries the real HoA "
-                                    f"{claimed} of {node.name} (RFC 6275)")
-            for i in self._key_indices(node, esp_sequence):
-                # draft 5.2.2: both ends derive the pseudo home address; none on the wire
-                ki = formulas.dynamic_key(node.kph.value, i)
-                pseudo = formulas.routable_pseudo_home_address(
-                    ki, node.home_address, self._derive_prefix(node), node.phoa_cipher)
-                how = f"Kph of {node.name}, {self._index_text(node, i)}"
-                return _Recognition(node, claimed, pseudo, True,
-                                    f"tunnel-mode Home BU of {node.name}: pseudo HoA {pseudo} "
-                                    f"derived via {how} (5.2.2)", i, how)
-            return _Recognition(node, claimed, None, True, f"tunnel-mode Home BU of {node.name} "
-                                f"(no ESP sequence number to derive a pseudo HoA)")
+        node = next((n for n in nodes if n.home_address == claimed), None)
+        if node is not None:
+            return self._recognise_real_home(node, tunnel, esp_sequence)
         for node in nodes:
             for i in self._key_indices(node, esp_sequence):
                 if self._match_routable(node, claimed, i):
+                    # draft 5.2.1: a routable pseudo home address, Ki = HMAC_SHA1(Kph, i)
                     how = f"Kph of {node.name}, {self._index_text(node, i)}"
-                    where = "HAO" if has_hao else "source"
-                    return _Recognition(node, node.home_address, claimed, True,
-                                        f"{where} pseudo HoA {claimed} = HoA {node.home_address} "
-                                        f"via {how}", i, how)
+                    note = (f"{'HAO' if has_hao else 'source'} pseudo HoA {claimed} = HoA "
+                            f"{node.home_address} via {how}")
+                    return _HomeRecognition(node, node.home_address, claimed, True, note, i, how)
         if not nodes and tunnel and not has_hao:
             # ESP decrypted but no Kph: the inner source is the home address in clear (5.2.2)
-            return _Recognition(None, claimed, None, None, None)
+            return _HomeRecognition(None, claimed, None, None, None)
         # keyless, or no keyring node explains it: an address standing for the home address
-        return _Recognition(None, None, claimed if has_hao else None,
-                            False if nodes else None, None)
+        return _HomeRecognition(None, None, claimed if has_hao else None,
+                                False if nodes else None, None)
+
+    def _recognise_real_home(self, node: MobileNode, tunnel: bool,
+                             esp_sequence: int | None) -> _HomeRecognition:
+        """A Home BU whose home address field is `node`'s real home address."""
+        home = node.home_address
+        if not tunnel:
+            # RFC 6275: the HAO (or the source, at home) is the real home address
+            return _HomeRecognition(node, home, None, True, f"Home BU carries the real HoA "
+                                    f"{home} of {node.name} (RFC 6275)")
+        indices = self._key_indices(node, esp_sequence)
+        if not indices:
+            return _HomeRecognition(node, home, None, True, f"tunnel-mode Home BU of "
+                                    f"{node.name} (no ESP sequence number to derive a pseudo HoA)")
+        # draft 5.2.2: both ends derive the pseudo home address (none on the wire) with the
+        # BU's i: the outer ESP sequence number, or the node's next counter value
+        i = indices[0]
+        ki = formulas.dynamic_key(node.kph.value, i)
+        pseudo = formulas.routable_pseudo_home_address(ki, home, self._derive_prefix(node),
+                                                       node.phoa_cipher)
+        how = f"Kph of {node.name}, {self._index_text(node, i)}"
+        return _HomeRecognition(node, home, pseudo, True, f"tunnel-mode Home BU of {node.name}: "
+                                f"pseudo HoA {pseudo} derived via {how} (5.2.2)", i, how)
 
     def _recognise_hao(self, address: str, home_agent: str, esp_sequence: int) -> None:
         """A HAO toward a home agent under ESP (draft 5.5 MPS, or any packet) that no BU
@@ -521,27 +387,27 @@ class KeyedAnalyzer:
             self.book.learn(home, Identity(home, "home", "keyring"))
             self.book.learn_care_of(care_of, home)
             if esp is not None:
-                self.book.spis.setdefault(esp.spi, home)
+                self.attribution.tie_spi(esp.spi, home)
                 self._check_spi(event, r.node, state, esp.spi, tunnel, pseudo is not None)
-        self._attribute(event.frame, home)
+        self.attribution.attribute(event.frame, home)
         if r.note:
             self._note(event.frame, r.note)
         if r.verified is False and layer.home_address is not None and not any(
                 self._in_prefix(claimed, p) for agent in self.keyring.home_agents
                 for p in agent.prefixes):
-            self._finding("pseudo-home-address-not-routable", event.frame,
-                          f"Home BU HAO {claimed} is under no home agent prefix (draft 5.1.1, "
-                          f"5.1.3)")
+            self.findings.add(PSEUDO_HOME_ADDRESS_NOT_ROUTABLE, event.frame,
+                              f"Home BU HAO {claimed} is under no home agent prefix (draft 5.1.1, "
+                              f"5.1.3)")
         if r.verified is False:
-            self._finding("home-bu-unverified", event.frame,
-                          f"Home BU to {home_agent}: home address field {claimed} is neither a "
-                          f"keyring home address nor a pseudo home address Kph derives")
+            self.findings.add(HOME_BU_UNVERIFIED, event.frame,
+                              f"Home BU to {home_agent}: home address field {claimed} is neither a "
+                              f"keyring home address nor a pseudo home address Kph derives")
         if pseudo is not None and r.verified is not False:
             first = self._home_pseudos.setdefault(pseudo, event.frame)
             if first != event.frame:
-                self._finding("pseudo-home-address-reused", event.frame,
-                              f"pseudo home address {pseudo} already used in the Home BU of "
-                              f"frame {first} (draft 5.1.4)")
+                self.findings.add(PSEUDO_HOME_ADDRESS_REUSED, event.frame,
+                                  f"pseudo home address {pseudo} already used in the Home BU of "
+                                  f"frame {first} (draft 5.1.4)")
         binding = HomeBinding(home_agent=home_agent, home_address=home,
                               pseudo_home_address=pseudo, care_of_address=care_of,
                               sequence=m.sequence, lifetime=m.lifetime, frame=event.frame,
@@ -549,9 +415,9 @@ class KeyedAnalyzer:
         key = (home_agent, home if home is not None else f"coa {care_of}")
         previous = self._pending.get(key)
         if previous is not None:
-            self._finding("home-bu-retransmitted", event.frame,
-                          f"Home BU of frame {previous.binding.frame} (seq "
-                          f"{previous.binding.sequence}) got no BA before this one")
+            self.findings.add(HOME_BU_RETRANSMITTED, event.frame,
+                              f"Home BU of frame {previous.binding.frame} (seq "
+                              f"{previous.binding.sequence}) got no BA before this one")
         self._pending[key] = _PendingHomeBU(binding, r.verified is not False, key)
 
     def _check_spi(self, event, node: MobileNode, state: _NodeState, spi: int,
@@ -568,16 +434,16 @@ class KeyedAnalyzer:
         expected = formulas.spi_chain(node.kph.value, last, steps + 1)[-1]
         if spi == expected or (spi == last and not private):
             return   # the 6.4 successor, or a node that does not use 6.4 at all (RFC 6275)
-        self._finding("spi-step", event.frame,
-                      f"Home BU SPI {spi:#010x} of {node.name} after {last:#010x} and {steps} "
-                      f"exchange(s): draft 6.4 expects {expected:#010x}")
+        self.findings.add(SPI_STEP, event.frame,
+                          f"Home BU SPI {spi:#010x} of {node.name} after {last:#010x} and {steps} "
+                          f"exchange(s): draft 6.4 expects {expected:#010x}")
 
     def _ba(self, event: PacketEvent, m: MobilityMessage) -> None:
         layer = event.inner
         if m.status is not None and m.status >= BA_REJECTED:
-            self._finding("ba-error-status", event.frame,
-                          f"Binding Acknowledgement from {layer.src} with status {m.status} "
-                          f"(seq {m.sequence})")
+            self.findings.add(BA_ERROR_STATUS, event.frame,
+                              f"Binding Acknowledgement from {layer.src} with status {m.status} "
+                              f"(seq {m.sequence})")
         target = layer.routing_home_address or layer.dst
         match = None
         for pending in self._pending.values():
@@ -591,14 +457,14 @@ class KeyedAnalyzer:
             return
         del self._pending[match.key]
         b = match.binding
-        self._attribute(event.frame, b.home_address)
+        self.attribution.attribute(event.frame, b.home_address)
         self._note(event.frame, f"acknowledges the Home BU of frame {b.frame} "
                                 f"(status {m.status})")
         node = None
         if b.home_address is not None:
             esps = event.esp_headers()
             if esps:
-                self.book.spis.setdefault(esps[-1].spi, b.home_address)
+                self.attribution.tie_spi(esps[-1].spi, b.home_address)
             node = self.keyring.mobile_node_by_home_address(b.home_address) \
                 if self.keyring else None
         accepted = m.status is None or m.status < BA_REJECTED
@@ -614,7 +480,7 @@ class KeyedAnalyzer:
         source, cn = layer.src, layer.dst
         ident = self.book.get(source)
         if ident is not None:
-            self._attribute(event.frame, ident.home_address)
+            self.attribution.attribute(event.frame, ident.home_address)
             node = self.keyring.mobile_node_by_home_address(ident.home_address) \
                 if self.keyring else None
             if ident.kind == "home":
@@ -632,10 +498,10 @@ class KeyedAnalyzer:
                                                                       ident.kind != "home"):
             prefixes = [p for agent in self.keyring.home_agents for p in agent.prefixes]
             if not any(self._in_prefix(source, p) for p in prefixes):
-                self._finding("pseudo-home-address-not-routable", event.frame,
-                              f"HoTI source {source} is under no home agent prefix, so the HoT "
-                              f"cannot reach the home agent (draft 5.1.1)",
-                              dedupe=("hoti", source, cn, m.cookie))
+                self.findings.add(PSEUDO_HOME_ADDRESS_NOT_ROUTABLE, event.frame,
+                                  f"HoTI source {source} is under no home agent prefix, so the HoT "
+                                  f"cannot reach the home agent (draft 5.1.1)",
+                                  dedupe=("hoti", source, cn, m.cookie))
 
     def _correspondent(self, address: str):
         return self.keyring.correspondent(address) if self.keyring else None
@@ -657,7 +523,7 @@ class KeyedAnalyzer:
             self.tokens.privacy[(cn, m.nonce_index)] = m.privacy_keygen_token
         ident = self.book.get(home)
         if ident is not None:
-            self._attribute(event.frame, ident.home_address)
+            self.attribution.attribute(event.frame, ident.home_address)
             if ident.kind == "home":
                 self._note(event.frame, f"HoT to the real HoA {home}")
             else:
@@ -669,19 +535,19 @@ class KeyedAnalyzer:
         dedupe = ("hot", cn, home, m.nonce_index, m.cookie)
         if m.keygen_token is not None and \
                 formulas.home_keygen_token(kcn, home, nonce) != m.keygen_token:
-            self._finding("keygen-token-invalid", event.frame,
-                          f"home keygen token from {cn} to {home} (nonce index "
-                          f"{m.nonce_index}) does not match Kcn", dedupe=dedupe)
+            self.findings.add(KEYGEN_TOKEN_INVALID, event.frame,
+                              f"home keygen token from {cn} to {home} (nonce index "
+                              f"{m.nonce_index}) does not match Kcn", dedupe=dedupe)
         expected = formulas.privacy_keygen_token(kcn, nonce)
         if m.privacy_keygen_token is not None and expected != m.privacy_keygen_token:
-            self._finding("keygen-token-invalid", event.frame,
-                          f"privacy keygen token from {cn} (nonce index {m.nonce_index}) "
-                          f"does not match Kcn (draft 4.1)", dedupe=dedupe + ("privacy",))
+            self.findings.add(KEYGEN_TOKEN_INVALID, event.frame,
+                              f"privacy keygen token from {cn} (nonce index {m.nonce_index}) "
+                              f"does not match Kcn (draft 4.1)", dedupe=dedupe + ("privacy",))
 
     def _coti(self, event: PacketEvent, m: MobilityMessage) -> None:
         node = self.book.node_at(event.inner.src)
         if node is not None:
-            self._attribute(event.frame, node)
+            self.attribution.attribute(event.frame, node)
 
     def _cot(self, event: PacketEvent, m: MobilityMessage) -> None:
         layer = event.inner
@@ -693,15 +559,15 @@ class KeyedAnalyzer:
         keys = self._kcn_and_nonce(cn, m.nonce_index)
         if keys is not None and m.keygen_token is not None and \
                 formulas.care_of_keygen_token(keys[0], care_of, keys[1]) != m.keygen_token:
-            self._finding("keygen-token-invalid", event.frame,
-                          f"care-of keygen token from {cn} to {care_of} (nonce index "
-                          f"{m.nonce_index}) does not match Kcn",
-                          dedupe=("cot", cn, care_of, m.nonce_index, m.cookie))
+            self.findings.add(KEYGEN_TOKEN_INVALID, event.frame,
+                              f"care-of keygen token from {cn} to {care_of} (nonce index "
+                              f"{m.nonce_index}) does not match Kcn",
+                              dedupe=("cot", cn, care_of, m.nonce_index, m.cookie))
 
     def _be(self, event: PacketEvent, m: MobilityMessage) -> None:
-        self._finding("binding-error", event.frame,
-                      f"Binding Error from {event.inner.src} status {m.status} for home address "
-                      f"{_short(m.error_home_address)}")
+        self.findings.add(BINDING_ERROR, event.frame,
+                          f"Binding Error from {event.inner.src} status {m.status} for home "
+                          f"address {_short(m.error_home_address)}")
 
     # --- tokens and Kbm -------------------------------------------------------------------
 
@@ -752,88 +618,100 @@ class KeyedAnalyzer:
             return False
         return formulas.authenticator(kbm, care_of, cn, m.authenticated_data) == m.authenticator
 
-    # --- correspondent BU -----------------------------------------------------------------
+    # --- correspondent BU (RFC 6275 9.5.1; draft 4.1, 4.2, 5.3.1, 5.3.2) ------------------
+
+    def _recognise_correspondent(self, layer: IPv6Layer, m: MobilityMessage,
+                                 care_of: str) -> _CorrespondentRecognition:
+        """Which procedure a correspondent BU follows, told by where its addresses stand, and
+        what the keys say of its home address before its Authenticator is checked."""
+        option = layer.pseudo_home_address
+        if option is not None and not m.alternate_care_of_address:
+            return self._recognise_privacy_rr(layer.dst, care_of, option, m)
+        if option is not None:
+            # draft 4.2 / 5.3.2: source = home address, option 0xFE = AES(Kbm, HoA), Alt CoA;
+            # the home address shows once Kbm verifies (_correspondent_bu decrypts)
+            return _CorrespondentRecognition("4.2/5.3.2", None, option, "", layer.src, "enc")
+        subject = layer.home_address or layer.src
+        ident = self.book.get(subject)
+        if ident is not None and ident.kind == "routable":
+            # draft 5.3.1: a routable pseudo home address the home binding cache explains
+            return _CorrespondentRecognition("5.3.1", ident.home_address, subject,
+                                             f"the home binding cache ({ident.how})", subject,
+                                             "routable")
+        # RFC 6275: the HAO (or the source, at home) is the home address when the keys know
+        # it; else it is a stand-in the keys do not explain (see the module docstring)
+        known = self.keyring and self.keyring.mobile_node_by_home_address(subject)
+        if known or (ident is not None and ident.kind == "home"):
+            return _CorrespondentRecognition("RFC 6275", subject, None, "", subject)
+        return _CorrespondentRecognition("RFC 6275", None,
+                                         subject if layer.home_address else None, "", subject)
+
+    def _recognise_privacy_rr(self, cn: str, care_of: str, option: str,
+                              m: MobilityMessage) -> _CorrespondentRecognition:
+        """draft 4.1: source = care-of address, option 0xFE, no HAO: the privacy and care-of
+        keygen tokens give Kpm, and HoA = String XOR the pseudo home address."""
+        hni, cni = m.home_nonce_index, m.care_of_nonce_index
+        ptoken = self._privacy_token(cn, hni)
+        ctoken = self._care_of_token(cn, care_of, cni)
+        if ptoken is None or ctoken is None or hni is None or cni is None:
+            return _CorrespondentRecognition("4.1", None, option, "", None, "rr")
+        kpm = formulas.privacy_management_key(ptoken, ctoken)
+        home = formulas.rr_home_address(kpm, care_of, hni, cni, option)
+        return _CorrespondentRecognition("4.1", home, option,
+                                         f"Kpm of {cn}, nonce indices {hni}/{cni} (4.1)", home,
+                                         "rr")
+
+    def _kbm(self, cn: str, subject: str | None, care_of: str,
+             m: MobilityMessage) -> tuple[bytes | None, bool | None]:
+        """(Kbm, Authenticator valid): the first Kbm the keys give whose Authenticator verifies,
+        else the first one (invalid), else none (validity unknown)."""
+        candidates = self._kbm_candidates(cn, subject, care_of, m)
+        for candidate, _source in candidates:
+            if self._verify(candidate, care_of, cn, m):
+                return candidate, True
+        return (candidates[0][0], False) if candidates else (None, None)
 
     def _correspondent_bu(self, event: PacketEvent, m: MobilityMessage) -> None:
         layer = event.inner
         cn = layer.dst
         care_of = m.alternate_care_of_address or layer.src
         delivered = event.outer.dst == cn
-        option = layer.pseudo_home_address
-        hni, cni = m.home_nonce_index, m.care_of_nonce_index
-        home: str | None = None
-        pseudo: str | None = None
-        kbm: bytes | None = None
-        valid: bool | None = None
-        how = ""
-        if option is not None and not m.alternate_care_of_address:
-            # draft 4.1: source = care-of address, option 0xFE, no HAO
-            procedure, pseudo = "4.1", option
-            ptoken = self._privacy_token(cn, hni)
-            ctoken = self._care_of_token(cn, care_of, cni)
-            if ptoken is not None and ctoken is not None and hni is not None and cni is not None:
-                kpm = formulas.privacy_management_key(ptoken, ctoken)
-                home = formulas.rr_home_address(kpm, care_of, hni, cni, option)
-                how = f"Kpm of {cn}, nonce indices {hni}/{cni} (4.1)"
-            candidates = self._kbm_candidates(cn, home, care_of, m)
-        elif option is not None:
-            # draft 4.2 / 5.3.2: source = home address, option 0xFE = AES(Kbm, HoA), Alt CoA
-            procedure, pseudo = "4.2/5.3.2", option
-            candidates = self._kbm_candidates(cn, layer.src, care_of, m)
-        else:
-            subject = layer.home_address or layer.src
-            ident = self.book.get(subject)
-            if ident is not None and ident.kind == "routable":
-                procedure, pseudo, home = "5.3.1", subject, ident.home_address
-                how = f"the home binding cache ({ident.how})"
-            else:
-                procedure = "RFC 6275"
-                known = self.keyring and self.keyring.mobile_node_by_home_address(subject)
-                if known or (ident is not None and ident.kind == "home"):
-                    home = subject
-                elif layer.home_address:
-                    pseudo = subject      # a stand-in the keys do not explain (see docstring)
-            candidates = self._kbm_candidates(cn, subject, care_of, m)
-        for candidate, _source in candidates:
-            if self._verify(candidate, care_of, cn, m):
-                kbm, valid = candidate, True
-                break
-        if kbm is None and candidates:
-            kbm, valid = candidates[0][0], False
+        r = self._recognise_correspondent(layer, m, care_of)
+        procedure, home, pseudo, how = r.procedure, r.home_address, r.pseudo_home_address, r.how
+        kbm, valid = self._kbm(cn, r.kbm_subject, care_of, m)
         if procedure == "4.2/5.3.2" and kbm is not None and valid:
-            decrypted = formulas.decrypted_home_address(kbm, option)
+            decrypted = formulas.decrypted_home_address(kbm, pseudo)
             if decrypted == layer.src:
                 home, how = decrypted, f"AES-decrypt with Kbm of {cn} (4.2/5.3.2)"
             else:
-                self._finding("pseudo-home-address-mismatch", event.frame,
-                              f"option 0xFE {option} does not decrypt to the BU's source "
-                              f"{layer.src} (draft 4.2)", dedupe=("mismatch", cn, option))
+                self.findings.add(PSEUDO_HOME_ADDRESS_MISMATCH, event.frame,
+                                  f"option 0xFE {pseudo} does not decrypt to the BU's source "
+                                  f"{layer.src} (draft 4.2)", dedupe=("mismatch", cn, pseudo))
         if home is not None:
             self.book.learn(home, Identity(home, "home", "keyring"))
             if pseudo is not None:
                 self._private.add(home)
-                kind = {"4.1": "rr", "5.3.1": "routable"}.get(procedure, "enc")
-                self.book.learn(pseudo, Identity(home, kind, how))
+                self.book.learn(pseudo, Identity(home, r.pseudo_kind, how))
             self.book.learn_care_of(care_of, home)
-            self._attribute(event.frame, home)
+            self.attribution.attribute(event.frame, home)
         elif pseudo is not None:
             ident = self.book.get(pseudo)
             if ident is not None:
                 home = ident.home_address
-                self._attribute(event.frame, home)
+                self.attribution.attribute(event.frame, home)
         self._note(event.frame, self._bu_note(procedure, pseudo, home, how, valid, delivered))
         if valid is False:
-            self._finding("authenticator-invalid", event.frame,
-                          f"BU to {cn} (seq {m.sequence}) from {care_of}: the Authenticator "
-                          f"does not verify", dedupe=("auth", cn, m.sequence, m.authenticator))
+            self.findings.add(AUTHENTICATOR_INVALID, event.frame,
+                              f"BU to {cn} (seq {m.sequence}) from {care_of}: the Authenticator "
+                              f"does not verify", dedupe=("auth", cn, m.sequence, m.authenticator))
         if not delivered:
             return   # the copy inside a tunnel to the home agent: the same BU, not an entry
         if pseudo is not None:
             first = self._cn_pseudos.setdefault(pseudo, (cn, event.frame))
             if first[0] != cn:
-                self._finding("pseudo-home-address-reused", event.frame,
-                              f"pseudo home address {pseudo} already used with correspondent "
-                              f"{first[0]} (frame {first[1]})")
+                self.findings.add(PSEUDO_HOME_ADDRESS_REUSED, event.frame,
+                                  f"pseudo home address {pseudo} already used with correspondent "
+                                  f"{first[0]} (frame {first[1]})")
         identity = home or pseudo or layer.src
         previous = self.correspondent_cache.last_sequence.get((cn, identity))
         if previous is not None:
@@ -841,15 +719,16 @@ class KeyedAnalyzer:
             if event.time >= until:
                 previous = None   # RFC 6275 9.5.2: that binding expired or was deleted
         private = pseudo is not None or (home is not None and home in self._private)
+        hni, cni = m.home_nonce_index, m.care_of_nonce_index
         if private and previous is not None and kbm is not None and valid \
                 and m.sequence is not None and hni is not None and cni is not None:
             # draft 6.3 applies to nodes that hide their home address; RFC 6275 only asks for
             # a greater number, which a plain node's +1 satisfies
             expected = formulas.next_bu_sequence(previous, kbm, hni, cni)
             if m.sequence != expected:
-                self._finding("sequence-step", event.frame,
-                              f"BU to {cn} seq {m.sequence} after {previous}: draft 6.3 "
-                              f"expects {expected}")
+                self.findings.add(SEQUENCE_STEP, event.frame,
+                                  f"BU to {cn} seq {m.sequence} after {previous}: draft 6.3 "
+                                  f"expects {expected}")
         if m.sequence is not None:
             until = event.time + (m.lifetime if m.lifetime is not None else float("inf"))
             self.correspondent_cache.last_sequence[(cn, identity)] = (m.sequence, until)
@@ -872,7 +751,7 @@ class KeyedAnalyzer:
             parts.append("tunnelled copy")
         return ", ".join(parts)
 
-    # --- derived findings and attribution ---------------------------------------------------
+    # --- the real home address where pseudo ones are used (draft 6.2.1, 6.2.3) --------------
 
     def _clear_use(self, node: MobileNode, frame: int, use: str) -> None:
         """The real home address used in the clear where the node also uses pseudo home
@@ -896,49 +775,87 @@ class KeyedAnalyzer:
         where = {"ha": "HAO toward the home agent",
                  "cn": f"HAO toward correspondent {peer}",
                  "hoti": f"HoTI source toward correspondent {peer}"}[scope]
-        self._finding("home-address-in-clear", frame,
-                      f"{where} carries the real home address {home} of "
-                      f"{self._node_name(home)}, which uses pseudo home addresses there "
-                      f"elsewhere", dedupe=("clear", home, frame, use))
+        self.findings.add(HOME_ADDRESS_IN_CLEAR, frame,
+                          f"{where} carries the real home address {home} of "
+                          f"{self._node_name(home)}, which uses pseudo home addresses there "
+                          f"elsewhere", dedupe=("clear", home, frame, use))
 
-    def _spi_map(self) -> dict[int, str]:
-        """SPIs -> home address: seen in a node's BUs/BAs, keyring SAs, and 6.4 chains ahead.
-        Cached: `book.spis` only grows, so its size tells whether the map is stale."""
-        if self._spi_cache is not None and self._spi_cache[0] == len(self.book.spis):
-            return self._spi_cache[1]
-        spis = self._build_spi_map()
-        self._spi_cache = (len(self.book.spis), spis)
-        return spis
+    # --- helpers -------------------------------------------------------------------------
 
-    def _build_spi_map(self) -> dict[int, str]:
-        spis = dict(self.book.spis)
+    def _p64(self, address: str) -> str:
+        """The /64 of an address, computed once per address."""
+        p64 = self._prefix64.get(address)
+        if p64 is None:
+            p64 = self._prefix64[address] = str(ipaddress.IPv6Network(f"{address}/64",
+                                                                      strict=False))
+        return p64
+
+    def _in_prefix(self, address: str, prefix: str) -> bool:
+        """Is `address` under `prefix`? (keyring and PROFILE.md: home prefixes are /64)."""
+        return self._p64(address) == prefix
+
+    def _intern(self, text: str) -> str:
+        return self._strings.setdefault(text, text)
+
+    def _note(self, frame: int, text: str) -> None:
+        notes = self._annotations.setdefault(frame, [])
+        if text not in notes:
+            notes.append(self._intern(text))
+
+    def _node_state(self, node: MobileNode) -> _NodeState:
+        return self._nodes.setdefault(node.home_address, _NodeState())
+
+    def _node_name(self, home_address: str | None) -> str:
+        node = self.keyring and home_address and \
+            self.keyring.mobile_node_by_home_address(home_address)
+        return node.name if node else _short(home_address)
+
+    def _nodes_of_agent(self, home_agent: str) -> list[MobileNode]:
         if self.keyring is None:
-            return spis
-        for sa in self.keyring.esp_sas:
-            for end in (sa.src, sa.dst):
-                if self.keyring.mobile_node_by_home_address(end):
-                    spis.setdefault(sa.spi, end)
-        for spi, home in list(spis.items()):
-            node = self.keyring.mobile_node_by_home_address(home)
-            if node is None:
-                continue
-            for nxt in formulas.spi_chain(node.kph.value, spi, SPI_LOOKAHEAD)[1:]:
-                spis.setdefault(nxt, home)
-        return spis
+            return []
+        return [n for n in self.keyring.mobile_nodes
+                if n.home_agent is None or n.home_agent == home_agent]
 
-    def _resolve(self, addresses, frame_spis, spis) -> tuple[str | None, str]:
-        """The node behind a frame: its (pseudo) home addresses first, then the SPI of one of
-        its SAs (draft 6.4 chain), then a care-of address only that node was bound to."""
-        for address in addresses:
-            ident = self.book.get(address)
-            if ident is not None:
-                return ident.home_address, (f"home address {address} of" if ident.kind == "home"
-                                            else f"pseudo HoA {address} (via {ident.how}) of")
-        for spi in frame_spis:
-            if spi in spis:
-                return spis[spi], f"ESP SPI {spi:#010x} of an SA of"
-        for address in addresses:
-            node = self.book.node_at(address)
-            if node is not None:
-                return node, f"care-of address {address} bound to"
-        return None, ""
+    def _node_prefixes(self, node: MobileNode) -> list[str]:
+        """Prefixes a 5.1 pseudo home address of `node` may use (draft 5.1.3): the home agent's."""
+        own = self._p64(node.home_address)
+        agent = self.keyring.home_agent(node.home_agent) if node.home_agent else None
+        prefixes = list(agent.prefixes) if agent else []
+        return prefixes + ([own] if own not in prefixes else [])
+
+    def _derive_prefix(self, node: MobileNode) -> str:
+        """The prefix a tunnel-mode pseudo home address is derived with (5.2.2): the first home
+        agent prefix other than the home address's own (draft 5.1.3 "preferably"), else its own."""
+        prefixes = self._node_prefixes(node)
+        own = self._p64(node.home_address)
+        return next((p for p in prefixes if p != own), own)
+
+    def _key_indices(self, node: MobileNode, esp_sequence: int | None) -> list[int]:
+        """Candidate i for Ki (draft 5.1.4): the ESP sequence number, or the node's counter."""
+        if node.key_index == "counter":
+            state = self._node_state(node)
+            return [state.counter + step for step in range(1, COUNTER_WINDOW + 1)]
+        return [esp_sequence] if esp_sequence is not None else []
+
+    def _index_text(self, node: MobileNode, i: int) -> str:
+        return f"i = counter {i}" if node.key_index == "counter" else f"i = ESP seq {i}"
+
+    def _match_routable(self, node: MobileNode, address: str, i: int) -> bool:
+        """draft 5.1.3/5.1.4: is `address` node's pseudo home address under Ki?"""
+        ki = formulas.dynamic_key(node.kph.value, i)
+        prefix = next((p for p in self._node_prefixes(node) if self._in_prefix(address, p)),
+                      None)
+        if prefix is None:
+            return False
+        home = formulas.address_bytes(node.home_address)
+        if node.phoa_cipher == "aes-ctr":
+            # invertible: decrypt the IID, restore the real prefix from the keyring (5.2.1)
+            return formulas.routable_home_interface_id(ki, address) == home[8:]
+        return formulas.routable_pseudo_home_address(ki, node.home_address, prefix,
+                                                     node.phoa_cipher) == address
+
+    # Mobility Header type (RFC 6275 6.1.2) -> its handler, declared once; a type without one
+    # (BRR, or one unknown) is counted by the report and attributed, nothing more
+    _HANDLERS: dict[int, Callable[[KeyedAnalyzer, PacketEvent, MobilityMessage], None]] = {
+        MHType.BU: _bu, MHType.BA: _ba, MHType.HOTI: _hoti, MHType.HOT: _hot,
+        MHType.COTI: _coti, MHType.COT: _cot, MHType.BE: _be}

@@ -13,6 +13,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 # (report field, column header), in the order printed
 Columns = Sequence[tuple[str, str]]
@@ -52,7 +53,7 @@ def report_cell(value: object) -> str:
     return f"{value:.6f}" if isinstance(value, float) else str(value)
 
 
-def titled_table(title: str, columns: Columns, rows: Sequence[dict]) -> str:
+def titled_table(title: str, columns: Columns, rows: Sequence[dict[str, Any]]) -> str:
     """`title (count):` and the rows' `columns` as a text table, or `title: none`."""
     if not rows:
         return f"{title}: none"
@@ -61,7 +62,7 @@ def titled_table(title: str, columns: Columns, rows: Sequence[dict]) -> str:
         [[report_cell(row.get(key)) for key, _ in columns] for row in rows])
 
 
-def keyed_text(report: dict) -> str:
+def keyed_text(report: dict[str, Any]) -> str:
     """Readable tables of the keyed sections of a report (`mip6mon report --format text`)."""
     return "\n\n".join([
         titled_table("home bindings", HOME_BINDING_COLUMNS, report.get("home_bindings", [])),
