@@ -20,7 +20,7 @@ def grids(draw):
 @given(grids())
 def test_text_table_aligns_every_column(grid):
     headers, rows = grid
-    lines = text_table(headers, rows).splitlines()
+    lines = text_table(headers, rows).split("\n")
     assert len(lines) == len(rows) + 2
     widths = [max(len(r[n]) for r in (headers, *rows)) for n in range(len(headers))]
     assert lines[1] == "  ".join("-" * w for w in widths)
@@ -36,7 +36,7 @@ def test_text_table_aligns_every_column(grid):
 @given(grids())
 def test_markdown_table_has_one_row_per_line(grid):
     headers, rows = grid
-    lines = markdown_table(headers, rows).splitlines()
+    lines = markdown_table(headers, rows).split("\n")
     assert lines[0] == "| " + " | ".join(headers) + " |"
     assert lines[1] == "| --- " * len(headers) + "|"
     assert [ln.count(" | ") for ln in lines[2:]] == [len(headers) - 1] * len(rows)
