@@ -3,7 +3,6 @@ finds, one-packet vectors and a real stack's BU. Real tshark via monitor.report.
 import shutil
 import subprocess
 import warnings
-from pathlib import Path
 
 import pytest
 
@@ -11,9 +10,10 @@ from monitor.keyed import KeyedAnalyzer
 from monitor.report import analyse
 from monitor.sources import PcapSource
 from monitor.stream import EventStream
+from tests.conftest import SHARED_CAPTURES
 from tests.monitor.conftest import make_keyring
 
-CAPTURES = Path("/work/shared/captures")
+CAPTURES = SHARED_CAPTURES
 FILES = sorted(CAPTURES.glob("**/*.pcap*")) if CAPTURES.is_dir() else []
 
 
