@@ -19,6 +19,9 @@ class Accounting:
     dropped: int = 0          # frames lost (kernel drops, a full queue): counted, never silent
     esp_decrypted: int = 0
     esp_undecrypted: int = 0
+    # why the capture was not read to its end (a damaged file, a dissector that died), in one
+    # line; None when it was. The counts then cover what was read (`mip6mon report` exit 3).
+    incomplete: str | None = None
 
-    def as_dict(self) -> dict[str, int]:
+    def as_dict(self) -> dict[str, int | str | None]:
         return asdict(self)

@@ -4,67 +4,165 @@ Two uses: count every frame of a capture file cheaply (`Accounting.read`), and h
 dissector the raw octets of the frames tshark selected, so that what tshark does not expose
 (mobility option 18, the HoTI 'P' flag, the MH bytes an Authenticator covers) is read from the
 packet itself. Works on any binary stream (a file, or dumpcap's stdout in live mode).
+
+The API:
+- `blocks(stream, drops)` yields every `Block` (its exact octets, to forward to tshark; `record`
+  set for the blocks tshark numbers as frames); `records(stream, drops)` only the `Record`s.
+- `DropCounter` (`drops`) collects what could not be handed on: kernel drops from pcapng
+  Interface Statistics Blocks, and `damage`, a `Damage` (where and why) when the capture could
+  not be read to its end. The iteration then ends after the last whole frame: read what can
+  be read, then say where and why the rest could not be. Without a `drops` argument a damaged
+  capture raises `CaptureDamaged` (holding the `Damage`) instead, so damage is never silent.
+- `NotACapture` when the stream does not start as a pcap or pcapng file.
+
+Damaged means what wiretap (tshark 4.0's file reader) refuses, checked the way it checks, so
+the frames read here are the frames tshark reads (tests/fuzz holds that against real tshark):
+block and record lengths, the pcapng block trailer, minimum block sizes, wiretap's bound on a
+block (MAX_BLOCK_SIZE) and on a frame (`max_snaplen`: 262,144 octets for standard link types:
+a length field of 0xFFFFFFF0 is refused before anything is allocated), the interface a packet
+names, section headers and their versions, option lengths, and a gzip stream cut short.
 """
 from __future__ import annotations
 
+import errno
 import gzip
+import os
+import stat
 import struct
+import zlib
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import BinaryIO, cast
 
 GZIP_MAGIC = b"\x1f\x8b"     # tshark reads gzip-compressed captures too
 
 # pcap (libpcap file format): magic numbers, microsecond and nanosecond variants
 PCAP_MAGICS = {0xA1B2C3D4: 1e-6, 0xA1B23C4D: 1e-9}
-# pcapng block types (draft-ietf-opsawg-pcapng)
-SHB, IDB, SPB, EPB, ISB, OBSOLETE_PB = 0x0A0D0D0A, 1, 3, 6, 5, 2
-OPT_IF_TSRESOL = 9
+PCAP_FILE_HEADER, PCAP_RECORD_HEADER = 24, 16
+# pcapng block types (draft-ietf-opsawg-pcapng 4, 10.1)
+SHB, IDB, OBSOLETE_PB, SPB, NRB, ISB, EPB, DSB = 0x0A0D0D0A, 1, 2, 3, 4, 5, 6, 0x0A
+JOURNAL_EXPORT = 9                                 # systemd journal entry: a frame for tshark
+CUSTOM_BLOCKS = (0x00000BAD, 0x40000BAD)           # custom blocks: frames for tshark too
+SYSDIG_EVENTS = {0x204: 36, 0x216: 40, 0x221: 40}  # sysdig event blocks (frames): minimum size
+BYTE_ORDER_MAGIC = 0x1A2B3C4D
+SHB_VERSIONS = ((1, 0), (1, 2))
+OPT_ENDOFOPT = 0
+OPT_IDB_FILTER = 11
+CUSTOM_OPTIONS = (2988, 2989, 19372, 19373)        # each starts with a 4-octet PEN
+# EPB/PB options whose length wiretap checks: code -> (exact length, or minimum if negative)
+PACKET_OPTION_LENGTHS = {2: 4, 4: 8, 5: 8, 6: 4, 7: -1}
+VERDICT_FIXED = (1, 2)                             # epb_verdict TC and XDP: 1 + 8 octets
+
+# wiretap's bounds (wtap.h): a block of at most an EPB with a 128 MiB D-Bus packet and
+# 128 KiB of options; a frame of at most 262,144 octets except for the link types below
+MAX_BLOCK_SIZE = 32 + 128 * 1024 * 1024 + 131072
+MAX_SNAPLEN_STANDARD = 262144
+MAX_SNAPLEN = {231: 128 * 1024 * 1024,                               # D-Bus
+               249: 128 * 1024 * 1024, 189: 128 * 1024 * 1024,      # USB (usbpcap, Linux)
+               220: 128 * 1024 * 1024, 279: 8 * 1024 * 1024}        # USB mmapped, EBHSCR
+BLOCK_NAMES = {SHB: "SHB", IDB: "IDB", OBSOLETE_PB: "PB", SPB: "SPB", NRB: "NRB", ISB: "ISB",
+               EPB: "EPB", DSB: "DSB"}
+OTHER_RECORD = -1   # linktype of a frame that is not a packet (custom block, journal, sysdig)
+
+
+def max_snaplen(linktype: int) -> int:
+    """The largest frame wiretap accepts for a link type (wtap_max_snaplen_for_encap)."""
+    return MAX_SNAPLEN.get(linktype, MAX_SNAPLEN_STANDARD)
 
 
 class NotACapture(ValueError):
     """The stream does not start with a pcap or pcapng header."""
 
 
+class NotARegularFile(OSError):
+    """A FIFO, a device or a socket: reading it could block forever or never end."""
+
+
+@dataclass(frozen=True, slots=True)
+class Damage:
+    """Where and why a capture could not be read to its end."""
+    offset: int          # octet offset of the unit that could not be read (decompressed)
+    unit: str            # "block" (pcapng) or "record" (pcap), or "file header"
+    number: int          # 1-based number of that block or record in the file
+    frames: int          # whole frames read before it
+    reason: str
+
+    def __str__(self) -> str:
+        return (f"{self.unit} {self.number} at offset {self.offset}: {self.reason} "
+                f"(after {self.frames} whole frames)")
+
+
+class CaptureDamaged(ValueError):
+    """A damaged capture read without a DropCounter; `damage` says where and why."""
+
+    def __init__(self, damage: Damage):
+        super().__init__(str(damage))
+        self.damage = damage
+
+
 @dataclass(slots=True)
 class Record:
     number: int          # 1-based frame number, as tshark numbers frames
-    linktype: int
+    linktype: int        # OTHER_RECORD for a frame that is not a packet
     data: bytes          # captured octets
 
 
 @dataclass(slots=True)
 class DropCounter:
-    """Frames the reader could not hand on: kernel drops reported by dumpcap in pcapng
-    Interface Statistics Blocks, and a packet record cut short at the end of the file."""
+    """What the reader could not hand on: kernel drops reported by dumpcap in pcapng
+    Interface Statistics Blocks, and the damage that ended the capture early, if any."""
     dropped: int = 0
-    truncated: int = 0
-
-
-def _read_exact(stream: BinaryIO, n: int) -> bytes | None:
-    data = stream.read(n)
-    while data is not None and 0 < len(data) < n:
-        more = stream.read(n - len(data))
-        if not more:
-            break
-        data += more
-    if not data or len(data) < n:
-        return None
-    return data
+    damage: Damage | None = None
 
 
 @dataclass(slots=True)
 class Block:
     """One unit of the stream, with its exact octets so it can be forwarded to tshark:
-    the file header (pcap) or a pcapng block. `record` is set for packet blocks."""
+    the file header (pcap) or a pcapng block. `record` is set for the frames."""
     raw: bytes
     record: Record | None = None
 
 
+class _Bad(Exception):
+    """The unit being read is damaged (the message says why)."""
+
+
+class _Reader:
+    """The stream's octets with the offset reached; a short read raises _Bad."""
+
+    def __init__(self, stream: BinaryIO, prefix: bytes = b""):
+        self.stream = stream
+        self.prefix = prefix
+        self.offset = 0
+
+    def read_some(self, n: int) -> bytes:
+        """Up to n octets: fewer only at the end of the stream."""
+        data = b""
+        if self.prefix:
+            data, self.prefix = self.prefix[:n], self.prefix[n:]
+        while len(data) < n:
+            try:
+                more = self.stream.read(n - len(data))
+            except (EOFError, zlib.error, gzip.BadGzipFile) as exc:
+                self.offset += len(data)
+                raise _Bad(f"gzip stream damaged or cut short ({exc})") from None
+            if not more:
+                break
+            data += more
+        self.offset += len(data)
+        return data
+
+    def read(self, n: int, what: str) -> bytes:
+        data = self.read_some(n)
+        if len(data) < n:
+            raise _Bad(f"cut short in {what} ({len(data)} of {n} octets)")
+        return data
+
+
 def records(stream: BinaryIO, drops: DropCounter | None = None,
             keep_data: bool = True) -> Iterator[Record]:
-    """Every packet record of a pcap or pcapng stream, in order. A truncated tail ends the
-    iteration quietly (tshark reports it); a wrong header raises NotACapture."""
+    """Every frame of a pcap or pcapng stream, in order (see the module docstring for
+    damage); a wrong header raises NotACapture."""
     for block in blocks(stream, drops, keep_data):
         if block.record is not None:
             yield block.record
@@ -72,126 +170,335 @@ def records(stream: BinaryIO, drops: DropCounter | None = None,
 
 def blocks(stream: BinaryIO, drops: DropCounter | None = None,
            keep_data: bool = True) -> Iterator[Block]:
-    """Every block of a pcap or pcapng stream: header blocks, then packets (with records)."""
-    head = _read_exact(stream, 4)
-    if head is None:
+    """Every block of a pcap or pcapng stream: header blocks, then frames (with records)."""
+    reader = _Reader(stream)
+    try:
+        head = reader.read_some(4)
+    except _Bad as bad:
+        raise NotACapture(str(bad)) from None
+    if not head:
         raise NotACapture("empty file")
+    if len(head) < 4:
+        raise NotACapture("too short for a capture file")
     (magic_le,) = struct.unpack("<I", head)
     (magic_be,) = struct.unpack(">I", head)
     if magic_le == SHB:
-        yield from _pcapng(stream, head, drops, keep_data)
+        walk = _Pcapng(reader, head, keep_data)
     elif magic_le in PCAP_MAGICS or magic_be in PCAP_MAGICS:
-        yield from _pcap(stream, head, "<" if magic_le in PCAP_MAGICS else ">", keep_data,
-                         drops)
+        walk = _Pcap(reader, head, "<" if magic_le in PCAP_MAGICS else ">", keep_data)
     else:
         raise NotACapture("not a pcap or pcapng file")
+    counter = drops if drops is not None else DropCounter()
+    yield from walk.blocks(counter)
+    if drops is None and counter.damage is not None:
+        raise CaptureDamaged(counter.damage)
 
 
-def _pcap(stream: BinaryIO, head: bytes, endian: str, keep_data: bool,
-          drops: DropCounter | None = None) -> Iterator[Block]:
-    rest = _read_exact(stream, 20)
-    if rest is None:
-        return
-    yield Block(head + rest)
-    linktype = struct.unpack(endian + "I", rest[16:20])[0] & 0x0FFFFFFF
-    number = 0
-    rec = struct.Struct(endian + "IIII")
-    while True:
-        header = _read_exact(stream, 16)
-        if header is None:
+class _Pcap:
+    """libpcap files: a 24-octet header, then 16-octet record headers and their data."""
+
+    def __init__(self, reader: _Reader, head: bytes, endian: str, keep_data: bool):
+        self.r, self.head, self.endian, self.keep_data = reader, head, endian, keep_data
+
+    def blocks(self, drops: DropCounter) -> Iterator[Block]:
+        r = self.r
+        try:
+            rest = r.read(PCAP_FILE_HEADER - 4, "the pcap file header")
+        except _Bad as bad:
+            drops.damage = Damage(0, "file header", 1, 0, str(bad))
             return
-        _, _, incl_len, _ = rec.unpack(header)
-        data = _read_exact(stream, incl_len) if incl_len else b""
-        if data is None:
-            if drops is not None:
-                drops.truncated += 1     # a record header without all of its octets
+        major = struct.unpack(self.endian + "H", rest[:2])[0]
+        if major < 2:
+            drops.damage = Damage(0, "file header", 1, 0, f"pcap version {major} unsupported")
             return
-        number += 1
-        yield Block(header + data if keep_data else b"",
-                    Record(number, linktype, data if keep_data else b""))
-
-
-def _pcapng(stream: BinaryIO, head: bytes, drops: DropCounter | None,
-            keep_data: bool) -> Iterator[Block]:
-    endian = "<"
-    linktypes: list[int] = []
-    number = 0
-    block_type = SHB
-    first = True
-    while True:
-        if first:
-            first = False
-        else:
-            next_head = _read_exact(stream, 4)
-            if next_head is None:
+        yield Block(self.head + rest)
+        linktype = struct.unpack(self.endian + "I", rest[16:20])[0] & 0x0FFFFFFF
+        limit = max_snaplen(linktype)
+        rec = struct.Struct(self.endian + "IIII")
+        number = 0
+        while True:
+            start = r.offset
+            try:
+                header = r.read_some(PCAP_RECORD_HEADER)
+                if not header:
+                    return                                   # the end, between records
+                if len(header) < PCAP_RECORD_HEADER:
+                    raise _Bad(f"cut short in a record header ({len(header)} of 16 octets)")
+                incl_len = rec.unpack(header)[2]
+                if incl_len > limit:
+                    # wiretap refuses it (and so never allocates 4 GB for a damaged length)
+                    raise _Bad(f"captured length {incl_len} is larger than {limit}")
+                data = r.read(incl_len, "a record's data")
+            except _Bad as bad:
+                drops.damage = Damage(start, "record", number + 1, number, str(bad))
                 return
-            head = next_head
-            block_type = struct.unpack(endian + "I", head)[0]
-        if block_type == SHB:
-            length_and_bom = _read_exact(stream, 8)
-            if length_and_bom is None:
+            number += 1
+            kept = data if self.keep_data else b""
+            yield Block(header + kept, Record(number, linktype, kept))
+
+
+@dataclass(slots=True)
+class _Section:
+    endian: str = "<"
+    interfaces: list[tuple[int, int]] = field(default_factory=list)   # (linktype, snaplen)
+
+
+class _Pcapng:
+    """pcapng, block by block, reading each as wiretap does (pcapng.c, pcapng_read_block):
+    the same octets in the same order, so a damaged block ends the file at the same place."""
+
+    def __init__(self, reader: _Reader, head: bytes, keep_data: bool):
+        self.r, self.first_head, self.keep_data = reader, head, keep_data
+        self.section = _Section()
+        self.frames = 0
+
+    def blocks(self, drops: DropCounter) -> Iterator[Block]:
+        r = self.r
+        number = 0
+        while True:
+            number += 1
+            start = r.offset if number > 1 else 0      # the first 4 octets were read to sniff
+            try:
+                if number == 1:
+                    head = self.first_head + r.read(4, "the first block header")
+                else:
+                    head = r.read_some(8)
+                    if not head:
+                        return                               # the end, between blocks
+                    if len(head) < 8:
+                        raise _Bad(f"cut short in a block header ({len(head)} of 8 octets)")
+                block = self._block(head, drops)
+            except _Bad as bad:
+                drops.damage = Damage(start, "block", number, self.frames, str(bad))
                 return
-            endian = "<" if length_and_bom[4:8] == b"\x4d\x3c\x2b\x1a" else ">"
-            length = struct.unpack(endian + "I", length_and_bom[:4])[0]
-            rest = _read_exact(stream, length - 12) if length >= 28 else None
-            if rest is None:
-                return
-            linktypes = []                   # interfaces are per section
-            yield Block(head + length_and_bom + rest)
-            continue
-        raw_len = _read_exact(stream, 4)
-        if raw_len is None:
-            return
-        length = struct.unpack(endian + "I", raw_len)[0]
-        if length < 12:
-            return
-        tail = _read_exact(stream, length - 8)
-        if tail is None:
-            if drops is not None and block_type in (EPB, OBSOLETE_PB):
-                drops.truncated += 1     # a packet block cut short by the end of the file
-            return
-        body = tail[:-4]                     # without the trailing copy of the length
+            if block.record is not None:
+                self.frames += 1                     # counted once the whole block is good
+            yield block
+
+    def _u32(self, data: bytes, at: int = 0) -> int:
+        return int(struct.unpack_from(self.section.endian + "I", data, at)[0])
+
+    def _block(self, head: bytes, drops: DropCounter) -> Block:
+        r = self.r
+        if struct.unpack("<I", head[:4])[0] == SHB:
+            return self._shb(head)
+        btype, length = self._u32(head), _round4(self._u32(head, 4))
+        if length > MAX_BLOCK_SIZE:
+            raise _Bad(f"total block length {length} is too large (> {MAX_BLOCK_SIZE})")
+        minimum = {IDB: 20, OBSOLETE_PB: 32, EPB: 32, SPB: 16, NRB: 16, ISB: 24, DSB: 20,
+                   JOURNAL_EXPORT: 12, **dict.fromkeys(CUSTOM_BLOCKS, 16),
+                   **SYSDIG_EVENTS}.get(btype, 12)
+        if length < minimum:
+            name = BLOCK_NAMES.get(btype, f"block of type 0x{btype:x}")
+            raise _Bad(f"total block length {length} of an {name} is less than {minimum}")
         record = None
-        if block_type == IDB:
-            linktypes.append(struct.unpack(endian + "H", body[:2])[0])
-        elif block_type in (EPB, OBSOLETE_PB):
-            if block_type == EPB:
-                iface, _, _, caplen, _ = struct.unpack(endian + "IIIII", body[:20])
-            else:
-                iface, _, _, _, caplen, _ = struct.unpack(endian + "HHIIII", body[:20])
-            number += 1
-            linktype = linktypes[iface] if iface < len(linktypes) else -1
-            record = Record(number, linktype, body[20:20 + caplen] if keep_data else b"")
-        elif block_type == SPB:
-            number += 1
-            record = Record(number, linktypes[0] if linktypes else -1,
-                            body[4:] if keep_data else b"")
-        elif block_type == ISB and drops is not None:
-            _isb_drops(body, endian, drops)
-        yield Block(head + raw_len + tail if keep_data or record is None else b"", record)
+        if btype == IDB:
+            body = r.read(8, "an interface description block")
+            linktype, _, snaplen = struct.unpack(self.section.endian + "HHI", body)
+            body += self._options(length - 20, IDB)
+            self.section.interfaces.append((linktype, snaplen))
+        elif btype in (EPB, OBSOLETE_PB):
+            body, record = self._packet(btype, length)
+        elif btype == SPB:
+            body, record = self._simple_packet(length)
+        elif btype == NRB:
+            body = self._name_resolution(length)
+        elif btype == ISB:
+            body = r.read(12, "an interface statistics block")
+            options = self._options(length - 24, ISB)
+            body += options
+            _isb_drops(options, self.section.endian, drops)
+        elif btype == DSB:
+            body = r.read(8, "a decryption secrets block")
+            secrets = self._u32(body, 4)
+            if secrets > 1024 * 1024 * 1024:
+                raise _Bad(f"secrets block is too large: {secrets}")
+            # wiretap skips (length - 20 - secrets) as an unsigned number: a secrets length
+            # past the block's end makes it skip beyond the end of any file
+            rest = (length - 20 - secrets) % (1 << 32)
+            body += r.read(secrets + rest, "a decryption secrets block")
+        elif btype == JOURNAL_EXPORT:
+            body = r.read(length - 12, "a systemd journal export block")
+            if len(body.rstrip(b"\0")) < 23:
+                raise _Bad("systemd journal entry is too small (< 23)")
+            record = self._frame(OTHER_RECORD, body)
+        elif btype in CUSTOM_BLOCKS or btype in SYSDIG_EVENTS:
+            body = r.read(length - 12, f"block type 0x{btype:x}")
+            record = self._frame(OTHER_RECORD, body)
+        else:
+            body = r.read(length - 12, f"a block of unknown type 0x{btype:x}")
+        trailer = r.read(4, "a block trailer")
+        if _round4(self._u32(trailer)) != length:
+            raise _Bad(f"total block lengths (first {length} and second "
+                       f"{_round4(self._u32(trailer))}) don't match")
+        keep = self.keep_data or record is None
+        return Block(head + body + trailer if keep else b"", record)
+
+    def _frame(self, linktype: int, data: bytes) -> Record:
+        return Record(self.frames + 1, linktype, data if self.keep_data else b"")
+
+    def _shb(self, head: bytes) -> Block:
+        fixed = self.r.read(16, "a section header block")
+        magic = struct.unpack("<I", fixed[:4])[0]
+        if magic == BYTE_ORDER_MAGIC:
+            endian = "<"
+        elif magic == struct.unpack(">I", struct.pack("<I", BYTE_ORDER_MAGIC))[0]:
+            endian = ">"
+        elif self.r.offset == 20:
+            raise NotACapture("not a pcap or pcapng file")   # the file's first block
+        else:
+            raise _Bad(f"unknown byte-order magic number 0x{magic:08x}")
+        length = _round4(struct.unpack(endian + "I", head[4:8])[0])
+        if length < 28:
+            raise _Bad(f"total block length {length} of an SHB is less than 28")
+        if length > MAX_BLOCK_SIZE:
+            raise _Bad(f"total block length {length} is too large (> {MAX_BLOCK_SIZE})")
+        version = struct.unpack(endian + "HH", fixed[4:8])
+        if version not in SHB_VERSIONS:
+            raise _Bad(f"unknown SHB version {version[0]}.{version[1]}")
+        self.section = _Section(endian)                  # interfaces are per section
+        options = self._options(length - 28, SHB)
+        trailer = self.r.read(4, "a block trailer")
+        if _round4(self._u32(trailer)) != length:
+            raise _Bad(f"total block lengths (first {length} and second "
+                       f"{_round4(self._u32(trailer))}) don't match")
+        return Block(head + fixed + options + trailer)
+
+    def _interface(self, index: int) -> tuple[int, int]:
+        if index >= len(self.section.interfaces):
+            raise _Bad(f"interface index {index} is not less than section interface count "
+                       f"{len(self.section.interfaces)}")
+        return self.section.interfaces[index]
+
+    def _packet(self, btype: int, length: int) -> tuple[bytes, Record]:
+        r, e = self.r, self.section.endian
+        fixed = r.read(20, "a packet block")
+        if btype == EPB:
+            iface, _, _, caplen, _ = struct.unpack(e + "IIIII", fixed)
+        else:
+            iface, _, _, _, caplen, _ = struct.unpack(e + "HHIIII", fixed)
+        padded = _round4(caplen)
+        if length < 32 + padded:
+            raise _Bad(f"total block length {length} is too small for {caplen} octets of "
+                       "packet data")
+        linktype, _ = self._interface(iface)
+        if caplen > max_snaplen(linktype):
+            raise _Bad(f"cap_len {caplen} is larger than {max_snaplen(linktype)}")
+        data = r.read(padded, "a packet's data")
+        options = self._options(length - 32 - padded, EPB)
+        return fixed + data + options, self._frame(linktype, data[:caplen])
+
+    def _simple_packet(self, length: int) -> tuple[bytes, Record]:
+        fixed = self.r.read(4, "a simple packet block")
+        if not self.section.interfaces:
+            raise _Bad("SPB appeared before any IDBs in the section")
+        linktype, snaplen = self.section.interfaces[0]
+        caplen = self._u32(fixed)
+        if snaplen and caplen > snaplen:
+            caplen = snaplen
+        padded = _round4(caplen)
+        if length < 16 + padded:
+            raise _Bad(f"total block length {length} of an SPB is too small for {caplen} "
+                       "octets of packet data")
+        if caplen > max_snaplen(linktype):
+            raise _Bad(f"cap_len {caplen} is larger than {max_snaplen(linktype)}")
+        # wiretap reads no options from an SPB: its trailer must follow the data at once
+        data = self.r.read(padded, "a packet's data")
+        return fixed + data, self._frame(linktype, data[:caplen])
+
+    def _name_resolution(self, length: int) -> bytes:
+        r, e = self.r, self.section.endian
+        to_read, done, body = length - 12, 0, b""
+        while done < to_read:
+            if to_read - done < 4:
+                raise _Bad("not enough room in the NRB for a record header")
+            rec_head = r.read(4, "a name resolution record")
+            body += rec_head
+            done += 4
+            rtype, rlen = struct.unpack(e + "HH", rec_head)
+            padded = _round4(rlen)
+            if to_read - done < padded:
+                raise _Bad("NRB record longer than its block")
+            if rtype == 0:
+                break                                       # end of records, then options
+            if rtype in (1, 2) and rlen < (4, 16)[rtype - 1]:
+                raise _Bad(f"NRB record length {rlen} too short for its address")
+            value = r.read(padded, "a name resolution record")
+            body += value
+            done += padded
+            if rtype in (1, 2):
+                names = value[(4, 16)[rtype - 1]:rlen]
+                if names and not names.endswith(b"\0"):
+                    raise _Bad("NRB record has a host name without its terminating NUL")
+        return body + self._options(to_read - done, NRB)
+
+    def _options(self, size: int, btype: int) -> bytes:
+        """Read a block's options and check their framing as wiretap does."""
+        data = self.r.read(size, "a block's options")
+        e, at = self.section.endian, 0
+        while at < size:
+            if size - at < 4:
+                raise _Bad("not enough data for an option header")
+            code, olen = struct.unpack_from(e + "HH", data, at)
+            at += 4
+            if _round4(olen) > size - at:
+                raise _Bad(f"not enough data to handle option of length {olen}")
+            value = data[at:at + olen]
+            if code == OPT_ENDOFOPT:
+                break                                       # the rest is ignored
+            _check_option(btype, code, value)
+            at += _round4(olen)
+        return data
 
 
-def _isb_drops(body: bytes, endian: str, drops: DropCounter) -> None:
+def _check_option(btype: int, code: int, value: bytes) -> None:
+    olen = len(value)
+    if code in CUSTOM_OPTIONS:
+        if olen < 4:
+            raise _Bad(f"option length ({olen}) too small for custom option")
+    elif btype == IDB and code == OPT_IDB_FILTER:
+        if olen < 1:
+            raise _Bad(f"interface filter option length {olen} is < 1")
+    elif btype == EPB and code in PACKET_OPTION_LENGTHS:
+        want = PACKET_OPTION_LENGTHS[code]
+        if (want >= 0 and olen != want) or (want < 0 and olen < -want):
+            raise _Bad(f"packet block option {code} has length {olen}")
+        if code == 7 and value[0] in VERDICT_FIXED and olen != 9:
+            raise _Bad(f"packet block verdict option length {olen} is != 9")
+
+
+def _round4(n: int) -> int:
+    """A length rounded up to 4 octets as wiretap does it, in 32 bits (so it can wrap)."""
+    return (n + 3) & 0xFFFFFFFC
+
+
+def _isb_drops(options: bytes, endian: str, drops: DropCounter) -> None:
     """pcapng ISB options: isb_ifdrop (5) is what the kernel dropped; dumpcap writes it."""
-    at = 12
-    while at + 4 <= len(body):
-        code, olen = struct.unpack(endian + "HH", body[at:at + 4])
-        if code == 0:
+    at = 0
+    while at + 4 <= len(options):
+        code, olen = struct.unpack(endian + "HH", options[at:at + 4])
+        if code == OPT_ENDOFOPT:
             return
         if code == 5 and olen == 8:
             drops.dropped = max(drops.dropped, struct.unpack(endian + "Q",
-                                                             body[at + 4:at + 12])[0])
-        at += 4 + ((olen + 3) & ~3)
+                                                             options[at + 4:at + 12])[0])
+        at += 4 + _round4(olen)
 
 
 def open_capture(path: str) -> BinaryIO:
-    """The capture's octets, decompressed when the file is gzip (as tshark accepts it)."""
-    stream = open(path, "rb")
+    """The capture's octets, decompressed when the file is gzip (as tshark accepts it).
+    Only a regular file: opening a FIFO would wait for a writer, and a device never ends."""
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)      # a FIFO's open must not block
+    if not stat.S_ISREG(os.fstat(fd).st_mode):
+        os.close(fd)
+        raise NotARegularFile(errno.EINVAL, "not a regular file", path)
+    stream = open(fd, "rb")
     if stream.peek(2)[:2] == GZIP_MAGIC:
         return cast(BinaryIO, gzip.GzipFile(fileobj=stream, mode="rb"))
     return stream
 
 
 def count_records(path: str) -> int:
+    """Frames readable in a capture (a damaged one raises CaptureDamaged)."""
     with open_capture(path) as f:
         return sum(1 for _ in records(f, keep_data=False))

@@ -21,6 +21,7 @@ Design (measured; benchmarks/bench_report.py, PLATFORM-NOTES):
 from __future__ import annotations
 
 import gzip
+import signal
 import subprocess
 import tempfile
 import threading
@@ -190,6 +191,8 @@ def check_capture_file(path: str) -> None:
         raise UserError(f"{path}: permission denied") from None
     except (capfile.NotACapture, gzip.BadGzipFile, EOFError):
         raise UserError(f"{path}: not a capture file (pcap or pcapng)") from None
+    except capfile.CaptureDamaged:
+        pass       # a capture, damaged from its first frame: reading it says where and why
     except OSError as exc:
         raise UserError(f"{path}: cannot read: {exc.strerror}") from None
 
@@ -299,12 +302,9 @@ class _Tshark:
             self._pump_error = exc
         finally:
             self.accounting.dropped = max(self.accounting.dropped, self.drops.dropped)
-            with self._cond:
-                # a last record cut short was read but cannot be dissected: malformed, counted
-                self.accounting.read += self.drops.truncated
-                self.accounting.malformed += self.drops.truncated
-                self._settled += self.drops.truncated
-                self.drops.truncated = 0
+            if self.drops.damage is not None and self.accounting.incomplete is None:
+                # the frames before the damage were read and go on; the rest is said, not lost
+                self.accounting.incomplete = f"damaged capture: {self.drops.damage}"
             try:
                 sink.close()          # tshark sees the end of its input and finishes
             except OSError:
@@ -373,14 +373,33 @@ class _Tshark:
         if self._pump_error is not None:
             raise self._pump_error
 
-    def _tshark_problem(self) -> str | None:
-        if self._proc is None or self._stderr is None:
-            return None
+    def _check_tshark_exit(self) -> None:
+        """A tshark that died (killed, or failed) ended the dissection early: the frames it
+        was handed and never answered are dropped, and the capture is incomplete, never a
+        finished report (issue 13)."""
+        if self._proc is None or self._stderr is None or self._closed:
+            return
         try:
             rc = self._proc.wait(10)
         except subprocess.TimeoutExpired:
-            return None
-        return _stderr_problem(self._stderr.text()) if rc else None
+            return
+        if not rc:
+            return
+        if rc < 0:
+            how = f"was killed by {signal.Signals(-rc).name}"
+        else:
+            problem = _stderr_problem(self._stderr.text())
+            how = f"failed (exit code {rc}{': ' + problem if problem else ''})"
+        with self._cond:
+            lost = len(self._fed)
+            self._fed.clear()
+            self._settled += lost
+            self.accounting.dropped += lost
+            self.accounting.filtered = max(0, self.accounting.read - self._yielded - self._settled)
+            read = self.accounting.read
+        self.accounting.incomplete = (
+            f"tshark (the dissector) {how} after {read} frames were read; "
+            f"{lost} handed to it were never dissected and the rest of the file was not read")
 
     def close(self) -> None:
         """Stop feeding, end tshark, reap it, remove the key directory."""
@@ -423,9 +442,7 @@ class TsharkFile(_Tshark):
         try:
             self._start_tshark(self._stream)
             yield from self._lines()
-            problem = self._tshark_problem()
-            if problem:
-                raise UserError(f"{self.path}: tshark: {problem}")
+            self._check_tshark_exit()
         finally:
             self.close()
 
