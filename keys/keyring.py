@@ -187,7 +187,7 @@ class _Table:
 
 def _tables(path: Path, doc: dict[str, Any], key: str) -> list[_Table]:
     items = doc.get(key, [])
-    if not isinstance(items, list):
+    if not isinstance(items, list) or not all(isinstance(item, dict) for item in items):
         raise KeyringError(f"{path}: [[{key}]] must be an array of tables")
     return [_Table(path, f"{key} #{n + 1}", item) for n, item in enumerate(items)]
 
@@ -276,21 +276,50 @@ def parse_keyring(doc: dict[str, Any], path: Path | str = "<keyring>") -> Keyrin
                    tuple(correspondents), tuple(binding_keys))
 
 
-def load_keyring(path: str | os.PathLike[str]) -> Keyring:
-    """Read and validate a keyring file; warns when group or others may read it."""
-    path = Path(path)
+MAX_KEYRING_OCTETS = 16 * 1024 * 1024   # a 500-node keyring is about 0.3 MB
+INSECURE_MODE_BITS = 0o077              # any access by group or others, as ssh checks keys
+
+
+def _read_keyring_file(path: Path) -> tuple[int, bytes]:
+    """(mode, content) of a regular file of bounded size. A FIFO would block the open and a
+    device may never end (/dev/zero): both are refused before anything is read."""
     try:
-        mode = path.stat().st_mode
-        text = path.read_text(encoding="utf-8")
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
     except FileNotFoundError:
         raise KeyringError(f"{path}: no such keyring file") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise KeyringError(f"{path}: cannot read keyring: {exc.__class__.__name__}") from None
-    if mode & (stat.S_IRGRP | stat.S_IROTH):
-        warnings.warn(f"{path}: keyring is readable by group or others (chmod 600 it)",
-                      KeyringPermissionWarning, stacklevel=2)
+    except OSError as exc:
+        raise KeyringError(f"{path}: cannot read keyring: {exc.strerror}") from None
     try:
-        doc = tomllib.loads(text)
+        mode = os.fstat(fd).st_mode
+        if not stat.S_ISREG(mode):
+            raise KeyringError(f"{path}: not a regular file")
+        with os.fdopen(os.dup(fd), "rb") as f:
+            data = f.read(MAX_KEYRING_OCTETS + 1)
+    finally:
+        os.close(fd)
+    if len(data) > MAX_KEYRING_OCTETS:
+        raise KeyringError(f"{path}: larger than {MAX_KEYRING_OCTETS // (1024 * 1024)} MiB, "
+                           "not a keyring")
+    return mode, data
+
+
+def load_keyring(path: str | os.PathLike[str], allow_insecure: bool = False) -> Keyring:
+    """Read and validate a keyring file. One that group or others may access is refused
+    (KeyringError) unless `allow_insecure`, which only warns (KeyringPermissionWarning)."""
+    path = Path(path)
+    mode, data = _read_keyring_file(path)
+    if mode & INSECURE_MODE_BITS:
+        problem = (f"{path}: keyring is accessible by group or others "
+                   f"(mode {stat.S_IMODE(mode):04o}): chmod 600 it")
+        if not allow_insecure:
+            raise KeyringError(problem + ", or pass --allow-insecure-keyring")
+        warnings.warn(problem, KeyringPermissionWarning, stacklevel=2)
+    try:
+        doc = tomllib.loads(data.decode("utf-8"))
+    except UnicodeDecodeError:
+        raise KeyringError(f"{path}: not UTF-8 text") from None
     except tomllib.TOMLDecodeError as exc:
         raise KeyringError(f"{path}: not valid TOML: {exc}") from None
+    except RecursionError:
+        raise KeyringError(f"{path}: not valid TOML: nested too deeply") from None
     return parse_keyring(doc, path)

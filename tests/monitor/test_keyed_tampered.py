@@ -91,6 +91,7 @@ def tampered(tmp_path_factory):
     write_pcapng(root / "capture.pcapng", [(EPOCH_BASE_USEC + f.usec, d, f"path={f.path}")
                                            for f, d in zip(frames, data, strict=False)])
     (root / "keyring.toml").write_text(out.keyring_text)
+    (root / "keyring.toml").chmod(0o600)      # a keyring others may read is refused
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         keyring = load_keyring(root / "keyring.toml")
