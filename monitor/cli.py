@@ -12,7 +12,7 @@ import sys
 import warnings
 from collections.abc import Callable
 
-from keys.errors import UserError
+from keys.errors import EXIT_BAD_INPUT, UserError
 from monitor.placement import VANTAGES
 
 
@@ -64,13 +64,40 @@ COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
 }
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse whose errors are one line (the usage is one `--help` away), exit 2."""
+
+    def error(self, message: str):  # type: ignore[override]
+        self.exit(EXIT_BAD_INPUT, f"{self.prog}: error: {message}\n")
+
+
+def port_number(text: str) -> int:
+    """A TCP port, 0 (any free port) to 65535: no silent wrap, no OverflowError."""
+    try:
+        port = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a port number: {text!r}") from None
+    if not 0 <= port <= 65535:
+        raise argparse.ArgumentTypeError(f"port {port} is out of range 0..65535")
+    return port
+
+
+def _keys_arguments(parser: argparse.ArgumentParser, help_text: str = "keyring TOML (PROFILE.md)",
+                    second: bool = False) -> None:
+    parser.add_argument("--keys", help=help_text)
+    if second:
+        parser.add_argument("--keys-b", help="keyring for capture B")
+    parser.add_argument("--allow-insecure-keyring", action="store_true",
+                        help="use a keyring that group or others may read (warns)")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="mip6mon", description=__doc__.splitlines()[0])
+    parser = _Parser(prog="mip6mon", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("report", help="analyse a capture, print binding caches and findings")
     p.add_argument("capture")
-    p.add_argument("--keys", help="keyring TOML (PROFILE.md)")
+    _keys_arguments(p)
     p.add_argument("--format", choices=("text", "json"), default="text")
     p.add_argument("--vantage", choices=VANTAGES, default="all")
 
@@ -78,8 +105,7 @@ def build_parser() -> argparse.ArgumentParser:
                                        "Markdown tables of lab runs (--lab)")
     p.add_argument("capture_a", nargs="?")
     p.add_argument("capture_b", nargs="?")
-    p.add_argument("--keys", help="keyring for capture A (and B unless --keys-b)")
-    p.add_argument("--keys-b", help="keyring for capture B")
+    _keys_arguments(p, "keyring for capture A (and B unless --keys-b)", second=True)
     p.add_argument("--lab", nargs="+", metavar="DIR",
                    help="lab output directories (capture.pcapng + keyring.toml): Markdown "
                         "tables as in docs/compare.md")
@@ -118,10 +144,10 @@ def build_parser() -> argparse.ArgumentParser:
             q.add_argument("-i", "--interface", required=True)
             q.add_argument("--bpf", help="capture filter (default: mobility traffic only)")
         if name != "demo":
-            q.add_argument("--keys")
+            _keys_arguments(q)
         q.add_argument("--vantage", choices=VANTAGES, default="all")
         q.add_argument("--host", default="127.0.0.1")
-        q.add_argument("--port", type=int, default=0, help="0 picks a free port")
+        q.add_argument("--port", type=port_number, default=0, help="0 picks a free port")
         q.add_argument("--token", help="access token (default: $MIP6MON_TOKEN, else random; "
                                        "visible in ps: prefer --token-file or the variable)")
         q.add_argument("--token-file", help="read the access token from this file's first line")
@@ -152,12 +178,15 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    # key files of mip6mon processes killed with -9 (they could not clean up): gone now
+    from dissectors.espsa import remove_stale
+    remove_stale()
     warnings.formatwarning = lambda msg, cat, *a, **k: f"mip6mon: warning: {msg}\n"
     try:
         return COMMANDS[args.command](args) or 0
     except UserError as exc:          # keyring errors included (KeyringError is a UserError)
         print(f"mip6mon: error: {exc}", file=sys.stderr)
-        return 2
+        return EXIT_BAD_INPUT
     except KeyboardInterrupt:
         return 130
     except BrokenPipeError:

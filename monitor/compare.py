@@ -69,10 +69,11 @@ def label_of(capture: str) -> str:
     return path.parent.name if path.stem == "capture" and path.parent.name else path.name
 
 
-def measure(capture: str, keys: str | None, vantage: str = "all") -> Measurement:
+def measure(capture: str, keys: str | None, vantage: str = "all",
+            allow_insecure: bool = False) -> Measurement:
     from monitor.privacy import privacy_score
     from monitor.report import analyse  # lazily: report imports every analyzer
-    keyring = load_keyring(keys) if keys else None
+    keyring = load_keyring(keys, allow_insecure) if keys else None
     analysis = analyse(capture, keyring, vantage)
     return Measurement(label_of(capture), capture, analysis.attacker.report(),
                        privacy_score(analysis.attacker, analysis.keyed))
@@ -102,8 +103,9 @@ def command_compare(args) -> int:
         raise UserError("compare takes two captures (CAPTURE_A CAPTURE_B), or --lab DIR... "
                         "(--vantage matrix only with --lab)")
     keys_b = args.keys_b or args.keys
-    a = measure(args.capture_a, args.keys, vantage)
-    b = measure(args.capture_b, keys_b, vantage)
+    insecure = getattr(args, "allow_insecure_keyring", False)
+    a = measure(args.capture_a, args.keys, vantage, insecure)
+    b = measure(args.capture_b, keys_b, vantage, insecure)
     if a.label == b.label:
         a.label, b.label = f"A: {a.label}", f"B: {b.label}"
     if args.format == "json":

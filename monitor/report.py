@@ -15,6 +15,7 @@ from dissectors.events import PacketEvent
 from dissectors.protocol import MH_NAMES
 from keys.keyring import Keyring, load_keyring
 from monitor.attacker import AttackerAnalyzer, attacker_text
+from keys.errors import EXIT_INCOMPLETE
 from monitor.keyed import KeyedAnalyzer, keyed_text
 from monitor.privacy import privacy_score, privacy_text
 from monitor.sources import PcapSource
@@ -55,7 +56,10 @@ def build_report(analysis: Analysis) -> dict:
         "capture": {"packets": acc.read, "mobility_packets": acc.analysed + acc.malformed,
                     "malformed": acc.malformed, "filtered": acc.filtered,
                     "dropped": acc.dropped, "esp_decrypted": acc.esp_decrypted,
-                    "esp_undecrypted": acc.esp_undecrypted},
+                    "esp_undecrypted": acc.esp_undecrypted,
+                    # a script cannot miss a capture that was not read to its end (issue 13)
+                    "complete": acc.incomplete is None,
+                    "incomplete_reason": acc.incomplete},
         "messages": analysis.messages.as_dict(),
     }
     report.update(analysis.keyed.report())      # home_bindings, correspondent_bindings, findings
@@ -70,15 +74,23 @@ def render_text(report: dict) -> str:
              f"{cap['malformed']} malformed, {cap['filtered']} filtered, {cap['dropped']} dropped, "
              f"ESP {cap['esp_decrypted']} decrypted / {cap['esp_undecrypted']} not",
              "messages: " + " ".join(f"{k}={v}" for k, v in report["messages"].items())]
+    if not cap.get("complete", True):
+        lines.insert(1, f"INCOMPLETE: {cap['incomplete_reason']}")
     return "\n".join(lines + [keyed_text(report), attacker_text(report), privacy_text(report)])
 
 
 def command_report(args) -> int:
-    keyring = load_keyring(args.keys) if args.keys else None
+    keyring = (load_keyring(args.keys, getattr(args, "allow_insecure_keyring", False))
+               if args.keys else None)
     report = build_report(analyse(args.capture, keyring, args.vantage))
     if args.format == "json":
         json.dump(report, sys.stdout, indent=2)
         sys.stdout.write("\n")
     else:
         sys.stdout.write(render_text(report) + "\n")
+    if not report["capture"]["complete"]:
+        sys.stdout.flush()
+        print(f"mip6mon: incomplete: {args.capture}: {report['capture']['incomplete_reason']}",
+              file=sys.stderr)
+        return EXIT_INCOMPLETE
     return 0

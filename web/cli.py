@@ -34,11 +34,11 @@ def _url(host: str, port: int, token: str) -> str:
     return f"http://{shown}:{port}/?token={token}"
 
 
-def _keyring(path: str | None):
+def _keyring(path: str | None, allow_insecure: bool = False):
     if not path:
         return None
     from keys.keyring import load_keyring
-    return load_keyring(path)
+    return load_keyring(path, allow_insecure)
 
 
 TOKEN_ENV = "MIP6MON_TOKEN"
@@ -232,7 +232,7 @@ def command_replay(args) -> int:
         raise UserError(f"{capture}: no such capture file")
     speed = parse_speed(getattr(args, "speed", "1"))
     keys = getattr(args, "keys", None)
-    keyring = _keyring(keys)
+    keyring = _keyring(keys, getattr(args, "allow_insecure_keyring", False))
     where = endpoint(args)
     # dissection in a child process (web/procsource.py): a second core for 1,000 packets/s
     from web.procsource import ProcessPcapSource
@@ -243,7 +243,7 @@ def command_replay(args) -> int:
 
 
 def command_live(args) -> int:
-    keyring = _keyring(getattr(args, "keys", None))
+    keyring = _keyring(getattr(args, "keys", None), getattr(args, "allow_insecure_keyring", False))
     where = endpoint(args)
     from monitor.sources import LiveSource
     source = LiveSource(args.interface, keyring=keyring, bpf=getattr(args, "bpf", None))

@@ -1,0 +1,53 @@
+"""The command line's own checks (monitor/cli.py): arguments refused by argparse in one line
+with exit 2, --allow-insecure-keyring wherever --keys is taken, and stale key files removed
+at every start (issue 13)."""
+from __future__ import annotations
+
+import os
+import shutil
+
+import pytest
+
+from monitor.cli import build_parser
+from keys.errors import EXIT_BAD_INPUT
+from tests.monitor.conftest import run_cli
+
+
+@pytest.mark.parametrize("port", ["-1", "99999", "65536", "http", "1e3"])
+def test_a_bad_port_is_one_line_and_exit_2(port):
+    run = run_cli("replay", "capture.pcapng", "--port", port)
+    assert run.returncode == EXIT_BAD_INPUT == 2
+    [line] = run.stderr.strip().splitlines()
+    assert line.startswith("mip6mon replay: error: argument --port:") and "Traceback" not in line
+
+
+@pytest.mark.parametrize("port", ["0", "8080", "65535"])
+def test_a_good_port_is_taken(port):
+    args = build_parser().parse_args(["replay", "c.pcapng", "--port", port])
+    assert args.port == int(port)
+
+
+def test_every_command_that_takes_keys_takes_allow_insecure_keyring():
+    parser = build_parser()
+    commands = {"report": ["c"], "compare": ["a", "b"], "replay": ["c"], "live": ["-i", "lo"]}
+    for command, positional in commands.items():
+        args = parser.parse_args([command, *positional, "--keys", "k.toml",
+                                  "--allow-insecure-keyring"])
+        assert args.allow_insecure_keyring is True
+        assert parser.parse_args([command, *positional]).allow_insecure_keyring is False
+
+
+def test_an_insecure_keyring_is_refused_then_allowed_with_one_warning(scenario_runs, tmp_path):
+    out = scenario_runs("baseline")[3]
+    capture, keys = out / "capture.pcapng", tmp_path / "keyring.toml"
+    shutil.copy(out / "keyring.toml", keys)
+    os.chmod(keys, 0o644)
+    run = run_cli("report", str(capture), "--keys", str(keys))
+    assert run.returncode == 2 and run.stdout == ""
+    [line] = run.stderr.strip().splitlines()
+    assert "chmod 600" in line and "--allow-insecure-keyring" in line
+    run = run_cli("report", str(capture), "--keys", str(keys), "--allow-insecure-keyring")
+    assert run.returncode == 0
+    assert run.stderr.strip().splitlines() == [
+        f"mip6mon: warning: {keys}: keyring is accessible by group or others (mode 0644): "
+        "chmod 600 it"]
