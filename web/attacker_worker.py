@@ -47,9 +47,9 @@ def idle_priority() -> None:
             pass
 
 
-def _worker(conn, parent_end, window: int | None = None) -> None:
-    from web.procsource import die_with_parent
-    die_with_parent()
+def _worker(conn, parent_end, window: int | None = None, parent: int = 0) -> None:
+    from web.procsource import child_signals
+    child_signals(parent)
     parent_end.close()                   # fork copied it: without this, recv() never sees EOF
     idle_priority()                      # rows before profiles: the stream keeps the CPU
     from monitor.attacker import AttackerAnalyzer
@@ -91,7 +91,7 @@ class AttackerWorker:
         # The session makes this object before any server thread exists.
         ctx = multiprocessing.get_context("fork")
         self._conn, child = ctx.Pipe()
-        self._proc = ctx.Process(target=_worker, args=(child, self._conn, window),
+        self._proc = ctx.Process(target=_worker, args=(child, self._conn, window, os.getpid()),
                                  name="mip6mon-attacker",
                                  daemon=True)
         self._proc.start()

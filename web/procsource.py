@@ -7,6 +7,15 @@ in small batches over a bounded queue (back-pressure: the child never runs far a
 replay); the parent runs the analyzers and the dashboard. Events are plain frozen dataclasses
 (dissectors.events), so they pickle as they are; keys never cross: the child loads the keyring
 from its file itself.
+
+Ending (issue 13): the child dies with its parent (PR_SET_PDEATHSIG) and runs in a process
+group of its own with its tshark, so Ctrl-C reaches only the parent, which decides. On SIGTERM
+it ends its group (its tshark), reaps it, and leaves at once, without flushing its queue or
+joining its threads: the fork gave it the queue's read end too, so a write into a full pipe
+whose only other reader is dead blocked it forever, and a clean-up that raises into whatever
+a thread was doing (a put into a full queue, a write to tshark) took seconds. A child that
+dies, or whose capture ends early, makes `events()` say so (the replay's state turns to
+`error`), never a quiet end.
 """
 from __future__ import annotations
 
@@ -24,24 +33,51 @@ from keys.errors import UserError
 
 BATCH = 64                 # events per message at most
 FLUSH_SECONDS = 0.003      # a partial batch leaves the child after at most 3 ms
-SOURCE_FIELDS = ("read", "filtered", "dropped")
-CHILD_NICE = 5   # what the source counts (the stream the rest)
+SOURCE_FIELDS = ("read", "filtered", "dropped", "incomplete")   # what the source counts
+CHILD_NICE = 5
+REAP_SECONDS = 1.0         # a terminated child waits this long for its own children
 
 
-def die_with_parent() -> None:
-    """Linux prctl(PR_SET_PDEATHSIG, SIGTERM): a child whose parent was killed (no cleanup ran)
-    ends too, instead of lingering with its tshark. Best effort elsewhere."""
+def child_signals(parent: int) -> None:
+    """For a child of the dashboard, first thing after the fork: die with the parent (Linux
+    prctl(PR_SET_PDEATHSIG, SIGTERM); a parent killed with -9 runs no cleanup), and ignore
+    SIGINT: Ctrl-C reaches the terminal's whole process group, and the parent, which stops its
+    children with SIGTERM, must be the one to decide (no KeyboardInterrupt traceback here)."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     try:
         import ctypes
         libc = ctypes.CDLL(None, use_errno=True)
         libc.prctl(1, signal.SIGTERM, 0, 0, 0)          # 1 = PR_SET_PDEATHSIG
     except (OSError, AttributeError):
         pass
+    if os.getppid() != parent:        # the parent died before prctl took effect
+        os.kill(os.getpid(), signal.SIGTERM)
 
 
-def _child(path: str, keyring_path: str | None, out: multiprocessing.Queue) -> None:
-    signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(SystemExit(0)))
-    die_with_parent()
+def _end_now(_signum, _frame) -> None:
+    """SIGTERM in the dissector child (its parent stops it, or has died): end the child's own
+    process group (its tshark), reap it, and leave, whatever the threads were doing."""
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    try:
+        os.killpg(0, signal.SIGTERM)
+    except OSError:
+        pass
+    deadline = time.monotonic() + REAP_SECONDS
+    while time.monotonic() < deadline:
+        try:
+            pid, _ = os.waitpid(-1, os.WNOHANG)
+        except ChildProcessError:
+            break                                   # every child reaped
+        if pid == 0:
+            time.sleep(0.01)
+    os._exit(0)
+
+
+def _child(path: str, keyring_path: str | None, out: multiprocessing.Queue,
+           parent: int) -> None:
+    os.setpgid(0, 0)                 # its own group: Ctrl-C is the parent's, tshark is ours
+    signal.signal(signal.SIGTERM, _end_now)
+    child_signals(parent)
     try:
         # a replay's dissection runs up to 2,048 events ahead of the pacer, so it can yield
         # the CPU to the analyzers and the page for a moment (its tshark inherits this)
@@ -66,9 +102,14 @@ def _child(path: str, keyring_path: str | None, out: multiprocessing.Queue) -> N
             flush()
 
     try:
-        from keys.keyring import load_keyring
+        import warnings
+
+        from keys.keyring import KeyringPermissionWarning, load_keyring
         from monitor.sources import PcapSource
-        keyring = load_keyring(keyring_path) if keyring_path else None
+        with warnings.catch_warnings():
+            # the parent loaded it first: it refused it or warned once (--allow-insecure-keyring)
+            warnings.simplefilter("ignore", KeyringPermissionWarning)
+            keyring = load_keyring(keyring_path, allow_insecure=True) if keyring_path else None
         source = PcapSource(path, keyring=keyring)
         threading.Thread(target=flusher, daemon=True).start()
         for event in source.events():
@@ -87,7 +128,7 @@ def _child(path: str, keyring_path: str | None, out: multiprocessing.Queue) -> N
     finally:
         done.set()
         if source is not None:
-            source.close()
+            source.close()                         # ends and reaps its tshark
         out.close()
         out.join_thread()
 
@@ -109,7 +150,8 @@ class ProcessPcapSource:
         self._queue = ctx.Queue(maxsize=32)            # 32 x 64 events ahead at most
         self._closed = threading.Event()
         self._proc = ctx.Process(target=_child, name="mip6mon-dissector", daemon=True,
-                                 args=(self.path, keyring_path, self._queue))
+                                 args=(self.path, keyring_path, self._queue, os.getpid()))
+        self._events = 0
         self._proc.start()
 
     def _take(self, acc: dict | None) -> None:
@@ -124,11 +166,11 @@ class ProcessPcapSource:
                     kind, payload, acc = self._queue.get(timeout=0.2)
                 except queue.Empty:
                     if not self._proc.is_alive() and self._queue.empty():
-                        raise UserError(f"{self.path}: the dissector process ended "
-                                        f"(exit code {self._proc.exitcode})") from None
+                        raise UserError(self._died()) from None
                     continue
                 self._take(acc)
                 if kind == "events":
+                    self._events += len(payload)
                     yield from payload
                 elif kind == "end":
                     return
@@ -136,6 +178,14 @@ class ProcessPcapSource:
                     raise UserError(payload)
         finally:
             self.close()
+
+    def _died(self) -> str:
+        code = self._proc.exitcode
+        how = (f"was killed by {signal.Signals(-code).name}" if code is not None and code < 0
+               else f"ended (exit code {code})")
+        self.accounting.incomplete = (f"the dissector process {how} after {self._events} "
+                                      "mobility events; the rest of the capture was not read")
+        return f"{self.path}: {self.accounting.incomplete}"
 
     def close(self) -> None:
         self._closed.set()

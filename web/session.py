@@ -164,7 +164,12 @@ class MonitorSession:
                 with self.lock:
                     self.view.due = due
                     self.stream.feed(event)
-            self.state = "stopped" if self.stop.is_set() else "done"
+            incomplete = getattr(self.stream.accounting, "incomplete", None)
+            if incomplete and not self.stop.is_set():
+                # a capture not read to its end is a failure, never "done" (issue 13)
+                self.state, self.error = "error", incomplete
+            else:
+                self.state = "stopped" if self.stop.is_set() else "done"
         except Exception as exc:                      # shown in the status bar, never a crash
             self.state = "error"
             self.error = f"{type(exc).__name__}: {exc}".splitlines()[0][:300]
@@ -235,7 +240,9 @@ class MonitorSession:
                               "packets": acc.read, "mobility_packets": acc.analysed + acc.malformed,
                               "malformed": acc.malformed, "filtered": acc.filtered,
                               "dropped": acc.dropped, "esp_decrypted": acc.esp_decrypted,
-                              "esp_undecrypted": acc.esp_undecrypted}}
+                              "esp_undecrypted": acc.esp_undecrypted,
+                              "complete": acc.incomplete is None,
+                              "incomplete_reason": acc.incomplete}}
         report.update(self.keyed_report())
         report["attacker"] = self.attacker_report(vantage)
         report["privacy"] = self.privacy(vantage)

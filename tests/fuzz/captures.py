@@ -149,6 +149,13 @@ def frames_of(capture: Capture) -> int:
 
 # --- mutations: each draws one change to a framing field ------------------------------------
 
+def _cut(capture: Capture, least: int) -> st.SearchStrategy[int]:
+    """An offset to cut the file (or its gzip stream) at, short of its end."""
+    capture.cut = None
+    size = len(capture.to_bytes())
+    return st.integers(min(least, size), max(min(least, size), size - 1))
+
+
 def _packet_units(capture: Capture) -> list[int]:
     return [i for i, u in enumerate(capture.units)
             if (u.btype == EPB if capture.kind == "pcapng" else i > 0)]
@@ -209,10 +216,10 @@ def _one_pcapng_damage(draw, capture: Capture) -> Capture:
         size = len(capture.to_bytes())
         capture.garbage = (draw(st.integers(0, size)), draw(st.binary(min_size=1, max_size=40)))
     elif kind == "cut":
-        capture.cut = draw(st.integers(0, len(capture.to_bytes()) - 1))
+        capture.cut = draw(_cut(capture, 0))
     else:
         capture.compress = True
-        capture.cut = draw(st.integers(10, len(capture.to_bytes()) - 1))
+        capture.cut = draw(_cut(capture, 10))
     after = (u.btype, u.length, u.trailer, u.body, capture.garbage, capture.cut)
     changed = [name for name, a, b in zip(("type", "length", "trailer", "body", "garbage", "cut"),
                                           before, after) if a != b]
@@ -246,10 +253,10 @@ def damaged_pcap(draw, base: Capture) -> Capture:
         size = len(capture.to_bytes())
         capture.garbage = (draw(st.integers(24, size)), draw(st.binary(min_size=1, max_size=40)))
     elif kind == "cut":
-        capture.cut = draw(st.integers(0, len(capture.to_bytes()) - 1))
+        capture.cut = draw(_cut(capture, 0))
     else:
         capture.compress = True
-        capture.cut = draw(st.integers(10, len(capture.to_bytes()) - 1))
+        capture.cut = draw(_cut(capture, 10))
     if kind not in ("incl_len", "version"):
         capture.changes.append(f"{kind} {capture.garbage or capture.cut}")
     return capture

@@ -1,0 +1,127 @@
+"""The replay's dissector child (web.procsource) and the other children of the dashboard, as
+they end (issue 13): with a parent killed by -9, on SIGTERM and Ctrl-C (quick and quiet), and
+when the dissector itself dies (the replay's state turns to `error`, never `done`)."""
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.fuzz.captures import Capture
+from tests.fuzz.conftest import base_capture
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture(scope="module")
+def big_capture(tmp_path_factory) -> Path:
+    """24,000 frames: seconds of dissection, so a child is caught mid-run."""
+    base = base_capture()
+    path = tmp_path_factory.mktemp("procsource") / "big.pcapng"
+    path.write_bytes(Capture(base.kind, base.endian,
+                             base.units[:2] + base.units[2:] * 600).to_bytes())
+    return path
+
+
+def _descendants(pid: int) -> set[int]:
+    found, todo = set(), [pid]
+    while todo:
+        p = todo.pop()
+        try:
+            children = Path(f"/proc/{p}/task/{p}/children").read_text().split()
+        except OSError:
+            continue
+        for child in map(int, children):
+            if child not in found:
+                found.add(child)
+                todo.append(child)
+    return found
+
+
+def _running(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state != "Z"
+
+
+def _wait(condition, seconds: float) -> bool:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if condition():
+            return True
+        time.sleep(0.05)
+    return condition()
+
+
+def _replay(capture: Path, *args: str) -> tuple[subprocess.Popen, set[int]]:
+    """`mip6mon replay` in its own process group, once its dissector and attacker children
+    and the dissector's tshark all run."""
+    proc = subprocess.Popen([sys.executable, "-m", "monitor.cli", "replay", str(capture),
+                             "--port", "0", *args], cwd=ROOT, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, start_new_session=True)
+    assert "dashboard at http://127.0.0.1:" in proc.stdout.readline()
+    assert _wait(lambda: len(_descendants(proc.pid)) >= 3, 30), _descendants(proc.pid)
+    return proc, _descendants(proc.pid)
+
+
+def test_kill_9_of_the_replay_leaves_no_child_behind(big_capture):
+    """A paced replay waits for a browser, so its dissector runs ahead until its queue and
+    its pipe are full; it used to stay blocked on that pipe forever once the parent died."""
+    proc, children = _replay(big_capture, "--speed", "1")
+    time.sleep(2)                                    # the dissector fills its queue
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait(10)
+    assert _wait(lambda: not any(_running(c) for c in children), 10), \
+        [c for c in children if _running(c)]
+
+
+@pytest.mark.parametrize("how", ["SIGTERM", "SIGINT"])
+def test_sigterm_and_ctrl_c_end_the_replay_quickly_and_quietly(big_capture, how):
+    proc, children = _replay(big_capture, "--speed", "1")
+    time.sleep(1)
+    started = time.monotonic()
+    if how == "SIGINT":
+        os.killpg(proc.pid, signal.SIGINT)           # Ctrl-C: the terminal's whole group
+    else:
+        os.kill(proc.pid, signal.SIGTERM)
+    _, err = proc.communicate(timeout=30)
+    took = time.monotonic() - started
+    assert took < 2.0, took
+    assert "Traceback" not in err and "KeyboardInterrupt" not in err and "SystemExit" not in err
+    assert _wait(lambda: not any(_running(c) for c in children), 5)
+
+
+def _session_over(capture: Path):
+    from web.procsource import ProcessPcapSource
+    from web.session import MonitorSession
+    source = ProcessPcapSource(str(capture))
+    session = MonitorSession(source, speed=None)
+    thread = threading.Thread(target=session.run, daemon=True)
+    thread.start()
+    assert _wait(lambda: session.stream.accounting.analysed > 0, 30)
+    return source, session, thread
+
+
+@pytest.mark.parametrize("victim", ["dissector", "tshark"])
+def test_a_dissector_that_dies_turns_the_replay_to_error(big_capture, victim):
+    source, session, thread = _session_over(big_capture)
+    try:
+        child = source._proc.pid
+        target = child if victim == "dissector" else min(_descendants(child))
+        os.kill(target, signal.SIGKILL)
+        assert _wait(lambda: session.state == "error", 30), (session.state, session.error)
+        assert "killed by SIGKILL" in session.error
+        assert ("dissector process" if victim == "dissector" else "tshark") in session.error
+        assert session.stream.accounting.read < 24_000 + 0   # not presented as all of it
+        assert session.status()["state"] == "error"
+    finally:
+        session.close()
+        thread.join(10)
