@@ -182,6 +182,7 @@ def blocks(stream: BinaryIO, drops: DropCounter | None = None,
         raise NotACapture("too short for a capture file")
     (magic_le,) = struct.unpack("<I", head)
     (magic_be,) = struct.unpack(">I", head)
+    walk: _Pcap | _Pcapng
     if magic_le == SHB:
         walk = _Pcapng(reader, head, keep_data)
     elif magic_le in PCAP_MAGICS or magic_be in PCAP_MAGICS:

@@ -115,7 +115,7 @@ def remove_stale(root: str | None = None) -> list[str]:
     """Remove the configuration directories whose owner process is dead (killed with -9, so
     it could not clean up). Returns the paths removed. Run at every mip6mon start."""
     root = root or config_root()
-    removed = []
+    removed: list[str] = []
     try:
         names = os.listdir(root)
     except OSError:

@@ -13,9 +13,9 @@ from dataclasses import dataclass, field
 from dissectors.accounting import Accounting
 from dissectors.events import PacketEvent
 from dissectors.protocol import MH_NAMES
+from keys.errors import EXIT_INCOMPLETE
 from keys.keyring import Keyring, load_keyring
 from monitor.attacker import AttackerAnalyzer, attacker_text
-from keys.errors import EXIT_INCOMPLETE
 from monitor.keyed import KeyedAnalyzer, keyed_text
 from monitor.privacy import privacy_score, privacy_text
 from monitor.sources import PcapSource

@@ -272,7 +272,8 @@ def test_truncated_capture_file_gives_the_frames_before_the_cut(tmp_path):
     assert len(evs) == 2
     # the record cut short is not a frame (tshark reads 2): the capture says it is incomplete
     assert acc.read == 2 and acc.malformed == 0
-    assert acc.incomplete is not None and "block 5" in acc.incomplete and "cut short" in acc.incomplete
+    assert acc.incomplete is not None
+    assert "block 5" in acc.incomplete and "cut short" in acc.incomplete
 
 
 def test_keys_never_in_argv_and_key_file_private_and_removed(tmp_path):

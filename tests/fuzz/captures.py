@@ -222,7 +222,7 @@ def _one_pcapng_damage(draw, capture: Capture) -> Capture:
         capture.cut = draw(_cut(capture, 10))
     after = (u.btype, u.length, u.trailer, u.body, capture.garbage, capture.cut)
     changed = [name for name, a, b in zip(("type", "length", "trailer", "body", "garbage", "cut"),
-                                          before, after) if a != b]
+                                          before, after, strict=True) if a != b]
     capture.changes.append(f"{kind} on unit {i} (type 0x{before[0]:x}): " + ", ".join(
         f"{n}={getattr(u, n) if n in ('btype', 'length', 'trailer') else '...'}"
         if n != "type" else f"type=0x{u.btype:x}" for n in changed) +

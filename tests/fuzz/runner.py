@@ -17,8 +17,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[2]
 REPORT_TIMEOUT = 60.0          # one small file: a run past this is a hang
 MH_NAMES = {0: "BRR", 1: "HoTI", 2: "CoTI", 3: "HoT", 4: "CoT", 5: "BU", 6: "BA", 7: "BE"}
-# captype's names of the formats in which wiretap reads a pcap file as the plain format; on a damaged
-# file's first records it may guess a variant (RedHat, SuSE, Nokia) and read other records
+# captype's names of the formats wiretap reads as plain pcap/pcapng; from a damaged file's first
+# records it may guess a pcap variant (RedHat, SuSE, Nokia) and read other records
 PLAIN_PCAP = {"pcap", "nsecpcap", "pcapng"}
 
 

@@ -8,8 +8,8 @@ import shutil
 
 import pytest
 
-from monitor.cli import build_parser
 from keys.errors import EXIT_BAD_INPUT
+from monitor.cli import build_parser
 from tests.monitor.conftest import run_cli
 
 
