@@ -178,16 +178,19 @@ def _one_pcapng_damage(draw, capture: Capture) -> Capture:
     i = draw(st.integers(0, len(units) - 1))
     u = units[i]
     kind = draw(st.sampled_from(["length", "trailer", "type", "field", "option", "insert",
-                                 "garbage", "cut", "gzip-cut"]))
-    before = (u.btype, u.length, u.trailer, u.body, capture.garbage, capture.cut)
+                                 *FILE_DAMAGE]))
+    where = f"unit {i} (type 0x{u.btype:x})"
     if kind == "length":
         u.length = draw(LENGTHS)
+        capture.changes.append(f"{where} length {u.length}")
     elif kind == "trailer":
         u.trailer = draw(LENGTHS)
+        capture.changes.append(f"{where} trailer {u.trailer}")
     elif kind == "type":
         u.btype = draw(st.sampled_from(BLOCK_TYPES))
+        capture.changes.append(f"{where} type 0x{u.btype:x}")
     elif kind == "field":
-        # a fixed field of the block: SHB magic/version, IDB link type/snaplen, EPB iface/caplen
+        # a fixed field of the block: SHB magic/version, IDB snaplen, EPB iface/caplen/len
         offsets = {SHB: (0, 4, 6), IDB: (4,), EPB: (0, 12, 16), ISB: (0,)}.get(u.btype, (0,))
         at = draw(st.sampled_from(offsets))
         if u.btype == SHB and at in (4, 6):
@@ -198,6 +201,7 @@ def _one_pcapng_damage(draw, capture: Capture) -> Capture:
         else:
             value = struct.pack(e + "I", draw(LENGTHS))
         u.body = u.body[:at] + value + u.body[at + len(value):]
+        capture.changes.append(f"{where} octets {at}.. = {value.hex()}")
     elif kind == "option":
         fixed = {SHB: 16, IDB: 8, ISB: 12}.get(u.btype)
         if u.btype == EPB:
@@ -208,28 +212,30 @@ def _one_pcapng_damage(draw, capture: Capture) -> Capture:
             room = draw(st.integers(0, 44))
             u.body = u.body[:fixed] + struct.pack(e + "HH", code, olen) + \
                 draw(st.binary(min_size=room, max_size=room))
+            capture.changes.append(f"{where} option {code} length {olen} in {room} octets")
     elif kind == "insert":
         btype = draw(st.sampled_from(BLOCK_TYPES))
         size = draw(st.integers(0, 48))
         units.insert(i, Unit(btype, draw(st.binary(min_size=size, max_size=size))))
-    elif kind == "garbage":
-        size = len(capture.to_bytes())
-        capture.garbage = (draw(st.integers(0, size)), draw(st.binary(min_size=1, max_size=40)))
-    elif kind == "cut":
-        capture.cut = draw(_cut(capture, 0))
+        capture.changes.append(f"block 0x{btype:x} of {size} octets inserted at unit {i}")
     else:
-        capture.compress = True
-        capture.cut = draw(_cut(capture, 10))
-    after = (u.btype, u.length, u.trailer, u.body, capture.garbage, capture.cut)
-    changed = [name for name, a, b in zip(("type", "length", "trailer", "body", "garbage", "cut"),
-                                          before, after, strict=True) if a != b]
-    capture.changes.append(f"{kind} on unit {i} (type 0x{before[0]:x}): " + ", ".join(
-        f"{n}={getattr(u, n) if n in ('btype', 'length', 'trailer') else '...'}"
-        if n != "type" else f"type=0x{u.btype:x}" for n in changed) +
-        (f" garbage at {capture.garbage[0]} ({len(capture.garbage[1])} octets)"
-         if capture.garbage else "") + (f" cut at {capture.cut}" if capture.cut is not None
-                                        else ""))
+        _damage_file(draw, capture, kind, 0)
     return capture
+
+
+FILE_DAMAGE = ("garbage", "cut", "gzip-cut")
+
+
+def _damage_file(draw, capture: Capture, kind: str, garbage_from: int) -> None:
+    """Damage the file as a whole: garbage inserted, cut short, or gzipped and cut short."""
+    if kind == "garbage":
+        at = draw(st.integers(garbage_from, len(capture.to_bytes())))
+        capture.garbage = (at, draw(st.binary(min_size=1, max_size=40)))
+        capture.changes.append(f"{len(capture.garbage[1])} octets of garbage at {at}")
+        return
+    capture.compress = capture.compress or kind == "gzip-cut"
+    capture.cut = draw(_cut(capture, 10 if capture.compress else 0))
+    capture.changes.append(f"{'gzip stream ' if capture.compress else ''}cut at {capture.cut}")
 
 
 @st.composite
@@ -237,7 +243,7 @@ def damaged_pcap(draw, base: Capture) -> Capture:
     """The base pcap file with a record length, the file header, garbage or a cut damaged."""
     capture = replace(base, units=[replace(u) for u in base.units], changes=[])
     e = capture.endian
-    kind = draw(st.sampled_from(["incl_len", "version", "garbage", "cut", "gzip-cut"]))
+    kind = draw(st.sampled_from(["incl_len", "version", *FILE_DAMAGE]))
     if kind == "incl_len":
         i = draw(st.sampled_from(_packet_units(capture)))
         u = capture.units[i]
@@ -249,14 +255,6 @@ def damaged_pcap(draw, base: Capture) -> Capture:
         major = draw(st.integers(0, 3))
         u.body = u.body[:4] + struct.pack(e + "H", major) + u.body[6:]
         capture.changes.append(f"major version {major}")
-    elif kind == "garbage":
-        size = len(capture.to_bytes())
-        capture.garbage = (draw(st.integers(24, size)), draw(st.binary(min_size=1, max_size=40)))
-    elif kind == "cut":
-        capture.cut = draw(_cut(capture, 0))
     else:
-        capture.compress = True
-        capture.cut = draw(_cut(capture, 10))
-    if kind not in ("incl_len", "version"):
-        capture.changes.append(f"{kind} {capture.garbage or capture.cut}")
+        _damage_file(draw, capture, kind, 24)
     return capture
