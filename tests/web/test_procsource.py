@@ -3,12 +3,14 @@ they end (issue 13): with a parent killed by -9, on SIGTERM and Ctrl-C (quick an
 when the dissector itself dies (the replay's state turns to `error`, never `done`)."""
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
 import sys
 import threading
 import time
+import urllib.request
 from pathlib import Path
 
 import pytest
@@ -61,21 +63,23 @@ def _wait(condition, seconds: float) -> bool:
     return condition()
 
 
-def _replay(capture: Path, *args: str) -> tuple[subprocess.Popen, set[int]]:
-    """`mip6mon replay` in its own process group, once its dissector and attacker children
-    and the dissector's tshark all run."""
+def _replay(capture: Path, *args: str, children: int = 3
+            ) -> tuple[subprocess.Popen, set[int], str]:
+    """`mip6mon replay` in its own process group, once `children` descendants run (its
+    dissector and attacker children and the dissector's tshark); and its dashboard URL."""
     proc = subprocess.Popen([sys.executable, "-m", "monitor.cli", "replay", str(capture),
                              "--port", "0", *args], cwd=ROOT, stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True, start_new_session=True)
-    assert "dashboard at http://127.0.0.1:" in proc.stdout.readline()
-    assert _wait(lambda: len(_descendants(proc.pid)) >= 3, 30), _descendants(proc.pid)
-    return proc, _descendants(proc.pid)
+    url = proc.stdout.readline().strip().rpartition(" ")[2]
+    assert url.startswith("http://127.0.0.1:"), url
+    assert _wait(lambda: len(_descendants(proc.pid)) >= children, 30), _descendants(proc.pid)
+    return proc, _descendants(proc.pid), url
 
 
 def test_kill_9_of_the_replay_leaves_no_child_behind(big_capture):
     """A paced replay waits for a browser, so its dissector runs ahead until its queue and
     its pipe are full; it used to stay blocked on that pipe forever once the parent died."""
-    proc, children = _replay(big_capture, "--speed", "1")
+    proc, children, _ = _replay(big_capture, "--speed", "1")
     time.sleep(2)                                    # the dissector fills its queue
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait(10)
@@ -85,7 +89,7 @@ def test_kill_9_of_the_replay_leaves_no_child_behind(big_capture):
 
 @pytest.mark.parametrize("how", ["SIGTERM", "SIGINT"])
 def test_sigterm_and_ctrl_c_end_the_replay_quickly_and_quietly(big_capture, how):
-    proc, children = _replay(big_capture, "--speed", "1")
+    proc, children, _ = _replay(big_capture, "--speed", "1")
     time.sleep(1)
     started = time.monotonic()
     if how == "SIGINT":
@@ -125,3 +129,23 @@ def test_a_dissector_that_dies_turns_the_replay_to_error(big_capture, victim):
     finally:
         session.close()
         thread.join(10)
+
+
+def test_an_allowed_insecure_keyring_warns_once_under_replay(tmp_path):
+    """The parent and the dissector child both load the keyring: one warning, not two."""
+    from lab.run import run_scenario
+    from lab.scenario import load_scenario
+    run_scenario(load_scenario("baseline"), str(tmp_path))
+    keys = tmp_path / "keyring.toml"
+    keys.chmod(0o644)
+    proc, _, url = _replay(tmp_path / "capture.pcapng", "--speed", "max", "--keys", str(keys),
+                           "--allow-insecure-keyring", children=1)
+    status = url.replace("/?token=", "/api/status?token=")
+
+    def done() -> bool:          # the child has loaded the keyring and dissected it all
+        with urllib.request.urlopen(status, timeout=5) as answer:
+            return json.load(answer)["state"] == "done"
+    assert _wait(done, 30)
+    os.kill(proc.pid, signal.SIGTERM)
+    _, err = proc.communicate(timeout=30)
+    assert err.count("keyring is accessible by group or others") == 1, err
