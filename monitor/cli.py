@@ -68,7 +68,7 @@ class _Parser(argparse.ArgumentParser):
     """argparse whose errors are one line (the usage is one `--help` away), exit 2."""
 
     def error(self, message: str):  # type: ignore[override]
-        self.exit(EXIT_BAD_INPUT, f"{self.prog}: error: {message}\n")
+        self.exit(EXIT_BAD_INPUT, f"mip6mon: error: {message} (see {self.prog} --help)\n")
 
 
 def port_number(text: str) -> int:

@@ -18,7 +18,8 @@ def test_a_bad_port_is_one_line_and_exit_2(port):
     run = run_cli("replay", "capture.pcapng", "--port", port)
     assert run.returncode == EXIT_BAD_INPUT == 2
     [line] = run.stderr.strip().splitlines()
-    assert line.startswith("mip6mon replay: error: argument --port:") and "Traceback" not in line
+    assert line.startswith("mip6mon: error: argument --port:") and "Traceback" not in line
+    assert line.endswith("(see mip6mon replay --help)")
 
 
 @pytest.mark.parametrize("port", ["0", "8080", "65535"])
