@@ -35,7 +35,7 @@ BATCH = 64                 # events per message at most
 FLUSH_SECONDS = 0.003      # a partial batch leaves the child after at most 3 ms
 SOURCE_FIELDS = ("read", "filtered", "dropped", "incomplete")   # what the source counts
 CHILD_NICE = 5
-REAP_SECONDS = 1.0         # a terminated child waits this long for its own children
+REAP_SECONDS = 0.3         # a terminated child waits this long for its own children
 
 
 def child_signals(parent: int) -> None:
@@ -63,14 +63,32 @@ def _end_now(_signum, _frame) -> None:
     except OSError:
         pass
     deadline = time.monotonic() + REAP_SECONDS
-    while time.monotonic() < deadline:
-        try:
+    try:
+        while True:
             pid, _ = os.waitpid(-1, os.WNOHANG)
-        except ChildProcessError:
-            break                                   # every child reaped
-        if pid == 0:
-            time.sleep(0.01)
+            if pid:
+                continue
+            if time.monotonic() > deadline:
+                # tshark's SIGTERM handler only asks it to stop: one blocked writing to us
+                # would wait for a reader that is leaving
+                for child in _own_children():
+                    os.kill(child, signal.SIGKILL)
+                deadline = float("inf")
+            time.sleep(0.005)
+    except ChildProcessError:
+        pass                                        # every child reaped
     os._exit(0)
+
+
+def _own_children() -> list[int]:
+    children: list[int] = []
+    for task in os.listdir("/proc/self/task"):
+        try:
+            with open(f"/proc/self/task/{task}/children") as f:
+                children += [int(pid) for pid in f.read().split()]
+        except OSError:
+            pass
+    return children
 
 
 def _child(path: str, keyring_path: str | None, out: multiprocessing.Queue,
