@@ -1,10 +1,11 @@
 """The lab's actors: mobile nodes, a home agent and correspondents, and the world that runs
 a scenario's timeline through them.
 
-Each procedure is one method that emits the packets the draft draws, in the order they cross
-the three paths (mn-ha, ha-cn, mn-cn), and updates the caches the actors hold. truth.json is
-read from those caches (HomeAgent.binding_cache, Correspondent.binding_cache), never from the
-capture.
+Each procedure (a row of dissectors.procedures) is played by World methods that emit the
+packets the draft draws, in the order they cross the three paths (mn-ha, ha-cn, mn-cn), and
+update the caches the actors hold; `HOME_PLAYS` and `SESSION_PLAYS` at the end name them per
+procedure, and the World dispatches through them. truth.json is read from those caches
+(HomeAgent.binding_cache, Correspondent.binding_cache), never from the capture.
 
 Keys, nonces, cookies, SPIs and ESP IVs are drawn from the seed with HMAC-SHA256(seed, label),
 so that the same scenario and seed give byte-identical output whatever the order of drawing.
@@ -13,8 +14,25 @@ from __future__ import annotations
 
 import ipaddress
 import itertools
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from dissectors.procedures import (
+    BY_ID,
+    CN_INITIATED_RR,
+    HOME_TRANSPORT,
+    HOME_TUNNEL,
+    MN_INITIATED_RR,
+    PLAIN_CORRESPONDENT,
+    PLAIN_HOME,
+    PREFIX_DISCOVERY,
+    REVERSE_TUNNELLED_BU,
+    REVERSE_TUNNELLING,
+    RR_PRIVACY,
+    Kind,
+    Procedure,
+    of_kind,
+)
 from keys import formulas as F
 from keys.errors import UserError
 from lab import addresses
@@ -137,9 +155,10 @@ SA_LABELS = ("MN->HA transport", "HA->MN transport", "MN->HA tunnel", "HA->MN tu
 
 def home_exchanges_bound(scenario: Scenario, node: str) -> int:
     """At most how many Home BU exchanges `node`'s timeline makes, each renewing its SPIs
-    (draft 6.4): one per move and return-home, one per 5.3.1 session, and at each move one per
-    correspondent it registered with by 5.3.1 since it was last home (World.move refreshes
-    every binding of the Binding Update List, and a 5.3.1 refresh is a Home BU first)."""
+    (draft 6.4): one per move and return-home, one per session whose procedure registers a new
+    pseudo home address first (5.3.1), and at each move one per correspondent it registered
+    with so since it was last home (World.move refreshes every binding of the Binding Update
+    List, and such a refresh is a Home BU first)."""
     bound, with_531 = 0, set()
     for ev in scenario.events:
         if ev.node != node:
@@ -149,7 +168,7 @@ def home_exchanges_bound(scenario: Scenario, node: str) -> int:
         elif ev.action == "return-home":
             bound += 1
             with_531.clear()
-        elif ev.action == "session" and ev.procedure == "5.3.1":
+        elif ev.action == "session" and SESSION_PLAYS[ev.procedure].new_pseudo is not None:
             bound += 1
             with_531.add(ev.correspondent)
     return bound
@@ -370,9 +389,9 @@ class World:
             mn.home_sequence = (mn.home_sequence + 1) % 65536
             if attempt:
                 self.clock += BINDACK_TIMEOUT
-            bu_frame, pseudo, mode = self.send_home_bu(mn, lifetime,
+            bu_frame, pseudo, play = self.send_home_bu(mn, lifetime,
                                                        lost=attempt < attempts - 1)
-        self.send_home_ba(mn, lifetime, pseudo, mode)
+        self.send_home_ba(mn, lifetime, pseudo, play)
         care_of = mn.care_of or mn.home_address
         mn.ha.binding_cache.append({
             "home_agent": mn.ha.address, "home_address": mn.home_address,
@@ -391,9 +410,11 @@ class World:
         return pseudo or mn.home_address
 
     def send_home_bu(self, mn: MobileNode, lifetime: int, lost: bool):
+        """One Home BU: from the home link the de-registration (RFC 6275 11.5.4, the RFC 3776
+        form whatever the node's home_bu), else the node's home registration procedure's
+        (HOME_PLAYS). Returns (frame, pseudo home address or None, the play or None at home)."""
         units = lifetime // 4
         flags = P.BU_FLAG_A | P.BU_FLAG_H
-        ha = mn.ha.address
         what = "Home BU" + (" (lost)" if lost else "")
         # draft 5.1.4 without ESP sequence numbers: a counter both ends keep; here the count of
         # Home BUs the node has sent, from 1, retransmissions and de-registrations included
@@ -402,83 +423,115 @@ class World:
         if mn.care_of is None:
             # RFC 6275 11.5.4: de-registration from the home link; Alternate CoA = home address
             bu = P.BindingUpdate(mn.home_sequence, units, flags, alternate_care_of=mn.home_address)
-            pkt = P.home_bu_at_home(mn.home_address, ha, bu, self.esp(mn.transport_out))
-            return (self.emit("mn-ha", "mn-ha", "mn", pkt, mn.name, "rfc3776", what),
-                    None, "home")
-        mode = mn.spec.home_bu
+            pkt = P.home_bu_at_home(mn.home_address, mn.ha.address, bu,
+                                    self.esp(mn.transport_out))
+            return (self.emit("mn-ha", "mn-ha", "mn", pkt, mn.name, PLAIN_HOME.id, what),
+                    None, None)
+        play = HOME_PLAYS[mn.spec.home_bu]
         bu = P.BindingUpdate(mn.home_sequence, units, flags, alternate_care_of=mn.care_of)
-        if mode == "5.2.2":
-            # draft 5.1.4 / 5.2.2: i = the outer ESP sequence number this BU will carry
-            pseudo = self.pseudo_from_ha_key(mn, counter or mn.tunnel_out.seq)
-            pkt = P.home_bu_tunnel(mn.care_of, ha, mn.home_address, bu, self.esp(mn.tunnel_out))
-            return self.emit("mn-ha", "mn-ha", "mn", pkt, mn.name, mode, what), pseudo, mode
-        # draft 5.1.4 / 5.2.1: i = the ESP sequence number this BU will carry
-        pseudo = (self.pseudo_from_ha_key(mn, counter or mn.transport_out.seq)
-                  if mode == "5.2.1" else None)
-        pkt = P.home_bu_transport(mn.care_of, ha, pseudo or mn.home_address, bu,
+        frame, pseudo = play.home_bu(self, mn, bu, counter, what)
+        return frame, pseudo, play
+
+    def home_bu_plain(self, mn: MobileNode, bu: P.BindingUpdate, counter: int | None,
+                      what: str) -> tuple[Frame, str | None]:
+        """RFC 3776 4.1: the home address in the HAO, ESP transport mode."""
+        pkt = P.home_bu_transport(mn.care_of, mn.ha.address, mn.home_address, bu,
                                   self.esp(mn.transport_out))
-        return self.emit("mn-ha", "mn-ha", "mn", pkt, mn.name, mode, what), pseudo, mode
+        return self.emit("mn-ha", "mn-ha", "mn", pkt, mn.name, PLAIN_HOME.id, what), None
+
+    def home_bu_transport(self, mn: MobileNode, bu: P.BindingUpdate, counter: int | None,
+                          what: str) -> tuple[Frame, str | None]:
+        """draft 5.2.1: a pseudo home address in the HAO, ESP transport mode."""
+        # draft 5.1.4 / 5.2.1: i = the ESP sequence number this BU will carry
+        pseudo = self.pseudo_from_ha_key(mn, counter or mn.transport_out.seq)
+        pkt = P.home_bu_transport(mn.care_of, mn.ha.address, pseudo, bu,
+                                  self.esp(mn.transport_out))
+        return self.emit("mn-ha", "mn-ha", "mn", pkt, mn.name, HOME_TRANSPORT.id, what), pseudo
+
+    def home_bu_tunnel(self, mn: MobileNode, bu: P.BindingUpdate, counter: int | None,
+                       what: str) -> tuple[Frame, str | None]:
+        """draft 5.2.2: the Home BU in the ESP tunnel; both ends derive the pseudo address."""
+        # draft 5.1.4 / 5.2.2: i = the outer ESP sequence number this BU will carry
+        pseudo = self.pseudo_from_ha_key(mn, counter or mn.tunnel_out.seq)
+        pkt = P.home_bu_tunnel(mn.care_of, mn.ha.address, mn.home_address, bu,
+                               self.esp(mn.tunnel_out))
+        return self.emit("mn-ha", "mn-ha", "mn", pkt, mn.name, HOME_TUNNEL.id, what), pseudo
 
     def send_home_ba(self, mn: MobileNode, lifetime: int, pseudo: str | None,
-                     mode: str) -> Frame:
+                     play: HomePlay | None) -> Frame:
         ha, seq, units = mn.ha.address, mn.home_sequence, lifetime // 4
-        if mode == "home":
+        if play is None:
             pkt = P.home_ba_at_home(ha, mn.home_address, seq, self.esp(mn.transport_in))
-            return self.emit("mn-ha", "mn-ha", "ha", pkt, mn.name, "rfc3776", "Home BA")
-        if mode == "5.2.2":
-            pkt = P.home_ba_tunnel(ha, mn.care_of, mn.home_address, seq, units,
-                                   self.esp(mn.tunnel_in))
-        else:
-            # draft 5.2.1: the HA puts the pseudo home address of this BU in the RH2
-            pkt = P.home_ba_transport(ha, mn.care_of, pseudo or mn.home_address, seq, units,
-                                      self.esp(mn.transport_in))
-        return self.emit("mn-ha", "mn-ha", "ha", pkt, mn.name, mode, "Home BA")
+            return self.emit("mn-ha", "mn-ha", "ha", pkt, mn.name, PLAIN_HOME.id, "Home BA")
+        return play.home_ba(self, mn, seq, units, pseudo, play.procedure.id)
+
+    def home_ba_transport(self, mn: MobileNode, seq: int, units: int, pseudo: str | None,
+                          procedure: str) -> Frame:
+        """RFC 3776 4.1 / draft 5.2.1: the HA puts the (pseudo) home address of this BU in the
+        RH2, ESP transport mode."""
+        pkt = P.home_ba_transport(mn.ha.address, mn.care_of, pseudo or mn.home_address, seq,
+                                  units, self.esp(mn.transport_in))
+        return self.emit("mn-ha", "mn-ha", "ha", pkt, mn.name, procedure, "Home BA")
+
+    def home_ba_tunnel(self, mn: MobileNode, seq: int, units: int, pseudo: str | None,
+                       procedure: str) -> Frame:
+        """draft 5.2.2: the Home BA in the ESP tunnel."""
+        pkt = P.home_ba_tunnel(mn.ha.address, mn.care_of, mn.home_address, seq, units,
+                               self.esp(mn.tunnel_in))
+        return self.emit("mn-ha", "mn-ha", "ha", pkt, mn.name, procedure, "Home BA")
 
     # --- return routability and correspondent registration ---------------------------------
 
     def session(self, mn: MobileNode, cn: Correspondent, procedure: str, data: int,
                 refresh: bool = False) -> None:
-        """Start (or, after a handover, refresh) communication with a correspondent."""
+        """Start (or, after a handover, refresh) communication with a correspondent by one of
+        the correspondent procedures; SESSION_PLAYS says which methods play each."""
+        proc, play = BY_ID[procedure], SESSION_PLAYS[procedure]
         first = mn.last_sequence.get(cn.name, (
             self.draw.int(f"cn-seq|{mn.name}|{cn.name}", 0, 65536) if mn.spec.privacy else 0))
-        if procedure == "5.4":
+        count = 1 if refresh else data
+        if not proc.binds:
             # draft 5.4: no binding at the correspondent, data through the home agent
-            mn.sessions[cn.name] = CorrespondentSession(procedure, data, first,
-                                                        port=DATA_PORT + mn.index)
-            self.reverse_tunnelled_data(mn, cn, data, procedure)
-            return
-        if procedure in ("4.1", "4.2") and not mn.spec.privacy:
-            raise UserError(f"{self.scenario.path}: {mn.name}: procedure {procedure} needs a "
-                            f"privacy node (privacy = true)")
-        if procedure == "5.3.1" and mn.spec.home_bu == "rfc3776":
-            raise UserError(f"{self.scenario.path}: {mn.name}: procedure 5.3.1 needs "
-                            f"home_bu = 5.2.1 or 5.2.2 (a routable pseudo home address)")
-        sess = mn.sessions.get(cn.name)
-        if sess is None or sess.procedure == "5.4":
             sess = CorrespondentSession(procedure, data, first, port=DATA_PORT + mn.index)
             mn.sessions[cn.name] = sess
-            if procedure == "5.3.2":
-                # draft 5.3.2: the correspondent contacts the home address first; the home agent
-                # tunnels it to the mobile node, which answers through the reverse tunnel
-                self.cn_initiated_data(mn, cn, procedure)
+            play.data(self, mn, cn, sess, count, procedure)
+            return
+        self.require_procedure(mn, proc)
+        sess = mn.sessions.get(cn.name)
+        if sess is None or not BY_ID[sess.procedure].binds:
+            sess = CorrespondentSession(procedure, data, first, port=DATA_PORT + mn.index)
+            mn.sessions[cn.name] = sess
+            if play.opening is not None:
+                play.opening(self, mn, cn, procedure)
         sess.procedure = procedure           # a later session may switch procedure
         home_source = mn.home_address
-        if procedure == "5.3.1":
-            # draft 5.3.1: a new pseudo home address for this correspondent, announced to the
-            # home agent by a Home BU first
-            sess.pseudo = self.home_registration(mn, self.scenario.bu_lifetime, False)
-            home_source = sess.pseudo
-        rr = self.return_routability(mn, cn, home_source, procedure)
-        self.correspondent_bu(mn, cn, sess, rr, procedure)
-        self.route_optimised_data(mn, cn, sess, 1 if refresh else data, procedure)
+        if play.new_pseudo is not None:
+            sess.pseudo = home_source = play.new_pseudo(self, mn)
+        rr = self.return_routability(mn, cn, home_source, procedure, play.p_flag)
+        self.correspondent_bu(mn, cn, sess, rr, procedure, play)
+        play.data(self, mn, cn, sess, count, procedure)
+
+    def require_procedure(self, mn: MobileNode, proc: Procedure) -> None:
+        """What a correspondent procedure needs of the node (dissectors.procedures)."""
+        if proc.needs_privacy_node and not mn.spec.privacy:
+            raise UserError(f"{self.scenario.path}: {mn.name}: procedure {proc.id} needs a "
+                            f"privacy node (privacy = true)")
+        if proc.needs_routable_pseudo and not BY_ID[mn.spec.home_bu].routable_pseudo:
+            routable = " or ".join(p.id for p in of_kind(Kind.HOME) if p.routable_pseudo)
+            raise UserError(f"{self.scenario.path}: {mn.name}: procedure {proc.id} needs "
+                            f"home_bu = {routable} (a routable pseudo home address)")
+
+    def pseudo_for_correspondent(self, mn: MobileNode) -> str:
+        """draft 5.3.1: a new pseudo home address for this correspondent, announced to the
+        home agent by a Home BU first."""
+        return self.home_registration(mn, self.scenario.bu_lifetime, False)
 
     def return_routability(self, mn: MobileNode, cn: Correspondent, home_source: str,
-                           procedure: str) -> dict:
+                           procedure: str, privacy_flag: bool) -> dict:
         """RFC 6275 5.2.5 with draft 4.1 (P flag, privacy keygen token in the HoT) and draft
         5.3.1 (pseudo home address as the HoTI source). HoTI/HoT cross the MN-HA path in the
         ESP tunnel (RFC 3776 4.3) and the HA-CN path in clear (hop limit - 1)."""
         ha, coa, name = mn.ha.address, mn.care_of, mn.name
-        privacy_flag = procedure == "4.1"
         home_cookie = self.draw.bytes(f"hoti|{name}|{cn.name}|{len(self.frames)}", 8)
         care_of_cookie = self.draw.bytes(f"coti|{name}|{cn.name}|{len(self.frames)}", 8)
         mn_cn, ha_cn, cn_role = self.cn_link(cn, "mn"), self.cn_link(cn, "ha"), self.cn_role(cn)
@@ -510,7 +563,8 @@ class World:
                 "kbm": F.binding_management_key(home_token, care_of_token)}
 
     def correspondent_bu(self, mn: MobileNode, cn: Correspondent, sess: CorrespondentSession,
-                         rr: dict, procedure: str) -> None:
+                         rr: dict, procedure: str, play: SessionPlay) -> None:
+        """The correspondent BU in the procedure's form (`play.bu`), its binding and the BA."""
         coa, kbm, name = mn.care_of, rr["kbm"], mn.name
         indices = (rr["home_index"], rr["care_of_index"])
         if mn.spec.privacy:
@@ -519,45 +573,10 @@ class World:
             sess.sequence = (sess.sequence + 1) % 65536                      # RFC 6275: +1
         mn.last_sequence[cn.name] = sess.sequence
         units = self.scenario.bu_lifetime // 4
-        tunnelled = procedure in ("4.2", "5.3.2")
         bu = P.BindingUpdate(sess.sequence, units, P.BU_FLAG_A,
-                             alternate_care_of=coa if tunnelled else None,
+                             alternate_care_of=coa if play.alternate_care_of else None,
                              nonce_indices=indices, with_authenticator=True)
-        mn_cn = self.cn_link(cn, "mn")
-        if tunnelled and not cn.privacy_aware:
-            raise UserError(f"{self.scenario.path}: {cn.name} is not privacy-aware: procedure "
-                            f"{procedure} needs option 0xFE (use 4.1 to see the fallback)")
-        if procedure == "4.1" and rr["privacy_token"] is None:
-            # draft 4.1 / PROFILE.md: a correspondent that ignored the P flag sent no privacy
-            # keygen token, so the mobile node falls back to the plain RFC 6275 BU (HAO = HoA)
-            sess.pseudo = None
-            pkt = P.correspondent_bu_with_hao(coa, cn.address, mn.home_address, bu, kbm)
-            frame = self.emit("mn-cn", mn_cn, "mn", pkt, name, procedure, "BU")
-        elif procedure == "4.1":
-            # draft 4.1: pseudo home address = String XOR HoA, Kpm from the privacy token
-            kpm = F.privacy_management_key(rr["privacy_token"], rr["care_of_token"])
-            sess.pseudo = F.rr_pseudo_home_address(kpm, coa, *indices, mn.home_address)
-            pkt = P.correspondent_bu_rr_privacy(coa, cn.address, sess.pseudo, bu, kbm)
-            frame = self.emit("mn-cn", mn_cn, "mn", pkt, name, procedure, "BU")
-        elif tunnelled:
-            # draft 4.2 / 5.3.2: pseudo = AES(Kbm, HoA), reverse-tunnelled to the HA, then in
-            # clear to the CN: the copy the CN receives is the binding (docs/DESIGN.md)
-            sess.pseudo = F.encrypted_pseudo_home_address(kbm, mn.home_address)
-            inner = P.correspondent_bu_reverse_tunnelled(mn.home_address, cn.address,
-                                                         sess.pseudo, bu, kbm)
-            self.emit("mn-ha", "mn-ha", "mn", P.tunnelled(
-                inner, coa, mn.ha.address, self.esp(mn.tunnel_out)), name, procedure, "BU")
-            forwarded = P.correspondent_bu_reverse_tunnelled(mn.home_address, cn.address,
-                                                             sess.pseudo, bu, kbm, 63)
-            frame = self.emit("ha-cn", self.cn_link(cn, "ha"), "ha", forwarded, name,
-                              procedure, "BU")
-        else:
-            # RFC 6275 6.1.7 (HAO = home address) / draft 5.3.1 (HAO = pseudo home address)
-            if procedure != "5.3.1":
-                sess.pseudo = None
-            hao = sess.pseudo or mn.home_address
-            pkt = P.correspondent_bu_with_hao(coa, cn.address, hao, bu, kbm)
-            frame = self.emit("mn-cn", mn_cn, "mn", pkt, name, procedure, "BU")
+        frame = play.bu(self, mn, cn, sess, rr, bu, procedure)
         cn.binding_cache.append({
             "correspondent": cn.address, "home_address": mn.home_address,
             "pseudo_home_address": sess.pseudo, "care_of_address": coa,
@@ -567,7 +586,55 @@ class World:
         # (PROFILE.md "Where the pseudo home address travels")
         pkt = P.correspondent_ba(cn.address, coa, sess.pseudo or mn.home_address, sess.sequence,
                                  units, kbm)
-        self.emit("mn-cn", mn_cn, self.cn_role(cn), pkt, name, procedure, "BA")
+        self.emit("mn-cn", self.cn_link(cn, "mn"), self.cn_role(cn), pkt, name, procedure, "BA")
+
+    def bu_plain(self, mn: MobileNode, cn: Correspondent, sess: CorrespondentSession, rr: dict,
+                 bu: P.BindingUpdate, procedure: str) -> Frame:
+        """RFC 6275 6.1.7: the home address in the HAO."""
+        sess.pseudo = None
+        pkt = P.correspondent_bu_with_hao(mn.care_of, cn.address, mn.home_address, bu, rr["kbm"])
+        return self.emit("mn-cn", self.cn_link(cn, "mn"), "mn", pkt, mn.name, procedure, "BU")
+
+    def bu_routable_pseudo(self, mn: MobileNode, cn: Correspondent, sess: CorrespondentSession,
+                           rr: dict, bu: P.BindingUpdate, procedure: str) -> Frame:
+        """draft 5.3.1: the pseudo home address the Home BU registered, in the HAO."""
+        pkt = P.correspondent_bu_with_hao(mn.care_of, cn.address, sess.pseudo or mn.home_address,
+                                          bu, rr["kbm"])
+        return self.emit("mn-cn", self.cn_link(cn, "mn"), "mn", pkt, mn.name, procedure, "BU")
+
+    def bu_rr_privacy(self, mn: MobileNode, cn: Correspondent, sess: CorrespondentSession,
+                      rr: dict, bu: P.BindingUpdate, procedure: str) -> Frame:
+        """draft 4.1: option 0xFE = String XOR HoA, from the care-of address."""
+        coa, kbm, mn_cn = mn.care_of, rr["kbm"], self.cn_link(cn, "mn")
+        if rr["privacy_token"] is None:
+            # draft 4.1 / PROFILE.md: a correspondent that ignored the P flag sent no privacy
+            # keygen token, so the mobile node falls back to the plain RFC 6275 BU (HAO = HoA)
+            sess.pseudo = None
+            pkt = P.correspondent_bu_with_hao(coa, cn.address, mn.home_address, bu, kbm)
+            return self.emit("mn-cn", mn_cn, "mn", pkt, mn.name, procedure, "BU")
+        # draft 4.1: pseudo home address = String XOR HoA, Kpm from the privacy token
+        kpm = F.privacy_management_key(rr["privacy_token"], rr["care_of_token"])
+        sess.pseudo = F.rr_pseudo_home_address(kpm, coa, rr["home_index"], rr["care_of_index"],
+                                               mn.home_address)
+        pkt = P.correspondent_bu_rr_privacy(coa, cn.address, sess.pseudo, bu, kbm)
+        return self.emit("mn-cn", mn_cn, "mn", pkt, mn.name, procedure, "BU")
+
+    def bu_reverse_tunnelled(self, mn: MobileNode, cn: Correspondent, sess: CorrespondentSession,
+                             rr: dict, bu: P.BindingUpdate, procedure: str) -> Frame:
+        """draft 4.2 / 5.3.2: pseudo = AES(Kbm, HoA), reverse-tunnelled to the HA, then in
+        clear to the CN: the copy the CN receives is the binding (docs/DESIGN.md)."""
+        if not cn.privacy_aware:
+            raise UserError(f"{self.scenario.path}: {cn.name} is not privacy-aware: procedure "
+                            f"{procedure} needs option 0xFE (use 4.1 to see the fallback)")
+        coa, kbm, name = mn.care_of, rr["kbm"], mn.name
+        sess.pseudo = F.encrypted_pseudo_home_address(kbm, mn.home_address)
+        inner = P.correspondent_bu_reverse_tunnelled(mn.home_address, cn.address,
+                                                     sess.pseudo, bu, kbm)
+        self.emit("mn-ha", "mn-ha", "mn", P.tunnelled(
+            inner, coa, mn.ha.address, self.esp(mn.tunnel_out)), name, procedure, "BU")
+        forwarded = P.correspondent_bu_reverse_tunnelled(mn.home_address, cn.address,
+                                                         sess.pseudo, bu, kbm, 63)
+        return self.emit("ha-cn", self.cn_link(cn, "ha"), "ha", forwarded, name, procedure, "BU")
 
     # --- data -------------------------------------------------------------------------------
 
@@ -585,11 +652,11 @@ class World:
             self.emit("mn-cn", link, self.cn_role(cn), P.data_to_mobile(
                 cn.address, coa, home, DATA_PORT, sess.port, payload), name, procedure, "data")
 
-    def reverse_tunnelled_data(self, mn: MobileNode, cn: Correspondent, count: int,
-                               procedure: str) -> None:
+    def reverse_tunnelled_data(self, mn: MobileNode, cn: Correspondent,
+                               sess: CorrespondentSession, count: int, procedure: str) -> None:
         """draft 5.4: MN -> HA in the ESP tunnel, HA -> CN in clear, and back the same way."""
         ha, coa, hoa, name = mn.ha.address, mn.care_of, mn.home_address, mn.name
-        port, ha_cn, cn_role = DATA_PORT + mn.index, self.cn_link(cn, "ha"), self.cn_role(cn)
+        port, ha_cn, cn_role = sess.port, self.cn_link(cn, "ha"), self.cn_role(cn)
         for k in range(count):
             payload = f"{name} tunnelled {k}".encode()
             self.emit("mn-ha", "mn-ha", "mn", P.tunnelled(
@@ -624,24 +691,32 @@ class World:
     # --- draft 5.5: prefix discovery ----------------------------------------------------------
 
     def prefix_discovery(self, mn: MobileNode) -> None:
-        """draft 5.5: MPS / MPA in ESP transport mode with the pseudo home address of the
-        current home binding in the HAO / RH2, or in the ESP tunnel for a 5.2.2 node."""
-        ha, coa, name = mn.ha.address, mn.care_of, mn.name
-        identifier = self.draw.int(f"mps|{name}|{len(self.frames)}", 0, 65536)
+        """draft 5.5: MPS / MPA in the format of the node's home registration (HOME_PLAYS)."""
+        identifier = self.draw.int(f"mps|{mn.name}|{len(self.frames)}", 0, 65536)
         prefixes = [p for p in mn.ha.prefixes
                     if ipaddress.IPv6Address(mn.home_address) in ipaddress.IPv6Network(p)]
-        if mn.spec.home_bu == "5.2.2":
-            mps = P.mps_tunnel(coa, ha, mn.home_address, identifier, self.esp(mn.tunnel_out))
-            self.emit("mn-ha", "mn-ha", "mn", mps, name, "5.5", "MPS")
-            mpa = P.mpa_tunnel(ha, coa, mn.home_address, identifier, prefixes,
-                               self.esp(mn.tunnel_in))
-            self.emit("mn-ha", "mn-ha", "ha", mpa, name, "5.5", "MPA")
-            return
+        HOME_PLAYS[mn.spec.home_bu].prefix_discovery(self, mn, identifier, prefixes)
+
+    def prefix_discovery_transport(self, mn: MobileNode, identifier: int,
+                                   prefixes: list[str]) -> None:
+        """draft 5.5: ESP transport mode with the pseudo home address of the current home
+        binding in the HAO / RH2 (the home address for a plain node)."""
+        ha, coa, name = mn.ha.address, mn.care_of, mn.name
         home = mn.home_pseudo or mn.home_address
         mps = P.mps_transport(coa, ha, home, identifier, self.esp(mn.transport_out))
-        self.emit("mn-ha", "mn-ha", "mn", mps, name, "5.5", "MPS")
+        self.emit("mn-ha", "mn-ha", "mn", mps, name, PREFIX_DISCOVERY.id, "MPS")
         mpa = P.mpa_transport(ha, coa, home, identifier, prefixes, self.esp(mn.transport_in))
-        self.emit("mn-ha", "mn-ha", "ha", mpa, name, "5.5", "MPA")
+        self.emit("mn-ha", "mn-ha", "ha", mpa, name, PREFIX_DISCOVERY.id, "MPA")
+
+    def prefix_discovery_tunnel(self, mn: MobileNode, identifier: int,
+                                prefixes: list[str]) -> None:
+        """draft 5.5, second format: in the ESP tunnel, for a 5.2.2 node."""
+        ha, coa, name = mn.ha.address, mn.care_of, mn.name
+        mps = P.mps_tunnel(coa, ha, mn.home_address, identifier, self.esp(mn.tunnel_out))
+        self.emit("mn-ha", "mn-ha", "mn", mps, name, PREFIX_DISCOVERY.id, "MPS")
+        mpa = P.mpa_tunnel(ha, coa, mn.home_address, identifier, prefixes,
+                           self.esp(mn.tunnel_in))
+        self.emit("mn-ha", "mn-ha", "ha", mpa, name, PREFIX_DISCOVERY.id, "MPA")
 
     # --- background traffic between other hosts --------------------------------------------
 
@@ -694,3 +769,48 @@ class World:
             seg(True, a_seq, b_seq, FIN | ACK)
             seg(False, b_seq, a_seq + 1, FIN | ACK)
             seg(True, a_seq + 1, b_seq + 1, ACK)
+
+
+# --- each procedure of dissectors.procedures, and the World methods that play it ---------------
+
+@dataclass(frozen=True)
+class HomePlay:
+    """How the lab plays one home registration procedure (draft 5.2)."""
+    procedure: Procedure
+    home_bu: Callable[..., tuple[Frame, str | None]]   # (world, mn, bu, counter, what)
+    home_ba: Callable[..., Frame]            # (world, mn, seq, units, pseudo, procedure)
+    prefix_discovery: Callable[..., None]    # draft 5.5 (world, mn, identifier, prefixes)
+
+
+@dataclass(frozen=True)
+class SessionPlay:
+    """How the lab plays one correspondent procedure (draft 4, 5.3, 5.4)."""
+    procedure: Procedure
+    data: Callable[..., None]                # (world, mn, cn, sess, count, procedure)
+    bu: Callable[..., Frame] | None = None   # the correspondent BU; None: no binding (5.4)
+    p_flag: bool = False                     # draft 4.1: the HoTI's P flag
+    alternate_care_of: bool = False         # the BU carries the Alternate CoA option
+    opening: Callable[..., None] | None = None       # a new session's first packets
+    new_pseudo: Callable[..., str] | None = None     # a Home BU for a new pseudo address first
+
+
+HOME_PLAYS: dict[str, HomePlay] = {play.procedure.id: play for play in (
+    HomePlay(PLAIN_HOME, World.home_bu_plain, World.home_ba_transport,
+             World.prefix_discovery_transport),
+    HomePlay(HOME_TRANSPORT, World.home_bu_transport, World.home_ba_transport,
+             World.prefix_discovery_transport),
+    HomePlay(HOME_TUNNEL, World.home_bu_tunnel, World.home_ba_tunnel,
+             World.prefix_discovery_tunnel),
+)}
+
+SESSION_PLAYS: dict[str, SessionPlay] = {play.procedure.id: play for play in (
+    SessionPlay(PLAIN_CORRESPONDENT, World.route_optimised_data, World.bu_plain),
+    SessionPlay(RR_PRIVACY, World.route_optimised_data, World.bu_rr_privacy, p_flag=True),
+    SessionPlay(REVERSE_TUNNELLED_BU, World.route_optimised_data, World.bu_reverse_tunnelled,
+                alternate_care_of=True),
+    SessionPlay(MN_INITIATED_RR, World.route_optimised_data, World.bu_routable_pseudo,
+                new_pseudo=World.pseudo_for_correspondent),
+    SessionPlay(CN_INITIATED_RR, World.route_optimised_data, World.bu_reverse_tunnelled,
+                alternate_care_of=True, opening=World.cn_initiated_data),
+    SessionPlay(REVERSE_TUNNELLING, World.reverse_tunnelled_data),
+)}

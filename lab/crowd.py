@@ -34,6 +34,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+from dissectors.procedures import Kind, of_kind
 from keys.errors import UserError
 from lab.addresses import IID_KINDS
 from lab.draw import Draw
@@ -50,13 +51,15 @@ from lab.scenario import (
 
 MIXED = "mixed"
 MOVE_PATTERNS = ("in-turn", "poisson", "burst")
-# RO procedures a node may use, by its Home BU mode: 4.1 / 4.2 need a privacy node, 5.3.1 a
-# routable pseudo home address (5.2.x); a plain RFC 3776 node is the baseline
+# Correspondent procedures a node may use, by its home registration (dissectors.procedures): a
+# draft node uses the draft's (a crowd's draft nodes are privacy nodes, so 4.1 / 4.2 fit), and
+# 5.3.1 only with routable pseudo home addresses (5.2.x); a plain RFC 3776 node the plain
+# RFC 6275 one. In table order: the draws pick by position.
 RO_FOR_HOME_BU = {
-    "5.2.1": ("4.1", "4.2", "5.3.1", "5.3.2", "5.4"),
-    "5.2.2": ("4.1", "4.2", "5.3.1", "5.3.2", "5.4"),
-    "rfc3776": ("rfc6275",),
-}
+    home.id: tuple(ro.id for ro in of_kind(Kind.CORRESPONDENT)
+                   if ro.draft == home.draft
+                   and (home.routable_pseudo or not ro.needs_routable_pseudo))
+    for home in of_kind(Kind.HOME)}
 START = 1.0                             # the first move, seconds into the capture
 
 

@@ -41,9 +41,10 @@ for N nodes. Every field, with its default:
     name = "mn1"
     home_address = "2001:db8:1::100"  # inside one of its home agent's prefixes
     # home_agent = "ha"               # the [home_agent]'s name; required with several
-    home_bu = "5.2.1"                 # rfc3776 | 5.2.1 | 5.2.2   (draft 5.2)
+    home_bu = "5.2.1"                 # rfc3776 | 5.2.1 | 5.2.2   (home registration rows of
+                                      #   dissectors.procedures)
     phoa_cipher = "aes-ctr"           # aes-ctr | aes-ecb-trunc   (PROFILE.md, draft 5.1.3)
-    # privacy = true                  # default: home_bu != "rfc3776" (draft 6.3, 6.4)
+    # privacy = true                  # default: true for the draft's home_bu (draft 6.3, 6.4)
     # ks = "<hex>"                    # manual SA key (draft 5.1.2)
     # key_index = "esp-seq"           # or "counter": i in Ki = count of Home BUs sent (5.1.4)
     # care_of_iid = "privacy"         # this node's IID kind (default: the top-level one)
@@ -64,8 +65,8 @@ for N nodes. Every field, with its default:
                                           #   kind does not apply to this move)
     lose_bu = true                    # move, return-home: the first Home BU is lost and
                                       #   retransmitted
-    # session:     correspondent = "cn1", procedure = rfc6275 | 4.1 | 4.2 | 5.3.1 | 5.3.2 | 5.4,
-    #              data = 2 (data packets each way)
+    # session:     correspondent = "cn1", procedure = rfc6275 | 4.1 | 4.2 | 5.3.1 | 5.3.2 | 5.4
+    #              (correspondent rows of dissectors.procedures), data = 2 (data packets each way)
     # background:  kind = tcp | udp | icmpv6, src, dst (addresses of other hosts), count = 4
 
 SPIs: no SPI is used by two SAs in one capture (so the keyring's `src = dst = "*"` entries are
@@ -81,14 +82,14 @@ from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 
+from dissectors.procedures import BY_ID, Kind, ids
 from keys.errors import UserError
 from lab.addresses import IID_KINDS, parse_mac
 
-HOME_BU_MODES = ("rfc3776", "5.2.1", "5.2.2")
+HOME_BU_MODES = ids(Kind.HOME)                  # a node's home registration procedure
 PHOA_CIPHERS = ("aes-ctr", "aes-ecb-trunc")
 KEY_INDEXES = ("esp-seq", "counter")
-# correspondent registration procedures: plain RFC 6275 and the draft's
-SESSION_PROCEDURES = ("rfc6275", "4.1", "4.2", "5.3.1", "5.3.2", "5.4")
+SESSION_PROCEDURES = ids(Kind.CORRESPONDENT)    # a session's procedure with its correspondent
 ACTIONS = ("move", "session", "prefix-discovery", "return-home", "background")
 BACKGROUND_KINDS = ("tcp", "udp", "icmpv6")
 SPI_ALLOCATIONS = ("random", "sequential")
@@ -366,7 +367,7 @@ def parse_scenario(doc: dict, path: str = "<scenario>") -> Scenario:
         nodes.append(MobileNodeSpec(
             name=node_name, home_address=hoa, home_bu=home_bu,
             phoa_cipher=r.get("phoa_cipher", str, "aes-ctr", PHOA_CIPHERS),
-            privacy=r.get("privacy", bool, home_bu != "rfc3776"), ks=r.key("ks"),
+            privacy=r.get("privacy", bool, BY_ID[home_bu].draft), ks=r.key("ks"),
             first_spi=first_spi, key_index=r.get("key_index", str, "esp-seq", KEY_INDEXES),
             home_agent=ha_name, care_of_iid=r.get("care_of_iid", str, default_iid, IID_KINDS),
             mac=mac, spi_allocation=r.get("spi_allocation", str, default_spi, SPI_ALLOCATIONS),
