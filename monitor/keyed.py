@@ -15,19 +15,10 @@ Beside it, each with its own job:
 
 `from monitor.keyed import KeyedAnalyzer, KeyedMark, keyed_text` is this module's interface.
 
-How the home address is recovered:
-
-- HAO of a Home BU, ESP transport (5.2.1): Ki = HMAC_SHA1(Kph, i); `aes-ctr`: invert the IID,
-  restore the real prefix from the keyring; `aes-ecb-trunc`: recompute from each keyring home
-  address and compare
-- inner source of a Home BU, ESP tunnel (5.2.2): the real home address is the inner source; the
-  pseudo home address is derived as both ends do
-- HAO = a keyring home address (RFC 6275): it is the real one (pseudo_home_address null)
-- option 0xFE, source = care-of address (4.1): privacy keygen token (HoT option 18, or Kcn + home
-  nonce) and care-of token give Kpm; HoA = String XOR pseudo
-- option 0xFE + Alternate CoA, source = HoA (4.2 / 5.3.2): Kbm from the tokens over the source; HoA
-  = AES-decrypt(Kbm, pseudo), checked against the source
-- HAO = a 5.1 pseudo home address (5.3.1): the home binding cache (pseudo -> home address)
+How the home address is recovered: each form of Binding Update the keys tell apart is a row of
+`KeyedAnalyzer.HOME_BU_FORMS` or `CORRESPONDENT_BU_FORMS`, named by the procedures that send it
+(rows of `dissectors.procedures`, whose `recovers` column says how, and docs/DESIGN.md
+"Procedures" shows them), with its recogniser; notes name the procedure by the rows' ids.
 
 `i` is the ESP sequence number of the Home BU (keyring `key_index = "esp-seq"`, the outer ESP in
 tunnel mode) or, with `key_index = "counter"`, the count of Home BUs the node has sent, starting
@@ -60,8 +51,20 @@ from __future__ import annotations
 import ipaddress
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 from dissectors.events import IPv6Layer, MobilityMessage, PacketEvent
+from dissectors.procedures import (
+    CN_INITIATED_RR,
+    HOME_TRANSPORT,
+    HOME_TUNNEL,
+    MN_INITIATED_RR,
+    PLAIN_CORRESPONDENT,
+    PLAIN_HOME,
+    REVERSE_TUNNELLED_BU,
+    RR_PRIVACY,
+    Procedure,
+)
 from dissectors.protocol import BA_REJECTED, MHType
 from keys import formulas
 from keys.keyring import Keyring, MobileNode
@@ -123,12 +126,28 @@ class _HomeRecognition:
 @dataclass
 class _CorrespondentRecognition:
     """What the keys say about a correspondent BU's sender, before its Authenticator."""
-    procedure: str               # "4.1", "4.2/5.3.2", "5.3.1" or "RFC 6275"
+    label: str                   # the procedures of its form: "4.1", "4.2/5.3.2", ...
     home_address: str | None
     pseudo_home_address: str | None
     how: str                     # how the keys gave the home address ("" when they did not)
     kbm_subject: str | None      # the address the home keygen token is over (RFC 6275 5.2.5)
     pseudo_kind: str = "enc"     # Identity.kind of the pseudo home address once explained
+    encrypted: bool = False      # option 0xFE = AES(Kbm, HoA): decrypted once Kbm verifies
+
+
+@dataclass(frozen=True)
+class BUForm:
+    """One form a Binding Update takes on the wire, and the procedures that send it (rows of
+    dissectors.procedures; the wire cannot tell 4.2 from 5.3.2). `recognise(analyzer, label,
+    ...)` returns what the keys say of the sender, or None for a BU of another form."""
+    procedures: tuple[Procedure, ...]
+    form: str
+    recognise: Callable[..., Any]
+
+    @property
+    def label(self) -> str:
+        """How the keyed view's notes name the procedure: the rows' ids, "4.2/5.3.2"."""
+        return "/".join(p.id for p in self.procedures)
 
 
 @dataclass
@@ -312,48 +331,70 @@ class KeyedAnalyzer:
     def _recognise_home(self, event: PacketEvent, claimed: str, home_agent: str,
                         tunnel: bool, esp_sequence: int | None) -> _HomeRecognition:
         """Who sent this Home BU: its home address field (the HAO, else the source; the inner
-        source in a tunnel) checked against every keyring node this home agent serves."""
+        source in a tunnel) tried against each form of HOME_BU_FORMS, with every keyring node
+        this home agent serves. A BU no form explains stands for an address the keys do not
+        know (keyless), or fails to verify (the keys could have checked it)."""
         nodes = self._nodes_of_agent(home_agent)
-        has_hao = event.inner.home_address is not None
-        node = next((n for n in nodes if n.home_address == claimed), None)
-        if node is not None:
-            return self._recognise_real_home(node, tunnel, esp_sequence)
-        for node in nodes:
-            for i in self._key_indices(node, esp_sequence):
-                if self._match_routable(node, claimed, i):
-                    # draft 5.2.1: a routable pseudo home address, Ki = HMAC_SHA1(Kph, i)
-                    how = f"Kph of {node.name}, {self._index_text(node, i)}"
-                    note = (f"{'HAO' if has_hao else 'source'} pseudo HoA {claimed} = HoA "
-                            f"{node.home_address} via {how}")
-                    return _HomeRecognition(node, node.home_address, claimed, True, note, i, how)
-        if not nodes and tunnel and not has_hao:
-            # ESP decrypted but no Kph: the inner source is the home address in clear (5.2.2)
-            return _HomeRecognition(None, claimed, None, None, None)
-        # keyless, or no keyring node explains it: an address standing for the home address
-        return _HomeRecognition(None, None, claimed if has_hao else None,
+        for form in self.HOME_BU_FORMS:
+            r = form.recognise(self, form.label, event, claimed, nodes, tunnel, esp_sequence)
+            if r is not None:
+                return r
+        return _HomeRecognition(None, None,
+                                claimed if event.inner.home_address is not None else None,
                                 False if nodes else None, None)
 
-    def _recognise_real_home(self, node: MobileNode, tunnel: bool,
-                             esp_sequence: int | None) -> _HomeRecognition:
-        """A Home BU whose home address field is `node`'s real home address."""
+    def _home_in_clear(self, label: str, event: PacketEvent, claimed: str,
+                       nodes: list[MobileNode], tunnel: bool,
+                       esp_sequence: int | None) -> _HomeRecognition | None:
+        """RFC 3776 4.1: the HAO (or the source, at home) is a node's real home address."""
+        node = None if tunnel else next((n for n in nodes if n.home_address == claimed), None)
+        if node is None:
+            return None
         home = node.home_address
+        return _HomeRecognition(node, home, None, True, f"Home BU carries the real HoA "
+                                f"{home} of {node.name} ({label})")
+
+    def _home_tunnel(self, label: str, event: PacketEvent, claimed: str,
+                     nodes: list[MobileNode], tunnel: bool,
+                     esp_sequence: int | None) -> _HomeRecognition | None:
+        """draft 5.2.2: in the ESP tunnel the inner source is the home address; both ends
+        derive the pseudo home address (none on the wire) with the BU's i: the outer ESP
+        sequence number, or the node's next counter value."""
         if not tunnel:
-            # RFC 6275: the HAO (or the source, at home) is the real home address
-            return _HomeRecognition(node, home, None, True, f"Home BU carries the real HoA "
-                                    f"{home} of {node.name} (RFC 6275)")
+            return None
+        node = next((n for n in nodes if n.home_address == claimed), None)
+        if node is None:
+            if not nodes and event.inner.home_address is None:
+                # ESP decrypted but no Kph: the inner source is the home address in clear
+                return _HomeRecognition(None, claimed, None, None, None)
+            return None
+        home = node.home_address
         indices = self._key_indices(node, esp_sequence)
         if not indices:
             return _HomeRecognition(node, home, None, True, f"tunnel-mode Home BU of "
-                                    f"{node.name} (no ESP sequence number to derive a pseudo HoA)")
-        # draft 5.2.2: both ends derive the pseudo home address (none on the wire) with the
-        # BU's i: the outer ESP sequence number, or the node's next counter value
+                                    f"{node.name} ({label}): no ESP sequence number to derive "
+                                    f"a pseudo HoA")
         i = indices[0]
         ki = formulas.dynamic_key(node.kph.value, i)
         pseudo = formulas.routable_pseudo_home_address(ki, home, self._derive_prefix(node),
                                                        node.phoa_cipher)
         how = f"Kph of {node.name}, {self._index_text(node, i)}"
         return _HomeRecognition(node, home, pseudo, True, f"tunnel-mode Home BU of {node.name}: "
-                                f"pseudo HoA {pseudo} derived via {how} (5.2.2)", i, how)
+                                f"pseudo HoA {pseudo} derived via {how} ({label})", i, how)
+
+    def _home_routable(self, label: str, event: PacketEvent, claimed: str,
+                       nodes: list[MobileNode], tunnel: bool,
+                       esp_sequence: int | None) -> _HomeRecognition | None:
+        """draft 5.2.1: a routable pseudo home address, Ki = HMAC_SHA1(Kph, i)."""
+        for node in nodes:
+            for i in self._key_indices(node, esp_sequence):
+                if self._match_routable(node, claimed, i):
+                    how = f"Kph of {node.name}, {self._index_text(node, i)}"
+                    where = "HAO" if event.inner.home_address is not None else "source"
+                    note = (f"{where} pseudo HoA {claimed} = HoA {node.home_address} via {how} "
+                            f"({label})")
+                    return _HomeRecognition(node, node.home_address, claimed, True, note, i, how)
+        return None
 
     def _recognise_hao(self, address: str, home_agent: str, esp_sequence: int) -> None:
         """A HAO toward a home agent under ESP (draft 5.5 MPS, or any packet) that no BU
@@ -622,44 +663,69 @@ class KeyedAnalyzer:
 
     def _recognise_correspondent(self, layer: IPv6Layer, m: MobilityMessage,
                                  care_of: str) -> _CorrespondentRecognition:
-        """Which procedure a correspondent BU follows, told by where its addresses stand, and
-        what the keys say of its home address before its Authenticator is checked."""
-        option = layer.pseudo_home_address
-        if option is not None and not m.alternate_care_of_address:
-            return self._recognise_privacy_rr(layer.dst, care_of, option, m)
-        if option is not None:
-            # draft 4.2 / 5.3.2: source = home address, option 0xFE = AES(Kbm, HoA), Alt CoA;
-            # the home address shows once Kbm verifies (_correspondent_bu decrypts)
-            return _CorrespondentRecognition("4.2/5.3.2", None, option, "", layer.src, "enc")
-        subject = layer.home_address or layer.src
-        ident = self.book.get(subject)
-        if ident is not None and ident.kind == "routable":
-            # draft 5.3.1: a routable pseudo home address the home binding cache explains
-            return _CorrespondentRecognition("5.3.1", ident.home_address, subject,
-                                             f"the home binding cache ({ident.how})", subject,
-                                             "routable")
-        # RFC 6275: the HAO (or the source, at home) is the home address when the keys know
-        # it; else it is a stand-in the keys do not explain (see the module docstring)
-        known = self.keyring and self.keyring.mobile_node_by_home_address(subject)
-        if known or (ident is not None and ident.kind == "home"):
-            return _CorrespondentRecognition("RFC 6275", subject, None, "", subject)
-        return _CorrespondentRecognition("RFC 6275", None,
-                                         subject if layer.home_address else None, "", subject)
+        """Which procedure a correspondent BU follows, told by where its addresses stand (the
+        forms of CORRESPONDENT_BU_FORMS, in order), and what the keys say of its home address
+        before its Authenticator is checked."""
+        for form in self.CORRESPONDENT_BU_FORMS:
+            r = form.recognise(self, form.label, layer, m, care_of)
+            if r is not None:
+                return r
+        raise AssertionError("the last form takes every BU")
 
-    def _recognise_privacy_rr(self, cn: str, care_of: str, option: str,
-                              m: MobilityMessage) -> _CorrespondentRecognition:
-        """draft 4.1: source = care-of address, option 0xFE, no HAO: the privacy and care-of
-        keygen tokens give Kpm, and HoA = String XOR the pseudo home address."""
+    def _cn_privacy_rr(self, label: str, layer: IPv6Layer, m: MobilityMessage,
+                       care_of: str) -> _CorrespondentRecognition | None:
+        """draft 4.1: source = care-of address, option 0xFE, no Alternate CoA: the privacy and
+        care-of keygen tokens give Kpm, and HoA = String XOR the pseudo home address."""
+        option = layer.pseudo_home_address
+        if option is None or m.alternate_care_of_address:
+            return None
+        cn = layer.dst
         hni, cni = m.home_nonce_index, m.care_of_nonce_index
         ptoken = self._privacy_token(cn, hni)
         ctoken = self._care_of_token(cn, care_of, cni)
         if ptoken is None or ctoken is None or hni is None or cni is None:
-            return _CorrespondentRecognition("4.1", None, option, "", None, "rr")
+            return _CorrespondentRecognition(label, None, option, "", None, "rr")
         kpm = formulas.privacy_management_key(ptoken, ctoken)
         home = formulas.rr_home_address(kpm, care_of, hni, cni, option)
-        return _CorrespondentRecognition("4.1", home, option,
-                                         f"Kpm of {cn}, nonce indices {hni}/{cni} (4.1)", home,
-                                         "rr")
+        return _CorrespondentRecognition(label, home, option,
+                                         f"Kpm of {cn}, nonce indices {hni}/{cni} ({label})",
+                                         home, "rr")
+
+    def _cn_encrypted(self, label: str, layer: IPv6Layer, m: MobilityMessage,
+                      care_of: str) -> _CorrespondentRecognition | None:
+        """draft 4.2 / 5.3.2: source = home address, option 0xFE = AES(Kbm, HoA), Alternate
+        CoA; the home address shows once Kbm verifies (_correspondent_bu decrypts)."""
+        option = layer.pseudo_home_address
+        if option is None or not m.alternate_care_of_address:
+            return None
+        return _CorrespondentRecognition(label, None, option, "", layer.src, "enc",
+                                         encrypted=True)
+
+    def _cn_routable(self, label: str, layer: IPv6Layer, m: MobilityMessage,
+                     care_of: str) -> _CorrespondentRecognition | None:
+        """draft 5.3.1: the HAO is a routable pseudo home address the home binding cache
+        explains."""
+        if layer.pseudo_home_address is not None:
+            return None
+        subject = layer.home_address or layer.src
+        ident = self.book.get(subject)
+        if ident is None or ident.kind != "routable":
+            return None
+        return _CorrespondentRecognition(label, ident.home_address, subject,
+                                         f"the home binding cache ({ident.how})", subject,
+                                         "routable")
+
+    def _cn_plain(self, label: str, layer: IPv6Layer, m: MobilityMessage,
+                  care_of: str) -> _CorrespondentRecognition | None:
+        """RFC 6275: the HAO (or the source, at home) is the home address when the keys know
+        it; else it is a stand-in the keys do not explain (see the module docstring)."""
+        subject = layer.home_address or layer.src
+        ident = self.book.get(subject)
+        known = self.keyring and self.keyring.mobile_node_by_home_address(subject)
+        if known or (ident is not None and ident.kind == "home"):
+            return _CorrespondentRecognition(label, subject, None, "", subject)
+        return _CorrespondentRecognition(label, None,
+                                         subject if layer.home_address else None, "", subject)
 
     def _kbm(self, cn: str, subject: str | None, care_of: str,
              m: MobilityMessage) -> tuple[bytes | None, bool | None]:
@@ -677,12 +743,12 @@ class KeyedAnalyzer:
         care_of = m.alternate_care_of_address or layer.src
         delivered = event.outer.dst == cn
         r = self._recognise_correspondent(layer, m, care_of)
-        procedure, home, pseudo, how = r.procedure, r.home_address, r.pseudo_home_address, r.how
+        home, pseudo, how = r.home_address, r.pseudo_home_address, r.how
         kbm, valid = self._kbm(cn, r.kbm_subject, care_of, m)
-        if procedure == "4.2/5.3.2" and kbm is not None and valid:
+        if r.encrypted and kbm is not None and valid:
             decrypted = formulas.decrypted_home_address(kbm, pseudo)
             if decrypted == layer.src:
-                home, how = decrypted, f"AES-decrypt with Kbm of {cn} (4.2/5.3.2)"
+                home, how = decrypted, f"AES-decrypt with Kbm of {cn} ({r.label})"
             else:
                 self.findings.add(PSEUDO_HOME_ADDRESS_MISMATCH, event.frame,
                                   f"option 0xFE {pseudo} does not decrypt to the BU's source "
@@ -699,7 +765,7 @@ class KeyedAnalyzer:
             if ident is not None:
                 home = ident.home_address
                 self.attribution.attribute(event.frame, home)
-        self._note(event.frame, self._bu_note(procedure, pseudo, home, how, valid, delivered))
+        self._note(event.frame, self._bu_note(r.label, pseudo, home, how, valid, delivered))
         if valid is False:
             self.findings.add(AUTHENTICATOR_INVALID, event.frame,
                               f"BU to {cn} (seq {m.sequence}) from {care_of}: the Authenticator "
@@ -738,8 +804,8 @@ class KeyedAnalyzer:
             frame=event.frame, time=event.time))
 
     @staticmethod
-    def _bu_note(procedure, pseudo, home, how, valid, delivered) -> str:
-        parts = [f"correspondent BU ({procedure})"]
+    def _bu_note(label, pseudo, home, how, valid, delivered) -> str:
+        parts = [f"correspondent BU ({label})"]
         if pseudo is not None:
             parts.append(f"pseudo HoA {pseudo} = HoA {_short(home)}" + (f" via {how}" if how
                                                                       and home else ""))
@@ -859,3 +925,26 @@ class KeyedAnalyzer:
     _HANDLERS: dict[int, Callable[[KeyedAnalyzer, PacketEvent, MobilityMessage], None]] = {
         MHType.BU: _bu, MHType.BA: _ba, MHType.HOTI: _hoti, MHType.HOT: _hot,
         MHType.COTI: _coti, MHType.COT: _cot, MHType.BE: _be}
+
+    # The forms of Binding Update the keys tell apart, each named by the procedures that send
+    # it (dissectors.procedures), tried in order; a new procedure's form is one row and its
+    # recogniser. A Home BU whose home address field is a keyring home address is the node's
+    # own before any pseudo home address is tried (a comparison first, AES per node and i
+    # after); the plain RFC 6275 correspondent BU takes whatever no other form did.
+    HOME_BU_FORMS: tuple[BUForm, ...] = (
+        BUForm((PLAIN_HOME,), "HAO (the source, at home) = a keyring home address, ESP "
+               "transport", _home_in_clear),
+        BUForm((HOME_TUNNEL,), "ESP tunnel, inner source = the home address", _home_tunnel),
+        BUForm((HOME_TRANSPORT,), "HAO = a pseudo home address the keyring's Kph derives",
+               _home_routable),
+    )
+    CORRESPONDENT_BU_FORMS: tuple[BUForm, ...] = (
+        BUForm((RR_PRIVACY,), "option 0xFE, no Alternate CoA: source = care-of address",
+               _cn_privacy_rr),
+        BUForm((REVERSE_TUNNELLED_BU, CN_INITIATED_RR), "option 0xFE and an Alternate CoA: "
+               "source = home address", _cn_encrypted),
+        BUForm((MN_INITIATED_RR,), "HAO = a pseudo home address a Home BU registered",
+               _cn_routable),
+        BUForm((PLAIN_CORRESPONDENT,), "HAO (or source) = the home address, or an address "
+               "the keys do not explain", _cn_plain),
+    )

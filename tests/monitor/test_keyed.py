@@ -54,7 +54,8 @@ def test_home_bu_transport_mode_recovers_home_address(cipher, phoa):
         "home_agent": HA, "home_address": HOA, "pseudo_home_address": phoa,
         "care_of_address": COA, "sequence": 10, "lifetime": 420, "frame": 1, "time": 1001.0}]
     assert a.frame_nodes() == {1: HOA, 2: HOA}
-    assert f"HAO pseudo HoA {phoa} = HoA {HOA} via Kph of mn1, i = ESP seq 7" in a.annotations(1)
+    assert f"HAO pseudo HoA {phoa} = HoA {HOA} via Kph of mn1, i = ESP seq 7 (5.2.1)" \
+        in a.annotations(1)
     assert kinds(a) == []
 
 
