@@ -1,15 +1,23 @@
 """The event stream: one source of neutral events feeding independent addons.
 
-Modelled on mitmproxy's addons: an addon is any object with some of the hook methods
-`packet(event)` and `done()`. The stream never interprets an event; it only keeps the
-accounting that says where every frame went (captured = analysed + filtered + malformed +
-dropped).
+Modelled on mitmproxy's addons: an addon is any object with some of the hook methods below;
+the stream calls each addon's hook in the addons' order. The stream never interprets an event;
+it only keeps the accounting that says where every frame went (captured = analysed + filtered
++ malformed + dropped).
+
+- `pace(event)`: before the event is analysed, outside the stream's lock; it may wait (a
+  replay at the capture's pace, web.session.Pacer). After it, a set `stop` ends the run.
+- `packet(event)`: the event, under the lock (readers in other threads that take the same
+  lock never see an addon half-way through a packet).
+- `done()`: once the source has ended, failed or been stopped, under the lock; every addon's
+  runs even when one raises.
 """
 from __future__ import annotations
 
+import contextlib
 import threading
 from collections.abc import Iterable, Iterator
-from typing import Protocol
+from typing import Any, Protocol
 
 from dissectors.accounting import Accounting
 from dissectors.events import PacketEvent
@@ -52,16 +60,50 @@ class EventStream:
             if hook is not None:
                 hook(event)
 
-    def run(self, stop: threading.Event | None = None) -> Accounting:
+    def _hooks(self, name: str) -> list[Any]:
+        return [hook for addon in self.addons if (hook := getattr(addon, name, None)) is not None]
+
+    def run(self, stop: threading.Event | None = None,
+            lock: contextlib.AbstractContextManager[Any] | None = None) -> Accounting:
+        """Every event of the source to the addons (`pace`, then `packet` under `lock`), then
+        the source closed and `done()`; a `stop` set while an event is paced ends the run
+        before that event. An error while reading is raised; one from closing the source or
+        from a `done()` hook only when nothing failed before it."""
+        guard = lock if lock is not None else contextlib.nullcontext()
+        pace = self._hooks("pace")
+        failed = False
         try:
             for event in self.source.events():
-                self.feed(event)
+                for hook in pace:
+                    hook(event)
                 if stop is not None and stop.is_set():
                     break
+                with guard:
+                    self.feed(event)
+        except BaseException:
+            failed = True
+            raise
         finally:
-            self.source.close()
-            for addon in self.addons:
-                hook = getattr(addon, "done", None)
-                if hook is not None:
-                    hook()
+            errors = [self._close(), self._done(guard)]
+            first = next((exc for exc in errors if exc is not None), None)
+            if first is not None and not failed:
+                raise first
         return self.accounting
+
+    def _close(self) -> Exception | None:
+        try:
+            self.source.close()
+        except Exception as exc:
+            return exc
+        return None
+
+    def _done(self, guard: contextlib.AbstractContextManager[Any]) -> Exception | None:
+        """Every addon's `done()`, each one even when an earlier one failed: the first failure."""
+        failed: Exception | None = None
+        with guard:
+            for hook in self._hooks("done"):
+                try:
+                    hook()
+                except Exception as exc:
+                    failed = failed or exc
+        return failed

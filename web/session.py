@@ -48,10 +48,15 @@ def parse_speed(text: str | float | None) -> float | None:
 
 @dataclass
 class Pacer:
-    """Sleeps so events reach the analyzers at `speed` times their capture-time spacing."""
+    """Addon (the stream's `pace` hook, outside its lock): sleeps so events reach the analyzers
+    at `speed` times their capture-time spacing, and keeps when the current one was due."""
     speed: float | None
     stop: threading.Event
     _origin: tuple[float, float, float] | None = None  # first event time, monotonic, epoch
+    due: float | None = None      # epoch ms the current event was due (PacketView stamps rows)
+
+    def pace(self, event: PacketEvent) -> None:
+        self.due = self.wait(event.time)
 
     def wait(self, event_time: float) -> float:
         """Sleep until the event is due; return when it was due (epoch ms): the moment the
@@ -130,12 +135,15 @@ class MonitorSession:
         self._unresolved: deque[int] = deque(maxlen=UNRESOLVED_WINDOW)
         self._late_nodes: list[list] = []      # [frame, home address], in the order learnt
         self._late_base = 0                    # late labels dropped from the front
-        self.view = PacketView(max_rows=max_rows,
-                               node_of=self._node_of if keyring is not None else None)
-        # the view goes last: when it sees an event the analyzers have already taken it in
-        self.stream = EventStream(source, [keyed, attackers, self.view])
         self.lock = threading.RLock()
         self.stop = threading.Event()
+        self.pacer = Pacer(speed, self.stop)
+        self.view = PacketView(max_rows=max_rows,
+                               node_of=self._node_of if keyring is not None else None,
+                               pacer=self.pacer)
+        # the pacer first (it waits outside the lock), the view last: when it sees an event
+        # the analyzers have already taken it in
+        self.stream = EventStream(source, [self.pacer, keyed, attackers, self.view])
         self.state = "starting"
         self.error: str | None = None
         self.rate = RateMeter()
@@ -146,24 +154,18 @@ class MonitorSession:
 
     # --- the stream thread ---------------------------------------------------------------
     def run(self, gate: threading.Event | None = None) -> None:
-        """Feed every event to the addons; with a gate, wait for it first (a paced replay
-        starts when the first browser connects, so nobody misses its beginning)."""
+        """The stream (monitor.stream.EventStream.run, under this session's lock, paced by
+        `self.pacer`); with a gate, wait for it first (a paced replay starts when the first
+        browser has built its panes, so nobody misses its beginning)."""
         if gate is not None:
             self.state = "waiting for a browser"
             while not gate.wait(0.2):
                 if self.stop.is_set():
                     self.state = "stopped"
                     return
-        pacer = Pacer(self.speed, self.stop)
         self.state = "running"
         try:
-            for event in self.source.events():
-                due = pacer.wait(event.time)
-                if self.stop.is_set():
-                    break
-                with self.lock:
-                    self.view.due = due
-                    self.stream.feed(event)
+            self.stream.run(self.stop, self.lock)
             incomplete = getattr(self.stream.accounting, "incomplete", None)
             if incomplete and not self.stop.is_set():
                 # a capture not read to its end is a failure, never "done" (issue 13)
@@ -173,19 +175,6 @@ class MonitorSession:
         except Exception as exc:                      # shown in the status bar, never a crash
             self.state = "error"
             self.error = f"{type(exc).__name__}: {exc}".splitlines()[0][:300]
-        finally:
-            try:
-                self.source.close()
-            except Exception:
-                pass
-            with self.lock:
-                for addon in self.stream.addons:
-                    hook = getattr(addon, "done", None)
-                    if hook is not None:
-                        try:
-                            hook()
-                        except Exception as exc:
-                            self.error = self.error or f"{type(exc).__name__}: {exc}"[:300]
 
     def close(self) -> None:
         """Stop the stream; closing the source here too ends its tshark even when the stream

@@ -247,10 +247,11 @@ def detail_tree(event: PacketEvent, annotations: list[str]) -> list[dict]:
 class PacketView:
     """Addon: the bounded packet list, plus a queue of rows not yet sent to the browser."""
 
-    def __init__(self, max_rows: int = 100_000, node_of=None):
+    def __init__(self, max_rows: int = 100_000, node_of=None, pacer=None):
         """`node_of(frame)`, if given, labels each row with the node an analyzer that ran
         before this view tied the frame to (the node quick filter); the view itself reads no
-        keys."""
+        keys. `pacer.due`, if given, is when the current event was due in a replay (epoch ms:
+        the dashboard's latency is measured from it); else a row is stamped when it is made."""
         self.max_rows = max_rows
         self.node_of = node_of
         self.events: dict[int, PacketEvent] = {}
@@ -261,7 +262,7 @@ class PacketView:
         self.total = 0
         self.finished = False
         self.classifier = ProcedureClassifier()
-        self.due: float | None = None     # epoch ms the current event was due (set by the session)
+        self.pacer = pacer
         self._lock = threading.Lock()
 
     def packet(self, event: PacketEvent) -> None:
@@ -269,7 +270,7 @@ class PacketView:
                   proc=self.classifier.classify(event), msg=message_name(event),
                   path=event.path or "", info=info_text(event), length=event.length,
                   addrs=addresses(event), malformed=bool(event.malformed),
-                  ts=self.due if self.due is not None else time.time() * 1000.0,
+                  ts=self._due(),
                   seq=self.total + 1,
                   node=self.node_of(event.frame) if self.node_of is not None else None).as_dict()
         with self._lock:
@@ -285,6 +286,10 @@ class PacketView:
             while len(self.pending) > self.max_rows:
                 # nobody drained the queue (no browser): the rows stay in self.rows
                 self.pending.popleft()
+
+    def _due(self) -> float:
+        due = self.pacer.due if self.pacer is not None else None
+        return due if due is not None else time.time() * 1000.0
 
     def done(self) -> None:
         self.finished = True

@@ -1,0 +1,105 @@
+"""The event stream's hooks (monitor.stream): `pace` outside the lock, `packet` under it, `done`
+for every addon once, and which failure is raised. The source here is a list of events (the
+stream's contract, not tshark's, is under test; tests/monitor/test_sources.py runs tshark)."""
+from __future__ import annotations
+
+import threading
+
+import pytest
+
+from dissectors.accounting import Accounting
+from dissectors.events import IPv6Layer, PacketEvent
+from monitor.stream import EventStream
+
+
+class ListSource:
+    name = "list"
+
+    def __init__(self, count: int, fail_at: int | None = None):
+        self.accounting = Accounting()
+        self.count, self.fail_at, self.closed = count, fail_at, 0
+
+    def events(self):
+        for frame in range(1, self.count + 1):
+            if frame == self.fail_at:
+                raise OSError("the capture broke")
+            yield PacketEvent(frame=frame, time=float(frame), length=60,
+                              layers=(IPv6Layer("2001:db8::1", "2001:db8::2"),))
+
+    def close(self) -> None:
+        self.closed += 1
+
+
+class Recorder:
+    """Records each hook call and whether the stream's lock was held at that moment."""
+
+    def __init__(self, lock, log: list, stop_after: int | None = None, stop=None,
+                 fail_done: bool = False):
+        self.lock, self.log, self.stop_after, self.stop = lock, log, stop_after, stop
+        self.fail_done = fail_done
+
+    def _held(self) -> bool:
+        """Is the lock taken? (Another thread tries it: an RLock lets its owner in again.)"""
+        taken = []
+
+        def probe() -> None:
+            got = self.lock.acquire(blocking=False)
+            if got:
+                self.lock.release()
+            taken.append(not got)
+
+        thread = threading.Thread(target=probe)
+        thread.start()
+        thread.join()
+        return taken[0]
+
+    def pace(self, event) -> None:
+        self.log.append(("pace", event.frame, self._held()))
+        if self.stop_after is not None and event.frame > self.stop_after:
+            self.stop.set()
+
+    def packet(self, event) -> None:
+        self.log.append(("packet", event.frame, self._held()))
+
+    def done(self) -> None:
+        self.log.append(("done", None, self._held()))
+        if self.fail_done:
+            raise RuntimeError("done failed")
+
+
+def test_pace_runs_outside_the_lock_and_packet_and_done_under_it():
+    lock, log = threading.RLock(), []
+    source = ListSource(3)
+    acc = EventStream(source, [Recorder(lock, log)]).run(lock=lock)
+    assert log == [("pace", 1, False), ("packet", 1, True), ("pace", 2, False),
+                   ("packet", 2, True), ("pace", 3, False), ("packet", 3, True),
+                   ("done", None, True)]
+    assert acc.analysed == 3 and source.closed == 1
+
+
+def test_a_stop_set_while_pacing_ends_the_run_before_that_event():
+    lock, log, stop = threading.RLock(), [], threading.Event()
+    source = ListSource(10)
+    second = []
+    EventStream(source, [Recorder(lock, log, stop_after=2, stop=stop),
+                         Recorder(lock, second)]).run(stop, lock)
+    fed = [frame for hook, frame, _ in log if hook == "packet"]
+    assert fed == [1, 2] and [f for h, f, _ in second if h == "packet"] == [1, 2]
+    assert log[-1][0] == second[-1][0] == "done" and source.closed == 1
+
+
+def test_every_done_runs_and_the_first_failure_is_raised():
+    lock, log, later = threading.RLock(), [], []
+    with pytest.raises(RuntimeError, match="done failed"):
+        EventStream(ListSource(2), [Recorder(lock, log, fail_done=True),
+                                    Recorder(lock, later)]).run(lock=lock)
+    assert log[-1][0] == "done" and later[-1][0] == "done"
+
+
+def test_a_broken_source_is_the_error_raised_not_a_done_that_fails_after_it():
+    lock, log = threading.RLock(), []
+    source = ListSource(5, fail_at=3)
+    with pytest.raises(OSError, match="the capture broke"):
+        EventStream(source, [Recorder(lock, log, fail_done=True)]).run(lock=lock)
+    assert [f for h, f, _ in log if h == "packet"] == [1, 2]
+    assert log[-1][0] == "done" and source.closed == 1
