@@ -26,8 +26,10 @@ from dataclasses import dataclass, field
 from flask import Flask, Response, jsonify, render_template, request, send_file
 from flask_socketio import SocketIO, emit
 
+from dissectors.protocol import OTHER_PATH, PATHS
 from monitor.placement import VANTAGES
 from web.capture_tools import CaptureTools, FilterError, ToolsBusy
+from web.panes import CORRESPONDENT_BINDINGS, HOME_BINDINGS, side_by_side
 from web.session import MonitorSession, PaneCursor
 from web.view import detail_tree
 
@@ -245,7 +247,7 @@ def create_app(session: MonitorSession, token: str, tools: CaptureTools | None =
     def index():
         response = Response(render_template("index.html", token=token,
                                             vantages=VANTAGES, default_vantage=vantage,
-                                            live=tools is None))
+                                            paths=(*PATHS, OTHER_PATH), live=tools is None))
         response.headers["Cache-Control"] = "no-store"
         return response
 
@@ -333,8 +335,8 @@ def create_app(session: MonitorSession, token: str, tools: CaptureTools | None =
         rows = ([{"cache": "home", **b} for b in report.get("home_bindings", [])]
                 + [{"cache": "correspondent", **b}
                    for b in report.get("correspondent_bindings", [])])
-        cols = _columns(rows, ["cache", "home_agent", "correspondent", "home_address",
-                               "pseudo_home_address", "care_of_address", "sequence"])
+        # the columns the two binding panes show, side by side, then any other field
+        cols = _columns(rows, ["cache", *side_by_side(HOME_BINDINGS, CORRESPONDENT_BINDINGS)])
         return Response(_csv(rows, cols), mimetype="text/csv", headers={
             "Content-Disposition": 'attachment; filename="mip6mon-bindings.csv"'})
 
@@ -365,6 +367,11 @@ def create_app(session: MonitorSession, token: str, tools: CaptureTools | None =
             dash.clients[request.sid] = client
         emit("backlog", {"rows": session.view.backlog(), "evicted": session.view.evicted})
         emit("snapshot", dash.snapshot_for(client))
+
+    @socketio.on("ready")
+    def on_ready(*_args):
+        """The page has built its panes from its first snapshot (and drawn its empty plots,
+        the costliest draw): a paced replay starts now, so its first rows wait for nothing."""
         dash.first_client.set()
 
     @socketio.on("disconnect")

@@ -14,11 +14,13 @@ from dataclasses import dataclass, field
 from dissectors.events import PacketEvent
 from monitor.keyed import KeyedMark
 from monitor.stream import EventStream
-from web.view import PROCEDURES, PacketView
+from web.panes import CARE_OF_TRAILS, PROFILES, fed_by, layout
+from web.view import PACKET_CLASSES, PacketView
 
-SNAPSHOT_LIST_LIMIT = 100     # newest attacker profiles sent per snapshot (totals are sent)
-PANE_ROWS = 50                # newest entries of each keyed table a browser keeps (app.js too)
-TRAIL_POINTS = 200            # newest care-of points per node in the timeline (app.js too)
+# what a snapshot carries of each list: what its panes keep (web.panes), the totals besides
+KEYED_ROWS = max(pane.rows for pane in fed_by("keyed") if pane.kind != "plot")
+TRAIL_POINTS = CARE_OF_TRAILS.rows          # newest care-of points per node
+PROFILE_ROWS = PROFILES.rows                # newest attacker profiles
 UNRESOLVED_WINDOW = 2000      # newest frames not tied to a node yet, retried each second
 LATE_NODES_KEPT = 50_000      # late node labels kept for browsers that connect later
 
@@ -87,7 +89,7 @@ class RateMeter:
         return (c1 - c0) / (t1 - t0) if t1 > t0 else 0.0
 
 
-def _tail(items: list, limit: int = SNAPSHOT_LIST_LIMIT) -> list:
+def _tail(items: list, limit: int = PROFILE_ROWS) -> list:
     return items[-limit:]
 
 
@@ -316,15 +318,17 @@ class MonitorSession:
 
     def pane_update(self, cursor: PaneCursor, vantage: str) -> dict:
         """What one browser needs for its panes since `cursor` (updated here): the status
-        always; names and procedure labels once; the keyed tables' new rows, trail points and
-        late node labels (KeyedAnalyzer.news: costs what is new, not what was seen); the
+        always; the panes' layout (web.panes) and the names of packet classes and nodes once;
+        the keyed tables' new rows, trail points and late node labels (KeyedAnalyzer.news:
+        costs what is new, not what was seen); the
         attacker pane only when its state changed. A whole report every second cost more
         each second and held the stream's lock (issue 5's 250 ms budget)."""
         snap: dict = {"status": self.status()}
         if cursor.first:
-            snap.update(names=self.names, procedures=PROCEDURES)
+            # what the page builds itself from (web.panes), and the names it shows
+            snap.update(panes=layout(), packet_classes=PACKET_CLASSES, names=self.names)
         with self.lock:
-            keyed, cursor.keyed = self.keyed.news(cursor.keyed, PANE_ROWS, TRAIL_POINTS)
+            keyed, cursor.keyed = self.keyed.news(cursor.keyed, KEYED_ROWS, TRAIL_POINTS)
             late = self._late_nodes[max(0, cursor.late_nodes - self._late_base):]
             cursor.late_nodes = self._late_base + len(self._late_nodes)
         snap["trails"] = keyed.pop("trails")

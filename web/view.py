@@ -14,10 +14,12 @@ from dataclasses import dataclass, field
 from dissectors.events import MobilityMessage, PacketEvent
 from dissectors.protocol import ICMPV6_NAMES
 
-# Procedure classes, as far as a keyless look at one packet can tell; the colour key of the
-# packet list. Section numbers are the draft's (draft 5.2 home registration, 5.3 correspondent
-# registration after return routability, 5.5 prefix discovery).
-PROCEDURES = {
+# The packet list's Procedure column: what a keyless look at one packet can tell (its message,
+# its headers), the list's colour key (style.css .proc-CLASS). Not the draft's procedures
+# (dissectors.procedures), which need the keys to tell apart; section numbers are the draft's
+# (5.2 home registration, 5.3 correspondent registration after return routability, 5.5 prefix
+# discovery). The page gets these names in its first snapshot.
+PACKET_CLASSES = {
     "home": "Home registration",        # draft 5.2, RFC 6275 11.7.1
     "rr": "Return routability",         # draft 5.3, RFC 6275 5.2.5
     "cn": "CN registration",            # draft 5.3, RFC 6275 11.7.2
@@ -148,8 +150,9 @@ def info_text(event: PacketEvent) -> str:
 
 
 @dataclass
-class ProcedureClassifier:
-    """Keyless procedure guess per packet; learns home agents from Home BUs (H flag)."""
+class PacketClassifier:
+    """The packet class of each packet (PACKET_CLASSES), keyless; learns home agents from Home
+    BUs (H flag)."""
     home_agents: set[str] = field(default_factory=set)
 
     def classify(self, event: PacketEvent) -> str:
@@ -261,7 +264,7 @@ class PacketView:
         self.evicted = 0
         self.total = 0
         self.finished = False
-        self.classifier = ProcedureClassifier()
+        self.classifier = PacketClassifier()
         self.pacer = pacer
         self._lock = threading.Lock()
 

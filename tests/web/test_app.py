@@ -351,6 +351,10 @@ def test_binding_cache_downloads(demo_app, demo_lab):
     assert body["correspondent_bindings"] == demo_lab.truth["correspondent_bindings"]
     text = client.get("/api/bindings.csv", query_string={"token": TOKEN}).data.decode()
     rows = list(csv.DictReader(io.StringIO(text)))
+    # the columns the two binding panes show (web.panes), side by side, then the rest
+    assert text.splitlines()[0].split(",")[:10] == [
+        "cache", "home_agent", "correspondent", "home_address", "pseudo_home_address",
+        "care_of_address", "sequence", "lifetime", "authenticator_valid", "frame"]
     assert len(rows) == len(body["home_bindings"]) + len(body["correspondent_bindings"])
     assert {r["cache"] for r in rows} == {"home", "correspondent"}
     assert rows[0]["home_address"] == body["home_bindings"][0]["home_address"]

@@ -125,10 +125,10 @@ def test_both_panes_fill_and_screenshot(demo_server, demo_lab, demo_rows, page):
     # attacker pane: profiles, their trail, the linkage graph, the privacy score
     page.wait_for_selector('#attacker[data-vantage="all"]', timeout=WAIT_SECONDS * 1000)
     assert page.text_content("#profile-table tbody tr td").startswith("P")
-    assert page.eval_on_selector_all("#trail li", "x => x.length") >= 1
+    assert page.eval_on_selector_all("#trail-list li", "x => x.length") >= 1
     # ties, care-of addresses, home / pseudo home addresses, profiles
     until(page, "document.querySelectorAll('#link-plot .scatterlayer .trace').length", 4)
-    precision = page.text_content("#privacy .kpi b")
+    precision = page.text_content("#privacy-kpis .kpi b")
     assert 0 <= float(precision) <= 1
     # Wireshark's time column: seconds since the first packet
     times = [float(t) for t in column(page, 1)]
@@ -189,7 +189,7 @@ def test_vantage_selector_changes_the_attacker(demo_server, page):
     page.select_option("#vantage", "mn-ha")
     page.wait_for_selector('#attacker[data-vantage="mn-ha"]', timeout=WAIT_SECONDS * 1000)
     assert page.text_content("#profile-count") == f"({expected})"
-    assert page.locator("#privacy .kpi").count() > 0
+    assert page.locator("#privacy-kpis .kpi").count() > 0
     assert page.errors == []
 
 

@@ -43,7 +43,7 @@ def test_a_browser_gets_each_entry_once_and_the_attacker_when_it_changes(demo_se
     truth = demo_lab.truth
     cursor = PaneCursor()
     first = demo_session.pane_update(cursor, "all")
-    assert first["names"]["2001:db8:1::100"] == "mn1" and first["procedures"]["home"]
+    assert first["names"]["2001:db8:1::100"] == "mn1" and first["packet_classes"]["home"]
     keyed = first["keyed"]
     assert len(keyed["home_bindings"]) == keyed["home_total"] == len(truth["home_bindings"])
     assert len(keyed["correspondent_bindings"]) == len(truth["correspondent_bindings"])
@@ -52,6 +52,7 @@ def test_a_browser_gets_each_entry_once_and_the_attacker_when_it_changes(demo_se
 
     again = demo_session.pane_update(cursor, "all")
     assert "names" not in again and "attacker" not in again and "privacy" not in again
+    assert "panes" not in again and "packet_classes" not in again
     assert again["keyed"]["home_bindings"] == again["keyed"]["findings"] == []
     assert again["keyed"]["home_total"] == keyed["home_total"]     # the totals always come
     assert again["trails"] == {} and again["late_nodes"] == []

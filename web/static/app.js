@@ -4,7 +4,6 @@
 "use strict";
 
 (function () {
-  const MAX_ROWS = 200000;      // rows kept in memory for filtering
   const OVERSCAN = 6;           // rows rendered above and below the visible window
   const PERF_MAX = 50000;       // latency samples kept for the benchmark
 
@@ -22,14 +21,15 @@
     paused: false, queue: [], incoming: [], rafPending: false,
     dfFrames: null, dfText: "", quick: { node: "", path: "", msg: "" },
     frameNodes: new Map(), names: {}, nodeAddrs: new Map(),
-    displayed: 0, selected: null, procedures: {},
+    displayed: 0, selected: null, classes: {},
+    // the panes as the server declares them (web/panes.py), from the first snapshot: the
+    // page builds them then, and draws no row before
+    layout: null,
     // the panes as the snapshots built them up: each snapshot carries only what is new
     // (the keyed tables' rows live in the DOM only: they are never read back)
     panes: { trails: new Map(), attacker: null, privacy: null },
     plotKeys: { coa: "", link: "" }, selectedProfile: null,
   };
-  const PANE_ROWS = 50;         // newest entries each keyed table keeps (web/session.py too)
-  const TRAIL_POINTS = 200;     // newest care-of points per node in the timeline
   const INFO_CHARS = 200;       // the Info cell shows this much; the tooltip and tree all of it
 
   // Latency probe read by benchmarks/bench_latency.py, epoch ms per row:
@@ -81,18 +81,27 @@
     return true;
   }
 
-  const PROC_OK = new Set(["home", "rr", "cn", "error", "prefix", "data", "tunnel", "esp", "other"]);
-
   // The packet list is text: one line per packet, in fixed-width columns of a monospace font,
   // like a terminal's tshark. A row is a <div> holding one text node, and the rows are a pool
   // reused from render to render: a render rewrites text and creates no element. (A table of
   // nine cells per row, rebuilt ten times a second, took most of the page's one thread at
   // 1,000 rows/s; one text node lays out several times faster: issue 5's 250 ms budget.)
-  // Columns: [title, width in characters] (0: the rest of the line).
-  // No. fits 8 digits and Time a day in seconds (86400.000000) before they are cut.
-  const COLUMNS = [["No.", 9], ["Time", 14], ["Source", 22], ["Destination", 22],
-                   ["Procedure", 17], ["Msg", 7], ["Path", 7], ["Len", 6], ["Info", 0]];
-  const INFO = COLUMNS.length - 1;
+  // Its columns come from the packets pane (web/panes.py): [heading, width in characters (0:
+  // the rest of the line), row key, writer, format], the writer one of LIST_FORMATS.
+  const LIST_FORMATS = {
+    text: (v) => v,
+    reltime: (t) => fmtTime(t),
+    class: (c) => state.classes[c] || c,
+    info: (v) => (v.length > INFO_CHARS ? v.substring(0, INFO_CHARS) + "…" : v),
+  };
+  let COLUMNS = [];
+  let MAX_ROWS = 0;             // rows kept in memory for filtering (the packets pane's rows)
+
+  function layoutPacketList(pane) {
+    COLUMNS = pane.columns.map((c) => [c.heading, c.width || 0, c.key, LIST_FORMATS[c.format] || LIST_FORMATS.text, c.format]);
+    MAX_ROWS = pane.rows;
+    $("list-head").textContent = rowText(COLUMNS.map(([heading]) => heading));
+  }
 
   // One column's text: cut (with "…") to leave at least one blank before the next column.
   function cell(value, width) {
@@ -103,9 +112,9 @@
   }
 
   function rowValues(row) {
-    const info = row.info.length > INFO_CHARS ? row.info.substring(0, INFO_CHARS) + "…" : row.info;
-    return [row.n, fmtTime(row.t), row.src, row.dst, state.procedures[row.proc] || row.proc,
-            row.msg, row.path, row.len, info];
+    const values = new Array(COLUMNS.length);
+    for (let c = 0; c < COLUMNS.length; c++) values[c] = COLUMNS[c][3](row[COLUMNS[c][2]]);
+    return values;
   }
 
   function rowText(values) {
@@ -113,8 +122,6 @@
     for (let c = 0; c < COLUMNS.length; c++) text += cell(values[c], COLUMNS[c][1]);
     return text;
   }
-
-  $("list-head").textContent = rowText(COLUMNS.map(([title]) => title));
 
   const pool = [];
   function poolRow(i) {
@@ -127,7 +134,7 @@
   }
 
   function fillRow(slot, row) {
-    const cls = "row proc-" + (PROC_OK.has(row.proc) ? row.proc : "other") + (row.mal ? " malformed" : "")
+    const cls = "row proc-" + (state.classes[row.proc] !== undefined ? row.proc : "other") + (row.mal ? " malformed" : "")
       + (state.selected === row.n ? " selected" : "");
     if (slot.div.className !== cls) slot.div.className = cls;
     if (slot.row === row && slot.epoch === state.epoch) return;
@@ -152,7 +159,7 @@
       edge += COLUMNS[c][1];
       if (!COLUMNS[c][1] || x < edge) return c;
     }
-    return INFO;
+    return COLUMNS.length - 1;
   }
 
   const msgSeen = new Set();
@@ -286,7 +293,7 @@
   const RENDER_MS = 80;
   let lastRender = 0;
   function schedule() {
-    if (state.rafPending) return;
+    if (state.rafPending || !state.layout) return;     // rows wait for the panes' layout
     state.rafPending = true;
     setTimeout(() => {
       state.rafPending = false;
@@ -484,7 +491,12 @@
     download("/api/export.pcapng", { method: "POST", body: body });
   }
 
-  // ---------------------------------------------------------------- keyed pane
+  // ---------------------------------------------------------------- panes
+  // Every pane as web/panes.py declares it, from the first snapshot: built once into its panel
+  // (PANE_KINDS: one builder and updater per kind), then updated from each snapshot that
+  // carries its feed. A column's values are written by its format (FORMATS), as text only.
+  // PANE_CODE holds what a pane needs beyond its kind: a plot's drawing, the profile
+  // selection, the trail of the selected profile.
   function nodeLabel(hoa) {
     if (!hoa) return "";
     const name = state.names[hoa];
@@ -501,14 +513,14 @@
     return tr;
   }
 
-  // A pane table shows the newest PANE_ROWS entries, newest first. A snapshot brings only the
+  // A news pane shows its newest `limit` entries, newest first. A snapshot brings only the
   // entries that are new: they go on top, the oldest leave at the bottom, the rest stay put.
-  function prependRows(body, items, make) {
+  function prependRows(body, items, make, limit) {
     if (!items.length) return;
     const frag = document.createDocumentFragment();
-    for (let i = items.length - 1; i >= 0 && items.length - i <= PANE_ROWS; i--) frag.appendChild(make(items[i]));
+    for (let i = items.length - 1; i >= 0 && items.length - i <= limit; i--) frag.appendChild(make(items[i]));
     body.insertBefore(frag, body.firstChild);
-    while (body.children.length > PANE_ROWS) body.lastChild.remove();
+    while (body.children.length > limit) body.lastChild.remove();
   }
 
   function keep(list, items, limit) {
@@ -516,42 +528,186 @@
     if (list.length > limit) list.splice(0, list.length - limit);
   }
 
-  function findingText(f) {
-    if (typeof f !== "object" || f === null) return String(f);
-    const head = f.kind || f.type || f.code || f.id || "";
-    const rest = Object.entries(f).filter(([k]) => !["kind", "type", "code", "id"].includes(k))
-      .map(([k, v]) => k + "=" + (typeof v === "object" ? JSON.stringify(v) : v));
-    return (head ? head + ": " : "") + rest.join(", ");
+  const FORMATS = {
+    text: (v) => [v],
+    node: (v) => [nodeLabel(v), "hoa"],
+    auth: (v) => [v === null || v === undefined ? "?" : (v ? "valid" : "INVALID")],
+    list: (v) => [listText(v, 12)],
+    count: (v) => [Array.isArray(v) ? v.length : v],
+    evidence: (v) => [evidenceText(v)],
+    number: (v) => [fmtValue(v)],
+  };
+
+  function cells(pane, item) {
+    return pane.columns.map((c) => (FORMATS[c.format] || FORMATS.text)(item[c.key]));
   }
 
-  const homeCells = (b) => [
-    [b.home_agent], [nodeLabel(b.home_address), "hoa"], [b.pseudo_home_address],
-    [b.care_of_address], [b.sequence], [b.lifetime], [b.frame]];
-  const cnCells = (b) => [
-    [b.correspondent], [nodeLabel(b.home_address), "hoa"], [b.pseudo_home_address],
-    [b.care_of_address], [b.sequence],
-    [b.authenticator_valid === null || b.authenticator_valid === undefined ? "?" : (b.authenticator_valid ? "valid" : "INVALID")],
-    [b.frame]];
+  // A list pane's line: its first column, then "key=value" for the others it has.
+  function lineText(pane, item) {
+    if (typeof item !== "object" || item === null) return String(item);
+    const [head, ...rest] = pane.columns;
+    const parts = rest.filter((c) => item[c.key] !== undefined)
+      .map((c) => c.key + "=" + (typeof item[c.key] === "object" ? JSON.stringify(item[c.key]) : item[c.key]));
+    return (item[head.key] ? item[head.key] + ": " : "") + parts.join(", ");
+  }
 
-  function renderKeyed(snap) {
-    const k = snap.keyed;
-    setText("keyed-note", snap.status.keyed ? "(keyring loaded)" : "(no keyring: only what the wire shows)");
-    setText("home-count", "(" + k.home_total + ")");
-    setText("cn-count", "(" + k.correspondent_total + ")");
-    setText("findings-count", "(" + k.findings_total + ")");
-    prependRows($("home-table").tBodies[0], k.home_bindings, (b) => tableRow(homeCells(b)));
-    prependRows($("cn-table").tBodies[0], k.correspondent_bindings, (b) => tableRow(cnCells(b)));
-    const ul = $("findings");
-    if (k.findings.length && ul.firstChild && ul.firstChild.classList.contains("muted")) ul.replaceChildren();
-    prependRows(ul, k.findings, (f) => el("li", findingText(f)));
-    if (!ul.firstChild) ul.appendChild(el("li", "none", "muted"));
-    let moved = false;
-    for (const [hoa, news] of Object.entries(snap.trails || {})) {
-      if (!state.panes.trails.has(hoa) || news.reset) state.panes.trails.set(hoa, []);
-      keep(state.panes.trails.get(hoa), news.points, TRAIL_POINTS);
-      moved = true;
+  // Where a pane's entries are in a snapshot (undefined: this snapshot does not carry them).
+  function feed(snap, path) {
+    let v = snap;
+    for (const k of path) {
+      if (v === null || v === undefined) return undefined;
+      v = v[k];
     }
-    if (moved || !state.plotKeys.coa) renderCoaPlot();
+    return v;
+  }
+
+  const PANE_KINDS = {
+    table: {
+      build(pane, box) {
+        const table = el("table");
+        table.id = pane.id + "-table";
+        const head = el("tr");
+        for (const c of pane.columns) head.appendChild(el("th", c.heading));
+        table.createTHead().appendChild(head);
+        table.createTBody();
+        box.appendChild(el("div", null, "tbl")).appendChild(table);
+      },
+      update(pane, items) {
+        const body = $(pane.id + "-table").tBodies[0];
+        const code = PANE_CODE[pane.id];
+        const make = (item) => {
+          const tr = tableRow(cells(pane, item));
+          if (code && code.row) code.row(tr, item);
+          return tr;
+        };
+        if (!pane.whole) { prependRows(body, items, make, pane.rows); return; }
+        const frag = document.createDocumentFragment();
+        for (const item of items.slice(0, pane.rows)) frag.appendChild(make(item));
+        body.replaceChildren(frag);
+      },
+    },
+    list: {
+      build(pane, box) {
+        const ul = box.appendChild(el("ul", null, "list"));
+        ul.id = pane.id + "-list";
+      },
+      update(pane, items) {
+        const ul = $(pane.id + "-list");
+        if (items.length && ul.firstChild && ul.firstChild.classList.contains("muted")) ul.replaceChildren();
+        prependRows(ul, items, (item) => el("li", lineText(pane, item)), pane.rows);
+        if (!ul.firstChild) ul.appendChild(el("li", "none", "muted"));
+      },
+    },
+    kpis: {
+      build(pane, box) { box.appendChild(el("div", null, "kpis")).id = pane.id + "-kpis"; },
+      update(pane, p) {
+        const frag = document.createDocumentFragment();
+        p = p || {};
+        for (const c of pane.columns) {
+          if (!(c.key in p)) continue;
+          const d = el("div", null, "kpi");
+          d.title = c.key;
+          d.appendChild(el("span", c.heading));
+          d.appendChild(el("b", (FORMATS[c.format] || FORMATS.text)(p[c.key])[0]));
+          frag.appendChild(d);
+        }
+        if (p.note || p.error) frag.appendChild(el("div", p.note || p.error, "kpi-note"));
+        $(pane.id + "-kpis").replaceChildren(frag);
+      },
+    },
+    plot: {
+      build(pane, box) { box.appendChild(el("div", null, "plot")).id = pane.id + "-plot"; },
+    },
+    trail: {
+      build(pane, box) { box.appendChild(el("ol", null, "trail")).id = pane.id + "-list"; },
+    },
+  };
+
+  function buildPanes(layout) {
+    state.layout = layout;
+    for (const pane of layout) {
+      if (pane.kind === "packets") { layoutPacketList(pane); continue; }
+      const box = el("div", null, "pane-" + pane.kind);
+      box.id = pane.id + "-pane";
+      if (pane.title) {
+        const h3 = box.appendChild(el("h3", pane.title + " "));
+        if (pane.total.length) h3.appendChild(el("span", null, "muted")).id = pane.id + "-count";
+        h3.appendChild(document.createTextNode(" "));
+        h3.appendChild(el("span", null, "muted")).id = pane.id + "-note";
+      }
+      PANE_KINDS[pane.kind].build(pane, box);
+      $(pane.panel).appendChild(box);
+      const code = PANE_CODE[pane.id];
+      if (code && code.built) code.built(pane);
+    }
+  }
+
+  function renderPanes(snap) {
+    for (const pane of state.layout) {
+      const items = feed(snap, pane.feed);
+      if (items === undefined || pane.kind === "packets") continue;
+      if (pane.total.length) setText(pane.id + "-count", "(" + feed(snap, pane.total) + ")");
+      const kind = PANE_KINDS[pane.kind], code = PANE_CODE[pane.id];
+      if (kind.update) kind.update(pane, items);
+      if (code && code.update) code.update(pane, items, snap);
+    }
+  }
+
+  // The plots and the attacker's trail: what their panes need beyond their kind.
+  const PANE_CODE = {
+    coa: {
+      update(pane, trails) {
+        let moved = false;
+        for (const [hoa, news] of Object.entries(trails)) {
+          if (!state.panes.trails.has(hoa) || news.reset) state.panes.trails.set(hoa, []);
+          keep(state.panes.trails.get(hoa), news.points, pane.rows);
+          moved = true;
+        }
+        if (moved || !state.plotKeys.coa) renderCoaPlot();
+      },
+      predraw: () => drawCoaPlot(),
+    },
+    profile: {
+      built(pane) {
+        $(pane.id + "-table").tBodies[0].addEventListener("click", (ev) => {
+          const tr = ev.target.closest("tr");
+          if (!tr || !tr.dataset.profile || !state.panes.attacker) return;
+          state.selectedProfile = tr.dataset.profile;
+          for (const id of ["profile", "trail"]) {
+            const p = state.layout.find((x) => x.id === id);
+            if (p) renderPane(p, state.panes.attacker.profiles);
+          }
+        });
+      },
+      row(tr, p) {
+        tr.dataset.profile = String(p.id);
+        if (String(p.id) === state.selectedProfile) tr.classList.add("selected");
+      },
+      update(pane, profiles, snap) {
+        const a = snap.attacker;
+        if (!a) return;
+        setText(pane.id + "-note", a.window && a.forgotten
+          ? "over the newest " + a.window + " packets (" + a.forgotten + " older ones forgotten)" : "");
+      },
+    },
+    trail: {
+      built(pane) { setText(pane.id + "-note", "(select a profile)"); },
+      update(pane, profiles) {
+        const chosen = profiles.find((p) => String(p.id) === state.selectedProfile) || profiles[0];
+        renderTrail(pane, chosen);
+      },
+    },
+    link: {
+      update: () => renderLinkPlot(),
+      predraw: () => drawLinkPlot([], "[]"),
+    },
+  };
+
+  // One pane again from entries already had (the profile selection).
+  function renderPane(pane, items) {
+    const kind = PANE_KINDS[pane.kind], code = PANE_CODE[pane.id];
+    if (kind.update) kind.update(pane, items);
+    if (code && code.update) code.update(pane, items, {});
   }
 
   const PLOT_LAYOUT = {
@@ -637,7 +793,7 @@
     Plotly.react("coa-plot", traces, layout, PLOT_CONFIG);
   }
 
-  // ---------------------------------------------------------------- attacker pane
+  // ---------------------------------------------------------------- the attacker's values
   function listText(v, limit) {
     if (v === null || v === undefined) return "";
     if (Array.isArray(v)) {
@@ -649,34 +805,11 @@
     return String(v);
   }
 
-  const KPIS = [
-    ["link_precision", "link precision"], ["link_recall", "link recall"],
-    ["followed_fraction", "trail followed"], ["care_of_tied_fraction", "CoAs tied to node"],
-    ["home_address_exposed", "HoA exposed"], ["anonymity_set_mean", "anonymity set"],
-    ["entropy_bits_mean", "entropy (bits)"], ["profiles", "profiles"], ["frames_scored", "frames scored"],
-  ];
-
   function fmtValue(v) {
     if (v === null || v === undefined) return "–";
     if (typeof v === "boolean") return v ? "yes" : "no";
     if (typeof v === "number") return Number.isInteger(v) ? String(v) : v.toFixed(3);
     return listText(v);
-  }
-
-  function renderPrivacy(p) {
-    const box = $("privacy");
-    const frag = document.createDocumentFragment();
-    p = p || {};
-    for (const [key, label] of KPIS) {
-      if (!(key in p)) continue;
-      const d = el("div", null, "kpi");
-      d.title = key;
-      d.appendChild(el("span", label));
-      d.appendChild(el("b", fmtValue(p[key])));
-      frag.appendChild(d);
-    }
-    if (p.note || p.error) frag.appendChild(el("div", p.note || p.error, "kpi-note"));
-    box.replaceChildren(frag);
   }
 
   function evidenceText(list) {
@@ -686,40 +819,15 @@
       : String(e)).join("; ");
   }
 
-  // The attacker pane is redrawn only when a snapshot carries it: when the eavesdropper's
-  // analysis has changed (every few seconds at most), not every second.
-  function renderAttacker(profilesChanged) {
-    const a = state.panes.attacker;
-    if (!a) return;
-    $("attacker").dataset.vantage = a.vantage || "";       // the vantage these profiles are for
-    renderPrivacy(state.panes.privacy);
-    setText("profile-count", "(" + a.profiles_total + ")");
-    setText("attacker-window", a.window && a.forgotten
-      ? "over the newest " + a.window + " packets (" + a.forgotten + " older ones forgotten)" : "");
-    const frag = document.createDocumentFragment();
-    for (const p of a.profiles) {
-      const tr = tableRow([
-        [p.id], [listText(p.care_of_addresses, 12)], [listText(p.addresses, 12)], [listText(p.correspondents, 12)],
-        [Array.isArray(p.frames) ? p.frames.length : p.frames], [evidenceText(p.evidence)]]);
-      tr.dataset.profile = String(p.id);
-      if (String(p.id) === state.selectedProfile) tr.classList.add("selected");
-      frag.appendChild(tr);
-    }
-    $("profile-table").tBodies[0].replaceChildren(frag);
-    const chosen = a.profiles.find((p) => String(p.id) === state.selectedProfile) || a.profiles[0];
-    renderTrail(chosen);
-    if (profilesChanged) renderLinkPlot();
-  }
-
-  function renderTrail(profile) {
-    const ol = $("trail");
+  function renderTrail(pane, profile) {
+    const ol = $(pane.id + "-list");
     const frag = document.createDocumentFragment();
     if (!profile) {
-      $("trail-title").textContent = "(no profile)";
+      setText(pane.id + "-note", "(no profile)");
       ol.replaceChildren();
       return;
     }
-    $("trail-title").textContent = "of profile " + profile.id;
+    setText(pane.id + "-note", "of profile " + profile.id);
     const steps = Array.isArray(profile.trail) ? profile.trail : (profile.care_of_addresses || []);
     for (const step of steps) {
       if (step && typeof step === "object" && step.care_of_address) {
@@ -837,30 +945,41 @@
     setText("st-rate", s.rate);
   }
 
+  // The first snapshot carries the panes' layout: the page builds them, draws its plots empty
+  // (their costliest draw), and says it is ready, which starts a paced replay; rows received
+  // before wait for the layout.
   function receiveSnapshot(snap) {
-    if (snap.procedures && Object.keys(snap.procedures).length) {
-      state.procedures = snap.procedures;
-      state.epoch++;                           // rows drawn before the labels came: redraw
+    if (snap.panes && !state.layout) {
+      buildPanes(snap.panes);
+      if (window.Plotly) for (const pane of snap.panes) {
+        const code = PANE_CODE[pane.id];
+        if (code && code.predraw) code.predraw();
+      }
+      socket.emit("ready");
+      schedule();
+    }
+    if (snap.packet_classes && Object.keys(snap.packet_classes).length) {
+      state.classes = snap.packet_classes;
+      state.epoch++;                           // rows drawn before the names came: redraw
       renderList();
     }
     renderStatus(snap.status);
     updateNodes(snap);
-    renderKeyed(snap);
-    if (snap.attacker) {
-      state.panes.attacker = snap.attacker;
-      state.panes.privacy = snap.privacy;
-      renderAttacker(true);
-    }
+    setText("keyed-note", snap.status.keyed ? "(keyring loaded)" : "(no keyring: only what the wire shows)");
+    if (snap.attacker) state.panes.attacker = snap.attacker;
+    renderPanes(snap);
+    // the vantage the attacker panes now show (set with them, in this same task)
+    if (snap.attacker) $("attacker").dataset.vantage = snap.attacker.vantage || "";
     renderLegend();
   }
 
   let legendDone = false;
   function renderLegend() {
-    if (legendDone || !Object.keys(state.procedures).length) return;
+    if (legendDone || !Object.keys(state.classes).length) return;
     legendDone = true;
     const box = $("legend");
-    for (const [k, name] of Object.entries(state.procedures)) {
-      if (!PROC_OK.has(k) || k === "other") continue;
+    for (const [k, name] of Object.entries(state.classes)) {
+      if (k === "other") continue;
       box.appendChild(el("span", name, "proc-" + k));
     }
   }
@@ -902,9 +1021,9 @@
     const div = ev.target.closest(".row");
     const slot = div && pool.find((x) => x.div === div);
     if (!slot || !slot.row) return;
-    const values = rowValues(slot.row);
-    values[INFO] = slot.row.info;
-    const title = String(values[columnAt(div, ev.clientX)]);
+    const c = columnAt(div, ev.clientX);
+    // the whole value: the Info column is cut in the row
+    const title = String(COLUMNS[c][4] === "info" ? slot.row[COLUMNS[c][2]] : rowValues(slot.row)[c]);
     if (div.title !== title) div.title = title;
   });
   // For tests and the benchmark: what the packet list shows, column by column.
@@ -927,12 +1046,6 @@
     // the filters the list was last rebuilt with
     filters: () => ({ display: state.dfText, node: state.quick.node, path: state.quick.path, msg: state.quick.msg }),
   };
-  $("profile-table").tBodies[0].addEventListener("click", (ev) => {
-    const tr = ev.target.closest("tr");
-    if (!tr || !tr.dataset.profile) return;
-    state.selectedProfile = tr.dataset.profile;
-    renderAttacker(false);
-  });
   $("packet-rows").addEventListener("click", (ev) => {
     const div = ev.target.closest(".row");
     if (div && div.dataset.frame) select(Number(div.dataset.frame));
@@ -964,16 +1077,11 @@
     exportFrames(state.selected ? [state.selected] : [], "");
   });
   // plotly.js (1.2 MB) is added by this script rather than the page, so the page is
-  // usable at once; the socket follows it (or its failure: the list works without plots).
+  // usable at once; the socket follows it (or its failure: the list works without plots), and
+  // the first snapshot has the plots drawn empty before the rows flow (receiveSnapshot).
   const plotly = document.createElement("script");
   plotly.src = "/plotly.min.js?token=" + encodeURIComponent(token);
-  plotly.addEventListener("load", () => {
-    // the first draw of a plot builds all of plotly's elements (the costliest one): done here,
-    // empty, before the rows flow; later draws update it
-    drawCoaPlot();
-    drawLinkPlot([], "[]");
-    socket.connect();
-  });
+  plotly.addEventListener("load", () => socket.connect());
   plotly.addEventListener("error", () => socket.connect());
   document.head.appendChild(plotly);
   if (live) $("display-filter").placeholder = "Display filters need a capture file (live: use the quick filters)";
