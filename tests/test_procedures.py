@@ -29,9 +29,9 @@ from monitor.keyed import KeyedAnalyzer
 from monitor.sources import PcapSource
 from monitor.stream import EventStream
 from monitor.tables import markdown_table
+from tests.generated import GeneratedBlock
 
 ROOT = Path(__file__).resolve().parents[1]
-DOCS = {ROOT / "docs" / "DESIGN.md": "design", ROOT / "README.md": "readme"}
 BEGIN = "<!-- procedures table: generated from dissectors.procedures.PROCEDURES -->"
 END = "<!-- end of procedures table -->"
 FORMS = KeyedAnalyzer.HOME_BU_FORMS + KeyedAnalyzer.CORRESPONDENT_BU_FORMS
@@ -188,27 +188,20 @@ def readme_table() -> str:
                            for p in PROCEDURES])
 
 
-TABLES = {"design": design_table, "readme": readme_table}
+DOCS = {GeneratedBlock(ROOT / "docs" / "DESIGN.md", BEGIN, END): design_table,
+        GeneratedBlock(ROOT / "README.md", BEGIN, END): readme_table}
 
 
-def _block(text: str, path: Path) -> str:
-    assert BEGIN in text and END in text, f"{path.name}: no generated procedures table"
-    return text.split(BEGIN, 1)[1].split(END, 1)[0].strip("\n")
-
-
-@pytest.mark.parametrize("path", DOCS, ids=lambda p: p.name)
-def test_the_docs_procedure_tables_are_generated_from_the_registry(path):
-    assert _block(path.read_text(), path) == TABLES[DOCS[path]](), \
-        f"{path.name}'s procedures table is stale: run " \
+@pytest.mark.parametrize("block", DOCS, ids=lambda b: b.path.name)
+def test_the_docs_procedure_tables_are_generated_from_the_registry(block):
+    assert block.current() == DOCS[block](), \
+        f"{block.path.name}'s procedures table is stale: run " \
         "`.venv/bin/python -m tests.test_procedures --regenerate`"
 
 
 def regenerate() -> None:
-    for path, which in DOCS.items():
-        text = path.read_text()
-        _block(text, path)
-        head, rest = text.split(BEGIN, 1)
-        path.write_text(f"{head}{BEGIN}\n{TABLES[which]()}\n{END}{rest.split(END, 1)[1]}")
+    for block, table in DOCS.items():
+        block.rewrite(table())
 
 
 if __name__ == "__main__":

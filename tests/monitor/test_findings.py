@@ -42,6 +42,7 @@ from monitor.findings import (
     findings_markdown,
 )
 from monitor.keyed import KeyedAnalyzer
+from tests.generated import GeneratedBlock
 from tests.monitor.conftest import (
     CARE_OF_TOKEN,
     CN,
@@ -67,9 +68,9 @@ from tests.monitor.conftest import (
     make_keyring,
 )
 
-DESIGN = Path(__file__).resolve().parents[2] / "docs" / "DESIGN.md"
-BEGIN = "<!-- findings table: generated from monitor.findings.FINDINGS -->"
-END = "<!-- end of findings table -->"
+DESIGN_TABLE = GeneratedBlock(Path(__file__).resolve().parents[2] / "docs" / "DESIGN.md",
+                              "<!-- findings table: generated from monitor.findings.FINDINGS -->",
+                              "<!-- end of findings table -->")
 
 KPH = f.kph_from_ks(KS)
 CN2 = "2001:db8:3::6"
@@ -294,22 +295,14 @@ def test_sequence_step_fires_only_off_the_keyed_increment(first, steps, off):
 
 # --- docs/DESIGN.md's findings table is the registry's ----------------------------------------
 
-def _design_table(text: str) -> str:
-    assert BEGIN in text and END in text, f"docs/DESIGN.md has no {BEGIN} ... {END} block"
-    return text.split(BEGIN, 1)[1].split(END, 1)[0].strip("\n")
-
-
 def test_design_findings_table_is_generated_from_the_registry():
-    assert _design_table(DESIGN.read_text()) == findings_markdown(), \
+    assert DESIGN_TABLE.current() == findings_markdown(), \
         "docs/DESIGN.md's findings table is stale: run " \
         "`.venv/bin/python -m tests.monitor.test_findings --regenerate`"
 
 
 def regenerate() -> None:
-    text = DESIGN.read_text()
-    _design_table(text)                      # the block is there
-    head, rest = text.split(BEGIN, 1)
-    DESIGN.write_text(f"{head}{BEGIN}\n{findings_markdown()}\n{END}{rest.split(END, 1)[1]}")
+    DESIGN_TABLE.rewrite(findings_markdown())
 
 
 if __name__ == "__main__":
