@@ -7,8 +7,9 @@ index.html holds only the panels the panes go in, and web/static/app.js holds on
 snapshot carries (web.session) and the binding caches' CSV columns (web.app).
 
 Adding a pane: a row here (its feed a section of the snapshot web.session sends, or a new one
-it sends), and, if no kind or format fits, the builder or writer in app.js. tests/web holds a
-browser test per pane kind, and test_panes.py the table against the page's kinds and formats.
+it sends), and, if no kind or format fits, the builder or writer in app.js (docs/DESIGN.md,
+"Adding things"). tests/web/test_panes.py holds the table against the page's kinds and
+formats and a real snapshot, and checks in Chromium that the page builds what it declares.
 """
 from __future__ import annotations
 
