@@ -47,7 +47,11 @@ SYSDIG_EVENTS = {0x204: 36, 0x216: 40, 0x221: 40}  # sysdig event blocks (frames
 BYTE_ORDER_MAGIC = 0x1A2B3C4D
 SHB_VERSIONS = ((1, 0), (1, 2))
 OPT_ENDOFOPT = 0
+OPT_COMMENT = 1                                    # opt_comment: the lab writes path=... here
 OPT_IDB_FILTER = 11
+OPT_IF_TSRESOL, OPT_IF_TSOFFSET = 9, 14
+NANO = 1_000_000_000
+DEFAULT_CLOCK = (1_000_000, 0)                     # pcapng: microseconds, no offset
 CUSTOM_OPTIONS = (2988, 2989, 19372, 19373)        # each starts with a 4-octet PEN
 # EPB/PB options whose length wiretap checks: code -> (exact length, or minimum if negative)
 PACKET_OPTION_LENGTHS = {2: 4, 4: 8, 5: 8, 6: 4, 7: -1}
@@ -63,6 +67,12 @@ MAX_SNAPLEN = {231: 128 * 1024 * 1024,                               # D-Bus
 BLOCK_NAMES = {SHB: "SHB", IDB: "IDB", OBSOLETE_PB: "PB", SPB: "SPB", NRB: "NRB", ISB: "ISB",
                EPB: "EPB", DSB: "DSB"}
 OTHER_RECORD = -1   # linktype of a frame that is not a packet (custom block, journal, sysdig)
+
+
+def _epoch(seconds: int, nanoseconds: int) -> float:
+    """tshark prints frame.time_epoch as seconds.nanoseconds; this is the float of that text
+    (an int division is correctly rounded, as float() of the decimal text is)."""
+    return (seconds * NANO + nanoseconds) / NANO
 
 
 def max_snaplen(linktype: int) -> int:
@@ -105,6 +115,9 @@ class Record:
     number: int          # 1-based frame number, as tshark numbers frames
     linktype: int        # OTHER_RECORD for a frame that is not a packet
     data: bytes          # captured octets
+    length: int = 0      # octets on the wire (captured ones may be fewer: the snap length)
+    time: float = 0.0    # epoch seconds, the same float as tshark's frame.time_epoch
+    comments: tuple[str, ...] = ()   # pcapng opt_comment of the packet block
 
 
 @dataclass(slots=True)
@@ -228,6 +241,8 @@ class _Pcap:
             return
         yield Block(self.head + rest)
         linktype = struct.unpack(self.endian + "I", rest[16:20])[0] & 0x0FFFFFFF
+        (magic,) = struct.unpack(self.endian + "I", self.head)
+        nanos_per_unit = round(PCAP_MAGICS[magic] * NANO)
         limit = max_snaplen(linktype)
         rec = struct.Struct(self.endian + "IIII")
         number = 0
@@ -239,7 +254,7 @@ class _Pcap:
                     return                                   # the end, between records
                 if len(header) < PCAP_RECORD_HEADER:
                     raise _Bad(f"cut short in a record header ({len(header)} of 16 octets)")
-                incl_len = rec.unpack(header)[2]
+                seconds, fraction, incl_len, orig_len = rec.unpack(header)
                 if incl_len > limit:
                     # wiretap refuses it (and so never allocates 4 GB for a damaged length)
                     raise _Bad(f"captured length {incl_len} is larger than {limit}")
@@ -249,7 +264,8 @@ class _Pcap:
                 return
             number += 1
             kept = data if self.keep_data else b""
-            yield Block(header + kept, Record(number, linktype, kept))
+            yield Block(header + kept, Record(number, linktype, kept, orig_len,
+                                              _epoch(seconds, fraction * nanos_per_unit)))
 
 
 @dataclass(slots=True)
@@ -262,6 +278,8 @@ class _Section:
     pair16: struct.Struct = field(init=False)
     epb: struct.Struct = field(init=False)
     limits: list[int] = field(default_factory=list)    # max_snaplen of each interface
+    # each interface's if_tsresol (timestamp units per second) and if_tsoffset (seconds)
+    clocks: list[tuple[int, int]] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         self.u32 = struct.Struct(self.endian + "I")
@@ -343,6 +361,7 @@ class _Pcapng:
             self._options(body, 8, length - 12, IDB)
             self.section.interfaces.append((linktype, snaplen))
             self.section.limits.append(max_snaplen(linktype))
+            self.section.clocks.append(self._clock(body, 8, length - 12))
         elif btype == NRB:
             self._name_resolution(body, length - 12)
         elif btype == ISB:
@@ -382,7 +401,8 @@ class _Pcapng:
             self._options(body, 20 + padded, end, EPB)
         data = body[20:20 + caplen] if self.keep_data else b""
         return Block(head + body if self.keep_data else b"",
-                     Record(self.frames + 1, section.interfaces[iface][0], data))
+                     self._record(section.interfaces[iface][0], data, body, EPB,
+                                  20 + padded, end))
 
     def _trailer(self, body: bytes, length: int) -> None:
         second = _round4(self._u32(body, len(body) - 4))
@@ -440,7 +460,50 @@ class _Pcapng:
     def _packet(self, btype: int, length: int, body: bytes) -> Record:
         linktype, caplen = self._packet_fixed(btype, length, body)
         self._options(body, 20 + _round4(caplen), length - 12, EPB)
-        return self._frame(linktype, body[20:20 + caplen])
+        return self._record(linktype, body[20:20 + caplen] if self.keep_data else b"", body,
+                            btype, 20 + _round4(caplen), length - 12)
+
+    def _record(self, linktype: int, data: bytes, body: bytes, btype: int, options: int,
+                end: int) -> Record:
+        """A packet block's frame with its wire length, time (the interface's clock) and
+        comments (options were checked already)."""
+        endian = self.section.endian
+        if btype == EPB:
+            iface, high, low, _, orig_len = self.section.epb.unpack_from(body)
+        else:                                             # the obsolete PB
+            iface, _, high, low, _, orig_len = struct.unpack_from(endian + "HHIIII", body)
+        clocks = self.section.clocks
+        units, offset = clocks[iface] if iface < len(clocks) else DEFAULT_CLOCK
+        ticks = (high << 32) | low
+        comments = self._comments(body, options, end) if options < end and self.keep_data \
+            else ()
+        return Record(self.frames + 1, linktype, data, orig_len,
+                      _epoch(ticks // units + offset, ticks % units * NANO // units), comments)
+
+    def _option_values(self, body: bytes, at: int, end: int) -> Iterator[tuple[int, bytes]]:
+        """(code, value) of the options in body[at:end], to opt_endofopt (framing checked)."""
+        pair16 = self.section.pair16
+        while at + 4 <= end:
+            code, olen = pair16.unpack_from(body, at)
+            if code == OPT_ENDOFOPT:
+                return
+            yield code, body[at + 4:at + 4 + olen]
+            at += 4 + _round4(olen)
+
+    def _comments(self, body: bytes, at: int, end: int) -> tuple[str, ...]:
+        return tuple(value.decode("utf-8", "replace")
+                     for code, value in self._option_values(body, at, end)
+                     if code == OPT_COMMENT)
+
+    def _clock(self, body: bytes, at: int, end: int) -> tuple[int, int]:
+        """if_tsresol (10^-n, or 2^-n when its top bit is set) and if_tsoffset of an IDB."""
+        units, offset = DEFAULT_CLOCK
+        for code, value in self._option_values(body, at, end):
+            if code == OPT_IF_TSRESOL and value:
+                units = 2 ** (value[0] & 0x7F) if value[0] & 0x80 else 10 ** value[0]
+            elif code == OPT_IF_TSOFFSET and len(value) == 8:
+                offset = struct.unpack(self.section.endian + "q", value)[0]
+        return units or DEFAULT_CLOCK[0], offset
 
     def _simple_packet(self, length: int, body: bytes) -> tuple[bytes, Record]:
         if not self.section.interfaces:
@@ -461,7 +524,9 @@ class _Pcapng:
         surplus = body[end:]
         if surplus:
             self.r.unread(surplus)
-        return body[:end], self._frame(linktype, body[4:4 + caplen])
+        wire = self._u32(body)
+        return body[:end], Record(self.frames + 1, linktype,
+                                  body[4:4 + caplen] if self.keep_data else b"", wire)
 
     def _name_resolution(self, body: bytes, size: int) -> None:
         at = 0
