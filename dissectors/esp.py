@@ -1,0 +1,169 @@
+"""ESP (RFC 4303) opened in Python: integrity first, then decryption, then the trailer.
+
+One `EspTransform` per keyring SA holds its algorithms and keys, with the cipher contexts built
+once: AES-CBC decrypts every block through one reused ECB context and chains the blocks itself
+(RFC 3602 2.1), AES-CTR makes its keystream through one reused ECB context (RFC 3686 4), so no
+packet pays for building a cipher. Nothing here chooses an SA; dissectors.decrypt does that.
+
+The algorithms are the keyring's (PROFILE.md "The keyring", keys.keyring): their wire layout is
+declared once, in ENCRYPTION and INTEGRITY below.
+"""
+from __future__ import annotations
+
+import enum
+import hmac
+from dataclasses import dataclass
+
+from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives.ciphers import Cipher, CipherContext, algorithms, modes
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
+from keys.keyring import EspSa
+
+ESP_HEADER = 8          # RFC 4303 2.1, 2.2: SPI, Sequence Number
+TRAILER = 2             # RFC 4303 2.5, 2.6: Pad Length, Next Header
+AES_BLOCK = 16
+
+
+@dataclass(frozen=True, slots=True)
+class EncryptionAlgorithm:
+    """How an encryption algorithm lays out the ESP payload."""
+    name: str                 # keyring name (PROFILE.md)
+    rfc: str
+    iv: int                   # octets of IV at the start of the payload
+    block: int                # the ciphertext is a multiple of this (RFC 4303 2.4: at least 4)
+    salt: int                 # octets at the end of the keyring key that are not AES key
+    tag: int                  # combined mode: its own ICV octets at the end (RFC 4303 3.2.3)
+
+
+@dataclass(frozen=True, slots=True)
+class IntegrityAlgorithm:
+    name: str
+    rfc: str
+    digest: str | None        # hashlib name for HMAC
+    icv: int                  # truncated ICV octets
+
+
+ENCRYPTION = {a.name: a for a in (
+    EncryptionAlgorithm("null", "RFC 2410", iv=0, block=4, salt=0, tag=0),
+    EncryptionAlgorithm("aes-cbc", "RFC 3602", iv=16, block=AES_BLOCK, salt=0, tag=0),
+    EncryptionAlgorithm("aes-ctr", "RFC 3686", iv=8, block=4, salt=4, tag=0),
+    EncryptionAlgorithm("aes-gcm-16", "RFC 4106", iv=8, block=4, salt=4, tag=16),
+)}
+INTEGRITY = {a.name: a for a in (
+    IntegrityAlgorithm("null", "RFC 4303 3.2", None, 0),
+    IntegrityAlgorithm("hmac-sha1-96", "RFC 2404", "sha1", 12),
+    IntegrityAlgorithm("hmac-sha256-128", "RFC 4868", "sha256", 16),
+)}
+
+
+class Opened(enum.Enum):
+    """What opening one ESP packet with one SA gave."""
+    OK = "ok"
+    ICV_FAILED = "icv-failed"            # the integrity check (HMAC or GCM tag) failed
+    SHORT = "short"                      # too short, or not a whole number of cipher blocks
+    BAD_TRAILER = "bad-trailer"          # Pad Length beyond the payload (RFC 4303 2.5)
+
+
+@dataclass(frozen=True, slots=True)
+class Plaintext:
+    """An ESP payload opened with one SA: what followed the ESP header, before it was protected."""
+    next_header: int                     # RFC 4303 2.6
+    data: bytes                          # the protected payload, padding and trailer removed
+    default_padding: bool                # the padding was 1, 2, 3, ... (RFC 4303 2.4)
+
+
+def _xor(a: bytes, b: bytes) -> bytes:
+    n = len(a)
+    return (int.from_bytes(a, "big") ^ int.from_bytes(b[:n], "big")).to_bytes(n, "big")
+
+
+def _default_padding(padding: bytes) -> bool:
+    return padding == bytes(range(1, len(padding) + 1))
+
+
+class EspTransform:
+    """One SA's algorithms and keys (never printed: no __repr__ shows a key)."""
+
+    __slots__ = ("encryption", "integrity", "_ecb", "_aead", "_salt", "_mac", "icv_octets",
+                 "overhead")
+
+    def __init__(self, sa: EspSa):
+        self.encryption = ENCRYPTION[sa.encryption]
+        self.integrity = INTEGRITY[sa.authentication]
+        key = sa.encryption_key.value
+        self._salt = b""
+        if self.encryption.salt:
+            key, self._salt = key[:-self.encryption.salt], key[-self.encryption.salt:]
+        self._ecb: CipherContext | None = None
+        self._aead: AESGCM | None = None
+        if self.encryption.name == "aes-cbc":
+            self._ecb = Cipher(algorithms.AES(key), modes.ECB()).decryptor()
+        elif self.encryption.name == "aes-ctr":
+            self._ecb = Cipher(algorithms.AES(key), modes.ECB()).encryptor()
+        elif self.encryption.name == "aes-gcm-16":
+            self._aead = AESGCM(key)
+        self._mac = (hmac.new(sa.authentication_key.value, digestmod=self.integrity.digest)
+                     if self.integrity.digest else None)
+        self.icv_octets = self.integrity.icv
+        # octets that are not ciphertext: IV, combined-mode tag, ICV
+        self.overhead = self.encryption.iv + self.encryption.tag + self.icv_octets
+
+    def __repr__(self) -> str:
+        return f"<EspTransform {self.encryption.name}/{self.integrity.name}>"
+
+    @property
+    def verifies(self) -> bool:
+        """True when a wrong SA cannot pass: an HMAC ICV or a combined-mode tag."""
+        return self._mac is not None or self.encryption.tag > 0
+
+    def icv_ok(self, header: bytes, payload: bytes) -> bool:
+        """RFC 4303 3.4.4.1: the ICV covers the ESP header and the payload up to the ICV."""
+        if self._mac is None:
+            return True
+        n = self.icv_octets
+        if len(payload) < n:
+            return False
+        mac = self._mac.copy()
+        mac.update(header)
+        mac.update(payload[:-n])
+        return hmac.compare_digest(mac.digest()[:n], payload[-n:])
+
+    def decrypt(self, header: bytes, payload: bytes) -> bytes | Opened:
+        """The plaintext (padding and trailer included) of an ESP payload whose ICV, if any,
+        has been checked; Opened.SHORT or ICV_FAILED (GCM's own tag) when it cannot be."""
+        enc = self.encryption
+        body = payload[enc.iv:len(payload) - self.icv_octets]
+        if len(body) < enc.tag + TRAILER or (len(body) - enc.tag) % enc.block:
+            return Opened.SHORT
+        iv = payload[:enc.iv]
+        if self._aead is not None:
+            try:        # RFC 4106 4, 5: nonce = salt | IV; AAD = SPI | Sequence Number
+                return self._aead.decrypt(self._salt + iv, body, header)
+            except InvalidTag:
+                return Opened.ICV_FAILED
+        if self._ecb is None:
+            return body                                            # RFC 2410: NULL
+        if enc.name == "aes-cbc":                                  # RFC 3602 2.1
+            return _xor(self._ecb.update(body), iv + body[:-AES_BLOCK])
+        # RFC 3686 4: counter block = nonce (salt) | IV | block counter from 1
+        blocks = (len(body) + AES_BLOCK - 1) // AES_BLOCK
+        prefix = self._salt + iv
+        counters = b"".join([prefix + n.to_bytes(4, "big") for n in range(1, blocks + 1)])
+        return _xor(body, self._ecb.update(counters))
+
+    def open(self, header: bytes, payload: bytes) -> Plaintext | Opened:
+        """Verify, decrypt and strip the trailer of one ESP payload (everything after the
+        8-octet header: IV, ciphertext, ICV)."""
+        if len(payload) < self.overhead + TRAILER:
+            return Opened.SHORT
+        if not self.icv_ok(header, payload):
+            return Opened.ICV_FAILED
+        plain = self.decrypt(header, payload)
+        if isinstance(plain, Opened):
+            return plain
+        pad = plain[-2]
+        end = len(plain) - TRAILER - pad
+        if end < 0:
+            return Opened.BAD_TRAILER
+        return Plaintext(plain[-1], plain[:end], _default_padding(plain[end:-TRAILER]))
