@@ -15,10 +15,42 @@ from dissectors.protocol import mh_name
 
 @dataclass(frozen=True, slots=True)
 class Esp:
-    """RFC 4303 header that follows an IPv6 layer."""
+    """RFC 4303 header that follows an IPv6 layer's extension headers (or its UDP header, RFC
+    3948).
+
+    The dissector has no keys: it stops at the first ESP header and keeps, in `payload`, what a
+    keyed stage needs to open it later (dissectors.decrypt.EspDecryptor, possibly in another
+    process, after a Redis Stream): the octets after the SPI and sequence number, as captured
+    (IV, ciphertext, ICV). The IPv6Layer it belongs to gives the rest of the context (the
+    addresses the MH checksum and the SA selectors use). Never key material.
+    """
     spi: int
     sequence: int
-    decrypted: bool            # tshark decrypted it with a keyring SA: what follows was read
+    decrypted: bool = False    # a keyring SA opened it: what followed it was read
+    payload: bytes = b""       # as captured after the 8-octet header; b"" once decrypted
+    truncated: bool = False    # the capture's snap length cut the payload: it cannot be opened
+    undecrypted: str | None = None   # why a keyed stage could not open it (UNDECRYPTED)
+    node: str | None = None    # the keyring mobile node whose SA opened it, when that is certain
+    bundled: Esp | None = None  # an ESP header right inside this one's plaintext, same IPv6
+                               # header (an SA bundle, RFC 4301 4.5)
+
+    def chain(self) -> tuple[Esp, ...]:
+        """This header and the ones bundled inside it, outermost first."""
+        out: list[Esp] = [self]
+        while out[-1].bundled is not None:
+            out.append(out[-1].bundled)    # type: ignore[arg-type]
+        return tuple(out)
+
+
+# Why an ESP header was not decrypted (Esp.undecrypted), as the accounting counts them.
+UNDECRYPTED = {
+    "no-keyring": "no keyring was given",
+    "no-sa": "no keyring SA (listed, or on a draft 6.4 chain seen so far) has its SPI",
+    "icv-failed": "the integrity check failed with every SA that could carry its SPI",
+    "ambiguous": "null authentication, and more than one SA opens it to a payload that parses",
+    "unparsable": "null authentication, and no SA opens it to a payload that parses",
+    "truncated": "the capture cut the ESP payload short",
+}
 
 
 @dataclass(frozen=True, slots=True)
@@ -107,7 +139,12 @@ class PacketEvent:
         return self.layers[-1]
 
     def esp_headers(self) -> tuple[Esp, ...]:
-        return tuple(layer.esp for layer in self.layers if layer.esp is not None)
+        """Every ESP header, outermost first (SA bundles included)."""
+        out: list[Esp] = []
+        for layer in self.layers:
+            if layer.esp is not None:
+                out.extend(layer.esp.chain())
+        return tuple(out)
 
 
 _TYPES = {cls.__name__: cls for cls in (Esp, IPv6Layer, MobilityMessage, MobilePrefix,

@@ -169,3 +169,47 @@ def _options(mh: bytes, at: int, f: dict[str, Any]) -> None:
         if layout is not None and (layout.length is None or olen == layout.length):
             f.update(layout.read(data, mh, at))
         at += 2 + olen
+
+
+# The options whose data tshark reads at its fixed size, whatever the option's length says.
+FIXED_SIZE_OPTIONS = (Opt.BINDING_REFRESH_ADVICE, Opt.ALTERNATE_CARE_OF_ADDRESS,
+                      Opt.NONCE_INDICES)
+PAST_PACKET, PAST_CAPTURE = "past-packet", "past-capture"
+
+
+def check(mh_type: int, mh: bytes, reported: int) -> str | None:
+    """Where reading this Mobility Header as tshark does runs out of octets: PAST_PACKET (its
+    fixed part or an option's data lie past the packet's own length: malformed; RFC 6275 9.2
+    has a receiver discard a Header Len below the message's minimum) or PAST_CAPTURE (past what
+    the capture kept), else None. `mh` is the captured octets (at least the 6-octet header),
+    `reported` how many the packet has up to its Header Len. The fixed part is read first, then
+    the options' octets as a whole, then option by option. An option whose length runs past
+    the Header Len ends the options without harm (tshark only warns); one shorter than its
+    fixed size is malformed."""
+    def short(n: int) -> str | None:
+        return PAST_PACKET if n > reported else PAST_CAPTURE if n > len(mh) else None
+
+    at = OPTIONS_AT.get(mh_type, MH_HEADER)
+    problem = short(at)
+    declared = (mh[1] + 1) * 8
+    if problem is None and at < declared:
+        problem = short(declared)
+    while problem is None and at < declared:
+        problem = short(at + 1)
+        if problem is not None or mh[at] == Opt.PAD1:
+            at += 1
+            continue
+        if at + 1 >= declared:
+            return None                       # the length octet is past the options
+        problem = short(at + 2)
+        if problem is not None:
+            break
+        otype, olen = mh[at], mh[at + 1]
+        if at + 2 + olen > declared:
+            return None                       # the option runs past the options
+        size = OPTIONS[otype].length if otype in FIXED_SIZE_OPTIONS else None
+        if size is not None and olen < size:
+            return PAST_PACKET                # its fixed-size data read past the option
+        problem = short(at + 2 + olen)
+        at += 2 + olen
+    return problem

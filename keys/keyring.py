@@ -66,6 +66,7 @@ class EspSa:
     encryption_key: Secret
     authentication: str
     authentication_key: Secret
+    mobile_node: str | None = None     # the [[mobile_node]] whose SA this is (PROFILE.md)
 
 
 @dataclass(frozen=True, slots=True)
@@ -208,6 +209,16 @@ def _esp_key_lengths(algorithm: str) -> tuple[int, ...]:
             "aes-gcm-16": (20, 28, 36), "hmac-sha1-96": (20,), "hmac-sha256-128": (32,)}[algorithm]
 
 
+def _sa_node(table: _Table, names: set[str]) -> str | None:
+    """An [[esp_sa]]'s optional mobile_node: the name of one [[mobile_node]] of this keyring
+    (its Kph moves the SA's SPI, draft 6.4), so no search for it is needed."""
+    name = table.text("mobile_node", required=False)
+    if name is not None and name not in names:
+        known = ", ".join(sorted(names)) or "none"
+        raise table.error("mobile_node", f"no [[mobile_node]] named {name!r} (known: {known})")
+    return name
+
+
 def parse_keyring(doc: dict[str, Any], path: Path | str = "<keyring>") -> Keyring:
     path = Path(path)
     home_agents = []
@@ -233,6 +244,7 @@ def parse_keyring(doc: dict[str, Any], path: Path | str = "<keyring>") -> Keyrin
             key_index=t.choice("key_index", KEY_INDEXES, "esp-seq")))
 
     esp_sas = []
+    node_names = {node.name for node in mobile_nodes}
     for t in _tables(path, doc, "esp_sa"):
         spi_text = t.text("spi")
         try:
@@ -250,7 +262,8 @@ def parse_keyring(doc: dict[str, Any], path: Path | str = "<keyring>") -> Keyrin
             or Secret(b""),
             authentication=auth,
             authentication_key=t.hex_key("authentication_key", _esp_key_lengths(auth),
-                                         auth != "null") or Secret(b"")))
+                                         auth != "null") or Secret(b""),
+            mobile_node=_sa_node(t, node_names)))
 
     correspondents = []
     for t in _tables(path, doc, "correspondent"):

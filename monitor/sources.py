@@ -1,36 +1,50 @@
 """Capture sources behind one interface (DESIGN.md, ROADMAP 1): a pcap file or a live
-interface. Each has `.name`, `.accounting`, `.events()` and `.close()`; the dissection itself
-is dissectors.tshark's job."""
+interface. Each has `.name`, `.accounting`, `.events()` and `.close()`. The dissection is
+dissectors.dissect's (no keys); with a keyring, the keyed stage dissectors.decrypt opens the
+ESP of each event before it is handed on."""
 from __future__ import annotations
 
 import socket
 import subprocess
+import threading
 from collections.abc import Iterator
 
 from dissectors.accounting import Accounting
+from dissectors.decrypt import EspDecryptor
+from dissectors.dissect import DEFAULT_BPF, DUMPCAP, CaptureFile, LiveCapture
 from dissectors.events import PacketEvent
-from dissectors.tshark import DEFAULT_BPF, DUMPCAP, TsharkFile, TsharkLive
 from keys.errors import UserError
 from keys.keyring import Keyring
 
-__all__ = ["PcapSource", "LiveSource", "DEFAULT_BPF"]
+__all__ = ["PcapSource", "LiveSource", "DEFAULT_BPF", "decrypted"]
+
+
+def decrypted(events: Iterator[PacketEvent], keyring: Keyring | None) -> Iterator[PacketEvent]:
+    """The keyed stage between a source and the analyzers (nothing to do without keys)."""
+    if keyring is None or not keyring.esp_sas:
+        return events
+    decryptor = EspDecryptor(keyring)
+    return (decryptor.decrypt(event) if any(l.esp is not None for l in event.layers)
+            else event for event in events)
 
 
 class PcapSource:
     """Events from a pcap / pcapng file. Raises UserError (one line) at construction for a
     missing file or one that is not a capture."""
 
-    def __init__(self, path: str, keyring: Keyring | None = None, sensor: str = ""):
+    def __init__(self, path: str, keyring: Keyring | None = None, sensor: str = "",
+                 prefilter: bool = True):
         self.path = str(path)
         self.name = self.path
+        self.keyring = keyring
         self.accounting = Accounting()
-        self._tshark = TsharkFile(self.path, keyring, sensor=sensor, accounting=self.accounting)
+        self._file = CaptureFile(self.path, self.accounting, sensor, prefilter)
 
     def events(self) -> Iterator[PacketEvent]:
-        return self._tshark.events()
+        return decrypted(self._file.events(), self.keyring)
 
     def close(self) -> None:
-        self._tshark.close()
+        self._file.close()
 
 
 def _check_interface(interface: str) -> None:
@@ -52,13 +66,14 @@ def _check_capture_filter(interface: str, bpf: str) -> None:
     if "isn't a valid capture filter" in run.stderr:
         raise UserError(f"capture filter {bpf!r} is not valid BPF (tcpdump syntax)")
     if run.returncode != 0:
-        problem = next((ln for ln in run.stderr.splitlines() if ln.strip()), "dumpcap failed")
+        problem = next((line for line in run.stderr.splitlines() if line.strip()),
+                       "dumpcap failed")
         raise UserError(f"{interface}: dumpcap: {problem.strip()}")
 
 
 class LiveSource:
     """Events from a live interface (needs root, or dumpcap capabilities). Every packet is
-    delivered as soon as tshark has dissected it; kernel drops are counted in
+    delivered as soon as dumpcap has written it; kernel drops are counted in
     `accounting.dropped` when dumpcap reports them."""
 
     def __init__(self, interface: str, keyring: Keyring | None = None, bpf: str | None = None,
@@ -66,23 +81,28 @@ class LiveSource:
         _check_interface(interface)
         self.interface = interface
         self.name = f"live:{interface}"
+        self.keyring = keyring
         self.accounting = Accounting()
         self.bpf = DEFAULT_BPF if bpf is None else bpf
         _check_capture_filter(interface, self.bpf)
-        self._tshark = TsharkLive(interface, keyring, self.bpf, sensor=sensor,
-                                  accounting=self.accounting)
+        self._capture = LiveCapture(interface, self.accounting, self.bpf, sensor)
 
     def start(self) -> None:
         """Start capturing now (events() starts it otherwise)."""
-        self._tshark.start()
+        self._capture.start()
 
     @property
-    def ready(self):
-        """threading.Event set once the first packet has been captured."""
-        return self._tshark.ready
+    def ready(self) -> threading.Event:
+        """Set once dumpcap has started writing its capture."""
+        return self._capture.ready
+
+    @property
+    def pid(self) -> int | None:
+        """dumpcap's process id while it runs."""
+        return self._capture.pid
 
     def events(self) -> Iterator[PacketEvent]:
-        return self._tshark.events()
+        return decrypted(self._capture.events(), self.keyring)
 
     def close(self) -> None:
-        self._tshark.close()
+        self._capture.close()

@@ -52,6 +52,9 @@ class EventStream:
                 acc.esp_decrypted += 1
             else:
                 acc.esp_undecrypted += 1
+                reason = esp.undecrypted or "no-keyring"
+                acc.esp_undecrypted_reasons[reason] = \
+                    acc.esp_undecrypted_reasons.get(reason, 0) + 1
 
     def feed(self, event: PacketEvent) -> None:
         self._count(event)

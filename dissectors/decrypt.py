@@ -1,0 +1,302 @@
+"""The keyed stage: open the ESP of neutral events with the keyring's SAs, never guessing.
+
+`EspDecryptor(keyring).decrypt(event) -> event` runs between a source and the analyzers, in
+the dissecting process (monitor.sources) or in the analyzer's (events that crossed a process
+or a Redis Stream still encrypted). The dissector left each ESP header's octets in
+`Esp.payload`; this stage opens them (dissectors.esp) and continues the walk inside
+(dissectors.walk.Walker.decrypted), so a decrypted event is the one a dissector with the keys
+would have made.
+
+Which SA opens a packet (draft 6.4 moves every SPI of a node after each Home BU exchange,
+with its Kph; in a crowd the chains of different nodes cross, so one SPI can belong to
+several SAs):
+- SAs are looked up by SPI in a dict: each listed SA at its SPI, and draft 6.4 successors
+  registered lazily from SPIs seen and verified; never every SA x every node x 64.
+- The integrity check decides (RFC 4303 3.4.4): the SA whose ICV (or GCM tag) verifies is
+  the one. An SPI no registered SA verifies is tried against every SA with an ICV, once (a
+  capture that starts after renewals, an SA unused for several exchanges); the SA that
+  verifies is then followed from there, and an SPI none verifies is remembered as unknown.
+- Whose Kph moves an SA: the keyring's `mobile_node` of the [[esp_sa]] if given; otherwise
+  every keyring node is a candidate, the successor of each verified SPI is registered under
+  each candidate's Kph, and the candidates narrow to the nodes whose chain reaches the next
+  SPI that verifies. `Esp.node` names the node once one is left.
+- Null authentication has no ICV: only SAs registered at the SPI (the listed one, or on a
+  chain) are tried, and only a plaintext that parses counts (RFC 4303 2.4 default padding, a
+  Next Header the walk knows, an inner header that walks without error). When SAs with
+  different keys still fit, none is picked: `Esp.undecrypted = "ambiguous"`.
+Every ESP header ends decrypted, or not with a reason (events.UNDECRYPTED), which the event
+stream counts.
+"""
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+
+from dissectors.esp import EspTransform, Opened, Plaintext
+from dissectors.events import Esp, IPv6Layer, PacketEvent
+from dissectors.walk import Walk, Walker
+from keys import formulas
+from keys.keyring import EspSa, Keyring
+
+# draft 6.4 renewals followed ahead of the last verified SPI of an SA whose node is known
+SPI_LOOKAHEAD = 64
+# Next Header values a decrypted payload may carry (RFC 4303 2.6; IANA protocol numbers):
+# the ones the walk reads, and IPv4 (tunnel mode) it reads as far as IPv6 inside
+PARSABLE_NEXT_HEADERS = frozenset({0, 4, 6, 17, 41, 43, 44, 47, 50, 51, 58, 59, 60, 135})
+
+
+@dataclass(eq=False)
+class _Sa:
+    """One keyring SA and what is known of it."""
+    sa: EspSa
+    transform: EspTransform
+    nodes: set[str]                      # whose Kph may move its SPI (narrowed as it verifies)
+    head: int                            # the last SPI verified (at first: the listed one)
+    # per candidate node: SPIs registered ahead of `head` on its chain, in order
+    ahead: dict[str, list[int]] = field(default_factory=dict)
+
+    def selects(self, layer: IPv6Layer) -> bool:
+        """RFC 4301 4.4.2 selectors; the HAO / RH2 address stands for the source /
+        destination (RFC 6275 11.3.2: IPsec sees the home address)."""
+        sa = self.sa
+        return ((sa.src == "*" or sa.src in (layer.src, layer.home_address))
+                and (sa.dst == "*" or sa.dst in (layer.dst, layer.routing_home_address)))
+
+
+@dataclass(frozen=True, eq=False)
+class _Entry:
+    sa: _Sa
+    node: str | None                     # the chain it was registered from (None: listed)
+
+
+@dataclass
+class _Opening:
+    """One SA's attempt at one ESP payload."""
+    entry: _Entry
+    plain: Plaintext
+    walk: Walk
+
+
+class EspDecryptor:
+    """Opens the ESP headers of events with a keyring's SAs (module docstring)."""
+
+    def __init__(self, keyring: Keyring, walker: Walker | None = None):
+        self.walker = walker or Walker()
+        self._kph = {node.name: node.kph.value for node in keyring.mobile_nodes}
+        self._sas: list[_Sa] = []
+        self._by_spi: dict[int, list[_Entry]] = {}
+        self._unknown: set[int] = set()          # SPIs no SA verified
+        for sa in keyring.esp_sas:
+            state = _Sa(sa, EspTransform(sa),
+                        {sa.mobile_node} if sa.mobile_node else set(self._kph), sa.spi)
+            self._sas.append(state)
+            self._register(sa.spi, _Entry(state, None))
+        self.hmacs = 0                           # draft 6.4 steps computed (for benchmarks)
+
+    # --- the stage -------------------------------------------------------------------------
+
+    def decrypt(self, event: PacketEvent) -> PacketEvent:
+        """The event with every ESP header opened that the keyring can open (each attempt
+        decrypts or marks one header, outermost first, so this ends)."""
+        while True:
+            step = _pending(event)
+            if step is None:
+                return event
+            event = self._open(event, *step)
+
+    def _open(self, event: PacketEvent, index: int, chain: list[Esp],
+              depth: int) -> PacketEvent:
+        """Open chain[depth], the ESP header of event.layers[index] (bundled ones after the
+        first), and return the event rebuilt with it decrypted or marked."""
+        layer = event.layers[index]
+        esp = chain[depth]
+        if esp.truncated:
+            return _mark(event, index, chain, depth, "truncated")
+        opening, reason = self._choose(layer, esp)
+        if opening is None:
+            return _mark(event, index, chain, depth, reason)
+        walk = opening.walk
+        state = opening.entry.sa
+        node = next(iter(state.nodes)) if len(state.nodes) == 1 else None
+        chain[depth] = dataclasses.replace(esp, decrypted=True, payload=b"", node=node)
+        del chain[depth + 1:]
+        if walk.bundled is not None:
+            chain.append(walk.bundled)
+        first = dataclasses.replace(walk.layers[0] if walk.layers else layer,
+                                    esp=_nest(chain))
+        layers = event.layers[:index] + (first,) + tuple(walk.layers[1:])
+        message = walk.message()
+        info = walk.info_text if walk.info or walk.exception or walk.limited else event.info
+        return dataclasses.replace(
+            event, layers=layers, mobility=message, prefix_discovery=walk.prefix,
+            transport=walk.transport if message is None and walk.prefix is None else None,
+            protocols=f"{event.protocols}:{':'.join(walk.protocols)}".rstrip(":"),
+            info=info, malformed=event.malformed or walk.malformed)
+
+    # --- choosing the SA -------------------------------------------------------------------
+
+    def _choose(self, layer: IPv6Layer, esp: Esp) -> tuple[_Opening | None, str]:
+        header = esp.spi.to_bytes(4, "big") + esp.sequence.to_bytes(4, "big")
+        entries = [e for e in self._by_spi.get(esp.spi, ()) if e.sa.selects(layer)]
+        checked = [e for e in entries if e.sa.transform.verifies]
+        tried: set[int] = set()
+        for entry in checked:
+            if id(entry.sa) in tried:
+                continue
+            tried.add(id(entry.sa))
+            opening = self._try(entry, layer, header, esp.payload)
+            if opening is not None:
+                self._verified(esp.spi, entry.sa, [e for e in entries if e.sa is entry.sa])
+                return opening, ""
+        opening = self._sweep(layer, header, esp, tried) if esp.spi not in self._unknown \
+            else None
+        if opening is not None:
+            return opening, ""
+        unchecked = [e for e in entries if not e.sa.transform.verifies]
+        if not unchecked:
+            return None, "icv-failed" if tried else "no-sa"
+        fits: dict[bytes, _Opening] = {}
+        for entry in unchecked:
+            opening = self._try(entry, layer, header, esp.payload)
+            if opening is not None and opening.plain.default_padding \
+                    and not opening.walk.errors and not opening.walk.limited:
+                fits.setdefault(_keys(entry.sa.sa), opening)
+        if len(fits) == 1:
+            opening = next(iter(fits.values()))
+            same = opening.entry.sa
+            self._verified(esp.spi, same, [e for e in unchecked if e.sa is same])
+            return opening, ""
+        return None, "ambiguous" if fits else "unparsable"
+
+    def _try(self, entry: _Entry, layer: IPv6Layer, header: bytes,
+             payload: bytes) -> _Opening | None:
+        plain = entry.sa.transform.open(header, payload)
+        if isinstance(plain, Opened):
+            return None
+        if not entry.sa.transform.verifies and plain.next_header not in PARSABLE_NEXT_HEADERS:
+            return None
+        return _Opening(entry, plain, self.walker.decrypted(layer, plain.next_header,
+                                                            plain.data))
+
+    def _sweep(self, layer: IPv6Layer, header: bytes, esp: Esp,
+               tried: set[int]) -> _Opening | None:
+        """An SPI no registered SA verifies: try every other SA that has an ICV, once per SPI
+        (the ICV is proof; which node moved it there is then looked for on its chains)."""
+        for state in self._sas:
+            if id(state) in tried or not state.transform.verifies or not state.selects(layer):
+                continue
+            opening = self._try(_Entry(state, None), layer, header, esp.payload)
+            if opening is not None:
+                self._verified(esp.spi, state, [])
+                return opening
+        self._unknown.add(esp.spi)
+        return None
+
+    # --- draft 6.4 chains ------------------------------------------------------------------
+
+    def _register(self, spi: int, entry: _Entry) -> None:
+        self._by_spi.setdefault(spi, []).append(entry)
+
+    def _verified(self, spi: int, state: _Sa, entries: list[_Entry]) -> None:
+        """`spi` verified under `state`: narrow its nodes to the chains that reach `spi`,
+        then register the successors ahead of it."""
+        if spi == state.head and state.ahead:
+            return                                   # nothing new: the same SPI again
+        reached = {e.node for e in entries if e.node is not None}
+        if not reached and spi != state.head:
+            reached = self._search(state, spi)       # from the sweep: which chain gets here
+        if reached:
+            state.nodes &= reached
+        for node in list(state.ahead):
+            if node not in state.nodes:
+                self._unregister(state, node)
+        state.head = spi
+        single = len(state.nodes) == 1
+        for node in state.nodes:
+            self._extend(state, node, spi, SPI_LOOKAHEAD if single else 1)
+
+    def _search(self, state: _Sa, spi: int) -> set[str]:
+        """The candidate nodes whose chain from the SA's last head reaches `spi` within
+        SPI_LOOKAHEAD renewals (computed once per SA and node, as far as needed)."""
+        found = set()
+        for node in state.nodes:
+            ahead = state.ahead.get(node, [])
+            if spi in ahead:
+                found.add(node)
+                continue
+            current, steps = (ahead[-1], len(ahead)) if ahead else (state.head, 0)
+            while steps < SPI_LOOKAHEAD:
+                current = self._next(node, current)
+                steps += 1
+                if current == spi:
+                    found.add(node)
+                    break
+        return found
+
+    def _extend(self, state: _Sa, node: str, spi: int, count: int) -> None:
+        """Keep `count` SPIs of `node`'s chain registered ahead of `spi`."""
+        ahead = state.ahead.get(node, [])
+        if spi in ahead:
+            passed = ahead.index(spi) + 1
+            self._unregister(state, node, ahead[:passed])
+            ahead = ahead[passed:]
+        else:
+            self._unregister(state, node)
+            ahead = []
+        current = ahead[-1] if ahead else spi
+        entry = _Entry(state, node)
+        while len(ahead) < count:
+            current = self._next(node, current)
+            ahead.append(current)
+            self._register(current, entry)
+        state.ahead[node] = ahead
+
+    def _unregister(self, state: _Sa, node: str, spis: list[int] | None = None) -> None:
+        """Forget `node`'s chain entries of this SA (all, or those of `spis`)."""
+        if spis is None:
+            spis = state.ahead.pop(node, [])
+        for spi in spis:
+            entries = self._by_spi.get(spi, [])
+            entries[:] = [e for e in entries if not (e.sa is state and e.node == node)]
+            if not entries:
+                self._by_spi.pop(spi, None)
+
+    def _next(self, node: str, spi: int) -> int:
+        self.hmacs += 1
+        return formulas.next_spi(self._kph[node], spi)
+
+
+def _keys(sa: EspSa) -> bytes:
+    """What makes two SAs open the same way (the same algorithms and keys)."""
+    return "|".join((sa.encryption, sa.authentication)).encode() \
+        + sa.encryption_key.value + b"|" + sa.authentication_key.value
+
+
+def _nest(chain: list[Esp]) -> Esp:
+    """Rebuild a bundle from its headers, outermost first."""
+    inner: Esp | None = None
+    for esp in reversed(chain):
+        inner = dataclasses.replace(esp, bundled=inner) if esp.bundled is not inner else esp
+    assert inner is not None
+    return inner
+
+
+def _pending(event: PacketEvent) -> tuple[int, list[Esp], int] | None:
+    """(layer index, its ESP bundle, depth) of the first ESP header not yet tried."""
+    for index, layer in enumerate(event.layers):
+        if layer.esp is None:
+            continue
+        chain = list(layer.esp.chain())
+        for depth, header in enumerate(chain):
+            if not header.decrypted and header.undecrypted is None:
+                return index, chain, depth
+    return None
+
+
+def _mark(event: PacketEvent, index: int, chain: list[Esp], depth: int,
+          reason: str) -> PacketEvent:
+    chain[depth] = dataclasses.replace(chain[depth], undecrypted=reason)
+    layers = list(event.layers)
+    layers[index] = dataclasses.replace(layers[index], esp=_nest(chain))
+    return dataclasses.replace(event, layers=tuple(layers))
+
