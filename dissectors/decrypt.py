@@ -34,12 +34,12 @@ from dataclasses import dataclass, field
 
 from dissectors.esp import EspTransform, Opened, Plaintext
 from dissectors.events import Esp, IPv6Layer, PacketEvent
+from dissectors.protocol import SPI_LOOKAHEAD
 from dissectors.walk import Walk, Walker
 from keys import formulas
 from keys.keyring import EspSa, Keyring
 
-# draft 6.4 renewals followed ahead of the last verified SPI of an SA whose node is known
-SPI_LOOKAHEAD = 64
+SPI_SPACE = 1 << 32                     # SPIs are 32 bits (RFC 4303 2.1), moving mod 2^32
 # Next Header values a decrypted payload may carry (RFC 4303 2.6; IANA protocol numbers):
 # the ones the walk reads, and IPv4 (tunnel mode) it reads as far as IPv6 inside
 PARSABLE_NEXT_HEADERS = frozenset({0, 4, 6, 17, 41, 43, 44, 47, 50, 51, 58, 59, 60, 135})
@@ -47,11 +47,16 @@ PARSABLE_NEXT_HEADERS = frozenset({0, 4, 6, 17, 41, 43, 44, 47, 50, 51, 58, 59, 
 
 @dataclass(eq=False)
 class _Sa:
-    """One keyring SA and what is known of it."""
+    """One SA (the keyring may list it under several SPIs: same keys, same selectors, same
+    node) and what is known of it."""
     sa: EspSa
     transform: EspTransform
     nodes: set[str]                      # whose Kph may move its SPI (narrowed as it verifies)
-    head: int                            # the last SPI verified (at first: the listed one)
+    head: int                            # the last SPI verified (at first: the first listed)
+    verified: bool = False
+    # its node is known: named by the keyring, or a chain step verified (`nodes` may still
+    # hold several: each chain that reaches every SPI seen)
+    certain: bool = False
     # per candidate node: SPIs registered ahead of `head` on its chain, in order
     ahead: dict[str, list[int]] = field(default_factory=dict)
 
@@ -86,10 +91,16 @@ class EspDecryptor:
         self._sas: list[_Sa] = []
         self._by_spi: dict[int, list[_Entry]] = {}
         self._unknown: set[int] = set()          # SPIs no SA verified
+        states: dict[tuple[bytes, str, str, str | None], _Sa] = {}
         for sa in keyring.esp_sas:
-            state = _Sa(sa, EspTransform(sa),
-                        {sa.mobile_node} if sa.mobile_node else set(self._kph), sa.spi)
-            self._sas.append(state)
+            key = (_keys(sa), sa.src, sa.dst, sa.mobile_node)
+            state = states.get(key)
+            if state is None:
+                state = states[key] = _Sa(
+                    sa, EspTransform(sa),
+                    {sa.mobile_node} if sa.mobile_node else set(self._kph), sa.spi,
+                    certain=sa.mobile_node is not None)
+                self._sas.append(state)
             self._register(sa.spi, _Entry(state, None))
         self.hmacs = 0                           # draft 6.4 steps computed (for benchmarks)
 
@@ -117,7 +128,7 @@ class EspDecryptor:
             return _mark(event, index, chain, depth, reason)
         walk = opening.walk
         state = opening.entry.sa
-        node = next(iter(state.nodes)) if len(state.nodes) == 1 else None
+        node = next(iter(state.nodes)) if state.certain and len(state.nodes) == 1 else None
         chain[depth] = dataclasses.replace(esp, decrypted=True, payload=b"", node=node)
         del chain[depth + 1:]
         if walk.bundled is not None:
@@ -146,7 +157,7 @@ class EspDecryptor:
             tried.add(id(entry.sa))
             opening = self._try(entry, layer, header, esp.payload)
             if opening is not None:
-                self._verified(esp.spi, entry.sa, [e for e in entries if e.sa is entry.sa])
+                self._verified(esp.spi, entry.sa)
                 return opening, ""
         opening = self._sweep(layer, header, esp, tried) if esp.spi not in self._unknown \
             else None
@@ -164,7 +175,7 @@ class EspDecryptor:
         if len(fits) == 1:
             opening = next(iter(fits.values()))
             same = opening.entry.sa
-            self._verified(esp.spi, same, [e for e in unchecked if e.sa is same])
+            self._verified(esp.spi, same)
             return opening, ""
         return None, "ambiguous" if fits else "unparsable"
 
@@ -187,7 +198,7 @@ class EspDecryptor:
                 continue
             opening = self._try(_Entry(state, None), layer, header, esp.payload)
             if opening is not None:
-                self._verified(esp.spi, state, [])
+                self._verified(esp.spi, state)
                 return opening
         self._unknown.add(esp.spi)
         return None
@@ -197,16 +208,19 @@ class EspDecryptor:
     def _register(self, spi: int, entry: _Entry) -> None:
         self._by_spi.setdefault(spi, []).append(entry)
 
-    def _verified(self, spi: int, state: _Sa, entries: list[_Entry]) -> None:
+    def _verified(self, spi: int, state: _Sa) -> None:
         """`spi` verified under `state`: narrow its nodes to the chains that reach `spi`,
         then register the successors ahead of it."""
-        if spi == state.head and state.ahead:
+        if spi == state.head and state.verified:
             return                                   # nothing new: the same SPI again
-        reached = {e.node for e in entries if e.node is not None}
-        if not reached and spi != state.head:
-            reached = self._search(state, spi)       # from the sweep: which chain gets here
-        if reached:
-            state.nodes &= reached
+        if state.verified and (len(state.nodes) > 1 or not state.certain):
+            # every candidate whose chain gets here stays one (not only the chain this SPI
+            # was registered from: two chains may both reach it, in different steps)
+            reached = self._search(state, spi)
+            if reached:
+                state.nodes &= reached
+                state.certain = True
+        state.verified = True
         for node in list(state.ahead):
             if node not in state.nodes:
                 self._unregister(state, node)
@@ -216,8 +230,10 @@ class EspDecryptor:
             self._extend(state, node, spi, SPI_LOOKAHEAD if single else 1)
 
     def _search(self, state: _Sa, spi: int) -> set[str]:
-        """The candidate nodes whose chain from the SA's last head reaches `spi` within
-        SPI_LOOKAHEAD renewals (computed once per SA and node, as far as needed)."""
+        """The candidate nodes whose chain from the SA's last verified SPI reaches `spi`
+        within SPI_LOOKAHEAD renewals. A chain only climbs (each step adds 1..255, draft 6.4),
+        so each one is followed until it reaches or passes `spi`: the cost is the distance
+        over the mean step, not the look-ahead."""
         found = set()
         for node in state.nodes:
             ahead = state.ahead.get(node, [])
@@ -225,12 +241,11 @@ class EspDecryptor:
                 found.add(node)
                 continue
             current, steps = (ahead[-1], len(ahead)) if ahead else (state.head, 0)
-            while steps < SPI_LOOKAHEAD:
+            while steps < SPI_LOOKAHEAD and 0 < (spi - current) % SPI_SPACE < SPI_SPACE // 2:
                 current = self._next(node, current)
                 steps += 1
-                if current == spi:
-                    found.add(node)
-                    break
+            if current == spi:
+                found.add(node)
         return found
 
     def _extend(self, state: _Sa, node: str, spi: int, count: int) -> None:

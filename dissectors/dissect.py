@@ -19,7 +19,7 @@ import subprocess
 import tempfile
 import threading
 from collections.abc import Iterable, Iterator
-from typing import BinaryIO
+from typing import IO, BinaryIO, cast
 
 from dissectors import capfile
 from dissectors.accounting import Accounting
@@ -212,8 +212,8 @@ class LiveCapture:
         except FileNotFoundError:
             raise UserError("dumpcap not found: install Wireshark's tshark") from None
 
-    def _records(self, stream: BinaryIO, drops: capfile.DropCounter) -> Iterator[Record]:
-        for block in capfile.blocks(stream, drops):
+    def _records(self, stream: IO[bytes], drops: capfile.DropCounter) -> Iterator[Record]:
+        for block in capfile.blocks(cast(BinaryIO, stream), drops):
             self.ready.set()                    # dumpcap writes its header as it starts
             if block.record is not None and not self._closed:
                 yield block.record

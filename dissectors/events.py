@@ -37,8 +37,10 @@ class Esp:
     def chain(self) -> tuple[Esp, ...]:
         """This header and the ones bundled inside it, outermost first."""
         out: list[Esp] = [self]
-        while out[-1].bundled is not None:
-            out.append(out[-1].bundled)    # type: ignore[arg-type]
+        inner = self.bundled
+        while inner is not None:
+            out.append(inner)
+            inner = inner.bundled
         return tuple(out)
 
 

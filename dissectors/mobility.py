@@ -114,11 +114,13 @@ OPTIONS: dict[int, OptionLayout] = {
 
 def checksum_ok(mh: bytes, src: bytes, dst: bytes) -> bool:
     """RFC 6275 6.1.1: the Internet checksum over the RFC 8200 8.1 pseudo-header (next header
-    135) and the whole MH; a correct MH sums to 0xFFFF."""
-    data = src + dst + struct.pack("!I", len(mh)) + b"\x00\x00\x00\x87" + mh
+    135) and the whole MH; a correct MH sums to 0xFFFF. The 16-bit words are summed in the
+    machine's byte order (RFC 1071 2 (B): the one's complement sum does not depend on it, and
+    0xFFFF reads the same either way)."""
+    data = src + dst + len(mh).to_bytes(4, "big") + b"\x00\x00\x00\x87" + mh
     if len(data) % 2:
         data += b"\x00"
-    total: int = sum(struct.unpack(f"!{len(data) // 2}H", data))
+    total: int = sum(memoryview(data).cast("H"))
     while total >> 16:
         total = (total & 0xFFFF) + (total >> 16)
     return total == 0xFFFF
@@ -138,12 +140,17 @@ def parse(mh_type: int, mh: bytes, pseudo: tuple[bytes, bytes] | None,
     return MobilityMessage(mh_type, **fields)
 
 
+# Each row with its struct and offset, computed once (the walk reads every message).
+_ROWS = {mh_type: tuple((row, struct.Struct("!" + row.fmt),
+                         MH_HEADER + struct.calcsize("!" + "".join(r.fmt for r in rows[:n])))
+                        for n, row in enumerate(rows))
+         for mh_type, rows in MESSAGES.items()}
+
+
 def _message(mh_type: int, mh: bytes, f: dict[str, Any]) -> None:
     """The fixed part, field by field: a short message keeps the fields that were there."""
-    at = MH_HEADER
-    for row in MESSAGES.get(mh_type, ()):
-        (value,) = struct.unpack_from("!" + row.fmt, mh, at)
-        at += struct.calcsize("!" + row.fmt)
+    for row, layout, at in _ROWS.get(mh_type, ()):
+        (value,) = layout.unpack_from(mh, at)
         if row.flags is not None:
             f["flags"] = frozenset(name for name, bit in row.flags.items() if value & bit)
         elif row.address:

@@ -121,8 +121,12 @@ def _octets(text: str) -> bytes:
     return socket.inet_pton(socket.AF_INET6, text)
 
 
+# printable ASCII stays, every other octet shows as "."
+_PRINTABLE = bytes(b if 32 <= b < 127 else 0x2E for b in range(256))
+
+
 def _printable(payload: bytes) -> str:
-    return "".join([chr(b) if 32 <= b < 127 else "." for b in payload[:PREVIEW_OCTETS]])
+    return payload[:PREVIEW_OCTETS].translate(_PRINTABLE).decode("ascii")
 
 
 class _Fields:
@@ -146,33 +150,31 @@ class _Fields:
 
 
 class Walk:
-    """What the octets of one frame (or of one decrypted ESP payload) say."""
+    """What the octets of one frame (or of one decrypted ESP payload) say. Most frames set
+    few of these: the class holds the defaults, so a new walk costs three lists."""
 
-    __slots__ = ("layers", "protocols", "info", "info_locked", "errors", "exception",
-                 "ws_malformed", "limited", "ipv6", "marker", "udp", "mh_seen", "mh_type", "mh", "mh_pseudo",
-                 "mh_short", "prefix", "transport", "unwalked", "bundled")
+    info = ""
+    info_locked = False                # an ICMPv6 error's quote does not write the column
+    exception = False                  # a read past the packet's own length
+    ws_malformed = False               # tshark's _ws.malformed: that, or a malformed-group error
+    limited = False                    # a read past the captured octets
+    ipv6 = False                       # an IPv6 header was read
+    marker = False                     # one of MOBILITY_FILTER's clauses other than MH
+    udp = False
+    mh_seen = False                    # a Mobility Header anywhere (quotes too)
+    mh_type: int | None = None
+    mh: bytes | None = None            # the Mobility Header's captured octets
+    mh_pseudo: tuple[bytes, bytes] | None = None   # RFC 6275 6.1.1 checksum addresses
+    mh_short = False                   # the capture kept fewer octets than its Header Len
+    prefix: MobilePrefix | None = None
+    transport: Transport | None = None
+    unwalked: str | None = None        # an encapsulation or link type not walked into
+    bundled: Esp | None = None         # ESP right inside the decrypted ESP being continued
 
     def __init__(self) -> None:
         self.layers: list[IPv6Layer] = []
         self.protocols: list[str] = []
-        self.info = ""
-        self.info_locked = False       # an ICMPv6 error's quote does not write the column
         self.errors: list[str] = []    # tshark expert errors, in the order they arise
-        self.exception = False         # a read past the packet's own length
-        self.ws_malformed = False      # tshark's _ws.malformed: that, or a malformed-group error
-        self.limited = False           # a read past the captured octets
-        self.ipv6 = False              # an IPv6 header was read
-        self.marker = False            # one of MOBILITY_FILTER's clauses other than MH
-        self.udp = False
-        self.mh_seen = False           # a Mobility Header anywhere (quotes too)
-        self.mh_type: int | None = None
-        self.mh: bytes | None = None   # the Mobility Header's captured octets
-        self.mh_pseudo: tuple[bytes, bytes] | None = None   # RFC 6275 6.1.1 checksum addresses
-        self.mh_short = False          # the capture kept fewer octets than its Header Len
-        self.prefix: MobilePrefix | None = None
-        self.transport: Transport | None = None
-        self.unwalked: str | None = None   # an encapsulation or link type not walked into
-        self.bundled: Esp | None = None    # ESP right inside the decrypted ESP being continued
 
     def set_info(self, text: str) -> None:
         if not self.info_locked:
@@ -821,7 +823,11 @@ def event(walk: Walk, number: int, time: float, length: int,
           comments: tuple[str, ...] = (), sensor: str = "") -> PacketEvent:
     """The neutral event of a selected frame (DESIGN.md)."""
     message = walk.message()
-    path = next((c[len(PATH_COMMENT):] for c in comments if c.startswith(PATH_COMMENT)), None)
+    path = None
+    for comment in comments:
+        if comment.startswith(PATH_COMMENT):
+            path = comment[len(PATH_COMMENT):]
+            break
     return PacketEvent(
         frame=number, time=time, length=length, layers=tuple(walk.layers), mobility=message,
         prefix_discovery=walk.prefix,

@@ -24,7 +24,7 @@ def decrypted(events: Iterator[PacketEvent], keyring: Keyring | None) -> Iterato
     if keyring is None or not keyring.esp_sas:
         return events
     decryptor = EspDecryptor(keyring)
-    return (decryptor.decrypt(event) if any(l.esp is not None for l in event.layers)
+    return (decryptor.decrypt(event) if any(layer.esp is not None for layer in event.layers)
             else event for event in events)
 
 

@@ -1,18 +1,16 @@
-"""The tshark dissector stage on real captures (public ones and scapy-built), with real tshark."""
+"""The dissector stage (dissectors.dissect, dissectors.walk, the keyed stage) on real captures:
+the public ones, and scapy-built ones with PROFILE.md's extensions. tshark is the reference
+in test_walk_vs_tshark.py; here the fields mip6mon reads that tshark does not show."""
 from __future__ import annotations
 
-import collections
-import glob
 import os
 import subprocess
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
 from scapy.all import MIP6MH_BA, MIP6MH_BU, UDP, ICMPv6MPAdv, ICMPv6NDOptPrefixInfo, IPv6, Raw
 
 from dissectors import espsa
-from dissectors.tshark import MOBILITY_FILTER, TsharkFile
 from keys import formulas
 from keys.errors import UserError
 from keys.keyring import parse_keyring
@@ -21,7 +19,6 @@ from tests.conftest import SHARED_CAPTURES
 from tests.dissectors import builders as b
 
 CAPTURES = SHARED_CAPTURES
-SHARED = sorted(glob.glob(str(CAPTURES / "*" / "*.pcap")))
 
 
 def tshark_lines(path, display_filter, *fields) -> list[str]:
@@ -32,13 +29,16 @@ def tshark_lines(path, display_filter, *fields) -> list[str]:
     return out.splitlines()
 
 
-def keyring(spi: int = b.FIRST_SPI, with_node: bool = True):
-    doc = {"esp_sa": [{"spi": hex(spi), "src": "*", "dst": "*", "encryption": "aes-cbc",
-                       "encryption_key": b.ENC_KEY.hex(), "authentication": "hmac-sha1-96",
-                       "authentication_key": b.AUTH_KEY.hex()}]}
+def keyring(spi: int = b.FIRST_SPI, with_node: bool = True, node_named: bool = False):
+    sa = {"spi": hex(spi), "src": "*", "dst": "*", "encryption": "aes-cbc",
+          "encryption_key": b.ENC_KEY.hex(), "authentication": "hmac-sha1-96",
+          "authentication_key": b.AUTH_KEY.hex()}
+    doc = {"esp_sa": [sa]}
     if with_node:
         doc["mobile_node"] = [{"name": "mn1", "home_address": b.HOA, "home_agent": b.HA,
                                "ks": b.KS.hex()}]
+        if node_named:
+            sa["mobile_node"] = "mn1"
     return parse_keyring(doc)
 
 
@@ -49,102 +49,67 @@ def events(path, keys=None):
 
 # --- public captures -------------------------------------------------------------------------
 
-def _frame_count(path) -> int:
-    out = subprocess.run(["capinfos", "-M", "-c", "-T", "-r", str(path)], capture_output=True,
-                         text=True, check=True).stdout
-    return int(out.split()[-1])
+def shared(name: str):
+    return events(CAPTURES / name)
 
 
-@pytest.fixture(scope="module")
-def shared_results(tmp_path_factory):
-    """Our events per file; tshark's reference from 2 passes over all files concatenated
-    (mergecap -a keeps every record in order), split back by each file's frame count."""
-    assert SHARED, f"no captures under {CAPTURES}"
-    merged = tmp_path_factory.mktemp("shared") / "all.pcapng"
-    subprocess.run(["mergecap", "-a", "-w", str(merged), *SHARED], check=True,
-                   capture_output=True)
-    with ThreadPoolExecutor(2) as pool:
-        ours = list(pool.map(events, SHARED))
-    counts = [_frame_count(p) for p in SHARED]
-    mhtypes = {}
-    for line in tshark_lines(merged, "mipv6 && !udp", "frame.number", "mip6.mhtype"):
-        number, types = line.split("\t")
-        mhtypes[int(number)] = int(types.split(",")[0])
-    bad = {int(x) for x in tshark_lines(
-        merged, f"({MOBILITY_FILTER}) && _ws.expert.severity >= 0x800000", "frame.number")}
-    results, offset = {}, 0
-    for path, (evs, acc), n in zip(SHARED, ours, counts, strict=False):
-        frames = range(offset + 1, offset + n + 1)
-        theirs = collections.Counter(mhtypes[f] for f in frames if f in mhtypes)
-        mine = collections.Counter(e.mobility.mh_type for e in evs if e.mobility)
-        results[path] = (evs, acc, mine, theirs, n, {f - offset for f in frames if f in bad})
-        offset += n
-    return results
-
-
-def test_every_shared_capture_counts_mh_types_like_tshark(shared_results):
-    for path, (evs, acc, ours, theirs, frames, _) in shared_results.items():
-        assert ours == theirs, path
-        assert acc.read == frames, path                        # every frame counted
-        # a malformed frame with no IPv6 header is counted as malformed by the source itself,
-        # without an event (malformed events are counted by the EventStream, not used here)
-        assert acc.filtered == frames - len(evs) - acc.malformed, path
-        assert all(e.layers for e in evs), path
-
-
-def test_readme_counts_for_ipv6_mobility_1(shared_results):
-    path = str(CAPTURES / "tcpdump-synthetic" / "ipv6_mobility_1.pcap")
-    evs, acc, ours, *_ = shared_results[path]
-    assert dict(ours) == {0: 1, 1: 1, 2: 1, 3: 1, 4: 1, 5: 6, 6: 4, 7: 1}
+def test_readme_counts_for_ipv6_mobility_1():
+    evs, acc = shared("tcpdump-synthetic/ipv6_mobility_1.pcap")
+    counts = {}
+    for e in evs:
+        counts[e.mobility.mh_type] = counts.get(e.mobility.mh_type, 0) + 1
+    assert counts == {0: 1, 1: 1, 2: 1, 3: 1, 4: 1, 5: 6, 6: 4, 7: 1}
     assert acc.read == 16 and len(evs) == 16
 
 
-def test_malformed_frames_are_kept_and_marked(shared_results):
-    for path, (evs, acc, _, _, _, tshark_malformed) in shared_results.items():
-        marked = {e.frame for e in evs if e.malformed}
-        # what is not an event (no IPv6 header to read) is still counted as malformed
-        assert len(tshark_malformed - marked) == acc.malformed, path
-    evs = shared_results[str(CAPTURES / "zeek" / "ipv6-mobility-dst-opts.pcap")][0]
-    # all three frames are malformed, and each is an event (selected by `_ws.malformed`
-    # where nothing else would select it)
+def test_malformed_frames_are_kept_and_marked():
+    evs, _ = shared("zeek/ipv6-mobility-dst-opts.pcap")
+    # all three frames are malformed, and each is an event (selected for it alone)
     assert [e.malformed for e in evs] == ["Malformed Packet (Exception occurred)",
                                           "Malformed Packet (Exception occurred)",
                                           "Home Address: Invalid length (1 bytes)"]
     # the fuzzer finds: every MH is cut short by the snap length, none is silently "analysed"
-    for path in glob.glob(str(CAPTURES / "tcpdump-synthetic" / "mobility_opt_asan*.pcap")):
-        evs = shared_results[path][0]
+    for path in (CAPTURES / "tcpdump-synthetic").glob("mobility_opt_asan*.pcap"):
+        evs, _ = events(path)
         assert evs and all(e.malformed for e in evs if e.mobility), path
+    # a frame with no IPv6 header to read (caplen 0) is counted as malformed, with no event
+    evs, acc = shared("tcpdump-synthetic/icmp6_mobileprefix_asan.pcap")
+    assert (len(evs), acc.read, acc.malformed) == (1, 2, 1)
+    assert evs[0].prefix_discovery.identifier == 0x9393     # read before the cut
 
 
-def test_mh_checksum_validity_from_zeek_vectors(shared_results):
-    good = shared_results[str(CAPTURES / "zeek" / "chksums__mip6-good-mh-chksum.pcap")][0]
-    bad = shared_results[str(CAPTURES / "zeek" / "chksums__mip6-bad-mh-chksum.pcap")][0]
+def test_mh_checksum_validity_from_zeek_vectors():
+    good, _ = shared("zeek/chksums__mip6-good-mh-chksum.pcap")
+    bad, _ = shared("zeek/chksums__mip6-bad-mh-chksum.pcap")
     assert good[0].mobility.checksum_valid is True
     assert bad[0].mobility.checksum_valid is False
 
 
-def test_hao_and_rh2_from_zeek_vectors(shared_results):
-    hoa = shared_results[str(CAPTURES / "zeek" / "mobile-ipv6__ipv6-mobile-hoa.pcap")][0]
-    rh2 = shared_results[str(CAPTURES / "zeek" / "mobile-ipv6__ipv6-mobile-routing.pcap")][0]
-    want_hoa = tshark_lines(CAPTURES / "zeek" / "mobile-ipv6__ipv6-mobile-hoa.pcap", "ipv6",
-                            "ipv6.opt.mipv6.home_address")[0]
-    want_rh2 = tshark_lines(CAPTURES / "zeek" / "mobile-ipv6__ipv6-mobile-routing.pcap", "ipv6",
-                            "ipv6.routing.mipv6.home_address")[0]
-    assert hoa[0].outer.home_address == want_hoa
-    assert rh2[0].outer.routing_home_address == want_rh2
+def test_hao_and_rh2_from_zeek_vectors():
+    hoa_path = CAPTURES / "zeek" / "mobile-ipv6__ipv6-mobile-hoa.pcap"
+    rh2_path = CAPTURES / "zeek" / "mobile-ipv6__ipv6-mobile-routing.pcap"
+    hoa, rh2 = events(hoa_path)[0], events(rh2_path)[0]
+    assert hoa[0].outer.home_address == tshark_lines(hoa_path, "ipv6",
+                                                     "ipv6.opt.mipv6.home_address")[0]
+    assert rh2[0].outer.routing_home_address == tshark_lines(
+        rh2_path, "ipv6", "ipv6.routing.mipv6.home_address")[0]
 
 
-def test_real_bu_from_pastebin_verifies_its_checksum(shared_results):
-    evs = shared_results[str(CAPTURES / "pastebin-83G2FqBV" / "bu_without_hao.pcap")][0]
+def test_real_bu_from_pastebin_verifies_its_checksum():
+    evs, _ = shared("pastebin-83G2FqBV/bu_without_hao.pcap")
     assert evs[0].mobility.name == "BU" and evs[0].mobility.checksum_valid is True
 
 
-def test_undecrypted_esp_is_reported_with_spi(shared_results):
-    evs = shared_results[str(CAPTURES / "zeek" / "ip6_esp.pcap")][0]
-    spis = tshark_lines(CAPTURES / "zeek" / "ip6_esp.pcap", "esp", "esp.spi")
+def test_undecrypted_esp_is_reported_with_spi_and_ciphertext():
+    path = CAPTURES / "zeek" / "ip6_esp.pcap"
+    evs, _ = events(path)
+    spis = tshark_lines(path, "esp", "esp.spi")
     assert len(evs) == len(spis)
     assert [e.outer.esp.spi for e in evs] == [int(s, 16) for s in spis]
     assert not any(e.outer.esp.decrypted for e in evs)
+    # what a keyed stage elsewhere needs: the octets after SPI and sequence number, as sent
+    lengths = tshark_lines(path, "esp", "ipv6.plen")
+    assert [len(e.outer.esp.payload) + 8 for e in evs] == [int(n) for n in lengths]
 
 
 # --- built captures: PROFILE.md extensions ---------------------------------------------------
@@ -216,9 +181,13 @@ def test_moved_spi_is_followed_from_the_first_one(tmp_path):
     assert [e.outer.esp.spi for e in evs] == chain
     assert all(e.outer.esp.decrypted for e in evs)
     assert [e.mobility.sequence for e in evs] == list(range(6))
-    # without the mobile node's Kph the later SPIs cannot be predicted
+    # the node is certain once a moved SPI verified on its chain (draft 6.4)
+    assert [e.outer.esp.node for e in evs] == [None] + ["mn1"] * 5
+    assert all(e.outer.esp.node == "mn1" for e in events(path, keyring(node_named=True))[0])
+    # without any Kph the chain cannot be followed, but the ICV still proves the SA's keys:
+    # every packet is decrypted, and none is tied to a node
     evs, _ = events(path, keyring(with_node=False))
-    assert [e.outer.esp.decrypted for e in evs] == [True] + [False] * 5
+    assert [(e.outer.esp.decrypted, e.outer.esp.node) for e in evs] == [(True, None)] * 6
 
 
 def test_data_packets_transport_summary_and_mixed_accounting(tmp_path):
@@ -276,27 +245,25 @@ def test_truncated_capture_file_gives_the_frames_before_the_cut(tmp_path):
     assert "block 5" in acc.incomplete and "cut short" in acc.incomplete
 
 
-def test_keys_never_in_argv_and_key_file_private_and_removed(tmp_path):
+def test_keys_never_leave_the_process(tmp_path):
+    """ESP is decrypted in this process: no child is started, no key file is written, and
+    no event (what crosses processes and Redis) holds key material."""
+    import pickle
+
+    from dissectors.events import to_dict
     path = b.write(tmp_path / "esp.pcapng", [b.home_bu_tunnel(b.FIRST_SPI, n) for n in (1, 2)])
-    with espsa.TsharkConfig(keyring()) as conf:
-        assert os.stat(conf.path).st_mode & 0o077 == 0
-        esp_sa = os.path.join(conf.path, "wireshark", "esp_sa")
-        assert os.stat(esp_sa).st_mode & 0o077 == 0
-        assert b.ENC_KEY.hex() in Path(esp_sa).read_text()
-        assert conf.env()["XDG_CONFIG_HOME"] == conf.path
-    assert not os.path.exists(conf.path)
-    tf = TsharkFile(str(path), keyring())
-    it = tf.events()
-    first = next(it)
-    assert first.outer.esp.decrypted
-    cmdline = Path(f"/proc/{tf._proc.pid}/cmdline").read_bytes()
-    assert b.ENC_KEY.hex().encode() not in cmdline and b.AUTH_KEY.hex().encode() not in cmdline
-    assert tf._config.path == ""                 # key file deleted once tshark had read it
-    pid = tf._proc.pid
-    it.close()                                   # stop early: the child is reaped
-    assert tf._proc is None
-    with pytest.raises(ChildProcessError):
-        os.waitpid(pid, os.WNOHANG)
+    before = set(os.listdir("/proc"))
+    source = PcapSource(str(path), keyring())
+    evs = list(source.events())
+    assert all(e.outer.esp.decrypted for e in evs)
+    children = [p for p in set(os.listdir("/proc")) - before if p.isdigit()
+                and Path(f"/proc/{p}/stat").exists()
+                and Path(f"/proc/{p}/stat").read_text().split()[3] == str(os.getpid())]
+    assert children == []
+    for secret in (b.ENC_KEY, b.AUTH_KEY):
+        for blob in (pickle.dumps(evs), repr(evs).encode(), repr([to_dict(e) for e in evs])
+                     .encode()):
+            assert secret not in blob and secret.hex().encode() not in blob
 
 
 def test_sa_entries_follow_every_mobile_node():
@@ -308,36 +275,7 @@ def test_sa_entries_follow_every_mobile_node():
     assert espsa.sa_entries(None) == []
 
 
-# --- the octet pre-filter never hides a mobility frame from tshark --------------------------
-
-def test_prefilter_keeps_every_frame_tshark_selects(tmp_path):
-    from scapy.all import IP, TCP, Ether, ICMPv6EchoRequest, ICMPv6ParamProblem
-    bu = IPv6(src=b.COA, dst=b.CN) / b.pseudo_option(b.PHOA) / MIP6MH_BU(seq=1, flags=0)
-    tricky = [
-        Ether() / IP(src="192.0.2.1", dst="192.0.2.2", proto=41) / bytes(b.hoti_with_p()),  # 6in4
-        Ether() / IPv6(src=b.COA, dst=b.HA) / UDP(sport=4500, dport=4500)
-        / bytes(b.home_bu_tunnel(b.FIRST_SPI, 5)[b.ESP]),                    # ESP in UDP (NAT-T)
-        Ether() / IPv6(src=b.CN, dst=b.COA) / ICMPv6ParamProblem(code=2, ptr=42) / bytes(bu),
-        Ether() / IPv6(src=b.CN, dst=b.COA) / ICMPv6EchoRequest(),           # dropped early
-        Ether() / IPv6(src=b.CN, dst=b.COA) / TCP(sport=1, dport=2),         # dropped early
-        Ether() / IP(src="192.0.2.1", dst="192.0.2.2") / UDP(sport=1, dport=2),
-        Ether() / bu,
-    ]
-    path = b.write(tmp_path / "tricky.pcapng", tricky)
-    merged = tmp_path / "shared.pcapng"
-    subprocess.run(["mergecap", "-a", "-w", str(merged), *SHARED], check=True)
-    for capture in (path, merged):
-        fast = TsharkFile(str(capture))
-        slow = TsharkFile(str(capture), prefilter=False)
-        fast_events, slow_events = list(fast.events()), list(slow.events())
-        assert fast_events == slow_events, capture
-        assert fast.accounting.read == slow.accounting.read
-        assert fast.accounting.filtered == slow.accounting.filtered
-    selected = [int(x) for x in tshark_lines(path, MOBILITY_FILTER, "frame.number")]
-    tricky_events = list(TsharkFile(str(path)).events())
-    assert [e.frame for e in tricky_events] == selected
-    assert selected == [1, 2, 3, 7]              # 6in4, NAT-T ESP, ICMPv6 error, BU
-
+# --- lab captures and every ESP algorithm ---------------------------------------------------
 
 def test_lab_scenario_capture_decrypts_and_keeps_paths(tmp_path):
     lab_run = pytest.importorskip("lab.run")
