@@ -186,13 +186,14 @@ PAST_PACKET, PAST_CAPTURE = "past-packet", "past-capture"
 
 def check(mh_type: int, mh: bytes, reported: int) -> str | None:
     """Where reading this Mobility Header as tshark does runs out of octets: PAST_PACKET (its
-    fixed part or an option's data lie past the packet's own length: malformed; RFC 6275 9.2
-    has a receiver discard a Header Len below the message's minimum) or PAST_CAPTURE (past what
-    the capture kept), else None. `mh` is the captured octets (at least the 6-octet header),
-    `reported` how many the packet has up to its Header Len. The fixed part is read first, then
-    the options' octets as a whole, then option by option. An option whose length runs past
-    the Header Len ends the options without harm (tshark only warns); one shorter than its
-    fixed size is malformed."""
+    fixed part or an option's data lie past the packet's own length: malformed) or
+    PAST_CAPTURE (past what the capture kept), else None. `mh` is the captured octets from
+    the MH to the end of the packet (at least the 6-octet header), `reported` how many the
+    packet has from the MH on. The fixed part is read first (past a Header Len too small for
+    it, as long as the packet goes on: RFC 6275 9.2 has a receiver discard such a message,
+    but it is not malformed), then the options' octets up to the Header Len as a whole, then
+    option by option. An option whose length runs past the Header Len ends the options
+    without harm (tshark only warns); one shorter than its fixed size is malformed."""
     def short(n: int) -> str | None:
         return PAST_PACKET if n > reported else PAST_CAPTURE if n > len(mh) else None
 

@@ -84,6 +84,10 @@ PROTOCOL_NAMES = {TCP: "tcp", UDP: "udp", ICMPV6: "icmpv6", NO_NEXT: "none",
                   int(NH.SCTP): "sctp", IPV4_IN: "ipv4", GRE: "gre", int(NH.UDPLITE): "udplite"}
 
 ROUTING_TYPE_0 = 0                                   # RFC 5095: deprecated
+# options with one valid length, as tshark names them when it differs (RFC 2473 6.6, RFC 2711
+# 2.1, RFC 2675 2, RFC 6275 6.3)
+OPTION_SIZES = {0x04: ("Tunnel Encapsulation Limit", 1), 0x05: ("Router Alert", 2),
+                0xC2: ("Jumbo Payload", 4), OPT_HAO: ("Home Address", 16)}
 ICMPV6_ERRORS = (1, 2, 3, 4)                        # RFC 4443 3: they quote a packet
 ICMPV6_ECHO = (ICMPV6_ECHO_REQUEST, ICMPV6_ECHO_REPLY)
 ND_OPT_SOURCE_LLA, ND_OPT_TARGET_LLA = 1, 2         # RFC 4861 4.6.1
@@ -466,18 +470,17 @@ class Walker:
                 return
             _need(buf, at + 2, limit)
             olen = buf[at + 1]
-            if otype == OPT_PADN:
-                at += 2 + olen
-                continue
-            _need(buf, at + 2 + olen, limit)
-            if otype == OPT_HAO or otype == OPT_PSEUDO_HOA:
-                if olen == 16:
-                    if otype == OPT_HAO:
-                        f.hao = buf[at + 2:at + 18]
-                    else:
-                        f.pseudo = buf[at + 2:at + 18]
-                elif otype == OPT_HAO:
-                    w.error(f"Home Address: Invalid length ({olen} bytes)")
+            size = OPTION_SIZES.get(otype)
+            if size is not None and olen != size[1]:
+                w.error(f"{size[0]}: Invalid length ({olen} bytes)")
+            # an option's data is read as far as its length says, within the packet (not
+            # only its header: the options then end)
+            _need(buf, at + 2 + olen, end)
+            if olen == 16 and at + 18 <= hend:
+                if otype == OPT_HAO:
+                    f.hao = buf[at + 2:at + 18]
+                elif otype == OPT_PSEUDO_HOA:
+                    f.pseudo = buf[at + 2:at + 18]
             at += 2 + olen
 
     def _ipv4(self, w: Walk, buf: bytes, at: int, rend: int) -> tuple[int, int, int] | None:
@@ -528,9 +531,11 @@ class Walker:
         _need(buf, at + 8, end)
         spi, seq = struct.unpack_from("!II", buf, at)
         w.set_info(f"ESP (SPI=0x{spi:08x})")
+        stop = min(end, len(buf))
+        if stop < end:
+            w.limited = True               # tshark reads the encrypted data to its end
         if quoted or f is None:
             return
-        stop = min(end, len(buf))
         esp = Esp(spi, seq, False, buf[at + 8:stop], stop < end)
         if f.in_esp:
             w.bundled = esp                # inside the ESP being continued: an SA bundle
@@ -556,7 +561,7 @@ class Walker:
         # RFC 6275 6.1.1: the home address (HAO) and the final destination (RH2)
         w.mh_pseudo = (f.hao if f.hao is not None else f.src,
                        f.rh2 if f.rh2 is not None else f.dst)
-        problem = mobility.check(mh_type, w.mh, min(declared, end - at))
+        problem = mobility.check(mh_type, buf[at:min(end, captured)], end - at)
         if problem is not None:
             raise _Stop(problem == mobility.PAST_PACKET)
 
