@@ -46,7 +46,6 @@ from dissectors.protocol import (
     ND_OPT_PREFIX_INFORMATION,
     OPT_HAO,
     OPT_PAD1,
-    OPT_PADN,
     OPT_PSEUDO_HOA,
     ROUTING_TYPE_2,
 )

@@ -5,12 +5,12 @@ from __future__ import annotations
 import subprocess
 
 import pytest
-from scapy.all import ESP, MIP6MH_BU, IPv6, UDP, Raw
+from scapy.all import ESP, MIP6MH_BU, UDP, IPv6, Raw
 from scapy.layers.ipsec import SecurityAssociation
 
 from dissectors import esp
-from dissectors.espsa import TsharkConfig
 from dissectors.esp import EspTransform, Opened, Plaintext
+from dissectors.espsa import TsharkConfig
 from keys import keyring as kr
 from keys.keyring import EspSa, Secret, parse_keyring
 from monitor.sources import PcapSource
