@@ -1,25 +1,35 @@
-"""Speed of the dissect + report path against tshark alone, on one 200,000-packet capture.
+"""Speed of `mip6mon report` and of its dissector stage against tshark, on generated captures.
 
-Generates (once, cached in /tmp) a pcap of 200,000 raw-IPv6 packets: 10 % mobility (BU with
-HAO, BA with RH2, HoTI/HoT, correspondent BU with the 0xFE option, ESP, IPv6-in-IPv6) and 90 %
-other IPv6 (UDP, TCP). Packets are pre-built bytes (scapy once per template), so generation
-takes about a second. Then, in the same run, times:
-  tshark  : tshark -r FILE -Y <MOBILITY_FILTER> -T fields -e <our field list>
-  dissect : PcapSource(FILE) through an EventStream with no addons (the dissector stage)
-  report  : python -m monitor.cli report FILE --format json (dissect + every analyzer)
-and prints packets/s for each and the ratio to tshark (> 1 means faster than tshark).
+For each size (packets) and mobility share asked for, generates once (cached in /tmp) a pcap
+of raw-IPv6 packets: that share of mobility (BU with HAO, BA with RH2, HoTI/HoT, correspondent
+BU with the 0xFE option, a Home BU in ESP tunnel mode, IPv6-in-IPv6, RH2 data) and the rest
+other IPv6 (UDP, TCP streams). Packets are pre-built bytes (scapy once per template), so two
+million take seconds. Then, in the same run, each path runs as its own process:
+  tshark         : tshark -n -r FILE -Y <MOBILITY_FILTER> -T fields -e <a dozen fields>
+  dissect        : the dissector stage alone (PcapSource through an EventStream, no addons)
+  dissect+keys   : the same with the keyed ESP stage (the capture's ESP is keyed: a keyring
+                   with its SA is written beside it)
+  report         : python -m monitor.cli report FILE --format json (dissect + keyed +
+                   attacker + privacy + JSON)
+  report --keys  : the same with the keyring
+and prints wall and CPU seconds, packets per second, the ratio to tshark (> 1: faster than
+tshark) and the peak RSS of each path, summed over all its processes (each process's VmHWM). The
+machine is often shared: the ratios in one run are what to compare, and the load average is
+printed.
 
-Usage: python benchmarks/bench_report.py [--packets N] [--runs R]
+Usage: python benchmarks/bench_report.py [--packets N ...] [--mobility PCT ...] [--runs R]
+                                         [--paths NAME ...]
+  e.g. --packets 200000 2000000 --mobility 1 10 100
 """
 from __future__ import annotations
 
 import argparse
 import os
-import resource
 import statistics
 import struct
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -27,6 +37,9 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 LINKTYPE_RAW = 101
+TSHARK_FIELDS = ("frame.number", "frame.time_epoch", "frame.len", "frame.protocols",
+                 "_ws.col.Info", "frame.comment", "_ws.expert.severity", "_ws.expert.message",
+                 "mip6.mhtype", "esp.spi", "ipv6.src", "ipv6.dst")
 
 
 def templates() -> tuple[list[bytes], list[bytes]]:
@@ -57,102 +70,157 @@ def templates() -> tuple[list[bytes], list[bytes]]:
     return mobility, other
 
 
-def generate(path: Path, count: int) -> None:
+def generate(path: Path, count: int, mobility_percent: float) -> None:
     mobility, other = templates()
+    every = 100 / mobility_percent            # one mobility packet every `every` packets
     t0 = 1767225600  # 2026-01-01
-    out = bytearray(struct.pack("<IHHiIII", 0xA1B2C3D4, 2, 4, 0, 0, 65535, LINKTYPE_RAW))
     tcp = other[1]
-    for n in range(count):
-        if n % 10 == 0:
-            data = mobility[(n // 10) % len(mobility)]
-        elif n % len(other) == 1:
-            # a TCP stream that moves forward (realistic for tshark's TCP analysis): 100 streams,
-            # sequence numbers advance by the payload length; checksums are not verified
-            stream, step = n % 100, n // 100
-            data = (tcp[:40] + (40000 + stream).to_bytes(2, "big") + tcp[42:44]
-                    + ((step * 100) & 0xFFFFFFFF).to_bytes(4, "big") + tcp[48:])
-        else:
-            data = other[n % len(other)]
-        out += struct.pack("<IIII", t0 + n // 1000, (n % 1000) * 1000, len(data), len(data))
-        out += data
-    tmp = path.with_suffix(".tmp")
-    tmp.write_bytes(out)
-    os.replace(tmp, path)
+    with open(path.with_suffix(".tmp"), "wb") as out:
+        out.write(struct.pack("<IHHiIII", 0xA1B2C3D4, 2, 4, 0, 0, 65535, LINKTYPE_RAW))
+        chunk = bytearray()
+        mobile = 0
+        for n in range(count):
+            if int((n + 1) / every) > int(n / every):
+                data = mobility[mobile % len(mobility)]
+                mobile += 1
+            elif n % len(other) == 1:
+                # a TCP stream that moves forward (realistic for tshark's TCP analysis):
+                # 100 streams, sequence numbers advance; checksums are not verified
+                stream, step = n % 100, n // 100
+                data = (tcp[:40] + (40000 + stream).to_bytes(2, "big") + tcp[42:44]
+                        + ((step * 100) & 0xFFFFFFFF).to_bytes(4, "big") + tcp[48:])
+            else:
+                data = other[n % len(other)]
+            chunk += struct.pack("<IIII", t0 + n // 1000, (n % 1000) * 1000, len(data),
+                                 len(data))
+            chunk += data
+            if len(chunk) > 1 << 22:
+                out.write(chunk)
+                chunk.clear()
+        out.write(chunk)
+    os.replace(path.with_suffix(".tmp"), path)
 
 
-def _cpu() -> float:
-    own = resource.getrusage(resource.RUSAGE_SELF)
-    kids = resource.getrusage(resource.RUSAGE_CHILDREN)   # reaped children (tshark, ...)
-    return own.ru_utime + own.ru_stime + kids.ru_utime + kids.ru_stime
+def write_keyring(path: Path) -> None:
+    """The SA of the capture's ESP packets (tests.dissectors.builders), chmod 600."""
+    from tests.dissectors import builders as b
+    path.write_text(
+        "[[mobile_node]]\nname = \"mn1\"\n"
+        f"home_address = \"{b.HOA}\"\nhome_agent = \"{b.HA}\"\nks = \"{b.KS.hex()}\"\n\n"
+        f"[[esp_sa]]\nspi = \"{b.FIRST_SPI:#010x}\"\nsrc = \"*\"\ndst = \"*\"\n"
+        f"encryption = \"aes-cbc\"\nencryption_key = \"{b.ENC_KEY.hex()}\"\n"
+        f"authentication = \"hmac-sha1-96\"\nauthentication_key = \"{b.AUTH_KEY.hex()}\"\n")
+    path.chmod(0o600)
 
 
-def timed(fn) -> float:
+def _tree_peaks(root: int, peaks: dict[int, int]) -> None:
+    """Record the peak resident size (VmHWM) of `root` and of every process below it."""
+    children: dict[int, list[int]] = {}
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat", "rb") as f:
+                fields = f.read().rsplit(b")", 1)[1].split()
+            children.setdefault(int(fields[1]), []).append(int(entry))
+        except (OSError, IndexError):
+            continue
+    todo = [root]
+    while todo:
+        pid = todo.pop()
+        try:
+            with open(f"/proc/{pid}/status", "rb") as f:
+                for line in f:
+                    if line.startswith(b"VmHWM:"):
+                        peaks[pid] = max(peaks.get(pid, 0), int(line.split()[1]) * 1024)
+        except (OSError, IndexError, ValueError):
+            pass
+        todo += children.get(pid, [])
+
+
+def measured(argv: list[str]) -> tuple[float, float, int]:
+    """(wall s, CPU s, the peak RSS of each process of the run, summed) of one run. VmHWM is
+    sampled every 20 ms (it holds each process's peak since its exec, so nothing between
+    samples is missed; ru_maxrss would count the benchmark's own memory at the fork)."""
     start = time.perf_counter()
-    fn()
-    return time.perf_counter() - start
+    proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, cwd=ROOT,
+                            env={**os.environ, "PYTHONPATH": str(ROOT)})
+    peaks: dict[int, int] = {}
+    done = threading.Event()
+
+    def sample() -> None:
+        while not done.wait(0.02):
+            _tree_peaks(proc.pid, peaks)
+    sampler = threading.Thread(target=sample, daemon=True)
+    sampler.start()
+    _, status, usage = os.wait4(proc.pid, 0)
+    wall = time.perf_counter() - start
+    done.set()
+    sampler.join()
+    proc.returncode = os.waitstatus_to_exitcode(status)
+    errors = proc.stderr.read().decode() if proc.stderr else ""
+    if proc.returncode:
+        raise SystemExit(f"{argv[:3]} failed ({proc.returncode}): {errors.strip()[-300:]}")
+    return wall, usage.ru_utime + usage.ru_stime, sum(peaks.values())
 
 
-def measured(fn) -> tuple[float, float]:
-    """(wall seconds, CPU seconds of this process and its children): on a shared machine the
-    CPU time is the steadier measure, the wall time the one a user sees."""
-    cpu, wall = _cpu(), time.perf_counter()
-    fn()
-    return time.perf_counter() - wall, _cpu() - cpu
+STAGE = ("import sys; from monitor.sources import PcapSource; from monitor.stream import "
+         "EventStream; from keys.keyring import load_keyring; "
+         "k = load_keyring(sys.argv[2]) if len(sys.argv) > 2 else None; "
+         "EventStream(PcapSource(sys.argv[1], keyring=k), []).run()")
+
+
+def paths(capture: Path, keyring: Path) -> dict[str, list[str]]:
+    from dissectors.walk import MOBILITY_FILTER
+    tshark = ["tshark", "-n", "-r", str(capture), "-Y", MOBILITY_FILTER, "-T", "fields"]
+    for f in TSHARK_FIELDS:
+        tshark += ["-e", f]
+    report = [sys.executable, "-m", "monitor.cli", "report", str(capture), "--format", "json"]
+    return {
+        "tshark -T fields": tshark,
+        "dissect": [sys.executable, "-c", STAGE, str(capture)],
+        "dissect+keys": [sys.executable, "-c", STAGE, str(capture), str(keyring)],
+        "report": report,
+        "report --keys": report + ["--keys", str(keyring)],
+    }
 
 
 def main() -> None:
     ap = argparse.ArgumentParser()
-    ap.add_argument("--packets", type=int, default=200_000)
+    ap.add_argument("--packets", type=int, nargs="+", default=[200_000])
+    ap.add_argument("--mobility", type=float, nargs="+", default=[10.0],
+                    help="percent of packets that are mobility traffic")
     ap.add_argument("--runs", type=int, default=1)
-    ap.add_argument("--skip-report", action="store_true")
+    ap.add_argument("--paths", nargs="+", help="only these paths (tshark is always run)")
     args = ap.parse_args()
-    path = Path(f"/tmp/mip6mon-bench-{args.packets}.pcap")
-    if not path.exists():
-        print(f"generating {path} ...", flush=True)
-        print(f"  {timed(lambda: generate(path, args.packets)):.1f} s")
-
-    from dissectors.tshark import FIELDS, MOBILITY_FILTER
-    from monitor.sources import PcapSource
-    from monitor.stream import EventStream
-
-    tshark_argv = ["tshark", "-n", "-r", str(path), "-Y", MOBILITY_FILTER, "-T", "fields"]
-    for f in FIELDS:
-        tshark_argv += ["-e", f]
-
-    def run_tshark():
-        subprocess.run(tshark_argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                       check=True)
-
-    counted = {}
-
-    def run_dissect():
-        acc = EventStream(PcapSource(str(path)), []).run()
-        counted.update(acc.as_dict())
-
-    def run_report():
-        subprocess.run([sys.executable, "-m", "monitor.cli", "report", str(path), "--format",
-                        "json"], cwd=ROOT, stdout=subprocess.DEVNULL, check=True,
-                       env={**os.environ, "PYTHONPATH": str(ROOT)})
-
-    paths = [("tshark -T fields", run_tshark), ("dissect (PcapSource)", run_dissect)]
-    if not args.skip_report:
-        paths.append(("mip6mon report", run_report))
-    results = {}
-    for _ in range(args.runs):
-        for name, fn in paths:
-            results.setdefault(name, []).append(measured(fn))
-    base = statistics.median(w for w, _ in results["tshark -T fields"])
-    base_cpu = statistics.median(c for _, c in results["tshark -T fields"])
-    print(f"{args.packets} packets, 10 % mobility; median of {args.runs} run(s); "
-          f"load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs")
-    print(f"{'path':24} {'wall s':>7} {'packets/s':>10} {'vs tshark':>9} {'CPU s':>7} "
-          f"{'CPU vs tshark':>13}")
-    for name, runs in results.items():
-        sec = statistics.median(w for w, _ in runs)
-        cpu = statistics.median(c for _, c in runs)
-        print(f"{name:24} {sec:7.2f} {args.packets / sec:10.0f} {base / sec:9.2f} {cpu:7.2f} "
-              f"{base_cpu / cpu:13.2f}")
-    print("accounting:", counted)
+    keyring = Path("/tmp/mip6mon-bench-keyring.toml")
+    write_keyring(keyring)
+    print(f"{os.cpu_count()} CPUs; load average at start {os.getloadavg()[0]:.1f}")
+    for count in args.packets:
+        for share in args.mobility:
+            capture = Path(f"/tmp/mip6mon-bench-{count}-{share:g}.pcap")
+            if not capture.exists():
+                started = time.perf_counter()
+                generate(capture, count, share)
+                print(f"generated {capture} in {time.perf_counter() - started:.1f} s")
+            chosen = {name: argv for name, argv in paths(capture, keyring).items()
+                      if name.startswith("tshark") or not args.paths or name in args.paths}
+            results: dict[str, list[tuple[float, float, int]]] = {}
+            for _ in range(args.runs):
+                for name, argv in chosen.items():
+                    results.setdefault(name, []).append(measured(argv))
+            base = statistics.median(w for w, _, _ in results["tshark -T fields"])
+            base_cpu = statistics.median(c for _, c, _ in results["tshark -T fields"])
+            print(f"\n{count:,} packets, {share:g} % mobility; median of {args.runs} run(s); "
+                  f"load average {os.getloadavg()[0]:.1f}")
+            print(f"{'path':18} {'wall s':>7} {'packets/s':>10} {'vs tshark':>9} "
+                  f"{'CPU s':>7} {'CPU vs tshark':>13} {'peak RSS MB':>11}")
+            for name, runs in results.items():
+                wall = statistics.median(w for w, _, _ in runs)
+                cpu = statistics.median(c for _, c, _ in runs)
+                rss = max(r for _, _, r in runs) / 1e6
+                print(f"{name:18} {wall:7.2f} {count / wall:10.0f} {base / wall:9.2f} "
+                      f"{cpu:7.2f} {base_cpu / cpu:13.2f} {rss:11.0f}")
 
 
 if __name__ == "__main__":

@@ -129,20 +129,23 @@ class EspDecryptor:
         walk = opening.walk
         state = opening.entry.sa
         node = next(iter(state.nodes)) if state.certain and len(state.nodes) == 1 else None
-        chain[depth] = dataclasses.replace(esp, decrypted=True, payload=b"", node=node)
+        chain[depth] = Esp(esp.spi, esp.sequence, True, b"", False, None, node)
         del chain[depth + 1:]
         if walk.bundled is not None:
             chain.append(walk.bundled)
-        first = dataclasses.replace(walk.layers[0] if walk.layers else layer,
-                                    esp=_nest(chain))
-        layers = event.layers[:index] + (first,) + tuple(walk.layers[1:])
+        found = walk.layers[0] if walk.layers else layer
+        first = IPv6Layer(found.src, found.dst, found.home_address, found.routing_home_address,
+                          found.pseudo_home_address, _nest(chain))
         message = walk.message()
-        info = walk.info_text if walk.info or walk.exception or walk.limited else event.info
-        return dataclasses.replace(
-            event, layers=layers, mobility=message, prefix_discovery=walk.prefix,
-            transport=walk.transport if message is None and walk.prefix is None else None,
-            protocols=f"{event.protocols}:{':'.join(walk.protocols)}".rstrip(":"),
-            info=info, malformed=event.malformed or walk.malformed)
+        # the constructor, not dataclasses.replace: this runs for every ESP packet
+        return PacketEvent(
+            event.frame, event.time, event.length,
+            event.layers[:index] + (first,) + tuple(walk.layers[1:]), message, walk.prefix,
+            walk.transport if message is None and walk.prefix is None else None,
+            event.path, event.sensor,
+            f"{event.protocols}:{':'.join(walk.protocols)}".rstrip(":"),
+            walk.info_text if walk.info or walk.exception or walk.limited else event.info,
+            event.malformed or walk.malformed)
 
     # --- choosing the SA -------------------------------------------------------------------
 
@@ -192,8 +195,11 @@ class EspDecryptor:
     def _sweep(self, layer: IPv6Layer, header: bytes, esp: Esp,
                tried: set[int]) -> _Opening | None:
         """An SPI no registered SA verifies: try every other SA that has an ICV, once per SPI
-        (the ICV is proof; which node moved it there is then looked for on its chains)."""
-        for state in self._sas:
+        (the ICV is proof; which node moved it there is then looked for on its chains). SPIs
+        only climb (draft 6.4), so the SAs whose last SPI lies closest below it go first."""
+        def distance(state: _Sa) -> int:
+            return (esp.spi - state.head) % SPI_SPACE
+        for state in sorted(self._sas, key=distance):
             if id(state) in tried or not state.transform.verifies or not state.selects(layer):
                 continue
             opening = self._try(_Entry(state, None), layer, header, esp.payload)
@@ -294,6 +300,7 @@ def _nest(chain: list[Esp]) -> Esp:
         inner = dataclasses.replace(esp, bundled=inner) if esp.bundled is not inner else esp
     assert inner is not None
     return inner
+
 
 
 def _pending(event: PacketEvent) -> tuple[int, list[Esp], int] | None:

@@ -9,6 +9,7 @@ field, no tshark field), and the bytes the Binding Authorization Data covers (RF
 """
 from __future__ import annotations
 
+import functools
 import ipaddress
 import struct
 from collections.abc import Callable
@@ -140,19 +141,36 @@ def parse(mh_type: int, mh: bytes, pseudo: tuple[bytes, bytes] | None,
     return MobilityMessage(mh_type, **fields)
 
 
-# Each row with its struct and offset, computed once (the walk reads every message).
+# Each type's fixed part as one struct (the walk reads every message; a short one is read
+# row by row instead, keeping the fields that were there).
+_WHOLE = {mh_type: struct.Struct("!" + "".join(row.fmt for row in rows))
+          for mh_type, rows in MESSAGES.items()}
 _ROWS = {mh_type: tuple((row, struct.Struct("!" + row.fmt),
                          MH_HEADER + struct.calcsize("!" + "".join(r.fmt for r in rows[:n])))
                         for n, row in enumerate(rows))
          for mh_type, rows in MESSAGES.items()}
 
 
+@functools.lru_cache(maxsize=1024)
+def _flags(names: tuple[tuple[str, int], ...], value: int) -> frozenset[str]:
+    return frozenset(name for name, bit in names if value & bit)
+
+
 def _message(mh_type: int, mh: bytes, f: dict[str, Any]) -> None:
     """The fixed part, field by field: a short message keeps the fields that were there."""
-    for row, layout, at in _ROWS.get(mh_type, ()):
-        (value,) = layout.unpack_from(mh, at)
+    rows = _ROWS.get(mh_type, ())
+    whole = _WHOLE.get(mh_type)
+    if whole is not None and len(mh) >= MH_HEADER + whole.size:
+        values = whole.unpack_from(mh, MH_HEADER)
+    else:
+        values = ()
+    for n, (row, layout, at) in enumerate(rows):
+        if values:
+            value = values[n]
+        else:
+            (value,) = layout.unpack_from(mh, at)
         if row.flags is not None:
-            f["flags"] = frozenset(name for name, bit in row.flags.items() if value & bit)
+            f["flags"] = _flags(tuple(row.flags.items()), value)
         elif row.address:
             f[row.name] = str(ipaddress.IPv6Address(value))
         elif row.name:
@@ -194,12 +212,30 @@ def check(mh_type: int, mh: bytes, reported: int) -> str | None:
     but it is not malformed), then the options' octets up to the Header Len as a whole, then
     option by option. An option whose length runs past the Header Len ends the options
     without harm (tshark only warns); one shorter than its fixed size is malformed."""
+    captured = len(mh)
+
     def short(n: int) -> str | None:
-        return PAST_PACKET if n > reported else PAST_CAPTURE if n > len(mh) else None
+        return PAST_PACKET if n > reported else PAST_CAPTURE if n > captured else None
 
     at = OPTIONS_AT.get(mh_type, MH_HEADER)
-    problem = short(at)
     declared = (mh[1] + 1) * 8
+    end = declared if declared > at else at
+    if end <= reported and end <= captured:
+        # all there: only an option shorter than its fixed size can be malformed
+        while at < declared:
+            if mh[at] == Opt.PAD1:
+                at += 1
+                continue
+            if at + 1 >= declared:
+                return None
+            otype, olen = mh[at], mh[at + 1]
+            if at + 2 + olen > declared:
+                return None
+            if otype in FIXED_SIZE_OPTIONS and olen < (OPTIONS[otype].length or 0):
+                return PAST_PACKET
+            at += 2 + olen
+        return None
+    problem = short(at)
     if problem is None and at < declared:
         problem = short(declared)
     while problem is None and at < declared:

@@ -84,8 +84,16 @@ def command_report(args) -> int:
                if args.keys else None)
     report = build_report(analyse(args.capture, keyring, args.vantage))
     if args.format == "json":
-        json.dump(report, sys.stdout, indent=2)
-        sys.stdout.write("\n")
+        # the encoder's chunks written a few thousand at a time: json.dump writes each of a
+        # 200,000-packet report's ~350,000 chunks on its own (0.5-0.9 s, profiled), and
+        # json.dumps holds all of them at once (a 2,000,000-packet report: 50 MB of text)
+        chunks: list[str] = []
+        for chunk in json.JSONEncoder(indent=2).iterencode(report):
+            chunks.append(chunk)
+            if len(chunks) >= 4096:
+                sys.stdout.write("".join(chunks))
+                chunks.clear()
+        sys.stdout.write("".join(chunks) + "\n")
     else:
         sys.stdout.write(render_text(report) + "\n")
     if not report["capture"]["complete"]:

@@ -171,7 +171,7 @@ def test_live_source_delivers_each_packet_at_once(veth):
     out: queue.Queue = queue.Queue()
     thread = _reader(src, out)
     assert src.ready.wait(10), "dumpcap did not start"
-    pids = [src._tshark._dumpcap.pid, src._tshark._proc.pid]
+    pids = [src.pid]                         # dumpcap: the only child (no tshark)
     try:
         veth("noise", 3)                     # not mobility: filtered, never an event
         veth("bu", 1)
@@ -192,7 +192,7 @@ def test_live_source_delivers_each_packet_at_once(veth):
     assert acc.read == 6                     # the UDP noise never passed the capture filter
     assert acc.filtered == 0
     assert acc.dropped == 0
-    for pid in pids:                         # both children reaped
+    for pid in pids:                         # the child reaped
         with pytest.raises(ChildProcessError):
             os.waitpid(pid, os.WNOHANG)
 
@@ -253,7 +253,7 @@ def test_live_source_closed_from_another_thread(veth):
 
 @pytest.mark.root
 def test_live_source_decrypts_esp_with_the_keyring(veth):
-    from tests.dissectors.test_tshark import keyring
+    from tests.dissectors.test_dissect import keyring
     src = LiveSource("mip6va", keyring=keyring())
     src.start()
     out: queue.Queue = queue.Queue()
