@@ -69,8 +69,15 @@ OPTIONS_AT = {mh_type: MH_HEADER + struct.calcsize("!" + "".join(f.fmt for f in 
               for mh_type, fields in MESSAGES.items()}
 
 
+@functools.lru_cache(maxsize=8192)
+def address(octets: bytes) -> str:
+    """RFC 5952 text (as keys.formulas.address_text). Cached: a capture repeats the same few
+    addresses, and formatting them is one of the walk's largest costs (profiled)."""
+    return str(ipaddress.IPv6Address(octets))
+
+
 def _alternate_care_of(data: bytes, mh: bytes, at: int) -> dict[str, Any]:
-    return {"alternate_care_of_address": str(ipaddress.IPv6Address(data))}
+    return {"alternate_care_of_address": address(data)}
 
 
 def _refresh_advice(data: bytes, mh: bytes, at: int) -> dict[str, Any]:
@@ -172,7 +179,7 @@ def _message(mh_type: int, mh: bytes, f: dict[str, Any]) -> None:
         if row.flags is not None:
             f["flags"] = _flags(tuple(row.flags.items()), value)
         elif row.address:
-            f[row.name] = str(ipaddress.IPv6Address(value))
+            f[row.name] = address(value)
         elif row.name:
             f[row.name] = value * row.scale if row.scale != 1 else value
 

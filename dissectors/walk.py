@@ -22,8 +22,6 @@ Every read is bounds-checked: a frame can end anywhere without an exception esca
 """
 from __future__ import annotations
 
-import functools
-import ipaddress
 import socket
 import struct
 
@@ -36,6 +34,7 @@ from dissectors.events import (
     PacketEvent,
     Transport,
 )
+from dissectors.mobility import address
 from dissectors.protocol import (
     ICMPV6_ECHO_REPLY,
     ICMPV6_ECHO_REQUEST,
@@ -100,6 +99,8 @@ DNS_HEADER = 12                                     # RFC 1035 4.1.1
 PREVIEW_OCTETS = 32
 MH_TRUNCATED = "Mobility Header truncated by the capture's snap length"
 
+_IPV6_HEADER = struct.Struct("!HBB")     # RFC 8200 3: Payload Length, Next Header, Hop Limit
+
 # what a walk step hands to the next one
 _IPV6, _IPV4, _ETHERNET = 1, 2, 3
 
@@ -111,13 +112,6 @@ class _Stop(Exception):
     def __init__(self, reported: bool):
         super().__init__()
         self.reported = reported
-
-
-@functools.lru_cache(maxsize=8192)
-def address(octets: bytes) -> str:
-    """RFC 5952 text (as keys.formulas.address_text). Cached: a capture repeats the same few
-    addresses, and formatting them is the walk's largest cost (profiled)."""
-    return str(ipaddress.IPv6Address(octets))
 
 
 def _octets(text: str) -> bytes:
@@ -341,7 +335,8 @@ class Walker:
               quoted: bool) -> tuple[int, int, int] | None:
         """RFC 8200 3: one IPv6 header, then its extension chain."""
         w.protocols.append("ipv6")
-        _need(buf, at + 1, rend)
+        if at + 40 > len(buf) or at + 40 > rend:
+            _need(buf, at + 1, rend)                 # not even the version: cut or malformed
         if buf[at] >> 4 != 6:
             w.protocols[-1] = "data"
             w.set_info("IPv6" if len(w.protocols) < 2 or w.protocols[-2] == "ethertype"
@@ -352,9 +347,10 @@ class Walker:
             w.set_info(f"Invalid IPv6 header ({max(rend - at, 0)} bytes, need exactly 40)")
             w.error("IPv6 header must be exactly 40 bytes")
             raise _Stop(True)
-        _need(buf, at + 40, rend)
+        if at + 40 > len(buf):
+            raise _Stop(False)
         w.ipv6 = True
-        plen, nh, hop_limit = struct.unpack_from("!HBB", buf, at + 4)
+        plen, nh, hop_limit = _IPV6_HEADER.unpack_from(buf, at + 4)
         end = at + 40 + plen
         if end > rend:
             end = rend               # tshark warns and reads what the frame has
@@ -553,7 +549,7 @@ class Walker:
             w.mh_type = buf[at + 2]
         _need(buf, at + mobility.MH_HEADER, end)
         mh_type = buf[at + 2]
-        w.set_info(summary.mh_info(mh_type))
+        w.info = summary.MH_INFO.get(mh_type) or summary.mh_info(mh_type)   # not quoted
         declared = (buf[at + 1] + 1) * 8
         w.mh = buf[at:at + min(declared, captured - at)]
         w.mh_short = len(w.mh) < declared

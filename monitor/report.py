@@ -59,7 +59,11 @@ def build_report(analysis: Analysis) -> dict:
                     "esp_undecrypted": acc.esp_undecrypted,
                     # a script cannot miss a capture that was not read to its end (issue 13)
                     "complete": acc.incomplete is None,
-                    "incomplete_reason": acc.incomplete},
+                    "incomplete_reason": acc.incomplete,
+                    # why (dissectors.events.UNDECRYPTED) -> ESP headers
+                    "esp_undecrypted_reasons": dict(sorted(acc.esp_undecrypted_reasons.items())),
+                    # filtered frames the dissector could not see into, by why -> frames
+                    "filtered_unwalked": dict(sorted(acc.unwalked.items()))},
         "messages": analysis.messages.as_dict(),
     }
     report.update(analysis.keyed.report())      # home_bindings, correspondent_bindings, findings
@@ -68,12 +72,19 @@ def build_report(analysis: Analysis) -> dict:
     return report
 
 
+def _counted(counts: dict[str, int] | None) -> str:
+    return f" ({', '.join(f'{why}: {n}' for why, n in counts.items())})" if counts else ""
+
+
 def render_text(report: dict) -> str:
     cap = report["capture"]
     lines = [f"capture: {cap['packets']} packets, {cap['mobility_packets']} mobility, "
              f"{cap['malformed']} malformed, {cap['filtered']} filtered, {cap['dropped']} dropped, "
-             f"ESP {cap['esp_decrypted']} decrypted / {cap['esp_undecrypted']} not",
+             f"ESP {cap['esp_decrypted']} decrypted / {cap['esp_undecrypted']} not"
+             + _counted(cap.get("esp_undecrypted_reasons")),
              "messages: " + " ".join(f"{k}={v}" for k, v in report["messages"].items())]
+    if cap.get("filtered_unwalked"):
+        lines.insert(1, "filtered without a look inside:" + _counted(cap["filtered_unwalked"]))
     if not cap.get("complete", True):
         lines.insert(1, f"INCOMPLETE: {cap['incomplete_reason']}")
     return "\n".join(lines + [keyed_text(report), attacker_text(report), privacy_text(report)])
