@@ -62,7 +62,7 @@ MOBILITY_FILTER = (
 
 # Link-layer headers in front of the network layer (tcpdump.org LINKTYPE_ values).
 LINKTYPE_NULL, LINKTYPE_ETHERNET, LINKTYPE_RAW, LINKTYPE_LOOP = 0, 1, 101, 108
-LINKTYPE_LINUX_SLL, LINKTYPE_IPV6, LINKTYPE_LINUX_SLL2 = 113, 229, 276
+LINKTYPE_LINUX_SLL, LINKTYPE_IPV4, LINKTYPE_IPV6, LINKTYPE_LINUX_SLL2 = 113, 228, 229, 276
 LINKTYPES_RAW = (LINKTYPE_RAW, 12, 14)              # raw IP (DLT_RAW on some BSDs: 12, 14)
 ETHERTYPE_IPV4, ETHERTYPE_IPV6, ETHERTYPE_ARP = 0x0800, 0x86DD, 0x0806
 ETHERTYPE_TEB = 0x6558                               # transparent Ethernet bridging (GRE)
@@ -277,6 +277,8 @@ class Walker:
             return (_IPV6 if version == 6 else _IPV4 if version == 4 else 0), 0
         if linktype == LINKTYPE_IPV6:
             return _IPV6, 0
+        if linktype == LINKTYPE_IPV4:
+            return _IPV4, 0
         if linktype in (LINKTYPE_LINUX_SLL, LINKTYPE_LINUX_SLL2):
             w.protocols += ["sll", "ethertype"]
             at = 16 if linktype == LINKTYPE_LINUX_SLL else 20

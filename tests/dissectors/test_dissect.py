@@ -334,3 +334,24 @@ def test_gzip_compressed_capture(tmp_path):
     bad.write_bytes(gzip.compress(b"not a capture at all"))
     with pytest.raises(UserError, match="not a capture file"):
         PcapSource(bad)
+
+
+def test_what_the_walk_does_not_look_into_is_counted_with_why(tmp_path):
+    """GTP-U and L2TP payloads and IPv6 fragments (not reassembled) are not walked: a frame
+    they hide is filtered, and the report says why (never lost silently); the tunnels the
+    walk knows give events."""
+    from scapy.all import IP, Ether, IPv6ExtHdrFragment
+    bu = bytes(IPv6(src=b.COA, dst=b.CN) / b.hao(b.HOA) / MIP6MH_BU(seq=1, flags=0))
+    eth = Ether(src="02:00:00:00:00:01", dst="02:00:00:00:00:02")
+    frames = [eth / IP(src="192.0.2.1", dst="192.0.2.2") / UDP(sport=2152, dport=2152)
+              / Raw(bytes([0x30, 0xFF, 0, len(bu), 0, 0, 0, 1]) + bu),            # GTP-U
+              eth / IPv6(src=b.COA, dst=b.CN) / UDP(sport=1701, dport=1701) / Raw(bu),
+              eth / IPv6(src=b.COA, dst=b.CN) / IPv6ExtHdrFragment(nh=135, m=1, id=9)
+              / Raw(bu[40:48]),                                                   # fragment
+              eth / IP(src="192.0.2.1", dst="192.0.2.2", proto=41) / Raw(bu)]    # 6in4
+    evs, acc = events(b.write(tmp_path / "tunnels.pcapng", frames))
+    assert [e.frame for e in evs] == [4] and evs[0].mobility.name == "BU"
+    assert evs[0].outer.home_address == b.HOA
+    assert acc.filtered == 3 and acc.unwalked == {
+        "GTP-U (UDP 2152) not walked": 1, "L2TP (UDP 1701) not walked": 1,
+        "IPv6 fragment (not reassembled)": 1}

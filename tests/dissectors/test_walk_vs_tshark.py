@@ -18,7 +18,10 @@ from pathlib import Path
 
 import pytest
 from scapy.all import (
+    GRE,
     HAO,
+    IP,
+    Ether,
     UDP,
     ICMPv6EchoRequest,
     ICMPv6MPAdv,
@@ -212,6 +215,15 @@ FRAMES = {
     "echo request with HAO": bytes(IPv6(src=A, dst=B) / b.hao(b.HOA)
                                    / ICMPv6EchoRequest(id=0x1234, seq=3)),
     "unknown next header": ip(253, b"abcd"),
+    # IPv6 inside IPv4: 6in4 (RFC 4213), GRE (RFC 2784), Teredo (RFC 4380), VXLAN (RFC 7348)
+    "6in4": bytes(IP(src="192.0.2.1", dst="192.0.2.2", proto=41) / Raw(ip(60, HAO_HEADER + BU))),
+    "GRE": bytes(IP(src="192.0.2.1", dst="192.0.2.2") / GRE(proto=0x86DD)
+                 / Raw(ip(60, HAO_HEADER + BU))),
+    "Teredo": bytes(IP(src="192.0.2.1", dst="192.0.2.2") / UDP(sport=3544, dport=40000)
+                    / Raw(ip(60, HAO_HEADER + BU))),
+    "VXLAN": bytes(IP(src="192.0.2.1", dst="192.0.2.2") / UDP(sport=40000, dport=4789)
+                   / Raw(bytes([8, 0, 0, 0, 0, 0, 1, 0])) / Ether(type=0x86DD)
+                   / Raw(ip(60, HAO_HEADER + BU))),
 }
 CUT = {   # (octets kept, octets on the wire): the snap length cut them
     "MH cut by the snap length": (ip(60, HAO_HEADER + BU + bytes(8))[:70], 40 + 24 + 24),
