@@ -96,6 +96,7 @@ class EspDecryptor:
             key = (_keys(sa), sa.src, sa.dst, sa.mobile_node)
             state = states.get(key)
             if state is None:
+                # a named node is certain; its chain is followed when the keyring has its Kph
                 state = states[key] = _Sa(
                     sa, EspTransform(sa),
                     {sa.mobile_node} if sa.mobile_node else set(self._kph), sa.spi,
@@ -232,7 +233,7 @@ class EspDecryptor:
                 self._unregister(state, node)
         state.head = spi
         single = len(state.nodes) == 1
-        for node in state.nodes:
+        for node in state.nodes & self._kph.keys():
             self._extend(state, node, spi, SPI_LOOKAHEAD if single else 1)
 
     def _search(self, state: _Sa, spi: int) -> set[str]:
@@ -241,7 +242,7 @@ class EspDecryptor:
         so each one is followed until it reaches or passes `spi`: the cost is the distance
         over the mean step, not the look-ahead."""
         found = set()
-        for node in state.nodes:
+        for node in state.nodes & self._kph.keys():
             ahead = state.ahead.get(node, [])
             if spi in ahead:
                 found.add(node)

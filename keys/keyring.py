@@ -66,7 +66,9 @@ class EspSa:
     encryption_key: Secret
     authentication: str
     authentication_key: Secret
-    mobile_node: str | None = None     # the [[mobile_node]] whose SA this is (PROFILE.md)
+    # the [[mobile_node]] whose SA this is (PROFILE.md): a label on the SA, not part of what
+    # it is, so two tables of the same SA compare equal whether they name it or not
+    mobile_node: str | None = field(default=None, compare=False)
 
 
 @dataclass(frozen=True, slots=True)
@@ -209,13 +211,13 @@ def _esp_key_lengths(algorithm: str) -> tuple[int, ...]:
             "aes-gcm-16": (20, 28, 36), "hmac-sha1-96": (20,), "hmac-sha256-128": (32,)}[algorithm]
 
 
-def _sa_node(table: _Table, names: set[str]) -> str | None:
-    """An [[esp_sa]]'s optional mobile_node: the name of one [[mobile_node]] of this keyring
-    (its Kph moves the SA's SPI, draft 6.4), so no search for it is needed."""
+def _sa_node(table: _Table) -> str | None:
+    """An [[esp_sa]]'s optional mobile_node: the node whose SA this is (PROFILE.md), so no
+    search for it is needed. Usually a [[mobile_node]] of this keyring (its Kph moves the SA's
+    SPI, draft 6.4); an SA imported before its node is described may name one not (yet) here."""
     name = table.text("mobile_node", required=False)
-    if name is not None and name not in names:
-        known = ", ".join(sorted(names)) or "none"
-        raise table.error("mobile_node", f"no [[mobile_node]] named {name!r} (known: {known})")
+    if name is not None and not name.strip():
+        raise table.error("mobile_node", "must be a node's name, not empty")
     return name
 
 
@@ -244,7 +246,6 @@ def parse_keyring(doc: dict[str, Any], path: Path | str = "<keyring>") -> Keyrin
             key_index=t.choice("key_index", KEY_INDEXES, "esp-seq")))
 
     esp_sas = []
-    node_names = {node.name for node in mobile_nodes}
     for t in _tables(path, doc, "esp_sa"):
         spi_text = t.text("spi")
         try:
@@ -263,7 +264,7 @@ def parse_keyring(doc: dict[str, Any], path: Path | str = "<keyring>") -> Keyrin
             authentication=auth,
             authentication_key=t.hex_key("authentication_key", _esp_key_lengths(auth),
                                          auth != "null") or Secret(b""),
-            mobile_node=_sa_node(t, node_names)))
+            mobile_node=_sa_node(t)))
 
     correspondents = []
     for t in _tables(path, doc, "correspondent"):

@@ -162,14 +162,31 @@ def test_every_undecrypted_header_says_why_and_is_counted(tmp_path):
     assert set(UNDECRYPTED) >= set(accounting.esp_undecrypted_reasons)
 
 
-def test_keyring_mobile_node_must_name_a_node():
+def test_keyring_mobile_node_is_a_name():
     sa = {"spi": "0x1001", "src": "*", "dst": "*", "encryption": "null",
-          "authentication": "null", "mobile_node": "mn9"}
+          "authentication": "null"}
     node = {"name": "mn1", "home_address": b.HOA, "kph": "00" * 20}
-    with pytest.raises(KeyringError, match=r"\[esp_sa #1\] mobile_node: no \[\[mobile_node\]\] "
-                                           r"named 'mn9' \(known: mn1\)"):
-        parse_keyring({"esp_sa": [sa], "mobile_node": [node]})
-    with pytest.raises(KeyringError, match="mobile_node: must be a string"):
+    with pytest.raises(KeyringError, match=r"\[esp_sa #1\] mobile_node: must be a string"):
         parse_keyring({"esp_sa": [{**sa, "mobile_node": 3}], "mobile_node": [node]})
+    with pytest.raises(KeyringError, match=r"\[esp_sa #1\] mobile_node: must be a node's name"):
+        parse_keyring({"esp_sa": [{**sa, "mobile_node": " "}]})
     ok = parse_keyring({"esp_sa": [{**sa, "mobile_node": "mn1"}], "mobile_node": [node]})
     assert ok.esp_sas[0].mobile_node == "mn1"
+    # imported before its node is described (keys import-xfrm): kept, the node is named
+    assert parse_keyring({"esp_sa": [{**sa, "mobile_node": "mn9"}]}).esp_sas[0].mobile_node \
+        == "mn9"
+
+
+def test_an_sa_naming_a_node_the_keyring_does_not_describe(tmp_path):
+    """The operator's word ties it; with no Kph its chain cannot be followed, but the ICV
+    still opens the moved SPIs (the sweep)."""
+    keys = parse_keyring({"esp_sa": [{
+        "spi": hex(b.FIRST_SPI), "src": "*", "dst": "*", "encryption": "aes-cbc",
+        "encryption_key": b.ENC_KEY.hex(), "authentication": "hmac-sha1-96",
+        "authentication_key": b.AUTH_KEY.hex(), "mobile_node": "elsewhere"}]})
+    path = b.write(tmp_path / "named.pcapng",
+                   [b.home_bu_transport(spi, 1, bu_seq=n) for n, spi in
+                    enumerate((b.FIRST_SPI, 0x1075, 0x2000))])
+    events = list(PcapSource(str(path), keyring=keys).events())
+    assert [(e.outer.esp.decrypted, e.outer.esp.node) for e in events] == \
+        [(True, "elsewhere")] * 3
