@@ -190,3 +190,24 @@ def test_an_sa_naming_a_node_the_keyring_does_not_describe(tmp_path):
     events = list(PcapSource(str(path), keyring=keys).events())
     assert [(e.outer.esp.decrypted, e.outer.esp.node) for e in events] == \
         [(True, "elsewhere")] * 3
+
+
+@pytest.mark.parametrize("nodes, seed, spi", [(6, 11, "sequential"), (20, 12, "sequential"),
+                                              (20, 13, "random")])
+def test_lab_crowds_decrypt_whole_so_the_keyed_view_equals_the_truth(tmp_path, nodes, seed,
+                                                                   spi):
+    """`mip6mon lab crowd`: SPIs close together (or random), the keyring listing each SA under
+    its first SPI only, lost BUs and returns home. Every ESP packet decrypts, so the keyed
+    view rebuilds every binding of the lab's truth and finds nothing (the traffic is clean)."""
+    from lab.crowd import run_crowd
+    from monitor.report import analyse, build_report
+    truth = run_crowd(tmp_path, nodes=nodes, seed=seed, spi=spi, lost_bu=0.2,
+                      return_home=0.3, prefix_discovery=0.3)
+    report = build_report(analyse(str(tmp_path / "capture.pcapng"),
+                                  load_keyring(tmp_path / "keyring.toml")))
+    assert report["capture"]["esp_undecrypted"] == 0 and report["capture"]["esp_decrypted"]
+    for kind in ("home_bindings", "correspondent_bindings"):
+        assert report[kind] == truth[kind], kind
+    assert [f["kind"] for f in report["findings"]] == \
+        ["home-bu-retransmitted"] * sum(1 for f in truth["frames"].values()
+                                        if f["what"] == "Home BU (lost)")
