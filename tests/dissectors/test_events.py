@@ -48,3 +48,19 @@ def test_events_pickle_by_position_and_come_back_equal():
     again = pickle.loads(pickle.dumps(event, protocol=pickle.HIGHEST_PROTOCOL))
     assert again == event and again.layers[0].esp.spi == 0x1076
     assert type(event).__reduce__(event)[1][0] == 7          # by position, not a state dict
+
+
+def test_esp_as_the_dissector_leaves_it_round_trips_bundles_and_reasons_included():
+    """What a sensor publishes (issue 14): ESP still encrypted, its octets and why it stayed
+    so; an SA bundle (ESP inside ESP) nests."""
+    import pickle
+
+    from dissectors.events import Esp, IPv6Layer, PacketEvent, from_dict, to_dict
+    inner = Esp(0x2002, 9, False, b"\x00\x01ciphertext", False, "icv-failed")
+    outer = Esp(0x1001, 8, True, b"", False, None, "mn1", inner)
+    event = PacketEvent(frame=4, time=2.5, length=200, layers=(
+        IPv6Layer("2001:db8:2::1", "2001:db8:1::1", esp=outer),))
+    again = from_dict(json.loads(json.dumps(to_dict(event))))
+    assert again == event == pickle.loads(pickle.dumps(event))
+    assert again.esp_headers() == (outer, inner)
+    assert again.layers[0].esp.bundled.payload == b"\x00\x01ciphertext"
