@@ -1,8 +1,9 @@
 """A capture source run in a child process, so dissection and analysis use two cores.
 
-Dissection (tshark's output parsed into PacketEvents) costs about as much Python time as all
-the analyzers together; in one process the GIL puts them in series and a 1,000 packet/s
-replay falls behind. Here a child process owns the source (and its tshark), and sends events
+Dissection (every frame walked, and ESP decrypted when keys are given: dissectors.dissect,
+dissectors.decrypt) costs Python time as the analyzers do; in one process the GIL puts them in
+series and a 1,000 packet/s replay falls behind. Here a child process owns the source (it runs
+no tshark since issue 10; the group and reaping below hold for any child), and sends events
 in small batches over a bounded queue (back-pressure: the child never runs far ahead of the
 replay); the parent runs the analyzers and the dashboard. Events are plain frozen dataclasses
 (dissectors.events), so they pickle as they are; keys never cross: the child loads the keyring
@@ -211,13 +212,12 @@ class ProcessPcapSource:
         if proc is None:
             return
         if proc.is_alive():
-            proc.terminate()                 # the child's SIGTERM handler closes its tshark
-        deadline = time.monotonic() + 5
-        while proc.is_alive() and time.monotonic() < deadline:
-            try:                             # drain so the child's queue feeder can finish
-                self._queue.get(timeout=0.05)
-            except (queue.Empty, OSError, ValueError):
-                pass
+            proc.terminate()                 # the child's SIGTERM handler ends it at once
+        # not drained with get(): a child ended in the middle of writing a batch leaves half a
+        # message in the pipe, and get() would wait for the rest forever (this process holds
+        # the pipe's write end too, so no end of file comes). The child does not wait for its
+        # queue's feeder (_end_now), so it needs no draining to end.
+        proc.join(5)
         if proc.is_alive():
             proc.kill()
         proc.join(1)
