@@ -172,6 +172,10 @@ class ProcessPcapSource:
                                  args=(self.path, keyring_path, self._queue, os.getpid()))
         self._events = 0
         self._proc.start()
+        # the child writes and this process only reads: with its own copy of the write end
+        # closed, the pipe ends (EOFError) when the child does, even halfway through a batch,
+        # instead of leaving get() waiting for the rest of a message forever
+        self._queue._writer.close()                    # type: ignore[attr-defined]
 
     def _take(self, acc: dict | None) -> None:
         if acc:
@@ -187,6 +191,9 @@ class ProcessPcapSource:
                     if not self._proc.is_alive() and self._queue.empty():
                         raise UserError(self._died()) from None
                     continue
+                except (EOFError, OSError):              # the child's end closed: it ended
+                    self._proc.join(1)
+                    raise UserError(self._died()) from None
                 self._take(acc)
                 if kind == "events":
                     self._events += len(payload)
