@@ -363,10 +363,13 @@ def create_app(session: MonitorSession, token: str, tools: CaptureTools | None =
         if not dash.token_ok(supplied):
             raise ConnectionRefusedError("access token required")
         client = Client(vantage=vantage)
-        with dash.clients_lock:
-            dash.clients[request.sid] = client
         emit("backlog", {"rows": session.view.backlog(), "evicted": session.view.evicted})
         emit("snapshot", dash.snapshot_for(client))
+        # registered for the periodic snapshots only now: one taken by that thread between
+        # registering and the emit above took the first snapshot (the one with the panes'
+        # layout) and could reach the page after this one, which then had no layout
+        with dash.clients_lock:
+            dash.clients[request.sid] = client
 
     @socketio.on("ready")
     def on_ready(*_args):
