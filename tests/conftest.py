@@ -14,9 +14,13 @@ from pathlib import Path
 import pytest
 
 NETNS_LOCK = "/tmp/mip6mon-netns.lock"
-# Real captures nobody on the project made (../shared/captures from the project root on the
-# machines we run on); MIP6MON_CAPTURES points elsewhere.
-SHARED_CAPTURES = Path(os.environ.get("MIP6MON_CAPTURES", "/work/shared/captures"))
+# The project's shared folder (../shared from the project root: the spec and real captures
+# nobody on the project made); MIP6MON_SHARED / MIP6MON_CAPTURES point elsewhere.
+PROJECT = Path(__file__).resolve().parents[1]
+SHARED = Path(os.environ.get("MIP6MON_SHARED") or next(
+    (p for p in (PROJECT.parent / "shared", Path("/work/shared")) if p.is_dir()),
+    PROJECT.parent / "shared"))
+SHARED_CAPTURES = Path(os.environ.get("MIP6MON_CAPTURES") or SHARED / "captures")
 
 
 @pytest.fixture(autouse=True)

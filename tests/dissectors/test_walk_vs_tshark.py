@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import collections
 import glob
-import os
 import struct
 import subprocess
 from pathlib import Path
@@ -40,10 +39,11 @@ from keys.keyring import load_keyring
 from lab.run import run_scenario
 from lab.scenario import load_scenario, shipped_scenarios
 from monitor.sources import PcapSource
+from tests.conftest import SHARED_CAPTURES
 from tests.dissectors import builders as b
 from tests.dissectors.tshark_oracle import tshark_frames
 
-CAPTURES = Path(os.environ.get("MIP6MON_CAPTURES", "/work/shared/captures"))
+CAPTURES = SHARED_CAPTURES
 SHARED = sorted(glob.glob(str(CAPTURES / "*" / "*.pcap")))
 
 

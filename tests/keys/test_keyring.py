@@ -10,8 +10,9 @@ from hypothesis import strategies as st
 
 from keys import formulas
 from keys.keyring import KeyringError, KeyringPermissionWarning, load_keyring, parse_keyring
+from tests.conftest import SHARED
 
-PROFILE = Path(__file__).resolve().parents[3] / "shared" / "spec" / "PROFILE.md"
+PROFILE = SHARED / "spec" / "PROFILE.md"
 GOOD = re.search(r"```toml\n(.*?)```", PROFILE.read_text(), re.S).group(1)
 
 
