@@ -18,7 +18,7 @@ import gzip
 import subprocess
 import tempfile
 import threading
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from typing import IO, BinaryIO, cast
 
 from dissectors import capfile
@@ -42,13 +42,20 @@ DEFAULT_BPF = ("ip6 and (ip6[6] == 135 or ip6[6] == 50 or ip6[6] == 51 or ip6[6]
                " or (ip6[6] == 58 and (ip6[40] == 146 or ip6[40] == 147)))")
 
 
+# Called with each event's capture record just before the event is yielded, in the same
+# thread: what needs the frame's octets beside the event (a sensor's packet digest).
+Tap = Callable[[Record, PacketEvent], None]
+
+
 class Dissector:
     """Records -> events, counting every record in `accounting`."""
 
-    def __init__(self, accounting: Accounting, sensor: str = "", prefilter: bool = True):
+    def __init__(self, accounting: Accounting, sensor: str = "", prefilter: bool = True,
+                 tap: Tap | None = None):
         self.accounting = accounting
         self.sensor = sensor
         self.prefilter = prefilter
+        self.tap = tap
         self.walker = Walker()
 
     def events(self, records: Iterable[Record]) -> Iterator[PacketEvent]:
@@ -78,6 +85,8 @@ class Dissector:
                 ev = PacketEvent(frame=rec.number, time=rec.time, length=rec.length,
                                  layers=(IPv6Layer("::", "::"),), sensor=sensor,
                                  malformed=f"dissector error: {exc.__class__.__name__}")
+            if self.tap is not None:
+                self.tap(rec, ev)
             yield ev
 
 
@@ -113,11 +122,11 @@ class CaptureFile:
     """Events of a capture file (pcap, pcapng, gzip-compressed too)."""
 
     def __init__(self, path: str, accounting: Accounting, sensor: str = "",
-                 prefilter: bool = True):
+                 prefilter: bool = True, tap: Tap | None = None):
         self.path = str(path)
         check_capture_file(self.path)
         self.accounting = accounting
-        self.dissector = Dissector(accounting, sensor, prefilter)
+        self.dissector = Dissector(accounting, sensor, prefilter, tap)
         self._stream: BinaryIO | None = None
 
     def events(self) -> Iterator[PacketEvent]:
@@ -184,11 +193,11 @@ class LiveCapture:
     Statistics Block, written when it stops."""
 
     def __init__(self, interface: str, accounting: Accounting, bpf: str | None = None,
-                 sensor: str = ""):
+                 sensor: str = "", tap: Tap | None = None):
         self.interface = interface
         self.accounting = accounting
         self.bpf = DEFAULT_BPF if bpf is None else bpf
-        self.dissector = Dissector(accounting, sensor)
+        self.dissector = Dissector(accounting, sensor, tap=tap)
         self.ready = threading.Event()          # set once dumpcap has started its capture
         self._dumpcap: subprocess.Popen[bytes] | None = None
         self._errors: _StderrFile | None = None

@@ -1,5 +1,6 @@
 """Capture sources behind one interface (DESIGN.md, ROADMAP 1): a pcap file or a live
-interface. Each has `.name`, `.accounting`, `.events()` and `.close()`. The dissection is
+interface. Each has `.name`, `.accounting`, `.events()` and `.close()`; `tap(record, event)`
+sees each event's capture record just before the event (a sensor digests the frame). The dissection is
 dissectors.dissect's (no keys); with a keyring, the keyed stage dissectors.decrypt opens the
 ESP of each event before it is handed on."""
 from __future__ import annotations
@@ -11,7 +12,7 @@ from collections.abc import Iterator
 
 from dissectors.accounting import Accounting
 from dissectors.decrypt import EspDecryptor
-from dissectors.dissect import DEFAULT_BPF, DUMPCAP, CaptureFile, LiveCapture
+from dissectors.dissect import DEFAULT_BPF, DUMPCAP, CaptureFile, LiveCapture, Tap
 from dissectors.events import PacketEvent
 from keys.errors import UserError
 from keys.keyring import Keyring
@@ -33,12 +34,12 @@ class PcapSource:
     missing file or one that is not a capture."""
 
     def __init__(self, path: str, keyring: Keyring | None = None, sensor: str = "",
-                 prefilter: bool = True):
+                 prefilter: bool = True, tap: Tap | None = None):
         self.path = str(path)
         self.name = self.path
         self.keyring = keyring
         self.accounting = Accounting()
-        self._file = CaptureFile(self.path, self.accounting, sensor, prefilter)
+        self._file = CaptureFile(self.path, self.accounting, sensor, prefilter, tap)
 
     def events(self) -> Iterator[PacketEvent]:
         return decrypted(self._file.events(), self.keyring)
@@ -77,7 +78,7 @@ class LiveSource:
     `accounting.dropped` when dumpcap reports them."""
 
     def __init__(self, interface: str, keyring: Keyring | None = None, bpf: str | None = None,
-                 sensor: str = ""):
+                 sensor: str = "", tap: Tap | None = None):
         _check_interface(interface)
         self.interface = interface
         self.name = f"live:{interface}"
@@ -85,7 +86,7 @@ class LiveSource:
         self.accounting = Accounting()
         self.bpf = DEFAULT_BPF if bpf is None else bpf
         _check_capture_filter(interface, self.bpf)
-        self._capture = LiveCapture(interface, self.accounting, self.bpf, sensor)
+        self._capture = LiveCapture(interface, self.accounting, self.bpf, sensor, tap)
 
     def start(self) -> None:
         """Start capturing now (events() starts it otherwise)."""
