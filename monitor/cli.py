@@ -27,8 +27,22 @@ def _compare(args: argparse.Namespace) -> int:
 
 
 def _lab(args: argparse.Namespace) -> int:
+    if args.lab_command in ("live", "down"):
+        # processes beside the namespaces (redis-server, sensors, serve): above the lab
+        from web.lablive import command_lab_down, command_lab_live
+        return command_lab_live(args) if args.lab_command == "live" else command_lab_down(args)
     from lab.cli import command_lab
     return command_lab(args)
+
+
+def _sensor(args: argparse.Namespace) -> int:
+    from monitor.sensor import command_sensor
+    return command_sensor(args)
+
+
+def _serve(args: argparse.Namespace) -> int:
+    from web.serve import command_serve
+    return command_serve(args)
 
 
 def _replay(args: argparse.Namespace) -> int:
@@ -60,7 +74,7 @@ def _keys(args: argparse.Namespace) -> int:
 COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
     "report": _report, "compare": _compare, "lab": _lab,
     "replay": _replay, "live": _live, "demo": _demo, "wireshark": _wireshark,
-    "keys": _keys,
+    "keys": _keys, "sensor": _sensor, "serve": _serve,
 }
 
 
@@ -130,7 +144,15 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--topology", choices=("netns",), default="netns")
     q.add_argument("--speed", type=float, default=1.0, help="pace multiplier")
     q.add_argument("--seed", type=int)
-    lab.add_parser("down", help="remove the namespaces that `lab send` built")
+    q = lab.add_parser("live", help="the live lab in one command (root): namespaces, "
+                                    "redis-server, a sensor per link, serve; sends the scenario")
+    q.add_argument("scenario")
+    q.add_argument("--speed", type=float, default=1.0, help="pace multiplier")
+    q.add_argument("--seed", type=int)
+    q.add_argument("--port", type=int, default=0, help="dashboard port (0 picks a free one)")
+    q.add_argument("--token", help="dashboard access token (default: random)")
+    lab.add_parser("down", help="remove what `lab send` or `lab live` built, processes "
+                                "included")
     lab.add_parser("list", help="list the shipped scenarios")
 
     for name in ("replay", "live", "demo"):
@@ -146,11 +168,7 @@ def build_parser() -> argparse.ArgumentParser:
         if name != "demo":
             _keys_arguments(q)
         q.add_argument("--vantage", choices=VANTAGES, default="all")
-        q.add_argument("--host", default="127.0.0.1")
-        q.add_argument("--port", type=port_number, default=0, help="0 picks a free port")
-        q.add_argument("--token", help="access token (default: $MIP6MON_TOKEN, else random; "
-                                       "visible in ps: prefer --token-file or the variable)")
-        q.add_argument("--token-file", help="read the access token from this file's first line")
+        _dashboard_arguments(q)
 
     p = sub.add_parser("keys", help="keyring tools")
     keys = p.add_subparsers(dest="keys_command", required=True)
@@ -173,7 +191,61 @@ def build_parser() -> argparse.ArgumentParser:
     q = ws.add_parser("install", help="copy the Lua plugin into your personal plugin folder")
     q.add_argument("--print-path", action="store_true",
                    help="print where the plugin goes, install nothing")
+
+    _stream_arguments(sub)
     return parser
+
+
+def _dashboard_arguments(q: argparse.ArgumentParser) -> None:
+    """Where a dashboard listens and its access token (replay, live, demo, serve)."""
+    q.add_argument("--host", default="127.0.0.1")
+    q.add_argument("--port", type=port_number, default=0, help="0 picks a free port")
+    q.add_argument("--token", help="access token (default: $MIP6MON_TOKEN, else random; "
+                                   "visible in ps: prefer --token-file or the variable)")
+    q.add_argument("--token-file", help="read the access token from this file's first line")
+
+
+def _stream_arguments(sub) -> None:
+    """`sensor` and `serve`: many sensors, one dashboard, over a Redis Stream (issue 14)."""
+    from monitor import entries, merge, sensor
+
+    p = sub.add_parser("sensor", help="capture (or read a file), dissect with no keys and "
+                                      "publish the events to a Redis Stream")
+    where = p.add_mutually_exclusive_group(required=True)
+    where.add_argument("-i", "--interface", help="capture live on this interface")
+    where.add_argument("-r", "--capture", help="read this capture file (a shard of an archive)")
+    p.add_argument("--vantage", choices=VANTAGES, required=True,
+                   help="the path this sensor watches (all: a capture of several paths)")
+    p.add_argument("--publish", required=True, metavar="URL",
+                   help="redis://, rediss:// (TLS) or unix:///path/redis.sock")
+    p.add_argument("--name", help="sensor name (default: HOST:INTERFACE or HOST:FILE)")
+    p.add_argument("--bpf", help="capture filter (default: mobility traffic only)")
+    p.add_argument("--stream", default=entries.STREAM, help="the stream's key")
+    p.add_argument("--maxlen", type=int, default=sensor.MAXLEN,
+                   help="entries the stream keeps (trimmed approximately)")
+    p.add_argument("--buffer", type=int, default=sensor.BUFFER,
+                   help="events kept while Redis is unreachable (live: more are dropped, "
+                        "counted)")
+    p.add_argument("--max-delay", type=float, default=sensor.MAX_DELAY,
+                   help="seconds a live packet may take to reach the publisher (serve orders "
+                        "the sensors' events by capture time and waits this long for them)")
+
+    p = sub.add_parser("serve", help="the dashboard over every sensor's events from a Redis "
+                                     "Stream")
+    p.add_argument("--subscribe", required=True, metavar="URL",
+                   help="redis://, rediss:// (TLS) or unix:///path/redis.sock")
+    _keys_arguments(p, "keyring TOML (PROFILE.md): decrypts here, never on sensors")
+    p.add_argument("--stream", default=entries.STREAM, help="the stream's key")
+    p.add_argument("--group", default=entries.GROUP,
+                   help="consumer group (one per dashboard)")
+    p.add_argument("--consumer", default="serve", help=argparse.SUPPRESS)
+    p.add_argument("--from", dest="start", choices=("start", "new"), default="start",
+                   help="analyse everything the stream holds (start) or only new entries")
+    p.add_argument("--dedup-window", type=float, default=merge.DEDUP_WINDOW,
+                   help="seconds within which two sensors' copies of a packet are one")
+    p.add_argument("--vantage", choices=VANTAGES, default="all",
+                   help="the attacker pane shown first")
+    _dashboard_arguments(p)
 
 
 def main(argv: list[str] | None = None) -> int:
