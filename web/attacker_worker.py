@@ -7,12 +7,19 @@ holds an AttackerAnalyzer per vantage point; the dashboard sends it the new even
 (PacketEvents are plain frozen dataclasses and pickle as they are; the attacker never gets a
 key) and asks it for one vantage's report and privacy score when a browser needs them. The
 keyed truth for the score (frame -> node, care-of trails) travels as plain dicts.
+
+Routed (`mip6mon serve`, many sensors): the sensors say where each packet was seen, so the
+eavesdropper at a vantage point is fed only what sensors at that point saw (`route(event)`
+names the vantage points of each event, `observe_at` adds another point's own observation of
+a packet already fed) and analyses all of it, placing nothing by address; colluders ("all")
+see every sensor.
 """
 from __future__ import annotations
 
 import multiprocessing
 import os
 import threading
+from collections.abc import Callable
 
 from dissectors.events import PacketEvent
 from monitor.placement import VANTAGES
@@ -47,14 +54,17 @@ def idle_priority() -> None:
             pass
 
 
-def _worker(conn, parent_end, window: int | None = None, parent: int = 0) -> None:
+def _worker(conn, parent_end, window: int | None = None, parent: int = 0,
+            routed: bool = False) -> None:
     from web.procsource import child_signals
     child_signals(parent)
     parent_end.close()                   # fork copied it: without this, recv() never sees EOF
     idle_priority()                      # rows before profiles: the stream keeps the CPU
     from monitor.attacker import AttackerAnalyzer
     from monitor.privacy import privacy_score
-    attackers = {v: AttackerAnalyzer(v, max_packets=window) for v in VANTAGES}
+    # routed: the sensors' labels decide what each one sees, so none filters by placement
+    attackers = {v: AttackerAnalyzer("all" if routed else v, max_packets=window)
+                 for v in VANTAGES}
     while True:
         try:
             message = conn.recv()
@@ -65,11 +75,16 @@ def _worker(conn, parent_end, window: int | None = None, parent: int = 0) -> Non
             for event in message[1]:
                 for attacker in attackers.values():
                     attacker.packet(event)
+        elif kind == "feed-routed":
+            for targets, event in message[1]:
+                for vantage in targets:
+                    attackers[vantage].packet(event)
         elif kind == "report":
             _, vantage, nodes, trails = message
             try:
                 attacker = attackers[vantage]
                 report = attacker.report()
+                report["vantage"] = vantage
                 try:
                     privacy = privacy_score(attacker, _Truth(nodes, trails))
                 except Exception as exc:
@@ -84,14 +99,19 @@ def _worker(conn, parent_end, window: int | None = None, parent: int = 0) -> Non
 class AttackerWorker:
     """Addon on the stream (hook packet) + client of the worker process."""
 
-    def __init__(self, window: int | None = None):
+    def __init__(self, window: int | None = None,
+                 route: Callable[[PacketEvent], tuple[str, ...]] | None = None):
         """`window`: each vantage point's analyzer keeps only the newest `window` packets
-        (monitor.attacker max_packets; for live capture); None keeps all."""
+        (monitor.attacker max_packets; for live capture); None keeps all. `route`: the
+        vantage points that see each event (module docstring); None: every one, placed by
+        address."""
         # fork, not spawn: spawn re-runs the caller's __main__, which a script may not guard.
         # The session makes this object before any server thread exists.
         ctx = multiprocessing.get_context("fork")
         self._conn, child = ctx.Pipe()
-        self._proc = ctx.Process(target=_worker, args=(child, self._conn, window, os.getpid()),
+        self.route = route
+        self._proc = ctx.Process(target=_worker, args=(child, self._conn, window, os.getpid(),
+                                                       route is not None),
                                  name="mip6mon-attacker",
                                  daemon=True)
         self._proc.start()
@@ -112,8 +132,9 @@ class AttackerWorker:
 
     # addon hooks (the stream thread)
     def packet(self, event: PacketEvent) -> None:
+        item = event if self.route is None else (self.route(event), event)
         with self._pending_lock:
-            self._pending.append(event)
+            self._pending.append(item)
             self.seen += 1
             if self.window is not None and len(self._pending) > 2 * self.window:
                 # the worker is starved (it runs only on idle CPU): what it has not taken
@@ -121,6 +142,12 @@ class AttackerWorker:
                 drop = len(self._pending) - self.window
                 del self._pending[:drop]
                 self.shed += drop
+
+    def observe_at(self, vantage: str, event: PacketEvent) -> None:
+        """Routed: the eavesdropper at `vantage` also saw this packet (its own observation,
+        under the frame number the packet already has)."""
+        with self._pending_lock:
+            self._pending.append(((vantage,), event))
 
     def done(self) -> None:
         # no "done" to the worker: its analyzers analyse lazily, when a report is asked for
@@ -143,8 +170,9 @@ class AttackerWorker:
         """Send what is pending (the caller holds the pipe lock: messages keep their order)."""
         with self._pending_lock:
             batch, self._pending = self._pending, []
+        kind = "feed" if self.route is None else "feed-routed"
         for start in range(0, len(batch), FEED_BATCH):
-            self._send(("feed", batch[start:start + FEED_BATCH]))
+            self._send((kind, batch[start:start + FEED_BATCH]))
 
     def report(self, vantage: str, frame_nodes: dict, trails: dict) -> tuple[dict, dict]:
         """(attacker report, privacy score) for one vantage point, over every event so far."""

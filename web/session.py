@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 
 from dissectors.events import PacketEvent
 from monitor.keyed import KeyedMark
+from monitor.report import MessageCounter
 from monitor.stream import EventStream
 from web.panes import CARE_OF_TRAILS, PROFILES, fed_by, layout
 from web.view import PACKET_CLASSES, PacketView
@@ -145,7 +146,9 @@ class MonitorSession:
                                pacer=self.pacer)
         # the pacer first (it waits outside the lock), the view last: when it sees an event
         # the analyzers have already taken it in
-        self.stream = EventStream(source, [self.pacer, keyed, attackers, self.view])
+        self.messages = MessageCounter()       # the report's message counts (report.json)
+        self.stream = EventStream(source, [self.pacer, keyed, attackers, self.messages,
+                                           self.view])
         self.state = "starting"
         self.error: str | None = None
         self.rate = RateMeter()
@@ -234,6 +237,8 @@ class MonitorSession:
                               "esp_undecrypted": acc.esp_undecrypted,
                               "complete": acc.incomplete is None,
                               "incomplete_reason": acc.incomplete}}
+        with self.lock:
+            report["messages"] = self.messages.as_dict()
         report.update(self.keyed_report())
         report["attacker"] = self.attacker_report(vantage)
         report["privacy"] = self.privacy(vantage)

@@ -943,6 +943,22 @@
     setText("st-dropped", s.dropped);
     setText("st-esp", s.esp_decrypted);
     setText("st-rate", s.rate);
+    if (s.sensors) renderSensors(s.sensors, s.redis);
+  }
+
+  // `mip6mon serve`: Redis's state and each sensor (name, vantage point, rate, lag, drops,
+  // last seen), one line each in a tooltip, a summary in the bar (textContent only: sensor
+  // names come from the stream)
+  function renderSensors(sensors, redis) {
+    const box = $("st-sensors");
+    box.hidden = false;
+    const lines = sensors.map((x) => x.name + " (" + x.vantage + "): " + x.state + ", " +
+      x.rate + "/s, lag " + x.lag + " s, drops " + x.drops + ", seen " + x.last_seen + " s ago");
+    const down = redis && redis.down_since ? "Redis unreachable (" + redis.reason + "); " : "";
+    const drops = sensors.reduce((n, x) => n + x.drops, 0);
+    box.textContent = down + "Sensors " + sensors.length + " (drops " + drops + "): " +
+      (lines.join(" · ") || "none yet");
+    box.title = lines.join("\n");
   }
 
   // The first snapshot carries the panes' layout: the page builds them, draws its plots empty
