@@ -14,11 +14,16 @@ its own, and every end has the lab's fixed MAC so the bytes on the wire are the 
 Each frame is written by a raw packet socket on the sending side of its link, at the
 scenario's pace (divided by --speed), so a capture on the home agent's `ha-mn` sees exactly
 the scenario's mn-ha packets, and `ha-cn1` + `ha-cn2` its ha-cn packets.
+
+`lo` is up in every namespace (a server inside one is reachable on 127.0.0.1 from inside;
+from the root namespace it never is). `down()` ends every process still running inside the
+namespaces (a capture, a sensor of `lab live`) before it deletes them: none is left behind.
 """
 from __future__ import annotations
 
 import ctypes
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -37,6 +42,7 @@ CLONE_NEWNET = 0x40000000
 @dataclass(frozen=True)
 class Link:
     name: str           # lab.actors.Frame.link
+    path: str           # the draft's path it carries (lab.actors.Frame.path)
     a: str              # namespace (short name) of the first end
     a_if: str
     a_mac: bytes
@@ -46,13 +52,14 @@ class Link:
 
 
 LINKS = (
-    Link("mn-ha", "mn", "mn-ha", MAC_MN, "ha", "ha-mn", MAC_HA),
-    Link("ha-cn1", "ha", "ha-cn1", MAC_HA, "cn1", "cn1-ha", cn_mac(0)),
-    Link("ha-cn2", "ha", "ha-cn2", MAC_HA, "cn2", "cn2-ha", cn_mac(1)),
-    Link("mn-cn1", "mn", "mn-cn1", MAC_MN, "cn1", "cn1-mn", cn_mac(0)),
-    Link("mn-cn2", "mn", "mn-cn2", MAC_MN, "cn2", "cn2-mn", cn_mac(1)),
-    Link("other", "cn1", "cn1-cn2", MAC_BG[0], "cn2", "cn2-cn1", MAC_BG[1]),
+    Link("mn-ha", "mn-ha", "mn", "mn-ha", MAC_MN, "ha", "ha-mn", MAC_HA),
+    Link("ha-cn1", "ha-cn", "ha", "ha-cn1", MAC_HA, "cn1", "cn1-ha", cn_mac(0)),
+    Link("ha-cn2", "ha-cn", "ha", "ha-cn2", MAC_HA, "cn2", "cn2-ha", cn_mac(1)),
+    Link("mn-cn1", "mn-cn", "mn", "mn-cn1", MAC_MN, "cn1", "cn1-mn", cn_mac(0)),
+    Link("mn-cn2", "mn-cn", "mn", "mn-cn2", MAC_MN, "cn2", "cn2-mn", cn_mac(1)),
+    Link("other", "other", "cn1", "cn1-cn2", MAC_BG[0], "cn2", "cn2-cn1", MAC_BG[1]),
 )
+TERM_SECONDS = 3.0       # what down() gives a process in a namespace to end before SIGKILL
 
 
 def namespace(short: str) -> str:
@@ -98,6 +105,7 @@ def build_topology() -> None:
     for short in NAMESPACES:
         ns = namespace(short)
         _ip("netns", "add", ns)
+        _ip("-n", ns, "link", "set", "lo", "up")
         # no IPv6 on any interface: no DAD, MLD or router solicitations in the capture, and
         # the kernel drops what it receives instead of answering it
         for conf in ("all", "default"):
@@ -133,13 +141,52 @@ def _wait_for_carrier(timeout: float = 5.0) -> None:
     raise UserError("netns topology: veth links did not come up within 5 s")
 
 
+def pids(ns: str) -> list[int]:
+    """The processes running inside a namespace (`ip netns pids`)."""
+    out = subprocess.run(["ip", "netns", "pids", ns], capture_output=True, text=True).stdout
+    return [int(p) for p in out.split() if p.isdigit()]
+
+
+def _end(processes: list[int], timeout: float = TERM_SECONDS) -> None:
+    """SIGTERM, then SIGKILL what is still there after `timeout`."""
+    for sig in (signal.SIGTERM, signal.SIGKILL):
+        for pid in processes:
+            try:
+                os.kill(pid, sig)
+            except ProcessLookupError:
+                pass
+        deadline = time.monotonic() + timeout
+        while processes and time.monotonic() < deadline:
+            processes = [p for p in processes if os.path.exists(f"/proc/{p}")
+                         and not _zombie(p)]
+            time.sleep(0.05)
+        if not processes:
+            return
+
+
+def _zombie(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] == "Z"
+    except (OSError, IndexError):
+        return True
+
+
 def down() -> int:
-    """Remove the namespaces this module built (deleting a namespace deletes its veths)."""
-    removed = 0
-    for ns in existing():
+    """Remove the namespaces this module built (deleting a namespace deletes its veths), after
+    ending every process still inside them."""
+    namespaces = existing()
+    _end([p for ns in namespaces for p in pids(ns)])
+    for ns in namespaces:
         _ip("netns", "delete", ns)
-        removed += 1
-    return removed
+    return len(namespaces)
+
+
+def check_fits(scenario: Scenario) -> None:
+    """The topology has two correspondents (cn1, cn2)."""
+    if len(scenario.correspondents) > 2:
+        raise UserError(f"{scenario.path}: the netns topology has two correspondents, "
+                        f"the scenario has {len(scenario.correspondents)}")
 
 
 class _NetnsSockets:
@@ -201,9 +248,7 @@ def command_send(scenario: Scenario, seed: int | None, speed: float) -> int:
     _require_root()
     if not speed > 0:
         raise UserError("--speed must be positive")
-    if len(scenario.correspondents) > 2:
-        raise UserError(f"{scenario.path}: the netns topology has two correspondents, "
-                        f"the scenario has {len(scenario.correspondents)}")
+    check_fits(scenario)
     from lab.run import build
     out = build(scenario, seed)
     if not set(existing()) == {namespace(s) for s in NAMESPACES}:

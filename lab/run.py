@@ -109,6 +109,12 @@ def keyring_toml(world: World) -> str:
 def run_scenario(scenario: Scenario, outdir: str | os.PathLike, seed: int | None = None) -> dict:
     """Write capture.pcapng, keyring.toml (0600) and truth.json into outdir; returns truth."""
     out = build(scenario, seed)
+    write_output(out, outdir)
+    return out.truth
+
+
+def write_output(out: LabOutput, outdir: str | os.PathLike) -> None:
+    """capture.pcapng, keyring.toml (0600) and truth.json of a built scenario, into outdir."""
     outdir = Path(outdir)
     try:
         outdir.mkdir(parents=True, exist_ok=True)
@@ -123,4 +129,3 @@ def run_scenario(scenario: Scenario, outdir: str | os.PathLike, seed: int | None
     except OSError as exc:
         raise UserError(f"{exc.filename or outdir}: cannot write lab output: "
                         f"{exc.strerror or exc}") from None
-    return out.truth

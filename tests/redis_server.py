@@ -1,0 +1,89 @@
+"""A real redis-server for the tests: a private unix socket in a 0700 directory, append-only
+file on (as README tells users to run it), killed and restarted at will, never left behind."""
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+
+REDIS_SERVER = shutil.which("redis-server")
+
+
+class RedisServer:
+    def __init__(self, directory: Path, *extra: str):
+        self.directory = directory
+        directory.mkdir(parents=True, exist_ok=True)
+        os.chmod(directory, 0o700)
+        self.socket = directory / "redis.sock"
+        self.extra = extra
+        self.proc: subprocess.Popen | None = None
+
+    @property
+    def url(self) -> str:
+        return f"unix://{self.socket}"
+
+    def argv(self) -> list[str]:
+        return [REDIS_SERVER, "--port", "0", "--unixsocket", str(self.socket),
+                "--unixsocketperm", "700", "--dir", str(self.directory), "--appendonly", "yes",
+                "--appendfsync", "always", "--save", "", "--daemonize", "no", *self.extra]
+
+    def start(self) -> RedisServer:
+        log = open(self.directory / "redis.log", "ab")
+        self.proc = subprocess.Popen(self.argv(), stdout=log, stderr=subprocess.STDOUT,
+                                     stdin=subprocess.DEVNULL)
+        log.close()
+        self.wait_ready()
+        return self
+
+    def wait_ready(self, timeout: float = 20) -> None:
+        import redis
+        client = redis.Redis(unix_socket_path=str(self.socket))
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                if client.ping():
+                    client.close()
+                    return
+            except (redis.ConnectionError, redis.exceptions.BusyLoadingError):
+                if self.proc is not None and self.proc.poll() is not None:
+                    raise RuntimeError(f"redis-server exited: {self.log()[-500:]}") from None
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.05)
+
+    def log(self) -> str:
+        return (self.directory / "redis.log").read_text(errors="replace")
+
+    def kill(self) -> None:
+        """SIGKILL: no shutdown, no last fsync (the append-only file must be enough)."""
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGKILL)
+            self.proc.wait(10)
+        self.proc = None
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(5)
+        self.proc = None
+
+
+@pytest.fixture
+def redis_server(tmp_path_factory):
+    """A started redis-server, stopped at teardown whatever the test did to it."""
+    if REDIS_SERVER is None:
+        pytest.skip("redis-server is not installed (Debian package redis-server)")
+    # a short path: a unix socket's path is limited to 107 octets
+    directory = Path(tmp_path_factory.mktemp("redis"))
+    server = RedisServer(directory).start()
+    yield server
+    server.stop()
