@@ -150,7 +150,8 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--speed", type=float, default=1.0, help="pace multiplier")
     q.add_argument("--seed", type=int)
     q.add_argument("--port", type=int, default=0, help="dashboard port (0 picks a free one)")
-    q.add_argument("--token", help="dashboard access token (default: random)")
+    q.add_argument("--token", help="dashboard access token (default: $MIP6MON_TOKEN, else "
+                                   "random)")
     lab.add_parser("down", help="remove what `lab send` or `lab live` built, processes "
                                 "included")
     lab.add_parser("list", help="list the shipped scenarios")

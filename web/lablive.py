@@ -22,7 +22,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import secrets
 import shutil
 import signal
 import subprocess
@@ -146,8 +145,12 @@ class LiveLab:
 
     def start_serve(self, keyring: Path, port: int, token: str) -> str:
         log = self.paths["logs"] / "serve.log"
+        token_file = self.run_dir / "token"        # not on a command line: ps shows those
+        fd = os.open(token_file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as out:
+            out.write(token + "\n")
         argv = _mip6mon("serve", "--subscribe", redis_url(self.run_dir), "--keys", str(keyring),
-                        "--port", str(port), "--token", token)
+                        "--port", str(port), "--token-file", str(token_file))
         self._add("serve", _spawn(argv, log), "serve --subscribe", log)
         deadline = time.monotonic() + START_SECONDS
         while time.monotonic() < deadline:
@@ -225,6 +228,7 @@ def command_lab_live(args: Any) -> int:
     from lab import netns
     from lab.run import build, write_output
     from lab.scenario import load_scenario
+    from web.cli import access_token
     if os.geteuid() != 0:
         raise UserError("lab live builds network namespaces and captures on them: run as root")
     if not args.speed > 0:
@@ -240,7 +244,7 @@ def command_lab_live(args: Any) -> int:
         netns.build_topology()
         lab.start_redis()
         url = lab.start_serve(lab.paths["scenario"] / "keyring.toml", args.port,
-                              args.token or secrets.token_urlsafe(24))
+                              access_token(args))
         lab.wait_capturing(url, lab.start_sensors())
     except BaseException as exc:
         _down(quiet=True, keep_logs=True)

@@ -19,7 +19,7 @@ from __future__ import annotations
 from typing import Any
 
 from keys.errors import UserError
-from web.cli import LIVE_ATTACKER_WINDOW, LIVE_ROWS, _keyring, serve
+from web.cli import LIVE_ATTACKER_WINDOW, LIVE_ROWS, _keyring, endpoint, serve
 from web.session import MonitorSession
 
 
@@ -43,6 +43,7 @@ def command_serve(args: Any) -> int:
     if args.dedup_window < 0:
         raise UserError("--dedup-window must not be negative")
     keyring = _keyring(getattr(args, "keys", None))
+    where = endpoint(args)                 # a bad token or port: one line, before Redis
     source = StreamSource(args.subscribe, keyring, stream=args.stream, group=args.group,
                           consumer=args.consumer, start=args.start, window=args.dedup_window)
     attackers = AttackerWorker(window=LIVE_ATTACKER_WINDOW, route=source.route)
@@ -51,4 +52,4 @@ def command_serve(args: Any) -> int:
     session = ServeSession(source, keyring=keyring, speed=None,
                            keyed=KeyedAnalyzer(keyring, max_frames=LIVE_ROWS),
                            attackers=attackers, max_rows=LIVE_ROWS)
-    return serve(session, None, args)
+    return serve(session, None, args, where)
