@@ -227,6 +227,8 @@ def _stream_arguments(sub) -> None:
     p.add_argument("--buffer", type=int, default=sensor.BUFFER,
                    help="events kept while Redis is unreachable (live: more are dropped, "
                         "counted)")
+    p.add_argument("--speed", type=float,
+                   help="-r: publish at the capture's pace times this (default: at once)")
     p.add_argument("--max-delay", type=float, default=sensor.MAX_DELAY,
                    help="seconds a live packet may take to reach the publisher (serve orders "
                         "the sensors' events by capture time and waits this long for them)")

@@ -9,9 +9,12 @@ Two stages, both plain logic (monitor.subscribe feeds them from Redis):
   before it has been published); an observation is released once every sensor that is still
   alive has passed its capture time (the watermark idea of stream processors, e.g. Flink).
   A sensor that has said bye no longer holds anything back; one not heard from for
-  `stale` seconds neither (a crashed sensor must not stop the dashboard). What comes after
-  the order has moved past it is released at once and counted `late`; what waits longer than
-  `max_hold` seconds (a sensor's clock far behind) is released and counted `forced`.
+  `stale` seconds neither (a crashed sensor must not stop the dashboard). A sensor holds
+  nothing back before serve has heard of it, so nothing is released in the first `grace`
+  seconds after the first entry (sensors started together, e.g. the shards of an archive,
+  all announce themselves within it). What comes after the order has moved past it is
+  released at once and counted `late`; what waits longer than `max_hold` seconds (a sensor's
+  clock far behind) is released and counted `forced`.
 
 - `Dedup`: one packet seen by two sensors (the two ends of a link, or two links one router or
   one tunnel end apart) is one observation at two vantage points: same canonical digest
@@ -34,7 +37,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 STALE_SECONDS = 3.0        # a sensor silent this long holds nothing back (beats come 10 a second)
-MAX_HOLD_SECONDS = 2.0     # longest an observation waits for the others' watermarks
+MAX_HOLD_SECONDS = 5.0     # longest an observation waits for the others' watermarks
+GRACE_SECONDS = 2.0        # nothing released before every sensor started with the first spoke
 DEDUP_WINDOW = 1.0         # capture-time seconds within which two sensors' copies are one packet
 
 
@@ -56,9 +60,12 @@ class _Held:
 class Reorder:
     """Releases items in capture-time order once every live sensor's watermark has passed."""
 
-    def __init__(self, stale: float = STALE_SECONDS, max_hold: float = MAX_HOLD_SECONDS):
+    def __init__(self, stale: float = STALE_SECONDS, max_hold: float = MAX_HOLD_SECONDS,
+                 grace: float = GRACE_SECONDS):
         self.stale = stale
         self.max_hold = max_hold
+        self.grace = grace
+        self._first: float | None = None  # monotonic time the first sensor was heard
         self._clocks: dict[Hashable, _Clock] = {}
         self._heap: list[_Held] = []
         self._order = itertools.count()
@@ -73,6 +80,8 @@ class Reorder:
         clock = self._clocks.get(sensor)
         if clock is None:
             clock = self._clocks[sensor] = _Clock()
+            if self._first is None:
+                self._first = now
         clock.heard = now
         return clock
 
@@ -105,6 +114,8 @@ class Reorder:
     def release(self, now: float | None = None) -> list[Any]:
         """The items due, oldest capture time first."""
         now = time.monotonic() if now is None else now
+        if self._first is None or now - self._first < self.grace:
+            return []
         horizon = self.horizon(now)
         out = []
         heap = self._heap

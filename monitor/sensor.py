@@ -100,7 +100,7 @@ class Sensor:
 
     def __init__(self, client: Any, source: Any, *, name: str, vantage: str,
                  stream: str = entries.STREAM, maxlen: int = MAXLEN, buffer: int = BUFFER,
-                 live: bool = True, max_delay: float = MAX_DELAY,
+                 live: bool = True, max_delay: float = MAX_DELAY, speed: float | None = None,
                  log: Callable[[str], None] | None = None):
         self.client = client
         self.source = source
@@ -110,6 +110,7 @@ class Sensor:
         self.maxlen = maxlen
         self.live = live
         self.max_delay = max_delay
+        self.speed = speed             # a file at its capture pace x speed (None: at once)
         self.run_id = secrets.token_hex(8)
         from monitor.redisconn import Outage
         self.outbox = Outbox(buffer, block=not live)
@@ -146,7 +147,13 @@ class Sensor:
             self.state = "capturing" if self.live else "reading"
             self.log(f"{self.state} {self.source.name} as vantage point {self.vantage}, "
                      f"publishing to stream {self.stream!r}")
+            pace: tuple[float, float] | None = None     # (first capture time, monotonic)
             for event in self.source.events():
+                if self.speed is not None:
+                    pace = pace or (event.time, time.monotonic())
+                    delay = pace[1] + (event.time - pace[0]) / self.speed - time.monotonic()
+                    if delay > 0 and self._stop.wait(delay):
+                        break
                 digest = self._digest[1] if self._digest and self._digest[0] == event.frame \
                     else None
                 self.events += 1
@@ -279,6 +286,8 @@ def command_sensor(args: Any) -> int:
         raise UserError("--buffer and --maxlen must be positive")
     if args.max_delay < 0:
         raise UserError("--max-delay must not be negative")
+    if args.speed is not None and (args.interface or not args.speed > 0):
+        raise UserError("--speed is for a capture file (-r), and positive")
     from monitor.redisconn import check, connect, redact
     client = connect(args.publish)
     check(client, args.publish)
@@ -295,7 +304,7 @@ def command_sensor(args: Any) -> int:
         source = PcapSource(args.capture, sensor=name, tap=tap)
     sensor = Sensor(client, source, name=name, vantage=args.vantage, stream=args.stream,
                     maxlen=args.maxlen, buffer=args.buffer, live=bool(args.interface),
-                    max_delay=args.max_delay)
+                    max_delay=args.max_delay, speed=args.speed)
     holder["sensor"] = sensor
 
     def on_signal(_signum: int, _frame: Any) -> None:

@@ -34,3 +34,7 @@ def _one_netns_user_at_a_time(request):
             yield
         finally:
             fcntl.flock(lock, fcntl.LOCK_UN)
+
+
+# a real redis-server on a private unix socket, stopped at teardown (tests/redis_server.py)
+from tests.redis_server import redis_server  # noqa: E402,F401

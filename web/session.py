@@ -211,7 +211,11 @@ class MonitorSession:
         return report
 
     def _truth(self) -> tuple[dict, dict]:
-        """The keyed truth privacy_score needs, copied under the lock as plain dicts."""
+        """The keyed truth privacy_score needs, copied under the lock as plain dicts. None
+        without a keyring, as in `report` (monitor.privacy: what the keyed analyzer knows then
+        is what the attacker knows, and scoring against it would flatter the attacker)."""
+        if not self.keyed_available:
+            return {}, {}
         with self.lock:
             nodes = dict(self.keyed.frame_nodes()) if hasattr(self.keyed, "frame_nodes") else {}
             trails = (dict(self.keyed.care_of_trails())
