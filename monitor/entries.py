@@ -60,6 +60,7 @@ SENSOR_STATUS = {
     "source": "interface or capture file",
     "read": "frames its source read",
     "filtered": "frames that are not mobility traffic",
+    "unwalked": "of those, frames the dissector could not see into, by why (an object)",
     "malformed": "frames malformed with no IPv6 header to make an event of",
     "dropped": "frames lost before the dissector (kernel drops dumpcap reported)",
     "events": "events its dissector made",
@@ -227,6 +228,10 @@ def _status(text: str) -> dict[str, Any]:
         value = data.get(key)
         if key in ("state", "error", "source"):
             status[key] = value[:300] if isinstance(value, str) else None
+        elif key == "unwalked":
+            status[key] = {str(k)[:100]: v for k, v in value.items()
+                           if isinstance(v, int) and not isinstance(v, bool) and v >= 0} \
+                if isinstance(value, dict) else {}
         elif isinstance(value, (int, float)) and not isinstance(value, bool) \
                 and math.isfinite(value) and value >= 0:
             status[key] = value

@@ -90,6 +90,22 @@ class Outbox:
         return len(self._items)
 
 
+class Digests:
+    """The source's tap (monitor.sources tap=): the digest of each event's packet, from the
+    frame's octets, kept until the capture thread takes the event (the same thread, right
+    after)."""
+
+    def __init__(self) -> None:
+        self._last: tuple[int, bytes | None] | None = None
+
+    def __call__(self, record: Record, event: PacketEvent) -> None:
+        self._last = (event.frame, packet_digest(record.linktype, record.data))
+
+    def of(self, event: PacketEvent) -> bytes | None:
+        last = self._last
+        return last[1] if last is not None and last[0] == event.frame else None
+
+
 def default_name(interface: str | None, capture: str | None) -> str:
     where = interface if interface else os.path.basename(capture or "capture")
     return f"{socket.gethostname()}:{where}"
@@ -101,7 +117,7 @@ class Sensor:
     def __init__(self, client: Any, source: Any, *, name: str, vantage: str,
                  stream: str = entries.STREAM, maxlen: int = MAXLEN, buffer: int = BUFFER,
                  live: bool = True, max_delay: float = MAX_DELAY, speed: float | None = None,
-                 log: Callable[[str], None] | None = None):
+                 digests: Digests | None = None, log: Callable[[str], None] | None = None):
         self.client = client
         self.source = source
         self.name = name
@@ -123,15 +139,11 @@ class Sensor:
         self.published = 0             # events Redis took
         self._number = 0               # the last entry number given
         self._last_time = -float("inf")  # capture time of the newest event put in the buffer
-        self._digest: tuple[int, bytes | None] | None = None
+        self.digests = digests         # the source's tap, or None: no digests, no merging
         self._stop = threading.Event()
         self._capture_done = threading.Event()
         self._publisher: threading.Thread | None = None
         self.bye_sent = False
-
-    # the source's tap: the frame's octets, beside the event it became (same thread)
-    def tap(self, record: Record, event: PacketEvent) -> None:
-        self._digest = (event.frame, packet_digest(record.linktype, record.data))
 
     # --- the capture thread ------------------------------------------------------------------
     def run(self) -> int:
@@ -141,12 +153,12 @@ class Sensor:
         try:
             if self.live and hasattr(self.source, "start"):
                 self.source.start()
-                if not self.source.ready.wait(READY_SECONDS):
-                    raise UserError(f"{self.source.name}: the capture did not start within "
-                                    f"{READY_SECONDS:.0f} s")
-            self.state = "capturing" if self.live else "reading"
-            self.log(f"{self.state} {self.source.name} as vantage point {self.vantage}, "
-                     f"publishing to stream {self.stream!r}")
+                # 'capturing' once dumpcap has started (a packet sent before is not seen);
+                # the source may need its events read to notice, so this waits aside
+                threading.Thread(target=self._wait_ready, name="mip6mon-ready",
+                                 daemon=True).start()
+            else:
+                self._started("reading")
             pace: tuple[float, float] | None = None     # (first capture time, monotonic)
             for event in self.source.events():
                 if self.speed is not None:
@@ -154,15 +166,15 @@ class Sensor:
                     delay = pace[1] + (event.time - pace[0]) / self.speed - time.monotonic()
                     if delay > 0 and self._stop.wait(delay):
                         break
-                digest = self._digest[1] if self._digest and self._digest[0] == event.frame \
-                    else None
+                digest = self.digests.of(event) if self.digests is not None else None
                 self.events += 1
                 item = (event.time, entries.event_fields(entries.encode_event(event), digest))
                 if self.outbox.put(item):
                     self._last_time = max(self._last_time, event.time)
                 if self._stop.is_set():
                     break
-            self.state = "stopped" if self._stop.is_set() else "done"
+            if self.state != "error":
+                self.state = "stopped" if self._stop.is_set() else "done"
         except UserError as exc:
             self.state, self.error = "error", str(exc)
         except Exception as exc:                  # said in the log and in the bye, not hidden
@@ -184,6 +196,21 @@ class Sensor:
             raise UserError(self.error or "the capture failed")
         return 1 if unpublished or not self.bye_sent else 0
 
+    def _started(self, state: str) -> None:
+        self.state = state
+        self.log(f"{state} {self.source.name} as vantage point {self.vantage}, publishing to "
+                 f"stream {self.stream!r}")
+
+    def _wait_ready(self) -> None:
+        if self.source.ready.wait(READY_SECONDS):
+            if self.state == "starting":
+                self._started("capturing")
+        elif self.state == "starting":
+            self.state = "error"
+            self.error = f"{self.source.name}: the capture did not start within " \
+                         f"{READY_SECONDS:.0f} s"
+            self.stop()
+
     def stop(self) -> None:
         """End the capture (SIGTERM / SIGINT); what is buffered is still published."""
         self._stop.set()
@@ -198,6 +225,7 @@ class Sensor:
         return {"state": self.state, "error": self.error, "source": self.source.name,
                 "read": acc.read, "filtered": acc.filtered, "malformed": acc.malformed,
                 "dropped": acc.dropped, "events": self.events, "published": self.published,
+                "unwalked": dict(getattr(acc, "unwalked", {})),
                 "buffered": len(self.outbox), "buffer_dropped": self.outbox.dropped,
                 "outages": self.outage.count, "down_since": self.outage.since}
 
@@ -292,20 +320,15 @@ def command_sensor(args: Any) -> int:
     client = connect(args.publish)
     check(client, args.publish)
     name = args.name or default_name(args.interface, args.capture)
-    holder: dict[str, Sensor] = {}
-
-    def tap(record: Record, event: PacketEvent) -> None:
-        holder["sensor"].tap(record, event)
-
+    digests = Digests()
     from monitor.sources import LiveSource, PcapSource
     if args.interface:
-        source: Any = LiveSource(args.interface, bpf=args.bpf, sensor=name, tap=tap)
+        source: Any = LiveSource(args.interface, bpf=args.bpf, sensor=name, tap=digests)
     else:
-        source = PcapSource(args.capture, sensor=name, tap=tap)
+        source = PcapSource(args.capture, sensor=name, tap=digests)
     sensor = Sensor(client, source, name=name, vantage=args.vantage, stream=args.stream,
                     maxlen=args.maxlen, buffer=args.buffer, live=bool(args.interface),
-                    max_delay=args.max_delay, speed=args.speed)
-    holder["sensor"] = sensor
+                    max_delay=args.max_delay, speed=args.speed, digests=digests)
 
     def on_signal(_signum: int, _frame: Any) -> None:
         sensor.stop()

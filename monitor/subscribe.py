@@ -84,6 +84,7 @@ class SensorRun:
     finished: bool = False
     status: dict[str, Any] = field(default_factory=dict)
     counted: dict[str, float] = field(default_factory=dict)   # COUNTED, as last added
+    unwalked: dict[str, int] = field(default_factory=dict)    # its filtered frames, by why
     rates: deque[tuple[float, int]] = field(default_factory=deque)
 
     def rate(self, now: float) -> float:
@@ -153,6 +154,7 @@ class StreamSource:
         self._last_id = (0, 0)
         self._sensors: dict[tuple[str, str], SensorRun] = {}
         self._counts: dict[str, int] = dict.fromkeys(COUNTED + ("read",), 0)  # not yet added
+        self._unwalked: dict[str, int] = {}                                   # not yet added
         self._routes: dict[int, tuple[str, ...]] = {}
         self._frames = itertools.count(1)
         self.on_observation: Callable[[str, PacketEvent], None] | None = None
@@ -325,6 +327,12 @@ class StreamSource:
             run.counted[name] = value
         self._counts["read"] += lost - run.lost
         run.lost = lost
+        unwalked = entry.status.get("unwalked") or {}
+        for why in set(unwalked) | set(run.unwalked):
+            delta = unwalked.get(why, 0) - run.unwalked.get(why, 0)
+            if delta:
+                self._unwalked[why] = self._unwalked.get(why, 0) + delta
+        run.unwalked = dict(unwalked)
         if entry.kind == entries.BYE:
             run.finished = True
             self._reorder.finished(key, now)
@@ -374,6 +382,13 @@ class StreamSource:
         acc.dropped += counts["dropped"] + counts["buffer_dropped"]
         for name in counts:
             counts[name] = 0
+        unwalked = getattr(acc, "unwalked", None)      # the dissector's reasons (issue 10)
+        if unwalked is not None:
+            for why, delta in self._unwalked.items():
+                unwalked[why] = unwalked.get(why, 0) + delta
+                if not unwalked[why]:
+                    del unwalked[why]
+        self._unwalked.clear()
 
     def _deliver(self, obs: _Observation) -> Iterator[PacketEvent]:
         name, vantage = obs.sensor[0], obs.vantage

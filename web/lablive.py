@@ -62,14 +62,13 @@ def _env() -> dict[str, str]:
     return env
 
 
-def _spawn(argv: list[str], log: Path, netns: str | None = None) -> int:
+def _spawn(argv: list[str], log: Path, netns: str | None = None) -> subprocess.Popen[bytes]:
     """Start a detached process (its own session: a Ctrl-C of `lab live` does not end it)."""
     if netns is not None:
         argv = ["ip", "netns", "exec", netns, *argv]    # exec: the pid is the process's own
     with open(log, "ab") as out:
-        proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=out,
+        return subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=out,
                                 stderr=subprocess.STDOUT, start_new_session=True, env=_env())
-    return proc.pid
 
 
 def _tail(log: Path, lines: int = 3) -> str:
@@ -81,7 +80,8 @@ def _tail(log: Path, lines: int = 3) -> str:
 
 
 def _alive(pid: int, marker: str) -> bool:
-    """pid still runs the process we started (its command line holds `marker`)."""
+    """pid still runs the process a live lab started (its command line holds `marker`): a pid
+    from processes.json may have ended and been given to another process since."""
     try:
         with open(f"/proc/{pid}/cmdline", "rb") as f:
             cmdline = f.read().replace(b"\0", b" ").decode(errors="replace")
@@ -100,18 +100,21 @@ class LiveLab:
         self.run_dir = run_dir
         self.paths = _paths(run_dir)
         self.processes: dict[str, dict[str, Any]] = {}     # name -> {pid, marker, log}
+        self._children: dict[str, subprocess.Popen[bytes]] = {}   # started by this process
 
     def _save(self) -> None:
         self.paths["state"].write_text(json.dumps(self.processes, indent=1) + "\n")
 
-    def _add(self, name: str, pid: int, marker: str, log: Path) -> None:
-        self.processes[name] = {"pid": pid, "marker": marker, "log": str(log)}
+    def _add(self, name: str, child: subprocess.Popen[bytes], marker: str, log: Path) -> None:
+        self._children[name] = child
+        self.processes[name] = {"pid": child.pid, "marker": marker, "log": str(log)}
         self._save()
 
     def _check_alive(self, name: str) -> None:
-        proc = self.processes[name]
-        if not _alive(proc["pid"], proc["marker"]):
-            raise UserError(f"lab live: {name} ended: {_tail(Path(proc['log'])) or 'no output'}")
+        # our own child: poll() (its command line reads empty for a moment after exec)
+        if self._children[name].poll() is not None:
+            log = Path(self.processes[name]["log"])
+            raise UserError(f"lab live: {name} ended: {_tail(log) or 'no output'}")
 
     # --- start -------------------------------------------------------------------------------
     def prepare(self) -> None:
@@ -124,11 +127,11 @@ class LiveLab:
         sock = str(self.paths["socket"])
         if shutil.which(REDIS_SERVER) is None:
             raise UserError("redis-server not found: install Debian's redis-server package")
-        pid = _spawn([REDIS_SERVER, "--port", "0", "--unixsocket", sock,
+        child = _spawn([REDIS_SERVER, "--port", "0", "--unixsocket", sock,
                       "--unixsocketperm", "700", "--dir", str(self.paths["redis_dir"]),
                       "--appendonly", "yes", "--appendfsync", "always", "--save", "",
                       "--daemonize", "no", "--protected-mode", "yes"], log)
-        self._add("redis-server", pid, sock, log)
+        self._add("redis-server", child, sock, log)
         from monitor.redisconn import connect
         client = connect(redis_url(self.run_dir))
         deadline = time.monotonic() + 20
@@ -170,8 +173,8 @@ class LiveLab:
             log = self.paths["logs"] / f"sensor-{link.name}.log"
             argv = _mip6mon("sensor", "-i", link.b_if, "--vantage", link.path,
                             "--publish", redis_url(self.run_dir), "--name", link.name)
-            pid = _spawn(argv, log, netns.namespace(link.b))
-            self._add(f"sensor {link.name}", pid, f"--name {link.name}", log)
+            child = _spawn(argv, log, netns.namespace(link.b))
+            self._add(f"sensor {link.name}", child, f"--name {link.name}", log)
             names.append(link.name)
         return names
 
