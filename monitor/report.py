@@ -50,20 +50,25 @@ def analyse(capture: str, keyring: Keyring | None, vantage: str = "all") -> Anal
     return Analysis(accounting, messages, keyed, attacker)
 
 
+def capture_section(acc: Accounting) -> dict:
+    """The report's `capture` section: where every frame went (the dashboard's report.json
+    carries the same)."""
+    return {"packets": acc.read, "mobility_packets": acc.analysed + acc.malformed,
+            "malformed": acc.malformed, "filtered": acc.filtered,
+            "dropped": acc.dropped, "esp_decrypted": acc.esp_decrypted,
+            "esp_undecrypted": acc.esp_undecrypted,
+            # a script cannot miss a capture that was not read to its end (issue 13)
+            "complete": acc.incomplete is None,
+            "incomplete_reason": acc.incomplete,
+            # why (dissectors.events.UNDECRYPTED) -> ESP headers
+            "esp_undecrypted_reasons": dict(sorted(acc.esp_undecrypted_reasons.items())),
+            # filtered frames the dissector could not see into, by why -> frames
+            "filtered_unwalked": dict(sorted(acc.unwalked.items()))}
+
+
 def build_report(analysis: Analysis) -> dict:
-    acc = analysis.accounting
     report = {
-        "capture": {"packets": acc.read, "mobility_packets": acc.analysed + acc.malformed,
-                    "malformed": acc.malformed, "filtered": acc.filtered,
-                    "dropped": acc.dropped, "esp_decrypted": acc.esp_decrypted,
-                    "esp_undecrypted": acc.esp_undecrypted,
-                    # a script cannot miss a capture that was not read to its end (issue 13)
-                    "complete": acc.incomplete is None,
-                    "incomplete_reason": acc.incomplete,
-                    # why (dissectors.events.UNDECRYPTED) -> ESP headers
-                    "esp_undecrypted_reasons": dict(sorted(acc.esp_undecrypted_reasons.items())),
-                    # filtered frames the dissector could not see into, by why -> frames
-                    "filtered_unwalked": dict(sorted(acc.unwalked.items()))},
+        "capture": capture_section(analysis.accounting),
         "messages": analysis.messages.as_dict(),
     }
     report.update(analysis.keyed.report())      # home_bindings, correspondent_bindings, findings

@@ -42,7 +42,7 @@ def command_serve(args: Any) -> int:
     from web.attacker_worker import AttackerWorker
     if args.dedup_window < 0:
         raise UserError("--dedup-window must not be negative")
-    keyring = _keyring(getattr(args, "keys", None))
+    keyring = _keyring(getattr(args, "keys", None), getattr(args, "allow_insecure_keyring", False))
     where = endpoint(args)                 # a bad token or port: one line, before Redis
     source = StreamSource(args.subscribe, keyring, stream=args.stream, group=args.group,
                           consumer=args.consumer, start=args.start, window=args.dedup_window)

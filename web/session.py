@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 
 from dissectors.events import PacketEvent
 from monitor.keyed import KeyedMark
-from monitor.report import MessageCounter
+from monitor.report import MessageCounter, capture_section
 from monitor.stream import EventStream
 from web.panes import CARE_OF_TRAILS, PROFILES, fed_by, layout
 from web.view import PACKET_CLASSES, PacketView
@@ -233,16 +233,11 @@ class MonitorSession:
 
     def full_report(self, vantage: str = "all") -> dict:
         """The same sections as `mip6mon report --format json`, for the export button."""
-        acc = self.stream.accounting
-        report = {"capture": {"source": self.source.name if hasattr(self.source, "name") else "",
-                              "packets": acc.read, "mobility_packets": acc.analysed + acc.malformed,
-                              "malformed": acc.malformed, "filtered": acc.filtered,
-                              "dropped": acc.dropped, "esp_decrypted": acc.esp_decrypted,
-                              "esp_undecrypted": acc.esp_undecrypted,
-                              "complete": acc.incomplete is None,
-                              "incomplete_reason": acc.incomplete}}
         with self.lock:
-            report["messages"] = self.messages.as_dict()
+            capture = capture_section(self.stream.accounting)
+            messages = self.messages.as_dict()
+        report = {"capture": {"source": getattr(self.source, "name", ""), **capture},
+                  "messages": messages}
         report.update(self.keyed_report())
         report["attacker"] = self.attacker_report(vantage)
         report["privacy"] = self.privacy(vantage)
