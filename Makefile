@@ -5,7 +5,7 @@
 VENV     ?= .venv
 PY       := $(VENV)/bin/python
 SUDO     := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
-APT_PKGS := tshark chromium iproute2 python3-venv
+APT_PKGS := tshark chromium iproute2 redis-server python3-venv
 STAMP    := $(VENV)/.installed
 
 .PHONY: demo test lint install system-deps bench clean
@@ -27,7 +27,7 @@ install: system-deps $(STAMP)
 # (PLATFORM-NOTES: otherwise apt can end with exit code 100 on a locked debconf).
 system-deps:
 	@missing=""; \
-	for bin in tshark chromium ip; do command -v $$bin >/dev/null || missing="$$missing $$bin"; done; \
+	for bin in tshark chromium ip redis-server; do command -v $$bin >/dev/null || missing="$$missing $$bin"; done; \
 	python3 -c 'import venv, ensurepip' 2>/dev/null || missing="$$missing python3-venv"; \
 	if [ -n "$$missing" ]; then \
 	  echo "installing system packages ($$missing )"; \
@@ -35,7 +35,7 @@ system-deps:
 	  $(SUDO) apt-get update -q && \
 	  DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -q $(APT_PKGS) || true; \
 	  $(SUDO) dpkg --configure -a; \
-	  for bin in tshark chromium ip; do command -v $$bin >/dev/null || { echo "missing $$bin after install"; exit 1; }; done; \
+	  for bin in tshark chromium ip redis-server; do command -v $$bin >/dev/null || { echo "missing $$bin after install"; exit 1; }; done; \
 	fi
 
 $(STAMP): pyproject.toml

@@ -15,8 +15,9 @@ REDIS_SERVER = shutil.which("redis-server")
 
 
 class RedisServer:
-    def __init__(self, directory: Path, *extra: str):
+    def __init__(self, directory: Path, *extra: str, auth: tuple[str, str] | None = None):
         self.directory = directory
+        self.auth = auth                 # (user, password) the readiness check logs in as
         directory.mkdir(parents=True, exist_ok=True)
         os.chmod(directory, 0o700)
         self.socket = directory / "redis.sock"
@@ -42,7 +43,8 @@ class RedisServer:
 
     def wait_ready(self, timeout: float = 20) -> None:
         import redis
-        client = redis.Redis(unix_socket_path=str(self.socket))
+        user, password = self.auth or (None, None)
+        client = redis.Redis(unix_socket_path=str(self.socket), username=user, password=password)
         deadline = time.monotonic() + timeout
         while True:
             try:
