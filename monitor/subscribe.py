@@ -161,6 +161,7 @@ class StreamSource:
         self.counters = {"merged": 0, "resent": 0, "redelivered": 0, "bad_entries": 0,
                          "group_resets": 0, "trimmed": 0}
         self._closing = threading.Event()
+        self._pending_first = True    # read this consumer's pending entries before new ones
         self._reader: threading.Thread | None = None
         self._reader_error: str | None = None
         self._setup_group()
@@ -202,30 +203,28 @@ class StreamSource:
         return result
 
     def _read(self) -> None:
-        self._pending_first = True          # this consumer's pending entries, then new ones
         cursor = "0"
         try:
             while not self._closing.is_set():
                 self._flush_acks()
-                if self._pending_first:
-                    reply = self._redis(lambda c=cursor: self.client.xreadgroup(
-                        self.group, self.consumer, {self.stream: c}, count=READ_COUNT))
-                    got = reply[0][1] if reply else []
+                pending = self._pending_first     # this consumer's pending entries first
+                try:
+                    reply = self._redis(lambda c=cursor, p=pending: self.client.xreadgroup(
+                        self.group, self.consumer, {self.stream: c if p else ">"},
+                        count=READ_COUNT, block=None if p else BLOCK_MS))
+                except ResponseError as exc:
+                    # the group, or the whole stream (UNBLOCKED: deleted under a blocked read)
+                    if not str(exc).startswith(("NOGROUP", "UNBLOCKED")):
+                        raise
+                    self._group_lost()
+                    self._pending_first, cursor = False, "0"
+                    continue
+                got = reply[0][1] if reply else []
+                if pending:
                     if got:
                         cursor = got[-1][0].decode()
                     else:
                         self._pending_first, cursor = False, "0"
-                else:
-                    try:
-                        reply = self._redis(lambda: self.client.xreadgroup(
-                            self.group, self.consumer, {self.stream: ">"}, count=READ_COUNT,
-                            block=BLOCK_MS))
-                    except ResponseError as exc:
-                        if "NOGROUP" not in str(exc):
-                            raise
-                        self._group_lost()
-                        continue
-                    got = reply[0][1] if reply else []
                 self._take(got)
         except Stopped:
             pass

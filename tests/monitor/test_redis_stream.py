@@ -230,6 +230,44 @@ def test_resends_redeliveries_and_bad_entries_are_never_analysed(redis_server):
     assert pending["pending"] == 0
 
 
+def test_redis_back_without_its_data_is_counted_not_hidden(redis_server):
+    """Redis restarted with nothing (no append-only file): serve creates its group again,
+    goes on with what comes, and the entries lost with the data are counted as a gap."""
+    client = redis.Redis.from_url(redis_server.url)
+    events = [PacketEvent(frame=i, time=1767225600.0 + i, length=90,
+                          layers=(IPv6Layer("2001:db8:2::1", f"2001:db8:1::{i}"),))
+              for i in range(1, 7)]
+
+    def publish(pipe, number: int) -> None:
+        pipe.xadd(entries.STREAM, {"s": "a", "r": "run1", "v": "all", "n": str(number),
+                                   "t": "1767225600", **entries.event_fields(
+                                       entries.encode_event(events[number - 1]), None)})
+
+    source = StreamSource(redis_server.url)
+    try:
+        for number in (1, 2, 3):
+            publish(client, number)
+        assert len(consume(source, 3)) == 3
+        pipe = client.pipeline(transaction=True)     # 4 and 5 go with the data, unread
+        publish(pipe, 4)
+        publish(pipe, 5)
+        pipe.flushall()
+        pipe.execute()
+        publish(client, 6)
+        client.xadd(entries.STREAM, {"s": "a", "r": "run1", "v": "all", "n": "7",
+                                     "t": "1767225600",
+                                     **entries.beat_fields("bye", None, {"published": 6})})
+        deadline = time.monotonic() + 30
+        while source.status()["sensors"][0]["gaps"] == 0 and time.monotonic() < deadline:
+            time.sleep(0.1)
+        status = source.status()
+        (run,) = status["sensors"]
+        assert status["group_resets"] == 1
+        assert run["gaps"] == 2 and run["events"] == 4 and run["lost"] == 2
+    finally:
+        source.close()
+
+
 def test_one_line_errors(redis_server, tmp_path):
     """A URL redis-py cannot use, a socket nobody listens on, a group another serve uses."""
     import subprocess
