@@ -171,6 +171,11 @@ def decode_event(text: str) -> PacketEvent:
     _check(event, PacketEvent, "event")
     if not event.layers:
         raise BadEntry("the event has no IPv6 layer")
+    for esp in event.esp_headers():
+        # what follows an ESP header is the keyed stage's to read, on serve's side: an event
+        # that says otherwise did not come from a keyless sensor
+        if esp.decrypted or getattr(esp, "undecrypted", None) or getattr(esp, "node", None):
+            raise BadEntry("the event's ESP says it was decrypted: a sensor has no keys")
     if event.prefix_discovery is not None:
         for prefix in event.prefix_discovery.prefixes:
             try:

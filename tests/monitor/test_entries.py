@@ -93,6 +93,11 @@ BAD_EVENTS = {
     "a cookie that is not hex": json.dumps(
         {"frame": 1, "time": 1.0, "length": 10, "layers": [{"src": "::1", "dst": "::2"}],
          "mobility": {"mh_type": 1, "cookie": "zz"}}),
+    "ESP a sensor claims to have decrypted": json.dumps(
+        {"frame": 1, "time": 1.0, "length": 10,
+         "layers": [{"src": "::1", "dst": "::2",
+                     "esp": {"spi": 4097, "sequence": 1, "decrypted": True}}],
+         "mobility": {"mh_type": 5, "sequence": 1, "flags": ["H"], "lifetime": 400}}),
     "a prefix that is not one": json.dumps(
         {"frame": 1, "time": 1.0, "length": 10, "layers": [{"src": "::1", "dst": "::2"}],
          "prefix_discovery": {"icmp_type": 147, "identifier": 1, "prefixes": ["x/64"]}}),
