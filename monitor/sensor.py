@@ -76,11 +76,6 @@ class Outbox:
             self._cond.notify_all()
             return out
 
-    def put_back(self, items: list[Any]) -> None:
-        """Entries a failed batch took, at the front again (the order is kept)."""
-        with self._cond:
-            self._items.extendleft(reversed(items))
-
     def close(self) -> None:
         with self._cond:
             self.closed = True
@@ -137,6 +132,7 @@ class Sensor:
         self.error: str | None = None
         self.events = 0                # events the dissector made
         self.published = 0             # events Redis took
+        self.unsent = 0                # events of the last batch when publishing gave up
         self._number = 0               # the last entry number given
         self._last_time = -float("inf")  # capture time of the newest event put in the buffer
         self.digests = digests         # the source's tap, or None: no digests, no merging
@@ -187,7 +183,7 @@ class Sensor:
             self._capture_done.set()
             self.outbox.close()
         self._publisher.join()
-        unpublished = len(self.outbox)
+        unpublished = len(self.outbox) + self.unsent
         self.log(f"{self.state}: {self.events} events, {self.published} published, "
                  f"{self.outbox.dropped} dropped (buffer full)"
                  + (f", {unpublished} never published (Redis unreachable)" if unpublished else "")
@@ -291,13 +287,13 @@ class Sensor:
             try:
                 self._send(pending, deadline)
             except Stopped:
-                self.outbox.put_back([f for f in pending if f["k"] == entries.EVENT])
+                self.unsent = sum(1 for f in pending if f["k"] == entries.EVENT)
                 return
             except Exception as exc:              # not transient (ACL, a key of another type)
                 self.error = f"Redis: {exc}".splitlines()[0][:300]
                 self.state = "error"
                 self.log(self.error)
-                self.outbox.put_back([f for f in pending if f["k"] == entries.EVENT])
+                self.unsent = sum(1 for f in pending if f["k"] == entries.EVENT)
                 self.outbox.close()            # a file's capture thread waits for room no more
                 self.stop()
                 return
