@@ -10,14 +10,16 @@ are started, then k `mip6mon sensor -r` processes publish one crowd each, all at
 and, in the same run, `tshark -r F -Y <mobility filter> -T fields` on the same k files (one
 after the other, as tshark is single-threaded), so each rate is also a ratio against tshark.
 serve runs without a keyring here (four crowds have four keyrings); `--keyed` adds one run
-with k = 1 and the crowd's keyring.
+with k = 1 and the crowd's keyring. Last, `replay --speed max` of one crowd: the same
+analysis with no Redis in between.
 
 Delay (root: network namespaces). The netns lab, three live sensors (MN-HA, HA-CN, MN-CN
 links), serve with the keyring, and the dashboard in headless Chromium (Debian's chromium,
 Playwright). A crowd with one correspondent is sent at --rate packets a second; for every
 row the page shows, the page's latency probe gives when the server emitted it and when the
 page rendered it, and /api/rows its capture time (the sensor's dumpcap timestamp, same host,
-same clock). Prints p50 / p95 / p99 of capture -> emitted and capture -> on screen.
+same clock). Prints p50 / p95 / p99 of capture -> published by its sensor (the stream's entries),
+capture -> emitted by serve, and capture -> on screen.
 
     python benchmarks/bench_redis.py [--nodes 100] [--keyed] [--rate 200] [--seconds 20]
                                      [--no-delay]
@@ -39,18 +41,10 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from tests.streams import env, mip6mon  # noqa: E402 - the checkout's own modules, above
+
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
                  "--disable-component-update", "--disable-sync", "--no-first-run"]
-
-
-def env() -> dict:
-    e = dict(os.environ)
-    e["PYTHONPATH"] = str(ROOT) + os.pathsep + e.get("PYTHONPATH", "")
-    return e
-
-
-def mip6mon(*argv: str) -> list[str]:
-    return [sys.executable, "-m", "monitor.cli", *argv]
 
 
 def load() -> str:
@@ -165,6 +159,9 @@ def throughput(work: Path, nodes: int, keyed: bool) -> None:
         print(f"| {label} | {total:,} | {published:.2f} | {total / published:,.0f} | "
               f"{through:.2f} | {total / through:,.0f} | {tshark:.2f} | "
               f"{tshark / through:.2f} |")
+    replay = replay_seconds(crowds[0][0])
+    print(f"the same analysis without Redis (`replay --speed max`, one crowd, keyless): "
+          f"{replay:.2f} s, {counts[0] / replay:,.0f} events/s")
     print(f"after: {load()}")
 
 
@@ -179,7 +176,7 @@ def delay(work: Path, rate: float, seconds: float) -> None:
     write_output(out, work / "delay")
     frames = out.frames
     span = (frames[-1].usec - frames[0].usec) / 1e6
-    speed = max(1.0, len(frames) / span / rate)
+    speed = max(1.0, rate * span / len(frames))
     frames = [f for f in frames if (f.usec - frames[0].usec) / 1e6 / speed <= seconds]
     print(f"delay: {len(frames)} packets at about {len(frames) / seconds:.0f}/s over "
           f"{seconds:.0f} s, three live sensors; {load()}")
@@ -212,6 +209,7 @@ def delay(work: Path, rate: float, seconds: float) -> None:
             perf = page.evaluate("window.mip6monPerf")
             browser.close()
         captured = {row["n"]: row["t"] * 1000 for row in serve.get("/api/rows")}
+        published = publish_delays(redis.url)
     finally:
         for proc in sensors:
             proc.terminate()
@@ -225,13 +223,47 @@ def delay(work: Path, rate: float, seconds: float) -> None:
     emitted = [sent - captured[frame] for frame, _due, _recv, _render, sent in perf
                if frame in captured and sent]
     print(f"rows on screen: {len(screen)} of {expected} mobility packets sent")
-    for name, values in (("capture -> emitted by serve", emitted),
+    for name, values in (("capture -> published by its sensor", published),
+                         ("capture -> emitted by serve", emitted),
                          ("capture -> on screen", screen)):
         if values:
             print(f"{name} (ms): p50 {percentile(values, 50):.0f}  p95 "
                   f"{percentile(values, 95):.0f}  p99 {percentile(values, 99):.0f}  "
                   f"max {max(values):.0f}")
     print(f"after: {load()}")
+
+
+def publish_delays(url: str) -> list[float]:
+    """ms from each event's capture to its sensor's XADD (the sensor's own clock both times):
+    what the sensors' --max-delay must cover."""
+    import redis
+
+    from monitor import entries
+    client = redis.Redis.from_url(url)
+    delays = []
+    for _id, fields in client.xrange(entries.STREAM):
+        entry = entries.decode(fields)
+        if entry.event is not None:
+            delays.append((entry.sent - entry.event.time) * 1000)
+    return delays
+
+
+def replay_seconds(capture: Path) -> float:
+    """The same analysis with no Redis: `mip6mon replay --speed max` until it is done."""
+    start = time.perf_counter()
+    proc = subprocess.Popen(mip6mon("replay", str(capture), "--speed", "max"), cwd=ROOT,
+                            env=env(), stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
+                            text=True)
+    base, token = re.search(r"http://\S+", proc.stdout.readline()).group(0).split("/?token=")
+    try:
+        while True:
+            with urllib.request.urlopen(f"{base}/api/status?token={token}", timeout=60) as r:
+                if json.load(r)["state"] in ("done", "error"):
+                    return time.perf_counter() - start
+            time.sleep(0.05)
+    finally:
+        proc.terminate()
+        proc.wait(15)
 
 
 def mobility_frames(capture: Path, first: int) -> int:

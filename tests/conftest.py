@@ -38,3 +38,14 @@ def _one_netns_user_at_a_time(request):
 
 # a real redis-server on a private unix socket, stopped at teardown (tests/redis_server.py)
 from tests.redis_server import redis_server  # noqa: E402,F401
+
+
+@pytest.fixture
+def topology():
+    """The netns lab's namespaces and veths (root; the lock above keeps other suites off)."""
+    if os.geteuid() != 0:
+        pytest.skip("network namespaces need root")
+    from lab import netns
+    netns.build_topology()
+    yield
+    netns.down()

@@ -14,6 +14,7 @@ from pathlib import Path
 from lab.actors import EPOCH_BASE_USEC
 from lab.pcapng import write_pcapng
 from lab.run import build, write_output
+from tests.redis_server import end
 
 ROOT = Path(__file__).resolve().parents[1]
 PATHS = ("mn-ha", "ha-cn", "mn-cn")
@@ -95,13 +96,7 @@ class Served:
         raise AssertionError(f"serve never reached {what}: {json.dumps(status)[:3000]}")
 
     def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(15)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(5)
+        end(self.proc)
 
 
 def sensors_done(names, events: int | None = None):

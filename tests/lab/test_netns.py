@@ -20,15 +20,6 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 
-@pytest.fixture
-def topology():
-    if os.geteuid() != 0:
-        pytest.skip("network namespaces need root")
-    netns.build_topology()
-    yield
-    netns.down()
-
-
 def start_capture(path: Path, interfaces: list[str]) -> subprocess.Popen:
     cmd = ["ip", "netns", "exec", netns.namespace("ha"), "tshark", "-q", "-w", str(path)]
     for i in interfaces:

@@ -3,38 +3,15 @@ root): what serve rebuilds from live captures on three links equals `mip6mon rep
 same traffic as one file, and a fourth sensor at the other end of a link adds nothing."""
 from __future__ import annotations
 
-import os
-import signal
-
 import pytest
 
 from lab import netns
 from lab.crowd import crowd_scenario
 from monitor.sources import PcapSource
+from tests.redis_server import end
 from tests.streams import Served, bindings, lab_with_shards, report, sensor
 
 pytestmark = [pytest.mark.root, pytest.mark.redis]
-
-
-@pytest.fixture
-def topology():
-    if os.geteuid() != 0:
-        pytest.skip("network namespaces need root")
-    netns.build_topology()
-    yield
-    netns.down()
-
-
-def stop(procs) -> None:
-    for proc in procs:
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGTERM)
-    for proc in procs:
-        try:
-            proc.wait(20)
-        except Exception:
-            proc.kill()
-            proc.wait(5)
 
 
 @pytest.mark.parametrize("seed", [13])
@@ -81,7 +58,8 @@ def test_three_sensors_on_three_veths_equal_one_report(topology, redis_server, t
             attacker = served.get("/api/report.json", vantage=vantage)["attacker"]
             assert attacker["vantage"] == vantage and attacker["profiles"]
     finally:
-        stop(procs)
+        for proc in procs:
+            end(proc)
         served.stop()
     assert all(proc.returncode == 0 for proc in procs), \
         [(tmp_path / f"{n}.log").read_text()[-500:] for n in sensors]
