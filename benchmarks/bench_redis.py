@@ -6,7 +6,9 @@ capture times interleave) are written once. For k = 1..4, a fresh redis-server (
 socket, append-only file with fsync always, as README says to run it) and one `mip6mon serve`
 are started, then k `mip6mon sensor -r` processes publish one crowd each, all at once. Timed:
   publish : until the slowest sensor has published everything (its process ends)
-  through : until serve has analysed every event (sensor start to the last event analysed)
+  through : until serve has analysed every event (sensor start to the last event analysed:
+            the sensors' start-up and serve's 2 s wait for every sensor to speak included)
+  steady  : events per second from serve's first analysed event to its last
 and, in the same run, `tshark -r F -Y <mobility filter> -T fields` on the same k files (one
 after the other, as tshark is single-threaded), so each rate is also a ratio against tshark.
 serve runs without a keyring here (four crowds have four keyrings); `--keyed` adds one run
@@ -130,8 +132,9 @@ def throughput(work: Path, nodes: int, keyed: bool) -> None:
     print(f"throughput: {nodes}-node crowds, {counts[0]:,} to {max(counts):,} mobility events "
           f"each; {load()}")
     print("| sensors | events | publish s | events/s published | through s | events/s "
-          "through serve | tshark s (same files) | through / tshark |")
-    print("| --- | --- | --- | --- | --- | --- | --- | --- |")
+          "through serve | events/s analysed once started | tshark s (same files) | "
+          "through / tshark |")
+    print("| --- | --- | --- | --- | --- | --- | --- | --- | --- |")
     runs = [(k, False) for k in range(1, 5)] + ([(1, True)] if keyed else [])
     for k, with_keys in runs:
         redis = Redis(work / f"redis-{k}-{int(with_keys)}")
@@ -145,19 +148,29 @@ def throughput(work: Path, nodes: int, keyed: bool) -> None:
                                                 f"s{i}"), cwd=ROOT, env=env(),
                                         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
                        for i in range(k)]
-            for proc in sensors:
-                proc.wait()
-            published = time.perf_counter() - start
-            while serve.analysed() < total:
-                time.sleep(0.05)
-            through = time.perf_counter() - start
+            first: tuple[float, int] | None = None      # (when, how many) serve began
+            done = [False] * k
+            published = 0.0
+            while True:
+                analysed = serve.analysed()
+                now = time.perf_counter()
+                if first is None and analysed:
+                    first = (now, analysed)
+                for i, proc in enumerate(sensors):
+                    if not done[i] and proc.poll() is not None:
+                        done[i], published = True, now - start
+                if analysed >= total and all(done):
+                    break
+                time.sleep(0.02)
+            through = now - start
+            steady = (total - first[1]) / (now - first[0]) if first and now > first[0] else 0
         finally:
             serve.stop()
             redis.stop()
         tshark = tshark_seconds([c for c, _ in crowds[:k]])
         label = f"{k} (keyed)" if with_keys else str(k)
         print(f"| {label} | {total:,} | {published:.2f} | {total / published:,.0f} | "
-              f"{through:.2f} | {total / through:,.0f} | {tshark:.2f} | "
+              f"{through:.2f} | {total / through:,.0f} | {steady:,.0f} | {tshark:.2f} | "
               f"{tshark / through:.2f} |")
     replay = replay_seconds(crowds[0][0])
     print(f"the same analysis without Redis (`replay --speed max`, one crowd, keyless): "

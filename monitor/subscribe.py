@@ -23,7 +23,6 @@ binding caches are only right from the beginning) or only what comes (`start="ne
 """
 from __future__ import annotations
 
-import dataclasses
 import itertools
 import sys
 import threading
@@ -59,6 +58,18 @@ def open_esp(keyring: Keyring | None) -> Callable[[PacketEvent], PacketEvent]:
     here once it is on main. Until then events arrive as the keyless tshark dissector made
     them: ESP headers with SPI and sequence number, not decrypted."""
     return lambda event: event
+
+
+_SLOTS = PacketEvent.__slots__
+_AT = {name: _SLOTS.index(name) for name in ("frame", "sensor", "path")}
+
+
+def _as_seen_here(event: PacketEvent, frame: int, sensor: str, path: str | None) -> PacketEvent:
+    """The event under serve's frame number, its sensor's name and path (dataclasses.replace,
+    without its per-call look at the fields: a tenth of serve's time per event)."""
+    values = [getattr(event, name) for name in _SLOTS]
+    values[_AT["frame"]], values[_AT["sensor"]], values[_AT["path"]] = frame, sensor, path
+    return PacketEvent(*values)
 
 
 def _id(entry_id: bytes) -> tuple[int, int]:
@@ -396,16 +407,14 @@ class StreamSource:
         if match is None:
             frame = next(self._frames)
             self._dedup.remember(obs.digest, frame, obs.sensor, vantage, obs.event.time)
-            event = self._open(dataclasses.replace(obs.event, frame=frame, sensor=name,
-                                                   path=path))
+            event = self._open(_as_seen_here(obs.event, frame, name, path))
             self._routes[frame] = ("all", vantage) if vantage in PATHS else ("all",)
             yield event
         else:
             self.counters["merged"] += 1
             frame, new_vantage = match
             if new_vantage and vantage in PATHS and self.on_observation is not None:
-                self.on_observation(vantage, dataclasses.replace(
-                    obs.event, frame=frame, sensor=name, path=path))
+                self.on_observation(vantage, _as_seen_here(obs.event, frame, name, path))
         with self._cond:
             self._acks.append(obs.entry_id)      # analysed (or merged): acknowledged
 
