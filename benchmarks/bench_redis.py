@@ -112,7 +112,7 @@ def mobility_events(capture: Path) -> int:
 
 
 def tshark_seconds(captures: list[Path]) -> float:
-    from dissectors.tshark import MOBILITY_FILTER
+    from dissectors.walk import MOBILITY_FILTER
     start = time.perf_counter()
     for capture in captures:
         subprocess.run(["tshark", "-n", "-r", str(capture), "-Y", MOBILITY_FILTER, "-T",

@@ -20,7 +20,10 @@ Two stages, both plain logic (monitor.subscribe feeds them from Redis):
   one tunnel end apart) is one observation at two vantage points: same canonical digest
   (dissectors.digest: the inner IPv6 packet, hop limit aside, with or without the tunnel
   header one path adds), from a different sensor, within `window` seconds of capture time.
-  Two identical packets seen by the same sensor stay two packets. The keyed view, the packet
+  Two identical packets seen by the same sensor stay two packets. A packet is remembered for
+  `keep` seconds of capture time after the newest seen (at most `most` of them), so that a
+  copy that comes late (a sensor that started or caught up after the others) still finds
+  it. The keyed view, the packet
   list and the colluding eavesdroppers take the packet once, as first observed; the
   eavesdropper at each further vantage point takes that vantage point's own observation,
   under the same frame number.
@@ -40,6 +43,8 @@ STALE_SECONDS = 3.0        # a sensor silent this long holds nothing back (beats
 MAX_HOLD_SECONDS = 5.0     # longest an observation waits for the others' watermarks
 GRACE_SECONDS = 2.0        # nothing released before every sensor started with the first spoke
 DEDUP_WINDOW = 1.0         # capture-time seconds within which two sensors' copies are one packet
+DEDUP_KEEP = 30.0          # capture-time seconds a packet is remembered (for late copies) ...
+DEDUP_MOST = 200_000       # ... and how many at the most
 
 
 @dataclass
@@ -147,10 +152,14 @@ class _Packet:
 class Dedup:
     """Which observations are one packet (module docstring)."""
 
-    def __init__(self, window: float = DEDUP_WINDOW):
+    def __init__(self, window: float = DEDUP_WINDOW, keep: float = DEDUP_KEEP,
+                 most: int = DEDUP_MOST):
         self.window = window
+        self.keep = max(keep, 2 * window)
+        self.most = most
         self._packets: dict[bytes, list[_Packet]] = {}
         self._order: deque[tuple[float, bytes]] = deque()
+        self._newest = -math.inf
         self.merged = 0                   # observations that were a packet already seen
 
     def match(self, digest: bytes | None, sensor: Hashable, vantage: str,
@@ -159,7 +168,8 @@ class Dedup:
         for it), or None: a new packet (then `remember` it)."""
         if digest is None:
             return None
-        self._expire(capture_time)
+        self._newest = max(self._newest, capture_time)
+        self._expire()
         for packet in reversed(self._packets.get(digest, ())):
             if sensor not in packet.sensors and abs(capture_time - packet.time) <= self.window:
                 packet.sensors.add(sensor)
@@ -177,10 +187,11 @@ class Dedup:
             _Packet(capture_time, frame, {sensor}, {vantage}))
         self._order.append((capture_time, digest))
 
-    def _expire(self, now: float) -> None:
-        """Forget packets more than two windows older than `now` (capture time)."""
+    def _expire(self) -> None:
+        """Forget packets `keep` seconds older than the newest (capture time), and the
+        oldest beyond `most`."""
         order = self._order
-        while order and order[0][0] < now - 2 * self.window:
+        while order and (order[0][0] < self._newest - self.keep or len(order) > self.most):
             _, digest = order.popleft()
             packets = self._packets.get(digest)
             if packets:

@@ -1,8 +1,8 @@
 """Capture sources behind one interface (DESIGN.md, ROADMAP 1): a pcap file or a live
-interface. Each has `.name`, `.accounting`, `.events()` and `.close()`; `tap(record, event)`
-sees each event's capture record just before the event (a sensor digests the frame). The dissection is
+interface. Each has `.name`, `.accounting`, `.events()` and `.close()`. The dissection is
 dissectors.dissect's (no keys); with a keyring, the keyed stage dissectors.decrypt opens the
-ESP of each event before it is handed on."""
+ESP of each event before it is handed on. `tap(record, event)` sees each event's capture
+record just before the event (a sensor digests the frame it dissected)."""
 from __future__ import annotations
 
 import socket

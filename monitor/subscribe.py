@@ -16,7 +16,8 @@
   counted as dropped.
 - monitor.merge puts the observations in capture order (watermarks) and makes each packet
   one observation (canonical digests); frames are numbered here, in that order.
-- The keyed stage: ESP is opened here, with the keyring, never on a sensor (`open_esp`).
+- The keyed stage: ESP is opened here, with the keyring, never on a sensor
+  (monitor.sources.decrypted, dissectors.decrypt.EspDecryptor).
 
 A new StreamSource re-reads everything the stream holds (`start="start"`; a dashboard's
 binding caches are only right from the beginning) or only what comes (`start="new"`).
@@ -42,22 +43,13 @@ from keys.keyring import Keyring
 from monitor import entries
 from monitor.merge import DEDUP_WINDOW, MAX_HOLD_SECONDS, STALE_SECONDS, Dedup, Reorder
 from monitor.redisconn import Outage, Stopped, check, connect, outlast, redact
+from monitor.sources import decrypted
 
 READ_COUNT = 512             # entries per XREADGROUP
 BLOCK_MS = 100               # how long one XREADGROUP waits for new entries
 RATE_SECONDS = 3.0           # the sensors' event rate is measured over this long
 IN_USE_MS = 10_000           # a consumer idle for less than this is another running serve
 COUNTED = ("filtered", "malformed", "dropped", "buffer_dropped")   # sensors' frame counts
-
-
-def open_esp(keyring: Keyring | None) -> Callable[[PacketEvent], PacketEvent]:
-    """The keyed stage, on the analyzer's side (sensors have no keys): each event's ESP opened
-    with the keyring before the analyzers see it.
-
-    HOOK (issue 14 on issue 10): dissectors.decrypt.EspDecryptor (the `dissect` branch) goes
-    here once it is on main. Until then events arrive as the keyless tshark dissector made
-    them: ESP headers with SPI and sequence number, not decrypted."""
-    return lambda event: event
 
 
 _SLOTS = PacketEvent.__slots__
@@ -153,7 +145,7 @@ class StreamSource:
         self.client = connect(url)
         check(self.client, url)
         self._start = start
-        self._open = open_esp(keyring)
+        self._keyring = keyring
         self.outage = Outage()
         self.state = "starting"
         self._cond = threading.Condition()
@@ -360,6 +352,11 @@ class StreamSource:
 
     # --- the stream thread (events) ----------------------------------------------------------
     def events(self) -> Iterator[PacketEvent]:
+        """The sensors' events in capture order, each packet once, ESP opened with the keyring
+        (monitor.sources.decrypted: the keyed stage, here on the analyzer's side)."""
+        return decrypted(self._merged(), self._keyring)
+
+    def _merged(self) -> Iterator[PacketEvent]:
         if self._reader is None:
             self.state = "running"
             self._reader = threading.Thread(target=self._read, name="mip6mon-subscriber",
@@ -407,7 +404,7 @@ class StreamSource:
         if match is None:
             frame = next(self._frames)
             self._dedup.remember(obs.digest, frame, obs.sensor, vantage, obs.event.time)
-            event = self._open(_as_seen_here(obs.event, frame, name, path))
+            event = _as_seen_here(obs.event, frame, name, path)
             self._routes[frame] = ("all", vantage) if vantage in PATHS else ("all",)
             yield event
         else:

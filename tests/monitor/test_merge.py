@@ -150,10 +150,25 @@ def test_each_sensor_of_a_link_sees_every_packet_once(packets, sensors):
     assert d.merged == len(packets) * (sensors - 1)
 
 
-def test_memory_is_bounded_by_the_window():
-    d = Dedup(window=1.0)
-    for n in range(10_000):
+def test_a_late_copy_still_finds_its_packet():
+    """A sensor that started after the others: its copies come after the merge has moved
+    on by seconds of capture time, and are still one packet each."""
+    d = Dedup(window=1.0, keep=30.0)
+    for n in range(2000):
+        d.remember(n.to_bytes(16, "big"), n, "early", "mn-ha", n * 0.01)
+    assert d.match((0).to_bytes(16, "big"), "late", "mn-ha", 0.0) == (0, False)
+
+
+def test_memory_is_bounded():
+    d = Dedup(window=1.0, keep=30.0, most=5000)
+    for n in range(20_000):
         digest = n.to_bytes(16, "big")
         if d.match(digest, "s1", "mn-ha", n * 0.01) is None:
             d.remember(digest, n, "s1", "mn-ha", n * 0.01)
-    assert len(d) < 400
+    assert len(d) <= 3002                     # 30 s of capture at 100 packets a second
+    d = Dedup(window=1.0, keep=30.0, most=500)
+    for n in range(20_000):
+        digest = n.to_bytes(16, "big")
+        if d.match(digest, "s1", "mn-ha", 0.0) is None:
+            d.remember(digest, n, "s1", "mn-ha", 0.0)
+    assert len(d) <= 501
