@@ -77,7 +77,7 @@ def test_lab_live_demo_in_the_browser(browser, tmp_path):
             until(page, "document.querySelectorAll('#profile-table tbody tr').length > 0",
                   True)
             assert page.text_content("#profile-table tbody tr td").startswith("P")
-            assert page.locator("#privacy .kpi").count() > 0
+            assert page.locator("#privacy-kpis .kpi").count() > 0
         assert errors == []
         page.close()
     finally:
