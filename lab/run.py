@@ -6,13 +6,14 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+from dissectors.protocol import PATHS as EAVESDROPPER_PATHS
 from keys.errors import UserError
 from lab.actors import EPOCH_BASE_USEC, SA_LABELS, Frame, MobileNode, World
 from lab.addresses import mac_text
 from lab.pcapng import write_pcapng
 from lab.scenario import Scenario
 
-PATHS = ("mn-ha", "ha-cn", "mn-cn", "other")
+PATHS = (*EAVESDROPPER_PATHS, "other")    # "other": background links, no eavesdropper's path
 
 
 @dataclass

@@ -152,6 +152,8 @@ class StreamSource:
         self._reorder = Reorder(stale=stale, max_hold=max_hold)
         self._dedup = Dedup(window)
         self._ready: deque[_Observation] = deque()
+        self._released = 0            # observations out of the reorder stage ...
+        self._delivered = 0           # ... and analysed (or merged) since: their difference
         self._acks: list[bytes] = []
         self._held: set[bytes] = set()
         self._last_id = (0, 0)
@@ -261,6 +263,7 @@ class StreamSource:
             released = self._reorder.release(now)
             if released:
                 self._ready.extend(released)
+                self._released += len(released)
                 self._cond.notify_all()
 
     def _one(self, entry_id: bytes, fields: dict[bytes, bytes] | None, now: float,
@@ -367,7 +370,9 @@ class StreamSource:
                 while not self._ready and not self._closing.is_set() \
                         and self._reader.is_alive():
                     self._cond.wait(0.2)
-                    self._ready.extend(self._reorder.release())
+                    released = self._reorder.release()
+                    self._ready.extend(released)
+                    self._released += len(released)
                 self._add_counts()
                 if not self._ready:
                     if self._reader_error:
@@ -414,6 +419,7 @@ class StreamSource:
                 self.on_observation(vantage, _as_seen_here(obs.event, frame, name, path))
         with self._cond:
             self._acks.append(obs.entry_id)      # analysed (or merged): acknowledged
+            self._delivered += 1
 
     def route(self, event: PacketEvent) -> tuple[str, ...]:
         """The eavesdroppers that see `event` (its sensor's vantage point, and the colluders):
@@ -426,13 +432,14 @@ class StreamSource:
         with self._cond:
             sensors = [run.as_dict(now) for run in self._sensors.values()]
             held = len(self._reorder)
+            queued = self._released - self._delivered
             late, forced = self._reorder.late, self._reorder.forced
             counters = dict(self.counters)
         return {"redis": {"url": self.url, "stream": self.stream, "group": self.group,
                           "state": self.state, "error": self._reader_error,
                           **self.outage.as_dict()},
                 "sensors": sorted(sensors, key=lambda s: (s["vantage"], s["name"])),
-                "held": held, "late": late, "forced": forced, **counters}
+                "held": held, "queued": queued, "late": late, "forced": forced, **counters}
 
     def close(self) -> None:
         self._closing.set()

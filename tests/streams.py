@@ -11,13 +11,13 @@ import time
 import urllib.request
 from pathlib import Path
 
+from dissectors.protocol import PATHS
 from lab.actors import EPOCH_BASE_USEC
 from lab.pcapng import write_pcapng
 from lab.run import build, write_output
 from tests.redis_server import end
 
 ROOT = Path(__file__).resolve().parents[1]
-PATHS = ("mn-ha", "ha-cn", "mn-cn")
 
 
 def env() -> dict:
@@ -100,10 +100,11 @@ class Served:
 
 
 def sensors_done(names, events: int | None = None):
-    """Every named sensor said bye, and (events) serve has analysed that many."""
+    """Every named sensor said bye, serve holds and queues nothing (all it has read is
+    analysed), and (events) serve has analysed that many."""
     def ok(status: dict) -> bool:
         done = {s["name"] for s in status.get("sensors", []) if s["state"] == "done"}
-        return set(names) <= done and status["held"] == 0 and \
+        return set(names) <= done and status["held"] == 0 and status["queued"] == 0 and \
             (events is None or status["analysed"] + status["malformed"] >= events)
     return ok
 

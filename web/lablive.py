@@ -31,6 +31,7 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
+from dissectors.protocol import PATHS
 from keys.errors import UserError
 
 RUN_DIR = Path(os.environ.get("MIP6MON_LAB_DIR", "/run/mip6mon-lab"))
@@ -168,7 +169,7 @@ class LiveLab:
         from lab import netns
         names = []
         for link in netns.LINKS:
-            if link.path not in ("mn-ha", "ha-cn", "mn-cn"):
+            if link.path not in PATHS:
                 continue                      # background traffic: no eavesdropper's path
             log = self.paths["logs"] / f"sensor-{link.name}.log"
             argv = _mip6mon("sensor", "-i", link.b_if, "--vantage", link.path,

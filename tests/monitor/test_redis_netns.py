@@ -42,7 +42,7 @@ def test_three_sensors_on_three_veths_equal_one_report(topology, redis_server, t
         whole = report(tmp_path / "capture.pcapng", "--keys", str(tmp_path / "keyring.toml"))
         total = whole["capture"]["mobility_packets"]
         status = served.wait(lambda s: s["analysed"] + s["malformed"] >= total
-                             and s["held"] == 0, what="every packet")
+                             and s["held"] == 0 and s["queued"] == 0, what="every packet")
         again = len(list(PcapSource(str(shards["mn-ha"])).events()))
         assert status["analysed"] + status["malformed"] == total   # the fourth added nothing
         assert status["merged"] == again > 0

@@ -92,7 +92,7 @@ def test_a_second_copy_of_every_packet_adds_nothing(redis_server, tmp_path):
         whole = report(tmp_path / "capture.pcapng", *keys)
         status = served.wait(sensors_done(names), what="every sensor")
         again = len(mobility_events(shards["mn-ha"]))
-        assert status["merged"] == again > 0
+        assert status["merged"] == again > 0, status
         assert status["analysed"] + status["malformed"] == whole["capture"]["mobility_packets"]
         got = served.get("/api/report.json")
         assert without_frames(got["messages"]) == whole["messages"]
