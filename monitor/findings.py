@@ -82,6 +82,11 @@ FINDINGS: tuple[Finding, ...] = (
         "a Binding Acknowledgement with status >= 128"),
     BINDING_ERROR := Finding(
         "binding-error", "signalling", "RFC 6275 6.1.9", "a Binding Error message"),
+    ESP_AMBIGUOUS := Finding(
+        "esp-ambiguous", "integrity", "RFC 4303 3.4.4, draft 6.4",
+        "an ESP packet under null authentication (no ICV to decide) that more than one keyring "
+        "SA opens to a payload that parses: left encrypted and tied to no node, since "
+        "picking one would be a guess"),
     MH_CHECKSUM_INVALID := Finding(
         "mh-checksum-invalid", "integrity", "RFC 6275 9.2",
         "a Mobility Header whose checksum does not verify (a receiver discards it; the monitor "

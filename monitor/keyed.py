@@ -83,6 +83,7 @@ from monitor.findings import (
     AUTHENTICATOR_INVALID,
     BA_ERROR_STATUS,
     BINDING_ERROR,
+    ESP_AMBIGUOUS,
     HOME_ADDRESS_IN_CLEAR,
     HOME_BU_RETRANSMITTED,
     HOME_BU_UNVERIFIED,
@@ -181,7 +182,10 @@ class KeyedAnalyzer:
         self.book = AddressBook()
         self.tokens = TokenStore()
         self.findings = FindingLog()
-        self.attribution = FrameAttribution(self.book, keyring, max_frames)
+        self.attribution = FrameAttribution(self.book, max_frames)
+        # keyring node name -> home address: the node the keyed stage names on an ESP header
+        self._home_of = {n.name: n.home_address for n in keyring.mobile_nodes} if keyring \
+            else {}
         self._annotations: dict[int, list[str]] = {}
         self._strings: dict[str, str] = {}   # one copy of each note (long captures)
         self._prefix64: dict[str, str] = {}  # address -> its /64, for prefix tests
@@ -271,8 +275,8 @@ class KeyedAnalyzer:
         for layer in event.layers:
             addresses += [a for a in (layer.home_address, layer.routing_home_address,
                                       layer.pseudo_home_address, layer.src, layer.dst) if a]
-        spis = tuple(esp.spi for esp in event.esp_headers())
-        self.attribution.seen(event.frame, addresses, spis)
+        esps = self._verified_esps(event)
+        self.attribution.seen(event.frame, addresses, esps)
         m = event.mobility
         if m is not None and m.checksum_valid is False and not event.malformed:
             # RFC 6275 9.2: a receiver discards it. The monitor still reads it (hand-made and
@@ -285,7 +289,27 @@ class KeyedAnalyzer:
             if handler is not None:
                 handler(self, event, m)
         self._data_addresses(event)
-        self.attribution.settle(event.frame, addresses, spis)
+        self.attribution.settle(event.frame, addresses, esps)
+
+    def _verified_esps(self, event: PacketEvent) -> tuple[tuple[str, int, str | None], ...]:
+        """(receiver, SPI, home address of the SA's node when certain) of each ESP header a
+        keyring SA verified; an ESP that two null-authentication SAs both open is a finding
+        (dissectors.decrypt leaves it encrypted rather than guess)."""
+        out = []
+        for layer in event.layers:
+            if layer.esp is None:
+                continue
+            for esp in layer.esp.chain():
+                if esp.decrypted:
+                    out.append((layer.dst, esp.spi, self._home_of.get(esp.node)
+                                if esp.node is not None else None))
+                elif esp.undecrypted == "ambiguous":
+                    self.findings.add(ESP_AMBIGUOUS, event.frame,
+                                      f"ESP SPI {esp.spi:#010x} from {layer.src} to {layer.dst}: "
+                                      "null authentication, and more than one keyring SA opens "
+                                      "it to a payload that parses (left encrypted, tied to no "
+                                      "node)")
+        return tuple(out)
 
     def _data_addresses(self, event: PacketEvent) -> None:
         """HAO / RH2 / 0xFE on any packet: note which node they stand for, and clear uses."""
@@ -427,8 +451,12 @@ class KeyedAnalyzer:
                 self.book.learn(pseudo, Identity(home, "routable", r.how or "Kph"))
             self.book.learn(home, Identity(home, "home", "keyring"))
             self.book.learn_care_of(care_of, home)
-            if esp is not None:
-                self.attribution.tie_spi(esp.spi, home)
+            if esp is not None and esp.decrypted:
+                self.attribution.tie_spi((event.outer.dst, esp.spi), home)
+            if esp is not None and esp.node == r.node.name:
+                # draft 6.4 is checked only on an SA whose node the keyed stage is certain of
+                # (the keyring names it, or its chain reached a verified SPI): in a crowd the
+                # chains cross, and a step checked on a guessed SA is a false finding
                 self._check_spi(event, r.node, state, esp.spi, tunnel, pseudo is not None)
         self.attribution.attribute(event.frame, home)
         if r.note:
@@ -504,8 +532,8 @@ class KeyedAnalyzer:
         node = None
         if b.home_address is not None:
             esps = event.esp_headers()
-            if esps:
-                self.attribution.tie_spi(esps[-1].spi, b.home_address)
+            if esps and esps[-1].decrypted:
+                self.attribution.tie_spi((event.outer.dst, esps[-1].spi), b.home_address)
             node = self.keyring.mobile_node_by_home_address(b.home_address) \
                 if self.keyring else None
         accepted = m.status is None or m.status < BA_REJECTED

@@ -73,9 +73,10 @@ def event(frame: int, layers, mobility=None, time: float | None = None, **kw) ->
 
 
 def home_bu_transport(frame, hao, seq=10, esp_seq=7, spi=0x1001, care_of=COA, lifetime=420,
-                      alt_coa=True):
-    """draft 5.2.1: CoA -> HA, HAO, ESP transport, BU (H, A) + Alternate CoA."""
-    layer = IPv6Layer(care_of, HA, home_address=hao, esp=Esp(spi, esp_seq, True))
+                      alt_coa=True, esp_node=None):
+    """draft 5.2.1: CoA -> HA, HAO, ESP transport, BU (H, A) + Alternate CoA. `esp_node`: the
+    node the keyed stage is certain opened the ESP (Esp.node), None while it is not."""
+    layer = IPv6Layer(care_of, HA, home_address=hao, esp=Esp(spi, esp_seq, True, node=esp_node))
     m = MobilityMessage(5, True, sequence=seq, flags=frozenset("AHK"), lifetime=lifetime,
                         alternate_care_of_address=care_of if alt_coa else None)
     return event(frame, [layer], m)

@@ -20,13 +20,14 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from dissectors.events import IPv6Layer, MobilityMessage, PacketEvent
+from dissectors.events import Esp, IPv6Layer, MobilityMessage, PacketEvent
 from dissectors.protocol import BA_REJECTED, MHType
 from keys import formulas as f
 from monitor.findings import (
     AUTHENTICATOR_INVALID,
     BA_ERROR_STATUS,
     BINDING_ERROR,
+    ESP_AMBIGUOUS,
     FINDINGS,
     HOME_ADDRESS_IN_CLEAR,
     HOME_BU_RETRANSMITTED,
@@ -83,11 +84,14 @@ def phoa(i: int) -> str:
                                           "aes-ctr")
 
 
-def home_exchanges(spis: list[int], first_seq: int = 1) -> list[PacketEvent]:
-    """Home BU + BA of mn1 per SPI, each with a fresh pseudo home address (i = ESP seq)."""
+def home_exchanges(spis: list[int], first_seq: int = 1,
+                   esp_node: str | None = "mn1") -> list[PacketEvent]:
+    """Home BU + BA of mn1 per SPI, each with a fresh pseudo home address (i = ESP seq);
+    `esp_node`: the node the keyed stage is certain owns the BUs' SA (None: not certain)."""
     evs = []
     for n, spi in enumerate(spis, start=1):
-        evs += [home_bu_transport(2 * n - 1, phoa(n), seq=first_seq + n, esp_seq=n, spi=spi),
+        evs += [home_bu_transport(2 * n - 1, phoa(n), seq=first_seq + n, esp_seq=n, spi=spi,
+                                  esp_node=esp_node),
                 home_ba_transport(2 * n, phoa(n), seq=first_seq + n)]
     return evs
 
@@ -152,6 +156,12 @@ PAIRS: tuple[Pair, ...] = (
          lambda: Case(home_exchanges(f.spi_chain(KPH, FIRST_SPI, 2) + [0x1076]),
                       [(SPI_STEP, 5)], says="SPI 0x00001076 of mn1 after 0x00001075"),
          lambda: Case(home_exchanges(f.spi_chain(KPH, FIRST_SPI, 3)), [])),
+    # the same SPIs off the chain, on an SA whose node the keyed stage is not certain of (in a
+    # crowd the chains cross): no guess, no finding
+    Pair(SPI_STEP, "only when the SA is certain",
+         lambda: Case(home_exchanges([FIRST_SPI, 0x1075, 0x1076]), [(SPI_STEP, 5)],
+                      says="after 0x00001075"),
+         lambda: Case(home_exchanges([FIRST_SPI, 0x1075, 0x1076], esp_node=None), [])),
     Pair(PSEUDO_HOME_ADDRESS_NOT_ROUTABLE, "HoTI source (5.3.1)",
          lambda: Case([hoti(1, PHOA_42, tunnel_from=COA), hoti(2, PHOA_42)],
                       [(PSEUDO_HOME_ADDRESS_NOT_ROUTABLE, 1)], says="HoTI source"),
@@ -214,6 +224,14 @@ PAIRS: tuple[Pair, ...] = (
          lambda: Case([mobility(1, MHType.BE, status=2, error_home_address=HOA)],
                       [(BINDING_ERROR, 1)], says=f"status 2 for home address {HOA}"),
          lambda: Case([mobility(1, MHType.BRR)], [])),
+    Pair(ESP_AMBIGUOUS, "null-authentication ESP two SAs open",
+         lambda: Case([event(1, [IPv6Layer(COA, HA, esp=Esp(0x1001, 3, undecrypted="ambiguous",
+                                                             payload=b"x" * 32))])],
+                      [(ESP_AMBIGUOUS, 1)], says="SPI 0x00001001"),
+         # one SA fits (decrypted), or none does: nothing to choose between
+         lambda: Case([event(1, [IPv6Layer(COA, HA, esp=Esp(0x1001, 3, True))]),
+                       event(2, [IPv6Layer(COA, HA, esp=Esp(0x1001, 4, undecrypted="unparsable",
+                                                             payload=b"x" * 32))])], [])),
     Pair(MH_CHECKSUM_INVALID, "Mobility Header checksum",
          lambda: Case([event(1, [IPv6Layer(HA, COA)], MobilityMessage(MHType.BRR, False))],
                       [(MH_CHECKSUM_INVALID, 1)], says="checksum does not verify"),

@@ -334,16 +334,22 @@ def test_max_frames_bounds_per_frame_state():
     assert len(a.report()["home_bindings"]) == 1      # caches are kept whole
 
 
-def test_undecrypted_esp_attributed_by_draft_6_4_spi_chain():
-    # a Home BU on SPI 0x1001 ties that SA to mn1; an undecrypted ESP packet from another
-    # care-of address two 6.4 steps later still belongs to mn1, an unrelated SPI does not
+def test_esp_is_attributed_by_its_sa_only_when_verified():
+    """A Home BU on SPI 0x1001 ties that SA (toward the home agent) to mn1. A later packet the
+    keyed stage verified on that SA belongs to mn1; one it could not open (even on mn1's next
+    draft 6.4 SPI: in a crowd another node's chain may sit there) belongs to nobody; so does
+    a verified packet of the same SPI toward another receiver (another SA)."""
     later = f.spi_chain(KPH, 0x1001, 3)[2]
     a = feed(KeyedAnalyzer(make_keyring()), [
         home_bu_transport(1, PHOA_CTR_7), home_ba_transport(2, PHOA_CTR_7),
-        event(3, [IPv6Layer("2001:db8:6::1", HA, esp=Esp(later, 40, False))]),
-        event(4, [IPv6Layer("2001:db8:6::1", HA, esp=Esp(0x7777, 41, False))])])
-    assert a.frame_nodes() == {1: HOA, 2: HOA, 3: HOA}
-    assert a.annotations(3) == [f"ESP SPI {later:#010x} of an SA of mn1 (HoA {HOA})"]
+        event(3, [IPv6Layer("2001:db8:6::1", HA, esp=Esp(0x1001, 40, True))]),
+        event(4, [IPv6Layer("2001:db8:6::1", HA, esp=Esp(later, 41, False,
+                                                          undecrypted="no-sa"))]),
+        event(5, [IPv6Layer(HA, "2001:db8:6::1", esp=Esp(0x1001, 42, True))]),
+        # the keyed stage is certain of the node (Esp.node): no earlier tie needed
+        event(6, [IPv6Layer("2001:db8:6::2", HA, esp=Esp(0x9999, 1, True, node="mn1"))])])
+    assert a.frame_nodes() == {1: HOA, 2: HOA, 3: HOA, 6: HOA}
+    assert a.annotations(3) == [f"ESP SPI 0x00001001 toward {HA} of an SA of mn1 (HoA {HOA})"]
 
 
 def test_coti_before_its_binding_is_attributed_afterwards():
@@ -363,11 +369,12 @@ def test_mps_with_its_own_ki_is_recognised():
                                 f"i = ESP seq 7"]
 
 
-def test_tunnel_spi_learnt_from_decrypted_packet_attributes_undecrypted_ones():
+def test_tunnel_sa_learnt_from_a_decrypted_packet_attributes_verified_ones_only():
     tunnelled = event(1, [IPv6Layer(COA, HA, esp=Esp(0x5005, 3, True)), IPv6Layer(HOA, CN)])
-    later = f.next_spi(KPH, 0x5005)
-    opaque = event(2, [IPv6Layer("2001:db8:6::1", HA, esp=Esp(later, 9, False))])
-    a = feed(KeyedAnalyzer(make_keyring()), [tunnelled, opaque])
+    again = event(2, [IPv6Layer("2001:db8:6::1", HA, esp=Esp(0x5005, 4, True))])
+    opaque = event(3, [IPv6Layer("2001:db8:6::1", HA, esp=Esp(0x5005, 9, False,
+                                                               undecrypted="icv-failed"))])
+    a = feed(KeyedAnalyzer(make_keyring()), [tunnelled, again, opaque])
     assert a.frame_nodes() == {1: HOA, 2: HOA}
 
 
