@@ -114,6 +114,9 @@ def build_parser() -> argparse.ArgumentParser:
     _keys_arguments(p)
     p.add_argument("--format", choices=("text", "json"), default="text")
     p.add_argument("--vantage", choices=VANTAGES, default="all")
+    p.add_argument("--detail", action="store_true",
+                   help="json: keep every per-frame list (the attacker's frames and evidence, "
+                        "every finding); by default they are counts plus the first frame")
 
     p = sub.add_parser("compare", help="privacy metrics of two captures side by side, or "
                                        "Markdown tables of lab runs (--lab)")

@@ -2,6 +2,14 @@
 
 This module only assembles; the keyed analyzer (monitor.keyed), the attacker (monitor.attacker)
 and the privacy score (monitor.privacy) own what their sections mean.
+
+`build_report` is the whole report (`--detail`; the dashboard's export and the golden reports
+hold it). By default `mip6mon report --format json` prints `scaled(report)`: a report that
+grows with bindings and kinds, not with packets, so that a 2,000,000-packet one is one a person
+can open (issue 10). Each per-frame list becomes a count plus a frame index (the first frame,
+as the attacker's trail stops already give it), the attacker's evidence is summed per rule,
+and findings keep their first FINDINGS_SHOWN of each kind with every kind's total. Binding
+caches, message counts, capture accounting and the privacy score are the same in both.
 """
 from __future__ import annotations
 
@@ -9,6 +17,7 @@ import json
 import sys
 from collections import Counter
 from dataclasses import dataclass, field
+from typing import Any
 
 from dissectors.accounting import Accounting
 from dissectors.events import PacketEvent
@@ -77,6 +86,59 @@ def build_report(analysis: Analysis) -> dict:
     return report
 
 
+FINDINGS_SHOWN = 100          # scaled: findings listed per kind (every kind's total is given)
+EXAMPLES = 3                  # scaled: evidence details listed per rule of a profile
+
+
+def _frame_index(frames: list[int]) -> dict[str, Any]:
+    """A per-frame list as a count plus where to start looking."""
+    return {"frame_count": len(frames), "first_frame": min(frames) if frames else None,
+            "last_frame": max(frames) if frames else None}
+
+
+def _evidence_by_rule(evidence: list[dict]) -> list[dict]:
+    """A profile's evidence, one row per rule: how many items, how many frames they cite, the
+    first frame, whether any links, and the first few details."""
+    rows: dict[str, dict] = {}
+    for ev in evidence:
+        row = rows.setdefault(ev["rule"], {
+            "rule": ev["rule"], "confidence": ev["confidence"], "links": False, "items": 0,
+            "ambiguous": 0, "frame_count": 0, "first_frame": None, "details": []})
+        row["confidence"] = max(row["confidence"], ev["confidence"])
+        row["links"] = row["links"] or ev["links"]
+        row["items"] += 1
+        row["ambiguous"] += bool(ev["ambiguous"])
+        row["frame_count"] += ev.get("frame_count", len(ev["frames"]))
+        if ev["frames"]:
+            first = min(ev["frames"])
+            row["first_frame"] = first if row["first_frame"] is None \
+                else min(row["first_frame"], first)
+        if len(row["details"]) < EXAMPLES:
+            row["details"].append(ev["detail"])
+    return list(rows.values())
+
+
+def scaled(report: dict) -> dict:
+    """The report without its per-frame lists (module docstring); `report` is not changed."""
+    out = dict(report)
+    kinds = Counter(f["kind"] for f in report["findings"])
+    shown: Counter = Counter()
+    findings = []
+    for finding in report["findings"]:
+        shown[finding["kind"]] += 1
+        if shown[finding["kind"]] <= FINDINGS_SHOWN:
+            findings.append(finding)
+    out["findings"] = findings
+    out["finding_counts"] = dict(sorted(kinds.items()))
+    attacker = dict(report["attacker"])
+    attacker["profiles"] = [
+        {**{k: v for k, v in p.items() if k not in ("frames", "evidence")},
+         **_frame_index(p["frames"]), "evidence": _evidence_by_rule(p["evidence"])}
+        for p in report["attacker"]["profiles"]]
+    out["attacker"] = attacker
+    return out
+
+
 def _counted(counts: dict[str, int] | None) -> str:
     return f" ({', '.join(f'{why}: {n}' for why, n in counts.items())})" if counts else ""
 
@@ -100,11 +162,12 @@ def command_report(args) -> int:
                if args.keys else None)
     report = build_report(analyse(args.capture, keyring, args.vantage))
     if args.format == "json":
+        shown = report if getattr(args, "detail", False) else scaled(report)
         # the encoder's chunks written a few thousand at a time: json.dump writes each of a
         # 200,000-packet report's ~350,000 chunks on its own (0.5-0.9 s, profiled), and
         # json.dumps holds all of them at once (a 2,000,000-packet report: 50 MB of text)
         chunks: list[str] = []
-        for chunk in json.JSONEncoder(indent=2).iterencode(report):
+        for chunk in json.JSONEncoder(indent=2).iterencode(shown):
             chunks.append(chunk)
             if len(chunks) >= 4096:
                 sys.stdout.write("".join(chunks))
