@@ -53,7 +53,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from dissectors.events import IPv6Layer, MobilityMessage, PacketEvent
+from dissectors.events import Esp, IPv6Layer, MobilityMessage, PacketEvent
 from dissectors.procedures import (
     CN_INITIATED_RR,
     HOME_TRANSPORT,
@@ -194,6 +194,7 @@ class KeyedAnalyzer:
         self._home_pseudos: dict[str, int] = {}            # pseudo -> first Home BU frame
         self._cn_pseudos: dict[str, tuple[str, int]] = {}  # pseudo -> (correspondent, frame)
         self._private: set[str] = set()    # home addresses seen behind a pseudo home address
+        self._agent_nodes: dict[str, list[MobileNode]] = {}   # home agent -> keyring nodes
         self.unreadable = 0                                # events whose fields did not parse
         for node in keyring.mobile_nodes if keyring else ():
             self.book.learn(node.home_address, Identity(node.home_address, "home", "keyring"))
@@ -317,7 +318,8 @@ class KeyedAnalyzer:
         for layer in event.layers:
             if layer.home_address and layer.esp is not None and not explained \
                     and self.book.get(layer.home_address) is None:
-                self._recognise_hao(layer.home_address, layer.dst, layer.esp.sequence)
+                self._recognise_hao(layer.home_address, layer.dst, layer.esp.sequence,
+                                    self._sa_hint(layer.dst, layer.esp))
             for address, what in ((layer.home_address, "HAO"),
                                   (layer.routing_home_address, "RH2"),
                                   (layer.pseudo_home_address, "option 0xFE")):
@@ -353,12 +355,14 @@ class KeyedAnalyzer:
             self._correspondent_bu(event, m)
 
     def _recognise_home(self, event: PacketEvent, claimed: str, home_agent: str,
-                        tunnel: bool, esp_sequence: int | None) -> _HomeRecognition:
+                        tunnel: bool, esp_sequence: int | None,
+                        hint: str | None = None) -> _HomeRecognition:
         """Who sent this Home BU: its home address field (the HAO, else the source; the inner
         source in a tunnel) tried against each form of HOME_BU_FORMS, with every keyring node
-        this home agent serves. A BU no form explains stands for an address the keys do not
-        know (keyless), or fails to verify (the keys could have checked it)."""
-        nodes = self._nodes_of_agent(home_agent)
+        this home agent serves, the `hint`ed one (home address) first. A BU no form explains
+        stands for an address the keys do not know (keyless), or fails to verify (the keys
+        could have checked it)."""
+        nodes = self._nodes_of_agent(home_agent, hint)
         for form in self.HOME_BU_FORMS:
             r = form.recognise(self, form.label, event, claimed, nodes, tunnel, esp_sequence)
             if r is not None:
@@ -420,11 +424,12 @@ class KeyedAnalyzer:
                     return _HomeRecognition(node, node.home_address, claimed, True, note, i, how)
         return None
 
-    def _recognise_hao(self, address: str, home_agent: str, esp_sequence: int) -> None:
+    def _recognise_hao(self, address: str, home_agent: str, esp_sequence: int,
+                       hint: str | None = None) -> None:
         """A HAO toward a home agent under ESP (draft 5.5 MPS, or any packet) that no BU
         explained: a pseudo home address with Ki from this packet's own ESP sequence number?
         (esp-seq nodes only: a counter belongs to Home BUs.)"""
-        for node in self._nodes_of_agent(home_agent):
+        for node in self._nodes_of_agent(home_agent, hint):
             if node.key_index == "esp-seq" and self._match_routable(node, address, esp_sequence):
                 how = f"Kph of {node.name}, {self._index_text(node, esp_sequence)}"
                 self.book.learn(address, Identity(node.home_address, "routable", how))
@@ -440,7 +445,8 @@ class KeyedAnalyzer:
         claimed = layer.home_address or layer.src
         care_of = m.alternate_care_of_address or event.outer.src
         r = self._recognise_home(event, claimed, home_agent, tunnel,
-                                 esp.sequence if esp else None)
+                                 esp.sequence if esp else None,
+                                 self._sa_hint(event.outer.dst, esp) if esp else None)
         home, pseudo = r.home_address, r.pseudo_home_address
         if r.node is not None:
             state = self._node_state(r.node)
@@ -904,11 +910,31 @@ class KeyedAnalyzer:
             self.keyring.mobile_node_by_home_address(home_address)
         return node.name if node else _short(home_address)
 
-    def _nodes_of_agent(self, home_agent: str) -> list[MobileNode]:
+    def _nodes_of_agent(self, home_agent: str, first: str | None = None) -> list[MobileNode]:
+        """The keyring nodes `home_agent` serves (computed once per agent), the one whose home
+        address is `first` ahead of the others: a hint only orders the search, so a BU
+        costs one node's Ki instead of a crowd's."""
         if self.keyring is None:
             return []
-        return [n for n in self.keyring.mobile_nodes
+        nodes = self._agent_nodes.get(home_agent)
+        if nodes is None:
+            nodes = self._agent_nodes[home_agent] = [
+                n for n in self.keyring.mobile_nodes
                 if n.home_agent is None or n.home_agent == home_agent]
+        hinted = self.keyring.mobile_node_by_home_address(first) if first else None
+        if hinted is None or hinted not in nodes:
+            return nodes
+        return [hinted] + [n for n in nodes if n is not hinted]
+
+    def _sa_hint(self, receiver: str, esp: Esp) -> str | None:
+        """Whose SA carried this ESP, as far as verified packets tell (the keyed stage's
+        certain node, else an SA verified packets tied to one node): a search order only."""
+        if esp.node is not None:
+            return self._home_of.get(esp.node)
+        sa = (receiver, esp.spi)
+        if sa in self.attribution.contested:
+            return None
+        return self.attribution.spis.get(sa)
 
     def _node_prefixes(self, node: MobileNode) -> list[str]:
         """Prefixes a 5.1 pseudo home address of `node` may use (draft 5.1.3): the home agent's."""

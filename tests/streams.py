@@ -110,7 +110,9 @@ def sensors_done(names, events: int | None = None):
 
 
 def report(capture: Path, *extra: str) -> dict:
-    run = subprocess.run(mip6mon("report", str(capture), "--format", "json", *extra), cwd=ROOT,
+    # --detail: the whole report, as serve's report.json gives it
+    run = subprocess.run(mip6mon("report", str(capture), "--format", "json", "--detail", *extra),
+                         cwd=ROOT,
                          env=env(), capture_output=True, text=True, timeout=300)
     assert run.returncode == 0, run.stderr
     return json.loads(run.stdout)
