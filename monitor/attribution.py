@@ -7,9 +7,9 @@ Addresses are looked up in the keyed analyzer's `AddressBook`; SAs as below.
 
 The keyed analyzer (monitor.keyed) feeds `FrameAttribution` for every packet:
 
-- `seen(frame, addresses, esps)` first: what the frame carries; `esps` holds its *verified*
-  ESP headers only (decrypted by a keyring SA), each as (receiver, SPI, node's home address
-  when the keyed stage is certain of the SA's node, else None);
+- `seen(frame, addresses, esps)` first: `esps` holds the frame's *verified* ESP headers only
+  (decrypted by a keyring SA), each as (receiver, SPI, node's home address when the keyed
+  stage is certain of the SA's node, else None): a certain node ties the frame at once;
 - `attribute(frame, home_address)` whenever a message shows whose the frame is (the first wins);
 - `settle(frame, addresses, esps)` last: a frame tied to a node now is done with, and its SAs
   become that node's; a frame not tied yet keeps its addresses and SAs and is resolved again
@@ -66,9 +66,6 @@ class FrameAttribution:
     # --- fed by the analyzer ---------------------------------------------------------------
 
     def seen(self, frame: int, addresses: Iterable[str], esps: tuple[VerifiedEsp, ...]) -> None:
-        intern = self._strings.setdefault
-        self._pending[frame] = (tuple(intern(a, a) for a in addresses),
-                                tuple((intern(r, r), spi) for r, spi, _ in esps))
         for receiver, spi, home in esps:
             if home is not None:
                 # the keyed stage is certain whose SA opened it (dissectors.decrypt)
@@ -96,9 +93,13 @@ class FrameAttribution:
             home = next((i.home_address for i in map(self.book.get, addresses) if i), None)
             self.attribute(frame, home)
         if home is not None:
-            del self._pending[frame]
             for receiver, spi, _ in esps:
                 self.tie_spi((receiver, spi), home)
+        else:
+            # kept only while not tied (most frames are tied at once: nothing to keep)
+            intern = self._strings.setdefault
+            self._pending[frame] = (tuple(intern(a, a) for a in addresses),
+                                    tuple((intern(r, r), spi) for r, spi, _ in esps))
 
     def forget_before(self, oldest: int) -> None:
         forget_before(self._pending, oldest)

@@ -171,12 +171,16 @@ def _short(address: str | None) -> str:
 class KeyedAnalyzer:
     """Addon: binding caches, frame attribution and findings, from events and a keyring."""
 
-    def __init__(self, keyring: Keyring | None = None, max_frames: int | None = None):
+    def __init__(self, keyring: Keyring | None = None, max_frames: int | None = None,
+                 notes: bool = True):
         """`max_frames` bounds the per-frame state (annotations, attribution) for a live
         capture that runs for days: only the latest `max_frames` frames keep it. Binding
-        caches and findings are kept whole (they grow with Binding Updates, not packets)."""
+        caches and findings are kept whole (they grow with Binding Updates, not packets).
+        `notes=False`: no per-frame annotations (`mip6mon report` never shows them; a
+        2,000,000-packet capture would hold one list per mobility frame)."""
         self.keyring = keyring
         self.max_frames = max_frames
+        self.notes = notes
         self.home_cache = HomeBindingCache()
         self.correspondent_cache = CorrespondentBindingCache()
         self.book = AddressBook()
@@ -898,6 +902,8 @@ class KeyedAnalyzer:
         return self._strings.setdefault(text, text)
 
     def _note(self, frame: int, text: str) -> None:
+        if not self.notes:
+            return
         notes = self._annotations.setdefault(frame, [])
         if text not in notes:
             notes.append(self._intern(text))

@@ -52,9 +52,12 @@ class Analysis:
     attacker: AttackerAnalyzer
 
 
-def analyse(capture: str, keyring: Keyring | None, vantage: str = "all") -> Analysis:
+def analyse(capture: str, keyring: Keyring | None, vantage: str = "all",
+            notes: bool = True) -> Analysis:
+    """One pass; `notes=False` keeps no per-frame annotations (a report never shows them)."""
     source = PcapSource(capture, keyring=keyring)
-    messages, keyed, attacker = MessageCounter(), KeyedAnalyzer(keyring), AttackerAnalyzer(vantage)
+    messages, keyed, attacker = (MessageCounter(), KeyedAnalyzer(keyring, notes=notes),
+                                 AttackerAnalyzer(vantage))
     accounting = EventStream(source, [messages, keyed, attacker]).run()
     return Analysis(accounting, messages, keyed, attacker)
 
@@ -160,7 +163,7 @@ def render_text(report: dict) -> str:
 def command_report(args) -> int:
     keyring = (load_keyring(args.keys, getattr(args, "allow_insecure_keyring", False))
                if args.keys else None)
-    report = build_report(analyse(args.capture, keyring, args.vantage))
+    report = build_report(analyse(args.capture, keyring, args.vantage, notes=False))
     if args.format == "json":
         shown = report if getattr(args, "detail", False) else scaled(report)
         # the encoder's chunks written a few thousand at a time: json.dump writes each of a
