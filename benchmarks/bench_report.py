@@ -17,13 +17,21 @@ tshark) and the peak RSS of each path, summed over all its processes (each proce
 machine is often shared: the ratios in one run are what to compare, and the load average is
 printed.
 
+With `--crowd N ...`, lab crowds instead (lab.crowd: N nodes, the same moves per node, SPIs
+allocated 16 apart so the draft 6.4 chains cross, the keyring listing each SA under its first
+SPI only): `report --keys` against tshark on each, its cost against the smallest crowd's (issue
+10: a 100-node crowd at most 12x a 10-node one), and whether the keyed view equals the lab's
+truth (every home and correspondent binding, no finding).
+
 Usage: python benchmarks/bench_report.py [--packets N ...] [--mobility PCT ...] [--runs R]
                                          [--paths NAME ...]
+       python benchmarks/bench_report.py --crowd 10 100 500 [--runs R]
   e.g. --packets 200000 2000000 --mobility 1 10 100
 """
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import statistics
 import struct
@@ -138,12 +146,14 @@ def _tree_peaks(root: int, peaks: dict[int, int]) -> None:
         todo += children.get(pid, [])
 
 
-def measured(argv: list[str]) -> tuple[float, float, int]:
+def measured(argv: list[str], out: Path | None = None) -> tuple[float, float, int]:
     """(wall s, CPU s, the peak RSS of each process of the run, summed) of one run. VmHWM is
     sampled every 20 ms (it holds each process's peak since its exec, so nothing between
-    samples is missed; ru_maxrss would count the benchmark's own memory at the fork)."""
+    samples is missed; ru_maxrss would count the benchmark's own memory at the fork).
+    `out`: where its standard output goes (else nowhere)."""
     start = time.perf_counter()
-    proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, cwd=ROOT,
+    sink = open(out, "wb") if out is not None else subprocess.DEVNULL   # noqa: SIM115
+    proc = subprocess.Popen(argv, stdout=sink, stderr=subprocess.PIPE, cwd=ROOT,
                             env={**os.environ, "PYTHONPATH": str(ROOT)})
     peaks: dict[int, int] = {}
     done = threading.Event()
@@ -158,6 +168,8 @@ def measured(argv: list[str]) -> tuple[float, float, int]:
     done.set()
     sampler.join()
     proc.returncode = os.waitstatus_to_exitcode(status)
+    if out is not None:
+        sink.close()
     errors = proc.stderr.read().decode() if proc.stderr else ""
     if proc.returncode:
         raise SystemExit(f"{argv[:3]} failed ({proc.returncode}): {errors.strip()[-300:]}")
@@ -185,6 +197,49 @@ def paths(capture: Path, keyring: Path) -> dict[str, list[str]]:
     }
 
 
+CROWD = {"moves_per_node": 5, "spi": "sequential", "spi_step": 16, "keyring": "initial",
+         "seed": 1}
+
+
+def crowd_capture(nodes: int) -> Path:
+    """A lab crowd of `nodes` nodes (CROWD), generated once (cached in /tmp)."""
+    from lab.crowd import run_crowd
+    out = Path(f"/tmp/mip6mon-bench-crowd-{nodes}")
+    if not (out / "truth.json").exists():
+        started = time.perf_counter()
+        run_crowd(out, nodes=nodes, **CROWD)
+        (out / "keyring.toml").chmod(0o600)
+        print(f"generated {out} in {time.perf_counter() - started:.1f} s")
+    return out
+
+
+def crowds(sizes: list[int], runs: int) -> None:
+    print(f"\nlab crowds ({', '.join(f'{k}={v}' for k, v in CROWD.items())}); median of "
+          f"{runs} run(s)")
+    print(f"{'nodes':>5} {'packets':>8} {'tshark s':>8} {'report s':>8} {'vs tshark':>9} "
+          f"{'CPU s':>6} {'CPU vs first':>12} {'RSS MB':>6} {'keyed view = truth':>18}")
+    first_cpu = None
+    for nodes in sizes:
+        out = crowd_capture(nodes)
+        capture, keyring = out / "capture.pcapng", out / "keyring.toml"
+        argv = paths(capture, keyring)
+        truth = json.loads((out / "truth.json").read_text())
+        tshark, report = [], []
+        for _ in range(runs):
+            tshark.append(measured(argv["tshark -T fields"]))
+            report.append(measured(argv["report --keys"], out / "report.json"))
+        got = json.loads((out / "report.json").read_text())
+        exact = all(got[k] == truth[k] for k in ("home_bindings", "correspondent_bindings"))
+        verdict = f"{'yes' if exact else 'NO'}, {len(got['findings'])} findings"
+        wall = statistics.median(w for w, _, _ in report)
+        cpu = statistics.median(c for _, c, _ in report)
+        base = statistics.median(w for w, _, _ in tshark)
+        first_cpu = first_cpu or cpu
+        print(f"{nodes:5} {len(truth['frames']):8} {base:8.2f} {wall:8.2f} {base / wall:9.2f} "
+              f"{cpu:6.2f} {cpu / first_cpu:12.1f} {max(r for _, _, r in report) / 1e6:6.0f} "
+              f"{verdict:>18}")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--packets", type=int, nargs="+", default=[200_000])
@@ -192,10 +247,16 @@ def main() -> None:
                     help="percent of packets that are mobility traffic")
     ap.add_argument("--runs", type=int, default=1)
     ap.add_argument("--paths", nargs="+", help="only these paths (tshark is always run)")
+    ap.add_argument("--crowd", type=int, nargs="+", metavar="NODES",
+                    help="lab crowds of these sizes instead of --packets / --mobility")
     args = ap.parse_args()
     keyring = Path("/tmp/mip6mon-bench-keyring.toml")
     write_keyring(keyring)
     print(f"{os.cpu_count()} CPUs; load average at start {os.getloadavg()[0]:.1f}")
+    if args.crowd:
+        crowds(args.crowd, args.runs)
+        print(f"load average at the end {os.getloadavg()[0]:.1f}")
+        return
     for count in args.packets:
         for share in args.mobility:
             capture = Path(f"/tmp/mip6mon-bench-{count}-{share:g}.pcap")
