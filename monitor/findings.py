@@ -61,7 +61,8 @@ FINDINGS: tuple[Finding, ...] = (
     SPI_STEP := Finding(
         "spi-step", "privacy", "draft 6.4",
         "a Home BU's SPI is not the SPI of that SA's previous Home BU advanced by next_spi once "
-        "per acknowledged exchange since (a plain node may keep its SPI)"),
+        "per acknowledged exchange since (a plain node may keep its SPI); checked only on SAs "
+        "whose node is certain (the keyring names it, or its chain reached a verified SPI)"),
     PSEUDO_HOME_ADDRESS_NOT_ROUTABLE := Finding(
         "pseudo-home-address-not-routable", "signalling", "draft 5.1.1, 5.1.3",
         "a HoTI source (5.3.1) or a Home BU's HAO (5.2.1) under no home agent prefix"),
