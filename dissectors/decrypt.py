@@ -89,7 +89,9 @@ class EspDecryptor:
         self.walker = walker or Walker()
         self._kph = {node.name: node.kph.value for node in keyring.mobile_nodes}
         self._sas: list[_Sa] = []
-        self._by_spi: dict[int, list[_Entry]] = {}
+        # SPI -> (SA, chain node) -> entry: in a crowd many candidate chains meet at one SPI,
+        # and an entry leaves in O(1) when its chain moves on
+        self._by_spi: dict[int, dict[tuple[int, str | None], _Entry]] = {}
         self._unknown: set[int] = set()          # SPIs no SA verified
         states: dict[tuple[bytes, str, str, str | None], _Sa] = {}
         for sa in keyring.esp_sas:
@@ -152,7 +154,8 @@ class EspDecryptor:
 
     def _choose(self, layer: IPv6Layer, esp: Esp) -> tuple[_Opening | None, str]:
         header = esp.spi.to_bytes(4, "big") + esp.sequence.to_bytes(4, "big")
-        entries = [e for e in self._by_spi.get(esp.spi, ()) if e.sa.selects(layer)]
+        registered = self._by_spi.get(esp.spi)
+        entries = [e for e in registered.values() if e.sa.selects(layer)] if registered else []
         checked = [e for e in entries if e.sa.transform.verifies]
         tried: set[int] = set()
         for entry in checked:
@@ -213,7 +216,7 @@ class EspDecryptor:
     # --- draft 6.4 chains ------------------------------------------------------------------
 
     def _register(self, spi: int, entry: _Entry) -> None:
-        self._by_spi.setdefault(spi, []).append(entry)
+        self._by_spi.setdefault(spi, {}).setdefault((id(entry.sa), entry.node), entry)
 
     def _verified(self, spi: int, state: _Sa) -> None:
         """`spi` verified under `state`: narrow its nodes to the chains that reach `spi`,
@@ -278,10 +281,12 @@ class EspDecryptor:
         if spis is None:
             spis = state.ahead.pop(node, [])
         for spi in spis:
-            entries = self._by_spi.get(spi, [])
-            entries[:] = [e for e in entries if not (e.sa is state and e.node == node)]
+            entries = self._by_spi.get(spi)
+            if entries is None:
+                continue
+            entries.pop((id(state), node), None)
             if not entries:
-                self._by_spi.pop(spi, None)
+                del self._by_spi[spi]
 
     def _next(self, node: str, spi: int) -> int:
         self.hmacs += 1

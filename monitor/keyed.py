@@ -199,6 +199,9 @@ class KeyedAnalyzer:
         self._cn_pseudos: dict[str, tuple[str, int]] = {}  # pseudo -> (correspondent, frame)
         self._private: set[str] = set()    # home addresses seen behind a pseudo home address
         self._agent_nodes: dict[str, list[MobileNode]] = {}   # home agent -> keyring nodes
+        # draft 5.1.4 i asked about once, and per i asked again: pseudo HoA -> esp-seq node
+        self._indices_asked: set[int] = set()
+        self._routable_tables: dict[int, dict[str, MobileNode]] = {}
         self.unreadable = 0                                # events whose fields did not parse
         for node in keyring.mobile_nodes if keyring else ():
             self.book.learn(node.home_address, Identity(node.home_address, "home", "keyring"))
@@ -418,7 +421,10 @@ class KeyedAnalyzer:
                        nodes: list[MobileNode], tunnel: bool,
                        esp_sequence: int | None) -> _HomeRecognition | None:
         """draft 5.2.1: a routable pseudo home address, Ki = HMAC_SHA1(Kph, i)."""
-        for node in nodes:
+        owner = self._esp_seq_owner(claimed, esp_sequence, event.inner.dst, nodes) \
+            if esp_sequence is not None else None
+        for node in ([owner] if owner is not None else
+                     [n for n in nodes if n.key_index == "counter"]):
             for i in self._key_indices(node, esp_sequence):
                 if self._match_routable(node, claimed, i):
                     how = f"Kph of {node.name}, {self._index_text(node, i)}"
@@ -433,12 +439,52 @@ class KeyedAnalyzer:
         """A HAO toward a home agent under ESP (draft 5.5 MPS, or any packet) that no BU
         explained: a pseudo home address with Ki from this packet's own ESP sequence number?
         (esp-seq nodes only: a counter belongs to Home BUs.)"""
-        for node in self._nodes_of_agent(home_agent, hint):
-            if node.key_index == "esp-seq" and self._match_routable(node, address, esp_sequence):
-                how = f"Kph of {node.name}, {self._index_text(node, esp_sequence)}"
-                self.book.learn(address, Identity(node.home_address, "routable", how))
-                self._private.add(node.home_address)
-                return
+        node = self._esp_seq_owner(address, esp_sequence, home_agent,
+                                   self._nodes_of_agent(home_agent, hint))
+        if node is not None:
+            how = f"Kph of {node.name}, {self._index_text(node, esp_sequence)}"
+            self.book.learn(address, Identity(node.home_address, "routable", how))
+            self._private.add(node.home_address)
+
+    def _esp_seq_owner(self, address: str, i: int, home_agent: str,
+                       nodes: list[MobileNode]) -> MobileNode | None:
+        """The `key_index = "esp-seq"` node of `nodes` whose Ki (i = this ESP sequence number)
+        derives `address` (draft 5.1.3, 5.1.4). The first node (the SA's, when known) is
+        tried alone first; then every node, one by one the first time an i is asked about,
+        and through a table of every node's pseudo home addresses under that i from the
+        second time on: in a crowd whose SAs were set up together the nodes' i run side by
+        side, so a table serves many BUs and a BU costs O(1) instead of one Ki per node."""
+        if nodes and nodes[0].key_index == "esp-seq" and \
+                self._match_routable(nodes[0], address, i):
+            return nodes[0]
+        if i not in self._indices_asked:
+            if len(self._indices_asked) > 4096:
+                self._indices_asked.clear()
+            self._indices_asked.add(i)
+            return next((n for n in nodes[1:] if n.key_index == "esp-seq"
+                         and self._match_routable(n, address, i)), None)
+        table = self._routable_tables.get(i)
+        if table is None:
+            if len(self._routable_tables) >= 64:
+                del self._routable_tables[next(iter(self._routable_tables))]
+            table = self._routable_tables[i] = self._routable_table(i)
+        node = table.get(address)
+        if node is None or (node.home_agent is not None and node.home_agent != home_agent):
+            return None
+        return node
+
+    def _routable_table(self, i: int) -> dict[str, MobileNode]:
+        """pseudo home address -> the esp-seq keyring node whose Ki derives it, under every
+        prefix the node may use (what _match_routable accepts)."""
+        table: dict[str, MobileNode] = {}
+        for node in self.keyring.mobile_nodes if self.keyring else ():
+            if node.key_index != "esp-seq":
+                continue
+            ki = formulas.dynamic_key(node.kph.value, i)
+            for prefix in self._node_prefixes(node):
+                table.setdefault(formulas.routable_pseudo_home_address(
+                    ki, node.home_address, prefix, node.phoa_cipher), node)
+        return table
 
     def _home_bu(self, event: PacketEvent, m: MobilityMessage) -> None:
         layer = event.inner
