@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 
-@dataclass
+@dataclass(slots=True)
 class HomeBinding:
     """One accepted Home BU (DESIGN.md "Report semantics"; draft 5.2.1 cache row)."""
     home_agent: str
@@ -38,7 +38,7 @@ class HomeBinding:
                 "lifetime": self.lifetime, "frame": self.frame, "time": self.time}
 
 
-@dataclass
+@dataclass(slots=True)
 class CorrespondentBinding:
     """One correspondent BU as delivered to the correspondent (DESIGN.md "Report semantics")."""
     correspondent: str
