@@ -122,8 +122,13 @@ def remove_stale(root: str | None = None) -> list[str]:
         return removed
     for name in names:
         path = os.path.join(root, name)
-        if name.startswith(CONFIG_PREFIX) and not _owner_alive(name) \
-                and os.stat(path, follow_symlinks=False).st_uid == os.getuid():
+        if not name.startswith(CONFIG_PREFIX) or _owner_alive(name):
+            continue
+        try:
+            owner = os.stat(path, follow_symlinks=False).st_uid
+        except OSError:          # another mip6mon starting at the same time removed it first
+            continue
+        if owner == os.getuid():
             shutil.rmtree(path, ignore_errors=True)
             removed.append(path)
     return removed

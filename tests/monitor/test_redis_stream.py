@@ -261,9 +261,11 @@ def test_redis_back_without_its_data_is_counted_not_hidden(redis_server):
         publish(client, 6)
         client.xadd(entries.STREAM, {"s": "a", "r": "run1", "v": "all", "n": "7",
                                      "t": "1767225600",
-                                     **entries.beat_fields("bye", None, {"published": 6})})
+                                     **entries.beat_fields("bye", None, {"published": 6,
+                                                                       "state": "done"})})
         deadline = time.monotonic() + 30
-        while source.status()["sensors"][0]["gaps"] == 0 and time.monotonic() < deadline:
+        # until the sensor's bye is read (its count of what it published makes `lost`)
+        while source.status()["sensors"][0]["state"] != "done" and time.monotonic() < deadline:
             time.sleep(0.1)
         status = source.status()
         (run,) = status["sensors"]
