@@ -15,6 +15,7 @@ stream counts the events (analysed, or malformed).
 from __future__ import annotations
 
 import gzip
+import os
 import subprocess
 import tempfile
 import threading
@@ -143,6 +144,16 @@ class CaptureFile:
             _settle(self.accounting, drops)
         finally:
             self.close()
+
+    def fraction(self) -> float | None:
+        """How far through the file the reader is (0..1; None when not reading), for progress
+        bars: the file descriptor's offset, which another thread may ask for (lseek)."""
+        stream = self._stream
+        try:
+            size = os.fstat(stream.fileno()).st_size if stream is not None else 0
+            return os.lseek(stream.fileno(), 0, os.SEEK_CUR) / size if stream and size else None
+        except (OSError, ValueError):
+            return None                 # closed under us: the pass has ended
 
     def close(self) -> None:
         if self._stream is not None:

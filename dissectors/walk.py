@@ -122,7 +122,7 @@ def _octets(text: str) -> bytes:
 _PRINTABLE = bytes(b if 32 <= b < 127 else 0x2E for b in range(256))
 
 
-def _printable(payload: bytes) -> str:
+def printable_preview(payload: bytes) -> str:
     return payload[:PREVIEW_OCTETS].translate(_PRINTABLE).decode("ascii")
 
 
@@ -569,7 +569,8 @@ class Walker:
         _need(buf, at + 2, end)
         icmp_type, code = buf[at], buf[at + 1]
         w.set_info(summary.icmpv6_info(icmp_type, code))
-        w.transport = Transport("icmpv6", None, None, _printable(buf[at + 4:min(end, len(buf))]))
+        w.transport = Transport("icmpv6", None, None,
+                                printable_preview(buf[at + 4:min(end, len(buf))]))
         _need(buf, at + 4, end)
         if icmp_type in (ICMPV6_MPS, ICMPV6_MPA):
             w.marker = True                                # icmpv6.type == 146 / 147
@@ -679,7 +680,8 @@ class Walker:
             w.set_info(w.info + " [ILLEGAL CHECKSUM (0)]")
             w.error("Illegal checksum value (0)", malformed=False)
         payload = at + 8
-        w.transport = Transport("udp", sport, dport, _printable(buf[payload:min(uend, len(buf))]))
+        w.transport = Transport("udp", sport, dport,
+                                printable_preview(buf[payload:min(uend, len(buf))]))
         ports = (sport, dport)
         if UDP_ENCAP_ESP in ports:                          # RFC 3948 2.1
             w.protocols.append("udpencap")
@@ -760,7 +762,7 @@ class Walker:
             text += f" {name}" if value is None else f" {name}={value}"
         w.set_info(text)
         w.transport = Transport("tcp", sport, dport,
-                                _printable(buf[at + header:min(end, len(buf))]))
+                                printable_preview(buf[at + header:min(end, len(buf))]))
         if data > 0:
             w.protocols.append("data")
 

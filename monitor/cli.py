@@ -13,6 +13,7 @@ import warnings
 from collections.abc import Callable
 
 from keys.errors import EXIT_BAD_INPUT, UserError
+from monitor.engines import DEFAULT_ENGINE, ENGINE_HELP, ENGINES
 from monitor.placement import VANTAGES
 
 
@@ -117,6 +118,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--detail", action="store_true",
                    help="json: keep every per-frame list (the attacker's frames and evidence, "
                         "every finding); by default they are counts plus the first frame")
+    p.add_argument("--engine", choices=ENGINES, default=DEFAULT_ENGINE, help=ENGINE_HELP)
 
     p = sub.add_parser("compare", help="privacy metrics of two captures side by side, or "
                                        "Markdown tables of lab runs (--lab)")
@@ -171,6 +173,8 @@ def build_parser() -> argparse.ArgumentParser:
             q.add_argument("--bpf", help="capture filter (default: mobility traffic only)")
         if name != "demo":
             _keys_arguments(q)
+            q.add_argument("--engine", choices=ENGINES, default=DEFAULT_ENGINE,
+                           help=ENGINE_HELP)
         q.add_argument("--vantage", choices=VANTAGES, default="all")
         _dashboard_arguments(q)
 

@@ -21,13 +21,14 @@ from typing import Any
 
 from dissectors.accounting import Accounting
 from dissectors.events import PacketEvent
+from dissectors.progress import watching
 from dissectors.protocol import MH_NAMES
 from keys.errors import EXIT_INCOMPLETE
 from keys.keyring import Keyring, load_keyring
 from monitor.attacker import AttackerAnalyzer, attacker_text
+from monitor.engines import DEFAULT_ENGINE, pcap_source, source_probe
 from monitor.keyed import KeyedAnalyzer, keyed_text
 from monitor.privacy import privacy_score, privacy_text
-from monitor.sources import PcapSource
 from monitor.stream import EventStream
 
 
@@ -53,12 +54,20 @@ class Analysis:
 
 
 def analyse(capture: str, keyring: Keyring | None, vantage: str = "all",
-            notes: bool = True) -> Analysis:
-    """One pass; `notes=False` keeps no per-frame annotations (a report never shows them)."""
-    source = PcapSource(capture, keyring=keyring)
+            notes: bool = True, engine: str = DEFAULT_ENGINE,
+            progress: str | None = None) -> Analysis:
+    """One pass; `notes=False` keeps no per-frame annotations (a report never shows them);
+    `engine`: monitor.engines.ENGINES; `progress`: the label of a bar on stderr (a terminal
+    only)."""
+    source = pcap_source(capture, keyring, engine)
     messages, keyed, attacker = (MessageCounter(), KeyedAnalyzer(keyring, notes=notes),
                                  AttackerAnalyzer(vantage))
-    accounting = EventStream(source, [messages, keyed, attacker]).run()
+    stream = EventStream(source, [messages, keyed, attacker])
+    if progress is None:
+        accounting = stream.run()
+    else:
+        with watching(source_probe(source), progress):
+            accounting = stream.run()
     return Analysis(accounting, messages, keyed, attacker)
 
 
@@ -171,7 +180,9 @@ def render_text(report: dict) -> str:
 def command_report(args) -> int:
     keyring = (load_keyring(args.keys, getattr(args, "allow_insecure_keyring", False))
                if args.keys else None)
-    report = build_report(analyse(args.capture, keyring, args.vantage, notes=False))
+    report = build_report(analyse(args.capture, keyring, args.vantage, notes=False,
+                                  engine=getattr(args, "engine", DEFAULT_ENGINE),
+                                  progress=f"report {args.capture}"))
     if args.format == "json":
         shown = report if getattr(args, "detail", False) else scaled(report)
         # the encoder's chunks written a few thousand at a time: json.dump writes each of a

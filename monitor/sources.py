@@ -44,6 +44,10 @@ class PcapSource:
     def events(self) -> Iterator[PacketEvent]:
         return decrypted(self._file.events(), self.keyring)
 
+    def fraction(self) -> float | None:
+        """How far through the file the pass is (0..1), for progress bars."""
+        return self._file.fraction()
+
     def close(self) -> None:
         self._file.close()
 

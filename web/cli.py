@@ -234,9 +234,14 @@ def command_replay(args) -> int:
     keys = getattr(args, "keys", None)
     keyring = _keyring(keys, getattr(args, "allow_insecure_keyring", False))
     where = endpoint(args)
-    # dissection in a child process (web/procsource.py): a second core for 1,000 packets/s
-    from web.procsource import ProcessPcapSource
-    source = ProcessPcapSource(capture, keyring_path=keys)
+    if getattr(args, "engine", "walk") == "pyshark":
+        # pyshark's tshark is the second process that dissects (monitor/engines.py)
+        from monitor.engines import PysharkPcapSource
+        source = PysharkPcapSource(capture, keyring=keyring)
+    else:
+        # dissection in a child process (web/procsource.py): a second core for 1,000 packets/s
+        from web.procsource import ProcessPcapSource
+        source = ProcessPcapSource(capture, keyring_path=keys)
     tools = CaptureTools(capture, keyring=keyring)
     session = MonitorSession(source, keyring=keyring, speed=speed, capture_path=capture)
     return serve(session, tools, args, where)
@@ -245,8 +250,9 @@ def command_replay(args) -> int:
 def command_live(args) -> int:
     keyring = _keyring(getattr(args, "keys", None), getattr(args, "allow_insecure_keyring", False))
     where = endpoint(args)
-    from monitor.sources import LiveSource
-    source = LiveSource(args.interface, keyring=keyring, bpf=getattr(args, "bpf", None))
+    from monitor.engines import DEFAULT_ENGINE, live_source
+    source = live_source(args.interface, keyring, getattr(args, "bpf", None),
+                         getattr(args, "engine", DEFAULT_ENGINE))
     # a live source that keeps its capture in a file lets tshark filter and export it
     saved = next((getattr(source, a) for a in ("path", "capture_file", "saved_file")
                   if isinstance(getattr(source, a, None), str)), None)

@@ -1,0 +1,233 @@
+"""The pyshark engine (`--engine pyshark`): pyshark drives tshark, and each packet it parses
+becomes the event the default engine (dissectors.dissect) makes of the same frame.
+
+The default engine stays the faster one (benchmarks/bench_engines.py measures both against
+tshark in one run). This one is for researchers who want tshark's dissection as the source of
+truth, and it is what monitor.api builds on for their own pyshark captures.
+
+Accounting (read = analysed + filtered + malformed + dropped), as the default engine keeps it:
+- a file: tshark is given MOBILITY_FILTER as its display filter (the measured fast path,
+  PLATFORM-NOTES), so it hands over only the frames the filter selects. The frames it did not
+  hand over are `filtered`: the capture's records are counted in a pass that reads record
+  headers only (dissectors.capfile), which also gives the kernel drops dumpcap wrote and where
+  a damaged capture ends (issue 13);
+- live: pyshark reads every frame dumpcap's capture filter lets through (no display filter),
+  each counted as read and judged here with `selected` (MOBILITY_FILTER on tshark's fields).
+
+PLATFORM-NOTES' pyshark workarounds: JSON mode with raw values (PDML mangles the mipv6 names
+and is ~3x slower, EK fails on IPv6-in-IPv6: PYSHARK_OPTIONS); `keep_packets=False` (flat
+memory); a live capture's last packet is delivered at once (pyshark's JSON reader holds it back
+until the next one arrives: `PromptJsonParser`); pyshark's tshark and dumpcap are ended by
+`close()` (its own leaks, #168/#238/#711).
+"""
+from __future__ import annotations
+
+import os
+import threading
+from collections.abc import Iterable, Iterator
+from typing import Any
+
+import pyshark  # type: ignore[import-untyped]
+from pyshark.tshark.output_parser.tshark_json import (  # type: ignore[import-untyped]
+    TsharkJsonParser,
+)
+
+from dissectors import capfile
+from dissectors.accounting import Accounting
+from dissectors.dissect import DEFAULT_BPF, check_capture_file
+from dissectors.events import IPv6Layer, PacketEvent
+from dissectors.pyshark_packets import (
+    PYSHARK_OPTIONS,
+    Packet,
+    UnsupportedPacket,
+    convert,
+    selected,
+)
+from dissectors.walk import MOBILITY_FILTER
+from keys.errors import UserError
+
+__all__ = ["PYSHARK_OPTIONS", "PysharkFile", "PysharkLive", "packet_events"]
+
+
+def packet_events(packets: Iterable[Any], accounting: Accounting, sensor: str = "",
+                  prefiltered: bool = False) -> Iterator[PacketEvent]:
+    """pyshark packets -> events, each packet counted in `accounting` (`read` and `filtered`
+    too unless `prefiltered`: tshark applied MOBILITY_FILTER and the caller counts those).
+
+    A packet this conversion cannot read (not JSON with raw values) is a UserError: the
+    user's capture was opened without PYSHARK_OPTIONS, and every packet would fail alike."""
+    acc = accounting
+    for raw in packets:
+        packet = Packet(raw)                    # UnsupportedPacket is the caller's to report
+        if not prefiltered:
+            acc.read += 1
+            if not selected(packet):
+                acc.filtered += 1
+                continue
+        try:
+            event = convert(packet, sensor)
+        except Exception as exc:  # noqa: BLE001 - a conversion bug becomes a counted frame
+            number = int(packet.frame.get("frame.number", 0) or 0)
+            event = PacketEvent(frame=number, time=float(packet.frame["frame.time_epoch"]),
+                                length=int(packet.frame.get("frame.len", 0) or 0),
+                                layers=(IPv6Layer("::", "::"),), sensor=sensor,
+                                malformed=f"dissector error: {exc.__class__.__name__}")
+        if event is None:
+            acc.malformed += 1              # selected as malformed, no IPv6 header: no event
+            continue
+        yield event
+
+
+def _unsupported(exc: UnsupportedPacket) -> UserError:
+    return UserError(f"pyshark engine: {exc}")
+
+
+class PysharkFile:
+    """Events of a capture file through pyshark's FileCapture (pcap, pcapng, gzip)."""
+
+    def __init__(self, path: str, accounting: Accounting, sensor: str = ""):
+        self.path = str(path)
+        check_capture_file(self.path)
+        self.accounting = accounting
+        self.sensor = sensor
+        self.size = os.path.getsize(self.path)
+        self.frames: int | None = None         # the capture's frames, once counted
+        self.position = 0                      # frame number of the last packet handed over
+        self._selected = 0
+        self._capture: Any = None
+
+    def _count(self) -> None:
+        """Every record, drops and damage, from the record headers alone."""
+        drops = capfile.DropCounter()
+        frames = 0
+        try:
+            with capfile.open_capture(self.path) as stream:
+                for _ in capfile.records(stream, drops, keep_data=False):
+                    frames += 1
+        except (EOFError, OSError):
+            pass               # a gzip file cut short: the frames before the cut are counted
+        self.frames = frames
+        acc = self.accounting
+        acc.dropped = max(acc.dropped, drops.dropped)
+        if drops.damage is not None and acc.incomplete is None:
+            acc.incomplete = f"damaged capture: {drops.damage}"
+
+    def fraction(self) -> float | None:
+        """How far through the capture the engine is (0..1), for progress bars."""
+        if not self.frames:
+            return None
+        return min(1.0, self.position / self.frames)
+
+    def events(self) -> Iterator[PacketEvent]:
+        self._count()
+        assert self.frames is not None
+        acc = self.accounting
+        self._capture = pyshark.FileCapture(self.path, display_filter=MOBILITY_FILTER,
+                                            keep_packets=False, **PYSHARK_OPTIONS)
+        self._selected = 0
+        try:
+            yield from packet_events(self._frames(iter(self._capture)), acc, self.sensor,
+                                     prefiltered=True)
+        except UnsupportedPacket as exc:
+            raise _unsupported(exc) from None
+        finally:
+            self.close()
+        # tshark handed over the frames MOBILITY_FILTER selected; the rest were filtered
+        acc.read = self.frames
+        acc.filtered = max(0, self.frames - self._selected)
+
+    def _frames(self, packets: Iterator[Any]) -> Iterator[Any]:
+        """The selected packets, each counted (as `read` too: the frames before it, up to its
+        number, were read by tshark; the filtered ones are settled at the end)."""
+        acc = self.accounting
+        for packet in packets:
+            self._selected += 1
+            number = int(getattr(packet, "number", 0) or 0)
+            self.position = max(self.position, number)
+            acc.read = max(acc.read, number)
+            yield packet
+
+    def close(self) -> None:
+        capture, self._capture = self._capture, None
+        if capture is not None:
+            capture.close()
+
+
+class PromptJsonParser(TsharkJsonParser):  # type: ignore[misc]
+    """tshark's JSON with each packet delivered as soon as tshark has written it.
+
+    pyshark ends a packet at the separator tshark writes *before the next one* (`  },`), so a
+    live capture's last packet waits for the next packet (PLATFORM-NOTES: seen 28 s late). A
+    packet's closing brace is the only line `  }` at two spaces of indent (everything inside
+    is indented deeper), so it ends the packet on its own."""
+
+    END = b"\n  }"
+
+    def _extract_packet_from_data(self, data: bytes,
+                                  got_first_packet: bool = True) -> tuple[bytes | None, bytes]:
+        start = data.find(b"{")
+        if start == -1:
+            return None, data
+        end = data.find(self.END, start)
+        if end == -1:
+            return None, data
+        end += len(self.END)
+        return data[start:end], data[end:]
+
+
+class _LiveCapture(pyshark.LiveCapture):  # type: ignore[misc]
+    ready: threading.Event
+
+    def _setup_tshark_output_parser(self) -> Any:
+        return PromptJsonParser(self._get_tshark_version())
+
+    def _created_new_process(self, parameters: Any, process: Any,
+                             process_name: str = "TShark") -> None:
+        super()._created_new_process(parameters, process, process_name)
+        self.ready.set()
+
+
+class PysharkLive:
+    """Events of a live interface through pyshark's LiveCapture (dumpcap under tshark; needs
+    root or dumpcap's capabilities), behind dumpcap's capture filter (DEFAULT_BPF)."""
+
+    def __init__(self, interface: str, accounting: Accounting, bpf: str | None = None,
+                 sensor: str = ""):
+        self.interface = interface
+        self.accounting = accounting
+        self.bpf = DEFAULT_BPF if bpf is None else bpf
+        self.sensor = sensor
+        self.ready = threading.Event()          # set once pyshark has started tshark
+        self._capture: Any = None
+        self._closed = False
+
+    def events(self) -> Iterator[PacketEvent]:
+        self._capture = _LiveCapture(interface=self.interface, bpf_filter=self.bpf or None,
+                                     keep_packets=False, **PYSHARK_OPTIONS)
+        self._capture.ready = self.ready
+        try:
+            yield from packet_events(self._packets(), self.accounting, self.sensor)
+        except UnsupportedPacket as exc:
+            raise _unsupported(exc) from None
+        finally:
+            self.close()
+
+    def _packets(self) -> Iterator[Any]:
+        try:
+            for packet in self._capture.sniff_continuously():
+                if self._closed:
+                    return
+                yield packet
+        except (EOFError, RuntimeError, OSError):
+            if not self._closed:
+                raise
+
+    def close(self) -> None:
+        self._closed = True
+        self.ready.set()
+        capture, self._capture = self._capture, None
+        if capture is not None:
+            try:
+                capture.close()
+            except RuntimeError:
+                pass              # its loop is running in the thread that reads it: it ends
