@@ -129,6 +129,7 @@ class CaptureFile:
         self.accounting = accounting
         self.dissector = Dissector(accounting, sensor, prefilter, tap)
         self._stream: BinaryIO | None = None
+        self._read: float | None = None          # how far the last pass read (fraction())
 
     def events(self) -> Iterator[PacketEvent]:
         try:
@@ -149,14 +150,17 @@ class CaptureFile:
         """How far through the file the reader is (0..1; None when not reading), for progress
         bars: the file descriptor's offset, which another thread may ask for (lseek)."""
         stream = self._stream
+        if stream is None:
+            return self._read
         try:
-            size = os.fstat(stream.fileno()).st_size if stream is not None else 0
-            return os.lseek(stream.fileno(), 0, os.SEEK_CUR) / size if stream and size else None
+            size = os.fstat(stream.fileno()).st_size
+            return os.lseek(stream.fileno(), 0, os.SEEK_CUR) / size if size else None
         except (OSError, ValueError):
-            return None                 # closed under us: the pass has ended
+            return self._read               # closed under us: the pass has ended
 
     def close(self) -> None:
         if self._stream is not None:
+            self._read = self.fraction()
             self._stream.close()
             self._stream = None
 

@@ -8,6 +8,7 @@ It lives here, the lowest layer its users share (the lab imports dissectors, nev
 """
 from __future__ import annotations
 
+import os
 import sys
 import threading
 import time
@@ -20,11 +21,21 @@ from tqdm import tqdm  # type: ignore[import-untyped]
 # how often the watcher redraws (seconds), and the bar's resolution (parts of the whole)
 INTERVAL = 0.2
 STEPS = 1000
-FORMAT = "{desc}: {percentage:3.0f}%|{bar}| {postfix}"
-FORMAT_OPEN = "{desc}: {postfix}"          # no known end (a live interface, a stream)
+FORMAT = "{desc}: {percentage:3.0f}%|{bar}| {status}"
+DEFAULT_SIZE = (80, 24)
+FORMAT_OPEN = "{desc}: {status}"           # no known end (a live interface, a stream)
 
 # what a probe returns: items done so far, and the fraction of the input (None: unknown)
 Probe = Callable[[], tuple[int, float | None]]
+
+
+class _Tqdm(tqdm):  # type: ignore[misc]
+    """tqdm with `{status}` in its format: our own text (its `{postfix}` adds a comma)."""
+    status = ""
+
+    @property
+    def format_dict(self) -> dict[str, Any]:
+        return {**super().format_dict, "status": self.status}
 
 
 def on_terminal(stream: IO[str] | None = None) -> bool:
@@ -36,16 +47,35 @@ def on_terminal(stream: IO[str] | None = None) -> bool:
         return False
 
 
+def _size(stream: IO[str]) -> tuple[int, int]:
+    """The terminal's columns and lines; 80 x 24 where it reports none (a pseudo-terminal
+    never sized: tqdm would take its 0 lines as no room and draw nothing)."""
+    try:
+        size = os.get_terminal_size(stream.fileno())
+        return size.columns or DEFAULT_SIZE[0], size.lines or DEFAULT_SIZE[1]
+    except (OSError, ValueError, AttributeError):
+        return DEFAULT_SIZE
+
+
+def _unicode(stream: IO[str]) -> bool:
+    """Whether the bar's block characters can be written (a C locale's stderr is ASCII)."""
+    return str(getattr(stream, "encoding", "") or "").lower().replace("-", "") == "utf8"
+
+
 class Bar:
     """One bar: `show(done, fraction)` from any thread; `close()` draws the final state."""
 
     def __init__(self, label: str, unit: str = "packets", stream: IO[str] | None = None):
         self.unit = unit
         self.started = time.monotonic()
-        self._bar: Any = tqdm(total=STEPS, desc=label, file=sys.stderr if stream is None
-                              else stream, disable=None, bar_format=FORMAT, leave=True,
-                              dynamic_ncols=True, mininterval=INTERVAL)
-        self.enabled = not self._bar.disable
+        stream = sys.stderr if stream is None else stream
+        self.enabled = on_terminal(stream)
+        self.bounded = False             # a fraction was known: the bar has an end
+        columns, lines = _size(stream)
+        self._bar: Any = _Tqdm(total=STEPS, desc=label, file=stream, disable=not self.enabled,
+                              bar_format=FORMAT, leave=True, ncols=columns, nrows=lines,
+                              ascii=not _unicode(stream),
+                              mininterval=INTERVAL)
         self._lock = threading.Lock()
 
     def show(self, done: int, fraction: float | None) -> None:
@@ -54,13 +84,17 @@ class Bar:
         elapsed = max(time.monotonic() - self.started, 1e-9)
         with self._lock:
             bar = self._bar
-            if fraction is None:
-                bar.bar_format = FORMAT_OPEN
-            else:
+            if fraction is not None:
+                self.bounded = True
                 bar.n = int(min(max(fraction, 0.0), 1.0) * STEPS)
-            bar.set_postfix_str(f"{done:,} {self.unit}, {done / elapsed:,.0f} {self.unit}/s",
-                                refresh=False)
+            elif not self.bounded:
+                bar.bar_format = FORMAT_OPEN
+            bar.status = f"{done:,} {self.unit}, {done / elapsed:,.0f} {self.unit}/s"
             bar.refresh()
+
+    def finish(self, done: int) -> None:
+        """The pass is over: a bar with an end is full."""
+        self.show(done, 1.0 if self.bounded else None)
 
     def close(self) -> None:
         with self._lock:
@@ -93,7 +127,8 @@ def watching(probe: Probe, label: str, unit: str = "packets",
     try:
         yield bar
         done, fraction = probe()
-        bar.show(done, 1.0 if fraction is not None else None)
+        bar.show(done, fraction)
+        bar.finish(done)
     finally:
         stop.set()
         thread.join()

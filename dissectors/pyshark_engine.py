@@ -132,6 +132,7 @@ class PysharkFile:
             raise _unsupported(exc) from None
         finally:
             self.close()
+        self.position = self.frames
         # tshark handed over the frames MOBILITY_FILTER selected; the rest were filtered
         acc.read = self.frames
         acc.filtered = max(0, self.frames - self._selected)

@@ -194,6 +194,7 @@ class World:
         self.draw = Draw(scenario.name, self.seed)
         self.clock = 0.0                      # the clock of the actor whose event runs now
         self.frames: list[Frame] = []         # in the order emitted; sorted by time at the end
+        self.events_done = 0                  # scenario events run so far (progress bars)
         self.has = {h.name: HomeAgent(h.address, h.prefixes, h.name)
                     for h in scenario.home_agents}
         self.cns = {}
@@ -310,6 +311,7 @@ class World:
                 self.require_away(mn, ev)
                 self.prefix_discovery(mn)
             mn.clock = self.clock
+            self.events_done += 1
         self.finish()
 
     def finish(self) -> None:

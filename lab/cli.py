@@ -15,7 +15,7 @@ def command_lab(args) -> int:
     if args.lab_command == "run":
         from lab.run import run_scenario
         scenario = load_scenario(args.scenario)
-        truth = run_scenario(scenario, args.output, args.seed)
+        truth = run_scenario(scenario, args.output, args.seed, progress=f"lab run {scenario.name}")
         total = sum(truth["paths"].values())
         print(f"{scenario.name}: {total} packets, {len(truth['home_bindings'])} home bindings, "
               f"{len(truth['correspondent_bindings'])} correspondent bindings -> {args.output}",

@@ -6,6 +6,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+from dissectors.progress import watching
 from dissectors.protocol import PATHS as EAVESDROPPER_PATHS
 from keys.errors import UserError
 from lab.actors import EPOCH_BASE_USEC, SA_LABELS, Frame, MobileNode, World
@@ -23,10 +24,18 @@ class LabOutput:
     keyring_text: str
 
 
-def build(scenario: Scenario, seed: int | None = None) -> LabOutput:
-    """Run the timeline in memory: frames, truth (from the actors' caches), keyring text."""
+def build(scenario: Scenario, seed: int | None = None,
+          progress: str | None = None) -> LabOutput:
+    """Run the timeline in memory: frames, truth (from the actors' caches), keyring text.
+    `progress`: the label of a bar on stderr (drawn on a terminal only)."""
     world = World(scenario, seed)
-    world.run()
+    if progress is None:
+        world.run()
+    else:
+        total = max(len(scenario.events), 1)
+        with watching(lambda: (len(world.frames), world.events_done / total), progress,
+                      unit="frames"):
+            world.run()
     return LabOutput(world.frames, truth_of(world), keyring_toml(world))
 
 
@@ -107,9 +116,10 @@ def keyring_toml(world: World) -> str:
     return "\n".join(out)
 
 
-def run_scenario(scenario: Scenario, outdir: str | os.PathLike, seed: int | None = None) -> dict:
+def run_scenario(scenario: Scenario, outdir: str | os.PathLike, seed: int | None = None,
+                 progress: str | None = None) -> dict:
     """Write capture.pcapng, keyring.toml (0600) and truth.json into outdir; returns truth."""
-    out = build(scenario, seed)
+    out = build(scenario, seed, progress)
     write_output(out, outdir)
     return out.truth
 

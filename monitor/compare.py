@@ -74,7 +74,7 @@ def measure(capture: str, keys: str | None, vantage: str = "all",
     from monitor.privacy import privacy_score
     from monitor.report import analyse  # lazily: report imports every analyzer
     keyring = load_keyring(keys, allow_insecure) if keys else None
-    analysis = analyse(capture, keyring, vantage)
+    analysis = analyse(capture, keyring, vantage, progress=f"compare {label_of(capture)}")
     return Measurement(label_of(capture), capture, analysis.attacker.report(),
                        privacy_score(analysis.attacker, analysis.keyed))
 

@@ -14,6 +14,7 @@ caches, message counts, capture accounting and the privacy score are the same in
 from __future__ import annotations
 
 import json
+import os
 import sys
 from collections import Counter
 from dataclasses import dataclass, field
@@ -182,7 +183,7 @@ def command_report(args) -> int:
                if args.keys else None)
     report = build_report(analyse(args.capture, keyring, args.vantage, notes=False,
                                   engine=getattr(args, "engine", DEFAULT_ENGINE),
-                                  progress=f"report {args.capture}"))
+                                  progress=f"report {os.path.basename(args.capture)}"))
     if args.format == "json":
         shown = report if getattr(args, "detail", False) else scaled(report)
         # the encoder's chunks written a few thousand at a time: json.dump writes each of a
