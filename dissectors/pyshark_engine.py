@@ -22,7 +22,10 @@ until the next one arrives: `PromptJsonParser`); pyshark's tshark and dumpcap ar
 """
 from __future__ import annotations
 
+import asyncio
 import os
+import signal
+import sys
 import threading
 from collections.abc import Iterable, Iterator
 from typing import Any
@@ -78,6 +81,70 @@ def packet_events(packets: Iterable[Any], accounting: Accounting, sensor: str = 
         yield event
 
 
+class PidfdWatcher(asyncio.AbstractChildWatcher):
+    """Child processes watched through pidfds, on whichever loop started them (what Python
+    3.12 does itself). Python 3.11's watchers lost tshark's exit status in a thread: the
+    default ThreadedChildWatcher ('Unknown child process pid', reported by pyshark as a crash
+    with code 255: 1 of 3 replays here), SafeChildWatcher (pyshark's choice) serves only the
+    main thread's loop, PidfdChildWatcher only the one loop it is attached to."""
+
+    def add_child_handler(self, pid: int, callback: Any,  # type: ignore[override]
+                          *args: Any) -> None:
+        loop = asyncio.get_running_loop()
+        pidfd = os.pidfd_open(pid)
+        loop._add_reader(pidfd, self._exited, loop, pid, pidfd,  # type: ignore[attr-defined]
+                         callback, args)
+
+    @staticmethod
+    def _exited(loop: asyncio.AbstractEventLoop, pid: int, pidfd: int, callback: Any,
+                args: tuple[Any, ...]) -> None:
+        loop._remove_reader(pidfd)  # type: ignore[attr-defined]
+        try:
+            _, status = os.waitpid(pid, 0)
+            code = os.waitstatus_to_exitcode(status)
+        except ChildProcessError:
+            code = 255                           # as asyncio reports a child reaped elsewhere
+        finally:
+            os.close(pidfd)
+        callback(pid, code, *args)
+
+    def remove_child_handler(self, pid: int) -> bool:
+        return True
+
+    def attach_loop(self, loop: asyncio.AbstractEventLoop | None) -> None:
+        pass
+
+    def is_active(self) -> bool:
+        return True
+
+    def close(self) -> None:
+        pass
+
+    def __enter__(self) -> PidfdWatcher:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        pass
+
+
+def _event_loop() -> asyncio.AbstractEventLoop:
+    """A new event loop for one pyshark capture, run by the thread that reads it (pyshark
+    #611), never made the thread's current loop (the caller's own asyncio and pyshark code
+    keep theirs); its tshark watched by PidfdWatcher (Python 3.11; 3.12 and later watch
+    with pidfds)."""
+    loop = asyncio.new_event_loop()
+    if sys.version_info < (3, 12) and \
+            not isinstance(asyncio.get_child_watcher(), PidfdWatcher):
+        try:
+            asyncio.set_child_watcher(PidfdWatcher())
+        except ValueError:
+            # the watcher pyshark set in the main thread (SafeChildWatcher) can only be
+            # closed there: leave it be, and put ours in its place
+            policy: Any = asyncio.get_event_loop_policy()
+            policy._watcher = PidfdWatcher()
+    return loop
+
+
 def _unsupported(exc: UnsupportedPacket) -> UserError:
     return UserError(f"pyshark engine: {exc}")
 
@@ -123,7 +190,8 @@ class PysharkFile:
         assert self.frames is not None
         acc = self.accounting
         self._capture = pyshark.FileCapture(self.path, display_filter=MOBILITY_FILTER,
-                                            keep_packets=False, **PYSHARK_OPTIONS)
+                                            keep_packets=False, eventloop=_event_loop(),
+                                            **PYSHARK_OPTIONS)
         self._selected = 0
         try:
             yield from packet_events(self._frames(iter(self._capture)), acc, self.sensor,
@@ -151,7 +219,10 @@ class PysharkFile:
     def close(self) -> None:
         capture, self._capture = self._capture, None
         if capture is not None:
-            capture.close()
+            try:
+                capture.close()
+            finally:
+                capture.eventloop.close()
 
 
 class PromptJsonParser(TsharkJsonParser):  # type: ignore[misc]
@@ -203,15 +274,23 @@ class PysharkLive:
         self._closed = False
 
     def events(self) -> Iterator[PacketEvent]:
+        # sniff_continuously keeps no packet (keep_packets is FileCapture's)
         self._capture = _LiveCapture(interface=self.interface, bpf_filter=self.bpf or None,
-                                     keep_packets=False, **PYSHARK_OPTIONS)
+                                     eventloop=_event_loop(), **PYSHARK_OPTIONS)
         self._capture.ready = self.ready
         try:
             yield from packet_events(self._packets(), self.accounting, self.sensor)
         except UnsupportedPacket as exc:
             raise _unsupported(exc) from None
         finally:
-            self.close()
+            capture, self._capture = self._capture, None
+            self._closed = True
+            try:
+                capture.close()               # in the thread whose event loop ran it
+            except Exception:  # noqa: BLE001 - tshark stopped by close() exits non-zero
+                capture._running_processes.clear()      # (pyshark's __del__ would re-raise)
+            finally:
+                capture.eventloop.close()
 
     def _packets(self) -> Iterator[Any]:
         try:
@@ -219,16 +298,20 @@ class PysharkLive:
                 if self._closed:
                     return
                 yield packet
-        except (EOFError, RuntimeError, OSError):
+        except Exception:
             if not self._closed:
                 raise
 
     def close(self) -> None:
+        """End the capture from any thread: tshark is asked to stop (SIGTERM: it stops its
+        dumpcap), its output ends, and the reading thread cleans up after pyshark there
+        (pyshark's own close() needs the event loop that thread is running)."""
         self._closed = True
         self.ready.set()
-        capture, self._capture = self._capture, None
-        if capture is not None:
-            try:
-                capture.close()
-            except RuntimeError:
-                pass              # its loop is running in the thread that reads it: it ends
+        capture = self._capture
+        for process in list(getattr(capture, "_running_processes", ()) or ()):
+            if process.returncode is None:
+                try:
+                    os.kill(process.pid, signal.SIGTERM)
+                except ProcessLookupError:
+                    pass
