@@ -134,17 +134,3 @@ def watching(probe: Probe, label: str, unit: str = "packets",
         thread.join()
         bar.close()
 
-
-class Counter:
-    """A probe for a pass that counts for itself (`step`), out of a known total."""
-
-    def __init__(self, total: int | None = None):
-        self.total = total
-        self.done = 0
-
-    def step(self, done: int | None = None) -> None:
-        self.done = self.done + 1 if done is None else done
-
-    def __call__(self) -> tuple[int, float | None]:
-        fraction = self.done / self.total if self.total else None
-        return self.done, fraction

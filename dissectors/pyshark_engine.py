@@ -31,6 +31,7 @@ from collections.abc import Iterable, Iterator
 from typing import Any
 
 import pyshark  # type: ignore[import-untyped]
+from pyshark.capture.capture import TSharkCrashException  # type: ignore[import-untyped]
 from pyshark.tshark.output_parser.tshark_json import (  # type: ignore[import-untyped]
     TsharkJsonParser,
 )
@@ -209,18 +210,35 @@ class PysharkFile:
         """The selected packets, each counted (as `read` too: the frames before it, up to its
         number, were read by tshark; the filtered ones are settled at the end)."""
         acc = self.accounting
-        for packet in packets:
-            self._selected += 1
-            number = int(getattr(packet, "number", 0) or 0)
-            self.position = max(self.position, number)
-            acc.read = max(acc.read, number)
-            yield packet
+        try:
+            for packet in packets:
+                self._selected += 1
+                number = int(getattr(packet, "number", 0) or 0)
+                self.position = max(self.position, number)
+                acc.read = max(acc.read, number)
+                yield packet
+        except TSharkCrashException:
+            self._tshark_failed(self._capture)
+
+    def _tshark_failed(self, capture: Any) -> None:
+        """tshark stopped with an error. Where the count pass found damage, that is why (the
+        accounting says so already); otherwise the report is incomplete in tshark's own
+        words (exit code 3), never silently short."""
+        if capture is None:
+            return
+        capture._running_processes.clear()          # pyshark's __del__ would raise it again
+        acc = self.accounting
+        if acc.incomplete is None:
+            line = str(capture._last_error_line or "").strip()
+            acc.incomplete = f"tshark stopped: {line or 'no reason given'}"
 
     def close(self) -> None:
         capture, self._capture = self._capture, None
         if capture is not None:
             try:
                 capture.close()
+            except TSharkCrashException:
+                self._tshark_failed(capture)
             finally:
                 capture.eventloop.close()
 

@@ -146,3 +146,26 @@ def test_not_a_capture_is_one_line(tmp_path: Path):
     bad.write_text("not a capture\n")
     with pytest.raises(UserError, match="not a capture file"):
         PysharkFile(str(bad), Accounting())
+
+
+def test_damaged_capture_is_incomplete_alike(tmp_path: Path):
+    """A record header that no capture can have (issue 13): both engines stop after the same
+    whole frames, say why, and `report` exits 3 with the same JSON."""
+    import struct
+    data = bytearray((SHARED_CAPTURES / "zeek" / "ip6_esp.pcap").read_bytes())
+    at = 24
+    for _ in range(50):                              # pcap: 24-octet header, 16 per record
+        at += 16 + struct.unpack_from("<I", data, at + 8)[0]
+    struct.pack_into("<II", data, at + 8, 0x7FFFFFFF, 0x7FFFFFFF)
+    damaged = tmp_path / "damaged.pcap"
+    damaged.write_bytes(bytes(data))
+    outs = []
+    for engine in ("walk", "pyshark"):
+        run = subprocess.run([sys.executable, "-m", "monitor.cli", "report", str(damaged),
+                              "--format", "json", "--engine", engine],
+                             capture_output=True, text=True, cwd=ROOT, timeout=120)
+        assert run.returncode == 3, run.stderr[-500:]
+        assert run.stderr.count("\n") == 1 and "record 51" in run.stderr
+        outs.append(json.loads(run.stdout))
+    assert outs[0] == outs[1]
+    assert outs[1]["capture"]["packets"] == 50 and not outs[1]["capture"]["complete"]
