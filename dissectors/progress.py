@@ -84,8 +84,9 @@ class Bar:
         elapsed = max(time.monotonic() - self.started, 1e-9)
         with self._lock:
             bar = self._bar
-            if fraction is not None:
+            if fraction is not None:            # (it may be known only once the pass starts)
                 self.bounded = True
+                bar.bar_format = FORMAT
                 bar.n = int(min(max(fraction, 0.0), 1.0) * STEPS)
             elif not self.bounded:
                 bar.bar_format = FORMAT_OPEN
