@@ -50,7 +50,7 @@ from dissectors.pyshark_packets import (
 from dissectors.walk import MOBILITY_FILTER
 from keys.errors import UserError
 
-__all__ = ["PYSHARK_OPTIONS", "PysharkFile", "PysharkLive", "packet_events"]
+__all__ = ["PYSHARK_OPTIONS", "PysharkFile", "PysharkLive", "event_loop", "packet_events"]
 
 
 def packet_events(packets: Iterable[Any], accounting: Accounting, sensor: str = "",
@@ -128,7 +128,7 @@ class PidfdWatcher(asyncio.AbstractChildWatcher):
         pass
 
 
-def _event_loop() -> asyncio.AbstractEventLoop:
+def event_loop() -> asyncio.AbstractEventLoop:
     """A new event loop for one pyshark capture, run by the thread that reads it (pyshark
     #611), never made the thread's current loop (the caller's own asyncio and pyshark code
     keep theirs); its tshark watched by PidfdWatcher (Python 3.11; 3.12 and later watch
@@ -191,7 +191,7 @@ class PysharkFile:
         assert self.frames is not None
         acc = self.accounting
         self._capture = pyshark.FileCapture(self.path, display_filter=MOBILITY_FILTER,
-                                            keep_packets=False, eventloop=_event_loop(),
+                                            keep_packets=False, eventloop=event_loop(),
                                             **PYSHARK_OPTIONS)
         self._selected = 0
         try:
@@ -294,7 +294,7 @@ class PysharkLive:
     def events(self) -> Iterator[PacketEvent]:
         # sniff_continuously keeps no packet (keep_packets is FileCapture's)
         self._capture = _LiveCapture(interface=self.interface, bpf_filter=self.bpf or None,
-                                     eventloop=_event_loop(), **PYSHARK_OPTIONS)
+                                     eventloop=event_loop(), **PYSHARK_OPTIONS)
         self._capture.ready = self.ready
         try:
             yield from packet_events(self._packets(), self.accounting, self.sensor)

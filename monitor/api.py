@@ -12,6 +12,10 @@ dissectors.pyshark_packets); a capture opened otherwise is refused with a ValueE
 so. Every packet fed is counted (`report()["capture"]`): analysed, filtered (not mobility
 traffic: MOBILITY_FILTER, judged on tshark's fields) or malformed. A display filter of your own
 is yours: the packets tshark left out were never fed, and are not counted.
+
+pyshark run in the main thread installs asyncio's SafeChildWatcher, whose SIGCHLD handler then
+fires for every child process your script starts; `eventloop=event_loop()` (from
+dissectors.pyshark_engine, the loop mip6mon's own captures use) keeps it out.
 """
 from __future__ import annotations
 

@@ -118,14 +118,16 @@ def test_packets_opened_without_raw_values_are_refused():
     one-line error naming the options, not a wrong report."""
     import pyshark
 
-    from dissectors.pyshark_engine import packet_events
+    from dissectors.pyshark_engine import event_loop, packet_events
     capture = SHARED_CAPTURES / "zeek" / "mobile-ipv6__mip6_bu.pcap"
-    cap = pyshark.FileCapture(str(capture), use_json=True, keep_packets=False)
+    cap = pyshark.FileCapture(str(capture), use_json=True, keep_packets=False,
+                              eventloop=event_loop())
     try:
         with pytest.raises(Exception, match="include_raw=True"):
             list(packet_events(cap, Accounting()))
     finally:
         cap.close()
+        cap.eventloop.close()
 
 
 def test_cli_engine_pyshark_equals_default(tmp_path: Path):

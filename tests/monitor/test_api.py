@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from dissectors.pyshark_engine import event_loop
 from tests.conftest import SHARED_CAPTURES
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -62,11 +63,13 @@ def test_feed_gives_the_cli_report_and_counts_every_packet(tmp_path: Path):
     capture = str(tmp_path / "capture.pcapng")
     keys = tmp_path / "keyring.toml"
     monitor = Monitor(keys=keys, allow_insecure_keyring=True)
-    cap = pyshark.FileCapture(capture, keep_packets=False, **PYSHARK_OPTIONS)
+    cap = pyshark.FileCapture(capture, keep_packets=False, eventloop=event_loop(),
+                              **PYSHARK_OPTIONS)
     try:
         events = list(monitor.events(cap))
     finally:
         cap.close()
+        cap.eventloop.close()
     report = monitor.report()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
@@ -85,12 +88,13 @@ def test_a_capture_opened_without_raw_values_is_refused():
 
     from monitor.api import Monitor
     cap = pyshark.FileCapture(str(SHARED_CAPTURES / "zeek" / "mobile-ipv6__mip6_bu.pcap"),
-                              keep_packets=False)                    # PDML: pyshark's default
+                              keep_packets=False, eventloop=event_loop())   # PDML: the default
     try:
         with pytest.raises(ValueError, match="use_json=True"):
             Monitor().feed(cap)
     finally:
         cap.close()
+        cap.eventloop.close()
 
 
 def test_the_example_is_valid_python():
