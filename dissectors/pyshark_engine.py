@@ -146,6 +146,17 @@ def event_loop() -> asyncio.AbstractEventLoop:
     return loop
 
 
+def _terminate(capture: Any) -> None:
+    """Ask a pyshark capture's tshark to stop, from any thread (SIGTERM: tshark also stops
+    its dumpcap); its output then ends, and the thread reading it cleans up."""
+    for process in list(getattr(capture, "_running_processes", ()) or ()):
+        if process.returncode is None:
+            try:
+                os.kill(process.pid, signal.SIGTERM)
+            except ProcessLookupError:
+                pass
+
+
 def _unsupported(exc: UnsupportedPacket) -> UserError:
     return UserError(f"pyshark engine: {exc}")
 
@@ -163,6 +174,7 @@ class PysharkFile:
         self.position = 0                      # frame number of the last packet handed over
         self._selected = 0
         self._capture: Any = None
+        self._reader: int | None = None          # the thread reading the capture
 
     def _count(self) -> None:
         """Every record, drops and damage, from the record headers alone."""
@@ -190,6 +202,7 @@ class PysharkFile:
         self._count()
         assert self.frames is not None
         acc = self.accounting
+        self._reader = threading.get_ident()
         self._capture = pyshark.FileCapture(self.path, display_filter=MOBILITY_FILTER,
                                             keep_packets=False, eventloop=event_loop(),
                                             **PYSHARK_OPTIONS)
@@ -233,6 +246,12 @@ class PysharkFile:
             acc.incomplete = f"tshark stopped: {line or 'no reason given'}"
 
     def close(self) -> None:
+        """End the pass. From another thread than the one reading (a dashboard stopping a
+        replay), tshark is asked to stop (SIGTERM) and the reading thread cleans up after
+        pyshark: pyshark's own close() needs the event loop that thread is running."""
+        if self._reader is not None and self._reader != threading.get_ident():
+            _terminate(self._capture)
+            return
         capture, self._capture = self._capture, None
         if capture is not None:
             try:
@@ -326,10 +345,4 @@ class PysharkLive:
         (pyshark's own close() needs the event loop that thread is running)."""
         self._closed = True
         self.ready.set()
-        capture = self._capture
-        for process in list(getattr(capture, "_running_processes", ()) or ()):
-            if process.returncode is None:
-                try:
-                    os.kill(process.pid, signal.SIGTERM)
-                except ProcessLookupError:
-                    pass
+        _terminate(self._capture)

@@ -106,3 +106,29 @@ def _children_names() -> list[str]:
         except (OSError, IndexError, ValueError):
             continue
     return names
+
+
+def test_pyshark_replay_stopped_midway_leaves_no_tshark(tmp_path):
+    """Stopping a replay (the dashboard's Ctrl-C) from another thread than the one reading:
+    the session stops, and pyshark's tshark is ended and reaped (pyshark #168/#238/#711)."""
+    from lab.crowd import PARAMETERS, run_crowd
+    from web.session import MonitorSession
+    run_crowd(tmp_path, **{**{p.name: p.default for p in PARAMETERS}, "nodes": 30,
+                           "moves_per_node": 10})
+    capture = str(tmp_path / "capture.pcapng")
+    source = PysharkPcapSource(capture)
+    session = MonitorSession(source, keyring=None, speed=None, capture_path=capture)
+    thread = threading.Thread(target=session.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 60
+    while session.status()["analysed"] < 50 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert session.state == "running" and "tshark" in _children_names()
+    session.close()
+    thread.join(30)
+    assert not thread.is_alive()
+    assert session.state == "stopped", (session.state, session.error)
+    deadline = time.monotonic() + 10
+    while "tshark" in _children_names() and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert "tshark" not in _children_names()
