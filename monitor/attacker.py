@@ -1,23 +1,40 @@
 """The attacker view (draft section 6): what a keyless eavesdropper at one place learns.
 
 `AttackerAnalyzer(vantage)` is an EventStream addon. It never sees a key and never reads
-`PacketEvent.path` (the lab's ground truth): it places each packet on a path from addresses and
-wire facts (monitor.placement), keeps only what is readable before any ESP header, records one
-observation per packet seen at its vantage point (monitor.observe), links observations with the
-rules of monitor.linking, and reports profiles: clusters of observations believed to be one
-node, each with its trail of care-of addresses, the addresses it used, its correspondents and
-the evidence (rule, confidence, frames) that holds it together.
+`PacketEvent.path` (the lab's ground truth). Each packet is taken in once, in capture order:
+the roles (home agents, home prefixes, care-of addresses) learn from it at once; it is placed on
+a path (monitor.placement) when the roles have had `PLACE_WAIT` seconds of capture to learn
+from what follows; at its vantage point it becomes one observation (monitor.observe), which the
+linker (monitor.linking) indexes and links, deciding each successor relation once its own wait
+for competing candidates is over. A report is the state so far: profiles (what the attacker
+believes is one node, with its trail of care-of addresses, the addresses it used, its
+correspondents, the evidence that holds it together with each link's confidence and the
+candidates it ruled out) and, for each profile, the anonymity set of the profiles it could not
+tell it apart from. The state is bounded: indexes forget what is older than the linker's
+horizon, and a live analyzer (`max_packets`) keeps only its newest packets in its profiles.
 """
 from __future__ import annotations
 
-from collections import Counter, defaultdict
+from collections import Counter, defaultdict, deque
 from dataclasses import dataclass, field
 
 from dissectors.events import PacketEvent
 from dissectors.protocol import OTHER_PATH, PATHS
-from monitor.linking import RULES, THRESHOLD, Evidence, Rule, cluster, find_evidence
+from monitor.linking import (
+    ANONYMITY_MIN,
+    IID_OVERLAP,
+    LISTED,
+    PLACE_WAIT,
+    RULES,
+    THRESHOLD,
+    WAIT,
+    Evidence,
+    Linker,
+    Rule,
+    entropy_bits,
+)
 from monitor.observe import Observation, observe
-from monitor.placement import VANTAGE_PATHS, Roles, View, learn_roles, place, visible
+from monitor.placement import VANTAGE_PATHS, Roles, View, place, visible
 
 
 @dataclass(frozen=True, slots=True)
@@ -39,111 +56,166 @@ class Profile:
     correspondents: list[str]
     evidence: list[Evidence]
     paths: dict[str, int] = field(default_factory=dict)
+    # the profiles the attacker could not tell this one apart from: {profile id: probability}
+    could_be: dict[str, float] = field(default_factory=dict)
 
     @property
     def care_of_addresses(self) -> list[str]:
         return [stop.care_of_address for stop in self.trail]
 
-    def as_dict(self, threshold: float = THRESHOLD) -> dict:
+    @property
+    def anonymity_set(self) -> dict:
+        """k profiles it could be (itself included) and the entropy of the attacker's belief:
+        weights {itself: 1 - sum of the others, each other: its probability}."""
+        others = sorted(self.could_be.items(), key=lambda kv: (-kv[1], kv[0]))
+        mine = max(0.0, 1.0 - sum(p for _, p in others))
+        return {"size": 1 + len(others),
+                "entropy_bits": round(entropy_bits([mine, *(p for _, p in others)]), 4),
+                "could_be": [{"profile": pid, "probability": round(p, 4)}
+                             for pid, p in others[:LISTED]]}
+
+    def as_dict(self, threshold: float = THRESHOLD, names: dict[int, str] | None = None) -> dict:
+        evidence = []
+        for e in self.evidence:
+            d = e.as_dict(threshold)
+            if names is not None:
+                for c in d.get("candidates", ()):
+                    c["profile"] = names.get(c["frames"][0]) if c["frames"] else None
+            evidence.append(d)
         return {"id": self.id, "care_of_addresses": self.care_of_addresses,
                 "trail": [{"care_of_address": s.care_of_address,
                            "first_time": s.first_time, "last_time": s.last_time,
                            "first_frame": s.first_frame, "frames": s.frames}
                           for s in self.trail],
                 "addresses": self.addresses, "correspondents": self.correspondents,
-                "paths": self.paths, "frames": self.frames,
-                "evidence": [e.as_dict(threshold) for e in self.evidence]}
-
-
-@dataclass
-class _Result:
-    roles: Roles
-    placement: Counter
-    observations: list[Observation]
-    evidence: list[Evidence]
-    profiles: list[Profile]
+                "paths": self.paths, "frames": self.frames, "evidence": evidence,
+                "anonymity_set": self.anonymity_set}
 
 
 class AttackerAnalyzer:
     """Addon: the eavesdropper at `vantage` ("mn-ha", "ha-cn", "mn-cn" or "all")."""
 
     def __init__(self, vantage: str = "all", rules: tuple[Rule, ...] = RULES,
-                 threshold: float = THRESHOLD, max_packets: int | None = None):
-        """`max_packets`: analyse only the newest packets (a live capture that runs for
-        hours: the analysis is a batch over what is kept, so its cost and memory stay flat);
-        None keeps everything (a capture file, whose report must be whole)."""
+                 threshold: float = THRESHOLD, max_packets: int | None = None,
+                 wait: float = WAIT):
+        """`max_packets`: profiles hold only the newest packets (a live capture that runs for
+        days: what the attacker learnt from older ones stays linked, their frames are
+        forgotten); None keeps everything (a capture file, whose report must be whole).
+        `wait`: seconds of capture a decision waits for competing candidates."""
         if vantage not in VANTAGE_PATHS:
             raise ValueError(f"unknown vantage point {vantage!r}")
         self.vantage = vantage
         self.rules = rules
         self.threshold = threshold
         self.max_packets = max_packets
+        self.wait = wait
         self.forgotten = 0                 # packets dropped from the front of the window
-        self._views: list[tuple[int, float, int, View]] = []
-        self._result: _Result | None = None
-        # (roles signature, views observed, placement, observations) of the last analysis
-        self._observed: tuple | None = None
+        self._roles = Roles()
+        self._seen = VANTAGE_PATHS[vantage]
+        self._linker = Linker(rules, threshold, wait)
+        self._waiting: deque[tuple[int, float, int, View]] = deque()   # to be placed
+        self._now = float("-inf")
+        self._placement: Counter = Counter()
+        self._observations: dict[int, Observation] = {}
+        self._profiles: list[Profile] | None = None
 
     # -- addon hooks ---------------------------------------------------------------------------
     def packet(self, event: PacketEvent) -> None:
         if event.malformed or not event.layers:
             return
         view = visible(event)          # drops everything after the first ESP header
-        if view is not None:
-            self._views.append((event.frame, event.time, event.length, view))
-            self._result = None
-            if self.max_packets is not None and len(self._views) > self.max_packets * 1.1:
-                # forget a tenth at once: the next analysis starts over either way
-                drop = len(self._views) - self.max_packets
-                del self._views[:drop]
-                self.forgotten += drop
-                self._observed = None
+        if view is None:
+            return
+        if self._roles.learn(event.frame, view):
+            # a home agent just recognised: what the waiting packets say about care-of
+            # addresses and home prefixes changes with it
+            for _, _, _, waiting in self._waiting:
+                self._roles.learn_sides(waiting)
+        self._roles.learn_sides(view)
+        self._waiting.append((event.frame, event.time, event.length, view))
+        self._now = max(self._now, event.time)
+        self._place(self._now - PLACE_WAIT)
+        self._trim()
+        self._profiles = None
 
     def done(self) -> None:
-        self._analyse()
+        self._place(float("inf"))
+        self._linker.flush()
+        self._trim()
+        self._profiles = None
+
+    def _place(self, before: float) -> None:
+        """Place and observe the packets that have waited long enough."""
+        waiting, roles = self._waiting, self._roles
+        while waiting and waiting[0][1] < before:
+            frame, time, length, view = waiting.popleft()
+            path = place(view, roles)
+            self._placement[path] += 1
+            if path in self._seen:
+                obs = observe(frame, time, view, path, roles, length)
+                self._observations[frame] = obs
+                self._linker.add(obs)
+
+    def _trim(self) -> None:
+        if self.max_packets is not None and len(self._observations) > self.max_packets * 1.1:
+            # forget a tenth at once (rebuilding the groups costs the window)
+            frames = list(self._observations)
+            drop = len(frames) - self.max_packets
+            for f in frames[:drop]:
+                del self._observations[f]
+            self.forgotten += drop
+            self._linker.keep_frames(frames[drop])
 
     # -- results -------------------------------------------------------------------------------
-    def _analyse(self) -> _Result:
-        if self._result is not None:
-            return self._result
-        roles = learn_roles([(f, v) for f, _, _, v in self._views])
-        seen = VANTAGE_PATHS[self.vantage]
-        signature = (frozenset(roles.home_agents), frozenset(roles.home_prefixes),
-                     frozenset(roles.care_of_addresses))
-        placement: Counter = Counter()
-        observations: list[Observation] = []
-        start = 0
-        if self._observed is not None and self._observed[0] == signature:
-            # the roles did not change: earlier packets keep their place and observation
-            # (a live dashboard asks again and again while packets keep coming)
-            _, start, old_placement, old_observations = self._observed
-            placement, observations = Counter(old_placement), list(old_observations)
-        for frame, time, length, view in self._views[start:]:
-            path = place(view, roles)
-            placement[path] += 1
-            if path in seen:
-                observations.append(observe(frame, time, view, path, roles, length))
-        self._observed = (signature, len(self._views), placement, observations)
-        evidence = find_evidence(observations, self.rules)
-        self._result = _Result(roles, placement, observations, evidence,
-                               self._profiles(observations, evidence))
-        return self._result
+    def observations(self) -> list[Observation]:
+        return list(self._observations.values())
 
-    def _profiles(self, observations: list[Observation], evidence: list[Evidence]) -> list[Profile]:
-        by_frame = {o.frame: o for o in observations}
-        groups = cluster(by_frame, evidence, self.threshold)
-        members = sorted(groups.values(), key=lambda fs: fs[0])
-        profile_of = {f: i for i, fs in enumerate(members) for f in fs}
+    def evidence(self) -> list[Evidence]:
+        return self._linker.evidence()
+
+    def roles(self) -> Roles:
+        return self._roles
+
+    def profiles(self) -> list[Profile]:
+        if self._profiles is None:
+            self._profiles = self._build_profiles()
+        return self._profiles
+
+    def _build_profiles(self) -> list[Profile]:
+        linker, by_frame = self._linker, self._observations
+        groups: dict[int, list[int]] = defaultdict(list)
+        for f in by_frame:
+            groups[linker.root(f)].append(f)
+        members = sorted((sorted(fs) for fs in groups.values()), key=lambda fs: fs[0])
+        index_of = {linker.root(fs[0]): i for i, fs in enumerate(members)}
         ev_of: dict[int, list[Evidence]] = defaultdict(list)
-        for ev in evidence:
-            for i in sorted({profile_of[f] for f in ev.frames if f in profile_of}):
+        could_be: dict[int, dict[int, float]] = defaultdict(dict)
+        for ev in linker.evidence():
+            where = sorted({index_of[r] for r in (linker.root(f) for f in ev.frames)
+                            if r in index_of})
+            for i in where:
                 ev_of[i].append(ev)
+            if ev.confidence >= self.threshold or not ev.subject:
+                continue
+            # below the threshold: each candidate is a profile the subject could be
+            s = index_of.get(linker.root(ev.subject[0]))
+            for c in ev.candidates:
+                if s is None or not c.frames or c.probability < ANONYMITY_MIN:
+                    continue
+                o = index_of.get(linker.root(c.frames[0]))
+                if o is None or o == s:
+                    continue
+                for a, b in ((s, o), (o, s)):
+                    could_be[a][b] = max(could_be[a].get(b, 0.0), c.probability)
         profiles = []
+        spans: list[list[tuple[str, float, float]]] = []
+        identities: list[set[str]] = []
         for i, frames in enumerate(members):
             obs = sorted((by_frame[f] for f in frames), key=lambda o: (o.time, o.frame))
             stops: dict[str, list] = {}
             addresses: dict[str, None] = {}
             correspondents: dict[str, None] = {}
+            seen_at: dict[str, set[str]] = defaultdict(set)
             for o in obs:
                 if o.care_of:
                     s = stops.setdefault(o.care_of, [o.time, o.time, o.frame, 0])
@@ -151,44 +223,60 @@ class AttackerAnalyzer:
                     s[3] += 1
                 for a in o.homes:
                     addresses.setdefault(a)
+                    if o.care_of:
+                        seen_at[a].add(o.care_of)
                 if o.correspondent:
                     correspondents.setdefault(o.correspondent)
             trail = [CareOfStop(a, s[0], s[1], s[2], s[3])
                      for a, s in sorted(stops.items(), key=lambda kv: (kv[1][0], kv[1][2]))]
+            spans.append([(a, s[0], s[1]) for a, s in stops.items()])
+            # a home address kept across care-of addresses is the node's own (pseudo home
+            # addresses change with each binding, draft 5.1.4)
+            identities.append({a for a, coas in seen_at.items() if len(coas) >= 2})
             profiles.append(Profile(f"P{i + 1}", frames, trail, list(addresses),
                                     list(correspondents), ev_of.get(i, []),
                                     dict(Counter(o.path for o in obs))))
+        for i, others in could_be.items():
+            # profiles seen at two places at once (one node has one care-of address at a time)
+            # or each with a home address of its own are two nodes, whatever a look-alike said
+            profiles[i].could_be = {
+                f"P{j + 1}": p for j, p in others.items()
+                if not _together(spans[i], spans[j])
+                and not (identities[i] and identities[j] and not identities[i] & identities[j])}
         return profiles
 
-    def observations(self) -> list[Observation]:
-        return self._analyse().observations
-
-    def evidence(self) -> list[Evidence]:
-        return self._analyse().evidence
-
-    def roles(self) -> Roles:
-        return self._analyse().roles
-
-    def profiles(self) -> list[Profile]:
-        return self._analyse().profiles
+    def profile_names(self) -> dict[int, str]:
+        """frame -> id of the profile holding it."""
+        return {f: p.id for p in self.profiles() for f in p.frames}
 
     def report(self) -> dict:
-        result = self._analyse()
-        fired = Counter(e.rule for e in result.evidence)
-        linking = Counter(e.rule for e in result.evidence if e.confidence >= self.threshold)
+        profiles = self.profiles()
+        evidence = self._linker.evidence()
+        fired = Counter(e.rule for e in evidence)
+        linking = Counter(e.rule for e in evidence if e.confidence >= self.threshold)
+        names = self.profile_names()
         return {
             "vantage": self.vantage,
-            "packets_seen": len(result.observations),
-            "placement": {p: result.placement.get(p, 0) for p in (*PATHS, OTHER_PATH)},
-            "home_agents": [{"address": a, "why": result.roles.reasons.get(a, "")}
-                            for a in sorted(result.roles.home_agents)],
+            "packets_seen": len(self._observations),
+            "placement": {p: self._placement.get(p, 0) for p in (*PATHS, OTHER_PATH)},
+            "home_agents": [{"address": a, "why": self._roles.reasons.get(a, "")}
+                            for a in sorted(self._roles.home_agents)],
             "threshold": self.threshold,
-            "rules": [{"name": r.name, "confidence": r.confidence, "section": r.section,
+            "wait": self.wait,
+            "waiting": len(self._waiting) + self._linker.pending,
+            "rules": [{"name": r.name, "model": r.model, "section": r.section,
                        "description": r.description, "fired": fired.get(r.name, 0),
                        "linking": linking.get(r.name, 0)} for r in self.rules],
-            "profiles": [p.as_dict(self.threshold) for p in result.profiles],
+            "profiles": [p.as_dict(self.threshold, names) for p in profiles],
         } | ({"window": self.max_packets, "forgotten": self.forgotten}
              if self.max_packets is not None else {})
+
+
+def _together(a: list[tuple[str, float, float]], b: list[tuple[str, float, float]]) -> bool:
+    """Two trails in use at different care-of addresses at the same time (for longer than
+    IID_OVERLAP: handovers overlap briefly)."""
+    return any(ca != cb and min(ea, eb) - max(sa, sb) > IID_OVERLAP
+               for ca, sa, ea in a for cb, sb, eb in b)
 
 
 def _some(items: list[str], n: int = 4) -> str:
@@ -197,13 +285,23 @@ def _some(items: list[str], n: int = 4) -> str:
     return ", ".join(items[:n]) + (f" (+{len(items) - n} more)" if len(items) > n else "")
 
 
+def _link_text(e: dict) -> str:
+    """One link: rule, confidence, and what it ruled out."""
+    text = f"{e['rule']} {e['confidence']:.3g}"
+    others = [c for c in e.get("candidates", ()) if not c["chosen"]]
+    if others:
+        text += " over " + ", ".join(f"{c.get('profile') or c['what']} {c['probability']:.2g}"
+                                     for c in others[:3])
+    return text
+
+
 def attacker_text(report: dict, max_profiles: int = 20) -> str:
     """Text section for `mip6mon report`; takes the whole report or its "attacker" section."""
     section = report.get("attacker", report)
     profiles = section.get("profiles", [])
     lines = [f"attacker at {section.get('vantage')}: "
              f"{section.get('packets_seen', 0)} packets seen, "
-             f"{len(profiles)} profiles"]
+             f"{len(profiles)} profiles (links at confidence >= {section.get('threshold')})"]
     if section.get("home_agents"):
         lines.append("  home agents (from the wire): "
                      + ", ".join(h["address"] for h in section["home_agents"]))
@@ -220,6 +318,14 @@ def attacker_text(report: dict, max_profiles: int = 20) -> str:
                      f"correspondents {_some(p['correspondents'])}; "
                      "linked by "
                      + (", ".join(f"{k} x{v}" for k, v in sorted(rules.items())) or "nothing"))
+        weighed = [e for e in p["evidence"] if e["links"] and e.get("candidates")]
+        for e in weighed[:3]:
+            lines.append(f"      {_link_text(e)}: {e['detail']}")
+        anon = p.get("anonymity_set") or {}
+        if anon.get("size", 1) > 1:
+            could = ", ".join(f"{c['profile']} {c['probability']:.2g}" for c in anon["could_be"])
+            lines.append(f"      could be {could} (anonymity set {anon['size']}, "
+                         f"{anon['entropy_bits']:.3g} bits)")
     if len(ranked) > max_profiles:
         lines.append(f"  ... {len(ranked) - max_profiles} smaller profiles")
     return "\n".join(lines)

@@ -1,412 +1,149 @@
-"""Linking rules of the profiling attack (draft section 6), declared as data.
+"""Linking rules of the profiling attack (draft section 6), declared as data, weighed as
+competing explanations.
 
-Each rule is a name, a confidence, the draft section it comes from, and a finder that turns the
-attacker's observations into evidence: "these frames are one node, because ...". Exact
-invariants (same care-of address, same home or pseudo home address, same SPI, same nonce
-indices, same interface ID, same init cookie) and continuity (ESP and BU sequence numbers that
-carry on across a care-of address change, an SPI that moves by less than 256, HoTI timing,
-and the timing and size of what the home agent forwards out of a tunnel).
-When the evidence could as well point at another node (two candidates), it is still reported,
-at half confidence and marked ambiguous, so that it does not link (precision over recall).
-Profiles are the connected components of the evidence at or above the threshold.
+Each rule (`RULES`) is a name, a confidence model, the draft section it comes from, and a
+finder. The `Linker` hands every observation to every finder once, in capture order; a finder
+indexes it and, when something needs explaining ("this SPI is new", "this care-of address
+starts a new ESP counter run"), asks for a decision after a bounded wait (`WAIT`), so that
+competing candidates seen a little later are counted too. Past that wait a decision is final.
+
+Two kinds of rules:
+- identities: a value only one node holds (care-of, home or pseudo home address, init cookie)
+  links at once, with certainty. Values others could hold as well (an SPI, an interface ID, a
+  nonce index) are checked for look-alikes first.
+- successors (draft 6.3, 6.4, RFC 4303 3.3.3, timing): a new value that could continue an
+  older one. The finder gathers every candidate that could explain it in its window (the
+  "component": the new value, its candidate predecessors, their other candidate successors,
+  and theirs), applies what the protocol implies (a renewed SPI replaces its predecessor and
+  is never used before it stops; a chain has one successor and a successor one predecessor; the
+  same SA's ESP counter carries on), and sums over every way of pairing them up. Values not
+  paired are explained as look-alikes, with the density of look-alike values estimated from
+  the capture around the value (dense, sequential allocation makes a small step weak evidence;
+  random allocation in 2^32 makes it strong). The result is the posterior that the new value
+  continues each candidate.
+
+A link is made when the posterior is at least `THRESHOLD`. Evidence below it is kept: its
+candidates form the anonymity set of the profile they could belong to. Every piece of evidence
+carries the candidates, their probabilities and the numbers that went in.
 """
 from __future__ import annotations
 
 import bisect
-from collections import defaultdict
-from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
+import heapq
+import math
+from collections import defaultdict, deque
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
 
 from dissectors.protocol import MHType
 from monitor.observe import Observation
 from monitor.placement import interface_id, prefix64
 
-THRESHOLD = 0.6                 # evidence below this is shown but does not link
-ESP_GAP = 8                     # ESP sequence numbers lost across a move (RFC 4303 3.3.3)
-BU_SMALL_STEP = 16              # "small" BU sequence increment (draft 6.3: keyed steps are 1..255)
-SPI_STEP = 256                  # draft 6.4: SPI_increment = First(8, ...) is below 256
-RR_WINDOW = 1.0                 # s: HoTI and CoTI leave together (RFC 6275 11.6.1)
-FORWARD_WINDOW = 0.05           # s: the home agent forwards what it un-tunnels at once
+THRESHOLD = 0.99         # a link is made at or above this posterior (precision over recall)
+WAIT = 30.0              # s: a successor decision waits this long for competing candidates
+PLACE_WAIT = 10.0        # s: a packet is placed once the roles could learn from what follows
+HORIZON = 3600.0         # s: index entries unused for longer are forgotten (bounded state)
+ANONYMITY_MIN = 0.01     # candidates less likely than this are not in an anonymity set
+LISTED = 6               # candidates (and ruled-out ones) listed per piece of evidence
+
+ESP_GAP = 8              # ESP sequence numbers an eavesdropper may miss (RFC 4303 3.3.3)
+SPI_STEP = 255           # draft 6.4: SPI_increment = First(8, HMAC), 0 made 1: 1..255
+BU_STEP = 255            # draft 6.3: seq#_increment = First(8, HMAC), 0 made 1: 1..255
+RR_WINDOW = 1.0          # s: HoTI and CoTI leave together (RFC 6275 11.6.1)
+FORWARD_WINDOW = 0.05    # s: the home agent forwards what it un-tunnels at once
 # octets a tunnel adds: IPv6 header 40 + ESP 8 + IV <= 16 + padding <= 15 + trailer 2 + ICV <= 16
 # (RFC 2473, RFC 4303), with room for a destination option
 TUNNEL_OVERHEAD = (40, 128)
-IID_OVERLAP = 2.0               # s: two care-of addresses with one IID active together: two nodes
+IID_OVERLAP = 2.0        # s: two care-of addresses with one IID active together: two nodes
+MISSING = 0.005          # prior that a timing partner is not visible (lost, other vantage)
+RATE_SPAN = 10.0         # s each side: how busy a timing window is, measured around it
+
+COMPONENT_CAP = 10       # rows or columns beyond this: too crowded to enumerate pairings
+BAND_CAP = 64            # look-alike values counted at most (the posterior is low by then)
+CHAIN_CAP = 32           # values visited when following a value's own chain
+
+
+# ---- what a decision produces -----------------------------------------------------------------
+
+@dataclass(frozen=True, slots=True)
+class Candidate:
+    """One explanation a decision weighed: the frames it points at, its posterior, and why."""
+    frames: tuple[int, ...]
+    probability: float
+    what: str
+    chosen: bool = False
+
+    def as_dict(self) -> dict:
+        return {"frames": list(self.frames), "probability": round(self.probability, 4),
+                "what": self.what, "chosen": self.chosen}
 
 
 @dataclass(frozen=True, slots=True)
 class Evidence:
     rule: str
-    confidence: float
+    confidence: float                   # posterior that `frames` are one node
     detail: str                         # what was equal or continued, in words
     frames: tuple[int, ...]             # the frames that support it
-    ambiguous: bool = False
+    ambiguous: bool = False             # another explanation competed
+    subject: tuple[int, ...] = ()       # the frame(s) being explained (successor rules)
+    candidates: tuple[Candidate, ...] = ()   # the explanations weighed, best first
+    ruled_out: tuple[str, ...] = ()     # look-alikes a protocol constraint excluded, and why
+    computation: str = ""               # the numbers that went in
 
     def as_dict(self, threshold: float = THRESHOLD, max_frames: int = 25) -> dict:
-        return {"rule": self.rule, "confidence": round(self.confidence, 3),
-                "detail": self.detail, "frames": list(self.frames[:max_frames]),
-                "frame_count": len(self.frames), "ambiguous": self.ambiguous,
-                "links": self.confidence >= threshold}
+        out = {"rule": self.rule, "confidence": round(self.confidence, 4),
+               "detail": self.detail, "frames": list(self.frames[:max_frames]),
+               "frame_count": len(self.frames), "ambiguous": self.ambiguous,
+               "links": self.confidence >= threshold}
+        if self.candidates or self.computation:
+            out.update(subject=list(self.subject),
+                       candidates=[c.as_dict() for c in self.candidates],
+                       ruled_out=list(self.ruled_out), computation=self.computation)
+        return out
 
 
 @dataclass(frozen=True, slots=True)
 class Rule:
     name: str
-    confidence: float
+    model: str                          # the confidence model, in words
     section: str                        # where the draft / RFC names this invariant
     description: str
-    find: Callable[[Rule, list[Observation]], list[Evidence]]
-
-    def evidence(self, detail: str, frames: Iterable[int], ambiguous: bool = False) -> Evidence:
-        conf = self.confidence / 2 if ambiguous else self.confidence
-        return Evidence(self.name, conf, detail, tuple(sorted(set(frames))), ambiguous)
+    finder: Callable[[Rule, Linker], Finder]
 
 
-# ---- exact invariants: every observation with the same value is one node -------------------
+class Finder:
+    """A rule's state: indexes over what it has seen, bounded by time."""
 
-def _exact(key: Callable[[Observation], Iterable], label: str):
-    def find(rule: Rule, observations: list[Observation]) -> list[Evidence]:
-        groups: dict = defaultdict(list)
-        for obs in observations:
-            for value in key(obs):
-                if value is not None:
-                    groups[value].append(obs.frame)
-        return [rule.evidence(f"{label} {_fmt(value)}", frames)
-                for value, frames in groups.items() if len(frames) >= 2]
-    return find
+    def __init__(self, rule: Rule, linker: Linker):
+        self.rule, self.linker = rule, linker
 
+    def add(self, obs: Observation) -> None:
+        raise NotImplementedError
 
-def _fmt(value) -> str:
-    if isinstance(value, tuple):
-        return " ".join(_fmt(v) for v in value)
-    if isinstance(value, int):
-        return f"0x{value:08x}" if value > 0xFFFF else str(value)
-    return str(value)
+    def decide(self, claim) -> Evidence | None:
+        return None
 
+    def evidence(self) -> Iterable[Evidence]:
+        """Evidence the finder holds itself (identity groups); decisions go to the linker."""
+        return ()
 
-def _same_interface_id(rule: Rule, observations: list[Observation]) -> list[Evidence]:
-    """RFC 4291 2.5.1 / draft 6.2.1: an interface ID kept under a new prefix (e.g. EUI-64, or a
-    care-of address formed with the home address's IID) links the addresses."""
-    first: dict[str, int] = {}
-    span: dict[str, list[float]] = {}
-    care_ofs: set[str] = set()
-    homes: set[str] = set()           # a node back home uses its home address as care-of
-    infrastructure: set[str] = set()
-    for obs in observations:
-        infrastructure.update(a for a in (obs.home_agent, obs.correspondent) if a)
-        for address in obs.identities:
-            first.setdefault(address, obs.frame)
-            s = span.setdefault(address, [obs.time, obs.time])
-            s[0], s[1] = min(s[0], obs.time), max(s[1], obs.time)
-        if obs.care_of:
-            care_ofs.add(obs.care_of)
-        homes.update(obs.homes)
-    by_iid: dict[int, list[str]] = defaultdict(list)
-    for address in first:
-        iid = interface_id(address)
-        if iid is not None and iid > 1 and address not in infrastructure:
-            by_iid[iid].append(address)
-    out = []
-    for iid, addresses in by_iid.items():
-        if len({prefix64(a) for a in addresses}) < 2:
-            continue
-        coas = sorted((a for a in addresses if a in care_ofs and a not in homes),
-                      key=lambda a: span[a][0])
-        # one node has one care-of address at a time: two used together are two nodes
-        ambiguous = any(min(span[a][1], span[b][1]) - max(span[a][0], span[b][0]) > IID_OVERLAP
-                        for i, a in enumerate(coas) for b in coas[i + 1:])
-        out.append(rule.evidence(
-            f"interface ID {iid:016x} under prefixes of " + ", ".join(sorted(addresses)),
-            (first[a] for a in addresses), ambiguous))
-    return out
+    def forget(self, before: float) -> None:
+        """Drop index entries last used before `before` (capture time)."""
+
+    def keep_frames(self, oldest: int) -> None:
+        """A live window forgot every frame below `oldest`."""
 
 
-def _same_nonce_indices(rule: Rule, observations: list[Observation]) -> list[Evidence]:
-    """RFC 6275 5.2.5: a correspondent's nonce index is handed to every node that asks in the
-    same period, so the indices echoed in a BU only link when one node asked (else ambiguous)."""
-    groups: dict[tuple, list[Observation]] = defaultdict(list)
-    for obs in observations:
-        if obs.mh_type not in (MHType.BU, MHType.HOT, MHType.COT) or obs.correspondent is None:
-            continue
-        if obs.home_nonce_index is not None:
-            groups[(obs.correspondent, "home", obs.home_nonce_index)].append(obs)
-        if obs.care_of_nonce_index is not None:
-            groups[(obs.correspondent, "care-of", obs.care_of_nonce_index)].append(obs)
-    out = []
-    for (cn, kind, index), members in groups.items():
-        bus = [o for o in members if o.mh_type == MHType.BU]
-        if not bus or len(members) < 2:
-            continue
-        senders = {o.identities for o in members if o.mh_type == MHType.BU}
-        tests = {o.identities for o in members if o.mh_type != MHType.BU}
-        if len(senders) < 2 and not tests:
-            continue                      # the same sender repeating itself: nothing new
-        ambiguous = len(senders) > 1 and len({o.care_of for o in bus}) > 1 or len(tests) > 1
-        out.append(rule.evidence(f"{kind} nonce index {index} of correspondent {cn}",
-                                 (o.frame for o in members), ambiguous))
-    return out
-
-
-# ---- continuity: the next value of a counter, seen from a new place --------------------------
-
-def _sender(obs: Observation) -> str | None:
-    """Where a counter is seen from: the care-of address, or the home address of a node at home."""
-    return obs.care_of or (obs.homes[0] if obs.homes else None)
-
-
-@dataclass
-class _Segment:
-    """A run of observations of one sender (care-of address and SPI, or sender) to one peer."""
-    key: tuple
-    first_time: float
-    last_time: float
-    first_frame: int
-    last_frame: int
-    first_value: int
-    last_value: int
-    values: list[int] = field(default_factory=list)
-
-
-def _segments(observations: Iterable[Observation], group, segment, value) -> dict:
-    groups: dict = defaultdict(dict)
-    for obs in sorted(observations, key=lambda o: (o.time, o.frame)):
-        g, s, v = group(obs), segment(obs), value(obs)
-        if g is None or s is None or v is None:
-            continue
-        seg = groups[g].get(s)
-        if seg is None:
-            groups[g][s] = _Segment(s, obs.time, obs.time, obs.frame, obs.frame, v, v, [v])
-        else:
-            seg.last_time, seg.last_frame, seg.last_value = obs.time, obs.frame, v
-            seg.values.append(v)
-    return groups
-
-
-def _continuations(rule, groups, step_ok, describe, sender=lambda seg: seg.key) -> list[Evidence]:
-    out = []
-    for g, segs in groups.items():
-        ordered = sorted(segs.values(), key=lambda s: s.first_time)
-        for seg in ordered:
-            latest: dict = {}          # the latest earlier segment of each other sender
-            for t in ordered:
-                if t is not seg and sender(t) != sender(seg) and t.last_time <= seg.first_time \
-                        and step_ok(t, seg):
-                    if sender(t) not in latest or t.last_time > latest[sender(t)].last_time:
-                        latest[sender(t)] = t
-            if not latest:
-                continue
-            # two earlier senders whose counters would both continue here: ambiguous
-            candidates = list(latest.values())
-            best = max(candidates, key=lambda t: t.last_time)
-            frames = [seg.first_frame] + [t.last_frame for t in candidates]
-            out.append(rule.evidence(describe(g, best, seg), frames, len(candidates) > 1))
-    return out
-
-
-def _esp_sequence_continues(rule: Rule, observations: list[Observation]) -> list[Evidence]:
-    """RFC 4303 3.3.3: the sender's ESP sequence number counts on; when it carries on from one
-    care-of address to the next (draft 6.1: "the IPsec sequence number"), the two are one node."""
-    esp = [o for o in observations if o.path == "mn-ha" and o.esp_sequence is not None]
-    groups = _segments(esp, lambda o: (o.home_agent, o.towards_ha),
-                       lambda o: (_sender(o), o.spi), lambda o: o.esp_sequence)
-
-    def ok(t: _Segment, s: _Segment) -> bool:
-        return 0 < s.first_value - t.last_value <= ESP_GAP
-
-    return _continuations(rule, groups, ok, lambda g, t, s:
-                          f"ESP sequence {t.last_value} from {t.key[0]} continues as "
-                          f"{s.first_value} from {s.key[0]} ({'to' if g[1] else 'from'} {g[0]})",
-                          sender=lambda seg: seg.key[0])
-
-
-def _bu_sequence_continues(rule: Rule, observations: list[Observation]) -> list[Evidence]:
-    """RFC 6275 9.5.1 only asks BU sequence numbers to grow; a fixed or small increment across
-    a care-of address change links the BUs (draft 6.3, which randomises the increment)."""
-    bus = [o for o in observations if o.mh_type == MHType.BU and o.mh_sequence is not None]
-    groups = _segments(bus, lambda o: (o.dst, o.home_flag),
-                       _sender, lambda o: o.mh_sequence)
-
-    def steps(seg: _Segment) -> set[int]:
-        return {(b - a) % 65536 for a, b in zip(seg.values, seg.values[1:], strict=False) if b != a}
-
-    def ok(t: _Segment, s: _Segment) -> bool:
-        return 0 < (s.first_value - t.last_value) % 65536 <= BU_SMALL_STEP
-
-    out = []
-    for ev in _continuations(rule, groups, ok, lambda g, t, s:
-                             f"BU sequence {t.last_value} from {t.key} continues as "
-                             f"{s.first_value} from {s.key} (to {g[0]}, step "
-                             f"{(s.first_value - t.last_value) % 65536}"
-                             + (", the same fixed step as before)" if
-                                steps(t) == {(s.first_value - t.last_value) % 65536}
-                                else ")")):
-        out.append(ev)
-    return out
-
-
-def _spi_increment(rule: Rule, observations: list[Observation]) -> list[Evidence]:
-    """draft 6.4: the renewed SPI is the old one plus First(8, HMAC): less than 256 away, so an
-    SPI that appears just above one already seen, towards the same home agent, is its successor."""
-    esp = [o for o in observations if o.path == "mn-ha" and o.spi is not None]
-    groups = _segments(esp, lambda o: (o.home_agent, o.towards_ha), lambda o: o.spi,
-                       lambda o: o.spi)
-
-    def ok(t: _Segment, s: _Segment) -> bool:
-        return 0 < (s.key - t.key) % (1 << 32) < SPI_STEP and t.first_time <= s.first_time
-
-    out = []
-    for g, segs in groups.items():
-        for seg in segs.values():
-            cands = [t for t in segs.values() if t is not seg and ok(t, seg)]
-            if cands:
-                frames = [seg.first_frame] + [t.last_frame for t in cands]
-                out.append(rule.evidence(
-                    f"SPI 0x{seg.key:08x} is " + " or ".join(
-                        f"0x{t.key:08x} + {(seg.key - t.key) % (1 << 32)}" for t in cands)
-                    + f" ({'to' if g[1] else 'from'} {g[0]})", frames, len(cands) > 1))
-    return out
-
-
-def _hoti_timing(rule: Rule, observations: list[Observation]) -> list[Evidence]:
-    """draft 6.1 ("the timing of HoTI messages"): a HoTI (or HoT) seen in clear between home
-    agent and correspondent goes out (or comes in) together with the CoTI (CoT) of the same
-    node, and right after (before) the tunnelled packet that carried it on MN-HA."""
-    by_time = sorted(observations, key=lambda o: o.time)
-    partners_of = _TimeIndex(by_time, lambda o: (o.mh_type, o.correspondent)
-                             if o.care_of and o.mh_type in (MHType.COTI, MHType.COT) else None)
-    tunnels = _TimeIndex(by_time, _tunnel_direction)
-    out = []
-    for obs in by_time:
-        if obs.mh_type not in (MHType.HOTI, MHType.HOT) or obs.tunnelled or obs.path != "ha-cn":
-            continue
-        pair = MHType.COTI if obs.mh_type == MHType.HOTI else MHType.COT
-        partners = partners_of.between((pair, obs.correspondent),
-                                       obs.time - RR_WINDOW, obs.time + RR_WINDOW)
-        tunnel = _tunnel_beside(tunnels, obs.time, outbound=obs.mh_type == MHType.HOTI)
-        for kind, cands in (("RR", partners), ("tunnel", tunnel)):
-            coas = {o.care_of for o in cands}
-            if not coas:
-                continue
-            nearest = _nearest_per_care_of(cands, coas, obs.time)
-            what = (f"{obs.mh_name} {'to' if obs.mh_type == MHType.HOTI else 'from'} "
-                    f"{obs.correspondent} at {obs.time:.3f} s with the "
-                    + ("CoTI/CoT" if kind == "RR" else "MN-HA tunnel packet") + " of "
-                    + ", ".join(f"{c} at {nearest[c].time:.3f} s" for c in sorted(coas)))
-            out.append(rule.evidence(what, [obs.frame] + [o.frame for o in nearest.values()],
-                                     len(coas) > 1))
-    return out
-
-
-class _TimeIndex:
-    """Observations grouped by `key` (None: left out), each group in time order, so a rule
-    looks only at its own kind of packet inside a time window (scanning every packet of the
-    window was quadratic at 1,000 packets/s)."""
-
-    def __init__(self, by_time: list[Observation], key):
-        self._groups: dict = defaultdict(list)
-        for o in by_time:
-            k = key(o)
-            if k is not None:
-                self._groups[k].append(o)
-        self._times = {k: [o.time for o in group] for k, group in self._groups.items()}
-
-    def between(self, key, t0: float, t1: float) -> list[Observation]:
-        group, times = self._groups.get(key, ()), self._times.get(key, ())
-        return list(group[bisect.bisect_left(times, t0):bisect.bisect_right(times, t1)])
-
-
-def _tunnel_direction(o: Observation) -> bool | None:
-    """An MN-HA tunnel packet's direction (True: toward the home agent), None for others."""
-    if o.care_of and o.path == "mn-ha" and o.towards_ha is not None:
-        return bool(o.towards_ha)
-    return None
-
-
-def _tunnel_beside(tunnels: _TimeIndex, at: float, outbound: bool) -> list[Observation]:
-    """The MN-HA tunnel packets that can carry what HA-CN shows at `at`: toward the home agent
-    just before an outbound packet, from it just after an inbound one."""
-    if outbound:
-        return tunnels.between(True, at - FORWARD_WINDOW, at)
-    return tunnels.between(False, at, at + FORWARD_WINDOW)
-
-
-def _nearest_per_care_of(cands: list[Observation], coas: set[str],
-                         at: float) -> dict[str, Observation]:
-    """For each care-of address, its candidate observation closest in time to `at`."""
-    return {c: min((o for o in cands if o.care_of == c), key=lambda o: abs(o.time - at))
-            for c in coas}
-
-
-def _forwarding_timing(rule: Rule, observations: list[Observation]) -> list[Evidence]:
-    """draft 6.1 ("communication patterns") against 5.4 / 7.2: a packet the home agent takes out
-    of a mobile node's tunnel appears on HA-CN a moment later, and one size of tunnel overhead
-    smaller (and the reverse for packets to the node). One candidate links; several: ambiguous."""
-    by_time = sorted(observations, key=lambda o: o.time)
-    tunnels = _TimeIndex(by_time, _tunnel_direction)
-    lo, hi = TUNNEL_OVERHEAD
-    out = []
-    for obs in by_time:
-        if obs.path != "ha-cn" or obs.mh_type in (MHType.HOTI, MHType.HOT) or not obs.homes \
-                or not obs.length:
-            continue
-        outbound = obs.correspondent == obs.dst          # home side -> correspondent
-        cands = [o for o in _tunnel_beside(tunnels, obs.time, outbound)
-                 if lo <= o.length - obs.length <= hi]
-        coas = {o.care_of for o in cands}
-        if not coas:
-            continue
-        nearest = _nearest_per_care_of(cands, coas, obs.time)
-        what = (f"{obs.homes[0]} {'->' if outbound else '<-'} {obs.correspondent} at "
-                f"{obs.time:.3f} s ({obs.length} octets) with the MN-HA tunnel packet of "
-                + ", ".join(f"{c} at {nearest[c].time:.3f} s ({nearest[c].length} octets)"
-                            for c in sorted(coas)))
-        out.append(rule.evidence(what, [obs.frame] + [o.frame for o in nearest.values()],
-                                 len(coas) > 1))
-    return out
-
-
-RULES: tuple[Rule, ...] = (
-    Rule("same-care-of-address", 0.95, "draft 6.1",
-         "packets from or to one care-of address",
-         _exact(lambda o: (o.care_of,), "care-of address")),
-    Rule("same-home-address", 1.0, "draft 6.1, 6.2.1",
-         "one home or pseudo home address (HAO, RH2, 0xFE, inner header)",
-         _exact(lambda o: o.homes, "home or pseudo home address")),
-    Rule("same-spi", 0.9, "draft 6.1, 6.4", "one ESP SPI",
-         _exact(lambda o: ((f"0x{o.spi:08x}",) if o.spi is not None else ()), "SPI")),
-    Rule("same-init-cookie", 1.0, "RFC 6275 6.1.3-6.1.6",
-         "a HoT/CoT echoing a HoTI/CoTI init cookie",
-         _exact(lambda o: (o.cookie,), "init cookie")),
-    Rule("same-nonce-indices", 0.7, "draft 6.1, RFC 6275 5.2.5",
-         "a correspondent's nonce indices carried from its HoT/CoT into a BU", _same_nonce_indices),
-    Rule("same-interface-id", 0.8, "draft 6.2.1, RFC 4291 2.5.1",
-         "one interface ID under different prefixes", _same_interface_id),
-    Rule("esp-sequence-continues", 0.8, "draft 6.1, RFC 4303 3.3.3",
-         "ESP sequence numbers that carry on across a care-of address change",
-         _esp_sequence_continues),
-    Rule("bu-sequence-continues", 0.75, "draft 6.3, RFC 6275 9.5.1",
-         "BU sequence numbers that carry on with a fixed or small increment",
-         _bu_sequence_continues),
-    Rule("spi-increment", 0.8, "draft 6.4", "an SPI less than 256 above an earlier one",
-         _spi_increment),
-    Rule("hoti-timing", 0.65, "draft 6.1, RFC 6275 11.6.1",
-         "a HoTI/HoT in clear at the time of one node's CoTI/CoT or tunnel packet",
-         _hoti_timing),
-    Rule("forwarding-timing", 0.65, "draft 6.1, 7.2",
-         "a packet on HA-CN right after (before) a tunnel packet of one node, one tunnel "
-         "overhead smaller", _forwarding_timing),
-)
-
-
-def find_evidence(observations: list[Observation], rules: Iterable[Rule] = RULES) -> list[Evidence]:
-    out: list[Evidence] = []
-    for rule in rules:
-        out.extend(rule.find(rule, observations))
-    return out
-
+# ---- the engine -------------------------------------------------------------------------------
 
 class UnionFind:
+    """Frames -> profile; merges keep the smallest frame as the root."""
+
     def __init__(self, items: Iterable[int] = ()):
-        self.parent = {i: i for i in items}
+        self.parent: dict[int, int] = {i: i for i in items}
+
+    def add(self, x: int) -> None:
+        self.parent.setdefault(x, x)
 
     def find(self, x: int) -> int:
         parent = self.parent
@@ -418,25 +155,1131 @@ class UnionFind:
             parent[x], x = root, parent[x]
         return root
 
-    def union(self, a: int, b: int) -> None:
+    def union(self, a: int, b: int) -> bool:
         ra, rb = self.find(a), self.find(b)
-        if ra != rb:
-            if ra < rb:
-                self.parent[rb] = ra
+        if ra == rb:
+            return False
+        if ra < rb:
+            self.parent[rb] = ra
+        else:
+            self.parent[ra] = rb
+        return True
+
+    def groups(self) -> dict[int, list[int]]:
+        out: dict[int, list[int]] = defaultdict(list)
+        for f in sorted(self.parent):
+            out[self.find(f)].append(f)
+        return out
+
+    def keep(self, oldest: int) -> None:
+        """Forget frames below `oldest`, keeping the groups of the others."""
+        roots = {f: self.find(f) for f in self.parent if f >= oldest}
+        first: dict[int, int] = {}
+        for f in sorted(roots):
+            first.setdefault(roots[f], f)
+        self.parent = {f: first[r] for f, r in roots.items()}
+
+
+class Linker:
+    """Consumes each observation once, in capture order; keeps bounded indexes (the finders'),
+    a union-find of frames (the profiles) and the decisions made."""
+
+    def __init__(self, rules: Iterable[Rule] | None = None, threshold: float = THRESHOLD,
+                 wait: float = WAIT, horizon: float = HORIZON):
+        self.rules = tuple(RULES if rules is None else rules)
+        self.threshold, self.wait, self.horizon = threshold, wait, horizon
+        self.profiles = UnionFind()
+        self.finders = [rule.finder(rule, self) for rule in self.rules]
+        self.decided: list[Evidence] = []
+        self.now = float("-inf")
+        self._due: list[tuple[float, int, int, object]] = []     # (due, order, finder, claim)
+        self._order = 0
+        self._added = 0
+        self._forgot_at = float("-inf")
+        self.oldest = 0                 # a live window forgot the frames below this
+
+    # -- feeding --------------------------------------------------------------------------------
+    def add(self, obs: Observation) -> None:
+        self.decide_until(obs.time)
+        self.now = max(self.now, obs.time)
+        self.profiles.add(obs.frame)
+        for finder in self.finders:
+            finder.add(obs)
+        self._added += 1
+        if self.now - self._forgot_at > min(self.horizon / 8, RATE_SPAN):
+            self._forgot_at = self.now
+            for finder in self.finders:
+                finder.forget(self.now - self.horizon)
+
+    def later(self, finder: Finder, due: float, claim) -> None:
+        """Decide `claim` once the capture has gone past `due` (or at the end)."""
+        self._order += 1
+        heapq.heappush(self._due, (due, self._order, self.finders.index(finder), claim))
+
+    def decide_until(self, time: float) -> None:
+        while self._due and self._due[0][0] < time:
+            _, _, index, claim = heapq.heappop(self._due)
+            evidence = self.finders[index].decide(claim)
+            if evidence is not None:
+                self.record(evidence)
+
+    def flush(self) -> None:
+        """End of the capture: every waiting decision is made now, with what was seen."""
+        self.decide_until(float("inf"))
+
+    @property
+    def pending(self) -> int:
+        return len(self._due)
+
+    # -- decisions ------------------------------------------------------------------------------
+    def record(self, evidence: Evidence) -> None:
+        kept = [f for f in evidence.frames if f >= self.oldest]
+        if not kept:
+            return                      # a decision about frames a live window forgot
+        self.decided.append(evidence)
+        if evidence.confidence >= self.threshold:
+            self.link(kept)
+
+    def link(self, frames: Iterable[int]) -> None:
+        frames = [f for f in frames if f >= self.oldest]
+        for f in frames[1:]:
+            self.profiles.union(frames[0], f)
+
+    def root(self, frame: int) -> int:
+        return self.profiles.find(frame)
+
+    def evidence(self) -> list[Evidence]:
+        out: list[Evidence] = []
+        for finder in self.finders:
+            out.extend(finder.evidence())
+        return out + self.decided
+
+    def keep_frames(self, oldest: int) -> None:
+        """A live window forgets frames below `oldest` (profiles, evidence, identity groups)."""
+        self.oldest = oldest
+        self.profiles.keep(oldest)
+        self.decided = [e for e in self.decided if e.frames and e.frames[-1] >= oldest]
+        for finder in self.finders:
+            finder.keep_frames(oldest)
+
+
+# ---- posteriors over pairings -------------------------------------------------------------------
+
+def pairing_posterior(rows: int, cols: int, edges: list[list[tuple[int, float]]],
+                      row_slack: list[float], col_slack: list[float]) -> list[float]:
+    """P(row 0 is paired with column j) for each column j, and (last) P(row 0 is unpaired).
+
+    Sums over every partial pairing of the component (a row takes at most one column, a column
+    at most one row: one successor, one predecessor): a pair (i, j) weighs edges' likelihood of
+    the step, an unpaired row its look-alike density, an unpaired column the chance that its
+    successor is not in view. Rows and columns are few (COMPONENT_CAP), so the sum is exact.
+    """
+    def free(start: int) -> float:
+        states = {start: 1.0}
+        for i in range(1, rows):
+            nxt: dict[int, float] = defaultdict(float)
+            for mask, w in states.items():
+                nxt[mask] += w * row_slack[i]
+                for j, a in edges[i]:
+                    if not mask >> j & 1:
+                        nxt[mask | 1 << j] += w * a
+            states = nxt
+        total = 0.0
+        for mask, w in states.items():
+            for j in range(cols):
+                if not mask >> j & 1:
+                    w *= col_slack[j]
+            total += w
+        return total
+
+    weights = [0.0] * (cols + 1)
+    for j, a in edges[0]:
+        weights[j] += a * free(1 << j)
+    weights[cols] = row_slack[0] * free(0)
+    total = sum(weights)
+    return [w / total for w in weights] if total > 0 else [0.0] * cols + [1.0]
+
+
+def crowded_posterior(edges0: list[tuple[int, float]], col_competition: dict[int, float],
+                      slack0: float, col_slack: float) -> dict[int, float]:
+    """Too many candidates to enumerate: a bound by normalising row 0 over its candidates and
+    each candidate column over its other successors (both constraints, applied once)."""
+    total = sum(a for _, a in edges0) + slack0
+    return {j: (a / total) * (a / (col_competition[j] + col_slack)) for j, a in edges0}
+
+
+def entropy_bits(probabilities: Iterable[float]) -> float:
+    ps = [p for p in probabilities if p > 0]
+    s = sum(ps)
+    return -sum(p / s * math.log2(p / s) for p in ps) + 0.0 if s else 0.0
+
+
+def _fmt(value) -> str:
+    if isinstance(value, tuple):
+        return " ".join(_fmt(v) for v in value)
+    if isinstance(value, bool):
+        return str(value)
+    if isinstance(value, int):
+        return f"0x{value:08x}" if value > 0xFFFF else str(value)
+    return str(value)
+
+
+def _sender(obs: Observation) -> str | None:
+    """Where a counter is seen from: the care-of address, or the home address of a node at home."""
+    return obs.care_of or (obs.homes[0] if obs.homes else None)
+
+
+def _mn_ha_direction(obs: Observation) -> tuple | None:
+    if obs.path != "mn-ha" or obs.home_agent is None or obs.towards_ha is None:
+        return None
+    return (obs.home_agent, bool(obs.towards_ha))
+
+
+def _direction_words(group: tuple) -> str:
+    return f"{'to' if group[1] else 'from'} {group[0]}"
+
+
+# ---- identities ---------------------------------------------------------------------------------
+
+@dataclass(slots=True)
+class _Group:
+    value: object
+    frames: list[int]
+
+
+class SameValue(Finder):
+    """Every observation carrying the value is one node, at once (a value only one node holds:
+    RFC 6275 addresses, 64-bit random init cookies)."""
+
+    def __init__(self, rule: Rule, linker: Linker, key: Callable[[Observation], Iterable],
+                 label: str):
+        super().__init__(rule, linker)
+        self.key, self.label = key, label
+        self.groups: dict[object, _Group] = {}
+
+    def add(self, obs: Observation) -> None:
+        for value in self.key(obs):
+            if value is None:
+                continue
+            group = self.groups.get(value)
+            if group is None:
+                self.groups[value] = _Group(value, [obs.frame])
+                continue
+            if group.frames[-1] != obs.frame:
+                group.frames.append(obs.frame)
+                self.linker.profiles.union(group.frames[0], obs.frame)
+
+    def evidence(self) -> Iterator[Evidence]:
+        for g in self.groups.values():
+            if len(g.frames) >= 2:
+                yield Evidence(self.rule.name, 1.0, f"{self.label} {_fmt(g.value)}",
+                               tuple(g.frames))
+
+    def keep_frames(self, oldest: int) -> None:
+        for value in list(self.groups):
+            frames = [f for f in self.groups[value].frames if f >= oldest]
+            if frames:
+                self.groups[value].frames = frames
             else:
-                self.parent[ra] = rb
+                del self.groups[value]
 
 
-def cluster(frames: Iterable[int], evidence: Iterable[Evidence],
-            threshold: float = THRESHOLD) -> dict[int, list[int]]:
-    """root frame -> frames: connected components of the evidence at or above threshold."""
-    uf = UnionFind(frames)
-    for ev in evidence:
-        if ev.confidence >= threshold and ev.frames:
-            first = ev.frames[0]
-            for f in ev.frames[1:]:
-                uf.union(first, f)
-    groups: dict[int, list[int]] = defaultdict(list)
-    for f in sorted(uf.parent):
-        groups[uf.find(f)].append(f)
-    return groups
+def same(key: Callable[[Observation], Iterable], label: str):
+    return lambda rule, linker: SameValue(rule, linker, key, label)
+
+
+# ---- successors over stepping values: SPI (6.4), ESP counter (RFC 4303), BU sequence (6.3) ------
+
+@dataclass(eq=False, slots=True)
+class _Item:
+    """One value run in a group: an SPI, or one sender's run of an ESP counter or BU sequence."""
+    group: tuple
+    key: object
+    first: int                  # value at first sight: what a predecessor's step leads to
+    last: int                   # value at last sight: where a successor's step starts
+    sender: str | None
+    first_time: float
+    last_time: float
+    first_frame: int
+    last_frame: int
+    first_seq: int | None = None     # SPI items: the SA's ESP counter at first / last sight
+    last_seq: int | None = None
+    step: int | None = None          # BU runs: the one step between its values so far
+    steps: int = 0
+    succeeded: bool = False          # a successor was linked (a chain has one)
+    preceded: bool = False           # a predecessor was linked
+    birth: bool = False              # had no candidate predecessor at all
+
+
+class StepChains(Finder):
+    """The shared machinery of successor rules over values that step forward by a bounded
+    amount. Subclasses say what the group, the item, the value and a step's likelihood are."""
+
+    modulus = 1 << 32
+    max_step = 255
+    band = 4096                 # values each side counted for the look-alike density
+    recent: float | None = None  # look-alikes must have been seen this recently (s); None: any
+    distinct_senders = True     # a successor comes from another place (else trivially linked)
+    unit = "value"
+
+    def __init__(self, rule: Rule, linker: Linker):
+        super().__init__(rule, linker)
+        self.items: dict[tuple, dict[object, _Item]] = defaultdict(dict)
+        # group -> bucket of values -> items (dicts: insertion order keeps results reproducible)
+        self.by_last: dict[tuple, dict[int, dict[_Item, None]]] = defaultdict(
+            lambda: defaultdict(dict))
+        self.by_first: dict[tuple, dict[int, dict[_Item, None]]] = defaultdict(
+            lambda: defaultdict(dict))
+        self.births: dict[tuple, int] = defaultdict(int)
+        self._order: deque[tuple[float, _Item]] = deque()      # by last use, for forgetting
+        self._shift = max(1, (self.max_step).bit_length())
+
+    # what subclasses define
+    def locate(self, obs: Observation) -> tuple[tuple, object, int, str | None] | None:
+        """(group, item key, value, sender) of an observation, or None."""
+        raise NotImplementedError
+
+    def likelihood(self, p: _Item, z: _Item, delta: int) -> float:
+        """P(the step is `delta` | z continues p)."""
+        raise NotImplementedError
+
+    def constraint(self, p: _Item, z: _Item) -> str | None:
+        """Why z cannot continue p beyond the step itself (None: it can)."""
+        return None
+
+    def floor(self, group: tuple) -> float:
+        """Least look-alike density per value (values allocated with no relation to others)."""
+        return max(1, self.births[group]) / self.modulus
+
+    def describe(self, item: _Item) -> str:
+        return f"{self.unit} {_fmt(item.first)}"
+
+    def words(self, z: _Item, p: _Item, delta: int) -> str:
+        raise NotImplementedError
+
+    # indexing
+    def _bucket(self, value: int) -> int:
+        return value >> self._shift
+
+    def add(self, obs: Observation) -> None:
+        located = self.locate(obs)
+        if located is None:
+            return
+        group, key, value, sender = located
+        item = self.items[group].get(key)
+        if item is None:
+            item = _Item(group, key, value, value, sender, obs.time, obs.time, obs.frame,
+                         obs.frame, obs.esp_sequence, obs.esp_sequence)
+            self.items[group][key] = item
+            self.by_first[group][self._bucket(value)][item] = None
+            self.by_last[group][self._bucket(value)][item] = None
+            self._order.append((obs.time, item))
+            self.linker.later(self, obs.time + self.linker.wait, item)
+            return
+        if value != item.last:
+            if item.steps == 0 or item.step == (value - item.last) % self.modulus:
+                item.step = (value - item.last) % self.modulus
+            else:
+                item.step = None
+            item.steps += 1
+            self.by_last[group][self._bucket(item.last)].pop(item, None)
+            self.by_last[group][self._bucket(value)][item] = None
+            item.last = value
+        item.last_time, item.last_frame = obs.time, obs.frame
+        if obs.esp_sequence is not None:
+            item.last_seq = obs.esp_sequence
+
+    def forget(self, before: float) -> None:
+        while self._order and self._order[0][0] < before:
+            _, item = self._order.popleft()
+            if item.last_time >= before:
+                self._order.append((item.last_time, item))
+                continue
+            if self.items[item.group].get(item.key) is item:
+                del self.items[item.group][item.key]
+            self.by_first[item.group][self._bucket(item.first)].pop(item, None)
+            self.by_last[item.group][self._bucket(item.last)].pop(item, None)
+
+    # candidates
+    def _around(self, index: dict[int, dict[_Item, None]], lo: int, hi: int
+                ) -> Iterator[_Item]:
+        """Items whose indexed value lies in [lo, hi] (mod modulus), hi - lo < 2^shift."""
+        b0, b1 = self._bucket(lo % self.modulus), self._bucket(hi % self.modulus)
+        for b in (b0,) if b0 == b1 else (b0, b1):
+            yield from index.get(b, ())
+
+    def _valid(self, p: _Item, z: _Item) -> tuple[int, str | None]:
+        """(step, why z cannot continue p or None)."""
+        delta = (z.first - p.last) % self.modulus
+        if not 1 <= delta <= self.max_step:
+            return delta, "step out of range"
+        if p is z or p.key == z.key:
+            return delta, "itself"
+        if self.distinct_senders and p.sender == z.sender:
+            return delta, "same place"
+        if p.last_frame >= z.first_frame:
+            return delta, (f"{self.describe(p)} still in use at frame {p.last_frame}, after "
+                           f"{self.describe(z)} began (frame {z.first_frame})")
+        return delta, self.constraint(p, z)
+
+    def preds(self, z: _Item, ruled_out: list[str] | None = None
+              ) -> list[tuple[_Item, float, int]]:
+        out = []
+        for p in self._around(self.by_last[z.group], z.first - self.max_step, z.first - 1):
+            delta, why = self._valid(p, z)
+            if why == "step out of range" or why == "itself":
+                continue
+            if why is None and p.succeeded:
+                why = f"{self.describe(p)} already continues elsewhere"
+            if why is not None:
+                if ruled_out is not None and why != "same place":
+                    ruled_out.append(why)
+                continue
+            a = self.likelihood(p, z, delta)
+            if a > 0:
+                out.append((p, a, delta))
+        return out
+
+    def succs(self, p: _Item) -> list[tuple[_Item, float, int]]:
+        out = []
+        for z in self._around(self.by_first[p.group], p.last + 1, p.last + self.max_step):
+            delta, why = self._valid(p, z)
+            if why is None and not z.preceded:
+                a = self.likelihood(p, z, delta)
+                if a > 0:
+                    out.append((z, a, delta))
+        return out
+
+    def _chain(self, start: _Item, forward: bool, mine: set[int]) -> None:
+        """Add to `mine` the values `start`'s own chain could reach, onwards or backwards,
+        whatever was decided about them (they are not look-alikes of it)."""
+        todo, visited = [start], {id(start)}
+        while todo and len(visited) < CHAIN_CAP:
+            item = todo.pop()
+            if forward:
+                near = self._around(self.by_first[item.group], item.last + 1,
+                                    item.last + self.max_step)
+            else:
+                near = self._around(self.by_last[item.group], item.first - self.max_step,
+                                    item.first - 1)
+            for n in near:
+                if id(n) in visited:
+                    continue
+                _, why = self._valid(item, n) if forward else self._valid(n, item)
+                if why is None:
+                    visited.add(id(n))
+                    mine.add(id(n))
+                    todo.append(n)
+
+    def look_alike_density(self, z: _Item, component: list[_Item], preds: list[_Item]
+                           ) -> tuple[float, int]:
+        """Density per value of values near z that no candidate explains: items within
+        +-band of z, seen recently, outside the component, its profiles, z's own chain onwards
+        and its candidates' chains backwards."""
+        mine = {id(i) for i in component}
+        roots = {self.linker.root(f) for i in component for f in (i.first_frame, i.last_frame)}
+        self._chain(z, True, mine)
+        for p in preds:
+            self._chain(p, False, mine)
+        count = 0
+        since = z.first_time - self.recent if self.recent is not None else float("-inf")
+        index = self.by_last[z.group]
+        width = 1 << self._shift
+        buckets = dict.fromkeys(self._bucket((z.first - self.band + k * width) % self.modulus)
+                                for k in range(2 * self.band // width + 2))
+        for b in buckets:
+            for item in index.get(b, ()):
+                if count >= BAND_CAP:
+                    break
+                if id(item) in mine or item.last_time < since:
+                    continue
+                if (item.last - z.first + self.band) % self.modulus > 2 * self.band:
+                    continue
+                if self.linker.root(item.first_frame) in roots:
+                    continue
+                count += 1
+        return max(self.floor(z.group), count / (2 * self.band)), count
+
+    # the decision
+    def decide(self, z: _Item) -> Evidence | None:
+        if self.items[z.group].get(z.key) is not z or z.preceded:
+            return None
+        ruled_out: list[str] = []
+        preds = self.preds(z, ruled_out)
+        if not preds:
+            z.birth = True
+            self.births[z.group] += 1
+            return None
+        # the component: z, its candidate predecessors, their other candidate successors, the
+        # predecessors of those, ... until nothing new comes in (or too many: crowded)
+        rows: list[_Item] = [z]
+        cols: list[_Item] = []
+        col_of: dict[int, int] = {}
+        row_of: dict[int, int] = {id(z): 0}
+        edges: list[list[tuple[int, float]]] = [[]]
+        deltas: dict[tuple[int, int], int] = {}
+        crowded = False
+        todo_rows, todo_cols = [(z, preds)], []
+        while (todo_rows or todo_cols) and not crowded:
+            while todo_rows:
+                r, its_preds = todo_rows.pop()
+                i = row_of[id(r)]
+                for p, a, d in its_preds if its_preds is not None else self.preds(r):
+                    if id(p) not in col_of:
+                        col_of[id(p)] = len(cols)
+                        cols.append(p)
+                        todo_cols.append(p)
+                    edges[i].append((col_of[id(p)], a))
+                    deltas[(i, col_of[id(p)])] = d
+            if len(cols) > COMPONENT_CAP:
+                crowded = True
+                break
+            while todo_cols:
+                p = todo_cols.pop()
+                for r, _, _ in self.succs(p):
+                    if id(r) not in row_of:
+                        row_of[id(r)] = len(rows)
+                        rows.append(r)
+                        edges.append([])
+                        todo_rows.append((r, None))
+            if len(rows) > COMPONENT_CAP:
+                crowded = True
+        if crowded:
+            # too many candidates: the posterior is low whatever the look-alikes
+            g, nearby = self.floor(z.group), 0
+            competition = {}
+            for j, _ in edges[0]:
+                competition[j] = sum(a for _, a, _ in self.succs(cols[j]))
+            post = crowded_posterior(edges[0], competition, g, g)
+            posterior = [post.get(j, 0.0) for j in range(len(cols))]
+            method = (f"crowded: {len(cols)}+ candidate predecessors or {len(rows)}+ successors "
+                      f"in the window, normalised once over each")
+        else:
+            g, nearby = self.look_alike_density(z, rows + cols, [p for p, _, _ in preds])
+            # a column whose successor is not in view: as likely as not (nodes stop moving)
+            posterior = pairing_posterior(len(rows), len(cols), edges, [g] * len(rows),
+                                          [1.0] * len(cols))[:-1]
+            method = (f"exact sum over every pairing of {len(rows)} new and {len(cols)} "
+                      f"earlier {self.unit}s in the window")
+        # one node may hold several candidates (e.g. two SAs): sum per profile
+        by_root: dict[int, list[int]] = defaultdict(list)
+        for j, _ in edges[0]:
+            by_root[self.linker.root(cols[j].last_frame)].append(j)
+        per_profile = sorted(((sum(posterior[j] for j in js), js) for js in by_root.values()),
+                             key=lambda x: -x[0])
+        best_p, best_js = per_profile[0]
+        best = max(best_js, key=lambda j: posterior[j])
+        p = cols[best]
+        candidates = []
+        for prob, js in per_profile[:LISTED]:
+            j = max(js, key=lambda j: posterior[j])
+            candidates.append(Candidate((cols[j].last_frame,), prob,
+                                        self.words(z, cols[j], deltas[(0, j)]), j == best))
+        links = best_p >= self.linker.threshold
+        if links:
+            p.succeeded = True
+            z.preceded = True
+        computation = (f"{method}; {len(preds)} candidate(s) before, "
+                       f"{len(self.succs(p))} candidate successor(s) of the best; step "
+                       f"likelihood {self.likelihood(p, z, deltas[(0, best)]):.3g}; look-alike "
+                       f"density {g:.3g} per {self.unit} ({nearby} unexplained within "
+                       f"+-{self.band})")
+        return Evidence(self.rule.name, best_p, self.words(z, p, deltas[(0, best)]),
+                        tuple(sorted({z.first_frame, p.last_frame})),
+                        ambiguous=len(per_profile) > 1 or best_p < self.linker.threshold,
+                        subject=(z.first_frame,), candidates=tuple(candidates),
+                        ruled_out=tuple(dict.fromkeys(ruled_out))[:LISTED],
+                        computation=computation)
+
+
+class SpiIncrement(StepChains):
+    """draft 6.4: the renewed SPI is the old one plus First(8, HMAC_SHA1(Kph, SPI)), 1..255;
+    both ends move to it with the same keys (PROFILE.md), so the SA's ESP counter carries on
+    (RFC 4303 3.3.3), and the old SPI is not used again once the new one is."""
+
+    unit = "SPI"
+    distinct_senders = False
+
+    def locate(self, obs):
+        group = _mn_ha_direction(obs)
+        if group is None or obs.spi is None:
+            return None
+        return group, obs.spi, obs.spi, _sender(obs)
+
+    def likelihood(self, p, z, delta):
+        return (2 if delta == 1 else 1) / 256       # 0 becomes 1 (draft 6.4)
+
+    def constraint(self, p, z):
+        if p.last_seq is None or z.first_seq is None:
+            return None
+        gap = z.first_seq - p.last_seq
+        if not 1 <= gap <= ESP_GAP:
+            return (f"SPI 0x{p.first:08x}'s ESP counter ended at {p.last_seq}, "
+                    f"0x{z.first:08x}'s starts at {z.first_seq}: not the same SA")
+        return None
+
+    def describe(self, item):
+        return f"SPI 0x{item.first:08x}"
+
+    def words(self, z, p, delta):
+        return (f"SPI 0x{z.first:08x} is 0x{p.first:08x} + {delta} "
+                f"({_direction_words(z.group)}; ESP counter {p.last_seq} -> {z.first_seq})")
+
+
+class EspContinues(StepChains):
+    """RFC 4303 3.3.3: the sender's ESP counter counts on; when it carries on from one care-of
+    address to the next (draft 6.1: "the IPsec sequence number"), the two are one node. SAs
+    created together count side by side, so a continuation means little when many counters
+    sit at the same value: the look-alikes are the other counters that ended nearby."""
+
+    unit = "ESP sequence number"
+    max_step = ESP_GAP
+    band = 64
+    recent = WAIT
+
+    def locate(self, obs):
+        group = _mn_ha_direction(obs)
+        if group is None or obs.esp_sequence is None:
+            return None
+        sender = _sender(obs)
+        return group, (sender, obs.spi), obs.esp_sequence, sender
+
+    def likelihood(self, p, z, delta):
+        return 2.0 ** -delta / (1 - 2.0 ** -ESP_GAP)     # a lost packet or two, rarely more
+
+    def floor(self, group):
+        return 1 / 4096
+
+    def describe(self, item):
+        return f"the counter of SPI 0x{item.key[1]:08x} at {item.key[0]}"
+
+    def words(self, z, p, delta):
+        return (f"ESP sequence {p.last} from {p.sender} continues as {z.first} from "
+                f"{z.sender} ({_direction_words(z.group)})")
+
+
+class BuContinues(StepChains):
+    """RFC 6275 9.5.1 only asks BU sequence numbers to grow (implementations add 1); draft 6.3
+    makes the increment First(8, HMAC), 1..255. A BU from a new care-of address whose number
+    continues another place's, to the same correspondent, is its successor, weighed against
+    the other places whose numbers sit nearby."""
+
+    unit = "BU sequence number"
+    modulus = 1 << 16
+    max_step = BU_STEP
+    band = 2048
+
+    def locate(self, obs):
+        if obs.mh_type != MHType.BU or obs.mh_sequence is None:
+            return None
+        sender = _sender(obs)
+        return (obs.dst, obs.home_flag), sender, obs.mh_sequence, sender
+
+    def likelihood(self, p, z, delta):
+        # half: a fixed step (the one p showed, else RFC 6275's usual 1); half: draft 6.3
+        fixed = p.step if p.step is not None else 1
+        return 0.5 * (delta == fixed) + 0.5 / BU_STEP
+
+    def floor(self, group):
+        return 1 / self.modulus
+
+    def words(self, z, p, delta):
+        fixed = " (the same fixed step as before)" if p.step == delta else ""
+        return (f"BU sequence {p.last} from {p.sender} continues as {z.first} from {z.sender} "
+                f"(to {z.group[0]}, step {delta}{fixed})")
+
+
+# ---- identities that look-alikes could share ----------------------------------------------
+
+@dataclass(eq=False, slots=True)
+class _Run:
+    """One sender's run of packets under one value (an SPI, an interface ID)."""
+    sender: str | None
+    first_time: float
+    last_time: float
+    first_frame: int
+    last_frame: int
+
+
+class SameSpi(Finder):
+    """draft 6.1, 6.4: an SPI names one SA at the receiver. When it shows up from a new place
+    after the old place stopped using it (no renewal: RFC 3776; the renewed SPI used before and
+    after a move: draft 6.4 + 5.5), the two places are one node, unless SPIs are so dense
+    there that another SA's chain could have reached the same value."""
+
+    def __init__(self, rule, linker):
+        super().__init__(rule, linker)
+        self.runs: dict[tuple, list[_Run]] = defaultdict(list)
+        # (group, spi >> 8) -> {spi: last seen}: the SPIs near one, found in three buckets
+        self.near: dict[tuple, dict[int, float]] = defaultdict(dict)
+        self._order: deque[tuple[float, tuple]] = deque()
+
+    def add(self, obs):
+        group = _mn_ha_direction(obs)
+        if group is None or obs.spi is None:
+            return
+        key = (*group, obs.spi)
+        self.near[(group, obs.spi >> 8)][obs.spi] = obs.time
+        runs = self.runs[key]
+        sender = _sender(obs)
+        if runs and runs[-1].sender == sender:
+            runs[-1].last_time, runs[-1].last_frame = obs.time, obs.frame
+            return
+        run = _Run(sender, obs.time, obs.time, obs.frame, obs.frame)
+        runs.append(run)
+        self._order.append((obs.time, key))
+        if len(runs) >= 2:
+            self.linker.later(self, obs.time + self.linker.wait, (key, run))
+
+    def decide(self, claim):
+        key, run = claim
+        runs = self.runs.get(key, [])
+        if run not in runs:
+            return None
+        i = runs.index(run)
+        before = [r for r in runs[:i] if r.sender != run.sender]
+        prev = next((r for r in reversed(before) if r.last_frame < run.first_frame), None)
+        ruled_out = [f"{r.sender} still used SPI 0x{key[2]:08x} at frame {r.last_frame}"
+                     for r in before if r.last_frame >= run.first_frame][:LISTED]
+        if prev is None:
+            return None
+        root = self.linker.root
+        # other places that took the SPI up after prev stopped: competing successors
+        rivals = {root(r.first_frame) for r in runs if r.first_frame > prev.last_frame
+                  and r is not run and r.sender != prev.sender} - {root(run.first_frame)}
+        # SPIs of other SAs within 255 of this one since: chains that could reach it
+        group, spi = key[:2], key[2]
+        near = sum(1 for b in ((spi >> 8) - 1, spi >> 8, (spi >> 8) + 1)
+                   for v, t in self.near.get((group, b), {}).items()
+                   if v != spi and abs(v - spi) <= SPI_STEP and t >= prev.last_time)
+        mu = near / SPI_STEP
+        confidence = 1 / (1 + mu) / (1 + len(rivals))
+        detail = (f"SPI 0x{spi:08x} from {prev.sender} (to frame {prev.last_frame}) and from "
+                  f"{run.sender} (from frame {run.first_frame}) ({_direction_words(group)})")
+        cands = [Candidate((prev.last_frame,), confidence, f"SPI 0x{spi:08x} at {prev.sender}",
+                           True)]
+        return Evidence(self.rule.name, confidence, detail,
+                        tuple(sorted({prev.last_frame, run.first_frame})),
+                        ambiguous=bool(rivals) or confidence < self.linker.threshold,
+                        subject=(run.first_frame,), candidates=tuple(cands),
+                        ruled_out=tuple(ruled_out),
+                        computation=(f"{near} other SPI(s) within {SPI_STEP} seen since: "
+                                     f"look-alike chance {mu:.3g}; {len(rivals)} other "
+                                     f"place(s) took the SPI up after {prev.sender}"))
+
+    def forget(self, before):
+        while self._order and self._order[0][0] < before:
+            _, key = self._order.popleft()
+            runs = self.runs.get(key)
+            if runs and runs[-1].last_time < before:
+                del self.runs[key]
+                bucket = self.near.get((key[:2], key[2] >> 8))
+                if bucket is not None:
+                    bucket.pop(key[2], None)
+            elif runs:
+                self._order.append((runs[-1].last_time, key))
+
+    def keep_frames(self, oldest):
+        for key in list(self.runs):
+            runs = [r for r in self.runs[key] if r.last_frame >= oldest]
+            if runs:
+                self.runs[key] = runs
+            else:
+                del self.runs[key]
+
+
+class SameInterfaceId(Finder):
+    """RFC 4291 2.5.1 / draft 6.2.1: an interface ID kept under a new prefix (EUI-64, or a
+    care-of address formed with the home address's IID) links the addresses; two care-of
+    addresses with one IID in use at the same time are two nodes (the IID is not one node's)."""
+
+    def __init__(self, rule, linker):
+        super().__init__(rule, linker)
+        self.by_iid: dict[int, dict[str, _Run]] = defaultdict(dict)
+        self.prefixes: dict[int, set[str]] = defaultdict(set)
+        self.care_ofs: set[str] = set()
+        self.homes: set[str] = set()
+        self.infrastructure: set[str] = set()
+        self._order: deque[tuple[float, int]] = deque()
+
+    def add(self, obs):
+        self.infrastructure.update(a for a in (obs.home_agent, obs.correspondent) if a)
+        if obs.care_of:
+            self.care_ofs.add(obs.care_of)
+        self.homes.update(obs.homes)
+        for address in obs.identities:
+            if address in self.infrastructure:
+                continue
+            iid = interface_id(address)
+            if iid is None or iid <= 1:
+                continue
+            runs = self.by_iid[iid]
+            run = runs.get(address)
+            if run is not None:
+                run.last_time, run.last_frame = obs.time, obs.frame
+                continue
+            runs[address] = _Run(address, obs.time, obs.time, obs.frame, obs.frame)
+            self._order.append((obs.time, iid))
+            prefix = prefix64(address)
+            fresh = prefix not in self.prefixes[iid]
+            self.prefixes[iid].add(prefix)
+            if fresh and len(self.prefixes[iid]) >= 2:
+                self.linker.later(self, obs.time + self.linker.wait, (iid, address))
+
+    def decide(self, claim):
+        iid, address = claim
+        runs = self.by_iid.get(iid, {})
+        new = runs.get(address)
+        if new is None:
+            return None
+        others = [r for a, r in runs.items() if a != address and prefix64(a) != prefix64(address)]
+        if not others:
+            return None
+        coas = [r for r in runs.values() if r.sender in self.care_ofs
+                and r.sender not in self.homes]
+        # one node has one care-of address at a time: count the ones in use together
+        together = 1
+        for i, a in enumerate(coas):
+            overlap = sum(1 for b in coas[i + 1:]
+                          if min(a.last_time, b.last_time) - max(a.first_time, b.first_time)
+                          > IID_OVERLAP)
+            together = max(together, 1 + overlap)
+        confidence = 1 / together
+        first = min(others, key=lambda r: r.first_frame)
+        detail = (f"interface ID {iid:016x} under prefixes of "
+                  + ", ".join(sorted([*(r.sender for r in others), address])[:LISTED]))
+        return Evidence(self.rule.name, confidence, detail,
+                        tuple(sorted({first.first_frame, new.first_frame})),
+                        ambiguous=together > 1, subject=(new.first_frame,),
+                        candidates=(Candidate((first.first_frame,), confidence,
+                                              f"{first.sender}", True),),
+                        computation=(f"{len(coas)} care-of address(es) with this IID, at most "
+                                     f"{together} in use together (> {IID_OVERLAP} s)"))
+
+    def forget(self, before):
+        while self._order and self._order[0][0] < before:
+            _, iid = self._order.popleft()
+            runs = self.by_iid.get(iid)
+            if runs is None:
+                continue
+            if all(r.last_time < before for r in runs.values()):
+                del self.by_iid[iid]
+                self.prefixes.pop(iid, None)
+            else:
+                self._order.append((max(r.last_time for r in runs.values()), iid))
+
+
+class NonceIndices(Finder):
+    """RFC 6275 5.2.5: a correspondent's nonce index may be handed to every node that asks in the
+    same period, so the indices a BU echoes tie it to the HoT/CoT that gave them only as surely
+    as that index went to one node (1/k for k receivers), and as the BU is the one that echoed
+    it (1/m for m senders)."""
+
+    def __init__(self, rule, linker):
+        super().__init__(rule, linker)
+        # (correspondent, kind, index) -> tests (HoT/CoT) and BUs, as (frame, place, time)
+        self.tests: dict[tuple, list[tuple[int, tuple, float]]] = defaultdict(list)
+        self.bus: dict[tuple, list[tuple[int, tuple, float]]] = defaultdict(list)
+        self._order: deque[tuple[float, tuple]] = deque()
+
+    def add(self, obs):
+        if obs.mh_type not in (MHType.BU, MHType.HOT, MHType.COT) or obs.correspondent is None:
+            return
+        for kind, index in (("home", obs.home_nonce_index), ("care-of", obs.care_of_nonce_index)):
+            if index is None:
+                continue
+            key = (obs.correspondent, kind, index)
+            entry = (obs.frame, obs.identities, obs.time)
+            if obs.mh_type == MHType.BU:
+                self.bus[key].append(entry)
+                self.linker.later(self, obs.time + self.linker.wait, (key, entry))
+            else:
+                self.tests[key].append(entry)
+            self._order.append((obs.time, key))
+
+    def decide(self, claim):
+        key, (frame, place, _) = claim
+        tests = self.tests.get(key, [])
+        bus = self.bus.get(key, [])
+        if not tests:
+            return None
+        root = self.linker.root
+        receivers: dict[int, int] = {}
+        for f, _, _ in tests:
+            receivers.setdefault(root(f), f)
+        senders = {root(f) for f, p, _ in bus if p != place} - {root(frame)}
+        k, m = len(receivers), 1 + len(senders)
+        share = 1 / (k * m)
+        cn, kind, index = key
+        cands = [Candidate((f,), share, f"{kind} test message of {cn} with index {index}",
+                           i == 0) for i, f in enumerate(receivers.values())]
+        target = cands[0].frames[0]
+        return Evidence(self.rule.name, share,
+                        f"{kind} nonce index {index} of correspondent {cn}",
+                        tuple(sorted({frame, target})), ambiguous=k * m > 1,
+                        subject=(frame,), candidates=tuple(cands[:LISTED]),
+                        computation=f"index handed to {k} profile(s), echoed by {m} place(s)")
+
+    def forget(self, before):
+        while self._order and self._order[0][0] < before:
+            _, key = self._order.popleft()
+            for table in (self.tests, self.bus):
+                entries = table.get(key)
+                if entries:
+                    entries[:] = [e for e in entries if e[2] >= before]
+                    if not entries:
+                        del table[key]
+
+
+# ---- timing ------------------------------------------------------------------------------------
+
+class _Times:
+    """Observations of one kind in capture (time) order; windows found by bisection, the
+    oldest dropped as they age."""
+
+    def __init__(self):
+        self.items: list[Observation] = []
+        self.times: list[float] = []
+        self.start = 0
+
+    def add(self, obs: Observation) -> None:
+        if self.times and obs.time < self.times[-1]:      # a capture slightly out of order
+            i = bisect.bisect_right(self.times, obs.time, self.start)
+            self.items.insert(i, obs)
+            self.times.insert(i, obs.time)
+            return
+        self.items.append(obs)
+        self.times.append(obs.time)
+
+    def _range(self, t0: float, t1: float) -> tuple[int, int]:
+        return (bisect.bisect_left(self.times, t0, self.start),
+                bisect.bisect_right(self.times, t1, self.start))
+
+    def between(self, t0: float, t1: float) -> list[Observation]:
+        i, j = self._range(t0, t1)
+        return self.items[i:j]
+
+    def count(self, t0: float, t1: float) -> int:
+        i, j = self._range(t0, t1)
+        return j - i
+
+    def forget(self, before: float) -> None:
+        self.start = bisect.bisect_left(self.times, before, self.start)
+        if self.start > 1024 and self.start * 2 > len(self.times):
+            del self.items[:self.start], self.times[:self.start]
+            self.start = 0
+
+    def empty(self) -> bool:
+        return self.start >= len(self.times)
+
+
+def _tunnel_direction(o: Observation) -> bool | None:
+    """An MN-HA tunnel packet's direction (True: toward the home agent), None for others."""
+    if o.care_of and o.path == "mn-ha" and o.towards_ha is not None:
+        return bool(o.towards_ha)
+    return None
+
+
+class Timing(Finder):
+    """draft 6.1 ("the timing of HoTI messages", "communication patterns"): a packet in clear on
+    HA-CN goes with the packet of one node that carried or answered it, close in time. Each
+    candidate in the window is as likely a priori (1/k); a candidate that r other such packets
+    could claim as well is shared (1/(1 + r): one partner each); and the real partner may be out
+    of view (MISSING), when a lone candidate is a coincidence as often as the window's business,
+    measured around it, makes one likely."""
+
+    kinds: tuple[str, ...] = ()
+    # kept long enough to measure how busy a window is (RATE_SPAN each side), and to decide
+    keep = WAIT + 2 * RATE_SPAN
+
+    def __init__(self, rule, linker):
+        super().__init__(rule, linker)
+        self.index: dict[object, _Times] = defaultdict(_Times)
+        self.subjects: dict[object, _Times] = defaultdict(_Times)
+
+    def subject(self, obs: Observation) -> object | None:
+        """The key of the subjects' own index (competitors), or None if obs is no subject."""
+        return None
+
+    def partners(self, obs: Observation) -> list[tuple[str, object, float, float]]:
+        """(kind, partner index key, t0, t1) windows where its partners lie."""
+        raise NotImplementedError
+
+    def partner_key(self, obs: Observation) -> object | None:
+        return None
+
+    def fits(self, subject: Observation, partner: Observation) -> bool:
+        return True
+
+    def describe(self, obs: Observation, kind: str, chosen: Observation) -> str:
+        raise NotImplementedError
+
+    def add(self, obs):
+        key = self.partner_key(obs)
+        if key is not None:
+            self.index[key].add(obs)
+        skey = self.subject(obs)
+        if skey is not None:
+            self.subjects[skey].add(obs)
+            self.linker.later(self, obs.time + RR_WINDOW + FORWARD_WINDOW, obs)
+
+    def decide(self, obs):
+        root = self.linker.root
+        for kind, key, t0, t1 in self.partners(obs):
+            cands = [o for o in self.index[key].between(t0, t1) if self.fits(obs, o)]
+            if not cands:
+                continue
+            nearest: dict[int, Observation] = {}
+            for o in cands:
+                r = root(o.frame)
+                if r not in nearest or abs(o.time - obs.time) < abs(nearest[r].time - obs.time):
+                    nearest[r] = o
+            k = len(nearest)
+            # how busy: partner-kind packets per second around the window, outside it
+            span0, span1 = t0 - RATE_SPAN, min(t1 + RATE_SPAN, self.linker.now)
+            around = self.index[key].count(span0, span1) - len(cands)
+            rate = around / max(1e-9, (span1 - span0) - (t1 - t0))
+            mu = rate * (t1 - t0)
+            slack = MISSING * (1 + mu)
+            ranked = []
+            for o in nearest.values():
+                # the other subjects this partner could belong to: those whose window holds it
+                lo, hi = o.time - (t1 - obs.time), o.time + (obs.time - t0)
+                rivals = {root(s.frame) for s in self.subjects[self.subject(obs)].between(lo, hi)
+                          if self.fits(s, o)} - {root(obs.frame)}
+                share = 1 / (k + slack) / (1 + len(rivals))
+                ranked.append((share, o, len(rivals)))
+            ranked.sort(key=lambda x: (-x[0], x[1].frame))
+            share, chosen, rivals = ranked[0]
+            self.linker.record(Evidence(
+                self.rule.name, share, self.describe(obs, kind, chosen),
+                tuple(sorted({obs.frame, chosen.frame})),
+                ambiguous=k > 1 or rivals > 0 or share < self.linker.threshold,
+                subject=(obs.frame,),
+                candidates=tuple(Candidate((o.frame,), s, f"{o.care_of} at {o.time:.3f} s",
+                                           o is chosen) for s, o, _ in ranked[:LISTED]),
+                computation=(f"{k} candidate place(s) in the {t1 - t0:.3f} s window, "
+                             f"{rivals} other {obs.mh_name or 'packet'}(s) could claim the "
+                             f"best; {around} such packets within {RATE_SPAN:.0f} s around "
+                             f"(coincidence {mu:.3g}), partner out of view {MISSING}")))
+        return None
+
+    def forget(self, before):
+        horizon = self.linker.now - self.keep
+        for table in (self.index, self.subjects):
+            for key in list(table):
+                table[key].forget(horizon)
+                if table[key].empty():
+                    del table[key]
+
+
+class HotiTiming(Timing):
+    """A HoTI (HoT) in clear between home agent and correspondent goes out (comes in) together
+    with the CoTI (CoT) of the same node (RFC 6275 11.6.1), and right after (before) the MN-HA
+    tunnel packet that carried it (RFC 3776 4.3)."""
+
+    def subject(self, obs):
+        if obs.mh_type in (MHType.HOTI, MHType.HOT) and not obs.tunnelled \
+                and obs.path == "ha-cn":
+            return ("subject", obs.mh_type, obs.correspondent)
+        return None
+
+    def partner_key(self, obs):
+        if obs.care_of and obs.mh_type in (MHType.COTI, MHType.COT):
+            return ("rr", obs.mh_type, obs.correspondent)
+        d = _tunnel_direction(obs)
+        return None if d is None else ("tunnel", d)
+
+    def partners(self, obs):
+        out = obs.mh_type == MHType.HOTI
+        pair = MHType.COTI if out else MHType.COT
+        t = obs.time
+        return [("RR", ("rr", pair, obs.correspondent), t - RR_WINDOW, t + RR_WINDOW),
+                ("tunnel", ("tunnel", out),
+                 *((t - FORWARD_WINDOW, t) if out else (t, t + FORWARD_WINDOW)))]
+
+    def describe(self, obs, kind, chosen):
+        return (f"{obs.mh_name} {'to' if obs.mh_type == MHType.HOTI else 'from'} "
+                f"{obs.correspondent} at {obs.time:.3f} s with the "
+                + ("CoTI/CoT" if kind == "RR" else "MN-HA tunnel packet")
+                + f" of {chosen.care_of} at {chosen.time:.3f} s")
+
+
+class ForwardingTiming(Timing):
+    """draft 6.1 ("communication patterns") against 5.4 / 7.2: a packet the home agent takes out
+    of a node's tunnel appears on HA-CN a moment later, one tunnel overhead smaller (and the
+    reverse for packets to the node)."""
+
+    def subject(self, obs):
+        if obs.path == "ha-cn" and obs.mh_type not in (MHType.HOTI, MHType.HOT) \
+                and obs.homes and obs.length:
+            return ("subject", obs.correspondent == obs.dst)
+        return None
+
+    def partner_key(self, obs):
+        d = _tunnel_direction(obs)
+        return None if d is None else ("tunnel", d)
+
+    def partners(self, obs):
+        out = obs.correspondent == obs.dst          # home side -> correspondent
+        t = obs.time
+        return [("tunnel", ("tunnel", out),
+                 *((t - FORWARD_WINDOW, t) if out else (t, t + FORWARD_WINDOW)))]
+
+    def fits(self, subject, partner):
+        lo, hi = TUNNEL_OVERHEAD
+        return bool(subject.length) and lo <= partner.length - subject.length <= hi
+
+    def describe(self, obs, kind, chosen):
+        out = obs.correspondent == obs.dst
+        return (f"{obs.homes[0]} {'->' if out else '<-'} {obs.correspondent} at "
+                f"{obs.time:.3f} s ({obs.length} octets) with the MN-HA tunnel packet of "
+                f"{chosen.care_of} at {chosen.time:.3f} s ({chosen.length} octets)")
+
+
+# ---- the rules ---------------------------------------------------------------------------------
+
+CERTAIN = "certain: a value only one node holds"
+PAIRING = ("posterior over the candidates in the window: every pairing of new and earlier "
+           "values (one successor, one predecessor) summed, unpaired values explained by the "
+           "look-alike density measured around them")
+SHARED = "1/k over the k places the value could belong to, checked for look-alikes"
+TIMING = ("1/k over the k places with a partner packet in the window, shared with the other "
+          "packets that could claim it, and the window's business around it")
+
+RULES: tuple[Rule, ...] = (
+    Rule("same-care-of-address", CERTAIN, "draft 6.1",
+         "packets from or to one care-of address", same(lambda o: (o.care_of,), "care-of address")),
+    Rule("same-home-address", CERTAIN, "draft 6.1, 6.2.1",
+         "one home or pseudo home address (HAO, RH2, 0xFE, inner header)",
+         same(lambda o: o.homes, "home or pseudo home address")),
+    Rule("same-spi", SHARED, "draft 6.1, 6.4", "one ESP SPI, from one place and then another",
+         SameSpi),
+    Rule("same-init-cookie", CERTAIN, "RFC 6275 6.1.3-6.1.6",
+         "a HoT/CoT echoing a HoTI/CoTI init cookie", same(lambda o: (o.cookie,), "init cookie")),
+    Rule("same-nonce-indices", SHARED, "draft 6.1, RFC 6275 5.2.5",
+         "a correspondent's nonce indices carried from its HoT/CoT into a BU", NonceIndices),
+    Rule("same-interface-id", SHARED, "draft 6.2.1, RFC 4291 2.5.1",
+         "one interface ID under different prefixes", SameInterfaceId),
+    Rule("esp-sequence-continues", PAIRING, "draft 6.1, RFC 4303 3.3.3",
+         "ESP sequence numbers that carry on across a care-of address change", EspContinues),
+    Rule("bu-sequence-continues", PAIRING, "draft 6.3, RFC 6275 9.5.1",
+         "BU sequence numbers that carry on across a care-of address change", BuContinues),
+    Rule("spi-increment", PAIRING, "draft 6.4", "an SPI 1..255 above one no longer used",
+         SpiIncrement),
+    Rule("hoti-timing", TIMING, "draft 6.1, RFC 6275 11.6.1",
+         "a HoTI/HoT in clear at the time of one node's CoTI/CoT or tunnel packet", HotiTiming),
+    Rule("forwarding-timing", TIMING, "draft 6.1, 7.2",
+         "a packet on HA-CN right after (before) a tunnel packet of one node, one tunnel "
+         "overhead smaller", ForwardingTiming),
+)
+
+
+def link_all(observations: Iterable[Observation], rules: Iterable[Rule] | None = None,
+             threshold: float = THRESHOLD) -> Linker:
+    """Every observation through a fresh linker, to the end (tests, one-off analyses)."""
+    linker = Linker(rules, threshold)
+    for obs in sorted(observations, key=lambda o: (o.time, o.frame)):
+        linker.add(obs)
+    linker.flush()
+    return linker

@@ -77,9 +77,9 @@ def observe(frame: int, time: float, view: View, path: str, roles: Roles,
                 home(layer.routing_home_address)
                 home(layer.pseudo_home_address)
     elif path == "mn-cn":
-        if outer.src in roles.care_of_addresses or outer.home_address:
+        if roles.is_care_of(outer.src) or outer.home_address:
             care_of, correspondent = outer.src, outer.dst
-        elif outer.dst in roles.care_of_addresses or outer.routing_home_address:
+        elif roles.is_care_of(outer.dst) or outer.routing_home_address:
             care_of, correspondent = outer.dst, outer.src
         elif mh is not None and mh.mh_type in (MHType.BA, MHType.COT, MHType.HOT):
             care_of, correspondent = outer.dst, outer.src      # RFC 6275 6.1.4, 6.1.6, 6.1.8

@@ -15,7 +15,6 @@ Two jobs, both keyring-free:
 from __future__ import annotations
 
 import ipaddress
-from collections import defaultdict
 from dataclasses import dataclass, field
 
 from dissectors.events import IPv6Layer, MobilePrefix, MobilityMessage, PacketEvent
@@ -88,14 +87,18 @@ def visible(event: PacketEvent) -> View | None:
 
 @dataclass
 class Roles:
-    """Home agents, home prefixes and care-of addresses, learnt from wire facts only."""
+    """Home agents, home prefixes and care-of addresses, learnt from wire facts only, one packet
+    at a time (`learn`, then `learn_sides`), so a live attacker learns as packets come."""
     home_agents: set[str] = field(default_factory=set)
     home_prefixes: set[str] = field(default_factory=set)
+    # addresses seen in a care-of role; is_care_of() leaves out those later known home-side
     care_of_addresses: set[str] = field(default_factory=set)
     # why each home agent was recognised (rule -> frames), for the report
     reasons: dict[str, str] = field(default_factory=dict)
 
     _prefixes: dict[str, str | None] = field(default_factory=dict, repr=False)
+    # ESP peers of each address until it has two (then it is a home agent or never will be)
+    _esp_peers: dict[str, set[str] | None] = field(default_factory=dict, repr=False)
 
     def prefix(self, address: str) -> str | None:
         """prefix64, remembered per address (parsing addresses dominates the analysis time)."""
@@ -108,95 +111,123 @@ class Roles:
         return address is not None and address not in self.home_agents \
             and self.prefix(address) in self.home_prefixes
 
-    def _agent(self, address: str, why: str) -> None:
-        if address not in self.home_agents:
+    def is_care_of(self, address: str | None) -> bool:
+        # a node back home talks from its home address: that is home-side, not a care-of address
+        return address in self.care_of_addresses and address not in self.home_agents \
+            and not self.is_home_side(address)
+
+    def _agent(self, address: str, why: str) -> bool:
+        new = address not in self.home_agents
+        if new:
             self.home_agents.add(address)
             self.reasons[address] = why
         p = prefix64(address)
         if p:
             self.home_prefixes.add(p)
+        return new
 
+    def _peer(self, address: str, peer: str) -> bool:
+        """An ESP end with several peers is the home agent (a mobile node's care-of address
+        changes, its home agent does not)."""
+        peers = self._esp_peers.setdefault(address, set())
+        if peers is None or peer in peers:
+            return False
+        peers.add(peer)
+        if len(peers) < 2:
+            return False
+        self._esp_peers[address] = None
+        if peers & self.home_agents:
+            return False
+        return self._agent(address, f"ESP end with {len(peers)} different peers")
 
-def learn_roles(views: list[tuple[int, View]]) -> Roles:
-    """First pass over every readable packet: who is a home agent, which prefixes are home."""
-    roles = Roles()
-    esp_peers: dict[str, set[str]] = defaultdict(set)
-    for frame, view in views:
+    def learn(self, frame: int, view: View) -> bool:
+        """What one packet says about home agents and home prefixes; True when it names a home
+        agent not known before (what earlier packets said about care-of addresses may change)."""
         outer, inner, mh = view.outer, view.innermost, view.mobility
+        new = False
         if mh is not None and mh.mh_type == MHType.BU and "H" in mh.flags:
             # RFC 6275 6.1.7
-            roles._agent(inner.dst, f"destination of the Home BU in frame {frame}")
+            new |= self._agent(inner.dst, f"destination of the Home BU in frame {frame}")
         if view.prefix_discovery is not None:
             pd = view.prefix_discovery
             if pd.icmp_type == ICMPV6_MPS:
-                roles._agent(inner.dst,
-                             f"destination of the Mobile Prefix Solicitation in frame {frame}")
+                new |= self._agent(inner.dst, "destination of the Mobile Prefix Solicitation "
+                                              f"in frame {frame}")
             elif pd.icmp_type == ICMPV6_MPA:
-                roles._agent(inner.src,
-                             f"source of the Mobile Prefix Advertisement in frame {frame}")
+                new |= self._agent(inner.src, "source of the Mobile Prefix Advertisement "
+                                              f"in frame {frame}")
                 for p in pd.prefixes:
                     q = prefix64(p.split("/")[0])
                     if q:
-                        roles.home_prefixes.add(q)
+                        self.home_prefixes.add(q)
         if view.esp is not None:
             # RFC 3776 / draft 5.2.1, 5.5: HAO + ESP goes to the home agent, RH2 + ESP comes from it
             if outer.home_address and outer.esp is not None:
-                roles._agent(outer.dst,
-                             f"destination of ESP with a Home Address option, frame {frame}")
+                new |= self._agent(outer.dst, "destination of ESP with a Home Address option, "
+                                              f"frame {frame}")
             if outer.routing_home_address and outer.esp is not None:
-                roles._agent(outer.src,
-                             f"source of ESP with a type 2 routing header, frame {frame}")
-            esp_peers[outer.src].add(outer.dst)
-            esp_peers[outer.dst].add(outer.src)
+                new |= self._agent(outer.src, "source of ESP with a type 2 routing header, "
+                                              f"frame {frame}")
+            new |= self._peer(outer.src, outer.dst)
+            new |= self._peer(outer.dst, outer.src)
         if len(view.layers) >= 2:
             # RFC 6275 10.4.5 / draft 5.4: a tunnel's home agent end shares the home address's /64
             second = view.layers[1]
-            if roles.prefix(outer.dst) == roles.prefix(second.src) and outer.dst != second.src:
-                roles._agent(outer.dst,
-                             f"outer end of a reverse tunnel on its home prefix, frame {frame}")
-            elif roles.prefix(outer.src) == roles.prefix(second.dst) and outer.src != second.dst:
-                roles._agent(outer.src, f"outer end of a tunnel on its home prefix, frame {frame}")
-    # An ESP end with several peers is the home agent (the mobile node's care-of address changes).
-    for address, peers in esp_peers.items():
-        if len(peers) >= 2 and not peers & roles.home_agents:
-            roles._agent(address, f"ESP end with {len(peers)} different peers")
-    # Home-side addresses seen in HAO/RH2 next to a home agent, or in visible HoTI/HoT, are on
-    # home prefixes (a 5.1.3 pseudo home address may use another prefix of the home agent).
-    for _frame, view in views:
+            if self.prefix(outer.dst) == self.prefix(second.src) and outer.dst != second.src:
+                new |= self._agent(outer.dst, "outer end of a reverse tunnel on its home "
+                                              f"prefix, frame {frame}")
+            elif self.prefix(outer.src) == self.prefix(second.dst) and outer.src != second.dst:
+                new |= self._agent(outer.src, f"outer end of a tunnel on its home prefix, "
+                                              f"frame {frame}")
+        return new
+
+    def learn_sides(self, view: View) -> None:
+        """What one packet says about home prefixes and care-of addresses, given the home agents
+        known now (run again over recent packets when a new home agent is recognised)."""
         outer, mh = view.outer, view.mobility
-        if outer.dst in roles.home_agents and outer.home_address:
-            roles.home_prefixes.add(roles.prefix(outer.home_address))
-        if outer.src in roles.home_agents and outer.routing_home_address:
-            roles.home_prefixes.add(roles.prefix(outer.routing_home_address))
+        # Home-side addresses seen in HAO/RH2 next to a home agent, or in visible HoTI/HoT, are
+        # on home prefixes (a 5.1.3 pseudo home address may use another prefix of the agent).
+        found: list[str | None] = []
+        if outer.dst in self.home_agents and outer.home_address:
+            found.append(self.prefix(outer.home_address))
+        if outer.src in self.home_agents and outer.routing_home_address:
+            found.append(self.prefix(outer.routing_home_address))
         if mh is not None and len(view.layers) == 1 and not outer.home_address \
                 and not outer.routing_home_address:
             if mh.mh_type == MHType.HOTI:   # RFC 6275 5.2.5: HoTI leaves from the home address
-                roles.home_prefixes.add(roles.prefix(outer.src))
+                found.append(self.prefix(outer.src))
             elif mh.mh_type == MHType.HOT:
-                roles.home_prefixes.add(roles.prefix(outer.dst))
-    roles.home_prefixes.discard(None)
-    # Care-of addresses: the mobile end of everything that meets a home agent, plus addresses
-    # that the mobility options name as care-of addresses.
-    for _frame, view in views:
-        outer, mh = view.outer, view.mobility
-        if outer.dst in roles.home_agents and outer.src not in roles.home_agents:
-            roles.care_of_addresses.add(outer.src)
-        elif outer.src in roles.home_agents and outer.dst not in roles.home_agents:
-            roles.care_of_addresses.add(outer.dst)
-        if outer.home_address and not roles.is_home_side(outer.src):
-            roles.care_of_addresses.add(outer.src)       # RFC 6275 6.3: HAO rides with the CoA
-        if outer.routing_home_address and not roles.is_home_side(outer.dst):
-            roles.care_of_addresses.add(outer.dst)       # RFC 6275 6.4: RH2 goes to the CoA
+                found.append(self.prefix(outer.dst))
+        self.home_prefixes.update(p for p in found if p)
+        # Care-of addresses: the mobile end of everything that meets a home agent, plus
+        # addresses that the mobility options name as care-of addresses.
+        coa = self.care_of_addresses
+        if outer.dst in self.home_agents and outer.src not in self.home_agents:
+            coa.add(outer.src)
+        elif outer.src in self.home_agents and outer.dst not in self.home_agents:
+            coa.add(outer.dst)
+        if outer.home_address:
+            coa.add(outer.src)                 # RFC 6275 6.3: HAO rides with the CoA
+        if outer.routing_home_address:
+            coa.add(outer.dst)                 # RFC 6275 6.4: RH2 goes to the CoA
         if mh is not None:
             if mh.alternate_care_of_address:
-                roles.care_of_addresses.add(mh.alternate_care_of_address)
+                coa.add(mh.alternate_care_of_address)
             if mh.mh_type == MHType.COTI and len(view.layers) == 1:
-                roles.care_of_addresses.add(outer.src)
+                coa.add(outer.src)
             elif mh.mh_type == MHType.COT and len(view.layers) == 1:
-                roles.care_of_addresses.add(outer.dst)
-    roles.care_of_addresses -= roles.home_agents
-    # a node back home talks from its home address: that is home-side, not a care-of address
-    roles.care_of_addresses = {a for a in roles.care_of_addresses if not roles.is_home_side(a)}
+                coa.add(outer.dst)
+
+
+def learn_roles(views: list[tuple[int, View]]) -> Roles:
+    """Every readable packet at once: who is a home agent, which prefixes are home, which
+    addresses are care-of addresses."""
+    roles = Roles()
+    for frame, view in views:
+        roles.learn(frame, view)
+    for _, view in views:
+        roles.learn_sides(view)
+    roles.care_of_addresses = {a for a in roles.care_of_addresses if roles.is_care_of(a)}
     return roles
 
 
@@ -208,7 +239,7 @@ def place(view: View, roles: Roles) -> str:
     if mh is not None and len(view.layers) == 1 and mh.mh_type in (MHType.HOTI, MHType.HOT) \
             and not outer.home_address and not outer.routing_home_address:
         return "ha-cn"                    # RFC 6275 5.2.5: HoTI/HoT travel via the home agent
-    if outer.src in roles.care_of_addresses or outer.dst in roles.care_of_addresses:
+    if roles.is_care_of(outer.src) or roles.is_care_of(outer.dst):
         return "mn-cn"
     if outer.home_address or outer.routing_home_address or outer.pseudo_home_address:
         if roles.is_home_side(outer.src) and not outer.home_address:

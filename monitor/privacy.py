@@ -8,9 +8,13 @@ Truth is `frame_nodes()` ({frame: real home address}) and, where available,
 - care-of addresses tied to the real home address: a profile holds both;
 - longest stretch followed: per node, the longest run of consecutive care-of addresses (in time)
   that one attacker profile covers;
-- anonymity set and its entropy (Serjantov & Danezis 2002; Diaz et al. 2002): for the profile(s)
-  holding a node's frames, the distribution of the profile's frames over real nodes; size of
-  its support, Shannon entropy in bits, and degree H / log2(N), weighted by the node's frames.
+- anonymity set and its entropy (Serjantov & Danezis 2002; Diaz et al. 2002): for each profile
+  holding a node's frames, the attacker's belief over which profiles it is (itself, and the
+  profiles below-threshold evidence says it could be, `Profile.could_be`), spread over the real
+  nodes of those profiles' frames: the number of real nodes it could be, the Shannon entropy of
+  the belief in bits, and the degree H / log2(N); weighted by the node's frames in each profile;
+- evidence outcomes (`evidence_outcomes`): each decision of the attacker with its confidence
+  and whether the frames it ties are one real node, for reliability tables.
 """
 from __future__ import annotations
 
@@ -70,6 +74,37 @@ def _truth(keyed) -> tuple[dict[int, str], dict[str, list]]:
         except (AttributeError, NotImplementedError):
             trails = {}
     return {int(f): n for f, n in nodes.items() if n}, trails
+
+
+def _belief_over_nodes(profile, profile_nodes: dict[str, Counter]) -> Counter:
+    """The attacker's belief about which profile `profile` is (itself: 1 - the others; each
+    profile it could be: its probability), spread over the real nodes of each profile's frames."""
+    could_be = {q: p for q, p in getattr(profile, "could_be", {}).items() if q in profile_nodes}
+    belief = {profile.id: max(0.0, 1.0 - sum(could_be.values())), **could_be}
+    total = sum(belief.values()) or 1.0
+    mass: Counter = Counter()
+    for pid, b in belief.items():
+        nodes = profile_nodes.get(pid)
+        if not nodes or b <= 0:
+            continue
+        frames = sum(nodes.values())
+        for node, n in nodes.items():
+            mass[node] += b / total * n / frames
+    return mass
+
+
+def evidence_outcomes(attacker, keyed) -> list[tuple[str, float, bool]]:
+    """(rule, confidence, right) for each decision the attacker made about frames of real
+    nodes: right when every frame it ties is one node (the chosen candidate, for successor
+    rules). Links made at confidence p should be right at least p of the time."""
+    truth, _ = _truth(keyed)
+    out = []
+    for ev in attacker.evidence():
+        nodes = {truth.get(f) for f in ev.frames}
+        if None in nodes or len(ev.frames) < 2:
+            continue
+        out.append((ev.rule, ev.confidence, len(nodes) == 1))
+    return out
 
 
 def privacy_score(attacker, keyed) -> dict:
@@ -153,10 +188,10 @@ def privacy_score(attacker, keyed) -> dict:
         size = entropy = 0.0
         exposed_frames = 0
         for pid, n in mine.items():
-            dist = profile_nodes[pid]
             w = n / seen
-            size += w * len(dist)
-            entropy += w * _entropy(dist)
+            mass = _belief_over_nodes(by_id[pid], profile_nodes)
+            size += w * len(mass)
+            entropy += w * _entropy(mass)
             if node in by_id[pid].addresses:
                 exposed_frames += n
         degree = entropy / math.log2(n_nodes) if n_nodes > 1 and seen else 0.0

@@ -70,9 +70,10 @@ def tunnel_down(frame, time, coa, spi, seq, length=100):
 
 
 def analyse(events, vantage="all"):
+    """The attacker over the events in capture order (a capture is in time order)."""
     from monitor.attacker import AttackerAnalyzer
     attacker = AttackerAnalyzer(vantage)
-    for e in events:
+    for e in sorted(events, key=lambda e: (e.time, e.frame)):
         attacker.packet(e)
     attacker.done()
     return attacker
