@@ -188,25 +188,6 @@ class AttackerAnalyzer:
             groups[linker.root(f)].append(f)
         members = sorted((sorted(fs) for fs in groups.values()), key=lambda fs: fs[0])
         index_of = {linker.root(fs[0]): i for i, fs in enumerate(members)}
-        ev_of: dict[int, list[Evidence]] = defaultdict(list)
-        could_be: dict[int, dict[int, float]] = defaultdict(dict)
-        for ev in linker.evidence():
-            where = sorted({index_of[r] for r in (linker.root(f) for f in ev.frames)
-                            if r in index_of})
-            for i in where:
-                ev_of[i].append(ev)
-            if ev.confidence >= self.threshold or not ev.subject:
-                continue
-            # below the threshold: each candidate is a profile the subject could be
-            s = index_of.get(linker.root(ev.subject[0]))
-            for c in ev.candidates:
-                if s is None or not c.frames or c.probability < ANONYMITY_MIN:
-                    continue
-                o = index_of.get(linker.root(c.frames[0]))
-                if o is None or o == s:
-                    continue
-                for a, b in ((s, o), (o, s)):
-                    could_be[a][b] = max(could_be[a].get(b, 0.0), c.probability)
         profiles = []
         spans: list[list[tuple[str, float, float]]] = []
         identities: list[set[str]] = []
@@ -234,8 +215,31 @@ class AttackerAnalyzer:
             # addresses change with each binding, draft 5.1.4)
             identities.append({a for a, coas in seen_at.items() if len(coas) >= 2})
             profiles.append(Profile(f"P{i + 1}", frames, trail, list(addresses),
-                                    list(correspondents), ev_of.get(i, []),
+                                    list(correspondents), [],
                                     dict(Counter(o.path for o in obs))))
+        could_be: dict[int, dict[int, float]] = defaultdict(dict)
+        for ev in linker.evidence():
+            where = sorted({index_of[r] for r in (linker.root(f) for f in ev.frames)
+                            if r in index_of})
+            for i in where:
+                profiles[i].evidence.append(ev)
+            if ev.confidence >= self.threshold or not ev.subject:
+                continue
+            # below the threshold: the subject's profile could be each candidate's, when the
+            # subject is where its profile's trail begins and the candidate where its ends (a
+            # trail linked on through other evidence is not open to look-alikes there)
+            s = index_of.get(linker.root(ev.subject[0]))
+            if s is None or not _at_end(profiles[s], by_frame.get(ev.subject[0]), first=True):
+                continue
+            for c in ev.candidates:
+                if not c.frames or c.probability < ANONYMITY_MIN:
+                    continue
+                o = index_of.get(linker.root(c.frames[0]))
+                if o is None or o == s or not _at_end(profiles[o], by_frame.get(c.frames[0]),
+                                                      first=False):
+                    continue
+                for a, b in ((s, o), (o, s)):
+                    could_be[a][b] = max(could_be[a].get(b, 0.0), c.probability)
         for i, others in could_be.items():
             # profiles seen at two places at once (one node has one care-of address at a time)
             # or each with a home address of its own are two nodes, whatever a look-alike said
@@ -270,6 +274,17 @@ class AttackerAnalyzer:
             "profiles": [p.as_dict(self.threshold, names) for p in profiles],
         } | ({"window": self.max_packets, "forgotten": self.forgotten}
              if self.max_packets is not None else {})
+
+
+def _at_end(profile: Profile, obs: Observation | None, first: bool) -> bool:
+    """obs is at the first (last) care-of address of the profile's trail; one that shows no
+    care-of address is at an end only of a profile with no trail (tied to no place yet)."""
+    if obs is None or not profile.trail:
+        return True
+    if not obs.care_of:
+        return False
+    stop = profile.trail[0] if first else profile.trail[-1]
+    return obs.care_of == stop.care_of_address
 
 
 def _together(a: list[tuple[str, float, float]], b: list[tuple[str, float, float]]) -> bool:

@@ -60,7 +60,7 @@ RATE_SPAN = 10.0         # s each side: how busy a timing window is, measured ar
 
 COMPONENT_CAP = 10       # rows or columns beyond this: too crowded to enumerate pairings
 BAND_CAP = 64            # look-alike values counted at most (the posterior is low by then)
-CHAIN_CAP = 32           # values visited when following a value's own chain
+SCAN_CAP = 4 * COMPONENT_CAP   # index entries examined per query: more means crowded
 
 
 # ---- what a decision produces -----------------------------------------------------------------
@@ -300,14 +300,6 @@ def pairing_posterior(rows: int, cols: int, edges: list[list[tuple[int, float]]]
     return [w / total for w in weights] if total > 0 else [0.0] * cols + [1.0]
 
 
-def crowded_posterior(edges0: list[tuple[int, float]], col_competition: dict[int, float],
-                      slack0: float, col_slack: float) -> dict[int, float]:
-    """Too many candidates to enumerate: a bound by normalising row 0 over its candidates and
-    each candidate column over its other successors (both constraints, applied once)."""
-    total = sum(a for _, a in edges0) + slack0
-    return {j: (a / total) * (a / (col_competition[j] + col_slack)) for j, a in edges0}
-
-
 def entropy_bits(probabilities: Iterable[float]) -> float:
     ps = [p for p in probabilities if p > 0]
     s = sum(ps)
@@ -444,11 +436,13 @@ class StepChains(Finder):
         raise NotImplementedError
 
     def constraint(self, p: _Item, z: _Item) -> str | None:
-        """Why z cannot continue p beyond the step itself (None: it can)."""
+        """A code for why z cannot continue p beyond the step itself (None: it can); the
+        words come from explain()."""
         return None
 
     def floor(self, group: tuple) -> float:
-        """Least look-alike density per value (values allocated with no relation to others)."""
+        """Least look-alike density per value: the chains born so far (values no candidate
+        explained), as if spread evenly (random allocation, random initial numbers)."""
         return max(1, self.births[group]) / self.modulus
 
     def describe(self, item: _Item) -> str:
@@ -502,85 +496,89 @@ class StepChains(Finder):
 
     # candidates
     def _around(self, index: dict[int, dict[_Item, None]], lo: int, hi: int
-                ) -> Iterator[_Item]:
-        """Items whose indexed value lies in [lo, hi] (mod modulus), hi - lo < 2^shift."""
+                ) -> tuple[list[_Item], bool]:
+        """Items whose indexed value may lie in [lo, hi] (mod modulus; hi - lo < 2^shift), the
+        newest first, at most SCAN_CAP of them; True when there were more (crowded)."""
         b0, b1 = self._bucket(lo % self.modulus), self._bucket(hi % self.modulus)
+        out: list[_Item] = []
         for b in (b0,) if b0 == b1 else (b0, b1):
-            yield from index.get(b, ())
+            bucket = index.get(b)
+            if not bucket:
+                continue
+            for item in reversed(bucket):
+                if len(out) >= SCAN_CAP:
+                    return out, True
+                out.append(item)
+        return out, False
 
     def _valid(self, p: _Item, z: _Item) -> tuple[int, str | None]:
-        """(step, why z cannot continue p or None)."""
+        """(step, why z cannot continue p: a short code, or None when it can)."""
         delta = (z.first - p.last) % self.modulus
         if not 1 <= delta <= self.max_step:
-            return delta, "step out of range"
+            return delta, "range"
         if p is z or p.key == z.key:
             return delta, "itself"
         if self.distinct_senders and p.sender == z.sender:
-            return delta, "same place"
+            return delta, "place"
         if p.last_frame >= z.first_frame:
-            return delta, (f"{self.describe(p)} still in use at frame {p.last_frame}, after "
-                           f"{self.describe(z)} began (frame {z.first_frame})")
+            return delta, "in use"
         return delta, self.constraint(p, z)
 
+    def _why(self, code: str, p: _Item, z: _Item) -> str:
+        if code == "in use":
+            return (f"{self.describe(p)} still in use at frame {p.last_frame}, after "
+                    f"{self.describe(z)} began (frame {z.first_frame})")
+        if code == "taken":
+            return f"{self.describe(p)} already continues elsewhere"
+        return self.explain(p, z)
+
+    def explain(self, p: _Item, z: _Item) -> str:
+        """The words for a constraint()'s code."""
+        return "not the same chain"
+
     def preds(self, z: _Item, ruled_out: list[str] | None = None
-              ) -> list[tuple[_Item, float, int]]:
+              ) -> tuple[list[tuple[_Item, float, int]], bool]:
+        """Candidate predecessors of z (item, step likelihood, step); True when crowded."""
         out = []
-        for p in self._around(self.by_last[z.group], z.first - self.max_step, z.first - 1):
+        near, crowded = self._around(self.by_last[z.group], z.first - self.max_step,
+                                     z.first - 1)
+        for p in near:
             delta, why = self._valid(p, z)
-            if why == "step out of range" or why == "itself":
+            if why in ("range", "itself", "place"):
                 continue
             if why is None and p.succeeded:
-                why = f"{self.describe(p)} already continues elsewhere"
+                why = "taken"
             if why is not None:
-                if ruled_out is not None and why != "same place":
-                    ruled_out.append(why)
+                if ruled_out is not None and len(ruled_out) < LISTED:
+                    ruled_out.append(self._why(why, p, z))
                 continue
             a = self.likelihood(p, z, delta)
             if a > 0:
                 out.append((p, a, delta))
-        return out
+        return out, crowded
 
-    def succs(self, p: _Item) -> list[tuple[_Item, float, int]]:
+    def succs(self, p: _Item) -> tuple[list[tuple[_Item, float, int]], bool]:
+        """Candidate successors of p; True when crowded."""
         out = []
-        for z in self._around(self.by_first[p.group], p.last + 1, p.last + self.max_step):
+        near, crowded = self._around(self.by_first[p.group], p.last + 1,
+                                     p.last + self.max_step)
+        for z in near:
+            if z.preceded:
+                continue
             delta, why = self._valid(p, z)
-            if why is None and not z.preceded:
+            if why is None:
                 a = self.likelihood(p, z, delta)
                 if a > 0:
                     out.append((z, a, delta))
-        return out
+        return out, crowded
 
-    def _chain(self, start: _Item, forward: bool, mine: set[int]) -> None:
-        """Add to `mine` the values `start`'s own chain could reach, onwards or backwards,
-        whatever was decided about them (they are not look-alikes of it)."""
-        todo, visited = [start], {id(start)}
-        while todo and len(visited) < CHAIN_CAP:
-            item = todo.pop()
-            if forward:
-                near = self._around(self.by_first[item.group], item.last + 1,
-                                    item.last + self.max_step)
-            else:
-                near = self._around(self.by_last[item.group], item.first - self.max_step,
-                                    item.first - 1)
-            for n in near:
-                if id(n) in visited:
-                    continue
-                _, why = self._valid(item, n) if forward else self._valid(n, item)
-                if why is None:
-                    visited.add(id(n))
-                    mine.add(id(n))
-                    todo.append(n)
-
-    def look_alike_density(self, z: _Item, component: list[_Item], preds: list[_Item]
-                           ) -> tuple[float, int]:
-        """Density per value of values near z that no candidate explains: items within
-        +-band of z, seen recently, outside the component, its profiles, z's own chain onwards
-        and its candidates' chains backwards."""
+    def look_alike_density(self, z: _Item, component: list[_Item]) -> tuple[float, int]:
+        """Density per value, around z, of the values other chains stood at when z appeared:
+        values seen before z (within +-band, recently) that no link has continued, outside
+        the component and its profiles. A node's own later values are no look-alikes of it,
+        nor are its earlier ones once linked on."""
         mine = {id(i) for i in component}
         roots = {self.linker.root(f) for i in component for f in (i.first_frame, i.last_frame)}
-        self._chain(z, True, mine)
-        for p in preds:
-            self._chain(p, False, mine)
         count = 0
         since = z.first_time - self.recent if self.recent is not None else float("-inf")
         index = self.by_last[z.group]
@@ -591,11 +589,12 @@ class StepChains(Finder):
             for item in index.get(b, ()):
                 if count >= BAND_CAP:
                     break
-                if id(item) in mine or item.last_time < since:
+                if id(item) in mine or item.first_frame >= z.first_frame \
+                        or item.last_time < since:
                     continue
                 if (item.last - z.first + self.band) % self.modulus > 2 * self.band:
                     continue
-                if self.linker.root(item.first_frame) in roots:
+                if item.succeeded or self.linker.root(item.first_frame) in roots:
                     continue
                 count += 1
         return max(self.floor(z.group), count / (2 * self.band)), count
@@ -605,10 +604,12 @@ class StepChains(Finder):
         if self.items[z.group].get(z.key) is not z or z.preceded:
             return None
         ruled_out: list[str] = []
-        preds = self.preds(z, ruled_out)
+        preds, truncated = self.preds(z, ruled_out)
+        crowded = truncated
         if not preds:
-            z.birth = True
-            self.births[z.group] += 1
+            if not truncated:
+                z.birth = True
+                self.births[z.group] += 1
             return None
         # the component: z, its candidate predecessors, their other candidate successors, the
         # predecessors of those, ... until nothing new comes in (or too many: crowded)
@@ -618,44 +619,56 @@ class StepChains(Finder):
         row_of: dict[int, int] = {id(z): 0}
         edges: list[list[tuple[int, float]]] = [[]]
         deltas: dict[tuple[int, int], int] = {}
-        crowded = False
-        todo_rows, todo_cols = [(z, preds)], []
+        todo_rows: list[_Item] = []
+        todo_cols: list[_Item] = []
+        for p, a, d in preds:
+            col_of[id(p)] = len(cols)
+            cols.append(p)
+            todo_cols.append(p)
+            edges[0].append((col_of[id(p)], a))
+            deltas[(0, col_of[id(p)])] = d
+        crowded = crowded or len(cols) > COMPONENT_CAP
         while (todo_rows or todo_cols) and not crowded:
-            while todo_rows:
-                r, its_preds = todo_rows.pop()
+            while todo_rows and not crowded:
+                r = todo_rows.pop()
+                its_preds, crowded = self.preds(r)
                 i = row_of[id(r)]
-                for p, a, d in its_preds if its_preds is not None else self.preds(r):
+                for p, a, d in its_preds:
                     if id(p) not in col_of:
                         col_of[id(p)] = len(cols)
                         cols.append(p)
                         todo_cols.append(p)
                     edges[i].append((col_of[id(p)], a))
                     deltas[(i, col_of[id(p)])] = d
-            if len(cols) > COMPONENT_CAP:
-                crowded = True
-                break
-            while todo_cols:
+                crowded = crowded or len(cols) > COMPONENT_CAP
+            while todo_cols and not crowded:
                 p = todo_cols.pop()
-                for r, _, _ in self.succs(p):
+                its_succs, crowded = self.succs(p)
+                for r, _, _ in its_succs:
                     if id(r) not in row_of:
                         row_of[id(r)] = len(rows)
                         rows.append(r)
                         edges.append([])
-                        todo_rows.append((r, None))
-            if len(rows) > COMPONENT_CAP:
-                crowded = True
+                        todo_rows.append(r)
+                crowded = crowded or len(rows) > COMPONENT_CAP
         if crowded:
-            # too many candidates: the posterior is low whatever the look-alikes
+            # too many to pair up: z's share among its candidates times each candidate's share
+            # among its successors; an index too full to read to the end hides at least one
+            # more candidate as likely as the best (so a crowded decision never links alone)
             g, nearby = self.floor(z.group), 0
-            competition = {}
-            for j, _ in edges[0]:
-                competition[j] = sum(a for _, a, _ in self.succs(cols[j]))
-            post = crowded_posterior(edges[0], competition, g, g)
-            posterior = [post.get(j, 0.0) for j in range(len(cols))]
-            method = (f"crowded: {len(cols)}+ candidate predecessors or {len(rows)}+ successors "
-                      f"in the window, normalised once over each")
+            best_a = max(a for _, a in edges[0])
+            total = sum(a for _, a in edges[0]) + g + (best_a if truncated else 0.0)
+            posterior = [0.0] * len(cols)
+            for j, a in edges[0]:
+                succs, more = self.succs(cols[j])
+                share = a / (sum(b for _, b, _ in succs) + (best_a if more else 0.0) or a)
+                posterior[j] += a / total * min(1.0, share)
+            method = (f"crowded: more than {COMPONENT_CAP} new or earlier {self.unit}s in the "
+                      f"window (or over {SCAN_CAP} near it), so z's share among its "
+                      f"{len(edges[0])} candidates{' and at least one unread' if truncated else ''}"
+                      f" times each candidate's share among its successors")
         else:
-            g, nearby = self.look_alike_density(z, rows + cols, [p for p, _, _ in preds])
+            g, nearby = self.look_alike_density(z, rows + cols)
             # a column whose successor is not in view: as likely as not (nodes stop moving)
             posterior = pairing_posterior(len(rows), len(cols), edges, [g] * len(rows),
                                           [1.0] * len(cols))[:-1]
@@ -680,7 +693,7 @@ class StepChains(Finder):
             p.succeeded = True
             z.preceded = True
         computation = (f"{method}; {len(preds)} candidate(s) before, "
-                       f"{len(self.succs(p))} candidate successor(s) of the best; step "
+                       f"{len(self.succs(p)[0])} candidate successor(s) of the best; step "
                        f"likelihood {self.likelihood(p, z, deltas[(0, best)]):.3g}; look-alike "
                        f"density {g:.3g} per {self.unit} ({nearby} unexplained within "
                        f"+-{self.band})")
@@ -712,11 +725,11 @@ class SpiIncrement(StepChains):
     def constraint(self, p, z):
         if p.last_seq is None or z.first_seq is None:
             return None
-        gap = z.first_seq - p.last_seq
-        if not 1 <= gap <= ESP_GAP:
-            return (f"SPI 0x{p.first:08x}'s ESP counter ended at {p.last_seq}, "
-                    f"0x{z.first:08x}'s starts at {z.first_seq}: not the same SA")
-        return None
+        return None if 1 <= z.first_seq - p.last_seq <= ESP_GAP else "counter"
+
+    def explain(self, p, z):
+        return (f"SPI 0x{p.first:08x}'s ESP counter ended at {p.last_seq}, "
+                f"0x{z.first:08x}'s starts at {z.first_seq}: not the same SA")
 
     def describe(self, item):
         return f"SPI 0x{item.first:08x}"
@@ -779,9 +792,6 @@ class BuContinues(StepChains):
         # half: a fixed step (the one p showed, else RFC 6275's usual 1); half: draft 6.3
         fixed = p.step if p.step is not None else 1
         return 0.5 * (delta == fixed) + 0.5 / BU_STEP
-
-    def floor(self, group):
-        return 1 / self.modulus
 
     def words(self, z, p, delta):
         fixed = " (the same fixed step as before)" if p.step == delta else ""

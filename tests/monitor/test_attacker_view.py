@@ -190,23 +190,25 @@ def test_baseline_attacker_at_all_links_everything(lab_runs):
     assert all(set(p.addresses) & home for p in profiles)
 
 
-@pytest.mark.parametrize("name", ["crowd", "baseline-crowd", "demo"])
+@pytest.mark.parametrize("name", ["crowd", "baseline-crowd", "sequential-crowd", "demo"])
 @pytest.mark.parametrize("vantage", ["mn-ha", "ha-cn", "mn-cn", "all"])
 def test_several_nodes_are_never_merged(lab_runs, name, vantage):
     d, truth, events = lab_runs[name]
     a = _attack(events[False], vantage)
     score = privacy_score(a, LabTruth.from_file(d / "truth.json"))
-    assert score["nodes_total"] >= 3 and score["frames_scored"] > 0
-    assert score["link_precision"] == 1.0
+    assert score["nodes_total"] >= 3
+    assert score["link_precision"] == 1.0 or (score["link_precision"] is None
+                                               and a.report()["packets_seen"] == 0)
     # pure profiles; what the attacker could not tell apart shows as an anonymity set
     assert all(n["anonymity_set_size"] is None or 1 <= n["anonymity_set_size"] <= 4
                for n in score["nodes"].values())
 
 
 def test_ambiguous_profiles_show_their_anonymity_set(lab_runs):
-    """crowd at mn-ha: four nodes' ESP counters run side by side, so where a node's trail is
-    not followed, its profile could be any of the others: an anonymity set, not a merge."""
-    d, truth, events = lab_runs["crowd"]
+    """sequential-crowd at mn-ha: four nodes' SPIs 16 apart and their ESP counters side by
+    side, so no move can be followed: each profile could be any of the nodes' others, an
+    anonymity set, not a merge."""
+    d, truth, events = lab_runs["sequential-crowd"]
     a = _attack(events[False], "mn-ha")
     report = a.report()
     ids = {p["id"] for p in report["profiles"]}
@@ -214,10 +216,12 @@ def test_ambiguous_profiles_show_their_anonymity_set(lab_runs):
     assert ambiguous
     for p in ambiguous:
         anon = p["anonymity_set"]
-        assert anon["entropy_bits"] > 0 and anon["size"] == 1 + len(anon["could_be"])
+        assert anon["entropy_bits"] > 0 and anon["size"] >= 1 + len(anon["could_be"]) > 1
         assert {c["profile"] for c in anon["could_be"]} <= ids - {p["id"]}
     score = privacy_score(a, LabTruth.from_file(d / "truth.json"))
-    assert score["link_precision"] == 1.0 and score["anonymity_set_mean"] > 1
+    assert score["link_precision"] == 1.0 and score["anonymity_set_mean"] > 2
+    text = attacker_text({"attacker": report})
+    assert "could be P" in text and "anonymity set" in text
 
 
 def test_crowd_at_all_is_followed_through_every_move(lab_runs):
