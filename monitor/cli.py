@@ -27,6 +27,13 @@ def _compare(args: argparse.Namespace) -> int:
     return command_compare(args)
 
 
+def _evaluate(args: argparse.Namespace) -> int:
+    # the crowds come from the lab (this module is the one on top of every layer)
+    from lab.crowd import run_crowd
+    from monitor.evaluate import command_evaluate
+    return command_evaluate(args, run_crowd)
+
+
 def _lab(args: argparse.Namespace) -> int:
     if args.lab_command in ("live", "down"):
         # processes beside the namespaces (redis-server, sensors, serve): above the lab
@@ -73,7 +80,7 @@ def _keys(args: argparse.Namespace) -> int:
 
 # subcommand -> the function that runs it (parsed args in, exit code out)
 COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
-    "report": _report, "compare": _compare, "lab": _lab,
+    "report": _report, "compare": _compare, "evaluate": _evaluate, "lab": _lab,
     "replay": _replay, "live": _live, "demo": _demo, "wireshark": _wireshark,
     "keys": _keys, "sensor": _sensor, "serve": _serve,
 }
@@ -131,6 +138,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--vantage", choices=(*VANTAGES, "matrix"), default="all",
                    help="vantage point; 'matrix' (with --lab): every vantage point")
     p.add_argument("--format", choices=("text", "json"), default="text")
+
+    p = sub.add_parser("evaluate", help="score the keyless attacker on lab crowds over a grid "
+                                        "(procedures, N, IIDs, SPIs, vantage points, seeds)")
+    from monitor.evaluate import add_arguments
+    add_arguments(p)
 
     p = sub.add_parser("lab", help="generate MIPv6 location-privacy traffic")
     lab = p.add_subparsers(dest="lab_command", required=True)

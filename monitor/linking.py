@@ -31,7 +31,7 @@ from __future__ import annotations
 import bisect
 import heapq
 import math
-from collections import defaultdict, deque
+from collections import Counter, defaultdict, deque
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 
@@ -39,7 +39,8 @@ from dissectors.protocol import MHType
 from monitor.observe import Observation
 from monitor.placement import interface_id, prefix64
 
-THRESHOLD = 0.99         # a link is made at or above this posterior (precision over recall)
+THRESHOLD = 0.999        # a link is made at or above this posterior (precision over recall:
+                         # in a crowd of 20 one wrong link costs a capture 5 % of its precision)
 WAIT = 30.0              # s: a successor decision waits this long for competing candidates
 PLACE_WAIT = 10.0        # s: a packet is placed once the roles could learn from what follows
 HORIZON = 3600.0         # s: index entries unused for longer are forgotten (bounded state)
@@ -47,6 +48,8 @@ ANONYMITY_MIN = 0.01     # candidates less likely than this are not in an anonym
 LISTED = 6               # candidates (and ruled-out ones) listed per piece of evidence
 
 ESP_GAP = 8              # ESP sequence numbers an eavesdropper may miss (RFC 4303 3.3.3)
+STEP_PRIOR = 4           # pseudo-counts of draft 6.3's even steps before the capture's own
+SKIPPED = 0.2            # prior that an SA was renewed twice between two of its packets
 SPI_STEP = 255           # draft 6.4: SPI_increment = First(8, HMAC), 0 made 1: 1..255
 BU_STEP = 255            # draft 6.3: seq#_increment = First(8, HMAC), 0 made 1: 1..255
 RR_WINDOW = 1.0          # s: HoTI and CoTI leave together (RFC 6275 11.6.1)
@@ -399,8 +402,10 @@ class _Item:
     step: int | None = None          # BU runs: the one step between its values so far
     steps: int = 0
     succeeded: bool = False          # a successor was linked (a chain has one)
+    continued: bool = False          # a successor more likely than not, linked or not
     preceded: bool = False           # a predecessor was linked
     birth: bool = False              # had no candidate predecessor at all
+    forgotten: bool = False          # dropped from the indexes (older than the horizon)
 
 
 class StepChains(Finder):
@@ -422,7 +427,9 @@ class StepChains(Finder):
             lambda: defaultdict(dict))
         self.by_first: dict[tuple, dict[int, dict[_Item, None]]] = defaultdict(
             lambda: defaultdict(dict))
-        self.births: dict[tuple, int] = defaultdict(int)
+        self.steps: dict[tuple, Counter] = defaultdict(Counter)   # steps seen within a chain
+        self.births: dict[tuple, int] = defaultdict(int)      # new values with no candidate
+        self.renewals: dict[tuple, int] = defaultdict(int)    # new values with some
         self._order: deque[tuple[float, _Item]] = deque()      # by last use, for forgetting
         self._shift = max(1, (self.max_step).bit_length())
 
@@ -440,10 +447,20 @@ class StepChains(Finder):
         words come from explain()."""
         return None
 
-    def floor(self, group: tuple) -> float:
-        """Least look-alike density per value: the chains born so far (values no candidate
-        explained), as if spread evenly (random allocation, random initial numbers)."""
-        return max(1, self.births[group]) / self.modulus
+    def uniform(self) -> float:
+        """Density per value of a fresh start with nothing to go by (random allocation,
+        random initial numbers)."""
+        return 1 / self.modulus
+
+    def fresh_odds(self, group: tuple) -> tuple[float, float, int]:
+        """Prior odds that a new value is a fresh start rather than one given open chain's
+        next value, from what the capture showed so far: (odds, share of new values that had
+        no candidate, open chains). Early in a capture every new value is fresh; in a crowd
+        of n chains any one of them is the continuation only 1/n of the time."""
+        births, renewals = self.births[group], self.renewals[group]
+        fresh = (births + 1) / (births + renewals + 2)
+        chains = max(1, births)
+        return fresh * chains / (1 - fresh), fresh, chains
 
     def describe(self, item: _Item) -> str:
         return f"{self.unit} {_fmt(item.first)}"
@@ -461,7 +478,7 @@ class StepChains(Finder):
             return
         group, key, value, sender = located
         item = self.items[group].get(key)
-        if item is None:
+        if item is None or self._came_back(item, value):
             item = _Item(group, key, value, value, sender, obs.time, obs.time, obs.frame,
                          obs.frame, obs.esp_sequence, obs.esp_sequence)
             self.items[group][key] = item
@@ -471,11 +488,10 @@ class StepChains(Finder):
             self.linker.later(self, obs.time + self.linker.wait, item)
             return
         if value != item.last:
-            if item.steps == 0 or item.step == (value - item.last) % self.modulus:
-                item.step = (value - item.last) % self.modulus
-            else:
-                item.step = None
+            step = (value - item.last) % self.modulus
+            item.step = step if item.steps == 0 or item.step == step else None
             item.steps += 1
+            self.steps[group][step] += 1
             self.by_last[group][self._bucket(item.last)].pop(item, None)
             self.by_last[group][self._bucket(value)][item] = None
             item.last = value
@@ -483,12 +499,24 @@ class StepChains(Finder):
         if obs.esp_sequence is not None:
             item.last_seq = obs.esp_sequence
 
+    def _came_back(self, item: _Item, value: int) -> bool:
+        """The place shows a value that another place's run stepped through since it was last
+        seen here: the node went away and came back (a stable care-of address, RFC 7217, or an
+        SPI kept across moves), so this is a new stay, to be explained like any other."""
+        gap = (value - item.last) % self.modulus
+        if gap < 2 or gap > self.max_step:
+            return False
+        near, _ = self._around(self.by_first[item.group], item.last + 1, value - 1)
+        return any(n.sender != item.sender and n.first_frame > item.last_frame
+                   and 0 < (n.first - item.last) % self.modulus < gap for n in near)
+
     def forget(self, before: float) -> None:
         while self._order and self._order[0][0] < before:
             _, item = self._order.popleft()
             if item.last_time >= before:
                 self._order.append((item.last_time, item))
                 continue
+            item.forgotten = True
             if self.items[item.group].get(item.key) is item:
                 del self.items[item.group][item.key]
             self.by_first[item.group][self._bucket(item.first)].pop(item, None)
@@ -574,9 +602,9 @@ class StepChains(Finder):
 
     def look_alike_density(self, z: _Item, component: list[_Item]) -> tuple[float, int]:
         """Density per value, around z, of the values other chains stood at when z appeared:
-        values seen before z (within +-band, recently) that no link has continued, outside
-        the component and its profiles. A node's own later values are no look-alikes of it,
-        nor are its earlier ones once linked on."""
+        values seen before z (within +-band, recently) that nothing more likely than not
+        continued, outside the component and its profiles. A node's own later values are no
+        look-alikes of it, nor are its earlier ones once continued."""
         mine = {id(i) for i in component}
         roots = {self.linker.root(f) for i in component for f in (i.first_frame, i.last_frame)}
         count = 0
@@ -594,23 +622,36 @@ class StepChains(Finder):
                     continue
                 if (item.last - z.first + self.band) % self.modulus > 2 * self.band:
                     continue
-                if item.succeeded or self.linker.root(item.first_frame) in roots:
+                if item.continued or self.linker.root(item.first_frame) in roots:
                     continue
                 count += 1
-        return max(self.floor(z.group), count / (2 * self.band)), count
+        return max(self.uniform(), count / (2 * self.band)), count
+
+    def _goes_on_in_place(self, z: _Item) -> bool:
+        """z continues a run at its own place (an SA renewed where the node is): no fresh
+        start, and nothing to link (the place links it)."""
+        near, _ = self._around(self.by_last[z.group], z.first - self.max_step, z.first - 1)
+        return any(p.sender == z.sender and self._valid(p, z)[1] == "place" for p in near)
 
     # the decision
     def decide(self, z: _Item) -> Evidence | None:
-        if self.items[z.group].get(z.key) is not z or z.preceded:
+        if z.forgotten or z.preceded:
             return None
+        # a step to a candidate already known to be the same node (an identity linked them)
+        # is this capture's own example of how these values step
+        for p, _, d in self.preds(z)[0]:
+            if self.linker.root(p.last_frame) == self.linker.root(z.first_frame):
+                self.steps[z.group][d] += 1
         ruled_out: list[str] = []
         preds, truncated = self.preds(z, ruled_out)
         crowded = truncated
         if not preds:
-            if not truncated:
+            if not truncated and not self._goes_on_in_place(z):
                 z.birth = True
                 self.births[z.group] += 1
             return None
+        odds, fresh, chains = self.fresh_odds(z.group)
+        self.renewals[z.group] += 1
         # the component: z, its candidate predecessors, their other candidate successors, the
         # predecessors of those, ... until nothing new comes in (or too many: crowded)
         rows: list[_Item] = [z]
@@ -655,7 +696,8 @@ class StepChains(Finder):
             # too many to pair up: z's share among its candidates times each candidate's share
             # among its successors; an index too full to read to the end hides at least one
             # more candidate as likely as the best (so a crowded decision never links alone)
-            g, nearby = self.floor(z.group), 0
+            density, nearby = self.uniform(), 0
+            g = density * odds
             best_a = max(a for _, a in edges[0])
             total = sum(a for _, a in edges[0]) + g + (best_a if truncated else 0.0)
             posterior = [0.0] * len(cols)
@@ -668,7 +710,8 @@ class StepChains(Finder):
                       f"{len(edges[0])} candidates{' and at least one unread' if truncated else ''}"
                       f" times each candidate's share among its successors")
         else:
-            g, nearby = self.look_alike_density(z, rows + cols)
+            density, nearby = self.look_alike_density(z, rows + cols)
+            g = density * odds
             # a column whose successor is not in view: as likely as not (nodes stop moving)
             posterior = pairing_posterior(len(rows), len(cols), edges, [g] * len(rows),
                                           [1.0] * len(cols))[:-1]
@@ -689,14 +732,17 @@ class StepChains(Finder):
             candidates.append(Candidate((cols[j].last_frame,), prob,
                                         self.words(z, cols[j], deltas[(0, j)]), j == best))
         links = best_p >= self.linker.threshold
+        p.continued = p.continued or best_p >= 0.5
         if links:
             p.succeeded = True
             z.preceded = True
         computation = (f"{method}; {len(preds)} candidate(s) before, "
                        f"{len(self.succs(p)[0])} candidate successor(s) of the best; step "
-                       f"likelihood {self.likelihood(p, z, deltas[(0, best)]):.3g}; look-alike "
-                       f"density {g:.3g} per {self.unit} ({nearby} unexplained within "
-                       f"+-{self.band})")
+                       f"likelihood {self.likelihood(p, z, deltas[(0, best)]):.3g}; a fresh "
+                       f"start lands on a {self.unit} with density {density:.3g} ({nearby} "
+                       f"other chains within +-{self.band}), at prior odds {odds:.3g} against "
+                       f"one given chain ({fresh:.0%} of new values so far fresh, {chains} "
+                       f"chains)")
         return Evidence(self.rule.name, best_p, self.words(z, p, deltas[(0, best)]),
                         tuple(sorted({z.first_frame, p.last_frame})),
                         ambiguous=len(per_profile) > 1 or best_p < self.linker.threshold,
@@ -708,10 +754,14 @@ class StepChains(Finder):
 class SpiIncrement(StepChains):
     """draft 6.4: the renewed SPI is the old one plus First(8, HMAC_SHA1(Kph, SPI)), 1..255;
     both ends move to it with the same keys (PROFILE.md), so the SA's ESP counter carries on
-    (RFC 4303 3.3.3), and the old SPI is not used again once the new one is."""
+    (RFC 4303 3.3.3), and the old SPI is not used again once the new one is. Every SA of a
+    node is renewed at each Home BU exchange, so one that carried nothing in between (a tunnel
+    SA while 5.3.1 registers a pseudo home address before each session) shows two steps at
+    once: a step of 2..510 is a two-renewal continuation, at SKIPPED odds."""
 
     unit = "SPI"
     distinct_senders = False
+    max_step = 2 * SPI_STEP
 
     def locate(self, obs):
         group = _mn_ha_direction(obs)
@@ -720,7 +770,10 @@ class SpiIncrement(StepChains):
         return group, obs.spi, obs.spi, _sender(obs)
 
     def likelihood(self, p, z, delta):
-        return (2 if delta == 1 else 1) / 256       # 0 becomes 1 (draft 6.4)
+        one = (2 if delta == 1 else 1) / 256 if delta <= SPI_STEP else 0.0   # 0 becomes 1
+        # two renewals: the number of ways two steps of 1..255 sum to delta
+        two = (delta - 1 if delta <= SPI_STEP + 1 else 2 * SPI_STEP + 1 - delta) / SPI_STEP ** 2
+        return (1 - SKIPPED) * one + SKIPPED * max(0.0, two)
 
     def constraint(self, p, z):
         if p.last_seq is None or z.first_seq is None:
@@ -735,7 +788,8 @@ class SpiIncrement(StepChains):
         return f"SPI 0x{item.first:08x}"
 
     def words(self, z, p, delta):
-        return (f"SPI 0x{z.first:08x} is 0x{p.first:08x} + {delta} "
+        two = " in two renewals" if delta > SPI_STEP else ""
+        return (f"SPI 0x{z.first:08x} is 0x{p.first:08x} + {delta}{two} "
                 f"({_direction_words(z.group)}; ESP counter {p.last_seq} -> {z.first_seq})")
 
 
@@ -760,8 +814,8 @@ class EspContinues(StepChains):
     def likelihood(self, p, z, delta):
         return 2.0 ** -delta / (1 - 2.0 ** -ESP_GAP)     # a lost packet or two, rarely more
 
-    def floor(self, group):
-        return 1 / 4096
+    def uniform(self):
+        return 1 / 4096                  # counters start small: a fresh one is near 1
 
     def describe(self, item):
         return f"the counter of SPI 0x{item.key[1]:08x} at {item.key[0]}"
@@ -789,9 +843,10 @@ class BuContinues(StepChains):
         return (obs.dst, obs.home_flag), sender, obs.mh_sequence, sender
 
     def likelihood(self, p, z, delta):
-        # half: a fixed step (the one p showed, else RFC 6275's usual 1); half: draft 6.3
-        fixed = p.step if p.step is not None else 1
-        return 0.5 * (delta == fixed) + 0.5 / BU_STEP
+        # the steps this capture showed (a place's BUs in a row, and steps between places
+        # already known to be one node), over draft 6.3's even 1..255 as the prior
+        seen = self.steps[p.group]
+        return (seen.get(delta, 0) + STEP_PRIOR / BU_STEP) / (sum(seen.values()) + STEP_PRIOR)
 
     def words(self, z, p, delta):
         fixed = " (the same fixed step as before)" if p.step == delta else ""
@@ -857,11 +912,12 @@ class SameSpi(Finder):
         # other places that took the SPI up after prev stopped: competing successors
         rivals = {root(r.first_frame) for r in runs if r.first_frame > prev.last_frame
                   and r is not run and r.sender != prev.sender} - {root(run.first_frame)}
-        # SPIs of other SAs within 255 of this one since: chains that could reach it
+        # SPIs in use since, up to 255 below this one: other SAs' chains that could have
+        # stepped onto it (6.4 steps go up; this SA's own renewals lie above it)
         group, spi = key[:2], key[2]
-        near = sum(1 for b in ((spi >> 8) - 1, spi >> 8, (spi >> 8) + 1)
+        near = sum(1 for b in ((spi >> 8) - 1, spi >> 8)
                    for v, t in self.near.get((group, b), {}).items()
-                   if v != spi and abs(v - spi) <= SPI_STEP and t >= prev.last_time)
+                   if 0 < spi - v <= SPI_STEP and t >= prev.last_time)
         mu = near / SPI_STEP
         confidence = 1 / (1 + mu) / (1 + len(rivals))
         detail = (f"SPI 0x{spi:08x} from {prev.sender} (to frame {prev.last_frame}) and from "
@@ -873,7 +929,7 @@ class SameSpi(Finder):
                         ambiguous=bool(rivals) or confidence < self.linker.threshold,
                         subject=(run.first_frame,), candidates=tuple(cands),
                         ruled_out=tuple(ruled_out),
-                        computation=(f"{near} other SPI(s) within {SPI_STEP} seen since: "
+                        computation=(f"{near} other SPI(s) up to {SPI_STEP} below seen since: "
                                      f"look-alike chance {mu:.3g}; {len(rivals)} other "
                                      f"place(s) took the SPI up after {prev.sender}"))
 
@@ -1096,7 +1152,7 @@ class Timing(Finder):
     candidate in the window is as likely a priori (1/k); a candidate that r other such packets
     could claim as well is shared (1/(1 + r): one partner each); and the real partner may be out
     of view (MISSING), when a lone candidate is a coincidence as often as the window's business,
-    measured around it, makes one likely."""
+    measured around it, brings one."""
 
     kinds: tuple[str, ...] = ()
     # kept long enough to measure how busy a window is (RATE_SPAN each side), and to decide
@@ -1150,7 +1206,8 @@ class Timing(Finder):
             around = self.index[key].count(span0, span1) - len(cands)
             rate = around / max(1e-9, (span1 - span0) - (t1 - t0))
             mu = rate * (t1 - t0)
-            slack = MISSING * (1 + mu)
+            # a lone wrong candidate needs the partner out of view and a look-alike in view
+            slack = MISSING * mu + MISSING / 50
             ranked = []
             for o in nearest.values():
                 # the other subjects this partner could belong to: those whose window holds it
@@ -1171,7 +1228,8 @@ class Timing(Finder):
                 computation=(f"{k} candidate place(s) in the {t1 - t0:.3f} s window, "
                              f"{rivals} other {obs.mh_name or 'packet'}(s) could claim the "
                              f"best; {around} such packets within {RATE_SPAN:.0f} s around "
-                             f"(coincidence {mu:.3g}), partner out of view {MISSING}")))
+                             f"(coincidence {mu:.3g}), partner out of view {MISSING}: "
+                             f"slack {slack:.3g}")))
         return None
 
     def forget(self, before):
@@ -1275,8 +1333,8 @@ RULES: tuple[Rule, ...] = (
          "ESP sequence numbers that carry on across a care-of address change", EspContinues),
     Rule("bu-sequence-continues", PAIRING, "draft 6.3, RFC 6275 9.5.1",
          "BU sequence numbers that carry on across a care-of address change", BuContinues),
-    Rule("spi-increment", PAIRING, "draft 6.4", "an SPI 1..255 above one no longer used",
-         SpiIncrement),
+    Rule("spi-increment", PAIRING, "draft 6.4",
+         "an SPI 1..255 (or, two renewals, 2..510) above one no longer used", SpiIncrement),
     Rule("hoti-timing", TIMING, "draft 6.1, RFC 6275 11.6.1",
          "a HoTI/HoT in clear at the time of one node's CoTI/CoT or tunnel packet", HotiTiming),
     Rule("forwarding-timing", TIMING, "draft 6.1, 7.2",

@@ -1,12 +1,13 @@
 """The attacker analyzers in a worker process, fed incrementally, asked for reports on demand.
 
-monitor.attacker's analysis is a batch over everything seen so far (about 2 s of CPU at
-10,000 packets). Run in the dashboard process it would take the GIL from the stream for that
-long, and rows would queue behind it. Here one worker process (at a lower scheduling priority)
-holds an AttackerAnalyzer per vantage point; the dashboard sends it the new events in batches
-(PacketEvents are plain frozen dataclasses and pickle as they are; the attacker never gets a
-key) and asks it for one vantage's report and privacy score when a browser needs them. The
-keyed truth for the score (frame -> node, care-of trails) travels as plain dicts.
+monitor.attacker takes each event once (its linker keeps bounded indexes), but four vantage
+points' linking and a report of every profile still cost CPU that the dashboard process needs
+for the packet list (issue 5's 250 ms budget). Here one worker process (at a lower scheduling
+priority) holds an AttackerAnalyzer per vantage point; the dashboard sends it the new events in
+batches (PacketEvents are plain frozen dataclasses and pickle as they are; the attacker never
+gets a key), tells it when the capture ends (so a replay's pane equals `mip6mon report`), and
+asks it for one vantage's report and privacy score when a browser needs them. The keyed truth
+for the score (frame -> node, care-of trails) travels as plain dicts.
 
 Routed (`mip6mon serve`, many sensors): the sensors say where each packet was seen, so the
 eavesdropper at a vantage point is fed only what sensors at that point saw (`route(event)`
@@ -43,8 +44,8 @@ class _Truth:
 
 def idle_priority() -> None:
     """Run only on CPU time nobody else wants (Linux SCHED_IDLE; else the lowest nice): the
-    batch re-analysis must never delay the packet list (issue 5's 250 ms budget). With a nice
-    of 10 it still took its share of two busy cores."""
+    attacker must never delay the packet list (issue 5's 250 ms budget). With a nice of 10 it
+    still took its share of two busy cores."""
     try:
         os.sched_setscheduler(0, os.SCHED_IDLE, os.sched_param(0))
     except (AttributeError, OSError):
@@ -79,6 +80,9 @@ def _worker(conn, parent_end, window: int | None = None, parent: int = 0,
             for targets, event in message[1]:
                 for vantage in targets:
                     attackers[vantage].packet(event)
+        elif kind == "done":
+            for attacker in attackers.values():
+                attacker.done()            # the decisions still waiting are made now
         elif kind == "report":
             _, vantage, nodes, trails = message
             try:
@@ -150,9 +154,11 @@ class AttackerWorker:
             self._pending.append(((vantage,), event))
 
     def done(self) -> None:
-        # no "done" to the worker: its analyzers analyse lazily, when a report is asked for
+        """End of the capture: what is pending, then "done" (the analyzers place what waits
+        and make the decisions still waiting for competing candidates)."""
         with self._pipe_lock:
             self._flush()
+            self._send(("done",))
 
     # the dashboard's threads
     def _send(self, message) -> None:
