@@ -20,7 +20,8 @@ from typing import Any, Literal, get_args
 # and LIST_FORMATS for the packet list)
 Kind = Literal["packets", "table", "list", "kpis", "plot", "trail"]
 KINDS: tuple[str, ...] = get_args(Kind)
-FORMATS: tuple[str, ...] = ("text", "node", "auth", "list", "count", "evidence", "number")
+FORMATS: tuple[str, ...] = ("text", "node", "auth", "list", "count", "evidence", "could_be",
+                             "number")
 LIST_FORMATS: tuple[str, ...] = ("text", "reltime", "class", "info")
 PANELS: tuple[str, ...] = ("packets", "keyed", "attacker")      # index.html's sections
 
@@ -108,7 +109,9 @@ PANES: tuple[Pane, ...] = (
             Column("care_of_addresses", "Care-of addresses", "list"),
             Column("addresses", "Addresses", "list"),
             Column("correspondents", "Correspondents", "list"),
-            Column("frames", "Frames", "count"), Column("evidence", "Evidence", "evidence"))),
+            Column("frames", "Frames", "count"), Column("evidence", "Evidence", "evidence"),
+            # the anonymity set: the profiles it could not be told apart from (issue 9)
+            Column("anonymity_set", "Could be", "could_be"))),
     PROFILE_TRAIL := Pane(
         "trail", "Trail", "attacker", "trail", ("attacker", "profiles"), whole=True),
     LINKAGE := Pane(

@@ -96,18 +96,30 @@ def _tail(items: list, limit: int = PROFILE_ROWS) -> list:
 
 def profile_for_pane(profile: dict) -> dict:
     """A profile as the attacker pane shows it: its frames as a count, its evidence summed per
-    rule and confidence. The full lists (every frame of every piece of evidence) made a
-    snapshot of 1-2 MB at 10,000 packets, and parsing that every second in the page delayed
-    the packet list (issue 5's 250 ms budget); the report export keeps them whole."""
+    rule and whether it links, with the weakest link's confidence and the strongest competitor
+    the links ruled out (its profile and probability); the anonymity set as the report has it.
+    The full lists (every frame and candidate of every piece of evidence) made a snapshot of
+    1-2 MB at 10,000 packets, and parsing that every second in the page delayed the packet list
+    (issue 5's 250 ms budget); the report export keeps them whole."""
     summary: dict[tuple, dict] = {}
     for ev in profile.get("evidence") or []:
         if not isinstance(ev, dict):
             continue
-        key = (ev.get("rule"), ev.get("confidence"), ev.get("links"))
-        item = summary.setdefault(key, {"rule": key[0], "confidence": key[1], "links": key[2],
-                                        "frame_count": 0, "pieces": 0})
+        links = bool(ev.get("links"))
+        item = summary.setdefault((ev.get("rule"), links), {
+            "rule": ev.get("rule"), "links": links, "confidence": ev.get("confidence"),
+            "frame_count": 0, "pieces": 0, "over": None})
         item["frame_count"] += ev.get("frame_count", len(ev.get("frames") or ()))
         item["pieces"] += 1
+        conf = ev.get("confidence")
+        if isinstance(conf, (int, float)) and isinstance(item["confidence"], (int, float)):
+            # links: the weakest; evidence that did not link: the strongest
+            item["confidence"] = min(item["confidence"], conf) if links else \
+                max(item["confidence"], conf)
+        for c in ev.get("candidates") or ():
+            if links and isinstance(c, dict) and not c.get("chosen") and \
+                    (item["over"] is None or c.get("probability", 0) > item["over"]["probability"]):
+                item["over"] = {"profile": c.get("profile"), "probability": c.get("probability", 0)}
     frames = profile.get("frames")
     return dict(profile, frames=len(frames) if isinstance(frames, list) else frames,
                 evidence=list(summary.values()))

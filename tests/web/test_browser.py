@@ -125,6 +125,13 @@ def test_both_panes_fill_and_screenshot(demo_server, demo_lab, demo_rows, page):
     # attacker pane: profiles, their trail, the linkage graph, the privacy score
     page.wait_for_selector('#attacker[data-vantage="all"]', timeout=WAIT_SECONDS * 1000)
     assert page.text_content("#profile-table tbody tr td").startswith("P")
+    # each profile's evidence per rule with the confidence of its weakest link, and what the
+    # attacker could not tell it apart from
+    cells = page.eval_on_selector_all(
+        "#profile-table tbody tr",
+        "trs => trs.map(t => Array.from(t.cells).map(c => c.textContent))")
+    assert all(len(c) == 7 for c in cells) and any("≥" in c[5] for c in cells)
+    assert page.text_content("#profile-table thead").endswith("Could be")
     assert page.eval_on_selector_all("#trail-list li", "x => x.length") >= 1
     # ties, care-of addresses, home / pseudo home addresses, profiles
     until(page, "document.querySelectorAll('#link-plot .scatterlayer .trace').length", 4)

@@ -535,6 +535,7 @@
     list: (v) => [listText(v, 12)],
     count: (v) => [Array.isArray(v) ? v.length : v],
     evidence: (v) => [evidenceText(v)],
+    could_be: (v) => [couldBeText(v)],
     number: (v) => [fmtValue(v)],
   };
 
@@ -812,11 +813,25 @@
     return listText(v);
   }
 
+  // One rule per entry: "spi-increment ≥0.9994 ×3 over P7 0.0003" (links: the weakest
+  // confidence and the strongest candidate they ruled out), "esp-sequence-continues ≤0.41 ×2".
   function evidenceText(list) {
     if (!Array.isArray(list)) return listText(list);
-    return list.map((e) => (typeof e === "object" && e !== null)
-      ? (e.rule + " " + fmtValue(e.confidence) + " ×" + (e.frame_count !== undefined ? e.frame_count : (e.frames || []).length))
-      : String(e)).join("; ");
+    return list.map((e) => {
+      if (typeof e !== "object" || e === null) return String(e);
+      const n = e.pieces !== undefined ? e.pieces : 1;
+      let text = e.rule + " " + (e.links ? "≥" : "≤") + fmtValue(e.confidence) + " ×" + n;
+      if (e.over && e.over.profile) text += " over " + e.over.profile + " " + fmtValue(e.over.probability);
+      return text;
+    }).join("; ");
+  }
+
+  // The profiles the attacker could not tell this one apart from (its anonymity set).
+  function couldBeText(anon) {
+    if (!anon || typeof anon !== "object" || !(anon.size > 1)) return "–";
+    const who = (Array.isArray(anon.could_be) ? anon.could_be : [])
+      .map((c) => c.profile + " " + fmtValue(c.probability)).join(", ");
+    return who + " (set " + anon.size + ", " + fmtValue(anon.entropy_bits) + " bits)";
   }
 
   function renderTrail(pane, profile) {
