@@ -16,30 +16,16 @@ from __future__ import annotations
 
 import argparse
 import os
-import resource
 import statistics
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-
-def _cpu() -> float:
-    own = resource.getrusage(resource.RUSAGE_SELF)
-    kids = resource.getrusage(resource.RUSAGE_CHILDREN)
-    return own.ru_utime + own.ru_stime + kids.ru_utime + kids.ru_stime
-
-
-def measured(fn) -> tuple[float, float]:
-    """(wall seconds, CPU seconds of this process and its children): on a shared machine the
-    CPU time is the steadier measure, the wall time the one a user sees."""
-    cpu, wall = _cpu(), time.perf_counter()
-    fn()
-    return time.perf_counter() - wall, _cpu() - cpu
+from benchmarks.bench_report import measured  # noqa: E402  (wall and CPU seconds of a call)
 
 
 def main() -> None:

@@ -963,22 +963,30 @@ class SameInterfaceId(Finder):
         super().__init__(rule, linker)
         self.by_iid: dict[int, dict[str, _Run]] = defaultdict(dict)
         self.prefixes: dict[int, set[str]] = defaultdict(set)
-        self.care_ofs: set[str] = set()
+        self.iid_of: dict[str, int | None] = {}       # each address parsed once
+        self.care_ofs: set[str] = set()              # of the addresses in by_iid
         self.homes: set[str] = set()
-        self.infrastructure: set[str] = set()
+        self.infrastructure: set[str] = set()        # home agents, correspondents: a few
         self._order: deque[tuple[float, int]] = deque()
 
     def add(self, obs):
-        self.infrastructure.update(a for a in (obs.home_agent, obs.correspondent) if a)
-        if obs.care_of:
-            self.care_ofs.add(obs.care_of)
-        self.homes.update(obs.homes)
+        for a in (obs.home_agent, obs.correspondent):
+            if a:
+                self.infrastructure.add(a)
         for address in obs.identities:
             if address in self.infrastructure:
                 continue
-            iid = interface_id(address)
+            iid = self.iid_of.get(address, -1)
+            if iid == -1:
+                if len(self.iid_of) > 1 << 17:
+                    self.iid_of.clear()              # a cache: bounded, parsed again
+                iid = self.iid_of[address] = interface_id(address)
             if iid is None or iid <= 1:
                 continue
+            if address == obs.care_of:
+                self.care_ofs.add(address)
+            else:
+                self.homes.add(address)
             runs = self.by_iid[iid]
             run = runs.get(address)
             if run is not None:
@@ -1029,6 +1037,10 @@ class SameInterfaceId(Finder):
             if runs is None:
                 continue
             if all(r.last_time < before for r in runs.values()):
+                for address in runs:
+                    self.iid_of.pop(address, None)
+                    self.care_ofs.discard(address)
+                    self.homes.discard(address)
                 del self.by_iid[iid]
                 self.prefixes.pop(iid, None)
             else:
