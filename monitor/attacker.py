@@ -300,12 +300,17 @@ def _some(items: list[str], n: int = 4) -> str:
     return ", ".join(items[:n]) + (f" (+{len(items) - n} more)" if len(items) > n else "")
 
 
+def _p(value: float) -> str:
+    """A probability with the digits that tell it from 1 (0.99993, not 1)."""
+    return f"{value:.5f}".rstrip("0").rstrip(".") if value < 1 else "1"
+
+
 def _link_text(e: dict) -> str:
     """One link: rule, confidence, and what it ruled out."""
-    text = f"{e['rule']} {e['confidence']:.3g}"
+    text = f"{e['rule']} {_p(e['confidence'])}"
     others = [c for c in e.get("candidates", ()) if not c["chosen"]]
     if others:
-        text += " over " + ", ".join(f"{c.get('profile') or c['what']} {c['probability']:.2g}"
+        text += " over " + ", ".join(f"{c.get('profile') or c['what']} {_p(c['probability'])}"
                                      for c in others[:3])
     return text
 
@@ -338,7 +343,7 @@ def attacker_text(report: dict, max_profiles: int = 20) -> str:
             lines.append(f"      {_link_text(e)}: {e['detail']}")
         anon = p.get("anonymity_set") or {}
         if anon.get("size", 1) > 1:
-            could = ", ".join(f"{c['profile']} {c['probability']:.2g}" for c in anon["could_be"])
+            could = ", ".join(f"{c['profile']} {_p(c['probability'])}" for c in anon["could_be"])
             lines.append(f"      could be {could} (anonymity set {anon['size']}, "
                          f"{anon['entropy_bits']:.3g} bits)")
     if len(ranked) > max_profiles:

@@ -77,7 +77,7 @@ class Candidate:
     chosen: bool = False
 
     def as_dict(self) -> dict:
-        return {"frames": list(self.frames), "probability": round(self.probability, 4),
+        return {"frames": list(self.frames), "probability": round(self.probability, 6),
                 "what": self.what, "chosen": self.chosen}
 
 
@@ -94,7 +94,7 @@ class Evidence:
     computation: str = ""               # the numbers that went in
 
     def as_dict(self, threshold: float = THRESHOLD, max_frames: int = 25) -> dict:
-        out = {"rule": self.rule, "confidence": round(self.confidence, 4),
+        out = {"rule": self.rule, "confidence": round(self.confidence, 6),
                "detail": self.detail, "frames": list(self.frames[:max_frames]),
                "frame_count": len(self.frames), "ambiguous": self.ambiguous,
                "links": self.confidence >= threshold}
