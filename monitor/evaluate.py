@@ -397,11 +397,23 @@ def render_chart(results: dict, self_contained: bool = False) -> str:
     return fig.to_html(include_plotlyjs=True if self_contained else "cdn", full_html=True)
 
 
+def _rounded(value):
+    """Floats to 6 significant digits (the JSON stays a few MB for the whole grid)."""
+    if isinstance(value, float):
+        return float(f"{value:.6g}")
+    if isinstance(value, dict):
+        return {k: _rounded(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_rounded(v) for v in value]
+    return value
+
+
 def write(results: dict, outdir: Path, self_contained: bool = False) -> list[Path]:
     try:
         outdir.mkdir(parents=True, exist_ok=True)
         files = [outdir / "evaluation.json", outdir / "evaluation.md", outdir / "evaluation.html"]
-        files[0].write_text(json.dumps(results, indent=0) + "\n")
+        results = _rounded(results)           # what is drawn is what the JSON redraws
+        files[0].write_text(json.dumps(results, separators=(",", ":")) + "\n")
         files[1].write_text(render_markdown(results))
         files[2].write_text(render_chart(results, self_contained))
     except OSError as exc:
