@@ -275,6 +275,46 @@ def table(rows: list[dict], vantage: str, iid: str, spi: str) -> str:
     return "\n".join([head, sep, *body])
 
 
+# the overview's columns: (heading, vantage, SPI allocation, IID kind)
+OVERVIEW = (("`mn-ha`", "mn-ha", "random", "privacy"), ("`ha-cn`", "ha-cn", "random", "privacy"),
+            ("`mn-cn`", "mn-cn", "random", "privacy"), ("`all`", "all", "random", "privacy"),
+            ("`mn-ha`, sequential SPIs", "mn-ha", "sequential", "privacy"),
+            ("`mn-cn`, stable IIDs", "mn-cn", "random", "stable"),
+            ("`mn-cn`, EUI-64 IIDs", "mn-cn", "random", "eui64"))
+
+
+def _range(values: list) -> str:
+    values = [v for v in values if v is not None]
+    if not values:
+        return "-"
+    lo, hi = min(values), max(values)
+    digits = 2 if hi <= 1 else 1
+    same = abs(hi - lo) < (0.005 if digits == 2 else 0.05)
+    return _num(lo, digits) if same else f"{_num(lo, digits)}–{_num(hi, digits)}"
+
+
+def overview(rows: list[dict]) -> str:
+    """Markdown: one row per procedure, one column per (vantage, SPIs, IIDs); each cell the
+    recall R and anonymity set A over every N of the grid (lowest–highest)."""
+    procs = [p for p in PROCEDURES if any(r["procedure"] == p for r in rows)]
+    cols = [c for c in OVERVIEW if any((r["vantage"], r["spi"], r["iid"]) == c[1:] for r in rows)]
+    head = "| procedure | " + " | ".join(c[0] for c in cols) + " |"
+    sep = "| --- " * (len(cols) + 1) + "|"
+    body = []
+    for p in procs:
+        cells = []
+        for _, v, spi, iid in cols:
+            rs = [r for r in rows if (r["procedure"], r["vantage"], r["spi"], r["iid"]) ==
+                  (p, v, spi, iid)]
+            if all(r["link_recall"] is None for r in rs):
+                cells.append("-")
+                continue
+            cells.append(f"R {_range([r['link_recall'] for r in rs])} · "
+                         f"A {_range([r['anonymity_set_mean'] for r in rs])}")
+        body.append(f"| {p} | " + " | ".join(cells) + " |")
+    return "\n".join([head, sep, *body])
+
+
 def reliability_table(rows: list[dict]) -> str:
     head = ("| confidence | decisions | mean confidence | right | wrong | wrong allowed "
             "(sum of 1 - p) | holds |")
@@ -340,6 +380,11 @@ def render_markdown(results: dict) -> str:
         + ("holds in every cell." if not fails else f"fails in {len(fails)} cells:"),
     ]
     parts += [f"- {f}" for f in fails[:50]]
+    parts += ["", "## Overview", "",
+              "Recall R and anonymity set A (real nodes a profile could be) over every N "
+              f"({', '.join(str(n) for n in grid['nodes'])}), lowest–highest; RFC 8981 care-of "
+              "IIDs and random SPIs unless the column says otherwise.", "",
+              overview(rows)]
     parts += ["", "## Reliability: links at confidence p are right at least p of the time", "",
               reliability_table(rel), "",
               f"Links are the decisions at {THRESHOLD} and above (linking.THRESHOLD): "

@@ -66,6 +66,7 @@ def test_confidence_means_what_it_says(leaks, look_alikes):
 def test_tables_name_every_cell(leaks):
     md = render_markdown(leaks)
     assert "holds in every cell" in md and "## Reliability" in md
+    assert "| 5.2.1 | R " in md.split("## Overview")[1]
     assert "| 5.2.1 | P 1 · R " in md and "**5.2.2**" in md
 
 
