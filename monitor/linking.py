@@ -702,13 +702,19 @@ class StepChains(Finder):
             total = sum(a for _, a in edges[0]) + g + (best_a if truncated else 0.0)
             posterior = [0.0] * len(cols)
             for j, a in edges[0]:
-                succs, more = self.succs(cols[j])
-                share = a / (sum(b for _, b, _ in succs) + (best_a if more else 0.0) or a)
-                posterior[j] += a / total * min(1.0, share)
+                posterior[j] += a / total
+            if max(posterior) >= self.linker.threshold:
+                # only then is each candidate's share among its successors worth reading (it
+                # can only lower the row's share, which is below the threshold otherwise)
+                for j, a in edges[0]:
+                    succs, more = self.succs(cols[j])
+                    share = a / (sum(b for _, b, _ in succs) + (best_a if more else 0.0) or a)
+                    posterior[j] *= min(1.0, share)
             method = (f"crowded: more than {COMPONENT_CAP} new or earlier {self.unit}s in the "
-                      f"window (or over {SCAN_CAP} near it), so z's share among its "
+                      f"window (or over {SCAN_CAP} near it), so at most z's share among its "
                       f"{len(edges[0])} candidates{' and at least one unread' if truncated else ''}"
-                      f" times each candidate's share among its successors")
+                      f" (times each candidate's share among its successors, where that could "
+                      f"reach the threshold)")
         else:
             density, nearby = self.look_alike_density(z, rows + cols)
             g = density * odds
