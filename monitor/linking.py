@@ -585,6 +585,14 @@ class StepChains(Finder):
                 out.append((p, a, delta))
         return out, crowded
 
+    def _near_count(self, p: _Item) -> int:
+        """How many values the index holds where p's successors would be (an upper bound on
+        its candidate successors, without reading them)."""
+        lo, hi = self._bucket((p.last + 1) % self.modulus), \
+            self._bucket((p.last + self.max_step) % self.modulus)
+        index = self.by_first[p.group]
+        return sum(len(index.get(b, ())) for b in ((lo,) if lo == hi else (lo, hi)))
+
     def succs(self, p: _Item) -> tuple[list[tuple[_Item, float, int]], bool]:
         """Candidate successors of p; True when crowded."""
         out = []
@@ -701,20 +709,21 @@ class StepChains(Finder):
             best_a = max(a for _, a in edges[0])
             total = sum(a for _, a in edges[0]) + g + (best_a if truncated else 0.0)
             posterior = [0.0] * len(cols)
-            for j, a in edges[0]:
-                posterior[j] += a / total
-            if max(posterior) >= self.linker.threshold:
-                # only then is each candidate's share among its successors worth reading (it
-                # can only lower the row's share, which is below the threshold otherwise)
-                for j, a in edges[0]:
+            for rank, (j, a) in enumerate(sorted(edges[0], key=lambda e: -e[1])):
+                if rank < LISTED or a / total >= self.linker.threshold:
+                    # the candidates listed (and any that could link): their share among
+                    # their own successors, read from the index
                     succs, more = self.succs(cols[j])
                     share = a / (sum(b for _, b, _ in succs) + (best_a if more else 0.0) or a)
-                    posterior[j] *= min(1.0, share)
+                else:
+                    # the rest: as if every value near its successors' place competed (fewer
+                    # do), which can only understate it
+                    share = 1 / max(1, self._near_count(cols[j]))
+                posterior[j] += a / total * min(1.0, share)
             method = (f"crowded: more than {COMPONENT_CAP} new or earlier {self.unit}s in the "
-                      f"window (or over {SCAN_CAP} near it), so at most z's share among its "
+                      f"window (or over {SCAN_CAP} near it), so z's share among its "
                       f"{len(edges[0])} candidates{' and at least one unread' if truncated else ''}"
-                      f" (times each candidate's share among its successors, where that could "
-                      f"reach the threshold)")
+                      f" times each candidate's share among its successors")
         else:
             density, nearby = self.look_alike_density(z, rows + cols)
             g = density * odds
