@@ -24,7 +24,7 @@ import tempfile
 import time
 from collections import defaultdict
 from collections.abc import Callable, Iterable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from keys.errors import UserError
@@ -64,12 +64,12 @@ class Cell:
     spi: str
     seed: int
 
-    def crowd(self, moves_per_node: int) -> dict:
-        """The lab crowd parameters of this cell."""
+    def crowd(self, moves_per_node: int, extra: dict | None = None) -> dict:
+        """The lab crowd parameters of this cell (`extra`: the same for every cell)."""
         return {"nodes": self.nodes, "iid": self.iid, "spi": self.spi, "seed": self.seed,
                 "moves_per_node": moves_per_node,
                 "name": f"eval-{self.procedure}-{self.nodes}-{self.iid}-{self.spi}-{self.seed}",
-                **PROCEDURES[self.procedure]}
+                **(extra or {}), **PROCEDURES[self.procedure]}
 
 
 @dataclass
@@ -81,6 +81,8 @@ class Grid:
     vantages: tuple[str, ...] = VANTAGES
     seeds: int = SEEDS
     moves_per_node: int = MOVES_PER_NODE
+    # lab crowd parameters held the same in every cell (moves, sa_setup, background, ...)
+    crowd: dict = field(default_factory=dict)
 
     def cells(self) -> list[Cell]:
         return [Cell(p, n, i, s, seed) for p in self.procedures for n in self.nodes
@@ -126,8 +128,8 @@ def measure(directory: Path, vantages: Iterable[str] = VANTAGES) -> dict[str, di
 
 def _one(job: tuple) -> list[dict]:
     """Generate one crowd, measure it, forget it (unless kept): records of every vantage."""
-    cell, generate, base, keep, moves, vantages = job
-    params = cell.crowd(moves)
+    cell, generate, base, keep, moves, vantages, extra = job
+    params = cell.crowd(moves, extra)
     directory = base / params["name"]
     started = time.monotonic()
     generate(directory, **params)
@@ -149,8 +151,8 @@ def run(grid: Grid, generate: Generate, workdir: Path | None = None,
     tmp = Path(tempfile.mkdtemp(prefix="mip6mon-eval-")) if workdir is None else None
     base = workdir or tmp
     assert base is not None
-    work = [(cell, generate, base, workdir is not None, grid.moves_per_node, grid.vantages)
-            for cell in cells]
+    work = [(cell, generate, base, workdir is not None, grid.moves_per_node, grid.vantages,
+             grid.crowd) for cell in cells]
     try:
         if jobs > 1:
             import multiprocessing
@@ -371,10 +373,13 @@ def render_markdown(results: dict) -> str:
         f"{', '.join(str(n) for n in grid['nodes'])}; care-of IIDs {', '.join(grid['iids'])}; "
         f"SPI allocation {', '.join(grid['spis'])}; vantage points "
         f"{', '.join(grid['vantages'])}; {grid['seeds']} seeds; {grid['moves_per_node']} moves "
-        f"per node (lab crowd, moves in turn, SAs set up together). Scored against each "
-        f"crowd's truth.json. P = pairwise link precision (mean of the seeds), R = recall, "
-        f"A = anonymity set (real nodes a profile could be, mean over nodes), F = movement "
-        f"followed. `-`: nothing visible or nothing linked.",
+        f"per node; lab crowd defaults otherwise"
+        + ("".join(f", {k} {v}" for k, v in (grid.get("crowd") or {}).items())
+           or " (moves in turn, SAs set up together, no background)")
+        + ". Scored against each "
+        "crowd's truth.json. P = pairwise link precision (mean of the seeds), R = recall, "
+        "A = anonymity set (real nodes a profile could be, mean over nodes), F = movement "
+        "followed. `-`: nothing visible or nothing linked.",
         "",
         "Precision bar (mean >= 0.99, no seed below 0.95): "
         + ("holds in every cell." if not fails else f"fails in {len(fails)} cells:"),
@@ -479,6 +484,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--vantage", nargs="+", default=list(VANTAGES), choices=VANTAGES)
     p.add_argument("--seeds", type=int, default=SEEDS)
     p.add_argument("--moves-per-node", type=int, default=MOVES_PER_NODE)
+    p.add_argument("--moves", choices=("in-turn", "poisson", "burst"),
+                   help="move pattern of every crowd (lab crowd --moves)")
+    p.add_argument("--sa-setup", choices=("together", "staggered"),
+                   help="ESP counters side by side or not (lab crowd --sa-setup)")
+    p.add_argument("--background", type=float, help="share of background traffic")
     p.add_argument("--keep", metavar="DIR", help="keep every crowd under DIR")
     p.add_argument("--jobs", type=int, default=1, help="crowds measured at once (processes)")
     p.add_argument("--render", metavar="JSON", help="only redraw the tables and the chart from "
@@ -497,8 +507,10 @@ def command_evaluate(args: argparse.Namespace, generate: Generate) -> int:
     else:
         if args.seeds < 1 or any(not 2 <= n <= 500 for n in args.nodes):
             raise UserError("evaluate: --seeds must be at least 1 and --nodes 2..500")
+        crowd = {k: v for k, v in (("moves", args.moves), ("sa_setup", args.sa_setup),
+                                   ("background", args.background)) if v is not None}
         grid = Grid(tuple(args.procedures), tuple(args.nodes), tuple(args.iid),
-                    tuple(args.spi), tuple(args.vantage), args.seeds, args.moves_per_node)
+                    tuple(args.spi), tuple(args.vantage), args.seeds, args.moves_per_node, crowd)
         progress = None if args.quiet else (lambda line: print(line, file=sys.stderr,
                                                                   flush=True))
         keep = Path(args.keep) if args.keep else None

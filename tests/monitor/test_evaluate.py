@@ -23,10 +23,11 @@ def leaks():
 @pytest.fixture(scope="module")
 def look_alikes():
     """Crowds full of look-alikes: SPIs 16 apart, stable and EUI-64 care-of IIDs, counters side
-    by side, six and twenty nodes, every procedure's home registration and correspondent
-    registration kinds."""
+    by side, nodes moving in bursts (handover storms), six and twenty nodes, every kind of
+    home and correspondent registration."""
     return run(Grid(procedures=("4.1", "5.2.2", "5.3.1", "5.4"), nodes=(6, 20),
-                    iids=("stable", "eui64"), spis=("sequential",), seeds=2), run_crowd)
+                    iids=("stable", "eui64"), spis=("sequential",), seeds=2,
+                    crowd={"moves": "burst"}), run_crowd)
 
 
 def _row(rows, **where):
