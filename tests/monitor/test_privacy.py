@@ -128,3 +128,22 @@ def test_keyed_analyzer_without_keyring_is_no_truth():
     attacker, _ = _two_nodes(link_b=True)
     s = privacy_score(attacker, KeyedAnalyzer(None))
     assert s["link_precision"] is None and "note" in s
+
+
+def test_anonymity_set_from_what_the_attacker_could_not_tell_apart():
+    # node A at COA1 (SPI 0x1001) and node B at COB1 (SPI 0x1010, 15 above: sequential
+    # allocation), then 0x1075 at COA2: A's 6.4 renewal, or B's; the attacker cannot tell
+    evs = [home_bu_esp(1, 1, COA1, P % 1, 0x1001, 1), home_bu_esp(2, 2, COB1, P % 2, 0x1010, 1),
+           home_bu_esp(3, 30, COA2, P % 3, 0x1075, 2)]
+    attacker = analyse(evs)
+    truth = StubTruth({1: HOA1, 3: HOA1, 2: HOA2})
+    s = privacy_score(attacker, truth)
+    assert s["link_precision"] is None and s["profiles"] == 3      # nothing linked, nothing merged
+    third = next(p for p in attacker.profiles() if 3 in p.frames)
+    assert set(third.could_be) == {p.id for p in attacker.profiles() if p is not third}
+    assert third.anonymity_set["size"] == 3
+    b = s["nodes"][HOA2]
+    assert b["anonymity_set_size"] == 2                  # B could be A's frame 3's node, or B
+    assert b["entropy_bits"] == pytest.approx(1.0, abs=0.1)
+    a = s["nodes"][HOA1]
+    assert a["anonymity_set_size"] == pytest.approx(1.5)   # frame 1 surely A; frame 3: A or B
