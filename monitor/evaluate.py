@@ -458,6 +458,37 @@ def _rounded(value):
     return value
 
 
+def merge(results: list[dict]) -> dict:
+    """Several evaluations as one (each cell of each; a cell in two is measured twice): the
+    grid names every value any of them swept. They must hold the same crowd parameters."""
+    if len(results) == 1:
+        return results[0]
+    first = results[0]["grid"]
+    for r in results[1:]:
+        g = r["grid"]
+        if (g.get("crowd") or {}) != (first.get("crowd") or {}) or \
+                g["moves_per_node"] != first["moves_per_node"] or r["bins"] != results[0]["bins"]:
+            raise UserError("evaluate --render: these evaluations ran different crowds (moves, "
+                            "SA set-up, background or moves per node) or confidence bins")
+    grid = dict(first)
+    for key in ("procedures", "nodes", "iids", "spis", "vantages"):
+        seen: list = []
+        for r in results:
+            seen += [v for v in r["grid"][key] if v not in seen]
+        grid[key] = sorted(seen) if key == "nodes" else seen
+    grid["seeds"] = max(r["grid"]["seeds"] for r in results)
+    return {"grid": grid, "bins": results[0]["bins"],
+            "records": [rec for r in results for rec in r["records"]]}
+
+
+def render_readme(results: dict) -> str:
+    """README's evaluation section: the bar, the overview, the reliability table, the findings
+    (the full tables are in docs/evaluation.md, the chart in docs/evaluation.html)."""
+    md = render_markdown(results)
+    body = md.split("\n", 2)[2]                       # the title is README's own heading
+    return body.split("\n## `", 1)[0].replace("\n## ", "\n#### ").rstrip("\n")
+
+
 def write(results: dict, outdir: Path, self_contained: bool = False) -> list[Path]:
     try:
         outdir.mkdir(parents=True, exist_ok=True)
@@ -491,8 +522,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--background", type=float, help="share of background traffic")
     p.add_argument("--keep", metavar="DIR", help="keep every crowd under DIR")
     p.add_argument("--jobs", type=int, default=1, help="crowds measured at once (processes)")
-    p.add_argument("--render", metavar="JSON", help="only redraw the tables and the chart from "
-                                                    "an evaluation.json")
+    p.add_argument("--render", metavar="JSON", nargs="+",
+                   help="only redraw the tables and the chart from evaluation.json files (several: "
+                        "their cells merged, e.g. a small grid and a 100-node one)")
     p.add_argument("--self-contained", action="store_true",
                    help="embed plotly.js in the chart (else it loads from the plotly CDN)")
     p.add_argument("--quiet", action="store_true", help="no progress line per crowd")
@@ -500,10 +532,15 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def command_evaluate(args: argparse.Namespace, generate: Generate) -> int:
     if args.render:
-        try:
-            results = json.loads(Path(args.render).read_text())
-        except (OSError, ValueError) as exc:
-            raise UserError(f"{args.render}: not an evaluation.json ({exc})") from None
+        loaded = []
+        for name in args.render:
+            try:
+                loaded.append(json.loads(Path(name).read_text()))
+                assert isinstance(loaded[-1].get("records"), list)
+            except (OSError, ValueError, AttributeError, AssertionError) as exc:
+                raise UserError(f"{name}: not an evaluation.json ({exc or 'no records'})") \
+                    from None
+        results = merge(loaded)
     else:
         if args.seeds < 1 or any(not 2 <= n <= 500 for n in args.nodes):
             raise UserError("evaluate: --seeds must be at least 1 and --nodes 2..500")

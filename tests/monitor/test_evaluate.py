@@ -8,7 +8,14 @@ import json
 import pytest
 
 from lab.crowd import run_crowd
-from monitor.evaluate import Grid, check, reliability, render_markdown, run, summarise
+from monitor.evaluate import (
+    Grid,
+    check,
+    reliability,
+    render_markdown,
+    run,
+    summarise,
+)
 from tests.monitor.conftest import run_cli
 
 
@@ -94,3 +101,21 @@ def test_command_bad_input_is_one_line_exit_2(tmp_path):
     for argv in (("evaluate", "--render", str(bad)), ("evaluate", "--nodes", "1")):
         r = run_cli(*argv, "-o", str(tmp_path / "o"))
         assert r.returncode == 2 and r.stderr.count("\n") == 1 and "Traceback" not in r.stderr
+
+
+def test_render_merges_evaluations(tmp_path):
+    """Two sweeps (here N=2 and N=3) redrawn as one: every cell of each, the grid names both."""
+    for n in ("2", "3"):
+        r = run_cli("evaluate", "--nodes", n, "--procedures", "5.2.1", "--iid", "privacy",
+                    "--spi", "random", "--vantage", "mn-ha", "--seeds", "1", "--quiet",
+                    "-o", str(tmp_path / n))
+        assert r.returncode == 0, r.stderr
+    r = run_cli("evaluate", "--render", str(tmp_path / "2" / "evaluation.json"),
+                str(tmp_path / "3" / "evaluation.json"), "-o", str(tmp_path / "both"))
+    assert r.returncode == 0, r.stderr
+    doc = json.loads((tmp_path / "both" / "evaluation.json").read_text())
+    assert doc["grid"]["nodes"] == [2, 3]
+    assert sorted(rec["nodes"] for rec in doc["records"]) == [2, 3]
+    assert "| 5.2.1 | P 1 · R 1 · A 1 · F 1 | P 1 · R 1 · A 1 · F 1 |" in \
+        (tmp_path / "both" / "evaluation.md").read_text()
+
