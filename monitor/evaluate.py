@@ -410,6 +410,7 @@ def render_markdown(results: dict) -> str:
 def render_chart(results: dict, self_contained: bool = False) -> str:
     """plotly HTML: precision, recall, anonymity set and movement followed against N, one line
     per procedure, a menu for the vantage point, SPI allocation and IID kind."""
+    import plotly.colors
     import plotly.graph_objects as go
     from plotly.subplots import make_subplots
 
@@ -421,16 +422,18 @@ def render_chart(results: dict, self_contained: bool = False) -> str:
     fig = make_subplots(rows=2, cols=2, subplot_titles=[t for _, t in panels])
     views = [(v, s, i) for v in grid["vantages"] for s in grid["spis"] for i in grid["iids"]]
     traces_per_view = []
+    palette = plotly.colors.qualitative.Plotly        # one colour per procedure, in every panel
     for view in views:
         v, s, i = view
         start = len(fig.data)
-        for p in grid["procedures"]:
+        for n_proc, p in enumerate(grid["procedures"]):
             pts = sorted((r["nodes"], r) for r in rows
                          if (r["procedure"], r["vantage"], r["spi"], r["iid"]) == (p, v, s, i))
             for k, (metric, _) in enumerate(panels):
                 fig.add_trace(go.Scatter(
                     x=[n for n, _ in pts], y=[r[metric] for _, r in pts], name=p,
                     legendgroup=p, showlegend=k == 0, mode="lines+markers",
+                    line={"color": palette[n_proc % len(palette)]},
                     visible=view == views[0]), row=k // 2 + 1, col=k % 2 + 1)
         traces_per_view.append(range(start, len(fig.data)))
     buttons = []
