@@ -138,6 +138,18 @@ class AttackerAnalyzer:
         self._trim()
         self._profiles = None
 
+    def advance(self, now: float) -> None:
+        """Capture time has reached `now` with no packet since (a live source: its capture
+        times are the wall clock, which goes on when the traffic pauses). What has waited
+        `PLACE_WAIT` is placed and the decisions due are made, as a packet at `now` would."""
+        if now <= self._now:
+            return
+        self._now = now
+        self._place(now - PLACE_WAIT)
+        self._linker.decide_until(now)
+        self._trim()
+        self._profiles = None
+
     def done(self) -> None:
         self._place(float("inf"))
         self._linker.flush()

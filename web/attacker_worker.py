@@ -20,6 +20,7 @@ from __future__ import annotations
 import multiprocessing
 import os
 import threading
+import time
 from collections.abc import Callable
 
 from dissectors.events import PacketEvent
@@ -87,6 +88,11 @@ def _worker(conn, parent_end, window: int | None = None, parent: int = 0,
             _, vantage, nodes, trails = message
             try:
                 attacker = attackers[vantage]
+                if window is not None:
+                    # live (a windowed worker): capture time is the wall clock, and goes on
+                    # while the traffic pauses; without this the last packets would wait
+                    # for the next one to be placed and decided
+                    attacker.advance(time.time())
                 report = attacker.report()
                 report["vantage"] = vantage
                 try:

@@ -341,3 +341,24 @@ def test_a_live_attacker_keeps_only_its_window(scenario_runs):
     assert {f for p in report["profiles"] for f in p["frames"]} <= newest
     assert all(set(e["frames"]) & newest for p in report["profiles"] for e in p["evidence"])
     assert "window" not in whole.report()
+
+
+def test_a_live_clock_places_and_decides_what_a_pause_left_waiting(tmp_path):
+    """Live capture times are the wall clock: when the traffic pauses, `advance` to a time past
+    the waits places every packet and makes every decision, as the end of a file would (what
+    `live` and `serve` show when no packet comes)."""
+    from lab.crowd import run_crowd
+    from monitor.linking import PLACE_WAIT, WAIT
+    run_crowd(tmp_path, nodes=6, spi="sequential", seed=3)
+    events = list(PcapSource(str(tmp_path / "capture.pcapng")).events())
+    live, ended = AttackerAnalyzer("mn-ha"), AttackerAnalyzer("mn-ha")
+    for e in events:
+        live.packet(e)
+        ended.packet(e)
+    ended.done()
+    assert live.report()["waiting"] > 0           # the last packets wait for a next one
+    live.advance(events[-1].time + 1.0)            # not yet past the waits
+    assert live.report()["waiting"] > 0
+    live.advance(events[-1].time + PLACE_WAIT + WAIT + 1.0)
+    assert live.report()["waiting"] == 0
+    assert live.report()["profiles"] == ended.report()["profiles"]

@@ -3,6 +3,8 @@ root): what serve rebuilds from live captures on three links equals `mip6mon rep
 same traffic as one file, and a fourth sensor at the other end of a link adds nothing."""
 from __future__ import annotations
 
+import time
+
 import pytest
 
 from lab import netns
@@ -53,10 +55,18 @@ def test_three_sensors_on_three_veths_equal_one_report(topology, redis_server, t
         assert {s["name"]: s["vantage"] for s in status["sensors"]} == \
             {name: v for name, (_, _, v) in sensors.items()}
         assert all(s["drops"] == 0 for s in status["sensors"])
-        # the eavesdropper on each link, and the colluders
+        # the eavesdropper on each link, and the colluders: live, a packet is placed 10 s of
+        # capture time (the wall clock, traffic or not) after it came, and a successor link
+        # decided 30 s after that (monitor.linking PLACE_WAIT, WAIT): wait until nothing waits
         for vantage in ("mn-ha", "ha-cn", "mn-cn", "all"):
-            attacker = served.get("/api/report.json", vantage=vantage)["attacker"]
-            assert attacker["vantage"] == vantage and attacker["profiles"]
+            deadline = time.monotonic() + 120
+            while True:
+                attacker = served.get("/api/report.json", vantage=vantage)["attacker"]
+                if attacker.get("waiting") == 0 or time.monotonic() > deadline:
+                    break
+                time.sleep(0.5)
+            assert attacker["vantage"] == vantage and attacker["waiting"] == 0
+            assert attacker["profiles"]
     finally:
         for proc in procs:
             end(proc)
