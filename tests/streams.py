@@ -118,7 +118,8 @@ def report(capture: Path, *extra: str) -> dict:
     return json.loads(run.stdout)
 
 
-NUMBERED = {"frame", "frames", "first_frame", "time", "first_time", "last_time", "source"}
+NUMBERED = {"frame", "frames", "first_frame", "time", "first_time", "last_time", "source",
+            "subject"}         # subject: the frames an attacker's decision was about
 _FRAME_TEXT = re.compile(r"\bframes? \d+(, \d+)*")
 
 
