@@ -277,7 +277,10 @@ class MonitorSession:
             cached = self._attacker_cache.get(vantage)
             seen = self.view.total
             now = time.monotonic()
-            if cached is not None and (cached["seen"] == seen or now < cached["next"]):
+            # no packet since: still recomputed while decisions wait (a live attacker's clock
+            # goes on without traffic: monitor.attacker advance)
+            if cached is not None and ((cached["seen"] == seen and not cached["waiting"])
+                                       or now < cached["next"]):
                 return cached
             return self._refresh_attacker(vantage, seen, now)
 
@@ -299,7 +302,7 @@ class MonitorSession:
         cost = time.monotonic() - started
         self._attacker_version += 1
         cached = {"seen": seen, "next": now + max(1.0, 4 * cost), "state": state,
-                  "version": self._attacker_version}
+                  "version": self._attacker_version, "waiting": report.get("waiting", 0)}
         self._attacker_cache[vantage] = cached
         return cached
 
