@@ -126,6 +126,7 @@ class DropCounter:
     Interface Statistics Blocks, and the damage that ended the capture early, if any."""
     dropped: int = 0
     damage: Damage | None = None
+    statistics: int = 0    # Interface Statistics Blocks read: dumpcap wrote its counts (0: none)
 
 
 @dataclass(slots=True)
@@ -594,6 +595,7 @@ def _round4(n: int) -> int:
 
 def _isb_drops(options: bytes, endian: str, drops: DropCounter) -> None:
     """pcapng ISB options: isb_ifdrop (5) is what the kernel dropped; dumpcap writes it."""
+    drops.statistics += 1
     at = 0
     while at + 4 <= len(options):
         code, olen = struct.unpack(endian + "HH", options[at:at + 4])

@@ -2,25 +2,22 @@
 
 No tshark (issue 10: tshark only for what it alone gives: the dashboard's display filter,
 detail tree and export). A file is read record by record (dissectors.capfile); live, dumpcap
-writes pcapng to a pipe that is read the same way. Each record goes through the octet
-pre-filter (plain TCP/UDP/ICMPv6 never reach the walk), then dissectors.walk, which decides
-relevance with MOBILITY_FILTER's meaning and makes the event. ESP stays encrypted here: the
-keyed stage (dissectors.decrypt) opens it, in this process or another.
+writes pcapng to a pipe that is read the same way (dissectors.live). Each record goes through
+the octet pre-filter (plain TCP/UDP/ICMPv6 never reach the walk), then dissectors.walk, which
+decides relevance with MOBILITY_FILTER's meaning and makes the event. ESP stays encrypted
+here: the keyed stage (dissectors.decrypt) opens it, in this process or another.
 
 Accounting (read = analysed + filtered + malformed + dropped): the stage counts `read`,
 `filtered` (with the reason when the walk could not see into a frame: `unwalked`), the
-malformed frames that have no IPv6 header to make an event of, and `dropped`; the event
-stream counts the events (analysed, or malformed).
+malformed frames that have no IPv6 header to make an event of, and the kernel's drops dumpcap
+reported (`kernel_dropped`); the event stream counts the events (analysed, or malformed).
 """
 from __future__ import annotations
 
 import gzip
 import os
-import subprocess
-import tempfile
-import threading
 from collections.abc import Callable, Iterable, Iterator
-from typing import IO, BinaryIO, cast
+from typing import BinaryIO
 
 from dissectors import capfile
 from dissectors.accounting import Accounting
@@ -28,8 +25,6 @@ from dissectors.capfile import Record
 from dissectors.events import IPv6Layer, PacketEvent
 from dissectors.walk import Walker, candidate, event
 from keys.errors import UserError
-
-DUMPCAP = "dumpcap"
 
 # Default capture filter (BPF, pcap-filter(7)) for live mode. BPF follows only the fixed IPv6
 # header's Next Header, so it keeps every IPv6 packet whose first header after the fixed one
@@ -110,11 +105,12 @@ def check_capture_file(path: str) -> None:
         raise UserError(f"{path}: cannot read: {exc.strerror}") from None
 
 
-def _settle(acc: Accounting, drops: capfile.DropCounter) -> None:
-    """What the reader itself found: kernel drops reported by dumpcap are dropped; a damaged
-    capture ends after its last whole frame, and the accounting says where and why the rest
-    could not be read (issue 13: `report` exits 3, `"complete": false`)."""
-    acc.dropped = max(acc.dropped, drops.dropped)
+def settle(acc: Accounting, drops: capfile.DropCounter) -> None:
+    """What the reader itself found in one capture stream: the kernel drops dumpcap reported
+    (never read: `kernel_dropped`, beside the identity); a damaged capture ends after its last
+    whole frame, and the accounting says where and why the rest could not be read (issue 13:
+    `report` exits 3, `"complete": false`)."""
+    acc.kernel_dropped += drops.dropped
     if drops.damage is not None and acc.incomplete is None:
         acc.incomplete = f"damaged capture: {drops.damage}"
 
@@ -142,7 +138,7 @@ class CaptureFile:
                 yield from self.dissector.events(capfile.records(self._stream, drops))
             except (EOFError, gzip.BadGzipFile):
                 pass           # a gzip file cut short: the frames before the cut were read
-            _settle(self.accounting, drops)
+            settle(self.accounting, drops)
         finally:
             self.close()
 
@@ -163,114 +159,3 @@ class CaptureFile:
             self._read = self.fraction()
             self._stream.close()
             self._stream = None
-
-
-class _StderrFile:
-    """A child's stderr, kept in a temporary file (no pipe to fill and block on)."""
-
-    def __init__(self) -> None:
-        self.file = tempfile.TemporaryFile()
-
-    def text(self) -> str:
-        self.file.seek(0)
-        return self.file.read().decode("utf-8", "replace")
-
-    def close(self) -> None:
-        self.file.close()
-
-
-def stderr_problem(text: str) -> str | None:
-    """The first line of a Wireshark tool's stderr that is an error (not the root warning)."""
-    for line in text.splitlines():
-        line = line.strip()
-        if not line or line.startswith(("Running as user", "Capturing on", "File:")) \
-                or "cut short" in line:
-            continue
-        return line.removeprefix("dumpcap: ").removeprefix("tshark: ")
-    return None
-
-
-def _reap(proc: subprocess.Popen[bytes] | None, timeout: float = 5.0) -> None:
-    if proc is None:
-        return
-    if proc.poll() is None:
-        proc.terminate()
-        try:
-            proc.wait(timeout)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-
-
-class LiveCapture:
-    """dumpcap -> pcapng on a pipe -> this process (count, pre-filter, walk): every frame is
-    an event as soon as dumpcap has written it. Kernel drops come from dumpcap's Interface
-    Statistics Block, written when it stops."""
-
-    def __init__(self, interface: str, accounting: Accounting, bpf: str | None = None,
-                 sensor: str = "", tap: Tap | None = None):
-        self.interface = interface
-        self.accounting = accounting
-        self.bpf = DEFAULT_BPF if bpf is None else bpf
-        self.dissector = Dissector(accounting, sensor, tap=tap)
-        self.ready = threading.Event()          # set once dumpcap has started its capture
-        self._dumpcap: subprocess.Popen[bytes] | None = None
-        self._errors: _StderrFile | None = None
-        self._closed = False
-
-    @property
-    def pid(self) -> int | None:
-        return self._dumpcap.pid if self._dumpcap is not None else None
-
-    def start(self) -> None:
-        if self._dumpcap is not None:
-            return
-        self._errors = _StderrFile()
-        argv = [DUMPCAP, "-q", "-i", self.interface, "-w", "-"]   # pcapng by default
-        if self.bpf:
-            argv += ["-f", self.bpf]
-        try:
-            self._dumpcap = subprocess.Popen(argv, stdin=subprocess.DEVNULL,
-                                             stdout=subprocess.PIPE, stderr=self._errors.file,
-                                             start_new_session=True)
-        except FileNotFoundError:
-            raise UserError("dumpcap not found: install Wireshark's tshark") from None
-
-    def _records(self, stream: IO[bytes], drops: capfile.DropCounter) -> Iterator[Record]:
-        for block in capfile.blocks(cast(BinaryIO, stream), drops):
-            self.ready.set()                    # dumpcap writes its header as it starts
-            if block.record is not None and not self._closed:
-                yield block.record
-            # once closed, dumpcap's output is still read to its end for the drop counts
-
-    def events(self) -> Iterator[PacketEvent]:
-        self.start()
-        assert self._dumpcap is not None and self._dumpcap.stdout is not None
-        drops = capfile.DropCounter()
-        try:
-            try:
-                yield from self.dissector.events(self._records(self._dumpcap.stdout, drops))
-            except (OSError, ValueError, EOFError, capfile.NotACapture):
-                pass       # the pipe closed under us (close() from another thread)
-            _settle(self.accounting, drops)
-            if not self._closed:
-                try:
-                    rc = self._dumpcap.wait(5)
-                except subprocess.TimeoutExpired:
-                    rc = None
-                problem = stderr_problem(self._errors.text()) if rc and self._errors else None
-                if problem:
-                    raise UserError(f"{self.interface}: dumpcap: {problem}")
-        finally:
-            self.close()
-            if self._errors is not None:
-                self._errors.close()
-                self._errors = None
-
-    def close(self) -> None:
-        """Stop dumpcap (it writes its drop counts on the way out) and reap it."""
-        self._closed = True
-        self.ready.set()
-        if self._dumpcap is not None and self._dumpcap.poll() is None:
-            self._dumpcap.terminate()
-        _reap(self._dumpcap)

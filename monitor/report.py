@@ -77,8 +77,10 @@ def capture_section(acc: Accounting) -> dict:
     carries the same)."""
     return {"packets": acc.read, "mobility_packets": acc.analysed + acc.malformed,
             "malformed": acc.malformed, "filtered": acc.filtered,
-            "dropped": acc.dropped, "esp_decrypted": acc.esp_decrypted,
-            "esp_undecrypted": acc.esp_undecrypted,
+            # read and never analysed, plus what the kernel dropped before dumpcap read it
+            # (its pcapng statistics)
+            "dropped": acc.dropped + acc.kernel_dropped,
+            "esp_decrypted": acc.esp_decrypted, "esp_undecrypted": acc.esp_undecrypted,
             # a script cannot miss a capture that was not read to its end (issue 13)
             "complete": acc.incomplete is None,
             "incomplete_reason": acc.incomplete,

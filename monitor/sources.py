@@ -12,12 +12,16 @@ from collections.abc import Iterator
 
 from dissectors.accounting import Accounting
 from dissectors.decrypt import EspDecryptor
-from dissectors.dissect import DEFAULT_BPF, DUMPCAP, CaptureFile, LiveCapture, Tap
+from dissectors.dissect import DEFAULT_BPF, CaptureFile, Tap
 from dissectors.events import PacketEvent
+from dissectors.live import DUMPCAP, LiveCapture
+from dissectors.supervisor import Backoff
 from keys.errors import UserError
 from keys.keyring import Keyring
 
 __all__ = ["PcapSource", "LiveSource", "DEFAULT_BPF", "decrypted"]
+
+GAPS_SHOWN = 20        # the newest gaps a status carries (gaps_total counts them all)
 
 
 def decrypted(events: Iterator[PacketEvent], keyring: Keyring | None) -> Iterator[PacketEvent]:
@@ -78,11 +82,13 @@ def _check_capture_filter(interface: str, bpf: str) -> None:
 
 class LiveSource:
     """Events from a live interface (needs root, or dumpcap capabilities). Every packet is
-    delivered as soon as dumpcap has written it; kernel drops are counted in
-    `accounting.dropped` when dumpcap reports them."""
+    delivered as soon as dumpcap has written it. dumpcap is restarted when it dies, with
+    `backoff` (dissectors.live): `gaps`, `restarts`, `recovering` and `supervision()` say what
+    was missed; the kernel's drops are counted in `accounting.kernel_dropped` whenever a
+    dumpcap ends."""
 
     def __init__(self, interface: str, keyring: Keyring | None = None, bpf: str | None = None,
-                 sensor: str = "", tap: Tap | None = None):
+                 sensor: str = "", tap: Tap | None = None, backoff: Backoff | None = None):
         _check_interface(interface)
         self.interface = interface
         self.name = f"live:{interface}"
@@ -90,7 +96,7 @@ class LiveSource:
         self.accounting = Accounting()
         self.bpf = DEFAULT_BPF if bpf is None else bpf
         _check_capture_filter(interface, self.bpf)
-        self._capture = LiveCapture(interface, self.accounting, self.bpf, sensor, tap)
+        self._capture = LiveCapture(interface, self.accounting, self.bpf, sensor, tap, backoff)
 
     def start(self) -> None:
         """Start capturing now (events() starts it otherwise)."""
@@ -105,6 +111,21 @@ class LiveSource:
     def pid(self) -> int | None:
         """dumpcap's process id while it runs."""
         return self._capture.pid
+
+    @property
+    def recovering(self) -> str | None:
+        """Why nothing is captured right now (a gap is open), or None."""
+        return self._capture.recovering
+
+    def supervision(self) -> dict:
+        """Children, restarts and gaps, for the dashboard's status (newest gaps last)."""
+        capture = self._capture
+        with capture._lock:
+            gaps = [gap.as_dict() for gap in capture.gaps[-GAPS_SHOWN:]]
+        return {"children": [{"name": DUMPCAP, "pid": capture.pid,
+                              "restarts": capture.restarts}],
+                "restarts": capture.restarts, "gaps": gaps,
+                "gaps_total": capture.gaps_total, "recovering": capture.recovering}
 
     def events(self) -> Iterator[PacketEvent]:
         return decrypted(self._capture.events(), self.keyring)

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from dissectors.supervisor import Backoff
 from keys.errors import UserError
 from monitor.sources import LiveSource, PcapSource
 from monitor.stream import EventStream
@@ -74,11 +75,12 @@ def test_live_cli_refuses_an_unknown_interface_with_one_line():
 SENDER = """
 import sys
 sys.path.insert(0, {root!r})
-from scapy.all import Ether, IPv6, UDP, Raw, sendp
+from scapy.all import Ether, IPv6, UDP, Raw, conf, sendp
 from tests.dissectors import builders as b
 print("ready", flush=True)
 for line in sys.stdin:                      # "kind count" per line; answers "sent"
     kind, count = line.split()
+    conf.ifaces.reload()                    # mip6vb may have been made again meanwhile
     for n in range(int(count)):
         if kind == "bu":
             pkt = IPv6(src=b.COA, dst=b.CN) / b.hao(b.HOA) / b.MIP6MH_BU(seq=100 + n, flags=0,
@@ -269,3 +271,171 @@ def test_live_source_decrypts_esp_with_the_keyring(veth):
     assert all(e.outer.esp.decrypted for e in got)
     assert [e.mobility.sequence for e in got] == [200, 201]
     assert got[0].inner.src == b.HOA
+
+
+# --- a live capture that survives (issue 12) ------------------------------------------------
+
+FAST = Backoff(delay=0.2, cap=0.5, give_up=3.0, stable=5.0)
+
+
+def _wait(condition, seconds: float = 15.0) -> bool:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if condition():
+            return True
+        time.sleep(0.05)
+    return condition()
+
+
+def _identity(acc) -> None:
+    assert acc.read == acc.analysed + acc.filtered + acc.malformed + acc.dropped, acc
+
+
+def _ip(*args) -> None:
+    subprocess.run(["ip", *args], check=True, capture_output=True)
+
+
+def _analysed(src: LiveSource, out: queue.Queue) -> threading.Thread:
+    """The source through an EventStream (which counts what it analyses), each event into
+    `out`, then the exception that ended it (if one did), then None."""
+    from monitor.stream import EventStream
+
+    class Put:
+        def packet(self, ev):
+            out.put(ev)
+
+    def run():
+        try:
+            EventStream(src, [Put()]).run()
+        except Exception as exc:
+            out.put(exc)
+        out.put(None)
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    return thread
+
+
+@pytest.mark.root
+def test_a_killed_dumpcap_is_restarted_at_once_and_the_gap_reported(veth):
+    from monitor.stream import EventStream
+    src = LiveSource("mip6va", backoff=FAST)
+    got: list = []
+
+    class Keep:
+        def packet(self, ev):
+            got.append(ev)
+    stream = EventStream(src, [Keep()])
+    thread = threading.Thread(target=stream.run, daemon=True)
+    thread.start()
+    try:
+        assert src.ready.wait(10)
+        veth("bu", 2)
+        assert _wait(lambda: len(got) == 2)
+        first = src.pid
+        os.kill(first, 9)
+        # restarted at once (no back-off the first time), in a new process, gap closed
+        assert _wait(lambda: src.pid not in (None, first) and src.recovering is None, 10)
+        gaps = src.supervision()["gaps"]
+        assert len(gaps) == 1 and gaps[0]["end"] is not None, gaps
+        assert gaps[0]["why"] == "dumpcap was killed by SIGKILL"
+        assert gaps[0]["lost"] is None            # killed: dumpcap could not say
+        assert gaps[0]["seconds"] < 5 and gaps[0]["restarts"] == 1
+        assert src.supervision()["restarts"] == 1
+        veth("bu", 3)
+        assert _wait(lambda: len(got) == 5)
+        # numbered on from the first dumpcap's frames: no frame number used twice
+        assert [e.frame for e in got] == [1, 2, 3, 4, 5]
+        assert [e.mobility.sequence for e in got] == [100, 101, 100, 101, 102]
+        with pytest.raises(ChildProcessError):
+            os.waitpid(first, os.WNOHANG)         # the dead one was reaped
+    finally:
+        src.close()
+        thread.join(10)
+    assert not thread.is_alive()
+    _identity(src.accounting)
+    assert src.accounting.read == 5 and src.accounting.dropped == 0
+
+
+@pytest.mark.root
+def test_the_interface_going_down_and_up_is_a_gap_and_capture_goes_on(veth):
+    src = LiveSource("mip6va", backoff=FAST)
+    out: queue.Queue = queue.Queue()
+    thread = _analysed(src, out)
+    try:
+        assert src.ready.wait(10)
+        veth("hoti", 1)
+        assert _next(out, 10).mobility.name == "HoTI"
+        dumpcap = src.pid
+        _ip("link", "set", "mip6va", "down")
+        assert _wait(lambda: src.recovering == "mip6va is down"), src.recovering
+        gap = src.supervision()["gaps"][-1]
+        assert gap["end"] is None and gap["why"] == "mip6va is down"
+        _ip("link", "set", "mip6va", "up")
+        assert _wait(lambda: src.recovering is None, 10), src.recovering
+        veth("bu", 2)
+        got = [_next(out, 10) for _ in range(2)]
+        assert [e.frame for e in got] == [2, 3]
+        state = src.supervision()
+        assert state["restarts"] == 0 and src.pid == dumpcap     # dumpcap kept its socket
+        assert [g["why"] for g in state["gaps"]] == ["mip6va is down"]
+        assert state["gaps"][0]["end"] is not None and state["gaps"][0]["lost"] == 0
+    finally:
+        src.close()
+    thread.join(10)
+    _identity(src.accounting)
+
+
+@pytest.mark.root
+def test_an_interface_gone_for_good_stops_the_capture_with_one_line(veth):
+    from dissectors.live import CaptureStopped
+    src = LiveSource("mip6va", backoff=FAST)
+    out: queue.Queue = queue.Queue()
+    thread = _analysed(src, out)
+    try:
+        assert src.ready.wait(10)
+        veth("hoti", 1)
+        assert _next(out, 10).mobility.name == "HoTI"
+        dumpcap = src.pid
+        _ip("link", "del", "mip6va")
+        assert _wait(lambda: src.recovering is not None)
+        failure = out.get(timeout=FAST.give_up + 15)
+        assert isinstance(failure, CaptureStopped), failure
+        text = str(failure)
+        assert "\n" not in text and text.startswith("mip6va: capture stopped: dumpcap")
+        assert "mip6va does not exist" in text
+        gap = src.supervision()["gaps"][-1]
+        assert gap["end"] is None and "mip6va does not exist" in gap["why"]
+    finally:
+        src.close()
+    thread.join(10)
+    with pytest.raises(ChildProcessError):
+        os.waitpid(dumpcap, os.WNOHANG)
+
+
+@pytest.mark.root
+def test_an_interface_removed_and_made_again_is_captured_again(veth):
+    src = LiveSource("mip6va", backoff=FAST)
+    out: queue.Queue = queue.Queue()
+    thread = _analysed(src, out)
+    ns = f"mip6test{os.getpid()}"
+    try:
+        assert src.ready.wait(10)
+        veth("bu", 1)
+        assert _next(out, 10).frame == 1
+        _ip("link", "del", "mip6va")
+        assert _wait(lambda: src.recovering is not None)
+        _ip("link", "add", "mip6va", "type", "veth", "peer", "name", "mip6vb", "netns", ns)
+        subprocess.run(["sysctl", "-qw", "net.ipv6.conf.mip6va.disable_ipv6=1"], check=True)
+        _ip("netns", "exec", ns, "sysctl", "-qw", "net.ipv6.conf.mip6vb.disable_ipv6=1")
+        _ip("link", "set", "mip6va", "up")
+        _ip("netns", "exec", ns, "ip", "link", "set", "mip6vb", "up")
+        assert _wait(lambda: src.recovering is None, 15), src.recovering
+        veth("bu", 2)
+        assert [_next(out, 10).frame for _ in range(2)] == [2, 3]
+        state = src.supervision()
+        assert state["restarts"] >= 1 and len(state["gaps"]) == 1
+        assert state["gaps"][0]["end"] is not None
+    finally:
+        src.close()
+    thread.join(10)
+    _identity(src.accounting)
