@@ -34,7 +34,7 @@ from keys.errors import UserError
 
 BATCH = 64                 # events per message at most
 FLUSH_SECONDS = 0.003      # a partial batch leaves the child after at most 3 ms
-SOURCE_FIELDS = ("read", "filtered", "dropped", "incomplete")   # what the source counts
+SOURCE_FIELDS = ("read", "filtered", "dropped", "kernel_dropped", "incomplete")   # what the source counts
 CHILD_NICE = 5
 REAP_SECONDS = 0.3         # a terminated child waits this long for its own children
 
