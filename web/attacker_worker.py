@@ -24,6 +24,7 @@ import time
 from collections.abc import Callable
 
 from dissectors.events import PacketEvent
+from dissectors.supervisor import spawn_function
 from monitor.placement import VANTAGES
 
 FEED_SECONDS = 0.25      # new events go to the worker this often, in small batches
@@ -56,10 +57,7 @@ def idle_priority() -> None:
             pass
 
 
-def _worker(conn, parent_end, window: int | None = None, parent: int = 0,
-            routed: bool = False) -> None:
-    from web.procsource import child_signals
-    child_signals(parent)
+def _worker(conn, parent_end, window: int | None = None, routed: bool = False) -> None:
     parent_end.close()                   # fork copied it: without this, recv() never sees EOF
     idle_priority()                      # rows before profiles: the stream keeps the CPU
     from monitor.attacker import AttackerAnalyzer
@@ -117,14 +115,13 @@ class AttackerWorker:
         address."""
         # fork, not spawn: spawn re-runs the caller's __main__, which a script may not guard.
         # The session makes this object before any server thread exists.
+        # Started by dissectors.supervisor like every child: its own process group, dies with
+        # this process, stopped and reaped at exit.
         ctx = multiprocessing.get_context("fork")
         self._conn, child = ctx.Pipe()
         self.route = route
-        self._proc = ctx.Process(target=_worker, args=(child, self._conn, window, os.getpid(),
-                                                       route is not None),
-                                 name="mip6mon-attacker",
-                                 daemon=True)
-        self._proc.start()
+        self._proc = spawn_function("attacker", _worker,
+                                    (child, self._conn, window, route is not None))
         child.close()
         self.window = window
         self.shed = 0              # events never sent to a starved worker (window only)
@@ -208,8 +205,7 @@ class AttackerWorker:
         self._stopping.set()
         with self._pipe_lock:
             self._send(("stop",))
-        self._proc.join(2)
-        if self._proc.is_alive():
-            self._proc.kill()
-            self._proc.join(1)
+        if self._proc.wait(2) is None:
+            self._proc.stop(grace=1.0)
+        self._proc.stop()                  # reaped, and off the list stopped at exit
         self._conn.close()

@@ -9,100 +9,34 @@ replay); the parent runs the analyzers and the dashboard. Events are plain froze
 (dissectors.events), so they pickle as they are; keys never cross: the child loads the keyring
 from its file itself.
 
-Ending (issue 13): the child dies with its parent (PR_SET_PDEATHSIG) and runs in a process
-group of its own with its tshark, so Ctrl-C reaches only the parent, which decides. On SIGTERM
-it ends its group (its tshark), reaps it, and leaves at once, without flushing its queue or
-joining its threads: the fork gave it the queue's read end too, so a write into a full pipe
-whose only other reader is dead blocked it forever, and a clean-up that raises into whatever
-a thread was doing (a put into a full queue, a write to tshark) took seconds. A child that
-dies, or whose capture ends early, makes `events()` say so (the replay's state turns to
-`error`), never a quiet end.
+Ending (issues 12, 13): the child is started by dissectors.supervisor (spawn_function), like
+every child of mip6mon: it dies with its parent, runs in a process group of its own so Ctrl-C
+reaches only the parent, which decides, and on SIGTERM leaves at once without flushing its
+queue or joining its threads (the fork gave it the queue's read end too, so a write into a
+full pipe whose only other reader is dead blocked it forever). A child that dies, or whose
+capture ends early, makes `events()` say so (the replay's state turns to `error`), never a
+quiet end.
 """
 from __future__ import annotations
 
 import multiprocessing
-import os
 import queue
-import signal
 import threading
-import time
 from collections.abc import Iterator
 
 from dissectors.accounting import Accounting
 from dissectors.events import PacketEvent
+from dissectors.supervisor import spawn_function
 from keys.errors import UserError
 
 BATCH = 64                 # events per message at most
 FLUSH_SECONDS = 0.003      # a partial batch leaves the child after at most 3 ms
-SOURCE_FIELDS = ("read", "filtered", "dropped", "kernel_dropped", "incomplete")   # what the source counts
+# what the source counts
+SOURCE_FIELDS = ("read", "filtered", "dropped", "kernel_dropped", "incomplete")
 CHILD_NICE = 5
-REAP_SECONDS = 0.3         # a terminated child waits this long for its own children
 
 
-def child_signals(parent: int) -> None:
-    """For a child of the dashboard, first thing after the fork: die with the parent (Linux
-    prctl(PR_SET_PDEATHSIG, SIGTERM); a parent killed with -9 runs no cleanup), and ignore
-    SIGINT: Ctrl-C reaches the terminal's whole process group, and the parent, which stops its
-    children with SIGTERM, must be the one to decide (no KeyboardInterrupt traceback here)."""
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    try:
-        import ctypes
-        libc = ctypes.CDLL(None, use_errno=True)
-        libc.prctl(1, signal.SIGTERM, 0, 0, 0)          # 1 = PR_SET_PDEATHSIG
-    except (OSError, AttributeError):
-        pass
-    if os.getppid() != parent:        # the parent died before prctl took effect
-        os.kill(os.getpid(), signal.SIGTERM)
-
-
-def _end_now(_signum, _frame) -> None:
-    """SIGTERM in the dissector child (its parent stops it, or has died): end the child's own
-    process group (its tshark), reap it, and leave, whatever the threads were doing."""
-    signal.signal(signal.SIGTERM, signal.SIG_IGN)
-    try:
-        os.killpg(0, signal.SIGTERM)
-    except OSError:
-        pass
-    deadline = time.monotonic() + REAP_SECONDS
-    try:
-        while True:
-            pid, _ = os.waitpid(-1, os.WNOHANG)
-            if pid:
-                continue
-            if time.monotonic() > deadline:
-                # tshark's SIGTERM handler only asks it to stop: one blocked writing to us
-                # would wait for a reader that is leaving
-                for child in _own_children():
-                    os.kill(child, signal.SIGKILL)
-                deadline = float("inf")
-            time.sleep(0.005)
-    except ChildProcessError:
-        pass                                        # every child reaped
-    os._exit(0)
-
-
-def _own_children() -> list[int]:
-    children: list[int] = []
-    for task in os.listdir("/proc/self/task"):
-        try:
-            with open(f"/proc/self/task/{task}/children") as f:
-                children += [int(pid) for pid in f.read().split()]
-        except OSError:
-            pass
-    return children
-
-
-def _child(path: str, keyring_path: str | None, out: multiprocessing.Queue,
-           parent: int) -> None:
-    os.setpgid(0, 0)                 # its own group: Ctrl-C is the parent's, tshark is ours
-    signal.signal(signal.SIGTERM, _end_now)
-    child_signals(parent)
-    try:
-        # a replay's dissection runs up to 2,048 events ahead of the pacer, so it can yield
-        # the CPU to the analyzers and the page for a moment (its tshark inherits this)
-        os.nice(CHILD_NICE)
-    except OSError:
-        pass
+def _child(path: str, keyring_path: str | None, out: multiprocessing.Queue) -> None:
     source = None
     pending: list[PacketEvent] = []
     lock = threading.Lock()
@@ -168,10 +102,11 @@ class ProcessPcapSource:
         ctx = multiprocessing.get_context("fork")
         self._queue = ctx.Queue(maxsize=32)            # 32 x 64 events ahead at most
         self._closed = threading.Event()
-        self._proc = ctx.Process(target=_child, name="mip6mon-dissector", daemon=True,
-                                 args=(self.path, keyring_path, self._queue, os.getpid()))
         self._events = 0
-        self._proc.start()
+        # a replay's dissection runs up to 2,048 events ahead of the pacer, so it can yield
+        # the CPU to the analyzers and the page for a moment (CHILD_NICE)
+        self._proc = spawn_function("dissector", _child,
+                                    (self.path, keyring_path, self._queue), nice=CHILD_NICE)
         # the child writes and this process only reads: with its own copy of the write end
         # closed, the pipe ends (EOFError) when the child does, even halfway through a batch,
         # instead of leaving get() waiting for the rest of a message forever
@@ -188,11 +123,11 @@ class ProcessPcapSource:
                 try:
                     kind, payload, acc = self._queue.get(timeout=0.2)
                 except queue.Empty:
-                    if not self._proc.is_alive() and self._queue.empty():
+                    if not self._proc.alive and self._queue.empty():
                         raise UserError(self._died()) from None
                     continue
                 except (EOFError, OSError):              # the child's end closed: it ended
-                    self._proc.join(1)
+                    self._proc.wait(1)
                     raise UserError(self._died()) from None
                 self._take(acc)
                 if kind == "events":
@@ -206,25 +141,17 @@ class ProcessPcapSource:
             self.close()
 
     def _died(self) -> str:
-        code = self._proc.exitcode
-        how = (f"was killed by {signal.Signals(-code).name}" if code is not None and code < 0
-               else f"ended (exit code {code})")
+        how = self._proc.how()
+        # frames it had read and not yet handed on: dropped, with why (the stream has counted
+        # every event this process yielded by now)
+        self.accounting.drop("dissector-died", self.accounting.unaccounted())
         self.accounting.incomplete = (f"the dissector process {how} after {self._events} "
                                       "mobility events; the rest of the capture was not read")
         return f"{self.path}: {self.accounting.incomplete}"
 
     def close(self) -> None:
         self._closed.set()
-        proc = self._proc
-        if proc is None:
-            return
-        if proc.is_alive():
-            proc.terminate()                 # the child's SIGTERM handler ends it at once
-        # not drained with get(): a child ended in the middle of writing a batch leaves half a
-        # message in the pipe, and get() would wait for the rest forever (this process holds
-        # the pipe's write end too, so no end of file comes). The child does not wait for its
-        # queue's feeder (_end_now), so it needs no draining to end.
-        proc.join(5)
-        if proc.is_alive():
-            proc.kill()
-        proc.join(1)
+        # SIGTERM (the child leaves at once), SIGKILL if it does not, reaped. Not drained
+        # with get(): a child ended in the middle of writing a batch leaves half a message in
+        # the pipe, and get() would wait for the rest forever.
+        self._proc.stop(grace=5.0)

@@ -207,15 +207,31 @@ class MonitorSession:
     def status(self) -> dict:
         acc = self.stream.accounting
         analysed = acc.analysed + acc.malformed
-        return {"source": self.source.name if hasattr(self.source, "name") else "?",
-                "state": self.state, "error": self.error,
-                "read": acc.read, "analysed": acc.analysed, "malformed": acc.malformed,
-                "filtered": acc.filtered, "dropped": acc.dropped,
-                "esp_decrypted": acc.esp_decrypted, "esp_undecrypted": acc.esp_undecrypted,
-                "rate": round(self.rate.update(analysed), 1),
-                "rows": self.view.total, "evicted": self.view.evicted,
-                "speed": "max" if self.speed is None else self.speed,
-                "keyed": self.keyed_available}
+        state, error = self.state, self.error
+        # `running` only while packets can be analysed: a live capture in a gap (dumpcap
+        # being restarted, the interface down) is `recovering`, with why (issue 12)
+        recovering = getattr(self.source, "recovering", None)
+        if state == "running" and recovering:
+            state, error = "recovering", recovering
+        status = {"source": self.source.name if hasattr(self.source, "name") else "?",
+                  "state": state, "error": error,
+                  "read": acc.read, "analysed": acc.analysed, "malformed": acc.malformed,
+                  "filtered": acc.filtered,
+                  # frames never analysed, with why: read and dropped (dropped_reasons), and
+                  # dropped by the kernel before dumpcap could read them
+                  "dropped": acc.dropped + acc.kernel_dropped,
+                  "dropped_reasons": dict(acc.dropped_reasons,
+                                          **({"kernel": acc.kernel_dropped}
+                                             if acc.kernel_dropped else {})),
+                  "esp_decrypted": acc.esp_decrypted, "esp_undecrypted": acc.esp_undecrypted,
+                  "rate": round(self.rate.update(analysed), 1),
+                  "rows": self.view.total, "evicted": self.view.evicted,
+                  "speed": "max" if self.speed is None else self.speed,
+                  "keyed": self.keyed_available}
+        supervision = getattr(self.source, "supervision", None)
+        if supervision is not None:        # a live capture: dumpcap's restarts and the gaps
+            status["supervision"] = supervision()
+        return status
 
     def keyed_report(self) -> dict:
         with self.lock:

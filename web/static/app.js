@@ -951,7 +951,11 @@
 
   function renderStatus(s) {
     setText("st-source", s.source);
-    setText("st-state", s.state + (s.error ? ": " + s.error : "") + (s.speed === "max" ? " (max speed)" : " (x" + s.speed + ")"));
+    // a live capture's restarts and gaps (issue 12): what was missed, always in sight
+    const sup = s.supervision;
+    const missed = sup && (sup.restarts || sup.gaps_total)
+      ? " [dumpcap restarts: " + sup.restarts + ", capture gaps: " + sup.gaps_total + "]" : "";
+    setText("st-state", s.state + (s.error ? ": " + s.error : "") + (s.speed === "max" ? " (max speed)" : " (x" + s.speed + ")") + missed);
     setText("st-read", s.read);
     setText("st-analysed", s.analysed);
     setText("st-malformed", s.malformed);

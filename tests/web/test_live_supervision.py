@@ -1,0 +1,82 @@
+"""A live dashboard whose dumpcap dies (issue 12): the supervisor starts it again, /api/status
+shows the restart and the gap, and the capture goes on analysing packets."""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import time
+import urllib.request
+
+import pytest
+
+from tests.web.conftest import start_server, wait_status
+from tests.web.test_cli import _descendants
+
+
+def _status(server) -> dict:
+    with urllib.request.urlopen(f"{server.base}/api/status?token={server.token}",
+                                timeout=10) as r:
+        return json.load(r)
+
+
+def _dumpcaps(pid: int) -> list[int]:
+    found = []
+    for child in _descendants(pid):
+        try:
+            with open(f"/proc/{child}/comm") as f:
+                if f.read().strip() == "dumpcap":
+                    found.append(child)
+        except OSError:
+            pass
+    return found
+
+
+def _send_bu(seq: int) -> None:
+    from scapy.layers.inet6 import HAO, MIP6MH_BU, IPv6, IPv6ExtHdrDestOpt
+    from scapy.sendrecv import send
+    send(IPv6(src="::1", dst="::1") / IPv6ExtHdrDestOpt(options=[HAO(hoa="2001:db8:1::100")])
+         / MIP6MH_BU(seq=seq, mhtime=100), verbose=False)
+
+
+@pytest.mark.root
+@pytest.mark.skipif(os.geteuid() != 0, reason="live capture needs root")
+def test_a_killed_dumpcap_is_restarted_and_the_gap_shown_in_the_status():
+    server = start_server("live", "-i", "lo", "--port", "0")
+    try:
+        wait_status(server, ("running",), timeout=30)
+        deadline = time.monotonic() + 20
+        while _status(server)["analysed"] < 1 and time.monotonic() < deadline:
+            _send_bu(7001)
+            time.sleep(0.3)
+        before = _status(server)
+        assert before["analysed"] >= 1 and before["supervision"]["restarts"] == 0
+        assert before["supervision"]["gaps"] == []
+        first = _dumpcaps(server.process.pid)
+        assert len(first) == 1, first
+        os.kill(first[0], signal.SIGKILL)
+        deadline = time.monotonic() + 20
+        status = _status(server)
+        while time.monotonic() < deadline and not (
+                status["supervision"]["restarts"] == 1 and status["state"] == "running"):
+            time.sleep(0.1)
+            status = _status(server)
+        assert status["state"] == "running", status
+        sup = status["supervision"]
+        assert sup["restarts"] == 1 and sup["gaps_total"] == 1, sup
+        gap = sup["gaps"][0]
+        assert gap["why"] == "dumpcap was killed by SIGKILL" and gap["end"] is not None
+        assert gap["lost"] is None                  # killed: it could not say what it lost
+        assert _dumpcaps(server.process.pid) not in ([], first)
+        # and it analyses again
+        analysed = status["analysed"]
+        deadline = time.monotonic() + 20
+        while _status(server)["analysed"] <= analysed and time.monotonic() < deadline:
+            _send_bu(7002)
+            time.sleep(0.3)
+        after = _status(server)
+        assert after["analysed"] > analysed
+        assert after["read"] == (after["analysed"] + after["filtered"] + after["malformed"]
+                                 + after["dropped"])
+    finally:
+        server.stop()
