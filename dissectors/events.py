@@ -76,6 +76,9 @@ class MobilityMessage:
     """A Mobility Header message (RFC 6275 6.1) with its options; absent fields are None."""
     mh_type: int
     checksum_valid: bool | None = None
+    # RFC 6275 9.2: Header Len says fewer octets than the type's fixed part needs (an H-flagged
+    # BU with Header Len 0); a receiver discards it silently, the monitor says so
+    header_len_short: bool = False
     sequence: int | None = None               # BU, BA
     flags: frozenset[str] = frozenset()       # BU "A","H","L","K"; BA "K"; HoTI "P" (PROFILE.md)
     lifetime: int | None = None               # seconds (wire value x 4), BU and BA

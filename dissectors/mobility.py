@@ -134,12 +134,21 @@ def checksum_ok(mh: bytes, src: bytes, dst: bytes) -> bool:
     return total == 0xFFFF
 
 
+def header_len_short(mh_type: int, header_len: int) -> bool:
+    """RFC 6275 9.2: "the Header Len field ... is less than the length required for the
+    specific message type": the message's length ((Header Len + 1) x 8 octets) is below its
+    header and fixed part (OPTIONS_AT). Unknown types have no minimum beyond the header."""
+    return (header_len + 1) * 8 < OPTIONS_AT.get(mh_type, MH_HEADER)
+
+
 def parse(mh_type: int, mh: bytes, pseudo: tuple[bytes, bytes] | None,
           truncated: bool) -> MobilityMessage:
     """Fields of one MH message; whatever is missing from a short capture stays None."""
     fields: dict[str, Any] = {}
     if not truncated and pseudo is not None and len(mh) >= MH_HEADER:
         fields["checksum_valid"] = checksum_ok(mh, *pseudo)
+    if len(mh) >= 2 and header_len_short(mh_type, mh[1]):
+        fields["header_len_short"] = True
     try:
         _message(mh_type, mh, fields)
         _options(mh, OPTIONS_AT.get(mh_type, len(mh)), fields)

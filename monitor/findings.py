@@ -92,6 +92,10 @@ FINDINGS: tuple[Finding, ...] = (
         "mh-checksum-invalid", "integrity", "RFC 6275 9.2",
         "a Mobility Header whose checksum does not verify (a receiver discards it; the monitor "
         "still reads it and says so)"),
+    MH_HEADER_LEN_SHORT := Finding(
+        "mh-header-len-short", "integrity", "RFC 6275 9.2",
+        "a Mobility Header whose Header Len is below its type's minimum (an H-flagged BU with "
+        "Header Len 0): a receiver discards it silently, so the keyed view does too"),
 )
 
 

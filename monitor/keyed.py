@@ -89,6 +89,7 @@ from monitor.findings import (
     HOME_BU_UNVERIFIED,
     KEYGEN_TOKEN_INVALID,
     MH_CHECKSUM_INVALID,
+    MH_HEADER_LEN_SHORT,
     PSEUDO_HOME_ADDRESS_MISMATCH,
     PSEUDO_HOME_ADDRESS_NOT_ROUTABLE,
     PSEUDO_HOME_ADDRESS_REUSED,
@@ -292,7 +293,12 @@ class KeyedAnalyzer:
             self.findings.add(MH_CHECKSUM_INVALID, event.frame,
                               f"{m.name} from {event.inner.src}: Mobility Header checksum does not "
                               "verify (RFC 6275 9.2: a receiver would discard it)")
-        if m is not None and not event.malformed:
+        if m is not None and m.header_len_short and not event.malformed:
+            # RFC 6275 9.2: a receiver silently discards it, so it binds nothing here either
+            self.findings.add(MH_HEADER_LEN_SHORT, event.frame,
+                              f"{m.name} from {event.inner.src}: Header Len below the "
+                              f"{m.name}'s minimum (RFC 6275 9.2: discarded)")
+        elif m is not None and not event.malformed:
             handler = self._HANDLERS.get(m.mh_type)      # the table ends the class
             if handler is not None:
                 handler(self, event, m)

@@ -10,6 +10,7 @@ nearest clean exchange, and must make none at all. If docs/DESIGN.md is out of s
 """
 from __future__ import annotations
 
+import dataclasses
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -34,6 +35,7 @@ from monitor.findings import (
     HOME_BU_UNVERIFIED,
     KEYGEN_TOKEN_INVALID,
     MH_CHECKSUM_INVALID,
+    MH_HEADER_LEN_SHORT,
     PSEUDO_HOME_ADDRESS_MISMATCH,
     PSEUDO_HOME_ADDRESS_NOT_ROUTABLE,
     PSEUDO_HOME_ADDRESS_REUSED,
@@ -239,7 +241,30 @@ PAIRS: tuple[Pair, ...] = (
          lambda: Case([event(1, [IPv6Layer(HA, COA)], MobilityMessage(MHType.BRR, True)),
                        event(2, [IPv6Layer(HA, COA)], MobilityMessage(MHType.BRR, False),
                              malformed="truncated")], [])),
+    Pair(MH_HEADER_LEN_SHORT, "Header Len below the type's minimum",
+         lambda: Case([short_header_len(home_bu_transport(1, PHOA_CTR_7))],
+                      [(MH_HEADER_LEN_SHORT, 1)], says="Header Len below the BU's minimum"),
+         lambda: Case([home_bu_transport(1, PHOA_CTR_7),
+                       home_ba_transport(2, PHOA_CTR_7)], [])),
 )
+
+
+def short_header_len(ev: PacketEvent) -> PacketEvent:
+    """The same message, as the walk reads it when its Header Len is below the minimum."""
+    assert ev.mobility is not None
+    return dataclasses.replace(ev, mobility=dataclasses.replace(ev.mobility,
+                                                                header_len_short=True))
+
+
+def test_a_header_len_below_the_minimum_discards_the_message():
+    """RFC 6275 9.2: the H-flagged BU binds nothing."""
+    clean = feed(KeyedAnalyzer(make_keyring()), [home_bu_transport(1, PHOA_CTR_7),
+                                                 home_ba_transport(2, PHOA_CTR_7)])
+    assert len(clean.report()["home_bindings"]) == 1
+    short = feed(KeyedAnalyzer(make_keyring()),
+                 [short_header_len(home_bu_transport(1, PHOA_CTR_7)),
+                  home_ba_transport(2, PHOA_CTR_7)])
+    assert short.report()["home_bindings"] == []
 
 
 def _found(case: Case) -> list[dict[str, Any]]:
