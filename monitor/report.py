@@ -43,7 +43,10 @@ class MessageCounter:
             self.counts[event.mobility.name] += 1
 
     def as_dict(self) -> dict:
-        return {name: self.counts.get(name, 0) for name in MH_NAMES.values()}
+        """Every RFC 6275 type (0 when absent), then any other type seen ("MH9"): nothing
+        read is left out of the count."""
+        known = {name: self.counts.get(name, 0) for name in MH_NAMES.values()}
+        return known | {name: n for name, n in sorted(self.counts.items()) if name not in known}
 
 
 @dataclass

@@ -258,3 +258,110 @@ def damaged_pcap(draw, base: Capture) -> Capture:
     else:
         _damage_file(draw, capture, kind, 24)
     return capture
+
+
+# --- packet-level mutations (issue 12): the framing stays whole, the packets do not ---------
+
+ETHERNET = 14
+IPV6_HEADER = 40
+EXTENSION_HEADERS = (0, 43, 60)      # hop-by-hop, routing, destination options: (len + 1) x 8
+MOBILITY = 135
+PACKET_DAMAGE = ("mh-header-len", "mh-type", "mh-octet", "ipv6-octet", "truncate",
+                 "payload-length", "snap")
+
+
+@dataclass(frozen=True)
+class Packet:
+    """One EPB's packet: where its data starts in the block's body, and its octets."""
+    caplen: int
+    origlen: int
+    data: bytes
+    options: bytes
+
+
+def epb_packet(unit: Unit, e: str) -> Packet:
+    caplen, origlen = struct.unpack_from(e + "II", unit.body, 12)
+    data = unit.body[20:20 + caplen]
+    return Packet(caplen, origlen, data, unit.body[20 + caplen + (-caplen % 4):])
+
+
+def set_epb_packet(unit: Unit, e: str, data: bytes, origlen: int | None = None) -> None:
+    """Put `data` in the EPB as its captured octets (origlen: the frame's length on the wire,
+    at least the captured length; default the captured length)."""
+    old = epb_packet(unit, e)
+    caplen = len(data)
+    unit.body = (unit.body[:12] + struct.pack(e + "II", caplen, origlen or caplen) + data
+                 + bytes(-caplen % 4) + old.options)
+
+
+def mobility_header_at(data: bytes) -> int | None:
+    """Where the Mobility Header of an Ethernet / IPv6 frame starts (through hop-by-hop,
+    routing and destination options), or None when it has none in the clear."""
+    if len(data) < ETHERNET + IPV6_HEADER or data[12:14] != b"\x86\xdd":
+        return None
+    nh, at = data[ETHERNET + 6], ETHERNET + IPV6_HEADER
+    while nh in EXTENSION_HEADERS and at + 2 <= len(data):
+        nh, at = data[at], at + (data[at + 1] + 1) * 8
+    return at if nh == MOBILITY and at + 6 <= len(data) else None
+
+
+@st.composite
+def mutated_packets(draw, base: Capture, live: bool = False) -> Capture:
+    """The base pcapng file with one to three of its packets damaged, the framing kept whole:
+    a Mobility Header's Header Len (below the type's minimum included: RFC 6275 9.2), type
+    or any octet; an IPv6 header octet or Payload Length; a packet cut short; a snap length
+    (captured < on the wire). `live`: only what a frame sent on a link can carry (no snap
+    length, at least an Ethernet header and one octet)."""
+    capture = replace(base, units=[replace(u) for u in base.units], changes=[])
+    e = capture.endian
+    packets = _packet_units(capture)
+    with_mh = [i for i in packets
+               if mobility_header_at(epb_packet(capture.units[i], e).data) is not None]
+    kinds = [k for k in PACKET_DAMAGE if not (live and k == "snap")]
+    for _ in range(draw(st.integers(1, 3))):
+        kind = draw(st.sampled_from(kinds))
+        i = draw(st.sampled_from(with_mh if kind.startswith("mh-") else packets))
+        unit = capture.units[i]
+        data = bytearray(epb_packet(unit, e).data)
+        origlen = None
+        mh = mobility_header_at(bytes(data))
+        if kind.startswith("mh-") and mh is None:      # an earlier change took its MH away
+            continue
+        if kind == "mh-header-len":
+            assert mh is not None
+            data[mh + 1] = draw(st.one_of(st.integers(0, 3), st.integers(0, 255)))
+            what = f"MH Header Len {data[mh + 1]}"
+        elif kind == "mh-type":
+            assert mh is not None
+            data[mh + 2] = draw(st.one_of(st.integers(0, 17), st.integers(0, 255)))
+            what = f"MH type {data[mh + 2]}"
+        elif kind == "mh-octet":
+            assert mh is not None
+            at = draw(st.integers(mh, len(data) - 1))
+            data[at] = draw(st.integers(0, 255))
+            what = f"octet {at} (MH + {at - mh}) = {data[at]}"
+        elif kind == "ipv6-octet":
+            at = draw(st.integers(ETHERNET, min(len(data), ETHERNET + IPV6_HEADER) - 1))
+            data[at] = draw(st.integers(0, 255))
+            what = f"IPv6 octet {at - ETHERNET} = {data[at]}"
+        elif kind == "payload-length":
+            value = draw(st.one_of(st.integers(0, 64), st.integers(0, 0xFFFF)))
+            data[ETHERNET + 4:ETHERNET + 6] = struct.pack("!H", value)
+            what = f"IPv6 Payload Length {value}"
+        elif kind == "truncate":
+            keep = draw(st.integers(ETHERNET + 1 if live else 0, max(len(data) - 1, 0)))
+            del data[keep:]
+            what = f"cut to {keep} octets"
+        else:                                            # snap
+            keep = draw(st.integers(0, max(len(data) - 1, 0)))
+            origlen = len(data)
+            del data[keep:]
+            what = f"captured {keep} of {origlen} octets"
+        set_epb_packet(unit, e, bytes(data), origlen)
+        capture.changes.append(f"packet unit {i}: {what}")
+    return capture
+
+
+def frames(capture: Capture) -> list[bytes]:
+    """Every packet's captured octets, in order (pcapng)."""
+    return [epb_packet(capture.units[i], capture.endian).data for i in _packet_units(capture)]

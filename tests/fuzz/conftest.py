@@ -1,6 +1,7 @@
 """Hypothesis profiles for the fuzz tests, and the base capture they damage.
 
-`make test` runs the "ci" profile (a few dozen files, well under a minute on 2 cores). For a
+`make test` runs the "ci" profile (a few dozen files, well under a minute on 2 cores; 4 live
+examples, MIP6MON_FUZZ_LIVE=N for more). For a
 long search: `MIP6MON_FUZZ=long .venv/bin/python -m pytest tests/fuzz` (a thousand files per test,
 derandomized off), or any profile with `--hypothesis-profile NAME`.
 """

@@ -41,7 +41,8 @@ def tshark_view(path: Path) -> View:
     for cols in lines:
         cols += [""] * (4 - len(cols))
         if cols[1] and not cols[2] and cols[3]:
-            messages[MH_NAMES.get(int(cols[1].split(",")[0]), "?")] += 1
+            mh_type = int(cols[1].split(",")[0])
+            messages[MH_NAMES.get(mh_type, f"MH{mh_type}")] += 1
     # captype names the format wiretap chose when it opened the file (nothing if it could not)
     kind = subprocess.run(["captype", str(path)], capture_output=True, text=True,
                           timeout=REPORT_TIMEOUT).stdout.rpartition(":")[2].strip()
