@@ -46,6 +46,12 @@ ROW_FLUSH_SECONDS = 0.025      # rows leave the server at most 25 ms after the s
 SNAPSHOT_SECONDS = 1.0
 ATTACKER_POLL_SECONDS = 0.5    # how often the attacker thread looks for a pane to refresh
 RETRY_AFTER_SECONDS = 5        # told to a filter or export refused while tshark is busy (429)
+# Per-browser back-pressure (issue 12): messages waiting to go out to one browser beyond which
+# it is sent nothing new (about a second of rows at 25 ms batches) until it has caught up. A
+# slow browser then never grows this process's memory nor delays the others (emit only
+# queues; each browser's socket has its own writer); what it was not sent is counted, and it
+# asks for the rows still held once it sees the gap in their sequence numbers ("resync").
+CLIENT_BACKLOG = 40
 
 
 def plotly_js_path() -> str:
@@ -108,6 +114,23 @@ def refuse_foreign(wsgi_app):
 class Client:
     vantage: str = "all"
     cursor: PaneCursor = field(default_factory=PaneCursor)
+    snapshots: bool = False         # its connect snapshot is out: periodic ones may follow
+    rows_held_back: int = 0         # rows not sent while it was behind (resync fetches them)
+    snapshots_held_back: int = 0    # periodic snapshots not sent while it was behind
+
+    def counts(self) -> dict[str, int]:
+        return {"rows_held_back": self.rows_held_back,
+                "snapshots_held_back": self.snapshots_held_back}
+
+
+def outgoing(socketio: SocketIO, sid: str) -> int:
+    """Messages queued for one browser and not yet written to its socket."""
+    server = socketio.server
+    try:
+        eio_sid = server.manager.eio_sid_from_sid(sid, "/")
+        return server.eio.sockets[eio_sid].queue.qsize()
+    except (AttributeError, KeyError, TypeError):
+        return 0
 
 
 class Dashboard:
@@ -145,11 +168,24 @@ class Dashboard:
             rows = self.session.view.drain()
             if rows:
                 # "sent" lets the benchmark split the latency: server / transport / browser
-                socketio.emit("rows", {"rows": rows, "sent": time.time() * 1000.0})
+                batch = {"rows": rows, "sent": time.time() * 1000.0}
+                with self.clients_lock:
+                    clients = dict(self.clients)
+                for sid, client in clients.items():
+                    if outgoing(socketio, sid) > CLIENT_BACKLOG:
+                        client.rows_held_back += len(rows)
+                    else:
+                        socketio.emit("rows", batch, to=sid)
             self.stopping.wait(ROW_FLUSH_SECONDS)
 
     def snapshot_for(self, client: Client) -> dict:
-        return self.session.pane_update(client.cursor, client.vantage)
+        snap = self.session.pane_update(client.cursor, client.vantage)
+        snap["status"]["client"] = client.counts()
+        return snap
+
+    def client_counts(self) -> list[dict[str, int]]:
+        with self.clients_lock:
+            return [client.counts() for client in self.clients.values()]
 
     def _push_snapshots(self, socketio: SocketIO) -> None:
         last_key = None
@@ -167,6 +203,11 @@ class Dashboard:
             with self.clients_lock:
                 clients = dict(self.clients)
             for sid, client in clients.items():
+                if not client.snapshots:
+                    continue
+                if outgoing(socketio, sid) > CLIENT_BACKLOG:
+                    client.snapshots_held_back += 1     # its panes catch up from its cursor
+                    continue
                 try:
                     socketio.emit("snapshot", self.snapshot_for(client), to=sid)
                 except Exception as exc:          # a broken analyzer must not stop the loop
@@ -257,7 +298,8 @@ def create_app(session: MonitorSession, token: str, tools: CaptureTools | None =
 
     @app.get("/api/status")
     def api_status():
-        return jsonify(session.status())
+        # what each browser was not sent while it was behind (per-browser back-pressure)
+        return jsonify(dict(session.status(), clients=dash.client_counts()))
 
     @app.get("/api/snapshot")
     def api_snapshot():
@@ -363,13 +405,16 @@ def create_app(session: MonitorSession, token: str, tools: CaptureTools | None =
         if not dash.token_ok(supplied):
             raise ConnectionRefusedError("access token required")
         client = Client(vantage=vantage)
-        emit("backlog", {"rows": session.view.backlog(), "evicted": session.view.evicted})
-        emit("snapshot", dash.snapshot_for(client))
-        # registered for the periodic snapshots only now: one taken by that thread between
-        # registering and the emit above took the first snapshot (the one with the panes'
-        # layout) and could reach the page after this one, which then had no layout
+        # registered for rows before the backlog is taken, so no batch falls between the two
+        # (an overlap the page drops by sequence number)
         with dash.clients_lock:
             dash.clients[request.sid] = client
+        emit("backlog", {"rows": session.view.backlog(), "evicted": session.view.evicted})
+        emit("snapshot", dash.snapshot_for(client))
+        # periodic snapshots only now: one taken by that thread before the emit above took the
+        # first snapshot (the one with the panes' layout) and could reach the page after this
+        # one, which then had no layout
+        client.snapshots = True
 
     @socketio.on("ready")
     def on_ready(*_args):

@@ -955,7 +955,10 @@
     const sup = s.supervision;
     const missed = sup && (sup.restarts || sup.gaps_total)
       ? " [dumpcap restarts: " + sup.restarts + ", capture gaps: " + sup.gaps_total + "]" : "";
-    setText("st-state", s.state + (s.error ? ": " + s.error : "") + (s.speed === "max" ? " (max speed)" : " (x" + s.speed + ")") + missed);
+    // rows this page was not sent while it was behind (fetched again when it caught up)
+    const behind = s.client && s.client.rows_held_back
+      ? " [rows held back while this page was behind: " + s.client.rows_held_back + "]" : "";
+    setText("st-state", s.state + (s.error ? ": " + s.error : "") + (s.speed === "max" ? " (max speed)" : " (x" + s.speed + ")") + missed + behind);
     setText("st-read", s.read);
     setText("st-analysed", s.analysed);
     setText("st-malformed", s.malformed);

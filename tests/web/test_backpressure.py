@@ -1,0 +1,102 @@
+"""Per-browser back-pressure (issue 12): a browser that stops reading is sent nothing new once
+its queue is full, is told how many rows it was not sent, and neither stalls the capture nor
+the other browsers. The browsers here are real Engine.IO / Socket.IO clients over HTTP long
+polling (the transport the page falls back to): one polls all the time, one never again."""
+from __future__ import annotations
+
+import json
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from tests.fuzz.captures import Capture
+from tests.fuzz.conftest import base_capture
+from tests.web.conftest import start_server
+from web.app import CLIENT_BACKLOG
+
+RECORD = "\x1e"           # Engine.IO v4 separates the packets of one poll with this
+
+
+class PollingClient:
+    """A Socket.IO client on Engine.IO v4 long polling, by hand (urllib)."""
+
+    def __init__(self, base: str, token: str):
+        self.base, self.token = base, token
+        opened = self._request("GET", self._url())
+        assert opened.startswith("0"), opened[:100]
+        self.sid = json.loads(opened[1:])["sid"]
+        self.events: list[tuple[str, object]] = []
+        self._post(f'40{json.dumps({"token": token})}')
+
+    def _url(self, sid: str | None = None) -> str:
+        url = f"{self.base}/socket.io/?EIO=4&transport=polling&token={self.token}"
+        return url + (f"&sid={sid}" if sid else "")
+
+    def _request(self, method: str, url: str, body: str | None = None) -> str:
+        request = urllib.request.Request(url, method=method,
+                                         data=body.encode() if body is not None else None,
+                                         headers={"Content-Type": "text/plain;charset=UTF-8"})
+        with urllib.request.urlopen(request, timeout=30) as r:
+            return r.read().decode()
+
+    def _post(self, packet: str) -> None:
+        assert self._request("POST", self._url(self.sid), packet).lower() == "ok"
+
+    def emit(self, event: str, *args: object) -> None:
+        self._post("42" + json.dumps([event, *args]))
+
+    def poll(self) -> None:
+        """One long poll: every packet waiting, events kept, pings answered."""
+        for packet in self._request("GET", self._url(self.sid)).split(RECORD):
+            if packet == "2":
+                self._post("3")
+            elif packet.startswith("42"):
+                name, *args = json.loads(packet[2:])
+                self.events.append((name, args[0] if args else None))
+
+    def rows(self) -> list[int]:
+        return [row["seq"] for name, data in self.events if name in ("rows", "backlog")
+                for row in data["rows"]]
+
+
+@pytest.fixture(scope="module")
+def long_capture(tmp_path_factory) -> Path:
+    """The fuzz base capture 500 times over: seconds of replay at max speed."""
+    base = base_capture()
+    path = tmp_path_factory.mktemp("backpressure") / "long.pcapng"
+    path.write_bytes(Capture(base.kind, base.endian,
+                             base.units[:2] + base.units[2:] * 500).to_bytes())
+    return path
+
+
+def test_a_browser_that_stops_reading_stalls_nothing_and_is_told_what_it_missed(long_capture):
+    server = start_server("replay", str(long_capture), "--speed", "max", "--port", "0")
+    try:
+        stalled = PollingClient(server.base, server.token)        # never polls again
+        reader = PollingClient(server.base, server.token)
+        deadline = time.monotonic() + 240
+        status = server.get("/api/status")
+        while time.monotonic() < deadline and status["state"] not in ("done", "error"):
+            reader.poll()
+            status = server.get("/api/status")
+        assert status["state"] == "done", status
+        for _ in range(3):           # what was flushed after the last status
+            reader.poll()
+        # the capture was read to its end, every frame accounted for
+        assert status["read"] == (status["analysed"] + status["malformed"] + status["filtered"]
+                                  + status["dropped"]) > 10_000
+        # the reading browser got every row, in order, none missed
+        seqs = sorted(set(reader.rows()))
+        assert seqs == list(range(1, status["rows"] + 1)), (len(seqs), status["rows"])
+        # the stalled one was sent nothing once its queue was full, and that is counted
+        held = sorted(c["rows_held_back"] for c in status["clients"])
+        assert held[0] == 0 and held[1] > 0, status["clients"]
+        stalled.poll()               # what had queued for it before it fell behind
+        got = len(set(stalled.rows()))
+        assert got + held[1] <= status["rows"] and got < status["rows"]
+        names = [name for name, _ in stalled.events]
+        assert names.count("rows") <= CLIENT_BACKLOG + 2, names.count("rows")
+    finally:
+        server.stop()
