@@ -56,6 +56,10 @@ IFF_UP, IFF_RUNNING = 0x1, 0x40
 RTMGRP_LINK = 1
 LINK_POLL_SECONDS = 1.0       # the link is looked at this often even without a netlink message
 GAPS_KEPT = 1000              # the newest gaps kept (a capture that runs for days)
+# dumpcap's kernel buffer (-B, MiB; its default is 2): at 2,000 packets/s of a few hundred
+# octets, 16 MiB hold several seconds of a dissector or analyzer that fell behind (a core
+# taken by something else) before the kernel drops
+DUMPCAP_BUFFER_MB = 16
 
 
 class CaptureStopped(Exception):
@@ -176,7 +180,8 @@ class LiveCapture:
         if self._errors is not None:
             self._errors.close()
         self._errors = _StderrFile()
-        argv = [DUMPCAP, "-q", "-i", self.interface, "-w", "-"]   # pcapng by default
+        argv = [DUMPCAP, "-q", "-i", self.interface, "-B", str(DUMPCAP_BUFFER_MB),
+                "-w", "-"]                                       # pcapng by default
         if self.bpf:
             argv += ["-f", self.bpf]
         return spawn_command(DUMPCAP, argv, stdout=-1, stderr=self._errors.file)
