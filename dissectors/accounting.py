@@ -16,6 +16,10 @@ from typing import Any
 # once: the reports, the dashboard and the docs say it in these words.
 DROP_REASONS = {
     "dissector-died": "read by a dissector process that died before it handed them on",
+    "analysis-behind": "captured while the analysis was more than a queue behind the wire "
+                       "(dissectors.live LIVE_QUEUE): dropped there, counted, so dumpcap "
+                       "never waits and the kernel never drops unseen",
+    "capture-stopped": "read from dumpcap and not yet analysed when the capture was stopped",
 }
 
 

@@ -47,11 +47,14 @@ class Dissector:
     """Records -> events, counting every record in `accounting`."""
 
     def __init__(self, accounting: Accounting, sensor: str = "", prefilter: bool = True,
-                 tap: Tap | None = None):
+                 tap: Tap | None = None, counts_read: bool = True):
         self.accounting = accounting
         self.sensor = sensor
         self.prefilter = prefilter
         self.tap = tap
+        # False: whoever hands the records counts them read (dissectors.live, whose reading
+        # thread may drop some before they get here)
+        self.counts_read = counts_read
         self.walker = Walker()
 
     def events(self, records: Iterable[Record]) -> Iterator[PacketEvent]:
@@ -59,8 +62,10 @@ class Dissector:
         walker = self.walker
         prefilter = self.prefilter
         sensor = self.sensor
+        counts_read = self.counts_read
         for rec in records:
-            acc.read += 1
+            if counts_read:
+                acc.read += 1
             data = rec.data
             if prefilter and not candidate(rec.linktype, data):
                 acc.filtered += 1

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import fcntl
 import logging
+import queue
 import select
 import socket
 import struct
@@ -60,6 +61,11 @@ GAPS_KEPT = 1000              # the newest gaps kept (a capture that runs for da
 # octets, 16 MiB hold several seconds of a dissector or analyzer that fell behind (a core
 # taken by something else) before the kernel drops
 DUMPCAP_BUFFER_MB = 16
+# Records read from dumpcap and not yet dissected, at most. dumpcap's pipe is read by a thread
+# of its own into this queue; when the dissector and analyzers fall further behind, the newest
+# records are dropped here and counted at once ("analysis-behind"): a dumpcap left waiting on
+# a full pipe would have the kernel drop them instead, unseen until dumpcap ends.
+LIVE_QUEUE = 50_000
 
 
 class CaptureStopped(Exception):
@@ -162,7 +168,7 @@ class LiveCapture:
         self.interface = interface
         self.accounting = accounting
         self.bpf = DEFAULT_BPF if bpf is None else bpf
-        self.dissector = Dissector(accounting, sensor, tap=tap)
+        self.dissector = Dissector(accounting, sensor, tap=tap, counts_read=False)
         self.ready = threading.Event()          # set once dumpcap has started its capture
         self.supervisor = Supervisor(DUMPCAP, self._spawn, backoff or Backoff())
         self.gaps: list[Gap] = []
@@ -174,6 +180,8 @@ class LiveCapture:
         self._index: int | None = None          # the interface index dumpcap captures on
         self._closed = False
         self._watcher: threading.Thread | None = None
+        self._reader: threading.Thread | None = None
+        self._queue: queue.Queue[Record] | None = None
 
     # --- dumpcap ---------------------------------------------------------------------------
     def _spawn(self) -> Child:
@@ -215,12 +223,51 @@ class LiveCapture:
                                          daemon=True)
         self._watcher.start()
         try:
-            yield from self.dissector.events(self._records())
+            yield from self.dissector.events(self._queued())
         finally:
             self.close()
+            if self._reader is not None:
+                self._reader.join(5)
+            if self._queue is not None:
+                # read from dumpcap and still queued when the capture stopped: never analysed
+                self.accounting.drop("capture-stopped", self._queue.qsize())
             if self._errors is not None:
                 self._errors.close()
                 self._errors = None
+
+    def _queued(self) -> Iterator[Record]:
+        """The records `_records` reads (in a thread of its own, which counts them `read`, and
+        those it cannot queue `dropped` at once), through a bounded queue. `read` runs ahead
+        of the rest of the identity by the records queued."""
+        records: queue.Queue[Record] = queue.Queue(maxsize=LIVE_QUEUE)
+        self._queue = records
+        ended: list[BaseException | None] = []
+        acc = self.accounting
+
+        def pump() -> None:
+            try:
+                for record in self._records():
+                    acc.read += 1
+                    try:
+                        records.put_nowait(record)
+                    except queue.Full:
+                        acc.drop("analysis-behind", 1)
+                ended.append(None)
+            except BaseException as exc:                # handed to the dissecting thread
+                ended.append(exc)
+
+        self._reader = threading.Thread(target=pump, name="mip6mon-dumpcap-reader", daemon=True)
+        self._reader.start()
+        while True:
+            try:
+                yield records.get(timeout=0.2)
+                continue
+            except queue.Empty:
+                if not ended or not records.empty():
+                    continue
+            if ended[0] is not None:
+                raise ended[0]
+            return
 
     def _records(self) -> Iterator[Record]:
         """Records of every dumpcap in turn, numbered on from the last one."""

@@ -439,3 +439,39 @@ def test_an_interface_removed_and_made_again_is_captured_again(veth):
         src.close()
     thread.join(10)
     _identity(src.accounting)
+
+
+@pytest.mark.root
+def test_an_analysis_behind_the_wire_drops_in_view_not_in_the_kernel(veth, monkeypatch):
+    """dumpcap is always read: when the analysis is a whole queue behind, the newest frames
+    are dropped here and counted at once with their reason (not by the kernel, unseen)."""
+    import dissectors.live
+    monkeypatch.setattr(dissectors.live, "LIVE_QUEUE", 4)
+    src = LiveSource("mip6va", backoff=FAST)
+    release = threading.Event()
+    got: list = []
+
+    class Slow:
+        def packet(self, ev):
+            release.wait(30)                  # the analysis stalls on the first packet
+            got.append(ev)
+    from monitor.stream import EventStream
+    thread = threading.Thread(target=EventStream(src, [Slow()]).run, daemon=True)
+    thread.start()
+    try:
+        assert src.ready.wait(10)
+        veth("bu", 30)
+        acc = src.accounting
+        # counted while the analysis is still stalled: the reason is there to see at once
+        assert _wait(lambda: acc.dropped_reasons.get("analysis-behind", 0) > 0, 15), acc
+        release.set()
+        assert _wait(lambda: acc.read == 30 and acc.unaccounted() == 0, 15), acc
+        assert acc.dropped == acc.dropped_reasons["analysis-behind"] == 30 - len(got)
+        assert 1 + 4 <= len(got) < 30          # the stalled one, a full queue, maybe more
+        assert [e.frame for e in got] == sorted(e.frame for e in got)
+    finally:
+        release.set()
+        src.close()
+    thread.join(10)
+    _identity(src.accounting)
+    assert src.accounting.kernel_dropped == 0
