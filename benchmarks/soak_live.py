@@ -187,9 +187,12 @@ def main() -> int:
                       + ", ".join(f"{k} {v:.0f}" for k, v in sorted(parts.items()))
                       + f")  load {os.getloadavg()[0]:.1f}", flush=True)
             sent = int(sender.stdout.read().split()[-1])
-            deadline = time.monotonic() + 60
+            def settled(s: dict) -> bool:      # everything read was analysed or dropped
+                return s["read"] >= sent and s["read"] == (
+                    s["analysed"] + s["filtered"] + s["malformed"] + s["dropped"])
+            deadline = time.monotonic() + 120
             s = status()
-            while s["read"] < sent and time.monotonic() < deadline:
+            while not settled(s) and time.monotonic() < deadline:
                 time.sleep(0.5)
                 s = status()
             rss = tree_rss_mb(server.pid)

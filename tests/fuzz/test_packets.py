@@ -90,22 +90,15 @@ def test_hostile_packets_live_are_counted_as_the_same_file_counts_them():
     from monitor.sources import LiveSource
     from monitor.stream import EventStream
     from tests.fuzz.captures import Capture, frames
+    from tests.veth import add_pair, ip
 
     ns = f"mip6fuzz{os.getpid()}"
-
-    def ip(*args: str, check: bool = True) -> None:
-        subprocess.run(["ip", *args], check=check, capture_output=True)
 
     ip("link", "del", "mip6fa", check=False)
     ip("netns", "add", ns)
     sender = source = thread = None
     try:
-        ip("link", "add", "mip6fa", "type", "veth", "peer", "name", "mip6fb")
-        ip("link", "set", "mip6fb", "netns", ns)
-        subprocess.run(["sysctl", "-qw", "net.ipv6.conf.mip6fa.disable_ipv6=1"], check=True)
-        ip("netns", "exec", ns, "sysctl", "-qw", "net.ipv6.conf.mip6fb.disable_ipv6=1")
-        ip("link", "set", "mip6fa", "up")
-        ip("netns", "exec", ns, "ip", "link", "set", "mip6fb", "up")
+        add_pair("mip6fa", "mip6fb", ns)
         sender = subprocess.Popen(["ip", "netns", "exec", ns, sys.executable, "-c", LIVE_SENDER],
                                   stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
         assert sender.stdout.readline().strip() == "ready"

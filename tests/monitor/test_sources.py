@@ -17,6 +17,7 @@ from keys.errors import UserError
 from monitor.sources import LiveSource, PcapSource
 from monitor.stream import EventStream
 from tests.dissectors import builders as b
+from tests.veth import add_pair
 
 ROOT = os.geteuid() == 0
 PROJECT = Path(__file__).resolve().parents[2]
@@ -113,12 +114,7 @@ def veth():
     sender = None
     errors = tempfile.TemporaryFile(mode="w+")
     try:
-        ip("link", "add", "mip6va", "type", "veth", "peer", "name", "mip6vb")
-        ip("link", "set", "mip6vb", "netns", ns)
-        subprocess.run(["sysctl", "-qw", "net.ipv6.conf.mip6va.disable_ipv6=1"], check=True)
-        ip("netns", "exec", ns, "sysctl", "-qw", "net.ipv6.conf.mip6vb.disable_ipv6=1")
-        ip("link", "set", "mip6va", "up")
-        ip("netns", "exec", ns, "ip", "link", "set", "mip6vb", "up")
+        add_pair("mip6va", "mip6vb", ns)
         sender = subprocess.Popen(
             ["ip", "netns", "exec", ns, sys.executable, "-c",
              SENDER.format(root=str(Path(__file__).parents[2]))],
@@ -424,11 +420,7 @@ def test_an_interface_removed_and_made_again_is_captured_again(veth):
         assert _next(out, 10).frame == 1
         _ip("link", "del", "mip6va")
         assert _wait(lambda: src.recovering is not None)
-        _ip("link", "add", "mip6va", "type", "veth", "peer", "name", "mip6vb", "netns", ns)
-        subprocess.run(["sysctl", "-qw", "net.ipv6.conf.mip6va.disable_ipv6=1"], check=True)
-        _ip("netns", "exec", ns, "sysctl", "-qw", "net.ipv6.conf.mip6vb.disable_ipv6=1")
-        _ip("link", "set", "mip6va", "up")
-        _ip("netns", "exec", ns, "ip", "link", "set", "mip6vb", "up")
+        add_pair("mip6va", "mip6vb", ns)
         assert _wait(lambda: src.recovering is None, 15), src.recovering
         veth("bu", 2)
         assert [_next(out, 10).frame for _ in range(2)] == [2, 3]
