@@ -220,9 +220,14 @@ class Sensor:
         acc = self.source.accounting
         return {"state": self.state, "error": self.error, "source": self.source.name,
                 "read": acc.read, "filtered": acc.filtered, "malformed": acc.malformed,
-                "dropped": acc.dropped, "events": self.events, "published": self.published,
+                # "dropped": never read (the kernel's, by dumpcap's count); "buffer_dropped":
+                # read and never published (the outbox full, or the live capture's queue:
+                # dissectors.live "analysis-behind")
+                "dropped": getattr(acc, "kernel_dropped", 0), "events": self.events,
+                "published": self.published,
                 "unwalked": dict(getattr(acc, "unwalked", {})),
-                "buffered": len(self.outbox), "buffer_dropped": self.outbox.dropped,
+                "buffered": len(self.outbox),
+                "buffer_dropped": self.outbox.dropped + acc.dropped,
                 "outages": self.outage.count, "down_since": self.outage.since}
 
     def _entry(self, fields: dict[str, str]) -> dict[str, str]:
