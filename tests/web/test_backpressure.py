@@ -5,13 +5,15 @@ polling (the transport the page falls back to): one polls all the time, one neve
 from __future__ import annotations
 
 import json
+import struct
 import time
 import urllib.request
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 
-from tests.fuzz.captures import Capture
+from tests.fuzz.captures import EPB, Capture
 from tests.fuzz.conftest import base_capture
 from tests.web.conftest import start_server
 from web.app import CLIENT_BACKLOG
@@ -63,18 +65,26 @@ class PollingClient:
 
 @pytest.fixture(scope="module")
 def long_capture(tmp_path_factory) -> Path:
-    """The fuzz base capture 500 times over: seconds of replay."""
+    """The fuzz base capture 500 times over, its 20,000 frames 2 ms apart: 4 s at --speed 10,
+    however fast the machine (about 160 batches of rows: many more than CLIENT_BACKLOG)."""
     base = base_capture()
+    e = base.endian
+    units, usec = [], 1_767_225_600 * 1_000_000
+    for unit in base.units[2:] * 500:
+        if unit.btype == EPB:
+            usec += 2_000
+            unit = replace(unit, body=unit.body[:4] + struct.pack(e + "II", usec >> 32,
+                                                                   usec & 0xFFFFFFFF)
+                           + unit.body[12:])
+        units.append(unit)
     path = tmp_path_factory.mktemp("backpressure") / "long.pcapng"
-    path.write_bytes(Capture(base.kind, base.endian,
-                             base.units[:2] + base.units[2:] * 500).to_bytes())
+    path.write_bytes(Capture(base.kind, e, base.units[:2] + units).to_bytes())
     return path
 
 
 def test_a_browser_that_stops_reading_stalls_nothing_and_is_told_what_it_missed(long_capture):
     # paced, so the replay waits for a browser's "ready" and both are connected before the
-    # first row (the repeated frames' times run backwards: past the first round it is as
-    # fast as it goes)
+    # first row, and lasts long enough to fill a queue that nobody reads
     server = start_server("replay", str(long_capture), "--speed", "10", "--port", "0")
     try:
         stalled = PollingClient(server.base, server.token)        # never polls again
