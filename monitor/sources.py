@@ -115,11 +115,15 @@ class LiveSource:
     @property
     def recovering(self) -> str | None:
         """Why nothing is captured right now (a gap is open), or None."""
-        return self._capture.recovering
+        # another engine's capture (monitor.engines) may have no supervision of its own
+        return getattr(self._capture, "recovering", None)
 
-    def supervision(self) -> dict:
-        """Children, restarts and gaps, for the dashboard's status (newest gaps last)."""
+    def supervision(self) -> dict | None:
+        """Children, restarts and gaps, for the dashboard's status (newest gaps last); None
+        for another engine's capture (monitor.engines), which is not supervised here."""
         capture = self._capture
+        if not isinstance(capture, LiveCapture):
+            return None
         with capture._lock:
             gaps = [gap.as_dict() for gap in capture.gaps[-GAPS_SHOWN:]]
         return {"children": [{"name": DUMPCAP, "pid": capture.pid,

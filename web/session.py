@@ -229,8 +229,9 @@ class MonitorSession:
                   "speed": "max" if self.speed is None else self.speed,
                   "keyed": self.keyed_available}
         supervision = getattr(self.source, "supervision", None)
-        if supervision is not None:        # a live capture: dumpcap's restarts and the gaps
-            status["supervision"] = supervision()
+        supervised = supervision() if supervision is not None else None
+        if supervised is not None:         # a live capture: dumpcap's restarts and the gaps
+            status["supervision"] = supervised
         return status
 
     def keyed_report(self) -> dict:
