@@ -183,7 +183,9 @@
       noteMessageType(row.msg);
     }
     // evict in chunks of a tenth: one splice now and then, not one per batch
-    if (state.rows.length > MAX_ROWS * 1.1) {
+    // (MAX_ROWS is 0 until the first snapshot gives the layout; rows can come before it, the
+    // connect backlog does: nothing is evicted then)
+    if (MAX_ROWS > 0 && state.rows.length > MAX_ROWS * 1.1) {
       const gone = state.rows.length - MAX_ROWS;
       const firstKept = state.rows[gone].seq;
       state.rows.splice(0, gone);
