@@ -22,6 +22,7 @@ from monitor.sources import LiveSource, PcapSource
 from monitor.stream import EventStream
 from tests.streams import bindings, lab_with_shards, report
 from tests.veth import add_pair, ip
+from tests.waiting import wait_for
 
 pytestmark = pytest.mark.root
 
@@ -36,14 +37,6 @@ for line in sys.stdin:
     print("sent", flush=True)
 """
 
-
-def _wait(condition, seconds: float = 20.0) -> bool:
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        if condition():
-            return True
-        time.sleep(0.05)
-    return condition()
 
 
 @pytest.mark.skipif(os.geteuid() != 0, reason="network namespaces need root")
@@ -91,20 +84,20 @@ def test_killed_dumpcap_and_a_link_down_lose_nothing_sent_while_capturing(tmp_pa
 
         send(parts[0])
         sent += len(parts[0])
-        assert _wait(caught_up), acc
+        assert wait_for(caught_up), acc
         first = source.pid
         os.kill(first, 9)                                  # dumpcap dies; the sender waits
-        assert _wait(lambda: source.pid not in (None, first) and source.recovering is None)
+        assert wait_for(lambda: source.pid not in (None, first) and source.recovering is None)
         send(parts[1])
         sent += len(parts[1])
-        assert _wait(caught_up), acc
+        assert wait_for(caught_up), acc
         ip("link", "set", "mip6la", "down")                # the interface goes away a while
-        assert _wait(lambda: source.recovering == "mip6la is down"), source.recovering
+        assert wait_for(lambda: source.recovering == "mip6la is down"), source.recovering
         ip("link", "set", "mip6la", "up")
-        assert _wait(lambda: source.recovering is None), source.recovering
+        assert wait_for(lambda: source.recovering is None), source.recovering
         send(parts[2])
         sent += len(parts[2])
-        assert _wait(caught_up), acc
+        assert wait_for(caught_up), acc
 
         state = source.supervision()
         assert state["restarts"] == 1

@@ -18,6 +18,7 @@ from monitor.sources import LiveSource, PcapSource
 from monitor.stream import EventStream
 from tests.dissectors import builders as b
 from tests.veth import add_pair
+from tests.waiting import wait_for
 
 ROOT = os.geteuid() == 0
 PROJECT = Path(__file__).resolve().parents[2]
@@ -274,14 +275,6 @@ def test_live_source_decrypts_esp_with_the_keyring(veth):
 FAST = Backoff(delay=0.2, cap=0.5, give_up=3.0, stable=5.0)
 
 
-def _wait(condition, seconds: float = 15.0) -> bool:
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        if condition():
-            return True
-        time.sleep(0.05)
-    return condition()
-
 
 def _identity(acc) -> None:
     assert acc.read == acc.analysed + acc.filtered + acc.malformed + acc.dropped, acc
@@ -326,11 +319,11 @@ def test_a_killed_dumpcap_is_restarted_at_once_and_the_gap_reported(veth):
     try:
         assert src.ready.wait(10)
         veth("bu", 2)
-        assert _wait(lambda: len(got) == 2)
+        assert wait_for(lambda: len(got) == 2)
         first = src.pid
         os.kill(first, 9)
         # restarted at once (no back-off the first time), in a new process, gap closed
-        assert _wait(lambda: src.pid not in (None, first) and src.recovering is None, 10)
+        assert wait_for(lambda: src.pid not in (None, first) and src.recovering is None, 10)
         gaps = src.supervision()["gaps"]
         assert len(gaps) == 1 and gaps[0]["end"] is not None, gaps
         assert gaps[0]["why"] == "dumpcap was killed by SIGKILL"
@@ -338,7 +331,7 @@ def test_a_killed_dumpcap_is_restarted_at_once_and_the_gap_reported(veth):
         assert gaps[0]["seconds"] < 5 and gaps[0]["restarts"] == 1
         assert src.supervision()["restarts"] == 1
         veth("bu", 3)
-        assert _wait(lambda: len(got) == 5)
+        assert wait_for(lambda: len(got) == 5)
         # numbered on from the first dumpcap's frames: no frame number used twice
         assert [e.frame for e in got] == [1, 2, 3, 4, 5]
         assert [e.mobility.sequence for e in got] == [100, 101, 100, 101, 102]
@@ -363,11 +356,11 @@ def test_the_interface_going_down_and_up_is_a_gap_and_capture_goes_on(veth):
         assert _next(out, 10).mobility.name == "HoTI"
         dumpcap = src.pid
         _ip("link", "set", "mip6va", "down")
-        assert _wait(lambda: src.recovering == "mip6va is down"), src.recovering
+        assert wait_for(lambda: src.recovering == "mip6va is down"), src.recovering
         gap = src.supervision()["gaps"][-1]
         assert gap["end"] is None and gap["why"] == "mip6va is down"
         _ip("link", "set", "mip6va", "up")
-        assert _wait(lambda: src.recovering is None, 10), src.recovering
+        assert wait_for(lambda: src.recovering is None, 10), src.recovering
         veth("bu", 2)
         got = [_next(out, 10) for _ in range(2)]
         assert [e.frame for e in got] == [2, 3]
@@ -393,7 +386,7 @@ def test_an_interface_gone_for_good_stops_the_capture_with_one_line(veth):
         assert _next(out, 10).mobility.name == "HoTI"
         dumpcap = src.pid
         _ip("link", "del", "mip6va")
-        assert _wait(lambda: src.recovering is not None)
+        assert wait_for(lambda: src.recovering is not None)
         failure = out.get(timeout=FAST.give_up + 15)
         assert isinstance(failure, CaptureStopped), failure
         text = str(failure)
@@ -419,9 +412,9 @@ def test_an_interface_removed_and_made_again_is_captured_again(veth):
         veth("bu", 1)
         assert _next(out, 10).frame == 1
         _ip("link", "del", "mip6va")
-        assert _wait(lambda: src.recovering is not None)
+        assert wait_for(lambda: src.recovering is not None)
         add_pair("mip6va", "mip6vb", ns)
-        assert _wait(lambda: src.recovering is None, 15), src.recovering
+        assert wait_for(lambda: src.recovering is None, 15), src.recovering
         veth("bu", 2)
         assert [_next(out, 10).frame for _ in range(2)] == [2, 3]
         state = src.supervision()
@@ -455,9 +448,9 @@ def test_an_analysis_behind_the_wire_drops_in_view_not_in_the_kernel(veth, monke
         veth("bu", 30)
         acc = src.accounting
         # counted while the analysis is still stalled: the reason is there to see at once
-        assert _wait(lambda: acc.dropped_reasons.get("analysis-behind", 0) > 0, 15), acc
+        assert wait_for(lambda: acc.dropped_reasons.get("analysis-behind", 0) > 0, 15), acc
         release.set()
-        assert _wait(lambda: acc.read == 30 and acc.unaccounted() == 0, 15), acc
+        assert wait_for(lambda: acc.read == 30 and acc.unaccounted() == 0, 15), acc
         assert acc.dropped == acc.dropped_reasons["analysis-behind"] == 30 - len(got)
         assert 1 + 4 <= len(got) < 30          # the stalled one, a full queue, maybe more
         assert [e.frame for e in got] == sorted(e.frame for e in got)

@@ -17,6 +17,7 @@ import pytest
 
 from tests.fuzz.captures import Capture
 from tests.fuzz.conftest import base_capture
+from tests.waiting import wait_for
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -54,14 +55,6 @@ def _running(pid: int) -> bool:
     return state != "Z"
 
 
-def _wait(condition, seconds: float) -> bool:
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        if condition():
-            return True
-        time.sleep(0.05)
-    return condition()
-
 
 def _replay(capture: Path, *args: str, children: int = 2
             ) -> tuple[subprocess.Popen, set[int], str]:
@@ -73,7 +66,7 @@ def _replay(capture: Path, *args: str, children: int = 2
                             stderr=subprocess.PIPE, text=True, start_new_session=True)
     url = proc.stdout.readline().strip().rpartition(" ")[2]
     assert url.startswith("http://127.0.0.1:"), url
-    assert _wait(lambda: len(_descendants(proc.pid)) >= children, 30), _descendants(proc.pid)
+    assert wait_for(lambda: len(_descendants(proc.pid)) >= children, 30), _descendants(proc.pid)
     return proc, _descendants(proc.pid), url
 
 
@@ -84,7 +77,7 @@ def test_kill_9_of_the_replay_leaves_no_child_behind(big_capture):
     time.sleep(2)                                    # the dissector fills its queue
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait(10)
-    assert _wait(lambda: not any(_running(c) for c in children), 10), \
+    assert wait_for(lambda: not any(_running(c) for c in children), 10), \
         [c for c in children if _running(c)]
 
 
@@ -101,7 +94,7 @@ def test_sigterm_and_ctrl_c_end_the_replay_quickly_and_quietly(big_capture, how)
     took = time.monotonic() - started
     assert took < 2.0, took
     assert "Traceback" not in err and "KeyboardInterrupt" not in err and "SystemExit" not in err
-    assert _wait(lambda: not any(_running(c) for c in children), 5)
+    assert wait_for(lambda: not any(_running(c) for c in children), 5)
 
 
 def _session_over(capture: Path):
@@ -111,7 +104,7 @@ def _session_over(capture: Path):
     session = MonitorSession(source, speed=None)
     thread = threading.Thread(target=session.run, daemon=True)
     thread.start()
-    assert _wait(lambda: session.stream.accounting.analysed > 0, 30)
+    assert wait_for(lambda: session.stream.accounting.analysed > 0, 30)
     return source, session, thread
 
 
@@ -120,7 +113,7 @@ def test_a_dissector_that_dies_turns_the_replay_to_error(big_capture):
     try:
         assert not _descendants(source._proc.pid)       # it dissects itself: no tshark
         os.kill(source._proc.pid, signal.SIGKILL)
-        assert _wait(lambda: session.state == "error", 30), (session.state, session.error)
+        assert wait_for(lambda: session.state == "error", 30), (session.state, session.error)
         assert "killed by SIGKILL" in session.error
         assert "dissector process" in session.error
         assert session.stream.accounting.read < 24_000 + 0   # not presented as all of it
@@ -144,7 +137,7 @@ def test_an_allowed_insecure_keyring_warns_once_under_replay(tmp_path):
     def done() -> bool:          # the child has loaded the keyring and dissected it all
         with urllib.request.urlopen(status, timeout=5) as answer:
             return json.load(answer)["state"] == "done"
-    assert _wait(done, 30)
+    assert wait_for(done, 30)
     os.kill(proc.pid, signal.SIGTERM)
     _, err = proc.communicate(timeout=30)
     assert err.count("keyring is accessible by group or others") == 1, err
