@@ -50,7 +50,8 @@ from dissectors.pyshark_packets import (
 from dissectors.walk import MOBILITY_FILTER
 from keys.errors import UserError
 
-__all__ = ["PYSHARK_OPTIONS", "PysharkFile", "PysharkLive", "event_loop", "packet_events"]
+__all__ = ["PYSHARK_OPTIONS", "PysharkFile", "PysharkLive", "event_loop", "packet_events",
+           "watch_children"]
 
 
 def packet_events(packets: Iterable[Any], accounting: Accounting, sensor: str = "",
@@ -104,7 +105,14 @@ class PidfdWatcher(asyncio.AbstractChildWatcher):
             _, status = os.waitpid(pid, 0)
             code = os.waitstatus_to_exitcode(status)
         except ChildProcessError:
-            code = 255                           # as asyncio reports a child reaped elsewhere
+            # reaped already, by the transport's own subprocess.Popen: pyshark's clean-up
+            # kills a tshark whose exit the loop has not handled yet, and Popen.send_signal
+            # polls first (bpo-38630), which reaps it. That Popen kept the exit status; 255
+            # (what asyncio says of a child reaped elsewhere) only if it did not. Seen as
+            # "TShark seems to have crashed (retcode: 255)" in about 1 run of 20 here.
+            popen = getattr(args[0], "_proc", None) if args else None
+            kept = getattr(popen, "returncode", None)
+            code = kept if isinstance(kept, int) else 255
         finally:
             os.close(pidfd)
         callback(pid, code, *args)
@@ -134,6 +142,14 @@ def event_loop() -> asyncio.AbstractEventLoop:
     keep theirs); its tshark watched by PidfdWatcher (Python 3.11; 3.12 and later watch
     with pidfds)."""
     loop = asyncio.new_event_loop()
+    watch_children()
+    return loop
+
+
+def watch_children() -> None:
+    """tshark watched by PidfdWatcher from now on (Python 3.11; 3.12 and later watch with
+    pidfds), in place of the SafeChildWatcher pyshark sets when a capture is made in the main
+    thread: that one loses tshark's exit status to the same race (PidfdWatcher._exited)."""
     if sys.version_info < (3, 12) and \
             not isinstance(asyncio.get_child_watcher(), PidfdWatcher):
         try:
@@ -143,7 +159,6 @@ def event_loop() -> asyncio.AbstractEventLoop:
             # closed there: leave it be, and put ours in its place
             policy: Any = asyncio.get_event_loop_policy()
             policy._watcher = PidfdWatcher()
-    return loop
 
 
 def _terminate(capture: Any) -> None:

@@ -25,7 +25,7 @@ from typing import Any
 
 from dissectors.accounting import Accounting
 from dissectors.events import PacketEvent
-from dissectors.pyshark_engine import PYSHARK_OPTIONS, packet_events
+from dissectors.pyshark_engine import PYSHARK_OPTIONS, packet_events, watch_children
 from keys.keyring import Keyring, load_keyring
 from monitor.attacker import AttackerAnalyzer
 from monitor.keyed import KeyedAnalyzer
@@ -76,6 +76,7 @@ class Monitor:
         """Each mobility packet's event, after the analyzers have seen it."""
         if self._finished:
             raise RuntimeError("report() was called: feed a new Monitor")
+        watch_children()        # before the capture starts its tshark (pyshark's own watcher races)
         for event in decrypted(packet_events(packets, self.accounting, self.sensor),
                                self.keyring):
             self._stream.feed(event)
