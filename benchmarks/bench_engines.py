@@ -29,6 +29,7 @@ from benchmarks.bench_report import (  # noqa: E402 - after the path is set
     TSHARK_FIELDS,
     generate,
     measured,
+    print_paths,
 )
 
 PYSHARK_ALONE = (
@@ -73,17 +74,7 @@ def main() -> None:
             for _ in range(args.runs):
                 for name, argv in paths(capture).items():
                     results.setdefault(name, []).append(measured(argv))
-            base = statistics.median(w for w, _, _ in results["tshark -T fields"])
-            print(f"\n{count:,} packets, {share:g} % mobility; median of {args.runs} run(s); "
-                  f"load average {os.getloadavg()[0]:.1f}")
-            print(f"{'path':18} {'wall s':>7} {'packets/s':>10} {'vs tshark':>9} "
-                  f"{'CPU s':>7} {'peak RSS MB':>11}")
-            for name, runs in results.items():
-                wall = statistics.median(w for w, _, _ in runs)
-                cpu = statistics.median(c for _, c, _ in runs)
-                rss = max(r for _, _, r in runs) / 1e6
-                print(f"{name:18} {wall:7.2f} {count / wall:10.0f} {base / wall:9.2f} "
-                      f"{cpu:7.2f} {rss:11.0f}")
+            print_paths(results, count, share, args.runs, cpu_ratio=False)
             walk = statistics.median(w for w, _, _ in results["report walk"])
             shark = statistics.median(w for w, _, _ in results["report pyshark"])
             print(f"report --engine pyshark takes {shark / walk:.1f}x the default engine's time")

@@ -270,18 +270,27 @@ def main() -> None:
             for _ in range(args.runs):
                 for name, argv in chosen.items():
                     results.setdefault(name, []).append(measured(argv))
-            base = statistics.median(w for w, _, _ in results["tshark -T fields"])
-            base_cpu = statistics.median(c for _, c, _ in results["tshark -T fields"])
-            print(f"\n{count:,} packets, {share:g} % mobility; median of {args.runs} run(s); "
-                  f"load average {os.getloadavg()[0]:.1f}")
-            print(f"{'path':18} {'wall s':>7} {'packets/s':>10} {'vs tshark':>9} "
-                  f"{'CPU s':>7} {'CPU vs tshark':>13} {'peak RSS MB':>11}")
-            for name, runs in results.items():
-                wall = statistics.median(w for w, _, _ in runs)
-                cpu = statistics.median(c for _, c, _ in runs)
-                rss = max(r for _, _, r in runs) / 1e6
-                print(f"{name:18} {wall:7.2f} {count / wall:10.0f} {base / wall:9.2f} "
-                      f"{cpu:7.2f} {base_cpu / cpu:13.2f} {rss:11.0f}")
+            print_paths(results, count, share, args.runs)
+
+
+def print_paths(results: dict[str, list[tuple[float, float, int]]], count: int, share: float,
+                runs: int, cpu_ratio: bool = True) -> None:
+    """One table of measured() runs per path (medians; RSS: the peak), each against
+    `tshark -T fields` of the same run."""
+    base = statistics.median(w for w, _, _ in results["tshark -T fields"])
+    base_cpu = statistics.median(c for _, c, _ in results["tshark -T fields"])
+    print(f"\n{count:,} packets, {share:g} % mobility; median of {runs} run(s); "
+          f"load average {os.getloadavg()[0]:.1f}")
+    cpu_head = f" {'CPU vs tshark':>13}" if cpu_ratio else ""
+    print(f"{'path':18} {'wall s':>7} {'packets/s':>10} {'vs tshark':>9} "
+          f"{'CPU s':>7}{cpu_head} {'peak RSS MB':>11}")
+    for name, measured_runs in results.items():
+        wall = statistics.median(w for w, _, _ in measured_runs)
+        cpu = statistics.median(c for _, c, _ in measured_runs)
+        rss = max(r for _, _, r in measured_runs) / 1e6
+        cpu_cell = f" {base_cpu / cpu:13.2f}" if cpu_ratio else ""
+        print(f"{name:18} {wall:7.2f} {count / wall:10.0f} {base / wall:9.2f} "
+              f"{cpu:7.2f}{cpu_cell} {rss:11.0f}")
 
 
 if __name__ == "__main__":

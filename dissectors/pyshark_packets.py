@@ -848,13 +848,8 @@ def _tcp(packet: Packet, out: _Summary, k: int) -> None:
         out.info = (f"{sport} → {dport} [{names}] Seq={t.int('tcp.seq_raw')} "
                     f"Ack={t.int('tcp.ack_raw')} Win={t.int('tcp.window_size_value')}")
         return
-    text = f"{sport} → {dport} [{names}] Seq={seq}"
-    if flags & 0x010:
-        text += f" Ack={ack}"
-    text += f" Win={win}"
-    if flags & 0x020:
-        text += f" Urg={t.int('tcp.urgent_pointer')}"
-    text += f" Len={t.int('tcp.len')}"
+    text = summary.tcp_info(sport, dport, names, seq, ack, win, flags,
+                            t.int("tcp.urgent_pointer"), t.int("tcp.len"))
     options = t.node.get("tcp.options_tree")
     if isinstance(options, dict):
         text += "".join(_tcp_options(options))

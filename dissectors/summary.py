@@ -85,3 +85,16 @@ def icmpv6_info(icmp_type: int, code: int) -> str:
 
 def tcp_flags(flags: int) -> str:
     return ", ".join(name for name, bit in TCP_FLAGS if flags & bit) or "<None>"
+
+
+def tcp_info(sport: int, dport: int, names: str, seq: object, ack: object, win: object,
+             flags: int, urgent: object, length: object) -> str:
+    """tshark's Info of a TCP segment before its options: Ack only with ACK set, Urg only
+    with URG set (both engines, dissectors.walk and dissectors.pyshark_packets, say it so)."""
+    text = f"{sport} → {dport} [{names}] Seq={seq}"
+    if flags & 0x010:
+        text += f" Ack={ack}"
+    text += f" Win={win}"
+    if flags & 0x020:
+        text += f" Urg={urgent}"
+    return text + f" Len={length}"

@@ -751,13 +751,7 @@ class Walker:
         options = _tcp_options(buf[at + 20:at + header])
         data = end - at - header
         rseq, rack, rwin = self._relative(f, sport, dport, seq, ack, window, flags, options)
-        text = f"{sport} → {dport} [{names}] Seq={rseq}"
-        if flags & 0x010:
-            text += f" Ack={rack}"
-        text += f" Win={rwin}"
-        if flags & 0x020:
-            text += f" Urg={urgent}"
-        text += f" Len={data}"
+        text = summary.tcp_info(sport, dport, names, rseq, rack, rwin, flags, urgent, data)
         for name, value in options:
             text += f" {name}" if value is None else f" {name}={value}"
         w.set_info(text)
