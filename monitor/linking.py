@@ -1070,9 +1070,12 @@ class NonceIndices(Finder):
 
     def __init__(self, rule, linker):
         super().__init__(rule, linker)
-        # (correspondent, kind, index) -> tests (HoT/CoT) and BUs, as (frame, place, time)
-        self.tests: dict[tuple, list[tuple[int, tuple, float]]] = defaultdict(list)
-        self.bus: dict[tuple, list[tuple[int, tuple, float]]] = defaultdict(list)
+        # (correspondent, kind, index) -> tests (HoT/CoT) and BUs, one entry per place
+        # (frame first seen there, time last seen): observations of one place carry the same
+        # address, so they are one profile already (same-care-of/home-address); one entry each
+        # keeps a decision's cost to the places, not the packets, that used the index
+        self.tests: dict[tuple, dict[tuple, list]] = defaultdict(dict)
+        self.bus: dict[tuple, dict[tuple, list]] = defaultdict(dict)
         self._order: deque[tuple[float, tuple]] = deque()
 
     def add(self, obs):
@@ -1082,25 +1085,28 @@ class NonceIndices(Finder):
             if index is None:
                 continue
             key = (obs.correspondent, kind, index)
-            entry = (obs.frame, obs.identities, obs.time)
-            if obs.mh_type == MHType.BU:
-                self.bus[key].append(entry)
-                self.linker.later(self, obs.time + self.linker.wait, (key, entry))
+            place = obs.identities or (obs.frame,)      # no address: a place of its own
+            table = self.bus if obs.mh_type == MHType.BU else self.tests
+            entry = table[key].get(place)
+            if entry is None:
+                table[key][place] = [obs.frame, obs.time]
             else:
-                self.tests[key].append(entry)
+                entry[1] = obs.time
+            if obs.mh_type == MHType.BU:
+                self.linker.later(self, obs.time + self.linker.wait, (key, obs.frame, place))
             self._order.append((obs.time, key))
 
     def decide(self, claim):
-        key, (frame, place, _) = claim
-        tests = self.tests.get(key, [])
-        bus = self.bus.get(key, [])
+        key, frame, place = claim
+        tests = self.tests.get(key)
         if not tests:
             return None
+        bus = self.bus.get(key, {})
         root = self.linker.root
         receivers: dict[int, int] = {}
-        for f, _, _ in tests:
+        for f, _ in tests.values():
             receivers.setdefault(root(f), f)
-        senders = {root(f) for f, p, _ in bus if p != place} - {root(frame)}
+        senders = {root(f) for p, (f, _) in bus.items() if p != place} - {root(frame)}
         k, m = len(receivers), 1 + len(senders)
         share = 1 / (k * m)
         cn, kind, index = key
@@ -1117,10 +1123,11 @@ class NonceIndices(Finder):
         while self._order and self._order[0][0] < before:
             _, key = self._order.popleft()
             for table in (self.tests, self.bus):
-                entries = table.get(key)
-                if entries:
-                    entries[:] = [e for e in entries if e[2] >= before]
-                    if not entries:
+                places = table.get(key)
+                if places:
+                    for place in [p for p, (_, t) in places.items() if t < before]:
+                        del places[place]
+                    if not places:
                         del table[key]
 
 
