@@ -59,9 +59,9 @@ class SpiAllocator:
                  attempts: int = 1 << 24) -> int:
         """The first candidate whose chain of `renewals` draft 6.4 steps is free; the whole
         chain is then `owner`'s."""
-        owner = self.owner
+        taken = self.owner
         for first in itertools.islice(candidates, attempts):
-            if first in owner:
+            if first in taken:
                 continue                # most candidates in a crowd of sequential SPIs
             chain = self.free_chain(kph, first, renewals)
             if chain is not None:
