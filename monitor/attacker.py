@@ -15,8 +15,11 @@ horizon, and a live analyzer (`max_packets`) keeps only its newest packets in it
 """
 from __future__ import annotations
 
+import bisect
+from array import array
 from collections import Counter, defaultdict, deque
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 from dissectors.events import PacketEvent
 from dissectors.protocol import OTHER_PATH, PATHS
@@ -35,6 +38,21 @@ from monitor.linking import (
 )
 from monitor.observe import Observation, observe
 from monitor.placement import VANTAGE_PATHS, Roles, View, place, visible
+
+
+class Seen(NamedTuple):
+    """What a profile keeps of one observed packet: when, and its place (the addresses it
+    showed and its path). Places repeat (one node's care-of address seen 100,000 times), so
+    each distinct one is stored once and a packet costs a frame, a time and a place index."""
+    frame: int
+    time: float
+    path: str
+    care_of: str | None
+    homes: tuple[str, ...]
+    correspondent: str | None
+
+
+_Place = tuple[str, "str | None", "tuple[str, ...]", "str | None"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -116,7 +134,14 @@ class AttackerAnalyzer:
         self._waiting: deque[tuple[int, float, int, View]] = deque()   # to be placed
         self._now = float("-inf")
         self._placement: Counter = Counter()
-        self._observations: dict[int, Observation] = {}
+        # the packets seen, in the order observed (frame order): three columns, and each
+        # distinct place once (Seen)
+        self._frames = array("q")
+        self._times = array("d")
+        self._place_of = array("l")
+        self._places: list[_Place] = []
+        self._place_ids: dict[_Place, int] = {}
+        self._ordered = True            # frames observed in increasing order (bisect finds one)
         self._profiles: list[Profile] | None = None
 
     # -- addon hooks ---------------------------------------------------------------------------
@@ -165,22 +190,45 @@ class AttackerAnalyzer:
             self._placement[path] += 1
             if path in self._seen:
                 obs = observe(frame, time, view, path, roles, length)
-                self._observations[frame] = obs
+                self._keep(obs)
                 self._linker.add(obs)
 
+    def _keep(self, obs: Observation) -> None:
+        place: _Place = (obs.path, obs.care_of, obs.homes, obs.correspondent)
+        pid = self._place_ids.get(place)
+        if pid is None:
+            pid = self._place_ids[place] = len(self._places)
+            self._places.append(place)
+        if self._frames and obs.frame <= self._frames[-1]:
+            self._ordered = False
+        self._frames.append(obs.frame)
+        self._times.append(obs.time)
+        self._place_of.append(pid)
+
     def _trim(self) -> None:
-        if self.max_packets is not None and len(self._observations) > self.max_packets * 1.1:
+        if self.max_packets is not None and len(self._frames) > self.max_packets * 1.1:
             # forget a tenth at once (rebuilding the groups costs the window)
-            frames = list(self._observations)
-            drop = len(frames) - self.max_packets
-            for f in frames[:drop]:
-                del self._observations[f]
+            drop = len(self._frames) - self.max_packets
+            oldest = self._frames[drop]
+            del self._frames[:drop], self._times[:drop], self._place_of[:drop]
             self.forgotten += drop
-            self._linker.keep_frames(frames[drop])
+            self._linker.keep_frames(oldest)
 
     # -- results -------------------------------------------------------------------------------
-    def observations(self) -> list[Observation]:
-        return list(self._observations.values())
+    def _at(self, i: int) -> Seen:
+        return Seen(self._frames[i], self._times[i], *self._places[self._place_of[i]])
+
+    def seen(self) -> list[Seen]:
+        """The packets observed (those a live window still holds), in frame order."""
+        return [self._at(i) for i in range(len(self._frames))]
+
+    def _seen_frame(self, frame: int) -> Seen | None:
+        frames = self._frames
+        if self._ordered:
+            i = bisect.bisect_left(frames, frame)
+        else:
+            i = frames.index(frame) if frame in frames else len(frames)
+        return self._at(i) if i < len(frames) and frames[i] == frame else None
 
     def evidence(self) -> list[Evidence]:
         return self._linker.evidence()
@@ -194,17 +242,21 @@ class AttackerAnalyzer:
         return self._profiles
 
     def _build_profiles(self) -> list[Profile]:
-        linker, by_frame = self._linker, self._observations
+        linker = self._linker
         groups: dict[int, list[int]] = defaultdict(list)
-        for f in by_frame:
-            groups[linker.root(f)].append(f)
-        members = sorted((sorted(fs) for fs in groups.values()), key=lambda fs: fs[0])
-        index_of = {linker.root(fs[0]): i for i, fs in enumerate(members)}
+        for i, f in enumerate(self._frames):
+            groups[linker.root(f)].append(i)
+        # each profile's packets by (time, frame), profiles by their first frame
+        members = sorted((sorted(ix, key=lambda i: (self._times[i], self._frames[i]))
+                          for ix in groups.values()),
+                         key=lambda ix: min(self._frames[i] for i in ix))
+        index_of = {linker.root(self._frames[ix[0]]): n for n, ix in enumerate(members)}
         profiles = []
         spans: list[list[tuple[str, float, float]]] = []
         identities: list[set[str]] = []
-        for i, frames in enumerate(members):
-            obs = sorted((by_frame[f] for f in frames), key=lambda o: (o.time, o.frame))
+        for n, ix in enumerate(members):
+            obs = [self._at(i) for i in ix]
+            frames = sorted(o.frame for o in obs)
             stops: dict[str, list] = {}
             addresses: dict[str, None] = {}
             correspondents: dict[str, None] = {}
@@ -226,7 +278,7 @@ class AttackerAnalyzer:
             # a home address kept across care-of addresses is the node's own (pseudo home
             # addresses change with each binding, draft 5.1.4)
             identities.append({a for a, coas in seen_at.items() if len(coas) >= 2})
-            profiles.append(Profile(f"P{i + 1}", frames, trail, list(addresses),
+            profiles.append(Profile(f"P{n + 1}", frames, trail, list(addresses),
                                     list(correspondents), [],
                                     dict(Counter(o.path for o in obs))))
         could_be: dict[int, dict[int, float]] = defaultdict(dict)
@@ -241,13 +293,15 @@ class AttackerAnalyzer:
             # subject is where its profile's trail begins and the candidate where its ends (a
             # trail linked on through other evidence is not open to look-alikes there)
             s = index_of.get(linker.root(ev.subject[0]))
-            if s is None or not _at_end(profiles[s], by_frame.get(ev.subject[0]), first=True):
+            if s is None or not _at_end(profiles[s], self._seen_frame(ev.subject[0]),
+                                        first=True):
                 continue
             for c in ev.candidates:
                 if not c.frames or c.probability < ANONYMITY_MIN:
                     continue
                 o = index_of.get(linker.root(c.frames[0]))
-                if o is None or o == s or not _at_end(profiles[o], by_frame.get(c.frames[0]),
+                if o is None or o == s or not _at_end(profiles[o],
+                                                      self._seen_frame(c.frames[0]),
                                                       first=False):
                     continue
                 for a, b in ((s, o), (o, s)):
@@ -273,7 +327,7 @@ class AttackerAnalyzer:
         names = self.profile_names()
         return {
             "vantage": self.vantage,
-            "packets_seen": len(self._observations),
+            "packets_seen": len(self._frames),
             "placement": {p: self._placement.get(p, 0) for p in (*PATHS, OTHER_PATH)},
             "home_agents": [{"address": a, "why": self._roles.reasons.get(a, "")}
                             for a in sorted(self._roles.home_agents)],
@@ -288,7 +342,7 @@ class AttackerAnalyzer:
              if self.max_packets is not None else {})
 
 
-def _at_end(profile: Profile, obs: Observation | None, first: bool) -> bool:
+def _at_end(profile: Profile, obs: Seen | None, first: bool) -> bool:
     """obs is at the first (last) care-of address of the profile's trail; one that shows no
     care-of address is at an end only of a profile with no trail (tied to no place yet)."""
     if obs is None or not profile.trail:

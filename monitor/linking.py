@@ -64,6 +64,7 @@ RATE_SPAN = 10.0         # s each side: how busy a timing window is, measured ar
 COMPONENT_CAP = 10       # rows or columns beyond this: too crowded to enumerate pairings
 BAND_CAP = 64            # look-alike values counted at most (the posterior is low by then)
 SCAN_CAP = 4 * COMPONENT_CAP   # index entries examined per query: more means crowded
+FRAME_SAMPLE = 25        # frames an identity group keeps (and a report lists) besides its count
 
 
 # ---- what a decision produces -----------------------------------------------------------------
@@ -92,11 +93,14 @@ class Evidence:
     candidates: tuple[Candidate, ...] = ()   # the explanations weighed, best first
     ruled_out: tuple[str, ...] = ()     # look-alikes a protocol constraint excluded, and why
     computation: str = ""               # the numbers that went in
+    # frames that carried it, when `frames` is a sample of them (identity groups: a value
+    # seen 100,000 times keeps its first FRAME_SAMPLE frames and the count); 0: len(frames)
+    frame_count: int = 0
 
-    def as_dict(self, threshold: float = THRESHOLD, max_frames: int = 25) -> dict:
+    def as_dict(self, threshold: float = THRESHOLD, max_frames: int = FRAME_SAMPLE) -> dict:
         out = {"rule": self.rule, "confidence": round(self.confidence, 6),
                "detail": self.detail, "frames": list(self.frames[:max_frames]),
-               "frame_count": len(self.frames), "ambiguous": self.ambiguous,
+               "frame_count": self.frame_count or len(self.frames), "ambiguous": self.ambiguous,
                "links": self.confidence >= threshold}
         if self.candidates or self.computation:
             out.update(subject=list(self.subject),
@@ -338,8 +342,12 @@ def _direction_words(group: tuple) -> str:
 
 @dataclass(slots=True)
 class _Group:
+    """One value's frames: the first FRAME_SAMPLE of them, the last, and how many (state that
+    grows with what is distinct, not with the packets that repeat it)."""
     value: object
-    frames: list[int]
+    sample: list[int]
+    last: int
+    count: int = 1
 
 
 class SameValue(Finder):
@@ -358,25 +366,33 @@ class SameValue(Finder):
                 continue
             group = self.groups.get(value)
             if group is None:
-                self.groups[value] = _Group(value, [obs.frame])
+                self.groups[value] = _Group(value, [obs.frame], obs.frame)
                 continue
-            if group.frames[-1] != obs.frame:
-                group.frames.append(obs.frame)
-                self.linker.profiles.union(group.frames[0], obs.frame)
+            if group.last != obs.frame:
+                group.last = obs.frame
+                group.count += 1
+                if len(group.sample) < FRAME_SAMPLE:
+                    group.sample.append(obs.frame)
+                self.linker.profiles.union(group.sample[0], obs.frame)
 
     def evidence(self) -> Iterator[Evidence]:
         for g in self.groups.values():
-            if len(g.frames) >= 2:
+            if g.count >= 2:
                 yield Evidence(self.rule.name, 1.0, f"{self.label} {_fmt(g.value)}",
-                               tuple(g.frames))
+                               tuple(g.sample), frame_count=g.count)
 
     def keep_frames(self, oldest: int) -> None:
         for value in list(self.groups):
-            frames = [f for f in self.groups[value].frames if f >= oldest]
-            if frames:
-                self.groups[value].frames = frames
-            else:
+            group = self.groups[value]
+            if group.last < oldest:
                 del self.groups[value]
+                continue
+            kept = [f for f in group.sample if f >= oldest]
+            # the frames past the sample are not kept one by one: the count loses the sample's
+            # forgotten frames and stays an upper bound for the others
+            group.count -= len(group.sample) - len(kept)
+            group.sample = kept or [group.last]
+            group.count = max(group.count, len(group.sample))
 
 
 def same(key: Callable[[Observation], Iterable], label: str):

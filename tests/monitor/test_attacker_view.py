@@ -54,7 +54,7 @@ def test_nothing_after_esp_is_visible_even_when_tshark_decrypted_it():
     assert v1.layers[0].src == v2.layers[0].src and v1.esp.spi == v2.esp.spi == 0x1001
     a1, a2 = analyse([home_bu_esp(0, 0.5, COA1, PHOA, 0x1001, 2), decrypted]), \
         analyse([home_bu_esp(0, 0.5, COA1, PHOA, 0x1001, 2), opaque])
-    assert a1.observations()[1].homes == () and a1.observations()[1].mh_type is None
+    assert a1.seen()[1].homes == ()
     assert [p.as_dict() for p in a1.profiles()] == [p.as_dict() for p in a2.profiles()]
     assert HOA1 not in json.dumps(a1.report())
 
@@ -86,10 +86,10 @@ def test_vantage_sees_only_its_path():
     evs = [home_bu_esp(1, 1, COA1, PHOA, 0x1001, 1),
            event(2, 2, layer(HOA1, CN), mh=hoti()),
            event(3, 2, layer(COA1, CN), mh=coti())]
-    assert [o.frame for o in analyse(evs, "mn-ha").observations()] == [1]
-    assert [o.frame for o in analyse(evs, "ha-cn").observations()] == [2]
-    assert [o.frame for o in analyse(evs, "mn-cn").observations()] == [3]
-    assert [o.frame for o in analyse(evs, "all").observations()] == [1, 2, 3]
+    assert [o.frame for o in analyse(evs, "mn-ha").seen()] == [1]
+    assert [o.frame for o in analyse(evs, "ha-cn").seen()] == [2]
+    assert [o.frame for o in analyse(evs, "mn-cn").seen()] == [3]
+    assert [o.frame for o in analyse(evs, "all").seen()] == [1, 2, 3]
     with pytest.raises(ValueError):
         AttackerAnalyzer("nowhere")
 
@@ -293,7 +293,7 @@ def test_any_events_give_a_report(items, vantage):
     report = a.report()
     json.dumps(report)
     seen = {f for p in report["profiles"] for f in p["frames"]}
-    assert seen == {o.frame for o in a.observations()}
+    assert seen == {o.frame for o in a.seen()}
     attacker_text(report)
 
 
