@@ -15,8 +15,10 @@ from dissectors.protocol import MHType
 from monitor.placement import Roles, View
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True, eq=False)
 class Observation:
+    # not frozen: a frozen dataclass sets each of its fields through object.__setattr__, a
+    # third of what observing a packet cost; nothing changes one once made
     frame: int
     time: float
     path: str                               # placed by monitor.placement, never event.path
@@ -43,7 +45,10 @@ class Observation:
     @property
     def identities(self) -> tuple[str, ...]:
         """Addresses that belong to the mobile node (care-of, home, pseudo home)."""
-        return tuple(a for a in (self.care_of, *self.homes) if a)
+        homes = self.homes
+        if homes and not all(homes):
+            homes = tuple(a for a in homes if a)
+        return (self.care_of, *homes) if self.care_of else homes
 
 
 def observe(frame: int, time: float, view: View, path: str, roles: Roles,

@@ -116,15 +116,17 @@ class Roles:
         return address in self.care_of_addresses and address not in self.home_agents \
             and not self.is_home_side(address)
 
-    def _agent(self, address: str, why: str) -> bool:
-        new = address not in self.home_agents
-        if new:
-            self.home_agents.add(address)
-            self.reasons[address] = why
-        p = prefix64(address)
+    def _agent(self, address: str, why: str, frame: int | None = None) -> bool:
+        """`address` is a home agent (`why`: a template, given the frame, for the report;
+        formatted only for an agent not known before: this runs for every ESP packet)."""
+        if address in self.home_agents:
+            return False
+        self.home_agents.add(address)
+        self.reasons[address] = why.format(frame=frame)
+        p = self.prefix(address)
         if p:
             self.home_prefixes.add(p)
-        return new
+        return True
 
     def _peer(self, address: str, peer: str) -> bool:
         """An ESP end with several peers is the home agent (a mobile node's care-of address
@@ -147,15 +149,15 @@ class Roles:
         new = False
         if mh is not None and mh.mh_type == MHType.BU and "H" in mh.flags:
             # RFC 6275 6.1.7
-            new |= self._agent(inner.dst, f"destination of the Home BU in frame {frame}")
+            new |= self._agent(inner.dst, "destination of the Home BU in frame {frame}", frame)
         if view.prefix_discovery is not None:
             pd = view.prefix_discovery
             if pd.icmp_type == ICMPV6_MPS:
                 new |= self._agent(inner.dst, "destination of the Mobile Prefix Solicitation "
-                                              f"in frame {frame}")
+                                              "in frame {frame}", frame)
             elif pd.icmp_type == ICMPV6_MPA:
                 new |= self._agent(inner.src, "source of the Mobile Prefix Advertisement "
-                                              f"in frame {frame}")
+                                              "in frame {frame}", frame)
                 for p in pd.prefixes:
                     q = prefix64(p.split("/")[0])
                     if q:
@@ -164,10 +166,10 @@ class Roles:
             # RFC 3776 / draft 5.2.1, 5.5: HAO + ESP goes to the home agent, RH2 + ESP comes from it
             if outer.home_address and outer.esp is not None:
                 new |= self._agent(outer.dst, "destination of ESP with a Home Address option, "
-                                              f"frame {frame}")
+                                              "frame {frame}", frame)
             if outer.routing_home_address and outer.esp is not None:
                 new |= self._agent(outer.src, "source of ESP with a type 2 routing header, "
-                                              f"frame {frame}")
+                                              "frame {frame}", frame)
             new |= self._peer(outer.src, outer.dst)
             new |= self._peer(outer.dst, outer.src)
         if len(view.layers) >= 2:
@@ -175,10 +177,10 @@ class Roles:
             second = view.layers[1]
             if self.prefix(outer.dst) == self.prefix(second.src) and outer.dst != second.src:
                 new |= self._agent(outer.dst, "outer end of a reverse tunnel on its home "
-                                              f"prefix, frame {frame}")
+                                              "prefix, frame {frame}", frame)
             elif self.prefix(outer.src) == self.prefix(second.dst) and outer.src != second.dst:
-                new |= self._agent(outer.src, f"outer end of a tunnel on its home prefix, "
-                                              f"frame {frame}")
+                new |= self._agent(outer.src, "outer end of a tunnel on its home prefix, "
+                                              "frame {frame}", frame)
         return new
 
     def learn_sides(self, view: View) -> None:
