@@ -954,7 +954,9 @@ class SameSpi(Finder):
         self.runs: dict[tuple, list[_Run]] = defaultdict(list)
         # (group, spi >> 8) -> {spi: last seen}: the SPIs near one, found in three buckets
         self.near: dict[tuple, dict[int, float]] = defaultdict(dict)
-        self._order: deque[tuple[float, tuple]] = deque()
+        # (time, key): one entry per SPI, due when it may be unused for longer than the
+        # horizon (a deque with an entry per run grew with every move back and forth)
+        self._order: list[tuple[float, tuple]] = []
 
     def add(self, obs):
         group = _mn_ha_direction(obs)
@@ -968,8 +970,9 @@ class SameSpi(Finder):
             runs[-1].last_time, runs[-1].last_frame = obs.time, obs.frame
             return
         run = _Run(sender, obs.time, obs.time, obs.frame, obs.frame)
+        if not runs:
+            heapq.heappush(self._order, (obs.time, key))
         runs.append(run)
-        self._order.append((obs.time, key))
         if len(runs) >= 2:
             self.linker.later(self, obs.time + self.linker.wait, (key, run))
 
@@ -1012,7 +1015,7 @@ class SameSpi(Finder):
 
     def forget(self, before):
         while self._order and self._order[0][0] < before:
-            _, key = self._order.popleft()
+            _, key = heapq.heappop(self._order)
             runs = self.runs.get(key)
             if runs and runs[-1].last_time < before:
                 del self.runs[key]
@@ -1020,7 +1023,7 @@ class SameSpi(Finder):
                 if bucket is not None:
                     bucket.pop(key[2], None)
             elif runs:
-                self._order.append((runs[-1].last_time, key))
+                heapq.heappush(self._order, (runs[-1].last_time, key))
 
     def keep_frames(self, oldest):
         for key in list(self.runs):
@@ -1138,7 +1141,9 @@ class NonceIndices(Finder):
         # keeps a decision's cost to the places, not the packets, that used the index
         self.tests: dict[tuple, dict[tuple, list]] = defaultdict(dict)
         self.bus: dict[tuple, dict[tuple, list]] = defaultdict(dict)
-        self._order: deque[tuple[float, tuple]] = deque()
+        # (time, key), due when the key's least recently used place may be older than the
+        # horizon: an entry per new place, not per packet (one per packet grew for an hour)
+        self._order: list[tuple[float, tuple]] = []
 
     def add(self, obs):
         if obs.mh_type not in (MHType.BU, MHType.HOT, MHType.COT) or obs.correspondent is None:
@@ -1152,11 +1157,11 @@ class NonceIndices(Finder):
             entry = table[key].get(place)
             if entry is None:
                 table[key][place] = [obs.frame, obs.time]
+                heapq.heappush(self._order, (obs.time, key))
             else:
                 entry[1] = obs.time
             if obs.mh_type == MHType.BU:
                 self.linker.later(self, obs.time + self.linker.wait, (key, obs.frame, place))
-            self._order.append((obs.time, key))
 
     def decide(self, claim):
         key, frame, place = claim
@@ -1182,8 +1187,11 @@ class NonceIndices(Finder):
                         computation=f"index handed to {k} profile(s), echoed by {m} place(s)")
 
     def forget(self, before):
+        # a place goes at the first call with `before` past its last use: the key's entry is
+        # never later than its least recently used place
         while self._order and self._order[0][0] < before:
-            _, key = self._order.popleft()
+            _, key = heapq.heappop(self._order)
+            oldest = float("inf")
             for table in (self.tests, self.bus):
                 places = table.get(key)
                 if places:
@@ -1191,6 +1199,10 @@ class NonceIndices(Finder):
                         del places[place]
                     if not places:
                         del table[key]
+                    else:
+                        oldest = min(oldest, min(t for _, t in places.values()))
+            if oldest < float("inf"):
+                heapq.heappush(self._order, (oldest, key))
 
 
 # ---- timing ------------------------------------------------------------------------------------

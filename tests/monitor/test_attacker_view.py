@@ -362,3 +362,40 @@ def test_a_live_clock_places_and_decides_what_a_pause_left_waiting(tmp_path):
     live.advance(events[-1].time + PLACE_WAIT + WAIT + 1.0)
     assert live.report()["waiting"] == 0
     assert live.report()["profiles"] == ended.report()["profiles"]
+
+
+# ---- state bounded by what is distinct (issues 10, 12) ------------------------------------------
+
+COA2 = "2001:db8:2:0:8f3e:11aa:5c2d:9b41"
+
+
+def test_state_grows_with_what_is_distinct_not_with_repeats():
+    """One node at two care-of addresses in turn, its Home BU / BA, correspondent BU and tunnel
+    SPI repeated for two hours of capture: the identity groups keep a bounded sample and a count,
+    the SPI and nonce-index indexes one entry per value and place, while the decisions stay."""
+    from monitor.linking import FRAME_SAMPLE, NonceIndices, SameSpi, SameValue
+
+    def round_(n, t, coa):
+        f = 4 * n
+        return [home_bu_esp(f + 1, t, coa, PHOA, 0x1001, n + 1),
+                home_ba_esp(f + 2, t + 0.01, coa, PHOA, 0x2001, n + 1),
+                event(f + 3, t + 0.02, layer(coa, CN, hao=HOA1), mh=bu(n + 1, cni=3, hni=5)),
+                tunnel_up(f + 4, t + 0.03, coa, 0x1001, 10 * n + 1)]
+
+    rounds = 1500
+    events = [e for n in range(rounds) for e in round_(n, 5.0 * n, (COA1, COA2)[n // 10 % 2])]
+    a = analyse(events)
+    finders = {type(f): f for f in a._linker.finders}
+    groups = [g for f in a._linker.finders if isinstance(f, SameValue) for g in f.groups.values()]
+    assert groups and all(len(g.sample) <= FRAME_SAMPLE for g in groups)
+    by_value = {e.detail: e for e in a.evidence() if e.rule == "same-home-address"}
+    home = next(e for d, e in by_value.items() if PHOA in d)
+    assert home.frame_count == 2 * rounds and len(home.frames) == FRAME_SAMPLE
+    assert home.as_dict()["frame_count"] == 2 * rounds
+    # the SPI and nonce-index indexes: an entry per value (place), not per packet or move
+    assert len(finders[SameSpi]._order) <= 2
+    assert len(finders[NonceIndices]._order) <= 4          # 2 indices x 2 places
+    # and what they decide is still there: one profile, SPI 0x1001 taken up at each move
+    assert len(a.profiles()) == 1
+    moves = [e for e in a.evidence() if e.rule == "same-spi"]
+    assert len(moves) >= rounds // 10 - 2
