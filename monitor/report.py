@@ -13,9 +13,12 @@ caches, message counts, capture accounting and the privacy score are the same in
 """
 from __future__ import annotations
 
+import contextlib
 import json
+import multiprocessing
 import os
 import sys
+import traceback
 from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
@@ -73,6 +76,107 @@ def analyse(capture: str, keyring: Keyring | None, vantage: str = "all",
         with watching(source_probe(source), progress):
             accounting = stream.run()
     return Analysis(accounting, messages, keyed, attacker)
+
+
+@dataclass
+class KeyedTruth:
+    """What `privacy_score` reads of the keyed analyzer (its frame attribution and care-of
+    trails), sent to the attacker's process; never key material. `keyring` only says whether
+    there were keys (None: no truth, as with the analyzer itself)."""
+    keyring: bool | None
+    nodes: dict[int, str]
+    trails: dict[str, list[tuple[float, str, int]]]
+
+    @classmethod
+    def of(cls, keyed: KeyedAnalyzer) -> KeyedTruth:
+        if keyed.keyring is None:
+            return cls(None, {}, {})
+        return cls(True, keyed.frame_nodes(), keyed.care_of_trails())
+
+    def frame_nodes(self) -> dict[int, str]:
+        return self.nodes
+
+    def care_of_trails(self) -> dict[str, list[tuple[float, str, int]]]:
+        return self.trails
+
+
+def two_processes(capture: str, engine: str) -> bool:
+    """Whether `report` runs the attacker in a process of its own beside the keyed analyzer
+    (issue 10: at 100 % mobility one core cannot keep up with tshark): a core to spare (the
+    second process reads and dissects the file again, about a fifth more CPU in all, which
+    only pays when it runs beside the first: on 2 cores with a load of 4, measured, one
+    process finished first), the Python dissector (a second tshark would cost more than it
+    saves) and a regular file (both processes read it from its start).
+    MIP6MON_ONE_PROCESS=1 forces one process (=0: two whenever they can)."""
+    forced = os.environ.get("MIP6MON_ONE_PROCESS")
+    if forced == "1" or engine != DEFAULT_ENGINE or not os.path.isfile(capture):
+        return False
+    cores = os.cpu_count() or 1
+    return cores > 1 and (forced == "0" or os.getloadavg()[0] <= cores - 1)
+
+
+def _attacker_process(capture: str, keyring: Keyring | None, vantage: str, detail: bool,
+                      conn) -> None:
+    """The attacker's half of `report_in_two_processes`, in the forked child: its own pass
+    over the file (with the same keyring, so its events are the parent's: the attacker drops
+    what follows an ESP header itself), then, once the parent sends the keyed truth, the
+    report's `attacker` and `privacy` sections."""
+    try:
+        attacker = AttackerAnalyzer(vantage)
+        EventStream(pcap_source(capture, keyring), [attacker]).run()
+        truth = conn.recv()
+        section = attacker.report()
+        privacy = privacy_score(attacker, truth)
+        conn.send(("ok", section if detail else scaled_attacker(section), privacy))
+    except BaseException as e:   # noqa: B036 -- the parent must hear of any end
+        with contextlib.suppress(OSError):      # unless it has gone (it failed first)
+            conn.send(("error", f"{type(e).__name__}: {e}", traceback.format_exc()))
+    finally:
+        conn.close()
+
+
+def report_in_two_processes(capture: str, keyring: Keyring | None, vantage: str = "all",
+                            detail: bool = False, progress: str | None = None) -> dict:
+    """`build_report(analyse(...))` (scaled unless `detail`) with the attacker in a forked
+    process that reads the file itself, so the keyed and attacker analyses run on two cores;
+    the same report as one process gives (tests/monitor/test_report_parallel.py)."""
+    source = pcap_source(capture, keyring)          # a bad file fails here, in one line
+    ours, theirs = multiprocessing.Pipe()
+    child = multiprocessing.get_context("fork").Process(
+        target=_attacker_process, args=(capture, keyring, vantage, detail, theirs),
+        name="mip6mon-attacker", daemon=True)
+    child.start()
+    theirs.close()
+    try:
+        messages, keyed = MessageCounter(), KeyedAnalyzer(keyring, notes=False)
+        stream = EventStream(source, [messages, keyed])
+        if progress is None:
+            accounting = stream.run()
+        else:
+            with watching(source_probe(source), progress):
+                accounting = stream.run()
+        ours.send(KeyedTruth.of(keyed))
+        try:
+            answer = ours.recv()
+        except EOFError:
+            raise RuntimeError(f"the attacker's process ended ({child.exitcode}) with no "
+                               "report") from None
+        if answer[0] != "ok":
+            raise RuntimeError(f"the attacker's process failed: {answer[1]}\n{answer[2]}")
+        _, attacker_section, privacy = answer
+        report = {"capture": capture_section(accounting), "messages": messages.as_dict()}
+        report.update(keyed.report())
+        report["attacker"] = attacker_section
+        report["privacy"] = privacy
+        if not detail:
+            report = scaled(report, attacker_scaled=True)
+        return report
+    finally:
+        ours.close()
+        child.join(timeout=5)
+        if child.is_alive():
+            child.kill()
+            child.join()
 
 
 def capture_section(acc: Accounting) -> dict:
@@ -144,8 +248,19 @@ def _evidence_by_rule(evidence: list[dict]) -> list[dict]:
     return list(rows.values())
 
 
-def scaled(report: dict) -> dict:
-    """The report without its per-frame lists (module docstring); `report` is not changed."""
+def scaled_attacker(section: dict) -> dict:
+    """The report's `attacker` section without its per-frame lists (`scaled`)."""
+    attacker = dict(section)
+    attacker["profiles"] = [
+        {**{k: v for k, v in p.items() if k not in ("frames", "evidence")},
+         **_frame_index(p["frames"]), "evidence": _evidence_by_rule(p["evidence"])}
+        for p in section["profiles"]]
+    return attacker
+
+
+def scaled(report: dict, attacker_scaled: bool = False) -> dict:
+    """The report without its per-frame lists (module docstring); `report` is not changed.
+    `attacker_scaled`: its attacker section is scaled already (scaled_attacker)."""
     out = dict(report)
     kinds = Counter(f["kind"] for f in report["findings"])
     shown: Counter = Counter()
@@ -156,12 +271,8 @@ def scaled(report: dict) -> dict:
             findings.append(finding)
     out["findings"] = findings
     out["finding_counts"] = dict(sorted(kinds.items()))
-    attacker = dict(report["attacker"])
-    attacker["profiles"] = [
-        {**{k: v for k, v in p.items() if k not in ("frames", "evidence")},
-         **_frame_index(p["frames"]), "evidence": _evidence_by_rule(p["evidence"])}
-        for p in report["attacker"]["profiles"]]
-    out["attacker"] = attacker
+    if not attacker_scaled:
+        out["attacker"] = scaled_attacker(report["attacker"])
     return out
 
 
@@ -186,11 +297,17 @@ def render_text(report: dict) -> str:
 def command_report(args) -> int:
     keyring = (load_keyring(args.keys, getattr(args, "allow_insecure_keyring", False))
                if args.keys else None)
-    report = build_report(analyse(args.capture, keyring, args.vantage, notes=False,
-                                  engine=getattr(args, "engine", DEFAULT_ENGINE),
-                                  progress=f"report {os.path.basename(args.capture)}"))
+    engine = getattr(args, "engine", DEFAULT_ENGINE)
+    detail = getattr(args, "detail", False) or args.format != "json"
+    progress = f"report {os.path.basename(args.capture)}"
+    if two_processes(args.capture, engine):
+        report = report_in_two_processes(args.capture, keyring, args.vantage, detail, progress)
+        shown = report
+    else:
+        report = build_report(analyse(args.capture, keyring, args.vantage, notes=False,
+                                      engine=engine, progress=progress))
+        shown = report if detail else scaled(report)
     if args.format == "json":
-        shown = report if getattr(args, "detail", False) else scaled(report)
         # the encoder's chunks written a few thousand at a time: json.dump writes each of a
         # 200,000-packet report's ~350,000 chunks on its own (0.5-0.9 s, profiled), and
         # json.dumps holds all of them at once (a 2,000,000-packet report: 50 MB of text)
