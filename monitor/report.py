@@ -17,6 +17,7 @@ import contextlib
 import json
 import multiprocessing
 import os
+import pickle
 import sys
 import traceback
 from collections import Counter
@@ -100,30 +101,51 @@ class KeyedTruth:
         return self.trails
 
 
-def two_processes(capture: str, engine: str) -> bool:
+def two_processes() -> bool:
     """Whether `report` runs the attacker in a process of its own beside the keyed analyzer
-    (issue 10: at 100 % mobility one core cannot keep up with tshark): a core to spare (the
-    second process reads and dissects the file again, about a fifth more CPU in all, which
-    only pays when it runs beside the first: on 2 cores with a load of 4, measured, one
-    process finished first), the Python dissector (a second tshark would cost more than it
-    saves) and a regular file (both processes read it from its start).
-    MIP6MON_ONE_PROCESS=1 forces one process (=0: two whenever they can)."""
-    forced = os.environ.get("MIP6MON_ONE_PROCESS")
-    if forced == "1" or engine != DEFAULT_ENGINE or not os.path.isfile(capture):
-        return False
-    cores = os.cpu_count() or 1
-    return cores > 1 and (forced == "0" or os.getloadavg()[0] <= cores - 1)
+    (issue 10: at 100 % mobility one core cannot keep up with tshark): two cores or more
+    (the events' trip between the processes costs a few percent more CPU in all).
+    MIP6MON_ONE_PROCESS=1: one process."""
+    return (os.cpu_count() or 1) > 1 and os.environ.get("MIP6MON_ONE_PROCESS") != "1"
 
 
-def _attacker_process(capture: str, keyring: Keyring | None, vantage: str, detail: bool,
-                      conn) -> None:
-    """The attacker's half of `report_in_two_processes`, in the forked child: its own pass
-    over the file (with the same keyring, so its events are the parent's: the attacker drops
-    what follows an ESP header itself), then, once the parent sends the keyed truth, the
-    report's `attacker` and `privacy` sections."""
+FORWARD_BATCH = 512        # events per message to the attacker's process (pickled together)
+
+
+class _Forward:
+    """Addon: every event, in batches, to the attacker's process (the same events its
+    AttackerAnalyzer would have had in this one: dissected and decrypted once, here)."""
+
+    def __init__(self, conn) -> None:
+        self.conn = conn
+        self.batch: list[PacketEvent] = []
+
+    def packet(self, event: PacketEvent) -> None:
+        self.batch.append(event)
+        if len(self.batch) >= FORWARD_BATCH:
+            self.conn.send_bytes(pickle.dumps(self.batch, pickle.HIGHEST_PROTOCOL))
+            self.batch.clear()
+
+    def done(self) -> None:
+        self.batch.append(None)            # the end of the capture
+        self.conn.send_bytes(pickle.dumps(self.batch, pickle.HIGHEST_PROTOCOL))
+        self.batch.clear()
+
+
+def _attacker_process(vantage: str, detail: bool, conn) -> None:
+    """The attacker's half of `report_in_two_processes`, in the forked child: the events the
+    parent forwards, then, once it sends the keyed truth, the report's `attacker` and
+    `privacy` sections."""
     try:
         attacker = AttackerAnalyzer(vantage)
-        EventStream(pcap_source(capture, keyring), [attacker]).run()
+        ended = False
+        while not ended:
+            for event in pickle.loads(conn.recv_bytes()):
+                if event is None:
+                    ended = True
+                else:
+                    attacker.packet(event)
+        attacker.done()
         truth = conn.recv()
         section = attacker.report()
         privacy = privacy_score(attacker, truth)
@@ -136,33 +158,36 @@ def _attacker_process(capture: str, keyring: Keyring | None, vantage: str, detai
 
 
 def report_in_two_processes(capture: str, keyring: Keyring | None, vantage: str = "all",
-                            detail: bool = False, progress: str | None = None) -> dict:
+                            detail: bool = False, progress: str | None = None,
+                            engine: str = DEFAULT_ENGINE) -> dict:
     """`build_report(analyse(...))` (scaled unless `detail`) with the attacker in a forked
-    process that reads the file itself, so the keyed and attacker analyses run on two cores;
+    process fed the events of this one, so the keyed and attacker analyses run on two cores;
     the same report as one process gives (tests/monitor/test_report_parallel.py)."""
-    source = pcap_source(capture, keyring)          # a bad file fails here, in one line
+    source = pcap_source(capture, keyring, engine)   # a bad file fails here, in one line
     ours, theirs = multiprocessing.Pipe()
     child = multiprocessing.get_context("fork").Process(
-        target=_attacker_process, args=(capture, keyring, vantage, detail, theirs),
-        name="mip6mon-attacker", daemon=True)
+        target=_attacker_process, args=(vantage, detail, theirs), name="mip6mon-attacker",
+        daemon=True)
     child.start()
     theirs.close()
     try:
         messages, keyed = MessageCounter(), KeyedAnalyzer(keyring, notes=False)
-        stream = EventStream(source, [messages, keyed])
-        if progress is None:
-            accounting = stream.run()
-        else:
-            with watching(source_probe(source), progress):
-                accounting = stream.run()
-        ours.send(KeyedTruth.of(keyed))
+        stream = EventStream(source, [messages, keyed, _Forward(ours)])
         try:
+            if progress is None:
+                accounting = stream.run()
+            else:
+                with watching(source_probe(source), progress):
+                    accounting = stream.run()
+            ours.send(KeyedTruth.of(keyed))
             answer = ours.recv()
-        except EOFError:
-            raise RuntimeError(f"the attacker's process ended ({child.exitcode}) with no "
-                               "report") from None
-        if answer[0] != "ok":
-            raise RuntimeError(f"the attacker's process failed: {answer[1]}\n{answer[2]}")
+        except (BrokenPipeError, EOFError):
+            answer = None
+        if answer is None or answer[0] != "ok":
+            child.join(timeout=5)
+            why = (f"{answer[1]}\n{answer[2]}" if answer is not None
+                   else f"it ended ({child.exitcode}) with no report")
+            raise RuntimeError(f"the attacker's process failed: {why}")
         _, attacker_section, privacy = answer
         report = {"capture": capture_section(accounting), "messages": messages.as_dict()}
         report.update(keyed.report())
@@ -300,8 +325,9 @@ def command_report(args) -> int:
     engine = getattr(args, "engine", DEFAULT_ENGINE)
     detail = getattr(args, "detail", False) or args.format != "json"
     progress = f"report {os.path.basename(args.capture)}"
-    if two_processes(args.capture, engine):
-        report = report_in_two_processes(args.capture, keyring, args.vantage, detail, progress)
+    if two_processes():
+        report = report_in_two_processes(args.capture, keyring, args.vantage, detail, progress,
+                                         engine)
         shown = report
     else:
         report = build_report(analyse(args.capture, keyring, args.vantage, notes=False,
