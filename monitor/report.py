@@ -28,6 +28,7 @@ from dissectors.accounting import Accounting
 from dissectors.events import PacketEvent
 from dissectors.progress import watching
 from dissectors.protocol import MH_NAMES
+from dissectors.supervisor import spawn_function
 from keys.errors import EXIT_INCOMPLETE
 from keys.keyring import Keyring, load_keyring
 from monitor.attacker import AttackerAnalyzer, attacker_text
@@ -165,10 +166,8 @@ def report_in_two_processes(capture: str, keyring: Keyring | None, vantage: str 
     the same report as one process gives (tests/monitor/test_report_parallel.py)."""
     source = pcap_source(capture, keyring, engine)   # a bad file fails here, in one line
     ours, theirs = multiprocessing.Pipe()
-    child = multiprocessing.get_context("fork").Process(
-        target=_attacker_process, args=(vantage, detail, theirs), name="mip6mon-attacker",
-        daemon=True)
-    child.start()
+    # supervised (dissectors.supervisor): it dies with this process, Ctrl-C is this one's
+    child = spawn_function("attacker", _attacker_process, (vantage, detail, theirs))
     theirs.close()
     try:
         messages, keyed = MessageCounter(), KeyedAnalyzer(keyring, notes=False)
@@ -184,9 +183,8 @@ def report_in_two_processes(capture: str, keyring: Keyring | None, vantage: str 
         except (BrokenPipeError, EOFError):
             answer = None
         if answer is None or answer[0] != "ok":
-            child.join(timeout=5)
             why = (f"{answer[1]}\n{answer[2]}" if answer is not None
-                   else f"it ended ({child.exitcode}) with no report")
+                   else f"it ended ({child.wait(5)}) with no report")
             raise RuntimeError(f"the attacker's process failed: {why}")
         _, attacker_section, privacy = answer
         report = {"capture": capture_section(accounting), "messages": messages.as_dict()}
@@ -198,10 +196,8 @@ def report_in_two_processes(capture: str, keyring: Keyring | None, vantage: str 
         return report
     finally:
         ours.close()
-        child.join(timeout=5)
-        if child.is_alive():
-            child.kill()
-            child.join()
+        if child.wait(5) is None:
+            child.stop(grace=1.0)
 
 
 def capture_section(acc: Accounting) -> dict:
