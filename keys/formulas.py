@@ -5,6 +5,7 @@ encoded big-endian as PROFILE.md fixes them (nonce indices 2 octets, SPI and seq
 """
 from __future__ import annotations
 
+import functools
 import hashlib
 import hmac
 import ipaddress
@@ -19,6 +20,13 @@ def address_bytes(address: str | bytes) -> bytes:
         if len(address) != 16:
             raise ValueError("an IPv6 address is 16 octets")
         return address
+    return _packed(address)
+
+
+@functools.lru_cache(maxsize=4096)
+def _packed(address: str) -> bytes:
+    """Cached: the keyed view asks for the same few home addresses with every Binding Update
+    (parsing the text is most of a pseudo home address's cost, profiled)."""
     return ipaddress.IPv6Address(address).packed
 
 
@@ -132,11 +140,17 @@ def _encrypt_iid(ki: bytes, iid: bytes, cipher: str) -> bytes:
 def routable_pseudo_home_address(ki: bytes, home_address: str | bytes, prefix: str,
                                  cipher: str) -> str:
     """draft 5.1.3: prefix (64 bits) | E(Ki, interface ID of the HoA)."""
+    iid = address_bytes(home_address)[8:]
+    return address_text(_prefix64(prefix) + _encrypt_iid(ki, iid, cipher))
+
+
+@functools.lru_cache(maxsize=1024)
+def _prefix64(prefix: str) -> bytes:
+    """The first 8 octets of a /64 home prefix (a node's prefix, asked for every Home BU)."""
     net = ipaddress.IPv6Network(prefix, strict=False)
     if net.prefixlen != 64:
         raise ValueError("home prefixes are /64 (PROFILE.md)")
-    iid = address_bytes(home_address)[8:]
-    return address_text(net.network_address.packed[:8] + _encrypt_iid(ki, iid, cipher))
+    return net.network_address.packed[:8]
 
 
 def routable_home_interface_id(ki: bytes, pseudo_home_address: str | bytes) -> bytes:
