@@ -13,16 +13,12 @@ caches, message counts, capture accounting and the privacy score are the same in
 """
 from __future__ import annotations
 
-import contextlib
 import json
 import multiprocessing
 import os
-import pickle
 import sys
-import traceback
 from collections import Counter
 from dataclasses import dataclass, field
-from typing import Any
 
 from dissectors.accounting import Accounting
 from dissectors.events import PacketEvent
@@ -35,6 +31,7 @@ from monitor.attacker import AttackerAnalyzer, attacker_text
 from monitor.engines import DEFAULT_ENGINE, pcap_source, source_probe
 from monitor.keyed import KeyedAnalyzer, keyed_text
 from monitor.privacy import privacy_score, privacy_text
+from monitor.report_attacker import Forward, KeyedTruth, scaled_attacker
 from monitor.stream import EventStream
 
 
@@ -80,28 +77,6 @@ def analyse(capture: str, keyring: Keyring | None, vantage: str = "all",
     return Analysis(accounting, messages, keyed, attacker)
 
 
-@dataclass
-class KeyedTruth:
-    """What `privacy_score` reads of the keyed analyzer (its frame attribution and care-of
-    trails), sent to the attacker's process; never key material. `keyring` only says whether
-    there were keys (None: no truth, as with the analyzer itself)."""
-    keyring: bool | None
-    nodes: dict[int, str]
-    trails: dict[str, list[tuple[float, str, int]]]
-
-    @classmethod
-    def of(cls, keyed: KeyedAnalyzer) -> KeyedTruth:
-        if keyed.keyring is None:
-            return cls(None, {}, {})
-        return cls(True, keyed.frame_nodes(), keyed.care_of_trails())
-
-    def frame_nodes(self) -> dict[int, str]:
-        return self.nodes
-
-    def care_of_trails(self) -> dict[str, list[tuple[float, str, int]]]:
-        return self.trails
-
-
 def two_processes() -> bool:
     """Whether `report` runs the attacker in a process of its own beside the keyed analyzer
     (issue 10: at 100 % mobility one core cannot keep up with tshark): two cores or more
@@ -110,76 +85,42 @@ def two_processes() -> bool:
     return (os.cpu_count() or 1) > 1 and os.environ.get("MIP6MON_ONE_PROCESS") != "1"
 
 
-FORWARD_BATCH = 512        # events per message to the attacker's process (pickled together)
-
-
-class _Forward:
-    """Addon: every event, in batches, to the attacker's process (the same events its
-    AttackerAnalyzer would have had in this one: dissected and decrypted once, here)."""
-
-    def __init__(self, conn) -> None:
-        self.conn = conn
-        self.batch: list[PacketEvent] = []
-
-    def packet(self, event: PacketEvent) -> None:
-        self.batch.append(event)
-        if len(self.batch) >= FORWARD_BATCH:
-            self.conn.send_bytes(pickle.dumps(self.batch, pickle.HIGHEST_PROTOCOL))
-            self.batch.clear()
-
-    def done(self) -> None:
-        self.batch.append(None)            # the end of the capture
-        self.conn.send_bytes(pickle.dumps(self.batch, pickle.HIGHEST_PROTOCOL))
-        self.batch.clear()
-
-
-def _attacker_process(vantage: str, detail: bool, conn) -> None:
-    """The attacker's half of `report_in_two_processes`, in the forked child: the events the
-    parent forwards, then, once it sends the keyed truth, the report's `attacker` and
-    `privacy` sections."""
-    try:
-        attacker = AttackerAnalyzer(vantage)
-        ended = False
-        while not ended:
-            for event in pickle.loads(conn.recv_bytes()):
-                if event is None:
-                    ended = True
-                else:
-                    attacker.packet(event)
-        attacker.done()
-        truth = conn.recv()
-        section = attacker.report()
-        privacy = privacy_score(attacker, truth)
-        conn.send(("ok", section if detail else scaled_attacker(section), privacy))
-    except BaseException as e:   # noqa: B036 -- the parent must hear of any end
-        with contextlib.suppress(OSError):      # unless it has gone (it failed first)
-            conn.send(("error", f"{type(e).__name__}: {e}", traceback.format_exc()))
-    finally:
-        conn.close()
+def _exec_attacker(events: int, answers: int, vantage: str, detail: bool) -> None:
+    """In the supervised child: become `python -m monitor.report_attacker` on the two pipe
+    ends (a fresh interpreter with the attacker's modules only: the issue sums the memory of
+    every process, and a fork would carry all of this one's)."""
+    os.set_inheritable(events, True)
+    os.set_inheritable(answers, True)
+    os.execv(sys.executable, [sys.executable, "-m", "monitor.report_attacker", str(events),
+                              str(answers), vantage, "1" if detail else "0"])
 
 
 def report_in_two_processes(capture: str, keyring: Keyring | None, vantage: str = "all",
                             detail: bool = False, progress: str | None = None,
                             engine: str = DEFAULT_ENGINE) -> dict:
-    """`build_report(analyse(...))` (scaled unless `detail`) with the attacker in a forked
-    process fed the events of this one, so the keyed and attacker analyses run on two cores;
-    the same report as one process gives (tests/monitor/test_report_parallel.py)."""
+    """`build_report(analyse(...))` (scaled unless `detail`) with the attacker in a process of
+    its own fed the events of this one (monitor.report_attacker), so the keyed and attacker
+    analyses run on two cores; the same report as one process gives
+    (tests/monitor/test_report_parallel.py)."""
     source = pcap_source(capture, keyring, engine)   # a bad file fails here, in one line
-    ours, theirs = multiprocessing.Pipe()
+    events_in, events_out = multiprocessing.Pipe(duplex=False)
+    answers_in, answers_out = multiprocessing.Pipe(duplex=False)
     # supervised (dissectors.supervisor): it dies with this process, Ctrl-C is this one's
-    child = spawn_function("attacker", _attacker_process, (vantage, detail, theirs))
-    theirs.close()
+    child = spawn_function("attacker", _exec_attacker, (events_in.fileno(),
+                                                        answers_out.fileno(), vantage, detail))
+    events_in.close()
+    answers_out.close()
     try:
         messages, keyed = MessageCounter(), KeyedAnalyzer(keyring, notes=False)
-        stream = EventStream(source, [messages, keyed, _Forward(ours)])
+        stream = EventStream(source, [messages, keyed, Forward(events_out)])
         try:
             if progress is None:
                 accounting = stream.run()
             else:
                 with watching(source_probe(source), progress):
                     accounting = stream.run()
-            ours.send(KeyedTruth.of(keyed))
-            answer = ours.recv()
+            events_out.send(KeyedTruth.of(keyed))
+            answer = answers_in.recv()
         except (BrokenPipeError, EOFError):
             answer = None
         if answer is None or answer[0] != "ok":
@@ -195,7 +136,8 @@ def report_in_two_processes(capture: str, keyring: Keyring | None, vantage: str 
             report = scaled(report, attacker_scaled=True)
         return report
     finally:
-        ours.close()
+        events_out.close()
+        answers_in.close()
         if child.wait(5) is None:
             child.stop(grace=1.0)
 
@@ -230,55 +172,6 @@ def build_report(analysis: Analysis) -> dict:
 
 
 FINDINGS_SHOWN = 100          # scaled: findings listed per kind (every kind's total is given)
-EXAMPLES = 3                  # scaled: evidence details listed per rule of a profile
-
-
-def _frame_index(frames: list[int]) -> dict[str, Any]:
-    """A per-frame list as a count plus where to start looking."""
-    return {"frame_count": len(frames), "first_frame": min(frames) if frames else None,
-            "last_frame": max(frames) if frames else None}
-
-
-def _evidence_by_rule(evidence: list[dict]) -> list[dict]:
-    """A profile's evidence, one row per rule: how many items, how many frames they cite, the
-    first frame, whether any links, and the first few details. (A crowd's profiles hold
-    hundreds of thousands of items: one pass, no per-item allocation.)"""
-    rows: dict[str, dict] = {}
-    for ev in evidence:
-        row = rows.get(ev["rule"])
-        if row is None:
-            row = rows[ev["rule"]] = {
-                "rule": ev["rule"], "confidence": ev["confidence"], "links": False,
-                "items": 0, "ambiguous": 0, "frame_count": 0, "first_frame": None,
-                "details": []}
-        if ev["confidence"] > row["confidence"]:
-            row["confidence"] = ev["confidence"]
-        if ev["links"]:
-            row["links"] = True
-        row["items"] += 1
-        if ev["ambiguous"]:
-            row["ambiguous"] += 1
-        row["frame_count"] += ev["frame_count"]
-        frames = ev["frames"]
-        if frames:
-            first = min(frames)
-            if row["first_frame"] is None or first < row["first_frame"]:
-                row["first_frame"] = first
-        if len(row["details"]) < EXAMPLES:
-            row["details"].append(ev["detail"])
-    return list(rows.values())
-
-
-def scaled_attacker(section: dict) -> dict:
-    """The report's `attacker` section without its per-frame lists (`scaled`)."""
-    attacker = dict(section)
-    attacker["profiles"] = [
-        {**{k: v for k, v in p.items() if k not in ("frames", "evidence")},
-         **_frame_index(p["frames"]), "evidence": _evidence_by_rule(p["evidence"])}
-        for p in section["profiles"]]
-    return attacker
-
-
 def scaled(report: dict, attacker_scaled: bool = False) -> dict:
     """The report without its per-frame lists (module docstring); `report` is not changed.
     `attacker_scaled`: its attacker section is scaled already (scaled_attacker)."""

@@ -1,0 +1,157 @@
+"""The attacker's half of `mip6mon report` in a process of its own (issue 10).
+
+At 100 % mobility one core cannot keep up with tshark: `monitor.report` dissects, decrypts and
+runs the keyed view, and forwards every event (pickled, FORWARD_BATCH a message) to a second
+process that runs the attacker (`python -m monitor.report_attacker`, started by
+`monitor.report.report_in_two_processes` through the supervisor). When the capture ends the
+parent sends the keyed truth the privacy score needs (`KeyedTruth`: frame attribution and
+care-of trails, never key material), and this process answers with the report's `attacker`
+section (scaled here unless the whole report is asked for) and its `privacy` section.
+
+This module imports only what the attacker needs, so the second process stays small (the
+issue counts the summed memory of every process). The scaled form of an attacker section
+(`scaled_attacker`) lives here for the same reason; `monitor.report.scaled` uses it.
+"""
+from __future__ import annotations
+
+import contextlib
+import pickle
+import sys
+import traceback
+from dataclasses import dataclass
+from multiprocessing.connection import Connection
+from typing import Any
+
+from dissectors.events import PacketEvent
+from monitor.attacker import AttackerAnalyzer
+from monitor.privacy import privacy_score
+
+FORWARD_BATCH = 512        # events per message to the attacker's process (pickled together)
+EXAMPLES = 3               # scaled: evidence details listed per rule of a profile
+
+
+@dataclass
+class KeyedTruth:
+    """What `privacy_score` reads of the keyed analyzer (its frame attribution and care-of
+    trails), as plain data that crosses to the attacker's process. `keyring` only says whether
+    there were keys (None: no truth, as with the analyzer itself)."""
+    keyring: bool | None
+    nodes: dict[int, str]
+    trails: dict[str, list[tuple[float, str, int]]]
+
+    @classmethod
+    def of(cls, keyed: Any) -> KeyedTruth:
+        if keyed.keyring is None:
+            return cls(None, {}, {})
+        return cls(True, keyed.frame_nodes(), keyed.care_of_trails())
+
+    def frame_nodes(self) -> dict[int, str]:
+        return self.nodes
+
+    def care_of_trails(self) -> dict[str, list[tuple[float, str, int]]]:
+        return self.trails
+
+
+class Forward:
+    """Addon (parent side): every event, in batches, to the attacker's process: the events its
+    AttackerAnalyzer would have had in one process, dissected and decrypted once."""
+
+    def __init__(self, conn: Connection) -> None:
+        self.conn = conn
+        self.batch: list[PacketEvent | None] = []
+
+    def packet(self, event: PacketEvent) -> None:
+        self.batch.append(event)
+        if len(self.batch) >= FORWARD_BATCH:
+            self.conn.send_bytes(pickle.dumps(self.batch, pickle.HIGHEST_PROTOCOL))
+            self.batch.clear()
+
+    def done(self) -> None:
+        self.batch.append(None)            # the end of the capture
+        self.conn.send_bytes(pickle.dumps(self.batch, pickle.HIGHEST_PROTOCOL))
+        self.batch.clear()
+
+
+def serve(vantage: str, detail: bool, events: Connection, answers: Connection) -> None:
+    """Child side: the forwarded events into an AttackerAnalyzer; then, given the keyed truth,
+    ("ok", attacker section, privacy section), or ("error", one line, traceback)."""
+    try:
+        attacker = AttackerAnalyzer(vantage)
+        ended = False
+        while not ended:
+            for event in pickle.loads(events.recv_bytes()):
+                if event is None:
+                    ended = True
+                else:
+                    attacker.packet(event)
+        attacker.done()
+        truth = events.recv()
+        section = attacker.report()
+        privacy = privacy_score(attacker, truth)
+        answers.send(("ok", section if detail else scaled_attacker(section), privacy))
+    except BaseException as e:   # noqa: B036 -- the parent must hear of any end
+        with contextlib.suppress(OSError):      # unless it has gone (it failed first)
+            answers.send(("error", f"{type(e).__name__}: {e}", traceback.format_exc()))
+    finally:
+        events.close()
+        answers.close()
+
+
+# --- the scaled attacker section (monitor.report.scaled) ---------------------------------------
+
+def _frame_index(frames: list[int]) -> dict[str, Any]:
+    """A per-frame list as a count plus where to start looking."""
+    return {"frame_count": len(frames), "first_frame": min(frames) if frames else None,
+            "last_frame": max(frames) if frames else None}
+
+
+def _evidence_by_rule(evidence: list[dict]) -> list[dict]:
+    """A profile's evidence, one row per rule: how many items, how many frames they cite, the
+    first frame, whether any links, and the first few details. (A crowd's profiles hold
+    hundreds of thousands of items: one pass, no per-item allocation.)"""
+    rows: dict[str, dict] = {}
+    for ev in evidence:
+        row = rows.get(ev["rule"])
+        if row is None:
+            row = rows[ev["rule"]] = {
+                "rule": ev["rule"], "confidence": ev["confidence"], "links": False,
+                "items": 0, "ambiguous": 0, "frame_count": 0, "first_frame": None,
+                "details": []}
+        if ev["confidence"] > row["confidence"]:
+            row["confidence"] = ev["confidence"]
+        if ev["links"]:
+            row["links"] = True
+        row["items"] += 1
+        if ev["ambiguous"]:
+            row["ambiguous"] += 1
+        row["frame_count"] += ev["frame_count"]
+        frames = ev["frames"]
+        if frames:
+            first = min(frames)
+            if row["first_frame"] is None or first < row["first_frame"]:
+                row["first_frame"] = first
+        if len(row["details"]) < EXAMPLES:
+            row["details"].append(ev["detail"])
+    return list(rows.values())
+
+
+def scaled_attacker(section: dict) -> dict:
+    """The report's `attacker` section without its per-frame lists: each profile's frames as a
+    count and frame index, its evidence summed per rule."""
+    attacker = dict(section)
+    attacker["profiles"] = [
+        {**{k: v for k, v in p.items() if k not in ("frames", "evidence")},
+         **_frame_index(p["frames"]), "evidence": _evidence_by_rule(p["evidence"])}
+        for p in section["profiles"]]
+    return attacker
+
+
+def main(argv: list[str]) -> None:
+    """`python -m monitor.report_attacker EVENTS_FD ANSWERS_FD VANTAGE DETAIL(0/1)`."""
+    events_fd, answers_fd, vantage, detail = argv
+    serve(vantage, detail == "1", Connection(int(events_fd), writable=False),
+          Connection(int(answers_fd), readable=False))
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])
