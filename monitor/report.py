@@ -85,6 +85,11 @@ def two_processes() -> bool:
     return (os.cpu_count() or 1) > 1 and os.environ.get("MIP6MON_ONE_PROCESS") != "1"
 
 
+class AttackerProcessEnded(Exception):
+    """The attacker's process ended without its sections (killed, or failed): `command_report`
+    analyses the capture again in one process rather than print a partial report (issue 13)."""
+
+
 def _exec_attacker(events: int, answers: int, vantage: str, detail: bool) -> None:
     """In the supervised child: become `python -m monitor.report_attacker` on the two pipe
     ends (a fresh interpreter with the attacker's modules only: the issue sums the memory of
@@ -124,9 +129,10 @@ def report_in_two_processes(capture: str, keyring: Keyring | None, vantage: str 
         except (BrokenPipeError, EOFError):
             answer = None
         if answer is None or answer[0] != "ok":
-            why = (f"{answer[1]}\n{answer[2]}" if answer is not None
-                   else f"it ended ({child.wait(5)}) with no report")
-            raise RuntimeError(f"the attacker's process failed: {why}")
+            if answer is not None:
+                raise AttackerProcessEnded(f"the attacker's process failed: {answer[1]}")
+            child.wait(5)
+            raise AttackerProcessEnded(f"the attacker's process {child.how()}")
         _, attacker_section, privacy = answer
         report = {"capture": capture_section(accounting), "messages": messages.as_dict()}
         report.update(keyed.report())
@@ -214,11 +220,15 @@ def command_report(args) -> int:
     engine = getattr(args, "engine", DEFAULT_ENGINE)
     detail = getattr(args, "detail", False) or args.format != "json"
     progress = f"report {os.path.basename(args.capture)}"
+    report = None
     if two_processes():
-        report = report_in_two_processes(args.capture, keyring, args.vantage, detail, progress,
-                                         engine)
-        shown = report
-    else:
+        try:
+            report = shown = report_in_two_processes(args.capture, keyring, args.vantage,
+                                                     detail, progress, engine)
+        except AttackerProcessEnded as e:
+            print(f"mip6mon: {args.capture}: {e}; analysing it again in one process",
+                  file=sys.stderr)
+    if report is None:
         report = build_report(analyse(args.capture, keyring, args.vantage, notes=False,
                                       engine=engine, progress=progress))
         shown = report if detail else scaled(report)

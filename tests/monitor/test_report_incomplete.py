@@ -3,7 +3,10 @@ capture or a dissector child that dies gives exit 3, one line on stderr saying w
 and how far it got, and `"complete": false` with the reason in the JSON."""
 from __future__ import annotations
 
+import contextlib
 import json
+import os
+import signal
 import subprocess
 import sys
 import time
@@ -53,24 +56,58 @@ def _children(pid: int) -> list[int]:
         return []
 
 
-def test_report_runs_no_child_that_could_die_mid_run(tmp_path):
-    """`report` used to run its dissector as a child (tshark), whose death had to give exit 3
-    rather than a partial report; since issue 10 it dissects in its own process, so no child
-    can stop it half way. Held: no child appears during a run, and the run is complete."""
+def _big(tmp_path: Path) -> Path:
     base = base_capture()
-    big = Capture(base.kind, base.endian, base.units[:2] + base.units[2:] * 600)
-    path = _write(tmp_path, big, "big.pcapng")
-    out = tmp_path / "report.json"
+    return _write(tmp_path, Capture(base.kind, base.endian, base.units[:2] + base.units[2:] * 600),
+                  "big.pcapng")
+
+
+def _report(path: Path, out: Path, one_process: bool, kill_children: bool = False
+            ) -> tuple[subprocess.Popen, str, set[int]]:
+    """Run `report` on `path` into `out`: (the process, its stderr, the children seen);
+    `kill_children`: SIGKILL each child as soon as it is seen."""
+    env = {**os.environ, "MIP6MON_ONE_PROCESS": "1" if one_process else "0"}
     with open(out, "w") as sink:
         proc = subprocess.Popen([sys.executable, "-m", "monitor.cli", "report", str(path),
-                                 "--format", "json"], cwd=ROOT, stdout=sink,
+                                 "--format", "json"], cwd=ROOT, stdout=sink, env=env,
                                 stderr=subprocess.PIPE, text=True)
         seen: set[int] = set()
         deadline = time.monotonic() + 120
         while proc.poll() is None and time.monotonic() < deadline:
-            seen.update(_children(proc.pid))
+            for child in set(_children(proc.pid)) - seen:
+                seen.add(child)
+                if kill_children:
+                    with contextlib.suppress(ProcessLookupError):
+                        os.kill(child, signal.SIGKILL)
             time.sleep(0.01)
         _, err = proc.communicate(timeout=30)
+    return proc, err, seen
+
+
+def test_report_in_one_process_runs_no_child_that_could_die_mid_run(tmp_path):
+    """`report` used to run its dissector as a child (tshark), whose death had to give exit 3
+    rather than a partial report; since issue 10 it dissects in its own process. On one core
+    (or MIP6MON_ONE_PROCESS=1) no child appears during a run, and the run is complete."""
+    proc, err, seen = _report(_big(tmp_path), tmp_path / "report.json", one_process=True)
     assert not seen, "report ran a child process"
     assert proc.returncode == 0, err
-    assert json.loads(out.read_text())["capture"]["complete"] is True
+    assert json.loads((tmp_path / "report.json").read_text())["capture"]["complete"] is True
+
+
+def test_the_attacker_process_killed_mid_run_leaves_no_partial_report(tmp_path):
+    """With two cores the attacker runs in a child (monitor.report_attacker); killed half way,
+    the report says so in one line and analyses the capture again in one process: exit 0, the
+    whole report, the same as one process gives."""
+    path = _big(tmp_path)
+    proc, err, seen = _report(path, tmp_path / "killed.json", one_process=False,
+                              kill_children=True)
+    assert seen, "no attacker process was seen"
+    assert proc.returncode == 0, err
+    [line] = err.strip().splitlines()
+    assert line == (f"mip6mon: {path}: the attacker's process was killed by SIGKILL; analysing "
+                    "it again in one process")
+    one, err_one, _ = _report(path, tmp_path / "one.json", one_process=True)
+    assert one.returncode == 0 and not err_one.strip(), err_one
+    killed = json.loads((tmp_path / "killed.json").read_text())
+    assert killed["capture"]["complete"] is True
+    assert killed == json.loads((tmp_path / "one.json").read_text())
