@@ -77,12 +77,22 @@ def analyse(capture: str, keyring: Keyring | None, vantage: str = "all",
     return Analysis(accounting, messages, keyed, attacker)
 
 
-def two_processes() -> bool:
+TWO_PROCESSES_BYTES = 4 << 20   # smaller captures take a second or two: no second process
+
+
+def two_processes(capture: str) -> bool:
     """Whether `report` runs the attacker in a process of its own beside the keyed analyzer
-    (issue 10: at 100 % mobility one core cannot keep up with tshark): two cores or more
-    (the events' trip between the processes costs a few percent more CPU in all).
-    MIP6MON_ONE_PROCESS=1: one process."""
-    return (os.cpu_count() or 1) > 1 and os.environ.get("MIP6MON_ONE_PROCESS") != "1"
+    (issue 10: at 100 % mobility one core cannot keep up with tshark): two cores or more (the
+    events' trip between the processes costs a few percent more CPU in all) and a capture of
+    TWO_PROCESSES_BYTES or more (the second interpreter's start, about 0.3 s, is not worth it
+    below). MIP6MON_ONE_PROCESS=1: one process; =0: two whatever the capture's size."""
+    forced = os.environ.get("MIP6MON_ONE_PROCESS")
+    if forced == "1" or (os.cpu_count() or 1) < 2:
+        return False
+    try:
+        return forced == "0" or os.path.getsize(capture) >= TWO_PROCESSES_BYTES
+    except OSError:
+        return False       # the source says what is wrong with it, in one line
 
 
 class AttackerProcessEnded(Exception):
@@ -221,7 +231,7 @@ def command_report(args) -> int:
     detail = getattr(args, "detail", False) or args.format != "json"
     progress = f"report {os.path.basename(args.capture)}"
     report = None
-    if two_processes():
+    if two_processes(args.capture):
         try:
             report = shown = report_in_two_processes(args.capture, keyring, args.vantage,
                                                      detail, progress, engine)
