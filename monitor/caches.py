@@ -17,6 +17,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from monitor.history import History
+
 
 @dataclass(slots=True)
 class HomeBinding:
@@ -72,6 +74,14 @@ class HomeBindingCache:
     # home address -> [(time, care-of address, frame)]: where the node was, kept as BUs are
     # accepted so a live view never walks the whole history
     trails: dict[str, list[tuple[float, str, int]]] = field(default_factory=dict)
+    # a live capture's bound (monitor.history): the newest `keep` accepted Home BUs and
+    # `trail_keep` points of each node's trail; None keeps everything (`report`)
+    keep: int | None = None
+    trail_keep: int | None = None
+
+    def __post_init__(self) -> None:
+        if self.keep is not None:
+            self.entries = History(self.keep)  # type: ignore[assignment]
 
     def accept(self, binding: HomeBinding) -> None:
         self.entries.append(binding)
@@ -81,7 +91,7 @@ class HomeBindingCache:
         # a de-registration's "care-of address" is the home address: not a place
         if binding.home_address is not None and binding.lifetime != 0 \
                 and binding.care_of_address != binding.home_address:
-            self.trails.setdefault(binding.home_address, []).append(
+            _trail(self.trails, binding.home_address, self.trail_keep).append(
                 (binding.time, binding.care_of_address, binding.frame))
 
     def lookup(self, address: str) -> HomeBinding | None:
@@ -102,16 +112,29 @@ class CorrespondentBindingCache:
 
     # home address -> [(time, care-of address, frame)], as HomeBindingCache.trails
     trails: dict[str, list[tuple[float, str, int]]] = field(default_factory=dict)
+    keep: int | None = None          # as HomeBindingCache's
+    trail_keep: int | None = None
+
+    def __post_init__(self) -> None:
+        if self.keep is not None:
+            self.entries = History(self.keep)  # type: ignore[assignment]
 
     def add(self, binding: CorrespondentBinding) -> None:
         self.entries.append(binding)
         if binding.home_address is not None \
                 and binding.care_of_address != binding.home_address:
-            self.trails.setdefault(binding.home_address, []).append(
+            _trail(self.trails, binding.home_address, self.trail_keep).append(
                 (binding.time, binding.care_of_address, binding.frame))
 
     def sorted_entries(self) -> list[CorrespondentBinding]:
         return sorted(self.entries, key=lambda b: b.frame)
+
+
+def _trail(trails: dict, home_address: str, keep: int | None) -> list:
+    points = trails.get(home_address)
+    if points is None:
+        points = trails[home_address] = [] if keep is None else History(keep)
+    return points
 
 
 def merged_trails(home: HomeBindingCache, correspondents: CorrespondentBindingCache

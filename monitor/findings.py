@@ -21,6 +21,7 @@ from collections.abc import Hashable
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from monitor.history import History
 from monitor.tables import markdown_table
 
 Category = Literal["integrity", "privacy", "signalling"]
@@ -106,6 +107,12 @@ class FindingLog:
     same fault again (a retransmitted BU, a HoT forwarded on two paths)."""
     entries: list[dict[str, Any]] = field(default_factory=list)
     _reported: set[Hashable] = field(default_factory=set)
+    # a live capture's bound (monitor.history): the newest `keep` findings; None keeps all
+    keep: int | None = None
+
+    def __post_init__(self) -> None:
+        if self.keep is not None:
+            self.entries = History(self.keep)  # type: ignore[assignment]
 
     def add(self, finding: Finding, frame: int, message: str,
             dedupe: Hashable | None = None) -> None:

@@ -169,24 +169,36 @@ def _short(address: str | None) -> str:
     return address if address is not None else "?"
 
 
+# With max_frames (a live capture): the newest accepted BUs of each cache and findings kept
+# (the dashboard's panes show the newest 50), and care-of points per node (its plot: 200)
+LIVE_HISTORY = 10_000
+LIVE_TRAIL_POINTS = 1_000
+
+
 class KeyedAnalyzer:
     """Addon: binding caches, frame attribution and findings, from events and a keyring."""
 
     def __init__(self, keyring: Keyring | None = None, max_frames: int | None = None,
                  notes: bool = True):
         """`max_frames` bounds the per-frame state (annotations, attribution) for a live
-        capture that runs for days: only the latest `max_frames` frames keep it. Binding
-        caches and findings are kept whole (they grow with Binding Updates, not packets).
+        capture that runs for days: only the latest `max_frames` frames keep it. The binding
+        caches' history and the findings keep their newest LIVE_HISTORY entries then, and each
+        node's care-of trail its newest LIVE_TRAIL_POINTS (monitor.history): they grow with
+        every Binding Update, and a lab left running sends them for ever.
         `notes=False`: no per-frame annotations (`mip6mon report` never shows them; a
         2,000,000-packet capture would hold one list per mobility frame)."""
         self.keyring = keyring
         self.max_frames = max_frames
         self.notes = notes
-        self.home_cache = HomeBindingCache()
-        self.correspondent_cache = CorrespondentBindingCache()
+        # live (max_frames): the history of bindings and findings is bounded too, since in a
+        # lab left running it grows with every BU (the binding in force, `current`, is kept)
+        keep, trail_keep = (None, None) if max_frames is None else (LIVE_HISTORY,
+                                                                   LIVE_TRAIL_POINTS)
+        self.home_cache = HomeBindingCache(keep=keep, trail_keep=trail_keep)
+        self.correspondent_cache = CorrespondentBindingCache(keep=keep, trail_keep=trail_keep)
         self.book = AddressBook()
         self.tokens = TokenStore()
-        self.findings = FindingLog()
+        self.findings = FindingLog(keep=keep)
         self.attribution = FrameAttribution(self.book, max_frames)
         # keyring node name -> home address: the node the keyed stage names on an ESP header
         self._home_of = {n.name: n.home_address for n in keyring.mobile_nodes} if keyring \
