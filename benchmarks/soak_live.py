@@ -99,7 +99,8 @@ def tree_rss_mb(pid: int) -> float:
 
 
 def tree_rss(pid: int) -> dict[str, float]:
-    """Resident memory of `pid` and every descendant, MB, by process name."""
+    """Resident memory of `pid` ("dashboard") and every descendant, MB, by process name (the
+    dashboard's Python children, forked by multiprocessing: "worker", the attacker's)."""
     by_name: dict[str, float] = {}
     todo, seen = [pid], set()
     while todo:
@@ -110,6 +111,10 @@ def tree_rss(pid: int) -> dict[str, float]:
         try:
             status = Path(f"/proc/{p}/status").read_text()
             name = re.search(r"Name:\s+(\S+)", status).group(1)  # type: ignore[union-attr]
+            if p == pid:
+                name = "dashboard"
+            elif name.startswith("python"):
+                name = "worker"
             kb = int(re.search(r"VmRSS:\s+(\d+)", status).group(1))  # type: ignore[union-attr]
             by_name[name] = by_name.get(name, 0.0) + kb / 1024
             for task in os.listdir(f"/proc/{p}/task"):

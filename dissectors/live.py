@@ -64,8 +64,9 @@ DUMPCAP_BUFFER_MB = 16
 # Records read from dumpcap and not yet dissected, at most. dumpcap's pipe is read by a thread
 # of its own into this queue; when the dissector and analyzers fall further behind, the newest
 # records are dropped here and counted at once ("analysis-behind"): a dumpcap left waiting on
-# a full pipe would have the kernel drop them instead, unseen until dumpcap ends.
-LIVE_QUEUE = 50_000
+# a full pipe would have the kernel drop them instead, unseen until dumpcap ends. 20,000 are
+# 10 s at 2,000 packets/s (a core taken a while by something else), about 9 MB when full.
+LIVE_QUEUE = 20_000
 
 
 class CaptureStopped(Exception):

@@ -222,7 +222,7 @@ def serve(session: MonitorSession, tools: CaptureTools | None, args, where: Endp
     return 0
 
 
-LIVE_ROWS = 100_000               # packets the list (and the keyed per-frame state) keeps
+LIVE_ROWS = 30_000                # packets the list (and the keyed per-frame state) keeps
 LIVE_ATTACKER_WINDOW = 30_000     # newest packets each live attacker analyses
 
 
@@ -251,8 +251,14 @@ def command_live(args) -> int:
     keyring = _keyring(getattr(args, "keys", None), getattr(args, "allow_insecure_keyring", False))
     where = endpoint(args)
     from monitor.engines import DEFAULT_ENGINE, live_source
-    source = live_source(args.interface, keyring, getattr(args, "bpf", None),
-                         getattr(args, "engine", DEFAULT_ENGINE))
+    engine = getattr(args, "engine", DEFAULT_ENGINE)
+    if engine == "walk":
+        # capture, dissection and decryption in a child process (web/procsource.py): the
+        # analysis keeps this one's core (issue 12's soak: 2,000 packets/s)
+        from web.procsource import ProcessLiveSource
+        source = ProcessLiveSource(args.interface, keyring, getattr(args, "bpf", None))
+    else:
+        source = live_source(args.interface, keyring, getattr(args, "bpf", None), engine)
     # a live source that keeps its capture in a file lets tshark filter and export it
     saved = next((getattr(source, a) for a in ("path", "capture_file", "saved_file")
                   if isinstance(getattr(source, a, None), str)), None)

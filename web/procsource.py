@@ -155,3 +155,178 @@ class ProcessPcapSource:
         # with get(): a child ended in the middle of writing a batch leaves half a message in
         # the pipe, and get() would wait for the rest forever.
         self._proc.stop(grace=5.0)
+
+
+# --- live capture (issue 12): dumpcap, dissection and decryption in a child -----------------
+# what the live child counts (the stream here counts the rest: analysed, malformed, ESP)
+LIVE_FIELDS = ("read", "filtered", "dropped", "dropped_reasons", "kernel_dropped", "unwalked",
+               "incomplete")
+LIVE_STATE_SECONDS = 0.25   # the child says how its capture goes at least this often
+LIVE_BATCHES = 64           # batches of BATCH events on their way at most (4,096 events)
+
+
+def _live_state(source) -> dict:
+    acc = source.accounting
+    return {"accounting": {name: getattr(acc, name) for name in LIVE_FIELDS},
+            "supervision": source.supervision(), "recovering": source.recovering,
+            "pid": source.pid, "ready": source.ready.is_set()}
+
+
+def _live_child(interface: str, keyring, bpf: str | None, out: multiprocessing.Queue) -> None:
+    """The forked child: monitor.sources.LiveSource (dumpcap under its supervisor, the pipe's
+    reader, dissection, ESP decryption) sending events in batches with its counts and state."""
+    source = None
+    pending: list[PacketEvent] = []
+    lock = threading.Lock()
+    done = threading.Event()
+
+    def flush(kind: str = "events", payload=None) -> None:
+        with lock:
+            batch = list(pending)
+            pending.clear()
+        # a state without events too: the parent's status follows gaps and restarts
+        out.put((kind, batch if payload is None else payload, _live_state(source)))
+
+    def flusher() -> None:
+        quiet = 0.0
+        while not done.wait(FLUSH_SECONDS):
+            quiet += FLUSH_SECONDS
+            with lock:
+                have = bool(pending)
+            if have or quiet >= LIVE_STATE_SECONDS:
+                quiet = 0.0
+                flush()
+
+    try:
+        from monitor.sources import LiveSource
+        source = LiveSource(interface, keyring=keyring, bpf=bpf)
+        source.start()
+        threading.Thread(target=flusher, daemon=True).start()
+        for event in source.events():
+            with lock:
+                pending.append(event)
+                full = len(pending) >= BATCH
+            if full:
+                flush()
+        done.set()
+        flush("end", [])
+    except Exception as exc:                       # CaptureStopped, UserError: one line
+        done.set()
+        text = str(exc) if isinstance(exc, UserError) or type(exc).__name__ == \
+            "CaptureStopped" else f"{type(exc).__name__}: {exc}"
+        try:
+            out.put(("error", text.splitlines()[0][:300] if text else type(exc).__name__,
+                     _live_state(source) if source is not None else None))
+        except Exception:
+            pass
+    finally:
+        done.set()
+        if source is not None:
+            source.close()                         # stops and reaps dumpcap
+        out.close()
+        out.join_thread()
+
+
+class ProcessLiveSource:
+    """Like monitor.sources.LiveSource (`.name`, `.accounting`, `.ready`, `.pid`,
+    `.recovering`, `.supervision()`, `.events()`, `.close()`), with the capture, dissection
+    and decryption in a child process: at 2,000 packets/s one process's GIL could not both
+    dissect and analyse (issue 12's soak: about 1,300 packets/s, the dissection and ESP
+    decryption 55 % of it), so they take the second core. The child is supervised like every
+    child (dissectors.supervisor), and supervises dumpcap itself (restarts and gaps, as in one
+    process: its state comes with every batch). The queue between them is bounded: a parent
+    that falls behind holds the child back, whose own queue then drops the newest frames,
+    counted as 'analysis-behind' (dissectors.live)."""
+
+    def __init__(self, interface: str, keyring=None, bpf: str | None = None):
+        from monitor.sources import DEFAULT_BPF, _check_capture_filter, _check_interface
+        _check_interface(interface)              # one-line errors before anything starts
+        self.bpf = DEFAULT_BPF if bpf is None else bpf
+        _check_capture_filter(interface, self.bpf)
+        self.interface = interface
+        self.name = f"live:{interface}"
+        self.accounting = Accounting()
+        self.ready = threading.Event()
+        self._keyring = keyring
+        self._state: dict = {}
+        self._closed = threading.Event()
+        self._proc = None
+
+    def start(self) -> None:
+        """Start the child (events() starts it otherwise). The keyring is the parent's own
+        object, inherited by the fork: nothing of it crosses a pipe."""
+        if self._proc is not None:
+            return
+        ctx = multiprocessing.get_context("fork")
+        self._queue = ctx.Queue(maxsize=LIVE_BATCHES)
+        self._proc = spawn_function("live", _live_child,
+                                    (self.interface, self._keyring, self.bpf, self._queue))
+        self._queue._writer.close()                    # type: ignore[attr-defined]
+
+    @property
+    def pid(self) -> int | None:
+        """dumpcap's process id while it runs (the child's dumpcap)."""
+        return self._state.get("pid")
+
+    @property
+    def child_pid(self) -> int | None:
+        return self._proc.pid if self._proc is not None else None
+
+    @property
+    def recovering(self) -> str | None:
+        if self._proc is not None and not self._proc.alive and not self._closed.is_set():
+            return None               # events() says what happened: the state turns to error
+        return self._state.get("recovering")
+
+    def supervision(self) -> dict | None:
+        supervised = self._state.get("supervision")
+        if supervised is None:
+            return None
+        child = {"name": "live", "pid": self.child_pid, "restarts": 0}
+        return dict(supervised, children=[child, *supervised.get("children", [])])
+
+    def _take(self, state: dict | None) -> None:
+        if not state:
+            return
+        self._state = state
+        for name, value in state["accounting"].items():
+            setattr(self.accounting, name, value)
+        if state.get("ready"):
+            self.ready.set()
+
+    def events(self) -> Iterator[PacketEvent]:
+        self.start()
+        try:
+            while not self._closed.is_set():
+                try:
+                    kind, payload, state = self._queue.get(timeout=0.2)
+                except queue.Empty:
+                    if not self._proc.alive and self._queue.empty():
+                        raise UserError(self._died()) from None
+                    continue
+                except (EOFError, OSError):
+                    if self._closed.is_set():
+                        return
+                    self._proc.wait(1)
+                    raise UserError(self._died()) from None
+                self._take(state)
+                if kind == "events":
+                    yield from payload
+                elif kind == "end":
+                    return
+                else:
+                    raise UserError(f"{self.name}: {payload}")
+        finally:
+            self.close()
+
+    def _died(self) -> str:
+        how = self._proc.how()
+        self.accounting.drop("dissector-died", self.accounting.unaccounted())
+        self.accounting.incomplete = f"the live capture process {how}"
+        return f"{self.name}: {self.accounting.incomplete}"
+
+    def close(self) -> None:
+        self._closed.set()
+        if self._proc is not None:
+            # SIGTERM: the child leaves at once; its dumpcap dies with it (die_with_parent)
+            self._proc.stop(grace=5.0)

@@ -83,3 +83,43 @@ def test_a_killed_dumpcap_is_restarted_and_the_gap_shown_in_the_status():
         assert after["analysed"] > analysed and accounted(after), after
     finally:
         server.stop()
+
+
+def _alive(pids: set[int]) -> list[int]:
+    alive = []
+    for p in pids:
+        try:
+            with open(f"/proc/{p}/stat") as f:
+                if f.read().rsplit(")", 1)[1].split()[0] != "Z":
+                    alive.append(p)
+        except OSError:
+            pass
+    return alive
+
+
+@pytest.mark.root
+@pytest.mark.skipif(os.geteuid() != 0, reason="live capture needs root")
+@pytest.mark.parametrize("ending", [signal.SIGTERM, signal.SIGKILL])
+def test_a_live_dashboard_ended_leaves_no_capture_process_behind(ending):
+    """live's capture runs in a child (web.procsource.ProcessLiveSource) whose own child is
+    dumpcap: the dashboard stopped (SIGTERM) or killed (SIGKILL) takes both with it."""
+    server = start_server("live", "-i", "lo", "--port", "0")
+    try:
+        wait_status(server, ("running",), timeout=30)
+        deadline = time.monotonic() + 20
+        while not _dumpcaps(server.process.pid) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        helpers = _descendants(server.process.pid)
+        dumpcaps = _dumpcaps(server.process.pid)
+        assert len(dumpcaps) == 1 and len(helpers) >= 3, helpers   # + the live child, attacker
+        # dumpcap is the capture child's, not the dashboard's own
+        with open(f"/proc/{dumpcaps[0]}/stat") as f:
+            assert int(f.read().rsplit(")", 1)[1].split()[1]) != server.process.pid
+        os.kill(server.process.pid, ending)
+        server.process.wait(15)
+        deadline = time.monotonic() + 10
+        while _alive(helpers) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert _alive(helpers) == []
+    finally:
+        server.stop()
