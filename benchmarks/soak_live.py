@@ -98,9 +98,37 @@ def tree_rss_mb(pid: int) -> float:
     return sum(tree_rss(pid).values())
 
 
+def _name(pid: int) -> str:
+    return Path(f"/proc/{pid}/comm").read_text().strip()
+
+
+def _children(pid: int) -> list[int]:
+    return [int(c) for task in os.listdir(f"/proc/{pid}/task")
+            for c in Path(f"/proc/{pid}/task/{task}/children").read_text().split()]
+
+
+def tree_pss_mb(pid: int) -> float:
+    """Proportional set size of `pid` and every descendant, MB: pages the forks still share
+    with the dashboard counted once (summed RSS counts them in each)."""
+    total, todo, seen = 0.0, [pid], set()
+    while todo:
+        p = todo.pop()
+        if p in seen:
+            continue
+        seen.add(p)
+        try:
+            rollup = Path(f"/proc/{p}/smaps_rollup").read_text()
+            total += int(re.search(r"Pss:\s+(\d+)", rollup).group(1)) / 1024  # type: ignore
+            todo += _children(p)
+        except (OSError, AttributeError):
+            continue
+    return total
+
+
 def tree_rss(pid: int) -> dict[str, float]:
-    """Resident memory of `pid` ("dashboard") and every descendant, MB, by process name (the
-    dashboard's Python children, forked by multiprocessing: "worker", the attacker's)."""
+    """Resident memory of `pid` ("dashboard") and every descendant, MB, by role: the
+    dashboard's Python children are forks, told apart by what they run: "capture" (the live
+    capture child, dumpcap's parent) and "attacker" (the attacker worker)."""
     by_name: dict[str, float] = {}
     todo, seen = [pid], set()
     while todo:
@@ -110,16 +138,15 @@ def tree_rss(pid: int) -> dict[str, float]:
         seen.add(p)
         try:
             status = Path(f"/proc/{p}/status").read_text()
-            name = re.search(r"Name:\s+(\S+)", status).group(1)  # type: ignore[union-attr]
+            name, children = _name(p), _children(p)
             if p == pid:
                 name = "dashboard"
             elif name.startswith("python"):
-                name = "worker"
+                name = "capture" if any(_name(c) == "dumpcap" for c in children) \
+                    else "attacker"
             kb = int(re.search(r"VmRSS:\s+(\d+)", status).group(1))  # type: ignore[union-attr]
             by_name[name] = by_name.get(name, 0.0) + kb / 1024
-            for task in os.listdir(f"/proc/{p}/task"):
-                todo += [int(c) for c in
-                         Path(f"/proc/{p}/task/{task}/children").read_text().split()]
+            todo += children
         except (OSError, AttributeError):
             continue
     return by_name
@@ -190,7 +217,8 @@ def main() -> int:
                       f"{s['analysed']:>9}  dropped {s['dropped']:>5}  state {s['state']}  "
                       f"rss {rss:6.1f} MB ("
                       + ", ".join(f"{k} {v:.0f}" for k, v in sorted(parts.items()))
-                      + f")  load {os.getloadavg()[0]:.1f}", flush=True)
+                      + f"; pss {tree_pss_mb(server.pid):.0f})  "
+                      f"load {os.getloadavg()[0]:.1f}", flush=True)
             sent = int(sender.stdout.read().split()[-1])
             def settled(s: dict) -> bool:      # everything read was analysed or dropped
                 return s["read"] >= sent and s["read"] == (

@@ -222,7 +222,7 @@ def serve(session: MonitorSession, tools: CaptureTools | None, args, where: Endp
     return 0
 
 
-LIVE_ROWS = 30_000                # packets the list (and the keyed per-frame state) keeps
+LIVE_ROWS = 20_000                # packets the list (and the keyed per-frame state) keeps
 LIVE_ATTACKER_WINDOW = 30_000     # newest packets each live attacker analyses
 
 
