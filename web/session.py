@@ -12,6 +12,7 @@ from collections import deque
 from dataclasses import dataclass, field
 
 from dissectors.events import PacketEvent
+from keys.errors import UserError
 from monitor.keyed import KeyedMark
 from monitor.report import MessageCounter, capture_section
 from monitor.stream import EventStream
@@ -37,7 +38,6 @@ class PaneCursor:
 
 def parse_speed(text: str | float | None) -> float | None:
     """'1', '10', 'max' -> pace multiplier, None for as fast as possible."""
-    from keys.errors import UserError
     if text is None or str(text).strip().lower() == "max":
         return None
     try:
@@ -191,7 +191,9 @@ class MonitorSession:
                 self.state = "stopped" if self.stop.is_set() else "done"
         except Exception as exc:                      # shown in the status bar, never a crash
             self.state = "error"
-            self.error = f"{type(exc).__name__}: {exc}".splitlines()[0][:300]
+            # a UserError is already the one line a user reads; anything else says its type
+            text = str(exc) if isinstance(exc, UserError) else f"{type(exc).__name__}: {exc}"
+            self.error = text.splitlines()[0][:300]
 
     def close(self) -> None:
         """Stop the stream; closing the source here too ends its tshark even when the stream

@@ -123,3 +123,26 @@ def test_a_live_dashboard_ended_leaves_no_capture_process_behind(ending):
         assert _alive(helpers) == []
     finally:
         server.stop()
+
+
+@pytest.mark.root
+@pytest.mark.skipif(os.geteuid() != 0, reason="live capture needs root")
+def test_a_dead_capture_child_turns_the_state_to_error_never_running():
+    """The live capture child itself killed (not its dumpcap, which it restarts): nothing can
+    capture any more, so the dashboard says so in one line, and nothing read is unaccounted."""
+    server = start_server("live", "-i", "lo", "--port", "0")
+    try:
+        wait_status(server, ("running",), timeout=30)
+        deadline = time.monotonic() + 20
+        while not _dumpcaps(server.process.pid) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        with open(f"/proc/{_dumpcaps(server.process.pid)[0]}/stat") as f:
+            capture_child = int(f.read().rsplit(")", 1)[1].split()[1])
+        assert capture_child != server.process.pid
+        os.kill(capture_child, signal.SIGKILL)
+        status = wait_status(server, ("error",), timeout=30)
+        assert status["error"] == "live:lo: the live capture process was killed by SIGKILL"
+        assert status["read"] == (status["analysed"] + status["filtered"] + status["malformed"]
+                                  + status["dropped"]), status
+    finally:
+        server.stop()
