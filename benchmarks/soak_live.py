@@ -31,6 +31,7 @@ import sys
 import tempfile
 import time
 import urllib.request
+from collections.abc import Iterator
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -107,20 +108,35 @@ def _children(pid: int) -> list[int]:
             for c in Path(f"/proc/{pid}/task/{task}/children").read_text().split()]
 
 
-def tree_pss_mb(pid: int) -> float:
-    """Proportional set size of `pid` and every descendant, MB: pages the forks still share
-    with the dashboard counted once (summed RSS counts them in each)."""
-    total, todo, seen = 0.0, [pid], set()
+def _tree(pid: int) -> Iterator[tuple[int, list[int]]]:
+    """`pid` and every descendant still there, each with its children."""
+    todo, seen = [pid], set()
     while todo:
         p = todo.pop()
         if p in seen:
             continue
         seen.add(p)
         try:
-            rollup = Path(f"/proc/{p}/smaps_rollup").read_text()
-            total += int(re.search(r"Pss:\s+(\d+)", rollup).group(1)) / 1024  # type: ignore
-            todo += _children(p)
-        except (OSError, AttributeError):
+            children = _children(p)
+        except OSError:
+            continue
+        todo += children
+        yield p, children
+
+
+def _kb(path: str, field: str) -> float:
+    match = re.search(rf"{field}:\s+(\d+)", Path(path).read_text())
+    return int(match.group(1)) if match else 0.0
+
+
+def tree_pss_mb(pid: int) -> float:
+    """Proportional set size of `pid` and every descendant, MB: pages the forks still share
+    with the dashboard counted once (summed RSS counts them in each)."""
+    total = 0.0
+    for p, _ in _tree(pid):
+        try:
+            total += _kb(f"/proc/{p}/smaps_rollup", "Pss") / 1024
+        except OSError:
             continue
     return total
 
@@ -130,24 +146,16 @@ def tree_rss(pid: int) -> dict[str, float]:
     dashboard's Python children are forks, told apart by what they run: "capture" (the live
     capture child, dumpcap's parent) and "attacker" (the attacker worker)."""
     by_name: dict[str, float] = {}
-    todo, seen = [pid], set()
-    while todo:
-        p = todo.pop()
-        if p in seen:
-            continue
-        seen.add(p)
+    for p, children in _tree(pid):
         try:
-            status = Path(f"/proc/{p}/status").read_text()
-            name, children = _name(p), _children(p)
+            name = _name(p)
             if p == pid:
                 name = "dashboard"
             elif name.startswith("python"):
                 name = "capture" if any(_name(c) == "dumpcap" for c in children) \
                     else "attacker"
-            kb = int(re.search(r"VmRSS:\s+(\d+)", status).group(1))  # type: ignore[union-attr]
-            by_name[name] = by_name.get(name, 0.0) + kb / 1024
-            todo += children
-        except (OSError, AttributeError):
+            by_name[name] = by_name.get(name, 0.0) + _kb(f"/proc/{p}/status", "VmRSS") / 1024
+        except OSError:
             continue
     return by_name
 

@@ -22,7 +22,7 @@ from __future__ import annotations
 import multiprocessing
 import queue
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 from dissectors.accounting import Accounting
 from dissectors.events import PacketEvent
@@ -34,6 +34,18 @@ FLUSH_SECONDS = 0.003      # a partial batch leaves the child after at most 3 ms
 # what the source counts
 SOURCE_FIELDS = ("read", "filtered", "dropped", "kernel_dropped", "incomplete")
 CHILD_NICE = 5
+
+
+def _batches(events: Iterator[PacketEvent], pending: list[PacketEvent], lock: threading.Lock,
+             flush: Callable[[], None]) -> None:
+    """A child's loop: each event into `pending`, sent (`flush`) once BATCH wait; the child's
+    flusher thread sends a partial batch after FLUSH_SECONDS."""
+    for event in events:
+        with lock:
+            pending.append(event)
+            full = len(pending) >= BATCH
+        if full:
+            flush()
 
 
 def _child(path: str, keyring_path: str | None, out: multiprocessing.Queue) -> None:
@@ -65,12 +77,7 @@ def _child(path: str, keyring_path: str | None, out: multiprocessing.Queue) -> N
             keyring = load_keyring(keyring_path, allow_insecure=True) if keyring_path else None
         source = PcapSource(path, keyring=keyring)
         threading.Thread(target=flusher, daemon=True).start()
-        for event in source.events():
-            with lock:
-                pending.append(event)
-                full = len(pending) >= BATCH
-            if full:
-                flush()
+        _batches(source.events(), pending, lock, flush)
         done.set()
         flush()
         out.put(("end", None, source.accounting.as_dict()))
@@ -202,12 +209,7 @@ def _live_child(interface: str, keyring, bpf: str | None, out: multiprocessing.Q
         source = LiveSource(interface, keyring=keyring, bpf=bpf)
         source.start()
         threading.Thread(target=flusher, daemon=True).start()
-        for event in source.events():
-            with lock:
-                pending.append(event)
-                full = len(pending) >= BATCH
-            if full:
-                flush()
+        _batches(source.events(), pending, lock, flush)
         done.set()
         flush("end", [])
     except Exception as exc:                       # CaptureStopped, UserError: one line

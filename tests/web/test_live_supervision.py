@@ -85,6 +85,20 @@ def test_a_killed_dumpcap_is_restarted_and_the_gap_shown_in_the_status():
         server.stop()
 
 
+def _live_on_loopback():
+    """`mip6mon live -i lo`, running, its dumpcap started (the capture child's)."""
+    server = start_server("live", "-i", "lo", "--port", "0")
+    try:
+        wait_status(server, ("running",), timeout=30)
+        deadline = time.monotonic() + 20
+        while not _dumpcaps(server.process.pid) and time.monotonic() < deadline:
+            time.sleep(0.1)
+    except BaseException:
+        server.stop()
+        raise
+    return server
+
+
 def _alive(pids: set[int]) -> list[int]:
     alive = []
     for p in pids:
@@ -103,12 +117,8 @@ def _alive(pids: set[int]) -> list[int]:
 def test_a_live_dashboard_ended_leaves_no_capture_process_behind(ending):
     """live's capture runs in a child (web.procsource.ProcessLiveSource) whose own child is
     dumpcap: the dashboard stopped (SIGTERM) or killed (SIGKILL) takes both with it."""
-    server = start_server("live", "-i", "lo", "--port", "0")
+    server = _live_on_loopback()
     try:
-        wait_status(server, ("running",), timeout=30)
-        deadline = time.monotonic() + 20
-        while not _dumpcaps(server.process.pid) and time.monotonic() < deadline:
-            time.sleep(0.1)
         helpers = _descendants(server.process.pid)
         dumpcaps = _dumpcaps(server.process.pid)
         assert len(dumpcaps) == 1 and len(helpers) >= 3, helpers   # + the live child, attacker
@@ -130,12 +140,8 @@ def test_a_live_dashboard_ended_leaves_no_capture_process_behind(ending):
 def test_a_dead_capture_child_turns_the_state_to_error_never_running():
     """The live capture child itself killed (not its dumpcap, which it restarts): nothing can
     capture any more, so the dashboard says so in one line, and nothing read is unaccounted."""
-    server = start_server("live", "-i", "lo", "--port", "0")
+    server = _live_on_loopback()
     try:
-        wait_status(server, ("running",), timeout=30)
-        deadline = time.monotonic() + 20
-        while not _dumpcaps(server.process.pid) and time.monotonic() < deadline:
-            time.sleep(0.1)
         with open(f"/proc/{_dumpcaps(server.process.pid)[0]}/stat") as f:
             capture_child = int(f.read().rsplit(")", 1)[1].split()[1])
         assert capture_child != server.process.pid
