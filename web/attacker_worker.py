@@ -34,19 +34,6 @@ FEED_BATCH = 256         # events per message at most
 PENDING_MAX = 8_192
 
 
-class _Truth:
-    """What privacy_score reads from a keyed analyzer, rebuilt from plain dicts."""
-
-    def __init__(self, nodes: dict, trails: dict):
-        self._nodes, self._trails = nodes, trails
-
-    def frame_nodes(self) -> dict:
-        return self._nodes
-
-    def care_of_trails(self) -> dict:
-        return self._trails
-
-
 def idle_priority() -> None:
     """Run only on CPU time nobody else wants (Linux SCHED_IDLE; else the lowest nice): the
     attacker must never delay the packet list (issue 5's 250 ms budget). With a nice of 10 it
@@ -65,6 +52,7 @@ def _worker(conn, parent_end, window: int | None = None, routed: bool = False) -
     idle_priority()                      # rows before profiles: the stream keeps the CPU
     from monitor.attacker import AttackerAnalyzer
     from monitor.privacy import privacy_score
+    from monitor.report_attacker import KeyedTruth
     # routed: the sensors' labels decide what each one sees, so none filters by placement
     attackers = {v: AttackerAnalyzer("all" if routed else v, max_packets=window)
                  for v in VANTAGES}
@@ -97,7 +85,7 @@ def _worker(conn, parent_end, window: int | None = None, routed: bool = False) -
                 report = attacker.report()
                 report["vantage"] = vantage
                 try:
-                    privacy = privacy_score(attacker, _Truth(nodes, trails))
+                    privacy = privacy_score(attacker, KeyedTruth(True, nodes, trails))
                 except Exception as exc:
                     privacy = {"error": f"{type(exc).__name__}: {exc}"[:200]}
                 conn.send(("ok", report, privacy))
