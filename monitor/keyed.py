@@ -161,8 +161,9 @@ class _NodeState:
     last_spi: dict[bool, tuple[int, int]] = field(default_factory=dict)
     pseudo_uses: set[str] = field(default_factory=set)   # "ha", "cn ADDR", "hoti ADDR"
     # frames that used the real home address where no pseudo address was used yet: they
-    # become findings the moment one is (so findings only grow, and a live view reads the new)
-    clear_waiting: dict[str, set[int]] = field(default_factory=dict)   # use -> frames
+    # become findings the moment one is (so findings only grow, and a live view reads the new);
+    # in frame order, so a live view (max_frames) forgets the oldest as it adds
+    clear_waiting: dict[str, dict[int, None]] = field(default_factory=dict)  # use -> frames
 
 
 def _short(address: str | None) -> str:
@@ -928,7 +929,12 @@ class KeyedAnalyzer:
         if use in state.pseudo_uses:
             self._clear_finding(node.home_address, frame, use)
         else:
-            state.clear_waiting.setdefault(use, set()).add(frame)
+            waiting = state.clear_waiting.setdefault(use, {})
+            waiting[frame] = None
+            if self.max_frames is not None:
+                # per-frame state like the notes: a node that never uses a pseudo address in
+                # this scope (plain RFC 6275) would add a frame for ever (issue 12's soak)
+                forget_before(waiting, frame - self.max_frames + 1)
 
     def _pseudo_use(self, node: MobileNode, use: str) -> None:
         state = self._node_state(node)

@@ -79,3 +79,32 @@ def test_live_keyed_view_bounds_its_history_and_keeps_totals_and_news(tmp_path, 
     assert live.care_of_trails().keys() == whole.care_of_trails().keys()
     for hoa, points in live.care_of_trails().items():
         assert points == whole.care_of_trails()[hoa][-len(points):]
+
+
+def test_live_keyed_view_forgets_old_frames_waiting_for_a_pseudo_use(tmp_path):
+    """Frames that used the real home address where no pseudo one was used yet wait to become
+    findings; a live view keeps only the newest max_frames of them (a plain RFC 6275 node
+    would add one per packet for ever), and those still held become findings as before."""
+    run_crowd(tmp_path, nodes=3, seed=43, procedures="rfc3776", moves_per_node=4)
+    keyring = load_keyring(tmp_path / "keyring.toml")
+    events = looped(list(PcapSource(str(tmp_path / "capture.pcapng"),
+                                    keyring=keyring).events()), 10)
+    live, whole = KeyedAnalyzer(keyring, max_frames=50), KeyedAnalyzer(keyring)
+    for event in events:
+        live.packet(event)
+        whole.packet(event)
+
+    def waiting(keyed: KeyedAnalyzer) -> list[int]:
+        return sorted(f for state in keyed._nodes.values()
+                      for frames in state.clear_waiting.values() for f in frames)
+    assert len(waiting(whole)) > 3 * len(waiting(live))    # it grows with the traffic
+    assert waiting(live) and set(waiting(live)) <= set(waiting(whole))
+    for state in live._nodes.values():
+        for frames in state.clear_waiting.values():      # the newest 50 frames of each use
+            assert all(f > max(frames) - 50 for f in frames)
+    whole_uses = {(hoa, use): sorted(frames) for hoa, state in whole._nodes.items()
+                  for use, frames in state.clear_waiting.items()}
+    for hoa, state in live._nodes.items():
+        for use, frames in state.clear_waiting.items():
+            newest = max(frames)
+            assert sorted(frames) == [f for f in whole_uses[hoa, use] if f > newest - 50]
