@@ -104,8 +104,14 @@ def _name(pid: int) -> str:
 
 
 def _children(pid: int) -> list[int]:
-    return [int(c) for task in os.listdir(f"/proc/{pid}/task")
-            for c in Path(f"/proc/{pid}/task/{task}/children").read_text().split()]
+    children = []
+    for task in os.listdir(f"/proc/{pid}/task"):
+        try:
+            children += [int(c) for c in
+                         Path(f"/proc/{pid}/task/{task}/children").read_text().split()]
+        except OSError:
+            continue        # a thread that ended meanwhile (the web server's come and go)
+    return children
 
 
 def _tree(pid: int) -> Iterator[tuple[int, list[int]]]:
