@@ -4,8 +4,6 @@ Mobility Header messages tshark reads, on a file and live."""
 from __future__ import annotations
 
 import os
-import subprocess
-import sys
 import tempfile
 import threading
 import time
@@ -69,16 +67,6 @@ def test_an_h_flagged_bu_with_header_len_0_is_a_finding_and_binds_nothing(tmp_pa
     assert [f["frame"] for f in short_len] == [2], report["findings"]
 
 
-LIVE_SENDER = """
-import socket, sys
-s = socket.socket(socket.AF_PACKET, socket.SOCK_RAW)
-s.bind(("mip6fb", 0))
-print("ready", flush=True)
-for line in sys.stdin:
-    for frame in line.split():
-        s.send(bytes.fromhex(frame))
-    print("sent", flush=True)
-"""
 
 
 @pytest.mark.root
@@ -90,7 +78,7 @@ def test_hostile_packets_live_are_counted_as_the_same_file_counts_them():
     from monitor.sources import LiveSource
     from monitor.stream import EventStream
     from tests.fuzz.captures import Capture, frames
-    from tests.veth import add_pair, ip
+    from tests.veth import FrameSender, add_pair, ip
 
     ns = f"mip6fuzz{os.getpid()}"
 
@@ -99,9 +87,7 @@ def test_hostile_packets_live_are_counted_as_the_same_file_counts_them():
     sender = source = thread = None
     try:
         add_pair("mip6fa", "mip6fb", ns)
-        sender = subprocess.Popen(["ip", "netns", "exec", ns, sys.executable, "-c", LIVE_SENDER],
-                                  stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
-        assert sender.stdout.readline().strip() == "ready"
+        sender = FrameSender(ns, "mip6fb")
         source = LiveSource("mip6fa", bpf="", backoff=Backoff(give_up=10.0))
 
         class Nothing:
@@ -120,9 +106,7 @@ def test_hostile_packets_live_are_counted_as_the_same_file_counts_them():
             capture: Capture = data.draw(mutated_packets(base, live=True))
             sent = frames(capture)
             before = (acc.read, acc.analysed, acc.filtered, acc.malformed, acc.dropped)
-            sender.stdin.write(" ".join(f.hex() for f in sent) + "\n")
-            sender.stdin.flush()
-            assert sender.stdout.readline().strip() == "sent"
+            sender.send(sent)
             deadline = time.monotonic() + 20
             while time.monotonic() < deadline and (
                     acc.read - before[0] < len(sent) or acc.unaccounted()):
@@ -149,7 +133,6 @@ def test_hostile_packets_live_are_counted_as_the_same_file_counts_them():
         if thread is not None:
             thread.join(10)
         if sender is not None:
-            sender.stdin.close()
-            sender.wait(10)
+            sender.close()
         ip("link", "del", "mip6fa", check=False)
         ip("netns", "del", ns, check=False)

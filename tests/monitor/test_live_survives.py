@@ -7,8 +7,6 @@ tests/test_reports_unchanged.py)."""
 from __future__ import annotations
 
 import os
-import subprocess
-import sys
 import threading
 import time
 
@@ -21,21 +19,11 @@ from monitor.keyed import KeyedAnalyzer
 from monitor.sources import LiveSource, PcapSource
 from monitor.stream import EventStream
 from tests.streams import bindings, lab_with_shards, report
-from tests.veth import add_pair, ip
+from tests.veth import FrameSender, add_pair, ip
 from tests.waiting import wait_for
 
 pytestmark = pytest.mark.root
 
-SENDER = """
-import socket, sys
-s = socket.socket(socket.AF_PACKET, socket.SOCK_RAW)
-s.bind(("mip6lb", 0))
-print("ready", flush=True)
-for line in sys.stdin:
-    for frame in line.split():
-        s.send(bytes.fromhex(frame))
-    print("sent", flush=True)
-"""
 
 
 
@@ -58,15 +46,11 @@ def test_killed_dumpcap_and_a_link_down_lose_nothing_sent_while_capturing(tmp_pa
     sender = source = thread = None
     try:
         add_pair("mip6la", "mip6lb", ns)
-        sender = subprocess.Popen(["ip", "netns", "exec", ns, sys.executable, "-c", SENDER],
-                                  stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
-        assert sender.stdout.readline().strip() == "ready"
+        sender = FrameSender(ns, "mip6lb")
 
         def send(part: list[bytes]) -> None:
             for at in range(0, len(part), 50):
-                sender.stdin.write(" ".join(f.hex() for f in part[at:at + 50]) + "\n")
-                sender.stdin.flush()
-                assert sender.stdout.readline().strip() == "sent"
+                sender.send(part[at:at + 50])
                 time.sleep(0.02)
 
         source = LiveSource("mip6la", keyring=load_keyring(str(keyring_path)),
@@ -115,7 +99,6 @@ def test_killed_dumpcap_and_a_link_down_lose_nothing_sent_while_capturing(tmp_pa
         if thread is not None:
             thread.join(10)
         if sender is not None:
-            sender.stdin.close()
-            sender.wait(10)
+            sender.close()
         ip("link", "del", "mip6la", check=False)
         ip("netns", "del", ns, check=False)
