@@ -42,6 +42,7 @@ from typing import IO, Any
 log = logging.getLogger("mip6mon")
 
 PR_SET_PDEATHSIG = 1          # linux/prctl.h
+EXIT_STATUS_SECONDS = 15.0     # a child whose pipe closed has its exit status by then
 STOP_GRACE = 2.0              # seconds a child has to end after SIGTERM before SIGKILL
 REAP_SECONDS = 0.3            # a forked child ending on SIGTERM waits this long for its own
 
@@ -115,6 +116,13 @@ class Child:
     def how(self) -> str:
         """How it ended, in words ("was killed by SIGKILL"), or "is running"."""
         return _exit_code_text(self.poll())
+
+    def how_it_ended(self, timeout: float = EXIT_STATUS_SECONDS) -> str:
+        """Once its pipe has closed: how it ended. The kernel closes a dying child's pipes
+        before its exit status can be read, and on a loaded machine that took more than a
+        second (CI read "is running" after waiting 1 s), so wait for the status first."""
+        self.wait(timeout)
+        return self.how()
 
     def ran_for(self) -> float:
         return time.monotonic() - self.started

@@ -141,8 +141,7 @@ def report_in_two_processes(capture: str, keyring: Keyring | None, vantage: str 
         if answer is None or answer[0] != "ok":
             if answer is not None:
                 raise AttackerProcessEnded(f"the attacker's process failed: {answer[1]}")
-            child.wait(5)
-            raise AttackerProcessEnded(f"the attacker's process {child.how()}")
+            raise AttackerProcessEnded(f"the attacker's process {child.how_it_ended()}")
         _, attacker_section, privacy = answer
         report = {"capture": capture_section(accounting), "messages": messages.as_dict()}
         report.update(keyed.report())

@@ -134,7 +134,6 @@ class ProcessPcapSource:
                         raise UserError(self._died()) from None
                     continue
                 except (EOFError, OSError):              # the child's end closed: it ended
-                    self._proc.wait(1)
                     raise UserError(self._died()) from None
                 self._take(acc)
                 if kind == "events":
@@ -148,7 +147,7 @@ class ProcessPcapSource:
             self.close()
 
     def _died(self) -> str:
-        how = self._proc.how()
+        how = self._proc.how_it_ended()
         # frames it had read and not yet handed on: dropped, with why (the stream has counted
         # every event this process yielded by now)
         self.accounting.drop("dissector-died", self.accounting.unaccounted())
@@ -309,7 +308,6 @@ class ProcessLiveSource:
                 except (EOFError, OSError):
                     if self._closed.is_set():
                         return
-                    self._proc.wait(1)
                     raise UserError(self._died()) from None
                 self._take(state)
                 if kind == "events":
@@ -322,7 +320,7 @@ class ProcessLiveSource:
             self.close()
 
     def _died(self) -> str:
-        how = self._proc.how()
+        how = self._proc.how_it_ended()
         self.accounting.drop("dissector-died", self.accounting.unaccounted())
         self.accounting.incomplete = f"the live capture process {how}"
         return f"{self.name}: {self.accounting.incomplete}"
