@@ -10,8 +10,9 @@ then, whatever it is:
   starting *thread*, not the process: start children from a thread that lives as long as they
   should (the main thread, a source's reading thread, a worker's own feeder);
 - it runs in a process group of its own, so Ctrl-C on the terminal reaches only mip6mon, which
-  decides; a forked child ignores SIGINT, and on SIGTERM ends its own group, reaps it and
-  leaves at once (no clean-up that could block: a put into a full queue, a join);
+  decides; a forked child ignores SIGINT, and on SIGTERM ends its own group and its children,
+  starts no new one, reaps them and leaves at once (no clean-up that could block: a put into a
+  full queue, a join);
 - `Child.stop()` ends it (SIGTERM, then SIGKILL after STOP_GRACE seconds) and reaps it; every
   child still running when the interpreter exits is stopped (atexit), so none outlives a
   `report` or a dashboard that ended on an error, SIGTERM or Ctrl-C;
@@ -42,9 +43,11 @@ from typing import IO, Any
 log = logging.getLogger("mip6mon")
 
 PR_SET_PDEATHSIG = 1          # linux/prctl.h
-EXIT_STATUS_SECONDS = 15.0     # a child whose pipe closed has its exit status by then
+EXIT_STATUS_SECONDS = 15.0    # a child whose pipe closed has its exit status by then
 STOP_GRACE = 2.0              # seconds a child has to end after SIGTERM before SIGKILL
 REAP_SECONDS = 0.3            # a forked child ending on SIGTERM waits this long for its own
+                              # children before SIGKILL,
+GIVE_UP_SECONDS = 2.0         # and leaves after this long even with a child not reaped
 
 try:
     _LIBC: ctypes.CDLL | None = ctypes.CDLL(None, use_errno=True)
@@ -197,7 +200,10 @@ def spawn_command(name: str, argv: list[str], stdout: int | IO[Any] | None = Non
                   stderr: int | IO[Any] | None = None) -> Command:
     """Start a program as a supervised child: its own process group, SIGTERM when this
     thread ends (PR_SET_PDEATHSIG holds across exec), stdin from /dev/null. FileNotFoundError
-    when the program is not installed."""
+    when the program is not installed. In a forked child that is ending (_end_now), the
+    calling thread waits for the end instead."""
+    if _ENDING.is_set():
+        threading.Event().wait()
     popen = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=stdout, stderr=stderr,
                              process_group=0, preexec_fn=_command_setup(os.getpid()))
     child = Command(name, popen)
@@ -205,26 +211,39 @@ def spawn_command(name: str, argv: list[str], stdout: int | IO[Any] | None = Non
     return child
 
 
+# set in a forked child once SIGTERM has told it to end: from then on no thread of it starts a
+# child (its dumpcap supervisor would start again the dumpcap _end_now has just killed)
+_ENDING = threading.Event()
+
+
 def _end_now(_signum: int, _frame: object) -> None:
-    """SIGTERM in a forked child (its parent stops it, or died): end the child's own process
-    group, reap it, and leave at once, whatever its threads were doing (a put into a full
-    queue, a write to a pipe nobody reads: a clean-up that waited for them could take
-    forever)."""
+    """SIGTERM in a forked child (its parent stops it, or died): end its own process group and
+    its children, reap them, and leave at once, whatever its threads were doing (a put into a
+    full queue, a write to a pipe nobody reads: a clean-up that waited for them could take
+    forever). It leaves after GIVE_UP_SECONDS even with a child not reaped: that child's
+    parent-death signal ends it then."""
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
-    try:
-        os.killpg(0, signal.SIGTERM)
-    except OSError:
-        pass
-    deadline = time.monotonic() + REAP_SECONDS
+    _ENDING.set()
+    for group in [0, *_own_children()]:          # its children lead groups of their own
+        try:
+            os.killpg(group, signal.SIGTERM)
+        except OSError:
+            pass
+    started = time.monotonic()
     try:
         while True:
             pid, _ = os.waitpid(-1, os.WNOHANG)
             if pid:
                 continue
-            if time.monotonic() > deadline:
+            waited = time.monotonic() - started
+            if waited > GIVE_UP_SECONDS:
+                break
+            if waited > REAP_SECONDS:            # every pass: one a thread started meanwhile too
                 for child in _own_children():
-                    os.kill(child, signal.SIGKILL)
-                deadline = float("inf")
+                    try:
+                        os.kill(child, signal.SIGKILL)
+                    except OSError:
+                        pass
             time.sleep(0.005)
     except ChildProcessError:
         pass                                        # every child reaped
