@@ -215,6 +215,11 @@ class MonitorSession:
         recovering = getattr(self.source, "recovering", None)
         if state == "running" and recovering:
             state, error = "recovering", recovering
+        # and a live capture is `starting` until dumpcap captures (its filter checked, the
+        # capture child forked, dumpcap started): packets sent before then are not seen
+        ready = getattr(self.source, "ready", None)
+        if state == "running" and ready is not None and not ready.is_set():
+            state = "starting"
         status = {"source": self.source.name if hasattr(self.source, "name") else "?",
                   "state": state, "error": error,
                   "read": acc.read, "analysed": acc.analysed, "malformed": acc.malformed,
