@@ -18,6 +18,7 @@ from __future__ import annotations
 import bisect
 from array import array
 from collections import Counter, defaultdict, deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import NamedTuple
 
@@ -319,12 +320,16 @@ class AttackerAnalyzer:
         """frame -> id of the profile holding it."""
         return {f: p.id for p in self.profiles() for f in p.frames}
 
-    def report(self) -> dict:
+    def report(self, profile_dict: Callable[[Profile, float], dict] | None = None) -> dict:
+        """The report's `attacker` section. `profile_dict(profile, threshold)`: how each profile
+        is written instead of Profile.as_dict (monitor.report_attacker.scaled_profile: the
+        scaled form, without a dict per evidence item held at once)."""
         profiles = self.profiles()
         evidence = self._linker.evidence()
         fired = Counter(e.rule for e in evidence)
         linking = Counter(e.rule for e in evidence if e.confidence >= self.threshold)
-        names = self.profile_names()
+        names = self.profile_names() if profile_dict is None else {}
+        write = profile_dict or (lambda p, threshold: p.as_dict(threshold, names))
         return {
             "vantage": self.vantage,
             "packets_seen": len(self._frames),
@@ -337,7 +342,7 @@ class AttackerAnalyzer:
             "rules": [{"name": r.name, "model": r.model, "section": r.section,
                        "description": r.description, "fired": fired.get(r.name, 0),
                        "linking": linking.get(r.name, 0)} for r in self.rules],
-            "profiles": [p.as_dict(self.threshold, names) for p in profiles],
+            "profiles": [write(p, self.threshold) for p in profiles],
         } | ({"window": self.max_packets, "forgotten": self.forgotten}
              if self.max_packets is not None else {})
 
