@@ -31,7 +31,7 @@ from monitor.attacker import AttackerAnalyzer, attacker_text
 from monitor.engines import DEFAULT_ENGINE, pcap_source, source_probe
 from monitor.keyed import KeyedAnalyzer, keyed_text
 from monitor.privacy import privacy_score, privacy_text
-from monitor.report_attacker import Forward, KeyedTruth, scaled_attacker
+from monitor.report_attacker import Forward, KeyedTruth, scaled_attacker, scaled_attacker_of
 from monitor.stream import EventStream
 
 
@@ -175,13 +175,16 @@ def capture_section(acc: Accounting) -> dict:
             "filtered_unwalked": dict(sorted(acc.unwalked.items()))}
 
 
-def build_report(analysis: Analysis) -> dict:
+def build_report(analysis: Analysis, scaled_attacker: bool = False) -> dict:
+    """The whole report; `scaled_attacker`: its attacker section in its scaled form already
+    (what `scaled(report, attacker_scaled=True)` expects: never the whole section held)."""
     report = {
         "capture": capture_section(analysis.accounting),
         "messages": analysis.messages.as_dict(),
     }
     report.update(analysis.keyed.report())      # home_bindings, correspondent_bindings, findings
-    report["attacker"] = analysis.attacker.report()
+    report["attacker"] = (scaled_attacker_of(analysis.attacker) if scaled_attacker
+                          else analysis.attacker.report())
     report["privacy"] = privacy_score(analysis.attacker, analysis.keyed)
     return report
 
@@ -239,8 +242,9 @@ def command_report(args) -> int:
                   file=sys.stderr)
     if report is None:
         report = build_report(analyse(args.capture, keyring, args.vantage, notes=False,
-                                      engine=engine, progress=progress))
-        shown = report if detail else scaled(report)
+                                      engine=engine, progress=progress),
+                              scaled_attacker=not detail)
+        shown = report if detail else scaled(report, attacker_scaled=True)
     if args.format == "json":
         # the encoder's chunks written a few thousand at a time: json.dump writes each of a
         # 200,000-packet report's ~350,000 chunks on its own (0.5-0.9 s, profiled), and
