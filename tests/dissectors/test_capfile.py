@@ -141,3 +141,35 @@ def test_a_fifo_or_a_device_is_refused_without_blocking(tmp_path):
     for path in (str(fifo), "/dev/zero"):
         with pytest.raises(capfile.NotARegularFile):
             capfile.open_capture(path)
+
+
+def _both_ways(data: bytes) -> tuple[object, object]:
+    """(records and damage by `blocks`, the same by `records`: the pcap reader's buffered
+    path) of a stream."""
+    out = []
+    for read_all in (lambda f, d: [b.record for b in capfile.blocks(f, d) if b.record],
+                     lambda f, d: list(capfile.records(f, d))):
+        drops = capfile.DropCounter()
+        out.append((read_all(BytesIO(data), drops), drops.damage))
+    return out[0], out[1]
+
+
+def test_pcap_records_read_buffered_are_the_blocks_frames_whole_or_cut_anywhere():
+    """records() cuts pcap frames from 1 MiB reads; blocks() reads each on its own: the same
+    frames and the same damage (where, which record, why), frames longer than one read too."""
+    big = struct.pack("<IHHiIII", 0xA1B2C3D4, 2, 4, 0, 0, 65535, 231)   # D-Bus: 128 MiB frames
+    big += b"".join(record(bytes([n % 251]) * n) for n in (10, 3 << 20, 5, (1 << 20) - 3, 7))
+    small = pcap(*(record(PKT + bytes(n % 97)) for n in range(30_000)))   # several reads
+    for data in (big, small):
+        cuts = {len(data), len(data) - 1, 24, 30, 24 + 16 + 10 + 8, 24 + 16 + 10 + 16 + 100,
+                *range(len(data) - 200_000, len(data), 77_777), (1 << 20) + 5}
+        for cut in sorted(c for c in cuts if 24 <= c <= len(data)):
+            by_blocks, by_records = _both_ways(data[:cut])
+            assert by_records == by_blocks, cut
+    assert len(_both_ways(small)[1][0]) == 30_000
+    at = 24 + sum(16 + len(PKT) + n % 97 for n in range(20_000))      # record 20,001
+    bad = bytearray(small)
+    bad[at + 8:at + 12] = struct.pack("<I", 1 << 30)                       # its captured length
+    by_blocks, by_records = _both_ways(bytes(bad))
+    assert by_records == by_blocks and len(by_records[0]) == 20_000
+    assert "larger than" in by_records[1].reason and by_records[1].offset == at
