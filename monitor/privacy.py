@@ -111,9 +111,11 @@ def privacy_score(attacker, keyed) -> dict:
     """Score the attacker's profiles against the keyed truth; nulls when there is no truth."""
     truth, trails = _truth(keyed)
     profiles = attacker.profiles()
-    profile_of = {f: p.id for p in profiles for f in p.frames}
-    scored = [f for f in profile_of if f in truth]
-    result: dict = {"vantage": attacker.vantage, "frames_scored": len(scored),
+    # frames the truth knows, by (profile id, node), in the profiles' frame order (a frame is
+    # in one profile); counted as they come: no dict or list of every frame (2,000,000 packets
+    # at 10 %: 200,000 frames, ~12 MB more at the attacker process's peak)
+    cells = Counter((p.id, truth[f]) for p in profiles for f in p.frames if f in truth)
+    result: dict = {"vantage": attacker.vantage, "frames_scored": sum(cells.values()),
                     "nodes_total": len(set(truth.values())),
                     "link_precision": None, "link_recall": None,
                     "care_of_addresses": 0, "care_of_tied": 0, "care_of_tied_fraction": None,
@@ -125,9 +127,11 @@ def privacy_score(attacker, keyed) -> dict:
         return result
 
     # pairwise precision / recall from the contingency table (no O(n^2) pair loop)
-    cells = Counter((profile_of[f], truth[f]) for f in scored)
-    per_profile = Counter(profile_of[f] for f in scored)
-    per_node = Counter(truth[f] for f in scored)
+    per_profile: Counter = Counter()
+    per_node: Counter = Counter()
+    for (pid, node), n in cells.items():
+        per_profile[pid] += n
+        per_node[node] += n
     together = sum(_pairs(n) for n in cells.values())
     linked = sum(_pairs(n) for n in per_profile.values())
     same_node = sum(_pairs(n) for n in per_node.values())
