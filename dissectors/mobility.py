@@ -128,10 +128,11 @@ def checksum_ok(mh: bytes, src: bytes, dst: bytes) -> bool:
     data = src + dst + len(mh).to_bytes(4, "big") + b"\x00\x00\x00\x87" + mh
     if len(data) % 2:
         data += b"\x00"
-    total: int = sum(memoryview(data).cast("H"))
-    while total >> 16:
-        total = (total & 0xFFFF) + (total >> 16)
-    return total == 0xFFFF
+    # the folded sum is the sum of the words modulo 0xFFFF (2**16 = 1 mod 0xFFFF), in
+    # 1..0xFFFF unless every word is 0: 0xFFFF exactly when the octets, read as one number,
+    # are a non-zero multiple of 0xFFFF (one C call instead of a Python sum of the words)
+    number = int.from_bytes(data, "big")
+    return number != 0 and number % 0xFFFF == 0
 
 
 def header_len_short(mh_type: int, header_len: int) -> bool:

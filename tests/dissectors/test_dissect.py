@@ -8,6 +8,8 @@ import subprocess
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from scapy.all import MIP6MH_BA, MIP6MH_BU, UDP, ICMPv6MPAdv, ICMPv6NDOptPrefixInfo, IPv6, Raw
 
 from dissectors import espsa
@@ -355,3 +357,35 @@ def test_what_the_walk_does_not_look_into_is_counted_with_why(tmp_path):
     assert acc.filtered == 3 and acc.unwalked == {
         "GTP-U (UDP 2152) not walked": 1, "L2TP (UDP 1701) not walked": 1,
         "IPv6 fragment (not reassembled)": 1}
+
+
+def _folded_checksum_ok(mh: bytes, src: bytes, dst: bytes) -> bool:
+    """RFC 1071's folding, word by word: what checksum_ok computes in one call."""
+    data = src + dst + len(mh).to_bytes(4, "big") + b"\x00\x00\x00\x87" + mh
+    data += bytes(len(data) % 2)
+    total = sum(int.from_bytes(data[i:i + 2], "big") for i in range(0, len(data), 2))
+    while total >> 16:
+        total = (total & 0xFFFF) + (total >> 16)
+    return total == 0xFFFF
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.binary(min_size=0, max_size=80), st.binary(min_size=16, max_size=16),
+       st.binary(min_size=16, max_size=16))
+def test_mh_checksum_is_rfc_1071s_folded_sum(mh, src, dst):
+    from dissectors.mobility import checksum_ok
+    assert checksum_ok(mh, src, dst) == _folded_checksum_ok(mh, src, dst)
+    if len(mh) >= 6:            # the right checksum set (RFC 6275 6.1.1): it verifies
+        zeroed = mh[:4] + bytes(2) + mh[6:]
+        data = src + dst + len(mh).to_bytes(4, "big") + b"\x00\x00\x00\x87" + zeroed
+        data += bytes(len(data) % 2)
+        total = sum(int.from_bytes(data[i:i + 2], "big") for i in range(0, len(data), 2))
+        while total >> 16:
+            total = (total & 0xFFFF) + (total >> 16)
+        right = zeroed[:4] + (~total & 0xFFFF).to_bytes(2, "big") + zeroed[6:]
+        assert checksum_ok(right, src, dst) and _folded_checksum_ok(right, src, dst)
+        wrong = zeroed[:4] + ((~total + 1) & 0xFFFF).to_bytes(2, "big") + zeroed[6:]
+        assert not checksum_ok(wrong, src, dst) and not _folded_checksum_ok(wrong, src, dst)
+    zero = bytes(len(mh))       # all-zero octets sum to 0, never 0xFFFF
+    assert checksum_ok(zero, bytes(16), bytes(16)) is _folded_checksum_ok(zero, bytes(16),
+                                                                          bytes(16))
