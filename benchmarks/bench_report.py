@@ -14,7 +14,7 @@ million take seconds. Then, in the same run, each path runs as its own process:
   report --keys  : the same with the keyring
   report --keys 1p, 2p: the same in one process, and with the attacker in a second process
                    beside the keyed view (monitor.report.two_processes, which the two above
-                   choose by the machine's load)
+                   choose by the capture's size and the machine's cores)
 and prints wall and CPU seconds, packets per second, the ratio to tshark (> 1: faster than
 tshark) and the peak RSS of each path, summed over all its processes (each process's VmHWM). The
 machine is often shared: the ratios in one run are what to compare, and the load average is
@@ -197,7 +197,7 @@ def paths(capture: Path, keyring: Path) -> dict[str, list[str]]:
         "dissect+keys": [sys.executable, "-c", STAGE, str(capture), str(keyring)],
         "report": report,
         "report --keys": report + ["--keys", str(keyring)],
-        # the attacker beside the keyed view or after it, whatever the machine's load
+        # the attacker beside the keyed view or after it, whatever the capture's size
         # (monitor.report.two_processes decides for the two above)
         "report --keys 1p": ["env", "MIP6MON_ONE_PROCESS=1", *report, "--keys", str(keyring)],
         "report --keys 2p": ["env", "MIP6MON_ONE_PROCESS=0", *report, "--keys", str(keyring)],
