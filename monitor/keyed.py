@@ -171,9 +171,12 @@ def _short(address: str | None) -> str:
 
 
 # With max_frames (a live capture): the newest accepted BUs of each cache and findings kept
-# (the dashboard's panes show the newest 50), and care-of points per node (its plot: 200)
+# (the dashboard's panes show the newest 50), and care-of points per node: what its plot shows
+# (web.panes CARE_OF_TRAILS, 200). 1,000 a node in each cache (twice that before a History
+# dropped) held ~40 MB of a 50-node crowd's trails, filled only after 25 minutes at 2,000
+# packets/s: the dashboard grew for that long (issue 12)
 LIVE_HISTORY = 10_000
-LIVE_TRAIL_POINTS = 1_000
+LIVE_TRAIL_POINTS = 200
 
 
 class KeyedAnalyzer:

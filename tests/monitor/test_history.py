@@ -108,3 +108,15 @@ def test_live_keyed_view_forgets_old_frames_waiting_for_a_pseudo_use(tmp_path):
         for use, frames in state.clear_waiting.items():
             newest = max(frames)
             assert sorted(frames) == [f for f in whole_uses[hoa, use] if f > newest - 50]
+
+
+def test_history_holds_at_most_an_eighth_more_than_it_keeps():
+    """What a live view holds at its peak stays resident (issue 12's soak): a History drops
+    its oldest an eighth of `keep` at a time, never holding twice `keep`."""
+    h: History[int] = History(keep=800)
+    peak = 0
+    for i in range(10_000):
+        h.append(i)
+        peak = max(peak, len(list(h)))
+    assert 800 <= len(list(h)) <= peak == 900
+    assert list(h) == list(range(10_000 - len(list(h)), 10_000)) and len(h) == 10_000
