@@ -36,7 +36,9 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 NETNS = f"mip6soak{os.getpid()}"
-CAPTURED, SENDING = "mip6sa", "mip6sb"
+# the veth pair named by this run too (15 characters at most): two soaks, or a soak and the
+# root tests' fixed names, never take each other's interface
+CAPTURED, SENDING = f"mip6sa{os.getpid()}", f"mip6sb{os.getpid()}"
 
 SENDER = """
 import socket, struct, sys, time
@@ -166,6 +168,22 @@ def tree_rss(pid: int) -> dict[str, float]:
     return by_name
 
 
+def rss_slopes(samples: list[tuple[float, dict[str, float]]], since: float
+               ) -> dict[str, float]:
+    """Least-squares slope of each process's RSS (MB a minute) over the samples from `since`
+    seconds on: flat is the target once the live windows are full."""
+    out = {}
+    for name in {k for _, parts in samples for k in parts}:
+        points = [(t / 60, parts[name]) for t, parts in samples if t >= since and name in parts]
+        if len(points) < 3:
+            continue
+        mt = sum(t for t, _ in points) / len(points)
+        mv = sum(v for _, v in points) / len(points)
+        var = sum((t - mt) ** 2 for t, _ in points)
+        out[name] = sum((t - mt) * (v - mv) for t, v in points) / var if var else 0.0
+    return out
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=float, default=3600.0)
@@ -173,6 +191,8 @@ def main() -> int:
     parser.add_argument("--nodes", type=int, default=50, help="mobile nodes in the crowd")
     parser.add_argument("--every", type=float, default=30.0, help="seconds between samples")
     parser.add_argument("--max-mb", type=float, default=400.0)
+    parser.add_argument("--flat-from", type=float, default=180.0,
+                        help="seconds after which each process's RSS slope is measured")
     args = parser.parse_args()
     if os.geteuid() != 0:
         print("soak_live: needs root (network namespaces)", file=sys.stderr)
@@ -222,9 +242,11 @@ def main() -> int:
             print(f"soak: {args.seconds:.0f} s at {args.rate:.0f} pkt/s, {distinct} distinct "
                   f"mobility frames of a {args.nodes}-node crowd, round and round", flush=True)
             start, peak = time.monotonic(), 0.0
+            samples: list[tuple[float, dict[str, float]]] = []
             while sender.poll() is None:
                 time.sleep(min(args.every, 1.0) if args.every < 1 else args.every)
                 s, parts = status(), tree_rss(server.pid)
+                samples.append((time.monotonic() - start, parts))
                 rss = sum(parts.values())
                 peak = max(peak, rss)
                 print(f"{time.monotonic() - start:7.0f} s  read {s['read']:>9}  analysed "
@@ -258,6 +280,10 @@ def main() -> int:
                   f"{s.get('dropped_reasons', {})}  restarts {sup.get('restarts')}  gaps "
                   f"{sup.get('gaps_total')}")
             print(f"peak rss {peak:.1f} MB (dashboard + children)  load {os.getloadavg()}")
+            slopes = rss_slopes(samples, args.flat_from)
+            if slopes:
+                print(f"rss slope from {args.flat_from:.0f} s, MB/min: "
+                      + ", ".join(f"{k} {v:+.2f}" for k, v in sorted(slopes.items())))
             targets = {"every packet read, none dropped": ok_count,
                        "read = analysed + filtered + malformed + dropped": ok_all,
                        f"peak rss < {args.max_mb:.0f} MB": peak < args.max_mb,
