@@ -11,7 +11,8 @@ believes is one node, with its trail of care-of addresses, the addresses it used
 correspondents, the evidence that holds it together with each link's confidence and the
 candidates it ruled out) and, for each profile, the anonymity set of the profiles it could not
 tell it apart from. The state is bounded: indexes forget what is older than the linker's
-horizon, and a live analyzer (`max_packets`) keeps only its newest packets in its profiles.
+horizon, and a live analyzer (`max_packets`) keeps only what it observed of the newest packets
+it was fed in its profiles.
 """
 from __future__ import annotations
 
@@ -117,9 +118,12 @@ class AttackerAnalyzer:
     def __init__(self, vantage: str = "all", rules: tuple[Rule, ...] = RULES,
                  threshold: float = THRESHOLD, max_packets: int | None = None,
                  wait: float = WAIT):
-        """`max_packets`: profiles hold only the newest packets (a live capture that runs for
-        days: what the attacker learnt from older ones stays linked, their frames are
-        forgotten); None keeps everything (a capture file, whose report must be whole).
+        """`max_packets`: profiles hold only what was observed of the newest `max_packets`
+        packets fed (a live capture that runs for days: what the attacker learnt from older
+        ones stays linked, their frames are forgotten); None keeps everything (a capture file,
+        whose report must be whole). Packets fed, not observed: the dashboard feeds the four
+        vantage points the same packets, and one that observes a sixth of them (HA-CN in a
+        crowd) held a window six times as long, still filling after the others (issue 12).
         `wait`: seconds of capture a decision waits for competing candidates."""
         if vantage not in VANTAGE_PATHS:
             raise ValueError(f"unknown vantage point {vantage!r}")
@@ -129,10 +133,13 @@ class AttackerAnalyzer:
         self.max_packets = max_packets
         self.wait = wait
         self.forgotten = 0                 # packets dropped from the front of the window
+        self._fed = 0                      # packets fed so far (the window counts these)
+        self._placed = 0                   # position fed of the newest packet placed
         self._roles = Roles()
         self._seen = VANTAGE_PATHS[vantage]
         self._linker = Linker(rules, threshold, wait)
-        self._waiting: deque[tuple[int, float, int, View]] = deque()   # to be placed
+        # to be placed: (frame, time, length, view, position fed)
+        self._waiting: deque[tuple[int, float, int, View, int]] = deque()
         self._now = float("-inf")
         self._placement: Counter = Counter()
         # the packets seen, in the order observed (frame order): three columns, and each
@@ -140,6 +147,7 @@ class AttackerAnalyzer:
         self._frames = array("q")
         self._times = array("d")
         self._place_of = array("l")
+        self._fed_at = array("q")       # each one's position in what was fed (increasing)
         self._places: list[_Place] = []
         self._place_ids: dict[_Place, int] = {}
         self._ordered = True            # frames observed in increasing order (bisect finds one)
@@ -147,6 +155,7 @@ class AttackerAnalyzer:
 
     # -- addon hooks ---------------------------------------------------------------------------
     def packet(self, event: PacketEvent) -> None:
+        self._fed += 1
         if event.malformed or not event.layers:
             return
         view = visible(event)          # drops everything after the first ESP header
@@ -155,10 +164,10 @@ class AttackerAnalyzer:
         if self._roles.learn(event.frame, view):
             # a home agent just recognised: what the waiting packets say about care-of
             # addresses and home prefixes changes with it
-            for _, _, _, waiting in self._waiting:
+            for _, _, _, waiting, _ in self._waiting:
                 self._roles.learn_sides(waiting)
         self._roles.learn_sides(view)
-        self._waiting.append((event.frame, event.time, event.length, view))
+        self._waiting.append((event.frame, event.time, event.length, view, self._fed))
         self._now = max(self._now, event.time)
         self._place(self._now - PLACE_WAIT)
         self._trim()
@@ -186,15 +195,16 @@ class AttackerAnalyzer:
         """Place and observe the packets that have waited long enough."""
         waiting, roles = self._waiting, self._roles
         while waiting and waiting[0][1] < before:
-            frame, time, length, view = waiting.popleft()
+            frame, time, length, view, fed = waiting.popleft()
+            self._placed = fed
             path = place(view, roles)
             self._placement[path] += 1
             if path in self._seen:
                 obs = observe(frame, time, view, path, roles, length)
-                self._keep(obs)
+                self._keep(obs, fed)
                 self._linker.add(obs)
 
-    def _keep(self, obs: Observation) -> None:
+    def _keep(self, obs: Observation, fed: int) -> None:
         place: _Place = (obs.path, obs.care_of, obs.homes, obs.correspondent)
         pid = self._place_ids.get(place)
         if pid is None:
@@ -205,15 +215,25 @@ class AttackerAnalyzer:
         self._frames.append(obs.frame)
         self._times.append(obs.time)
         self._place_of.append(pid)
+        self._fed_at.append(fed)
 
     def _trim(self) -> None:
-        if self.max_packets is not None and len(self._frames) > self.max_packets * 1.1:
-            # forget a tenth at once (rebuilding the groups costs the window)
-            drop = len(self._frames) - self.max_packets
-            oldest = self._frames[drop]
-            del self._frames[:drop], self._times[:drop], self._place_of[:drop]
-            self.forgotten += drop
-            self._linker.keep_frames(oldest)
+        """Forget what was observed of packets fed before the newest `max_packets` placed (those
+        still waiting to be placed are not in the window yet), a tenth of the window at once
+        (rebuilding the groups costs the window)."""
+        window = self.max_packets
+        if window is None or not self._frames:
+            return
+        slack = window // 10
+        if self._fed_at[0] > self._placed - window - slack:
+            return
+        # positions fed increase along the columns (packets are placed in the order fed)
+        drop = bisect.bisect_right(self._fed_at, self._placed - window)
+        oldest = self._frames[drop] if drop < len(self._frames) else max(self._frames) + 1
+        del self._frames[:drop], self._times[:drop], self._place_of[:drop], \
+            self._fed_at[:drop]
+        self.forgotten += drop
+        self._linker.keep_frames(oldest)
 
     # -- results -------------------------------------------------------------------------------
     def _at(self, i: int) -> Seen:

@@ -185,10 +185,12 @@ class UnionFind:
                     yield base + i
 
     def find(self, x: int) -> int:
+        """x's root; a frame not held is its own and is not added: a decision that looks up a
+        frame a live window forgot (an index entry older than the window) must not bring it
+        back, with a chunk of its own, until the next trim (issue 12)."""
         chunks, bits, mask = self._chunks, self.CHUNK_BITS, self.CHUNK - 1
         chunk = chunks.get(x >> bits)
         if chunk is None or chunk[x & mask] == -1:
-            self.add(x)
             return x
         root = x
         parent = chunk[x & mask]
@@ -203,6 +205,8 @@ class UnionFind:
         return root
 
     def union(self, a: int, b: int) -> bool:
+        self.add(a)
+        self.add(b)
         ra, rb = self.find(a), self.find(b)
         if ra == rb:
             return False
