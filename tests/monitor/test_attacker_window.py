@@ -59,3 +59,20 @@ def test_a_live_window_holds_the_newest_packets_fed_at_every_vantage(crowd_event
     # tenth forgotten at once)
     assert sizes[-1] and max(sizes[3:]) <= max(sizes[2:4]) * 1.1 + 1
     assert attacker.report()["forgotten"] > 0
+
+
+def test_timing_rules_keep_only_what_a_decision_still_reads(crowd_events):
+    """The timing rules' indexes hold 2 x RATE_SPAN of capture (a claim is decided
+    RR_WINDOW + FORWARD_WINDOW after its subject, and reads RATE_SPAN around it), forgotten
+    every RATE_SPAN; at 2,000 packets/s each second kept is 2,000 observations."""
+    from monitor.linking import RATE_SPAN, Timing
+    attacker = AttackerAnalyzer("all", max_packets=len(crowd_events))
+    for batch in laps(crowd_events, 12):
+        for e in batch:
+            attacker.packet(e)
+    linker = attacker._linker
+    timing = [f for f in linker.finders if isinstance(f, Timing)]
+    assert timing and linker.now - min(e.time for e in crowd_events) > 100
+    held = [o.time for f in timing for table in (f.index, f.subjects)
+            for times in table.values() for o in times.items[times.start:]]
+    assert held and min(held) >= linker.now - 3 * RATE_SPAN
