@@ -56,12 +56,21 @@ def _running(pid: int) -> bool:
 
 
 
+# `mip6mon ARGS` as a shell runs a job in the foreground of a terminal, where Ctrl-C reaches it:
+# SIGINT at its default. A test run started in the background of a script inherits SIGINT
+# ignored (POSIX shells ignore it for asynchronous commands), Python then keeps it ignored, and
+# the replay rightly never saw the Ctrl-C: the suite hung there for 30 s and failed.
+AS_A_FOREGROUND_JOB = ("import os, signal, sys; signal.signal(signal.SIGINT, signal.SIG_DFL); "
+                       "os.execv(sys.executable, [sys.executable, '-m', 'monitor.cli', "
+                       "*sys.argv[1:]])")
+
+
 def _replay(capture: Path, *args: str, children: int = 2
             ) -> tuple[subprocess.Popen, set[int], str]:
     """`mip6mon replay` in its own process group, once `children` descendants run (its
     dissector and attacker children; the dissector runs no tshark since issue 10); and its
     dashboard URL."""
-    proc = subprocess.Popen([sys.executable, "-m", "monitor.cli", "replay", str(capture),
+    proc = subprocess.Popen([sys.executable, "-c", AS_A_FOREGROUND_JOB, "replay", str(capture),
                              "--port", "0", *args], cwd=ROOT, stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True, start_new_session=True)
     url = proc.stdout.readline().strip().rpartition(" ")[2]
@@ -90,7 +99,12 @@ def test_sigterm_and_ctrl_c_end_the_replay_quickly_and_quietly(big_capture, how)
         os.killpg(proc.pid, signal.SIGINT)           # Ctrl-C: the terminal's whole group
     else:
         os.kill(proc.pid, signal.SIGTERM)
-    _, err = proc.communicate(timeout=30)
+    try:
+        _, err = proc.communicate(timeout=30)
+    finally:
+        if proc.poll() is None:                      # failed: leave nothing running behind
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(10)
     took = time.monotonic() - started
     assert took < 2.0, took
     assert "Traceback" not in err and "KeyboardInterrupt" not in err and "SystemExit" not in err
