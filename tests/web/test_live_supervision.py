@@ -111,31 +111,32 @@ def _live_on_loopback():
     return server
 
 
+def _stat(pid: int) -> tuple[str, int] | None:
+    """A process's state letter and parent, from /proc; None once it is gone."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            state, parent = f.read().rsplit(")", 1)[1].split()[:2]
+    except OSError:
+        return None
+    return state, int(parent)
+
+
 def _alive(pids: set[int]) -> list[int]:
-    alive = []
-    for p in pids:
-        try:
-            with open(f"/proc/{p}/stat") as f:
-                if f.read().rsplit(")", 1)[1].split()[0] != "Z":
-                    alive.append(p)
-        except OSError:
-            pass
-    return alive
+    return [p for p in pids if (stat := _stat(p)) is not None and stat[0] != "Z"]
 
 
 def _described(pids: list[int]) -> list[str]:
     """Each process as "pid name (parent P, state S)", for a failure's message."""
     described = []
     for pid in pids:
+        stat = _stat(pid)
         try:
-            with open(f"/proc/{pid}/stat") as f:
-                stat = f.read()
             with open(f"/proc/{pid}/cmdline", "rb") as f:
                 argv = f.read().replace(b"\0", b" ").decode(errors="replace")[:120]
         except OSError:
             continue
-        state, parent = stat.rsplit(")", 1)[1].split()[:2]
-        described.append(f"{pid} {argv} (parent {parent}, state {state})")
+        if stat is not None:
+            described.append(f"{pid} {argv} (parent {stat[1]}, state {stat[0]})")
     return described
 
 
@@ -151,8 +152,7 @@ def test_a_live_dashboard_ended_leaves_no_capture_process_behind(ending):
         dumpcap = _capturing_dumpcap(server)
         assert dumpcap in helpers and len(helpers) >= 3, helpers   # + the live child, attacker
         # dumpcap is the capture child's, not the dashboard's own
-        with open(f"/proc/{dumpcap}/stat") as f:
-            assert int(f.read().rsplit(")", 1)[1].split()[1]) != server.process.pid
+        assert _stat(dumpcap)[1] != server.process.pid
         os.kill(server.process.pid, ending)
         server.process.wait(15)
         deadline = time.monotonic() + 10
@@ -170,8 +170,7 @@ def test_a_dead_capture_child_turns_the_state_to_error_never_running():
     capture any more, so the dashboard says so in one line, and nothing read is unaccounted."""
     server = _live_on_loopback()
     try:
-        with open(f"/proc/{_capturing_dumpcap(server)}/stat") as f:
-            capture_child = int(f.read().rsplit(")", 1)[1].split()[1])
+        capture_child = _stat(_capturing_dumpcap(server))[1]
         assert capture_child != server.process.pid
         os.kill(capture_child, signal.SIGKILL)
         status = wait_status(server, ("error",), timeout=30)
