@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from dissectors.protocol import PATHS
-from keys.errors import UserError
+from keys.errors import EXIT_INCOMPLETE, UserError
 from keys.keyring import load_keyring
 from monitor.tables import markdown_table, text_table
 
@@ -41,6 +41,9 @@ class Measurement:
     capture: str
     attacker: dict
     privacy: dict
+    # why the capture was not read to its end (issue 13), None when it was: a metric of part
+    # of a capture must not pass for the whole one's
+    incomplete: str | None = None
 
     def row(self, key: str):
         p = self.privacy
@@ -55,6 +58,7 @@ class Measurement:
 
     def as_dict(self) -> dict:
         return {"label": self.label, "capture": self.capture,
+                "complete": self.incomplete is None, "incomplete_reason": self.incomplete,
                 "summary": {key: self.row(key) for key, _ in ROWS},
                 "privacy": self.privacy,
                 "rules": self.attacker.get("rules", []),
@@ -76,7 +80,18 @@ def measure(capture: str, keys: str | None, vantage: str = "all",
     keyring = load_keyring(keys, allow_insecure) if keys else None
     analysis = analyse(capture, keyring, vantage, progress=f"compare {label_of(capture)}")
     return Measurement(label_of(capture), capture, analysis.attacker.report(),
-                       privacy_score(analysis.attacker, analysis.keyed))
+                       privacy_score(analysis.attacker, analysis.keyed),
+                       analysis.accounting.incomplete)
+
+
+def warn_incomplete(measurements: list[Measurement]) -> int:
+    """One line on stderr per capture not read to its end, as `report` says it; the exit
+    status: EXIT_INCOMPLETE when any was, else 0."""
+    cut = [m for m in measurements if m.incomplete is not None]
+    sys.stdout.flush()
+    for m in cut:
+        print(f"mip6mon: incomplete: {m.capture}: {m.incomplete}", file=sys.stderr)
+    return EXIT_INCOMPLETE if cut else 0
 
 
 def _cell(value) -> str:
@@ -113,7 +128,7 @@ def command_compare(args) -> int:
         sys.stdout.write("\n")
     else:
         sys.stdout.write(f"attacker at {vantage}\n{render_table([a, b])}\n")
-    return 0
+    return warn_incomplete([a, b])
 
 
 # ---- docs/compare.md ----------------------------------------------------------------------
@@ -225,10 +240,12 @@ def _lab_tables(dirs: list[str], vantage: str) -> int:
     def measured(d: str, v: str) -> Measurement:
         return measure(str(Path(d) / "capture.pcapng"), str(Path(d) / "keyring.toml"), v)
     if vantage != "matrix":
-        sys.stdout.write(render_markdown([measured(d, vantage) for d in dirs], vantage))
-        return 0
+        measurements = [measured(d, vantage) for d in dirs]
+        sys.stdout.write(render_markdown(measurements, vantage))
+        return warn_incomplete(measurements)
     labels = [Path(d).name for d in dirs]
     grid = {label: {v: measured(d, v) for v in PATH_VANTAGES}
             for label, d in zip(labels, dirs, strict=True)}
     sys.stdout.write(render_matrix(labels, grid))
-    return 0
+    # one line per capture, not one per vantage point
+    return warn_incomplete([grid[label][PATH_VANTAGES[-1]] for label in labels])

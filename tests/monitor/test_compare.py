@@ -69,3 +69,24 @@ def test_markdown_rows_have_a_sentence(runs):
     assert "`baseline`: the attacker links every packet of each node into one profile" in md
     assert "ties every care-of address to the real home address" in md
     assert "`mn-initiated-rr`:" in md and "ties 0 of 2 care-of addresses" in md
+
+
+def test_a_damaged_capture_is_compared_but_said_incomplete(runs, tmp_path):
+    # issue 13: a metric of part of a capture must not pass for the whole one's
+    from keys.errors import EXIT_INCOMPLETE
+    from tests.fuzz.captures import Capture
+    from tests.fuzz.conftest import base_capture
+    base = base_capture()
+    cut = tmp_path / "cut.pcapng"
+    cut.write_bytes(Capture(base.kind, base.endian, base.units,
+                            cut=len(base.to_bytes()) - 30).to_bytes())
+    whole = runs / "baseline" / "capture.pcapng"
+    for fmt in ("text", "json"):
+        r = run_cli("compare", str(whole), str(cut), "--format", fmt)
+        assert r.returncode == EXIT_INCOMPLETE == 3
+        [line] = r.stderr.strip().splitlines()
+        assert line.startswith(f"mip6mon: incomplete: {cut}: damaged capture: ")
+    assert r.stdout.strip()                         # the table is there all the same
+    doc = json.loads(r.stdout)
+    assert doc["a"]["complete"] is True and doc["a"]["incomplete_reason"] is None
+    assert doc["b"]["complete"] is False and "cut short" in doc["b"]["incomplete_reason"]
