@@ -15,6 +15,7 @@ from pathlib import Path
 
 from werkzeug.serving import WSGIRequestHandler
 
+from dissectors.dissect import check_capture_file
 from keys.errors import UserError
 from web.capture_tools import CaptureTools
 from web.session import MonitorSession, parse_speed
@@ -228,8 +229,9 @@ LIVE_ATTACKER_WINDOW = 30_000     # newest packets each live attacker analyses
 
 def command_replay(args) -> int:
     capture = args.capture
-    if not os.path.isfile(capture):
-        raise UserError(f"{capture}: no such capture file")
+    # report's check, so both say the same of a missing file, a directory, a FIFO or a device
+    # (a FIFO is not "no such file": it is there, and reading it could wait forever)
+    check_capture_file(capture)
     speed = parse_speed(getattr(args, "speed", "1"))
     keys = getattr(args, "keys", None)
     keyring = _keyring(keys, getattr(args, "allow_insecure_keyring", False))

@@ -26,13 +26,17 @@ def get_json(url: str) -> dict:
 
 
 @pytest.mark.parametrize("argv, message", [
-    (("replay", "/nonexistent/capture.pcapng"), "no such capture file"),
-    (("replay", __file__), "not"),
+    (("replay", "/nonexistent/capture.pcapng"), "no such file"),
+    (("replay", __file__), "not a capture file"),
+    (("replay", "FIFO"), "not a regular file"),
+    (("replay", "/"), "not a regular file"),
     (("replay", "CAPTURE", "--speed", "fast"), "--speed must be 1, 10 or max"),
     (("replay", "CAPTURE", "--keys", "/nonexistent/keyring.toml"), "keyring"),
 ])
-def test_bad_input_is_one_line_and_exit_2(argv, message, ctr_lab):
-    argv = tuple(str(ctr_lab.capture) if a == "CAPTURE" else a for a in argv)
+def test_bad_input_is_one_line_and_exit_2(argv, message, ctr_lab, tmp_path):
+    fifo = tmp_path / "capture.pcapng"
+    os.mkfifo(fifo)         # there, but not a file: reading it would wait for a writer
+    argv = tuple({"CAPTURE": str(ctr_lab.capture), "FIFO": str(fifo)}.get(a, a) for a in argv)
     done = run_cli(*argv)
     assert done.returncode == 2, done.stderr
     lines = done.stderr.strip().splitlines()
