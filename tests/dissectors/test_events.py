@@ -64,3 +64,37 @@ def test_esp_as_the_dissector_leaves_it_round_trips_bundles_and_reasons_included
     assert again == event == pickle.loads(pickle.dumps(event))
     assert again.esp_headers() == (outer, inner)
     assert again.layers[0].esp.bundled.payload == b"\x00\x01ciphertext"
+
+
+def test_event_classes_stay_frozen_dataclasses_with_their_constructor():
+    """Their `__init__` stores through the slots (faster, dissectors.events); every class keeps
+    the dataclass's parameters and defaults, fills each field from its argument (by position
+    and by name), refuses assignment, and works with dataclasses.replace."""
+    import dataclasses
+    import inspect
+
+    import pytest
+
+    from dissectors.events import _TYPES
+
+    for cls in _TYPES.values():
+        fields = dataclasses.fields(cls)
+        assert dataclasses.is_dataclass(cls)
+        params = list(inspect.signature(cls).parameters.values())
+        assert [p.name for p in params] == [f.name for f in fields]
+        assert [p.default for p in params] == [
+            inspect.Parameter.empty if f.default is dataclasses.MISSING else f.default
+            for f in fields]
+        values = [object() for _ in fields]         # a distinct value per field
+        for made in (cls(*values), cls(**{f.name: v for f, v in zip(fields, values, strict=True)})):
+            assert [getattr(made, f.name) for f in fields] == values
+            with pytest.raises(dataclasses.FrozenInstanceError):
+                setattr(made, fields[0].name, 1)
+        required = [f for f in fields if f.default is dataclasses.MISSING]
+        bare = cls(*values[:len(required)])
+        assert [getattr(bare, f.name) for f in fields[len(required):]] == \
+            [f.default for f in fields[len(required):]]
+        last = fields[-1].name
+        assert getattr(dataclasses.replace(bare, **{last: values[-1]}), last) is values[-1]
+    with pytest.raises(TypeError):
+        PacketEvent(1)                               # type: ignore[call-arg]
