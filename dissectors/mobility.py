@@ -9,6 +9,7 @@ field, no tshark field), and the bytes the Binding Authorization Data covers (RF
 """
 from __future__ import annotations
 
+import dataclasses
 import functools
 import ipaddress
 import struct
@@ -142,75 +143,120 @@ def header_len_short(mh_type: int, header_len: int) -> bool:
     return (header_len + 1) * 8 < OPTIONS_AT.get(mh_type, MH_HEADER)
 
 
-def parse(mh_type: int, mh: bytes, pseudo: tuple[bytes, bytes] | None,
-          truncated: bool) -> MobilityMessage:
-    """Fields of one MH message; whatever is missing from a short capture stays None."""
-    fields: dict[str, Any] = {}
-    if not truncated and pseudo is not None and len(mh) >= MH_HEADER:
-        fields["checksum_valid"] = checksum_ok(mh, *pseudo)
-    if len(mh) >= 2 and header_len_short(mh_type, mh[1]):
-        fields["header_len_short"] = True
-    try:
-        _message(mh_type, mh, fields)
-        _options(mh, OPTIONS_AT.get(mh_type, len(mh)), fields)
-    except (struct.error, IndexError, ValueError):
-        pass   # a truncated or malformed message: tshark's expert info reports it
-    return MobilityMessage(mh_type, **fields)
+# MobilityMessage's fields by position: parse fills a list of them and makes the message with
+# one positional call (a dict of keyword arguments per message cost more than the reading)
+_SLOT = {f.name: n for n, f in enumerate(dataclasses.fields(MobilityMessage))}
+_BLANK: tuple[Any, ...] = tuple(None if f.default is dataclasses.MISSING else f.default
+               for f in dataclasses.fields(MobilityMessage))
+_CHECKSUM_VALID, _HEADER_LEN_SHORT = _SLOT["checksum_valid"], _SLOT["header_len_short"]
+_PLAIN, _SCALED, _FLAGS, _ADDRESS, _RESERVED = range(5)
 
 
-# Each type's fixed part as one struct (the walk reads every message; a short one is read
-# row by row instead, keeping the fields that were there).
+class _FlagNames:
+    """A flags field's wire value -> the frozenset of its flag names (one per combination of
+    the flag bits, so at most 2^flags of them)."""
+
+    def __init__(self, bits: dict[str, int]):
+        self.bits = tuple(bits.items())
+        self.mask = sum(bits.values())
+        self.seen: dict[int, frozenset[str]] = {}
+
+    def __call__(self, value: int) -> frozenset[str]:
+        value &= self.mask
+        names = self.seen.get(value)
+        if names is None:
+            names = self.seen[value] = frozenset(n for n, bit in self.bits if value & bit)
+        return names
+
+
+def _reading(row: Field) -> tuple[int, int, Any]:
+    """(field position, how the wire value becomes it, its scale or flag names) of a row."""
+    if row.flags is not None:
+        return _SLOT["flags"], _FLAGS, _FlagNames(row.flags)
+    if not row.name:
+        return -1, _RESERVED, None
+    if row.address:
+        return _SLOT[row.name], _ADDRESS, None
+    if row.scale != 1:
+        return _SLOT[row.name], _SCALED, row.scale
+    return _SLOT[row.name], _PLAIN, None
+
+
+# Each type's fixed part as one struct and its rows' readings (the walk reads every message;
+# a short one is read row by row instead, keeping the fields that were there).
 _WHOLE = {mh_type: struct.Struct("!" + "".join(row.fmt for row in rows))
           for mh_type, rows in MESSAGES.items()}
-_ROWS = {mh_type: tuple((row, struct.Struct("!" + row.fmt),
+_READINGS = {mh_type: tuple(_reading(row) for row in rows) for mh_type, rows in MESSAGES.items()}
+_ROWS = {mh_type: tuple((struct.Struct("!" + row.fmt),
                          MH_HEADER + struct.calcsize("!" + "".join(r.fmt for r in rows[:n])))
                         for n, row in enumerate(rows))
          for mh_type, rows in MESSAGES.items()}
 
 
-@functools.lru_cache(maxsize=1024)
-def _flags(names: tuple[tuple[str, int], ...], value: int) -> frozenset[str]:
-    return frozenset(name for name, bit in names if value & bit)
+def parse(mh_type: int, mh: bytes, pseudo: tuple[bytes, bytes] | None,
+          truncated: bool) -> MobilityMessage:
+    """Fields of one MH message; whatever is missing from a short capture stays None."""
+    values: list[Any] = list(_BLANK)
+    values[0] = mh_type
+    size = len(mh)
+    if not truncated and pseudo is not None and size >= MH_HEADER:
+        values[_CHECKSUM_VALID] = checksum_ok(mh, pseudo[0], pseudo[1])
+    if size >= 2 and header_len_short(mh_type, mh[1]):
+        values[_HEADER_LEN_SHORT] = True
+    try:
+        _message(mh_type, mh, values)
+        _options(mh, OPTIONS_AT.get(mh_type, size), values)
+    except (struct.error, IndexError, ValueError):
+        pass   # a truncated or malformed message: tshark's expert info reports it
+    return MobilityMessage(*values)
 
 
-def _message(mh_type: int, mh: bytes, f: dict[str, Any]) -> None:
+def _message(mh_type: int, mh: bytes, values: list[Any]) -> None:
     """The fixed part, field by field: a short message keeps the fields that were there."""
-    rows = _ROWS.get(mh_type, ())
-    whole = _WHOLE.get(mh_type)
-    if whole is not None and len(mh) >= MH_HEADER + whole.size:
-        values = whole.unpack_from(mh, MH_HEADER)
+    readings = _READINGS.get(mh_type)
+    if readings is None:
+        return
+    whole = _WHOLE[mh_type]
+    if len(mh) >= MH_HEADER + whole.size:
+        wire: tuple[Any, ...] = whole.unpack_from(mh, MH_HEADER)
     else:
-        values = ()
-    for n, (row, layout, at) in enumerate(rows):
-        if values:
-            value = values[n]
-        else:
-            (value,) = layout.unpack_from(mh, at)
-        if row.flags is not None:
-            f["flags"] = _flags(tuple(row.flags.items()), value)
-        elif row.address:
-            f[row.name] = address(value)
-        elif row.name:
-            f[row.name] = value * row.scale if row.scale != 1 else value
+        wire = tuple(layout.unpack_from(mh, at)[0] for layout, at in _ROWS[mh_type]
+                     if at + layout.size <= len(mh))
+    for (slot, how, extra), value in zip(readings, wire, strict=False):
+        if how == _PLAIN:
+            values[slot] = value
+        elif how == _SCALED:
+            values[slot] = value * extra
+        elif how == _FLAGS:
+            values[slot] = extra(value)
+        elif how == _ADDRESS:
+            values[slot] = address(value)
 
 
-def _options(mh: bytes, at: int, f: dict[str, Any]) -> None:
+def _options(mh: bytes, at: int, values: list[Any]) -> None:
     """RFC 6275 6.2 TLV mobility options."""
-    while at < len(mh):
+    size = len(mh)
+    while at < size:
         otype = mh[at]
-        if otype == Opt.PAD1:
+        if otype == PAD1:
             at += 1
             continue
-        if at + 2 > len(mh):
+        if at + 2 > size:
             return
         olen = mh[at + 1]
-        data = mh[at + 2:at + 2 + olen]
-        if len(data) < olen:
+        end = at + 2 + olen
+        if end > size:
             return
-        layout = OPTIONS.get(otype)
-        if layout is not None and (layout.length is None or olen == layout.length):
-            f.update(layout.read(data, mh, at))
-        at += 2 + olen
+        reading = _OPTION_READINGS.get(otype)
+        if reading is not None and (reading[0] is None or olen == reading[0]):
+            for name, value in reading[1](mh[at + 2:end], mh, at).items():
+                values[_SLOT[name]] = value
+        at = end
+
+
+# OPTIONS as (length, reader) pairs, read for every option of every message
+_OPTION_READINGS = {otype: (layout.length, layout.read) for otype, layout in OPTIONS.items()}
+PAD1 = int(Opt.PAD1)
 
 
 # The options whose data tshark reads at its fixed size, whatever the option's length says.
