@@ -30,6 +30,7 @@ from dissectors.protocol import (
 from dissectors.protocol import MobilityOption as Opt
 
 MH_HEADER = MH_HEADER_LENGTH
+PAD1 = int(Opt.PAD1)        # compared with every option's type octet: a plain int
 
 
 @dataclass(frozen=True)
@@ -256,13 +257,13 @@ def _options(mh: bytes, at: int, values: list[Any]) -> None:
 
 # OPTIONS as (length, reader) pairs, read for every option of every message
 _OPTION_READINGS = {otype: (layout.length, layout.read) for otype, layout in OPTIONS.items()}
-PAD1 = int(Opt.PAD1)
 
 
 # The options whose data tshark reads at its fixed size, whatever the option's length says.
 FIXED_SIZE_OPTIONS = (Opt.BINDING_REFRESH_ADVICE, Opt.ALTERNATE_CARE_OF_ADDRESS,
                       Opt.NONCE_INDICES)
 PAST_PACKET, PAST_CAPTURE = "past-packet", "past-capture"
+_FIXED_SIZES = {int(otype): OPTIONS[otype].length or 0 for otype in FIXED_SIZE_OPTIONS}
 
 
 def check(mh_type: int, mh: bytes, reported: int) -> str | None:
@@ -276,17 +277,13 @@ def check(mh_type: int, mh: bytes, reported: int) -> str | None:
     option by option. An option whose length runs past the Header Len ends the options
     without harm (tshark only warns); one shorter than its fixed size is malformed."""
     captured = len(mh)
-
-    def short(n: int) -> str | None:
-        return PAST_PACKET if n > reported else PAST_CAPTURE if n > captured else None
-
     at = OPTIONS_AT.get(mh_type, MH_HEADER)
     declared = (mh[1] + 1) * 8
     end = declared if declared > at else at
     if end <= reported and end <= captured:
         # all there: only an option shorter than its fixed size can be malformed
         while at < declared:
-            if mh[at] == Opt.PAD1:
+            if mh[at] == PAD1:
                 at += 1
                 continue
             if at + 1 >= declared:
@@ -294,16 +291,20 @@ def check(mh_type: int, mh: bytes, reported: int) -> str | None:
             otype, olen = mh[at], mh[at + 1]
             if at + 2 + olen > declared:
                 return None
-            if otype in FIXED_SIZE_OPTIONS and olen < (OPTIONS[otype].length or 0):
+            if olen < _FIXED_SIZES.get(otype, 0):
                 return PAST_PACKET
             at += 2 + olen
         return None
+
+    def short(n: int) -> str | None:
+        return PAST_PACKET if n > reported else PAST_CAPTURE if n > captured else None
+
     problem = short(at)
     if problem is None and at < declared:
         problem = short(declared)
     while problem is None and at < declared:
         problem = short(at + 1)
-        if problem is not None or mh[at] == Opt.PAD1:
+        if problem is not None or mh[at] == PAD1:
             at += 1
             continue
         if at + 1 >= declared:
@@ -314,8 +315,7 @@ def check(mh_type: int, mh: bytes, reported: int) -> str | None:
         otype, olen = mh[at], mh[at + 1]
         if at + 2 + olen > declared:
             return None                       # the option runs past the options
-        size = OPTIONS[otype].length if otype in FIXED_SIZE_OPTIONS else None
-        if size is not None and olen < size:
+        if olen < _FIXED_SIZES.get(otype, 0):
             return PAST_PACKET                # its fixed-size data read past the option
         problem = short(at + 2 + olen)
         at += 2 + olen

@@ -77,6 +77,7 @@ HOP_BY_HOP, IPV4_IN, TCP, UDP, IPV6 = (int(NH.HOP_BY_HOP), int(NH.IPV4), int(NH.
 ROUTING, FRAGMENT, GRE, ESP_NH, AH = (int(NH.ROUTING), int(NH.FRAGMENT), int(NH.GRE),
                                       int(NH.ESP), int(NH.AH))
 ICMPV6, NO_NEXT, DEST_OPTS = int(NH.ICMPV6), int(NH.NO_NEXT), int(NH.DEST_OPTS)
+_MOBILITY_NEXT_HEADERS = frozenset(int(nh) for nh in MOBILITY_NEXT_HEADERS)
 # Transport.protocol of a data packet's upper layer
 PROTOCOL_NAMES = {TCP: "tcp", UDP: "udp", ICMPV6: "icmpv6", NO_NEXT: "none",
                   int(NH.SCTP): "sctp", IPV4_IN: "ipv4", GRE: "gre", int(NH.UDPLITE): "udplite"}
@@ -235,11 +236,18 @@ class Walker:
     def frame(self, linktype: int, data: bytes, length: int = 0) -> Walk:
         """Walk one captured frame (`length`: its octets on the wire, 0 when unknown)."""
         w = Walk()
-        rend = length if length > len(data) else len(data)
+        size = len(data)
+        rend = length if length > size else size
         try:
-            kind, at = self._link(w, linktype, data, rend)
-            if kind:
-                self._network(w, data, kind, at, rend, False)
+            if linktype == LINKTYPE_RAW and size and data[0] >> 4 == 6:
+                w.protocols.append("raw")
+                step = self._ipv6(w, data, 0, rend, False)   # _link's answer, without the call
+                if step is not None:
+                    self._network(w, data, step[0], step[1], step[2], False)
+            else:
+                kind, at = self._link(w, linktype, data, rend)
+                if kind:
+                    self._network(w, data, kind, at, rend, False)
         except _Stop as stop:
             w.stop(stop.reported)
         return w
@@ -337,20 +345,9 @@ class Walker:
               quoted: bool) -> tuple[int, int, int] | None:
         """RFC 8200 3: one IPv6 header, then its extension chain."""
         w.protocols.append("ipv6")
-        if at + 40 > len(buf) or at + 40 > rend:
-            _need(buf, at + 1, rend)                 # not even the version: cut or malformed
-        if buf[at] >> 4 != 6:
-            w.protocols[-1] = "data"
-            w.set_info("IPv6" if len(w.protocols) < 2 or w.protocols[-2] == "ethertype"
-                       else "Unknown IP Protocol: IPv6 (41)")
-            w.error("Bogus IPv6 version")
+        if at + 40 > rend or at + 40 > len(buf) or buf[at] >> 4 != 6:
+            self._not_ipv6(w, buf, at, rend)
             return None
-        if rend - at < 40:
-            w.set_info(f"Invalid IPv6 header ({max(rend - at, 0)} bytes, need exactly 40)")
-            w.error("IPv6 header must be exactly 40 bytes")
-            raise _Stop(True)
-        if at + 40 > len(buf):
-            raise _Stop(False)
         w.ipv6 = True
         plen, nh, hop_limit = _IPV6_HEADER.unpack_from(buf, at + 4)
         end = at + 40 + plen
@@ -359,28 +356,54 @@ class Walker:
         f = _Fields(buf[at + 8:at + 24], buf[at + 24:at + 40], hop_limit)
         return self._chain(w, buf, at + 40, end, nh, f, quoted)
 
+    def _not_ipv6(self, w: Walk, buf: bytes, at: int, rend: int) -> None:
+        """What tshark says of an IPv6 header that is not whole or not version 6 (it raises
+        _Stop, or the header is bogus data)."""
+        if at + 40 > len(buf) or at + 40 > rend:
+            _need(buf, at + 1, rend)                 # not even the version: cut or malformed
+        if buf[at] >> 4 != 6:
+            w.protocols[-1] = "data"
+            w.set_info("IPv6" if len(w.protocols) < 2 or w.protocols[-2] == "ethertype"
+                       else "Unknown IP Protocol: IPv6 (41)")
+            w.error("Bogus IPv6 version")
+            return
+        if rend - at < 40:
+            w.set_info(f"Invalid IPv6 header ({max(rend - at, 0)} bytes, need exactly 40)")
+            w.error("IPv6 header must be exactly 40 bytes")
+            raise _Stop(True)
+        raise _Stop(False)                           # at + 40 > len(buf): cut short
+
     def _chain(self, w: Walk, buf: bytes, at: int, end: int, nh: int, f: _Fields,
                quoted: bool) -> tuple[int, int, int] | None:
         """The extension chain of one IPv6 header and what it ends in; the header's layer is
         recorded however the walk ends (a quoted packet records none). Returns the next
         network step (a nested packet) or None."""
         from_ip_or_ext = True     # tshark's ipv6.{nxt,hopopts.nxt,dstopts.nxt,routing.nxt}
+        # octets there are to read: past `cap`, _need says whether past the packet or the
+        # capture (tested here first: the walk reads every header of every frame)
+        cap = end if end < len(buf) else len(buf)
+        protocols = w.protocols
         try:
             while True:
                 if nh == HOP_BY_HOP or nh == DEST_OPTS:
-                    w.protocols.append("ipv6.hopopts" if nh == HOP_BY_HOP else "ipv6.dstopts")
-                    w.set_info("IPv6 hop-by-hop options" if nh == HOP_BY_HOP
-                               else "IPv6 destination options")
-                    _need(buf, at + 2, end)
+                    protocols.append("ipv6.hopopts" if nh == HOP_BY_HOP else "ipv6.dstopts")
+                    if not w.info_locked:
+                        w.info = ("IPv6 hop-by-hop options" if nh == HOP_BY_HOP
+                                  else "IPv6 destination options")
+                    if at + 2 > cap:
+                        _need(buf, at + 2, end)
                     hend = at + (buf[at + 1] + 1) * 8
                     # options are read one by one: those before a cut still count
                     self._options(w, buf, at + 2, hend, end, f)
-                    _need(buf, hend, end)
+                    if hend > cap:
+                        _need(buf, hend, end)
                     nh, at, from_ip_or_ext = buf[at], hend, True
                 elif nh == ROUTING:
-                    w.protocols.append("ipv6.routing")
-                    w.set_info("IPv6 routing")
-                    _need(buf, at + 4, end)
+                    protocols.append("ipv6.routing")
+                    if not w.info_locked:
+                        w.info = "IPv6 routing"
+                    if at + 4 > cap:
+                        _need(buf, at + 4, end)
                     hend = at + (buf[at + 1] + 1) * 8
                     if buf[at + 2] == ROUTING_TYPE_2:
                         w.marker = True
@@ -389,7 +412,8 @@ class Walker:
                                             "length must equal 2")
                         _need(buf, at + 24, min(hend, end))     # the one address
                         f.rh2 = buf[at + 8:at + 24]
-                    _need(buf, hend, end)
+                    if hend > cap:
+                        _need(buf, hend, end)
                     nh, at, from_ip_or_ext = buf[at], hend, True
                 elif nh == FRAGMENT:
                     w.protocols.append("ipv6.fraghdr")
@@ -418,7 +442,7 @@ class Walker:
                     if from_ip_or_ext:
                         w.marker = True
                     return _IPV6, at, end
-                elif nh in MOBILITY_NEXT_HEADERS:
+                elif nh in _MOBILITY_NEXT_HEADERS:
                     self._mobility(w, buf, at, end, f, quoted)
                     return None
                 elif nh == ICMPV6:
@@ -455,8 +479,12 @@ class Walker:
         home address option. An option's data is read (and must be there) unless it is
         padding; a PadN running past the header ends the options quietly, as in tshark."""
         limit = min(hend, end)
+        captured = len(buf)
+        limit_cap = limit if limit < captured else captured     # as _chain's `cap`
+        end_cap = end if end < captured else captured
         while at < hend:
-            _need(buf, at + 1, limit)
+            if at + 1 > limit_cap:
+                _need(buf, at + 1, limit)
             otype = buf[at]
             if otype == OPT_PAD1:
                 at += 1
@@ -465,14 +493,16 @@ class Walker:
                 w.marker = True                      # ipv6.opt.type == 0xc9 / 0xfe
             if at + 2 > hend:
                 return
-            _need(buf, at + 2, limit)
+            if at + 2 > limit_cap:
+                _need(buf, at + 2, limit)
             olen = buf[at + 1]
             size = OPTION_SIZES.get(otype)
             if size is not None and olen != size[1]:
                 w.error(f"{size[0]}: Invalid length ({olen} bytes)")
             # an option's data is read as far as its length says, within the packet (not
             # only its header: the options then end)
-            _need(buf, at + 2 + olen, end)
+            if at + 2 + olen > end_cap:
+                _need(buf, at + 2 + olen, end)
             if olen == 16 and at + 18 <= hend:
                 if otype == OPT_HAO:
                     f.hao = buf[at + 2:at + 18]
