@@ -856,12 +856,12 @@ def event(walk: Walk, number: int, time: float, length: int,
         if comment.startswith(PATH_COMMENT):
             path = comment[len(PATH_COMMENT):]
             break
+    prefix = walk.prefix
+    # by position: PacketEvent's fields in order (one is made for every selected frame)
     return PacketEvent(
-        frame=number, time=time, length=length, layers=tuple(walk.layers), mobility=message,
-        prefix_discovery=walk.prefix,
-        transport=walk.transport if message is None and walk.prefix is None else None,
-        path=path, sensor=sensor, protocols=":".join(walk.protocols), info=walk.info_text,
-        malformed=walk.malformed)
+        number, time, length, tuple(walk.layers), message, prefix,
+        walk.transport if message is None and prefix is None else None,
+        path, sensor, ":".join(walk.protocols), walk.info_text, walk.malformed)
 
 
 PATH_COMMENT = "path="          # lab captures: pcapng comment "path=mn-ha" (DESIGN.md)
