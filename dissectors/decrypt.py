@@ -30,6 +30,7 @@ stream counts.
 from __future__ import annotations
 
 import dataclasses
+import struct
 from dataclasses import dataclass, field
 
 from dissectors.esp import EspTransform, Opened, Plaintext
@@ -39,6 +40,7 @@ from dissectors.walk import Walk, Walker
 from keys import formulas
 from keys.keyring import EspSa, Keyring
 
+_ESP_HEADER = struct.Struct("!II")      # RFC 4303 2.1: SPI, Sequence Number (the ICV covers it)
 SPI_SPACE = 1 << 32                     # SPIs are 32 bits (RFC 4303 2.1), moving mod 2^32
 # Next Header values a decrypted payload may carry (RFC 4303 2.6; IANA protocol numbers):
 # the ones the walk reads, and IPv4 (tunnel mode) it reads as far as IPv6 inside
@@ -153,7 +155,7 @@ class EspDecryptor:
     # --- choosing the SA -------------------------------------------------------------------
 
     def _choose(self, layer: IPv6Layer, esp: Esp) -> tuple[_Opening | None, str]:
-        header = esp.spi.to_bytes(4, "big") + esp.sequence.to_bytes(4, "big")
+        header = _ESP_HEADER.pack(esp.spi, esp.sequence)
         registered = self._by_spi.get(esp.spi)
         entries = [e for e in registered.values() if e.sa.selects(layer)] if registered else []
         checked = [e for e in entries if e.sa.transform.verifies]
@@ -312,9 +314,14 @@ def _nest(chain: list[Esp]) -> Esp:
 def _pending(event: PacketEvent) -> tuple[int, list[Esp], int] | None:
     """(layer index, its ESP bundle, depth) of the first ESP header not yet tried."""
     for index, layer in enumerate(event.layers):
-        if layer.esp is None:
+        esp = layer.esp
+        if esp is None:
             continue
-        chain = list(layer.esp.chain())
+        if esp.bundled is None:                    # one ESP header, as most packets have
+            if not esp.decrypted and esp.undecrypted is None:
+                return index, [esp], 0
+            continue
+        chain = list(esp.chain())
         for depth, header in enumerate(chain):
             if not header.decrypted and header.undecrypted is None:
                 return index, chain, depth

@@ -78,15 +78,19 @@ def _xor(a: bytes, b: bytes) -> bytes:
     return (int.from_bytes(a, "big") ^ int.from_bytes(b[:n], "big")).to_bytes(n, "big")
 
 
+# RFC 4303 2.4: the default padding of each length (1, 2, 3, ...; at most 255 octets)
+_DEFAULT_PADDING = tuple(bytes(range(1, n + 1)) for n in range(256))
+
+
 def _default_padding(padding: bytes) -> bool:
-    return padding == bytes(range(1, len(padding) + 1))
+    return len(padding) < 256 and padding == _DEFAULT_PADDING[len(padding)]
 
 
 class EspTransform:
     """One SA's algorithms and keys (never printed: no __repr__ shows a key)."""
 
     __slots__ = ("encryption", "integrity", "_ecb", "_aead", "_salt", "_mac", "icv_octets",
-                 "overhead")
+                 "overhead", "verifies")
 
     def __init__(self, sa: EspSa):
         self.encryption = ENCRYPTION[sa.encryption]
@@ -108,14 +112,11 @@ class EspTransform:
         self.icv_octets = self.integrity.icv
         # octets that are not ciphertext: IV, combined-mode tag, ICV
         self.overhead = self.encryption.iv + self.encryption.tag + self.icv_octets
+        # a wrong SA cannot pass: an HMAC ICV or a combined-mode tag
+        self.verifies = self._mac is not None or self.encryption.tag > 0
 
     def __repr__(self) -> str:
         return f"<EspTransform {self.encryption.name}/{self.integrity.name}>"
-
-    @property
-    def verifies(self) -> bool:
-        """True when a wrong SA cannot pass: an HMAC ICV or a combined-mode tag."""
-        return self._mac is not None or self.encryption.tag > 0
 
     def icv_ok(self, header: bytes, payload: bytes) -> bool:
         """RFC 4303 3.4.4.1: the ICV covers the ESP header and the payload up to the ICV."""
