@@ -137,13 +137,6 @@ def checksum_ok(mh: bytes, src: bytes, dst: bytes) -> bool:
     return number != 0 and number % 0xFFFF == 0
 
 
-def header_len_short(mh_type: int, header_len: int) -> bool:
-    """RFC 6275 9.2: "the Header Len field ... is less than the length required for the
-    specific message type": the message's length ((Header Len + 1) x 8 octets) is below its
-    header and fixed part (OPTIONS_AT). Unknown types have no minimum beyond the header."""
-    return (header_len + 1) * 8 < OPTIONS_AT.get(mh_type, MH_HEADER)
-
-
 # MobilityMessage's fields by position: parse fills a list of them and makes the message with
 # one positional call (a dict of keyword arguments per message cost more than the reading)
 _SLOT = {f.name: n for n, f in enumerate(dataclasses.fields(MobilityMessage))}
@@ -183,15 +176,24 @@ def _reading(row: Field) -> tuple[int, int, Any]:
     return _SLOT[row.name], _PLAIN, None
 
 
-# Each type's fixed part as one struct and its rows' readings (the walk reads every message;
-# a short one is read row by row instead, keeping the fields that were there).
-_WHOLE = {mh_type: struct.Struct("!" + "".join(row.fmt for row in rows))
-          for mh_type, rows in MESSAGES.items()}
-_READINGS = {mh_type: tuple(_reading(row) for row in rows) for mh_type, rows in MESSAGES.items()}
-_ROWS = {mh_type: tuple((struct.Struct("!" + row.fmt),
-                         MH_HEADER + struct.calcsize("!" + "".join(r.fmt for r in rows[:n])))
-                        for n, row in enumerate(rows))
-         for mh_type, rows in MESSAGES.items()}
+@dataclass(frozen=True, slots=True)
+class _Layout:
+    """How parse reads one message type: where its options start (OPTIONS_AT), its fixed part
+    as one struct, each row's reading, and each row alone with its offset (a short message is
+    read row by row, keeping the fields that were there)."""
+    options_at: int
+    whole: struct.Struct
+    readings: tuple[tuple[int, int, Any], ...]
+    rows: tuple[tuple[struct.Struct, int], ...]
+
+
+_LAYOUTS = {mh_type: _Layout(
+    OPTIONS_AT[mh_type], struct.Struct("!" + "".join(row.fmt for row in rows)),
+    tuple(_reading(row) for row in rows),
+    tuple((struct.Struct("!" + row.fmt),
+           MH_HEADER + struct.calcsize("!" + "".join(r.fmt for r in rows[:n])))
+          for n, row in enumerate(rows)))
+    for mh_type, rows in MESSAGES.items()}
 
 
 def parse(mh_type: int, mh: bytes, pseudo: tuple[bytes, bytes] | None,
@@ -202,28 +204,30 @@ def parse(mh_type: int, mh: bytes, pseudo: tuple[bytes, bytes] | None,
     size = len(mh)
     if not truncated and pseudo is not None and size >= MH_HEADER:
         values[_CHECKSUM_VALID] = checksum_ok(mh, pseudo[0], pseudo[1])
-    if size >= 2 and header_len_short(mh_type, mh[1]):
+    layout = _LAYOUTS.get(mh_type)
+    if layout is None:     # a type mip6mon does not read: no fields, no options, no minimum
+        return MobilityMessage(*values)
+    # RFC 6275 9.2: "the Header Len field ... is less than the length required for the
+    # specific message type": (Header Len + 1) x 8 octets below its header and fixed part
+    if size >= 2 and (mh[1] + 1) * 8 < layout.options_at:
         values[_HEADER_LEN_SHORT] = True
     try:
-        _message(mh_type, mh, values)
-        _options(mh, OPTIONS_AT.get(mh_type, size), values)
+        _message(layout, mh, values)
+        _options(mh, layout.options_at, values)
     except (struct.error, IndexError, ValueError):
         pass   # a truncated or malformed message: tshark's expert info reports it
     return MobilityMessage(*values)
 
 
-def _message(mh_type: int, mh: bytes, values: list[Any]) -> None:
+def _message(layout: _Layout, mh: bytes, values: list[Any]) -> None:
     """The fixed part, field by field: a short message keeps the fields that were there."""
-    readings = _READINGS.get(mh_type)
-    if readings is None:
-        return
-    whole = _WHOLE[mh_type]
+    whole = layout.whole
     if len(mh) >= MH_HEADER + whole.size:
         wire: tuple[Any, ...] = whole.unpack_from(mh, MH_HEADER)
     else:
-        wire = tuple(layout.unpack_from(mh, at)[0] for layout, at in _ROWS[mh_type]
-                     if at + layout.size <= len(mh))
-    for (slot, how, extra), value in zip(readings, wire, strict=False):
+        wire = tuple(row.unpack_from(mh, at)[0] for row, at in layout.rows
+                     if at + row.size <= len(mh))
+    for (slot, how, extra), value in zip(layout.readings, wire, strict=False):
         if how == _PLAIN:
             values[slot] = value
         elif how == _SCALED:

@@ -98,6 +98,7 @@ UDP_ENCAP_ESP, UDP_TEREDO, UDP_VXLAN, UDP_DNS, UDP_DSMIP6 = 4500, 3544, 4789, 53
 UDP_UNWALKED = {2152: "GTP-U", 1701: "L2TP"}        # tunnels whose payload is not walked
 DNS_HEADER = 12                                     # RFC 1035 4.1.1
 PREVIEW_OCTETS = 32
+MH_HEADER = mobility.MH_HEADER
 MH_TRUNCATED = "Mobility Header truncated by the capture's snap length"
 
 _IPV6_HEADER = struct.Struct("!HBB")     # RFC 8200 3: Payload Length, Next Header, Hop Limit
@@ -410,7 +411,7 @@ class Walker:
                         if buf[at + 1] != 2:
                             w.error("IPv6 Type 2 Routing Header extension header "
                                             "length must equal 2")
-                        _need(buf, at + 24, min(hend, end))     # the one address
+                        _need(buf, at + 24, hend if hend < end else end)   # the one address
                         f.rh2 = buf[at + 8:at + 24]
                     if hend > cap:
                         _need(buf, hend, end)
@@ -478,7 +479,7 @@ class Walker:
         """RFC 8200 4.2 TLV options of a header ending at `hend`: the HAO and the 0xFE pseudo
         home address option. An option's data is read (and must be there) unless it is
         padding; a PadN running past the header ends the options quietly, as in tshark."""
-        limit = min(hend, end)
+        limit = hend if hend < end else end
         captured = len(buf)
         limit_cap = limit if limit < captured else captured     # as _chain's `cap`
         end_cap = end if end < captured else captured
@@ -574,21 +575,23 @@ class Walker:
         """RFC 6275 6.1: the Mobility Header, checked as tshark reads it (dissectors.mobility)."""
         w.protocols.append("mipv6")
         w.mh_seen = True
-        captured = len(buf)
         if quoted:
             return
-        if at + 3 <= min(end, captured):
+        captured = len(buf)
+        cap = end if end < captured else captured
+        if at + 3 <= cap:
             w.mh_type = buf[at + 2]
-        _need(buf, at + mobility.MH_HEADER, end)
+        if at + MH_HEADER > cap:
+            _need(buf, at + MH_HEADER, end)
         mh_type = buf[at + 2]
         w.info = summary.MH_INFO.get(mh_type) or summary.mh_info(mh_type)   # not quoted
         declared = (buf[at + 1] + 1) * 8
-        w.mh = buf[at:at + min(declared, captured - at)]
-        w.mh_short = len(w.mh) < declared
+        mh = w.mh = buf[at:at + declared]          # as far as the capture goes
+        w.mh_short = len(mh) < declared
         # RFC 6275 6.1.1: the home address (HAO) and the final destination (RH2)
         w.mh_pseudo = (f.hao if f.hao is not None else f.src,
                        f.rh2 if f.rh2 is not None else f.dst)
-        problem = mobility.check(mh_type, buf[at:min(end, captured)], end - at)
+        problem = mobility.check(mh_type, buf[at:cap], end - at)
         if problem is not None:
             raise _Stop(problem == mobility.PAST_PACKET)
 
