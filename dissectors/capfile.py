@@ -277,7 +277,24 @@ class _Pcap:
             if not ended and len(buf) - at < PCAP_RECORD_HEADER + MAX_SNAPLEN_STANDARD:
                 more = r.read_some(READ_AT_ONCE)
                 buf, base, at, ended = buf[at:] + more, base + at, 0, len(more) < READ_AT_ONCE
-            left = len(buf) - at
+            size = len(buf)
+            # the records that start before `stop` are read in this inner loop, without the
+            # refill test: a standard frame that starts there ends inside `buf`
+            stop = size - PCAP_RECORD_HEADER if ended else \
+                size - PCAP_RECORD_HEADER - MAX_SNAPLEN_STANDARD
+            while at <= stop:
+                seconds, fraction, incl_len, orig_len = unpack(buf, at)
+                end = at + PCAP_RECORD_HEADER + incl_len
+                if incl_len > limit or end > size:
+                    break                       # damaged, or longer than what is read
+                number += 1
+                yield Record(number, linktype,
+                             buf[at + PCAP_RECORD_HEADER:end] if keep_data else b"", orig_len,
+                             _epoch(seconds, fraction * nanos_per_unit))
+                at = end
+            if at > stop and not ended:
+                continue                        # refill, then on
+            left = size - at
             if left < PCAP_RECORD_HEADER:
                 if left:
                     drops.damage = Damage(base + at, "record", number + 1, number,
@@ -290,7 +307,7 @@ class _Pcap:
                                       f"captured length {incl_len} is larger than {limit}")
                 return
             end = at + PCAP_RECORD_HEADER + incl_len
-            if end > len(buf):                  # a frame longer than what is read (D-Bus, USB)
+            if end > size:                      # a frame longer than what is read (D-Bus, USB)
                 buf, base, end, at = buf[at:], base + at, end - at, 0
                 buf += r.read_some(end - len(buf))
                 if end > len(buf):
