@@ -30,9 +30,9 @@ import os
 import stat
 import struct
 import zlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from typing import BinaryIO, cast
+from typing import BinaryIO, Protocol, cast
 
 GZIP_MAGIC = b"\x1f\x8b"     # tshark reads gzip-compressed captures too
 
@@ -187,14 +187,27 @@ class _Reader:
         return data
 
 
+class PassedOver(Protocol):
+    """Where `records` counts the frames its pre-filter passed over (dissectors.accounting's
+    Accounting is one): each was read, and filtered."""
+    read: int
+    filtered: int
+
+
 def records(stream: BinaryIO, drops: DropCounter | None = None,
-            keep_data: bool = True) -> Iterator[Record]:
+            keep_data: bool = True,
+            prefilter: tuple[Callable[[int, bytes], bool], PassedOver] | None = None,
+            ) -> Iterator[Record]:
     """Every frame of a pcap or pcapng stream, in order (see the module docstring for
-    damage); a wrong header raises NotACapture."""
+    damage); a wrong header raises NotACapture. `prefilter`: (wanted(linktype, octets),
+    counts): a frame of a plain pcap file that `wanted` refuses is counted in `counts` (read
+    and filtered) instead of being made a Record (most frames of a large capture are plain
+    traffic; the caller still checks the records it gets: other formats are not filtered)."""
     walk = _walker(stream, keep_data)
     counter = drops if drops is not None else DropCounter()
     if isinstance(walk, _Pcap) and not isinstance(stream, gzip.GzipFile):
-        yield from walk.records(counter)        # no Block (and no copy of its octets) each
+        # no Block (and no copy of its octets) each
+        yield from walk.records(counter, prefilter if keep_data else None)
     else:
         for block in walk.blocks(counter):
             if block.record is not None:
@@ -261,7 +274,9 @@ class _Pcap:
         self.limit = max_snaplen(self.linktype)
         return rest
 
-    def records(self, drops: DropCounter) -> Iterator[Record]:
+    def records(self, drops: DropCounter,
+                prefilter: tuple[Callable[[int, bytes], bool], PassedOver] | None = None,
+                ) -> Iterator[Record]:
         """The frames of `blocks`, the same records and damage, read READ_AT_ONCE octets at a
         time and cut from that buffer (a read, a Block and a copy of the octets per frame
         were a quarter of report's time at 10 % mobility, profiled). Not for a gzip stream:
@@ -271,6 +286,7 @@ class _Pcap:
         r, keep_data = self.r, self.keep_data
         linktype, nanos_per_unit, limit = self.linktype, self.nanos_per_unit, self.limit
         unpack = struct.Struct(self.endian + "IIII").unpack_from
+        wanted, counts = prefilter if prefilter is not None else (None, cast(PassedOver, None))
         buf, at, base = b"", 0, r.offset      # base: the stream offset of buf[0]
         number, ended = 0, False
         while True:
@@ -288,9 +304,13 @@ class _Pcap:
                 if incl_len > limit or end > size:
                     break                       # damaged, or longer than what is read
                 number += 1
-                yield Record(number, linktype,
-                             buf[at + PCAP_RECORD_HEADER:end] if keep_data else b"", orig_len,
-                             _epoch(seconds, fraction * nanos_per_unit))
+                data = buf[at + PCAP_RECORD_HEADER:end] if keep_data else b""
+                if wanted is not None and not wanted(linktype, data):
+                    counts.read += 1
+                    counts.filtered += 1
+                else:
+                    yield Record(number, linktype, data, orig_len,
+                                 _epoch(seconds, fraction * nanos_per_unit))
                 at = end
             if at > stop and not ended:
                 continue                        # refill, then on

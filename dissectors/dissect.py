@@ -139,8 +139,11 @@ class CaptureFile:
             raise UserError(f"{self.path}: cannot read: {exc.strerror}") from None
         drops = capfile.DropCounter()
         try:
+            # frames the pre-filter refuses are counted by the reader, never made records
+            prefilter = (candidate, self.accounting) if self.dissector.prefilter else None
             try:
-                yield from self.dissector.events(capfile.records(self._stream, drops))
+                yield from self.dissector.events(capfile.records(self._stream, drops,
+                                                                 prefilter=prefilter))
             except (EOFError, gzip.BadGzipFile):
                 pass           # a gzip file cut short: the frames before the cut were read
             settle(self.accounting, drops)

@@ -173,3 +173,27 @@ def test_pcap_records_read_buffered_are_the_blocks_frames_whole_or_cut_anywhere(
     by_blocks, by_records = _both_ways(bytes(bad))
     assert by_records == by_blocks and len(by_records[0]) == 20_000
     assert "larger than" in by_records[1].reason and by_records[1].offset == at
+
+
+def test_a_pcap_prefilter_counts_the_frames_it_passes_over_and_keeps_the_numbering():
+    """records(prefilter=(wanted, counts)): a plain pcap frame `wanted` refuses is counted
+    read and filtered instead of being made a Record; the others keep their frame numbers,
+    across several reads; pcapng is not filtered (its caller checks what it gets)."""
+    from dissectors.accounting import Accounting
+
+    frames = [bytes([n % 3]) + PKT[1:] + bytes(n % 200) for n in range(40_000)]
+    data = pcap(*(record(f) for f in frames))                       # several 1 MiB reads
+    counts = Accounting()
+    kept = list(capfile.records(BytesIO(data), capfile.DropCounter(),
+                                prefilter=(lambda linktype, octets: octets[0] == 1, counts)))
+    assert [r.number for r in kept] == [n + 1 for n in range(40_000) if n % 3 == 1]
+    assert [r.data for r in kept] == [f for f in frames if f[0] == 1]
+    assert counts.read == counts.filtered == 40_000 - len(kept)
+    every = list(capfile.records(BytesIO(data)))
+    assert [r for r in every if r.data[0] == 1] == kept
+    ng = Accounting()
+    shb = block(capfile.SHB, struct.pack("<IHHq", 0x1A2B3C4D, 1, 0, -1))
+    idb = block(capfile.IDB, struct.pack("<HHI", 1, 0, 0))
+    assert len(list(capfile.records(BytesIO(shb + idb + epb() + epb()),
+                                    prefilter=(lambda linktype, octets: False, ng)))) == 2
+    assert ng.read == 0
