@@ -149,31 +149,35 @@ class _Fields:
 
 
 class Walk:
-    """What the octets of one frame (or of one decrypted ESP payload) say. Most frames set
-    few of these: the class holds the defaults, so a new walk costs three lists."""
+    """What the octets of one frame (or of one decrypted ESP payload) say. Slots, every one
+    set in __init__: attribute reads and writes are the walk's most frequent operations, and
+    slots keep them one fixed offset whatever order a packet sets them in."""
 
-    info = ""
-    info_locked = False                # an ICMPv6 error's quote does not write the column
-    exception = False                  # a read past the packet's own length
-    ws_malformed = False               # tshark's _ws.malformed: that, or a malformed-group error
-    limited = False                    # a read past the captured octets
-    ipv6 = False                       # an IPv6 header was read
-    marker = False                     # one of MOBILITY_FILTER's clauses other than MH
-    udp = False
-    mh_seen = False                    # a Mobility Header anywhere (quotes too)
-    mh_type: int | None = None
-    mh: bytes | None = None            # the Mobility Header's captured octets
-    mh_pseudo: tuple[bytes, bytes] | None = None   # RFC 6275 6.1.1 checksum addresses
-    mh_short = False                   # the capture kept fewer octets than its Header Len
-    prefix: MobilePrefix | None = None
-    transport: Transport | None = None
-    unwalked: str | None = None        # an encapsulation or link type not walked into
-    bundled: Esp | None = None         # ESP right inside the decrypted ESP being continued
+    __slots__ = ("layers", "protocols", "errors", "info", "info_locked", "exception",
+                 "ws_malformed", "limited", "ipv6", "marker", "udp", "mh_seen", "mh_type", "mh",
+                 "mh_pseudo", "mh_short", "prefix", "transport", "unwalked", "bundled")
 
     def __init__(self) -> None:
         self.layers: list[IPv6Layer] = []
         self.protocols: list[str] = []
         self.errors: list[str] = []    # tshark expert errors, in the order they arise
+        self.info = ""
+        self.info_locked = False       # an ICMPv6 error's quote does not write the column
+        self.exception = False         # a read past the packet's own length
+        self.ws_malformed = False      # tshark's _ws.malformed: that, or a malformed-group error
+        self.limited = False           # a read past the captured octets
+        self.ipv6 = False              # an IPv6 header was read
+        self.marker = False            # one of MOBILITY_FILTER's clauses other than MH
+        self.udp = False
+        self.mh_seen = False           # a Mobility Header anywhere (quotes too)
+        self.mh_type: int | None = None
+        self.mh: bytes | None = None   # the Mobility Header's captured octets
+        self.mh_pseudo: tuple[bytes, bytes] | None = None   # RFC 6275 6.1.1 checksum addresses
+        self.mh_short = False          # the capture kept fewer octets than its Header Len
+        self.prefix: MobilePrefix | None = None
+        self.transport: Transport | None = None
+        self.unwalked: str | None = None   # an encapsulation or link type not walked into
+        self.bundled: Esp | None = None    # ESP right inside the decrypted ESP being continued
 
     def set_info(self, text: str) -> None:
         if not self.info_locked:
