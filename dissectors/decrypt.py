@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import dataclasses
 import struct
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 
 from dissectors.esp import EspTransform, Opened, Plaintext
@@ -110,6 +111,14 @@ class EspDecryptor:
         self.hmacs = 0                           # draft 6.4 steps computed (for benchmarks)
 
     # --- the stage -------------------------------------------------------------------------
+
+    def opened(self, events: Iterable[PacketEvent]) -> Iterator[PacketEvent]:
+        """Each event decrypted (`decrypt`); one with no ESP header passes as it is, found
+        with two reads (the stage sees every event of a capture)."""
+        decrypt = self.decrypt
+        for event in events:
+            layers = event.layers
+            yield event if len(layers) == 1 and layers[0].esp is None else decrypt(event)
 
     def decrypt(self, event: PacketEvent) -> PacketEvent:
         """The event with every ESP header opened that the keyring can open (each attempt

@@ -147,6 +147,13 @@ class PacketEvent:
 
     def esp_headers(self) -> tuple[Esp, ...]:
         """Every ESP header, outermost first (SA bundles included)."""
+        layers = self.layers
+        if len(layers) == 1:            # the usual packet (the event stream asks of every one)
+            esp = layers[0].esp
+            if esp is None:
+                return ()
+            if esp.bundled is None:
+                return (esp,)
         out: list[Esp] = []
         for layer in self.layers:
             if layer.esp is not None:

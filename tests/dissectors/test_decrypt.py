@@ -215,3 +215,20 @@ def test_lab_crowds_decrypt_whole_so_the_keyed_view_equals_the_truth(tmp_path, n
     assert [f["kind"] for f in report["findings"]] == \
         ["home-bu-retransmitted"] * sum(1 for f in truth["frames"].values()
                                         if f["what"] == "Home BU (lost)")
+
+
+def test_opened_decrypts_events_with_esp_and_passes_the_others_as_they_are(tmp_path):
+    """EspDecryptor.opened: the stage over a stream, the same as decrypt for every event."""
+    k1, a1 = b"\x01" * 16, b"\x03" * 20
+    packets = [_bu(1), _sa(0x4000, k1, a1).encrypt(_bu(2)),
+               _sa(0x4000, b"\x02" * 16, b"\x04" * 20).encrypt(_bu(3)),   # not the keyring's
+               IPv6(src=b.COA, dst=b.HA) / IPv6(src=b.HOA, dst=b.CN) / _sa(
+                   0x4000, k1, a1, tunnel=False).encrypt(_bu(4))]
+    events = list(PcapSource(str(b.write(tmp_path / "c.pcapng", packets))).events())
+    keyring = _keyring((0x4000, k1, a1))
+    got = list(EspDecryptor(keyring).opened(iter(events)))
+    assert got[0] is events[0]
+    again = EspDecryptor(keyring)
+    assert got == [again.decrypt(e) for e in events]
+    assert [e.mobility.sequence if e.mobility else None for e in got] == [1, 2, None, 4]
+    assert [h.undecrypted for h in got[2].esp_headers()] == ["icv-failed"]
