@@ -28,9 +28,7 @@ def decrypted(events: Iterator[PacketEvent], keyring: Keyring | None) -> Iterato
     """The keyed stage between a source and the analyzers (nothing to do without keys)."""
     if keyring is None or not keyring.esp_sas:
         return events
-    decryptor = EspDecryptor(keyring)
-    return (decryptor.decrypt(event) if any(layer.esp is not None for layer in event.layers)
-            else event for event in events)
+    return EspDecryptor(keyring).opened(events)
 
 
 class PcapSource:
