@@ -200,18 +200,27 @@ def records(stream: BinaryIO, drops: DropCounter | None = None,
             ) -> Iterator[Record]:
     """Every frame of a pcap or pcapng stream, in order (see the module docstring for
     damage); a wrong header raises NotACapture. `prefilter`: (wanted(linktype, octets),
-    counts): a frame of a plain pcap file that `wanted` refuses is counted in `counts` (read
-    and filtered) instead of being made a Record (most frames of a large capture are plain
-    traffic; the caller still checks the records it gets: other formats are not filtered)."""
+    counts): a frame `wanted` refuses is counted in `counts` (read and filtered) instead of
+    being yielded; a plain pcap file's is never made a Record at all (most frames of a large
+    capture are plain traffic)."""
     walk = _walker(stream, keep_data)
     counter = drops if drops is not None else DropCounter()
+    if not keep_data:
+        prefilter = None                      # no octets to decide on
     if isinstance(walk, _Pcap) and not isinstance(stream, gzip.GzipFile):
         # no Block (and no copy of its octets) each
-        yield from walk.records(counter, prefilter if keep_data else None)
+        yield from walk.records(counter, prefilter)
     else:
+        wanted, counts = prefilter if prefilter is not None else (None, cast(PassedOver, None))
         for block in walk.blocks(counter):
-            if block.record is not None:
-                yield block.record
+            rec = block.record
+            if rec is None:
+                continue
+            if wanted is not None and not wanted(rec.linktype, rec.data):
+                counts.read += 1
+                counts.filtered += 1
+            else:
+                yield rec
     if drops is None and counter.damage is not None:
         raise CaptureDamaged(counter.damage)
 
@@ -336,9 +345,13 @@ class _Pcap:
                                           f"({len(buf) - PCAP_RECORD_HEADER} of {incl_len} octets)")
                     return
             number += 1
-            yield Record(number, linktype,
-                         buf[at + PCAP_RECORD_HEADER:end] if keep_data else b"", orig_len,
-                         _epoch(seconds, fraction * nanos_per_unit))
+            data = buf[at + PCAP_RECORD_HEADER:end] if keep_data else b""
+            if wanted is not None and not wanted(linktype, data):
+                counts.read += 1
+                counts.filtered += 1
+            else:
+                yield Record(number, linktype, data, orig_len,
+                             _epoch(seconds, fraction * nanos_per_unit))
             at = end
 
     def blocks(self, drops: DropCounter) -> Iterator[Block]:

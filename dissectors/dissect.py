@@ -128,7 +128,9 @@ class CaptureFile:
         self.path = str(path)
         check_capture_file(self.path)
         self.accounting = accounting
-        self.dissector = Dissector(accounting, sensor, prefilter, tap)
+        # the reader applies the pre-filter (capfile.records), so the dissector does not
+        self.prefilter = prefilter
+        self.dissector = Dissector(accounting, sensor, False, tap)
         self._stream: BinaryIO | None = None
         self._read: float | None = None          # how far the last pass read (fraction())
 
@@ -139,8 +141,8 @@ class CaptureFile:
             raise UserError(f"{self.path}: cannot read: {exc.strerror}") from None
         drops = capfile.DropCounter()
         try:
-            # frames the pre-filter refuses are counted by the reader, never made records
-            prefilter = (candidate, self.accounting) if self.dissector.prefilter else None
+            # frames the pre-filter refuses are counted by the reader, never handed on
+            prefilter = (candidate, self.accounting) if self.prefilter else None
             try:
                 yield from self.dissector.events(capfile.records(self._stream, drops,
                                                                  prefilter=prefilter))

@@ -176,9 +176,9 @@ def test_pcap_records_read_buffered_are_the_blocks_frames_whole_or_cut_anywhere(
 
 
 def test_a_pcap_prefilter_counts_the_frames_it_passes_over_and_keeps_the_numbering():
-    """records(prefilter=(wanted, counts)): a plain pcap frame `wanted` refuses is counted
-    read and filtered instead of being made a Record; the others keep their frame numbers,
-    across several reads; pcapng is not filtered (its caller checks what it gets)."""
+    """records(prefilter=(wanted, counts)): a frame `wanted` refuses is counted read and
+    filtered instead of being yielded (a plain pcap's never made a Record); the others keep
+    their frame numbers, across several reads; pcapng the same."""
     from dissectors.accounting import Accounting
 
     frames = [bytes([n % 3]) + PKT[1:] + bytes(n % 200) for n in range(40_000)]
@@ -194,6 +194,7 @@ def test_a_pcap_prefilter_counts_the_frames_it_passes_over_and_keeps_the_numberi
     ng = Accounting()
     shb = block(capfile.SHB, struct.pack("<IHHq", 0x1A2B3C4D, 1, 0, -1))
     idb = block(capfile.IDB, struct.pack("<HHI", 1, 0, 0))
-    assert len(list(capfile.records(BytesIO(shb + idb + epb() + epb()),
-                                    prefilter=(lambda linktype, octets: False, ng)))) == 2
-    assert ng.read == 0
+    ng_data = shb + idb + epb() + epb(PKT[:-1] + b"\x01") + epb()
+    ng_kept = list(capfile.records(BytesIO(ng_data),
+                                   prefilter=(lambda linktype, octets: octets[-1] == 1, ng)))
+    assert [r.number for r in ng_kept] == [2] and ng.read == ng.filtered == 2
