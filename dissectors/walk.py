@@ -102,6 +102,7 @@ MH_HEADER = mobility.MH_HEADER
 MH_TRUNCATED = "Mobility Header truncated by the capture's snap length"
 
 _IPV6_HEADER = struct.Struct("!HBB")     # RFC 8200 3: Payload Length, Next Header, Hop Limit
+_PORTS = struct.Struct("!HH")            # RFC 768, RFC 9293: source and destination ports
 
 # what a walk step hands to the next one
 _IPV6, _IPV4, _ETHERNET = 1, 2, 3
@@ -908,14 +909,16 @@ def candidate(linktype: int, data: bytes) -> bool:
     other link types, short frames) is walked: the pre-filter only ever removes work, never a
     frame MOBILITY_FILTER would select."""
     try:
-        at = network_offset(linktype, data)
+        # raw IPv6 (as network_offset says, without the call: this runs for every frame)
+        at = 0 if linktype == LINKTYPE_RAW and data[0] >> 4 == 6 else \
+            network_offset(linktype, data)
         if at is None:
             return _other_candidate(linktype, data)
         nh = data[at + 6]
         if nh == TCP:
             return False
         if nh == UDP:
-            sport, dport = struct.unpack_from("!HH", data, at + 40)
+            sport, dport = _PORTS.unpack_from(data, at + 40)
             return sport in TUNNEL_UDP_PORTS or dport in TUNNEL_UDP_PORTS
         if nh == ICMPV6:
             icmp_type = data[at + 40]
