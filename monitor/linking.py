@@ -2,7 +2,8 @@
 competing explanations.
 
 Each rule (`RULES`) is a name, a confidence model, the draft section it comes from, and a
-finder. The `Linker` hands every observation to every finder once, in capture order; a finder
+finder. The `Linker` hands every observation once, in capture order, to every finder that takes
+its kind (what it carries: `Kind`, `Finder.takes`, a table built as kinds come); a finder
 indexes it and, when something needs explaining ("this SPI is new", "this care-of address
 starts a new ESP counter run"), asks for a decision after a bounded wait (`WAIT`), so that
 competing candidates seen a little later are counted too. Past that wait a decision is final.
@@ -35,6 +36,8 @@ from array import array
 from collections import Counter, defaultdict, deque
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
+from operator import attrgetter
+from typing import NamedTuple
 
 from dissectors.protocol import MHType
 from monitor.observe import Observation
@@ -125,6 +128,11 @@ class Finder:
     def __init__(self, rule: Rule, linker: Linker):
         self.rule, self.linker = rule, linker
 
+    def takes(self, kind: Kind) -> bool:
+        """Whether add() can do anything with an observation of this kind (the Linker hands
+        it only those: most packets concern a few rules). True unless a finder says."""
+        return True
+
     def add(self, obs: Observation) -> None:
         raise NotImplementedError
 
@@ -140,6 +148,41 @@ class Finder:
 
     def keep_frames(self, oldest: int) -> None:
         """A live window forgot every frame below `oldest`."""
+
+
+class Kind(NamedTuple):
+    """What an observation carries, as far as finders choose by it: its path, mobility message
+    type and whether it is tunnelled; `homes` and `length`: whether not empty (not 0); every
+    other field True when it holds a value, None when not, so that a finder's own tests (`is
+    None`, truth) read a Kind as they read the Observation. The Linker hands an observation
+    only to the finders that take its kind (`Finder.takes`, asked once per kind: a capture
+    shows a handful)."""
+    path: str
+    mh_type: int | None
+    care_of: bool | None
+    homes: bool
+    correspondent: bool | None
+    home_agent: bool | None
+    towards_ha: bool | None
+    spi: bool | None
+    esp_sequence: bool | None
+    cookie: bool | None
+    tunnelled: bool
+    length: bool
+    mh_sequence: bool | None
+    home_nonce_index: bool | None
+    care_of_nonce_index: bool | None
+
+
+def kind_of(o: Observation) -> tuple:
+    """The fields of o's Kind, as a plain tuple (the routing table's key: no Kind made per
+    packet)."""
+    return (o.path, o.mh_type, o.care_of is not None or None, bool(o.homes),
+            o.correspondent is not None or None, o.home_agent is not None or None,
+            o.towards_ha is not None or None, o.spi is not None or None,
+            o.esp_sequence is not None or None, o.cookie is not None or None, o.tunnelled,
+            bool(o.length), o.mh_sequence is not None or None,
+            o.home_nonce_index is not None or None, o.care_of_nonce_index is not None or None)
 
 
 # ---- the engine -------------------------------------------------------------------------------
@@ -246,7 +289,13 @@ class Linker:
         self.rules = tuple(RULES if rules is None else rules)
         self.threshold, self.wait, self.horizon = threshold, wait, horizon
         self.profiles = UnionFind()
+        # a frame's profile (its root in the union-find), the union-find's own method: every
+        # rule asks, a million times a capture
+        self.root = self.profiles.find
         self.finders = [rule.finder(rule, self) for rule in self.rules]
+        self._index = {id(f): i for i, f in enumerate(self.finders)}
+        # observation kind -> the add() of each finder that takes it (built as kinds come)
+        self._routes: dict[tuple, tuple[Callable[[Observation], None], ...]] = {}
         self.decided: list[Evidence] = []
         self.now = float("-inf")
         self._due: list[tuple[float, int, int, object]] = []     # (due, order, finder, claim)
@@ -260,18 +309,26 @@ class Linker:
         self.decide_until(obs.time)
         self.now = max(self.now, obs.time)
         self.profiles.add(obs.frame)
-        for finder in self.finders:
-            finder.add(obs)
+        key = kind_of(obs)
+        route = self._routes.get(key)
+        if route is None:
+            route = self._routes[key] = self.route(Kind(*key))
+        for add in route:
+            add(obs)
         self._added += 1
         if self.now - self._forgot_at > min(self.horizon / 8, RATE_SPAN):
             self._forgot_at = self.now
             for finder in self.finders:
                 finder.forget(self.now - self.horizon)
 
+    def route(self, kind: Kind) -> tuple[Callable[[Observation], None], ...]:
+        """The add() of each finder that takes observations of this kind, in RULES order."""
+        return tuple(f.add for f in self.finders if f.takes(kind))
+
     def later(self, finder: Finder, due: float, claim) -> None:
         """Decide `claim` once the capture has gone past `due` (or at the end)."""
         self._order += 1
-        heapq.heappush(self._due, (due, self._order, self.finders.index(finder), claim))
+        heapq.heappush(self._due, (due, self._order, self._index[id(finder)], claim))
 
     def decide_until(self, time: float) -> None:
         while self._due and self._due[0][0] < time:
@@ -301,9 +358,6 @@ class Linker:
         frames = [f for f in frames if f >= self.oldest]
         for f in frames[1:]:
             self.profiles.union(frames[0], f)
-
-    def root(self, frame: int) -> int:
-        return self.profiles.find(frame)
 
     def evidence(self) -> list[Evidence]:
         out: list[Evidence] = []
@@ -404,14 +458,19 @@ class SameValue(Finder):
     """Every observation carrying the value is one node, at once (a value only one node holds:
     RFC 6275 addresses, 64-bit random init cookies)."""
 
-    def __init__(self, rule: Rule, linker: Linker, key: Callable[[Observation], Iterable],
-                 label: str):
+    def __init__(self, rule: Rule, linker: Linker, field: str, label: str):
+        """`field`: the Observation field holding the value (or, `homes`, a tuple of them)."""
         super().__init__(rule, linker)
-        self.key, self.label = key, label
+        self.field, self.label = field, label
+        self.key = attrgetter(field)
         self.groups: dict[object, _Group] = {}
 
+    def takes(self, kind: Kind) -> bool:
+        return bool(getattr(kind, self.field))
+
     def add(self, obs: Observation) -> None:
-        for value in self.key(obs):
+        values = self.key(obs)
+        for value in values if type(values) is tuple else (values,):
             if value is None:
                 continue
             group = self.groups.get(value)
@@ -445,8 +504,8 @@ class SameValue(Finder):
             group.count = max(group.count, len(group.sample))
 
 
-def same(key: Callable[[Observation], Iterable], label: str):
-    return lambda rule, linker: SameValue(rule, linker, key, label)
+def same(field: str, label: str):
+    return lambda rule, linker: SameValue(rule, linker, field, label)
 
 
 # ---- successors over stepping values: SPI (6.4), ESP counter (RFC 4303), BU sequence (6.3) ------
@@ -844,6 +903,9 @@ class SpiIncrement(StepChains):
     distinct_senders = False
     max_step = 2 * SPI_STEP
 
+    def takes(self, kind):
+        return kind.spi and _mn_ha_direction(kind) is not None
+
     def locate(self, obs):
         group = _mn_ha_direction(obs)
         if group is None or obs.spi is None:
@@ -885,6 +947,9 @@ class EspContinues(StepChains):
     band = 64
     recent = WAIT
 
+    def takes(self, kind):
+        return kind.esp_sequence and _mn_ha_direction(kind) is not None
+
     def locate(self, obs):
         group = _mn_ha_direction(obs)
         if group is None or obs.esp_sequence is None:
@@ -916,6 +981,9 @@ class BuContinues(StepChains):
     modulus = 1 << 16
     max_step = BU_STEP
     band = 2048
+
+    def takes(self, kind):
+        return kind.mh_type == MHType.BU and kind.mh_sequence
 
     def locate(self, obs):
         if obs.mh_type != MHType.BU or obs.mh_sequence is None:
@@ -961,6 +1029,9 @@ class SameSpi(Finder):
         # (time, key): one entry per SPI, due when it may be unused for longer than the
         # horizon (a deque with an entry per run grew with every move back and forth)
         self._order: list[tuple[float, tuple]] = []
+
+    def takes(self, kind):
+        return kind.spi and _mn_ha_direction(kind) is not None
 
     def add(self, obs):
         group = _mn_ha_direction(obs)
@@ -1052,6 +1123,9 @@ class SameInterfaceId(Finder):
         self.homes: set[str] = set()
         self.infrastructure: set[str] = set()        # home agents, correspondents: a few
         self._order: deque[tuple[float, int]] = deque()
+
+    def takes(self, kind):
+        return kind.home_agent or kind.correspondent or kind.care_of or kind.homes
 
     def add(self, obs):
         for a in (obs.home_agent, obs.correspondent):
@@ -1148,6 +1222,10 @@ class NonceIndices(Finder):
         # (time, key), due when the key's least recently used place may be older than the
         # horizon: an entry per new place, not per packet (one per packet grew for an hour)
         self._order: list[tuple[float, tuple]] = []
+
+    def takes(self, kind):
+        return kind.mh_type in (MHType.BU, MHType.HOT, MHType.COT) and kind.correspondent \
+            and (kind.home_nonce_index or kind.care_of_nonce_index)
 
     def add(self, obs):
         if obs.mh_type not in (MHType.BU, MHType.HOT, MHType.COT) or obs.correspondent is None:
@@ -1280,6 +1358,17 @@ class Timing(Finder):
         self.index: dict[object, _Times] = defaultdict(_Times)
         self.subjects: dict[object, _Times] = defaultdict(_Times)
 
+    def takes(self, kind):
+        return self.is_subject(kind) or self.is_partner(kind)
+
+    def is_subject(self, kind: Kind) -> bool:
+        """Observations of this kind may be subjects (subject() not None)."""
+        return False
+
+    def is_partner(self, kind: Kind) -> bool:
+        """Observations of this kind may be partners (partner_key() not None)."""
+        return False
+
     def subject(self, obs: Observation) -> object | None:
         """The key of the subjects' own index (competitors), or None if obs is no subject."""
         return None
@@ -1394,6 +1483,14 @@ class HotiTiming(Timing):
     with the CoTI (CoT) of the same node (RFC 6275 11.6.1), and right after (before) the MN-HA
     tunnel packet that carried it (RFC 3776 4.3)."""
 
+    def is_subject(self, kind):
+        return kind.mh_type in (MHType.HOTI, MHType.HOT) and not kind.tunnelled \
+            and kind.path == "ha-cn"
+
+    def is_partner(self, kind):
+        return kind.care_of and (kind.mh_type in (MHType.COTI, MHType.COT)
+                                  or _tunnel_direction(kind) is not None)
+
     def subject(self, obs):
         if obs.mh_type in (MHType.HOTI, MHType.HOT) and not obs.tunnelled \
                 and obs.path == "ha-cn":
@@ -1425,6 +1522,13 @@ class ForwardingTiming(Timing):
     """draft 6.1 ("communication patterns") against 5.4 / 7.2: a packet the home agent takes out
     of a node's tunnel appears on HA-CN a moment later, one tunnel overhead smaller (and the
     reverse for packets to the node)."""
+
+    def is_subject(self, kind):
+        return kind.path == "ha-cn" and kind.mh_type not in (MHType.HOTI, MHType.HOT) \
+            and kind.homes and kind.length
+
+    def is_partner(self, kind):
+        return _tunnel_direction(kind) is not None
 
     def subject(self, obs):
         if obs.path == "ha-cn" and obs.mh_type not in (MHType.HOTI, MHType.HOT) \
@@ -1465,14 +1569,14 @@ TIMING = ("1/k over the k places with a partner packet in the window, shared wit
 
 RULES: tuple[Rule, ...] = (
     Rule("same-care-of-address", CERTAIN, "draft 6.1",
-         "packets from or to one care-of address", same(lambda o: (o.care_of,), "care-of address")),
+         "packets from or to one care-of address", same("care_of", "care-of address")),
     Rule("same-home-address", CERTAIN, "draft 6.1, 6.2.1",
          "one home or pseudo home address (HAO, RH2, 0xFE, inner header)",
-         same(lambda o: o.homes, "home or pseudo home address")),
+         same("homes", "home or pseudo home address")),
     Rule("same-spi", SHARED, "draft 6.1, 6.4", "one ESP SPI, from one place and then another",
          SameSpi),
     Rule("same-init-cookie", CERTAIN, "RFC 6275 6.1.3-6.1.6",
-         "a HoT/CoT echoing a HoTI/CoTI init cookie", same(lambda o: (o.cookie,), "init cookie")),
+         "a HoT/CoT echoing a HoTI/CoTI init cookie", same("cookie", "init cookie")),
     Rule("same-nonce-indices", SHARED, "draft 6.1, RFC 6275 5.2.5",
          "a correspondent's nonce indices carried from its HoT/CoT into a BU", NonceIndices),
     Rule("same-interface-id", SHARED, "draft 6.2.1, RFC 4291 2.5.1",

@@ -399,3 +399,41 @@ def test_state_grows_with_what_is_distinct_not_with_repeats():
     assert len(a.profiles()) == 1
     moves = [e for e in a.evidence() if e.rule == "same-spi"]
     assert len(moves) >= rounds // 10 - 2
+
+
+# ---- each observation to the finders that take its kind (issue 10) ------------------------------
+
+def _unrouted(monkeypatch):
+    """Every observation to every finder, as before the routing table."""
+    from monitor.linking import Linker
+    monkeypatch.setattr(Linker, "route", lambda self, kind: tuple(f.add for f in self.finders))
+
+
+@pytest.mark.parametrize("vantage", ["all", "mn-ha", "ha-cn", "mn-cn"])
+def test_routing_by_kind_decides_what_every_finder_would(lab_runs, vantage, monkeypatch):
+    """A finder that does not take an observation's kind (Finder.takes) would have done nothing
+    with it: on every shipped scenario and crowd, the report is the one of every observation
+    handed to every finder."""
+    routed = {name: _attack(events[False], vantage).report()
+              for name, (_, _, events) in lab_runs.items()}
+    _unrouted(monkeypatch)
+    for name, (_, _, events) in lab_runs.items():
+        assert _attack(events[False], vantage).report() == routed[name], name
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.tuples(st.lists(_layer, min_size=1, max_size=3), _mh,
+                          st.floats(0, 100), st.integers(0, 2000)), max_size=30),
+       st.sampled_from(["all", "mn-ha", "ha-cn", "mn-cn"]))
+def test_routing_by_kind_on_any_events(items, vantage):
+    """The same on any events (any options, ESP or not, any mobility message)."""
+    from monitor.linking import Linker
+    events = [PacketEvent(frame=i + 1, time=t, length=n, layers=tuple(layers), mobility=mh)
+              for i, (layers, mh, t, n) in enumerate(sorted(items, key=lambda x: x[2]))]
+    routed = _attack(events, vantage).report()
+    route = Linker.route
+    try:
+        Linker.route = lambda self, kind: tuple(f.add for f in self.finders)
+        assert _attack(events, vantage).report() == routed
+    finally:
+        Linker.route = route
