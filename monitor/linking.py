@@ -192,15 +192,24 @@ class UnionFind:
 
     A frame's parent is kept in an array chunk of CHUNK consecutive frame numbers (8 octets a
     frame where a dict entry and its ints took ~100; frames are capture positions, so the
-    chunks of a busy capture are full and those of frames never seen are never made)."""
+    chunks of a busy capture are full and those of frames never seen are never made).
+
+    `roots` caches find() for the frames that decisions ask about again and again (a timing
+    window's candidates and rivals, asked by every decision whose window holds them; read it,
+    and fill it through `cached`): an entry is exact until its root is merged into another
+    group, when the cache is emptied (rare: a new frame joins its group as a root of its own,
+    which no entry names)."""
 
     CHUNK_BITS = 6
     CHUNK = 1 << CHUNK_BITS
     ABSENT = -1
+    CACHED = 1 << 14            # entries at most (emptied when full)
 
     def __init__(self, items: Iterable[int] = ()):
         self._chunks: dict[int, array] = {}
         self.size = 0
+        self.roots: dict[int, int] = {}
+        self._cached_roots: set[int] = set()     # the roots `roots` names
         for i in items:
             self.add(i)
 
@@ -247,14 +256,38 @@ class UnionFind:
             x = up
         return root
 
+    def cached(self, x: int) -> int:
+        """find(x), through and into `roots`."""
+        root = self.roots.get(x)
+        if root is None:
+            if len(self.roots) >= self.CACHED:
+                self._forget_roots()
+            root = self.roots[x] = self.find(x)
+            self._cached_roots.add(root)
+        return root
+
+    def _forget_roots(self) -> None:
+        self.roots.clear()
+        self._cached_roots.clear()
+
     def union(self, a: int, b: int) -> bool:
-        self.add(a)
-        self.add(b)
-        ra, rb = self.find(a), self.find(b)
+        chunks, bits, mask = self._chunks, self.CHUNK_BITS, self.CHUNK - 1
+        chunk = chunks.get(a >> bits)
+        if chunk is None or chunk[a & mask] == -1:
+            self.add(a)
+        chunk = chunks.get(b >> bits)
+        if chunk is None or chunk[b & mask] == -1:
+            self.add(b)
+            chunk = chunks[b >> bits]
+        # b is most often a frame just seen, still a root of its own
+        rb = b if chunk[b & mask] == b else self.find(b)
+        ra = self.find(a)
         if ra == rb:
             return False
         lo, hi = (ra, rb) if ra < rb else (rb, ra)
-        self._chunks[hi >> self.CHUNK_BITS][hi & (self.CHUNK - 1)] = lo
+        chunks[hi >> bits][hi & mask] = lo
+        if hi in self._cached_roots:
+            self._forget_roots()
         return True
 
     def groups(self) -> dict[int, list[int]]:
@@ -271,6 +304,7 @@ class UnionFind:
         for f in kept:
             first.setdefault(roots[f], f)
         self._chunks, self.size = {}, 0
+        self._forget_roots()
         for f in kept:
             self.add(f)
             chunk, i = self._slot(f)
@@ -1396,7 +1430,12 @@ class Timing(Finder):
             self.linker.later(self, obs.time + RR_WINDOW + FORWARD_WINDOW, obs)
 
     def decide(self, obs):
-        find = self.linker.root
+        # each frame's profile through the union-find's cache: in a crowd every candidate's
+        # window holds the same busy subjects (50 nodes at 2,000 packets/s: ~6,000 lookups a
+        # decision, the live attacker's whole time), and the next decisions' windows hold
+        # most of them again; a link recorded below that merges profiles empties it
+        profiles = self.linker.profiles
+        roots, cached = profiles.roots, profiles.cached
         fits = None if type(self).fits is Timing.fits else self.fits
         subjects = self.subjects.get(self.subject(obs))
         for kind, key, t0, t1 in self.partners(obs):
@@ -1408,16 +1447,11 @@ class Timing(Finder):
                 cands = [o for o in cands if fits(obs, o)]
             if not cands:
                 continue
-            # each frame's profile looked up once per decision: in a crowd every candidate's
-            # window holds the same busy subjects (50 nodes at 2,000 packets/s: ~6,000 lookups
-            # a decision, the live attacker's whole time); a link recorded below may merge
-            # profiles, so nothing is kept from one partner kind to the next
-            roots: dict[int, int] = {}
             nearest: dict[int, Observation] = {}
             for o in cands:
                 r = roots.get(o.frame)
                 if r is None:
-                    r = roots[o.frame] = find(o.frame)
+                    r = cached(o.frame)
                 if r not in nearest or abs(o.time - obs.time) < abs(nearest[r].time - obs.time):
                     nearest[r] = o
             k = len(nearest)
@@ -1439,9 +1473,9 @@ class Timing(Finder):
             for s in pool:
                 r = roots.get(s.frame)
                 if r is None:
-                    r = roots[s.frame] = find(s.frame)
+                    r = cached(s.frame)
                 pool_roots.append(r)
-            own = find(obs.frame)
+            own = cached(obs.frame)
             ranked = []
             for o in nearest.values():
                 lo, hi = o.time - before, o.time + after

@@ -437,3 +437,50 @@ def test_routing_by_kind_on_any_events(items, vantage):
         assert _attack(events, vantage).report() == routed
     finally:
         Linker.route = route
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.lists(st.tuples(st.sampled_from(["union", "cached", "cached", "keep"]),
+                          st.integers(0, 15), st.integers(0, 15)), max_size=120))
+def test_union_find_cache_is_exact(steps):
+    """UnionFind.cached answers what find() does after any unions and trims (its cache is
+    emptied when a root it names is merged away), and never adds a frame."""
+    from monitor.linking import UnionFind
+    uf, plain = UnionFind(), {}
+
+    def root(x):                    # a union-find without caching or compression
+        while plain.get(x, x) != x:
+            x = plain[x]
+        return x
+
+    for op, a, b in steps:
+        if op == "union":
+            uf.union(a, b)
+            ra, rb = root(a), root(b)
+            plain.setdefault(a, a), plain.setdefault(b, b)
+            if ra != rb:
+                plain[max(ra, rb)] = min(ra, rb)
+        elif op == "cached":
+            assert uf.cached(a) == root(a)
+            assert (a in uf) == (a in plain)
+        else:
+            oldest = min(a, b) // 4
+            uf.keep(oldest)
+            groups: dict[int, list[int]] = {}
+            for f in sorted(plain):
+                groups.setdefault(root(f), []).append(f)
+            plain = {}
+            for members in groups.values():
+                kept = [f for f in members if f >= oldest]
+                for f in kept:
+                    plain[f] = kept[0]
+    assert all(uf.cached(f) == root(f) == uf.find(f) for f in plain)
+
+
+def test_union_find_cache_forgets_a_merged_root():
+    from monitor.linking import UnionFind
+    uf = UnionFind()
+    uf.union(5, 6)
+    assert uf.cached(6) == 5
+    uf.union(3, 5)
+    assert uf.cached(6) == uf.find(6) == 3
