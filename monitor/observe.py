@@ -51,69 +51,81 @@ class Observation:
         return (self.care_of, *homes) if self.care_of else homes
 
 
+def _home(homes: list[str], agents: set[str], address: str | None) -> None:
+    """A home or pseudo home address, once, unless it is a home agent's."""
+    if address and address not in homes and address not in agents:
+        homes.append(address)
+
+
+_RR_TO_MOBILE = (MHType.BA, MHType.COT, MHType.HOT)      # RFC 6275 6.1.4, 6.1.6, 6.1.8
+_RR_FROM_MOBILE = (MHType.BU, MHType.COTI, MHType.HOTI)  # RFC 6275 6.1.3, 6.1.7
+
+
 def observe(frame: int, time: float, view: View, path: str, roles: Roles,
             length: int = 0) -> Observation:
-    outer, mh = view.outer, view.mobility
+    outer, mh, agents = view.outer, view.mobility, roles.home_agents
     care_of = correspondent = home_agent = None
     towards_ha = None
     homes: list[str] = []
 
-    def home(address: str | None) -> None:
-        if address and address not in homes and address not in roles.home_agents:
-            homes.append(address)
-
     # Options on the outer header are readable on every path (they sit before any ESP).
-    home(outer.home_address)                 # RFC 6275 6.3 HAO
-    home(outer.routing_home_address)         # RFC 6275 6.4 RH2
-    home(outer.pseudo_home_address)          # PROFILE.md option 0xFE (draft 4.1, 4.2)
+    hao, rh2, pseudo = outer.home_address, outer.routing_home_address, \
+        outer.pseudo_home_address
+    if hao or rh2 or pseudo:
+        _home(homes, agents, hao)            # RFC 6275 6.3 HAO
+        _home(homes, agents, rh2)            # RFC 6275 6.4 RH2
+        _home(homes, agents, pseudo)         # PROFILE.md option 0xFE (draft 4.1, 4.2)
 
-    inner = view.layers[1] if len(view.layers) >= 2 else None
+    layers = view.layers
+    inner = layers[1] if len(layers) >= 2 else None
     if path == "mn-ha":
-        towards_ha = outer.dst in roles.home_agents
+        towards_ha = outer.dst in agents
         home_agent, care_of = (outer.dst, outer.src) if towards_ha else (outer.src, outer.dst)
         if inner is not None:
             # a visible (not ESP) tunnel: RFC 6275 10.4.5 / draft 5.4 inner packet
             mobile, other = (inner.src, inner.dst) if towards_ha else (inner.dst, inner.src)
-            home(mobile)
-            if other not in roles.home_agents:
+            _home(homes, agents, mobile)
+            if other not in agents:
                 correspondent = other
-            for layer in view.layers[1:]:
-                home(layer.home_address)
-                home(layer.routing_home_address)
-                home(layer.pseudo_home_address)
+            for layer in layers[1:]:
+                _home(homes, agents, layer.home_address)
+                _home(homes, agents, layer.routing_home_address)
+                _home(homes, agents, layer.pseudo_home_address)
     elif path == "mn-cn":
-        if roles.is_care_of(outer.src) or outer.home_address:
+        if roles.is_care_of(outer.src) or hao:
             care_of, correspondent = outer.src, outer.dst
-        elif roles.is_care_of(outer.dst) or outer.routing_home_address:
+        elif roles.is_care_of(outer.dst) or rh2:
             care_of, correspondent = outer.dst, outer.src
-        elif mh is not None and mh.mh_type in (MHType.BA, MHType.COT, MHType.HOT):
-            care_of, correspondent = outer.dst, outer.src      # RFC 6275 6.1.4, 6.1.6, 6.1.8
-        elif mh is not None and mh.mh_type in (MHType.BU, MHType.COTI, MHType.HOTI):
-            care_of, correspondent = outer.src, outer.dst      # RFC 6275 6.1.3, 6.1.7
+        elif mh is not None and mh.mh_type in _RR_TO_MOBILE:
+            care_of, correspondent = outer.dst, outer.src
+        elif mh is not None and mh.mh_type in _RR_FROM_MOBILE:
+            care_of, correspondent = outer.src, outer.dst
         # else: nothing says which end is the mobile node; guessing would link correspondents
     elif path == "ha-cn":
         if roles.is_home_side(outer.src) or (
                 mh is not None and mh.mh_type in (MHType.HOTI, MHType.BU)):
-            home(outer.src)
+            _home(homes, agents, outer.src)
             correspondent = outer.dst
         else:
-            home(outer.dst)
+            _home(homes, agents, outer.dst)
             correspondent = outer.src
-    kw = {}
+    mh_type = mh_sequence = home_nonce_index = care_of_nonce_index = cookie = None
+    mh_name = ""
+    home_flag = False
     if mh is not None:
         if mh.alternate_care_of_address:          # RFC 6275 6.2.5: the CoA, visible in clear
             care_of = mh.alternate_care_of_address
-        kw = dict(mh_type=mh.mh_type, mh_name=mh.name, mh_sequence=mh.sequence,
-                  home_flag="H" in mh.flags, cookie=mh.cookie.hex() if mh.cookie else None)
-        if mh.mh_type == MHType.BU:
-            kw.update(home_nonce_index=mh.home_nonce_index,
-                      care_of_nonce_index=mh.care_of_nonce_index)
-        elif mh.mh_type == MHType.HOT:
-            kw.update(home_nonce_index=mh.nonce_index)
-        elif mh.mh_type == MHType.COT:
-            kw.update(care_of_nonce_index=mh.nonce_index)
+        mh_type, mh_name, mh_sequence = mh.mh_type, mh.name, mh.sequence
+        home_flag = "H" in mh.flags
+        cookie = mh.cookie.hex() if mh.cookie else None
+        if mh_type == MHType.BU:
+            home_nonce_index, care_of_nonce_index = mh.home_nonce_index, mh.care_of_nonce_index
+        elif mh_type == MHType.HOT:
+            home_nonce_index = mh.nonce_index
+        elif mh_type == MHType.COT:
+            care_of_nonce_index = mh.nonce_index
         if mh.error_home_address:
-            home(mh.error_home_address)
+            _home(homes, agents, mh.error_home_address)
     if care_of is not None and (care_of in homes or roles.is_home_side(care_of)):
         # RFC 6275 11.5.4: a node back home talks from its home address: an identity, not a
         # location (and the same key as its home address seen anywhere else)
@@ -121,10 +133,9 @@ def observe(frame: int, time: float, view: View, path: str, roles: Roles,
             homes.append(care_of)
         care_of = None
     esp = view.esp
+    # positional, in the fields' order (keywords cost a dict per packet)
     return Observation(
-        frame=frame, time=time, path=path, length=length, src=outer.src, dst=outer.dst,
-        care_of=care_of,
-        homes=tuple(homes), correspondent=correspondent, home_agent=home_agent,
-        towards_ha=towards_ha, spi=esp.spi if esp else None,
-        esp_sequence=esp.sequence if esp else None, encrypted=view.encrypted,
-        tunnelled=inner is not None, **kw)
+        frame, time, path, outer.src, outer.dst, length, care_of, tuple(homes), correspondent,
+        home_agent, towards_ha, esp.spi if esp else None, esp.sequence if esp else None,
+        view.encrypted, inner is not None, mh_type, mh_name, mh_sequence, home_flag,
+        home_nonce_index, care_of_nonce_index, cookie)

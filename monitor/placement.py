@@ -17,7 +17,7 @@ from __future__ import annotations
 import ipaddress
 from dataclasses import dataclass, field
 
-from dissectors.events import IPv6Layer, MobilePrefix, MobilityMessage, PacketEvent
+from dissectors.events import Esp, IPv6Layer, MobilePrefix, MobilityMessage, PacketEvent
 from dissectors.protocol import ICMPV6_MPA, ICMPV6_MPS, OTHER_PATH, PATHS, MHType
 
 OTHER = OTHER_PATH
@@ -44,45 +44,34 @@ def interface_id(address: str) -> int | None:
         return None
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True, eq=False)
 class View:
     """What an eavesdropper can read of one packet: the layers up to the first ESP header,
-    and the payload only when no ESP hides it."""
+    and the payload only when no ESP hides it. (Not frozen: a frozen dataclass sets each field
+    through object.__setattr__, and one is made per packet; nothing changes one once made.)"""
     layers: tuple[IPv6Layer, ...]
     mobility: MobilityMessage | None
     prefix_discovery: MobilePrefix | None
     encrypted: bool                       # an ESP header hides the rest
-
-    @property
-    def outer(self) -> IPv6Layer:
-        return self.layers[0]
+    outer: IPv6Layer                      # layers[0]
+    esp: Esp | None                       # the first ESP header (the last layer's), if any
 
     @property
     def innermost(self) -> IPv6Layer:
         return self.layers[-1]
 
-    @property
-    def esp(self):
-        for layer in self.layers:
-            if layer.esp is not None:
-                return layer.esp
-        return None
-
 
 def visible(event: PacketEvent) -> View | None:
     """The keyless eavesdropper's view of a packet (None when it has no IPv6 layer)."""
-    layers: list[IPv6Layer] = []
-    encrypted = False
-    for layer in event.layers:
-        layers.append(layer)
-        if layer.esp is not None:          # RFC 4303: what follows is ciphertext on the wire
-            encrypted = True
-            break
+    layers = event.layers
     if not layers:
         return None
-    if encrypted:
-        return View(tuple(layers), None, None, True)
-    return View(tuple(layers), event.mobility, event.prefix_discovery, False)
+    if type(layers) is not tuple:
+        layers = tuple(layers)
+    for n, layer in enumerate(layers):
+        if layer.esp is not None:          # RFC 4303: what follows is ciphertext on the wire
+            return View(layers[:n + 1], None, None, True, layers[0], layer.esp)
+    return View(layers, event.mobility, event.prefix_discovery, False, layers[0], None)
 
 
 @dataclass
