@@ -151,6 +151,7 @@ class AttackerAnalyzer:
         self._places: list[_Place] = []
         self._place_ids: dict[_Place, int] = {}
         self._ordered = True            # frames observed in increasing order (bisect finds one)
+        self._in_time = True            # and times never decreasing (a profile's order as seen)
         self._profiles: list[Profile] | None = None
 
     # -- addon hooks ---------------------------------------------------------------------------
@@ -167,10 +168,14 @@ class AttackerAnalyzer:
             for _, _, _, waiting, _ in self._waiting:
                 self._roles.learn_sides(waiting)
         self._roles.learn_sides(view)
-        self._waiting.append((event.frame, event.time, event.length, view, self._fed))
-        self._now = max(self._now, event.time)
-        self._place(self._now - PLACE_WAIT)
-        self._trim()
+        waiting = self._waiting
+        waiting.append((event.frame, event.time, event.length, view, self._fed))
+        if event.time > self._now:
+            self._now = event.time
+        if waiting[0][1] < self._now - PLACE_WAIT:
+            self._place(self._now - PLACE_WAIT)
+            if self.max_packets is not None:
+                self._trim()
         self._profiles = None
 
     def advance(self, now: float) -> None:
@@ -210,8 +215,11 @@ class AttackerAnalyzer:
         if pid is None:
             pid = self._place_ids[place] = len(self._places)
             self._places.append(place)
-        if self._frames and obs.frame <= self._frames[-1]:
-            self._ordered = False
+        if self._frames:
+            if obs.frame <= self._frames[-1]:
+                self._ordered = False
+            if obs.time < self._times[-1]:
+                self._in_time = False
         self._frames.append(obs.frame)
         self._times.append(obs.time)
         self._place_of.append(pid)
@@ -264,39 +272,64 @@ class AttackerAnalyzer:
 
     def _build_profiles(self) -> list[Profile]:
         linker = self._linker
+        frames_, times, place_of = self._frames, self._times, self._place_of
         groups: dict[int, list[int]] = defaultdict(list)
-        for i, f in enumerate(self._frames):
-            groups[linker.root(f)].append(i)
-        # each profile's packets by (time, frame), profiles by their first frame
-        members = sorted((sorted(ix, key=lambda i: (self._times[i], self._frames[i]))
+        root = linker.root
+        for i, f in enumerate(frames_):
+            groups[root(f)].append(i)
+        # each profile's packets by (time, frame), profiles by their first frame; observed in
+        # that order already unless the capture's frames or times went back
+        in_order = self._ordered and self._in_time
+        members = sorted((ix if in_order else
+                          sorted(ix, key=lambda i: (times[i], frames_[i]))
                           for ix in groups.values()),
-                         key=lambda ix: min(self._frames[i] for i in ix))
-        index_of = {linker.root(self._frames[ix[0]]): n for n, ix in enumerate(members)}
+                         key=lambda ix: min(frames_[i] for i in ix))
+        index_of = {root(frames_[ix[0]]): n for n, ix in enumerate(members)}
         profiles = []
         spans: list[list[tuple[str, float, float]]] = []
         identities: list[set[str]] = []
         for n, ix in enumerate(members):
-            # each packet's Seen made, read and dropped (a 200,000-packet profile's list of
-            # them was ~30 MB at the report's peak)
-            frames = sorted(self._frames[i] for i in ix)
+            frames = [frames_[i] for i in ix]
+            if not in_order:
+                frames.sort()
+            # each place the profile's packets showed, in the order first shown: [first packet,
+            # last packet, packets] (a place repeats: one node's care-of address 100,000 times)
+            shown: dict[int, list[int]] = {}
+            for i in ix:
+                at = shown.get(place_of[i])
+                if at is None:
+                    shown[place_of[i]] = [i, i, 1]
+                else:
+                    at[1] = i
+                    at[2] += 1
             stops: dict[str, list] = {}
             addresses: dict[str, None] = {}
             correspondents: dict[str, None] = {}
             seen_at: dict[str, set[str]] = defaultdict(set)
             paths: Counter = Counter()
-            for i in ix:
-                o = self._at(i)
-                paths[o.path] += 1
-                if o.care_of:
-                    s = stops.setdefault(o.care_of, [o.time, o.time, o.frame, 0])
-                    s[1] = o.time
-                    s[3] += 1
-                for a in o.homes:
+            # which of two packets came later in the profile's order: their positions, in
+            # the order observed when that is the profile's order
+            later = None if in_order or len(shown) == 1 else {i: k for k, i in enumerate(ix)}
+            for pid, (first, last, count) in shown.items():
+                path, care_of, homes, correspondent = self._places[pid]
+                paths[path] += count
+                if care_of:
+                    s = stops.get(care_of)
+                    if s is None:
+                        stops[care_of] = [times[first], times[last], frames_[first], count,
+                                          last]
+                    else:
+                        # the same care-of address at another place: its stop runs to the
+                        # later of the two last packets
+                        if (last > s[4]) if later is None else (later[last] > later[s[4]]):
+                            s[1], s[4] = times[last], last
+                        s[3] += count
+                for a in homes:
                     addresses.setdefault(a)
-                    if o.care_of:
-                        seen_at[a].add(o.care_of)
-                if o.correspondent:
-                    correspondents.setdefault(o.correspondent)
+                    if care_of:
+                        seen_at[a].add(care_of)
+                if correspondent:
+                    correspondents.setdefault(correspondent)
             trail = [CareOfStop(a, s[0], s[1], s[2], s[3])
                      for a, s in sorted(stops.items(), key=lambda kv: (kv[1][0], kv[1][2]))]
             spans.append([(a, s[0], s[1]) for a, s in stops.items()])

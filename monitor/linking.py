@@ -70,6 +70,13 @@ BAND_CAP = 64            # look-alike values counted at most (the posterior is l
 SCAN_CAP = 4 * COMPONENT_CAP   # index entries examined per query: more means crowded
 FRAME_SAMPLE = 25        # frames an identity group keeps (and a report lists) besides its count
 
+# message types read per packet, looked up once (an IntEnum member lookup costs as much as the
+# comparison it serves)
+_BU, _HOTI, _COTI, _HOT, _COT = MHType.BU, MHType.HOTI, MHType.COTI, MHType.HOT, MHType.COT
+_HOME_TEST = (_HOTI, _HOT)
+_CARE_OF_TEST = (_COTI, _COT)
+_NONCE_CARRIERS = (_BU, _HOT, _COT)
+
 
 # ---- what a decision produces -----------------------------------------------------------------
 
@@ -220,7 +227,10 @@ class UnionFind:
         return chunk, x & (self.CHUNK - 1)
 
     def add(self, x: int) -> None:
-        chunk, i = self._slot(x)
+        chunk = self._chunks.get(x >> self.CHUNK_BITS)
+        if chunk is None:
+            chunk = self._chunks[x >> self.CHUNK_BITS] = array("q", _ABSENT_CHUNK)
+        i = x & (self.CHUNK - 1)
         if chunk[i] == -1:
             chunk[i] = x
             self.size += 1
@@ -340,8 +350,11 @@ class Linker:
 
     # -- feeding --------------------------------------------------------------------------------
     def add(self, obs: Observation) -> None:
-        self.decide_until(obs.time)
-        self.now = max(self.now, obs.time)
+        due = self._due
+        if due and due[0][0] < obs.time:
+            self.decide_until(obs.time)
+        if obs.time > self.now:
+            self.now = obs.time
         self.profiles.add(obs.frame)
         key = kind_of(obs)
         route = self._routes.get(key)
@@ -637,7 +650,8 @@ class StepChains(Finder):
             return
         group, key, value, sender = located
         item = self.items[group].get(key)
-        if item is None or self._came_back(item, value):
+        if item is None or (1 < (value - item.last) % self.modulus <= self.max_step
+                            and self._came_back(item, value)):
             item = _Item(group, key, value, value, sender, obs.time, obs.time, obs.frame,
                          obs.frame, obs.esp_sequence, obs.esp_sequence)
             self.items[group][key] = item
@@ -1017,10 +1031,10 @@ class BuContinues(StepChains):
     band = 2048
 
     def takes(self, kind):
-        return kind.mh_type == MHType.BU and kind.mh_sequence
+        return kind.mh_type == _BU and kind.mh_sequence
 
     def locate(self, obs):
-        if obs.mh_type != MHType.BU or obs.mh_sequence is None:
+        if obs.mh_type != _BU or obs.mh_sequence is None:
             return None
         sender = _sender(obs)
         return (obs.dst, obs.home_flag), sender, obs.mh_sequence, sender
@@ -1258,25 +1272,25 @@ class NonceIndices(Finder):
         self._order: list[tuple[float, tuple]] = []
 
     def takes(self, kind):
-        return kind.mh_type in (MHType.BU, MHType.HOT, MHType.COT) and kind.correspondent \
+        return kind.mh_type in _NONCE_CARRIERS and kind.correspondent \
             and (kind.home_nonce_index or kind.care_of_nonce_index)
 
     def add(self, obs):
-        if obs.mh_type not in (MHType.BU, MHType.HOT, MHType.COT) or obs.correspondent is None:
+        if obs.mh_type not in _NONCE_CARRIERS or obs.correspondent is None:
             return
         for kind, index in (("home", obs.home_nonce_index), ("care-of", obs.care_of_nonce_index)):
             if index is None:
                 continue
             key = (obs.correspondent, kind, index)
             place = obs.identities or (obs.frame,)      # no address: a place of its own
-            table = self.bus if obs.mh_type == MHType.BU else self.tests
+            table = self.bus if obs.mh_type == _BU else self.tests
             entry = table[key].get(place)
             if entry is None:
                 table[key][place] = [obs.frame, obs.time]
                 heapq.heappush(self._order, (obs.time, key))
             else:
                 entry[1] = obs.time
-            if obs.mh_type == MHType.BU:
+            if obs.mh_type == _BU:
                 self.linker.later(self, obs.time + self.linker.wait, (key, obs.frame, place))
 
     def decide(self, claim):
@@ -1518,35 +1532,35 @@ class HotiTiming(Timing):
     tunnel packet that carried it (RFC 3776 4.3)."""
 
     def is_subject(self, kind):
-        return kind.mh_type in (MHType.HOTI, MHType.HOT) and not kind.tunnelled \
+        return kind.mh_type in _HOME_TEST and not kind.tunnelled \
             and kind.path == "ha-cn"
 
     def is_partner(self, kind):
-        return kind.care_of and (kind.mh_type in (MHType.COTI, MHType.COT)
+        return kind.care_of and (kind.mh_type in _CARE_OF_TEST
                                   or _tunnel_direction(kind) is not None)
 
     def subject(self, obs):
-        if obs.mh_type in (MHType.HOTI, MHType.HOT) and not obs.tunnelled \
+        if obs.mh_type in _HOME_TEST and not obs.tunnelled \
                 and obs.path == "ha-cn":
             return ("subject", obs.mh_type, obs.correspondent)
         return None
 
     def partner_key(self, obs):
-        if obs.care_of and obs.mh_type in (MHType.COTI, MHType.COT):
+        if obs.care_of and obs.mh_type in _CARE_OF_TEST:
             return ("rr", obs.mh_type, obs.correspondent)
         d = _tunnel_direction(obs)
         return None if d is None else ("tunnel", d)
 
     def partners(self, obs):
-        out = obs.mh_type == MHType.HOTI
-        pair = MHType.COTI if out else MHType.COT
+        out = obs.mh_type == _HOTI
+        pair = _COTI if out else _COT
         t = obs.time
         return [("RR", ("rr", pair, obs.correspondent), t - RR_WINDOW, t + RR_WINDOW),
                 ("tunnel", ("tunnel", out),
                  *((t - FORWARD_WINDOW, t) if out else (t, t + FORWARD_WINDOW)))]
 
     def describe(self, obs, kind, chosen):
-        return (f"{obs.mh_name} {'to' if obs.mh_type == MHType.HOTI else 'from'} "
+        return (f"{obs.mh_name} {'to' if obs.mh_type == _HOTI else 'from'} "
                 f"{obs.correspondent} at {obs.time:.3f} s with the "
                 + ("CoTI/CoT" if kind == "RR" else "MN-HA tunnel packet")
                 + f" of {chosen.care_of} at {chosen.time:.3f} s")
@@ -1558,14 +1572,14 @@ class ForwardingTiming(Timing):
     reverse for packets to the node)."""
 
     def is_subject(self, kind):
-        return kind.path == "ha-cn" and kind.mh_type not in (MHType.HOTI, MHType.HOT) \
+        return kind.path == "ha-cn" and kind.mh_type not in _HOME_TEST \
             and kind.homes and kind.length
 
     def is_partner(self, kind):
         return _tunnel_direction(kind) is not None
 
     def subject(self, obs):
-        if obs.path == "ha-cn" and obs.mh_type not in (MHType.HOTI, MHType.HOT) \
+        if obs.path == "ha-cn" and obs.mh_type not in _HOME_TEST \
                 and obs.homes and obs.length:
             return ("subject", obs.correspondent == obs.dst)
         return None

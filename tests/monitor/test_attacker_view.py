@@ -484,3 +484,45 @@ def test_union_find_cache_forgets_a_merged_root():
     assert uf.cached(6) == 5
     uf.union(3, 5)
     assert uf.cached(6) == uf.find(6) == 3
+
+
+def _profile_oracle(seen):
+    """A profile's trail, addresses, correspondents and paths read packet by packet from its
+    Seen list in (time, frame) order (what _build_profiles sums place by place)."""
+    from collections import Counter
+    stops, addresses, correspondents, paths = {}, {}, {}, Counter()
+    for o in sorted(seen, key=lambda o: (o.time, o.frame)):
+        paths[o.path] += 1
+        if o.care_of:
+            s = stops.setdefault(o.care_of, [o.time, o.time, o.frame, 0])
+            s[1] = o.time
+            s[3] += 1
+        for a in o.homes:
+            addresses.setdefault(a)
+        if o.correspondent:
+            correspondents.setdefault(o.correspondent)
+    trail = [(a, *s) for a, s in sorted(stops.items(), key=lambda kv: (kv[1][0], kv[1][2]))]
+    return trail, list(addresses), list(correspondents), dict(paths)
+
+
+@settings(max_examples=80, deadline=None)
+@given(st.lists(st.tuples(st.lists(_layer, min_size=1, max_size=3), _mh,
+                          st.floats(0, 30), st.integers(0, 2000)), max_size=40),
+       st.sampled_from(["all", "mn-ha", "ha-cn", "mn-cn"]), st.booleans())
+def test_profiles_sum_their_places_as_their_packets(items, vantage, in_order):
+    """Each profile's trail, addresses, correspondents and paths, summed place by place, are
+    what its packets say one by one, in (time, frame) order, whether or not the capture's
+    times went back."""
+    if in_order:
+        items = sorted(items, key=lambda x: x[2])
+    events = [PacketEvent(frame=i + 1, time=t, length=n, layers=tuple(layers), mobility=mh)
+              for i, (layers, mh, t, n) in enumerate(items)]
+    a = _attack(events, vantage)
+    by_frame = {o.frame: o for o in a.seen()}
+    for p in a.profiles():
+        assert p.frames == sorted(p.frames)
+        trail, addresses, correspondents, paths = _profile_oracle([by_frame[f]
+                                                                   for f in p.frames])
+        assert [(s.care_of_address, s.first_time, s.last_time, s.first_frame, s.frames)
+                for s in p.trail] == trail
+        assert (p.addresses, p.correspondents, p.paths) == (addresses, correspondents, paths)
