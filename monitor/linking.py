@@ -36,6 +36,7 @@ from array import array
 from collections import Counter, defaultdict, deque
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
+from itertools import islice
 from operator import attrgetter
 from typing import NamedTuple
 
@@ -1307,13 +1308,15 @@ class NonceIndices(Finder):
         k, m = len(receivers), 1 + len(senders)
         share = 1 / (k * m)
         cn, kind, index = key
-        cands = [Candidate((f,), share, f"{kind} test message of {cn} with index {index}",
-                           i == 0) for i, f in enumerate(receivers.values())]
+        # the first LISTED receivers listed (a crowd's index may go to hundreds)
+        what = f"{kind} test message of {cn} with index {index}"
+        cands = tuple([Candidate((f,), share, what, i == 0)
+                       for i, f in enumerate(islice(receivers.values(), LISTED))])
         target = cands[0].frames[0]
         return Evidence(self.rule.name, share,
                         f"{kind} nonce index {index} of correspondent {cn}",
                         tuple(sorted({frame, target})), ambiguous=k * m > 1,
-                        subject=(frame,), candidates=tuple(cands[:LISTED]),
+                        subject=(frame,), candidates=cands,
                         computation=f"index handed to {k} profile(s), echoed by {m} place(s)")
 
     def forget(self, before):
@@ -1462,11 +1465,13 @@ class Timing(Finder):
             if not cands:
                 continue
             nearest: dict[int, Observation] = {}
+            t = obs.time
             for o in cands:
                 r = roots.get(o.frame)
                 if r is None:
                     r = cached(o.frame)
-                if r not in nearest or abs(o.time - obs.time) < abs(nearest[r].time - obs.time):
+                near = nearest.get(r)
+                if near is None or abs(o.time - t) < abs(near.time - t):
                     nearest[r] = o
             k = len(nearest)
             # how busy: partner-kind packets per second around the window, outside it
@@ -1479,16 +1484,11 @@ class Timing(Finder):
             # the other subjects a partner could belong to: those whose window holds it, read
             # once (time order, with their profiles) for every candidate's window
             before, after = t1 - obs.time, obs.time - t0
-            pool = subjects.between(min(o.time for o in nearest.values()) - before,
-                                    max(o.time for o in nearest.values()) + after) \
+            times = [o.time for o in nearest.values()]
+            pool = subjects.between(min(times) - before, max(times) + after) \
                 if subjects is not None else []
             pool_times = [s.time for s in pool]
-            pool_roots = []
-            for s in pool:
-                r = roots.get(s.frame)
-                if r is None:
-                    r = cached(s.frame)
-                pool_roots.append(r)
+            pool_roots = [roots.get(s.frame) or cached(s.frame) for s in pool]
             own = cached(obs.frame)
             ranked = []
             for o in nearest.values():
@@ -1501,15 +1501,16 @@ class Timing(Finder):
                 rivals.discard(own)
                 share = 1 / (k + slack) / (1 + len(rivals))
                 ranked.append((share, o, len(rivals)))
-            ranked.sort(key=lambda x: (-x[0], x[1].frame))
+            if k > 1:
+                ranked.sort(key=lambda x: (-x[0], x[1].frame))
             share, chosen, rivals = ranked[0]
             self.linker.record(Evidence(
                 self.rule.name, share, self.describe(obs, kind, chosen),
                 tuple(sorted({obs.frame, chosen.frame})),
                 ambiguous=k > 1 or rivals > 0 or share < self.linker.threshold,
                 subject=(obs.frame,),
-                candidates=tuple(Candidate((o.frame,), s, f"{o.care_of} at {o.time:.3f} s",
-                                           o is chosen) for s, o, _ in ranked[:LISTED]),
+                candidates=tuple([Candidate((o.frame,), s, f"{o.care_of} at {o.time:.3f} s",
+                                            o is chosen) for s, o, _ in ranked[:LISTED]]),
                 computation=(f"{k} candidate place(s) in the {t1 - t0:.3f} s window, "
                              f"{rivals} other {obs.mh_name or 'packet'}(s) could claim the "
                              f"best; {around} such packets within {RATE_SPAN:.0f} s around "
