@@ -189,7 +189,9 @@ class Roles:
                 found.append(self.prefix(outer.src))
             elif mh.mh_type == MHType.HOT:
                 found.append(self.prefix(outer.dst))
-        self.home_prefixes.update(p for p in found if p)
+        for p in found:
+            if p:
+                self.home_prefixes.add(p)
         # Care-of addresses: the mobile end of everything that meets a home agent, plus
         # addresses that the mobility options name as care-of addresses.
         coa = self.care_of_addresses
