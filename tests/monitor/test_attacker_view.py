@@ -280,15 +280,24 @@ _mh = st.none() | st.builds(MobilityMessage, st.integers(0, 9),
                             home_nonce_index=st.none() | st.integers(0, 3),
                             care_of_nonce_index=st.none() | st.integers(0, 3),
                             alternate_care_of_address=st.none() | _addr)
+_vantage = st.sampled_from(["all", "mn-ha", "ha-cn", "mn-cn"])
+
+
+def _packets(min_layers: int = 0, max_size: int = 25, seconds: float = 100):
+    """Any events: (layers, mobility message, time, length) each, numbered by _events."""
+    return st.lists(st.tuples(st.lists(_layer, min_size=min_layers, max_size=3), _mh,
+                              st.floats(0, seconds), st.integers(0, 2000)), max_size=max_size)
+
+
+def _events(items) -> list[PacketEvent]:
+    return [PacketEvent(frame=i + 1, time=t, length=n, layers=tuple(layers), mobility=mh)
+            for i, (layers, mh, t, n) in enumerate(items)]
 
 
 @settings(max_examples=60, deadline=None)
-@given(st.lists(st.tuples(st.lists(_layer, min_size=0, max_size=3), _mh,
-                          st.floats(0, 100), st.integers(0, 2000)), max_size=25),
-       st.sampled_from(["all", "mn-ha", "ha-cn", "mn-cn"]))
+@given(_packets(), _vantage)
 def test_any_events_give_a_report(items, vantage):
-    events = [PacketEvent(frame=i + 1, time=t, length=n, layers=tuple(layers), mobility=mh)
-              for i, (layers, mh, t, n) in enumerate(items)]
+    events = _events(items)
     a = _attack(events, vantage)
     report = a.report()
     json.dumps(report)
@@ -422,14 +431,11 @@ def test_routing_by_kind_decides_what_every_finder_would(lab_runs, vantage, monk
 
 
 @settings(max_examples=60, deadline=None)
-@given(st.lists(st.tuples(st.lists(_layer, min_size=1, max_size=3), _mh,
-                          st.floats(0, 100), st.integers(0, 2000)), max_size=30),
-       st.sampled_from(["all", "mn-ha", "ha-cn", "mn-cn"]))
+@given(_packets(min_layers=1, max_size=30), _vantage)
 def test_routing_by_kind_on_any_events(items, vantage):
     """The same on any events (any options, ESP or not, any mobility message)."""
     from monitor.linking import Linker
-    events = [PacketEvent(frame=i + 1, time=t, length=n, layers=tuple(layers), mobility=mh)
-              for i, (layers, mh, t, n) in enumerate(sorted(items, key=lambda x: x[2]))]
+    events = _events(sorted(items, key=lambda x: x[2]))
     routed = _attack(events, vantage).report()
     route = Linker.route
     try:
@@ -506,18 +512,12 @@ def _profile_oracle(seen):
 
 
 @settings(max_examples=80, deadline=None)
-@given(st.lists(st.tuples(st.lists(_layer, min_size=1, max_size=3), _mh,
-                          st.floats(0, 30), st.integers(0, 2000)), max_size=40),
-       st.sampled_from(["all", "mn-ha", "ha-cn", "mn-cn"]), st.booleans())
+@given(_packets(min_layers=1, max_size=40, seconds=30), _vantage, st.booleans())
 def test_profiles_sum_their_places_as_their_packets(items, vantage, in_order):
     """Each profile's trail, addresses, correspondents and paths, summed place by place, are
     what its packets say one by one, in (time, frame) order, whether or not the capture's
     times went back."""
-    if in_order:
-        items = sorted(items, key=lambda x: x[2])
-    events = [PacketEvent(frame=i + 1, time=t, length=n, layers=tuple(layers), mobility=mh)
-              for i, (layers, mh, t, n) in enumerate(items)]
-    a = _attack(events, vantage)
+    a = _attack(_events(sorted(items, key=lambda x: x[2]) if in_order else items), vantage)
     by_frame = {o.frame: o for o in a.seen()}
     for p in a.profiles():
         assert p.frames == sorted(p.frames)
