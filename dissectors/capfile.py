@@ -7,7 +7,9 @@ packet itself. Works on any binary stream (a file, or dumpcap's stdout in live m
 
 The API:
 - `blocks(stream, drops)` yields every `Block` (its exact octets, to forward to tshark; `record`
-  set for the blocks tshark numbers as frames); `records(stream, drops)` only the `Record`s.
+  set for the blocks tshark numbers as frames); `records(stream, drops)` only the `Record`s,
+  and with `prefilter=(wanted, counts)` only those `wanted(linktype, octets)` keeps (the others
+  counted read and filtered in `counts`; a plain pcap file's never made a Record at all).
 - `DropCounter` (`drops`) collects what could not be handed on: kernel drops from pcapng
   Interface Statistics Blocks, and `damage`, a `Damage` (where and why) when the capture could
   not be read to its end. The iteration then ends after the last whole frame: read what can
@@ -303,8 +305,8 @@ class _Pcap:
                 more = r.read_some(READ_AT_ONCE)
                 buf, base, at, ended = buf[at:] + more, base + at, 0, len(more) < READ_AT_ONCE
             size = len(buf)
-            # the records that start before `stop` are read in this inner loop, without the
-            # refill test: a standard frame that starts there ends inside `buf`
+            # the records that start up to `stop` are read here without the refill test: a
+            # standard frame that starts there ends inside `buf`
             stop = size - PCAP_RECORD_HEADER if ended else \
                 size - PCAP_RECORD_HEADER - MAX_SNAPLEN_STANDARD
             while at <= stop:
@@ -321,8 +323,11 @@ class _Pcap:
                     yield Record(number, linktype, data, orig_len,
                                  _epoch(seconds, fraction * nanos_per_unit))
                 at = end
-            if at > stop and not ended:
-                continue                        # refill, then on
+            else:
+                if not ended:
+                    continue                    # refill, then on
+            # the end, damage, or a frame longer than what is read: made whole, it is read
+            # by the loop above on the next turn
             left = size - at
             if left < PCAP_RECORD_HEADER:
                 if left:
@@ -336,23 +341,14 @@ class _Pcap:
                                       f"captured length {incl_len} is larger than {limit}")
                 return
             end = at + PCAP_RECORD_HEADER + incl_len
-            if end > size:                      # a frame longer than what is read (D-Bus, USB)
-                buf, base, end, at = buf[at:], base + at, end - at, 0
-                buf += r.read_some(end - len(buf))
-                if end > len(buf):
-                    drops.damage = Damage(base, "record", number + 1, number,
-                                          f"cut short in a record's data "
-                                          f"({len(buf) - PCAP_RECORD_HEADER} of {incl_len} octets)")
-                    return
-            number += 1
-            data = buf[at + PCAP_RECORD_HEADER:end] if keep_data else b""
-            if wanted is not None and not wanted(linktype, data):
-                counts.read += 1
-                counts.filtered += 1
-            else:
-                yield Record(number, linktype, data, orig_len,
-                             _epoch(seconds, fraction * nanos_per_unit))
-            at = end
+            # a frame longer than what is read (D-Bus, USB: longer than a standard one)
+            buf, base, end, at = buf[at:], base + at, end - at, 0
+            buf += r.read_some(end - len(buf))
+            if end > len(buf):
+                drops.damage = Damage(base, "record", number + 1, number,
+                                      f"cut short in a record's data "
+                                      f"({len(buf) - PCAP_RECORD_HEADER} of {incl_len} octets)")
+                return
 
     def blocks(self, drops: DropCounter) -> Iterator[Block]:
         r = self.r
