@@ -212,9 +212,10 @@ class EspDecryptor:
         """An SPI no registered SA verifies: try every other SA that has an ICV, once per SPI
         (the ICV is proof; which node moved it there is then looked for on its chains). SPIs
         only climb (draft 6.4), so the SAs whose last SPI lies closest below it go first."""
-        def distance(state: _Sa) -> int:
-            return (esp.spi - state.head) % SPI_SPACE
-        for state in sorted(self._sas, key=distance):
+        spi, sas = esp.spi, self._sas
+        # sorted by distance (stable: ties in keyring order), the distances made in one pass
+        distances = [(spi - state.head) % SPI_SPACE for state in sas]
+        for state in [sas[n] for n in sorted(range(len(sas)), key=distances.__getitem__)]:
             if id(state) in tried or not state.transform.verifies or not state.selects(layer):
                 continue
             opening = self._try(_Entry(state, None), layer, header, esp.payload)
