@@ -12,6 +12,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import ipaddress
+import operator
 import struct
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -143,7 +144,6 @@ _SLOT = {f.name: n for n, f in enumerate(dataclasses.fields(MobilityMessage))}
 _BLANK: tuple[Any, ...] = tuple(None if f.default is dataclasses.MISSING else f.default
                for f in dataclasses.fields(MobilityMessage))
 _CHECKSUM_VALID, _HEADER_LEN_SHORT = _SLOT["checksum_valid"], _SLOT["header_len_short"]
-_PLAIN, _SCALED, _FLAGS, _ADDRESS, _RESERVED = range(5)
 
 
 class _FlagNames:
@@ -163,17 +163,18 @@ class _FlagNames:
         return names
 
 
-def _reading(row: Field) -> tuple[int, int, Any]:
-    """(field position, how the wire value becomes it, its scale or flag names) of a row."""
+def _reading(row: Field) -> tuple[int, Callable[[Any], Any] | None]:
+    """(field position, -1 for a reserved field; what makes the wire value the attribute,
+    None when it is the value itself) of a row."""
     if row.flags is not None:
-        return _SLOT["flags"], _FLAGS, _FlagNames(row.flags)
+        return _SLOT["flags"], _FlagNames(row.flags)
     if not row.name:
-        return -1, _RESERVED, None
+        return -1, None
     if row.address:
-        return _SLOT[row.name], _ADDRESS, None
+        return _SLOT[row.name], address
     if row.scale != 1:
-        return _SLOT[row.name], _SCALED, row.scale
-    return _SLOT[row.name], _PLAIN, None
+        return _SLOT[row.name], functools.partial(operator.mul, row.scale)
+    return _SLOT[row.name], None
 
 
 @dataclass(frozen=True, slots=True)
@@ -183,7 +184,7 @@ class _Layout:
     read row by row, keeping the fields that were there)."""
     options_at: int
     whole: struct.Struct
-    readings: tuple[tuple[int, int, Any], ...]
+    readings: tuple[tuple[int, Callable[[Any], Any] | None], ...]
     rows: tuple[tuple[struct.Struct, int], ...]
 
 
@@ -227,15 +228,9 @@ def _message(layout: _Layout, mh: bytes, values: list[Any]) -> None:
     else:
         wire = tuple(row.unpack_from(mh, at)[0] for row, at in layout.rows
                      if at + row.size <= len(mh))
-    for (slot, how, extra), value in zip(layout.readings, wire, strict=False):
-        if how == _PLAIN:
-            values[slot] = value
-        elif how == _SCALED:
-            values[slot] = value * extra
-        elif how == _FLAGS:
-            values[slot] = extra(value)
-        elif how == _ADDRESS:
-            values[slot] = address(value)
+    for (slot, convert), value in zip(layout.readings, wire, strict=False):
+        if slot >= 0:
+            values[slot] = value if convert is None else convert(value)
 
 
 def _options(mh: bytes, at: int, values: list[Any]) -> None:
