@@ -96,6 +96,9 @@ ND_BODY = {133: 4, 134: 12, 135: 20, 136: 20, 137: 36, 148: 4, 149: 8, 150: 4, 1
 NA_FLAGS = (("rtr", 0x80), ("sol", 0x40), ("ovr", 0x20))   # RFC 4861 4.4
 UDP_ENCAP_ESP, UDP_TEREDO, UDP_VXLAN, UDP_DNS, UDP_DSMIP6 = 4500, 3544, 4789, 53, 5436
 UDP_UNWALKED = {2152: "GTP-U", 1701: "L2TP"}        # tunnels whose payload is not walked
+# every port _udp looks further into
+_UDP_PORTS_WALKED = frozenset({UDP_ENCAP_ESP, UDP_TEREDO, UDP_VXLAN, UDP_DNS, UDP_DSMIP6,
+                               *UDP_UNWALKED})
 DNS_HEADER = 12                                     # RFC 1035 4.1.1
 PREVIEW_OCTETS = 32
 MH_HEADER = mobility.MH_HEADER
@@ -720,6 +723,10 @@ class Walker:
         payload = at + 8
         w.transport = Transport("udp", sport, dport,
                                 printable_preview(buf[payload:min(uend, len(buf))]))
+        if sport not in _UDP_PORTS_WALKED and dport not in _UDP_PORTS_WALKED:
+            if payload < uend:                              # a datagram of data: no tunnel
+                w.protocols.append("data")
+            return None
         ports = (sport, dport)
         if UDP_ENCAP_ESP in ports:                          # RFC 3948 2.1
             w.protocols.append("udpencap")
