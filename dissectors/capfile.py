@@ -300,55 +300,73 @@ class _Pcap:
         wanted, counts = prefilter if prefilter is not None else (None, cast(PassedOver, None))
         buf, at, base = b"", 0, r.offset      # base: the stream offset of buf[0]
         number, ended = 0, False
-        while True:
-            if not ended and len(buf) - at < PCAP_RECORD_HEADER + MAX_SNAPLEN_STANDARD:
-                more = r.read_some(READ_AT_ONCE)
-                buf, base, at, ended = buf[at:] + more, base + at, 0, len(more) < READ_AT_ONCE
-            size = len(buf)
-            # the records that start up to `stop` are read here without the refill test: a
-            # standard frame that starts there ends inside `buf`
-            stop = size - PCAP_RECORD_HEADER if ended else \
-                size - PCAP_RECORD_HEADER - MAX_SNAPLEN_STANDARD
-            while at <= stop:
-                seconds, fraction, incl_len, orig_len = unpack(buf, at)
-                end = at + PCAP_RECORD_HEADER + incl_len
-                if incl_len > limit or end > size:
-                    break                       # damaged, or longer than what is read
-                number += 1
-                data = buf[at + PCAP_RECORD_HEADER:end] if keep_data else b""
-                if wanted is not None and not wanted(linktype, data):
-                    counts.read += 1
-                    counts.filtered += 1
+        # frames passed over since the counts were last told (told before every record
+        # yielded and when the pass ends or stops: read and filtered move together)
+        passed = 0
+        try:
+            while True:
+                if not ended and len(buf) - at < PCAP_RECORD_HEADER + MAX_SNAPLEN_STANDARD:
+                    if passed:                      # told at least once per read as well
+                        counts.read += passed
+                        counts.filtered += passed
+                        passed = 0
+                    more = r.read_some(READ_AT_ONCE)
+                    buf, base, at = buf[at:] + more, base + at, 0
+                    ended = len(more) < READ_AT_ONCE
+                size = len(buf)
+                # the records that start up to `stop` are read here without the refill test:
+                # a standard frame that starts there ends inside `buf`
+                stop = size - PCAP_RECORD_HEADER if ended else \
+                    size - PCAP_RECORD_HEADER - MAX_SNAPLEN_STANDARD
+                while at <= stop:
+                    seconds, fraction, incl_len, orig_len = unpack(buf, at)
+                    end = at + PCAP_RECORD_HEADER + incl_len
+                    if incl_len > limit or end > size:
+                        break                       # damaged, or longer than what is read
+                    number += 1
+                    data = buf[at + PCAP_RECORD_HEADER:end] if keep_data else b""
+                    if wanted is not None and not wanted(linktype, data):
+                        passed += 1
+                    else:
+                        if passed:
+                            counts.read += passed
+                            counts.filtered += passed
+                            passed = 0
+                        yield Record(number, linktype, data, orig_len,
+                                     _epoch(seconds, fraction * nanos_per_unit))
+                    at = end
                 else:
-                    yield Record(number, linktype, data, orig_len,
-                                 _epoch(seconds, fraction * nanos_per_unit))
-                at = end
-            else:
-                if not ended:
-                    continue                    # refill, then on
-            # the end, damage, or a frame longer than what is read: made whole, it is read
-            # by the loop above on the next turn
-            left = size - at
-            if left < PCAP_RECORD_HEADER:
-                if left:
+                    if not ended:
+                        continue                    # refill, then on
+                # the end, damage, or a frame longer than what is read: made whole, it is
+                # read by the loop above on the next turn
+                left = size - at
+                if left < PCAP_RECORD_HEADER:
+                    if left:
+                        drops.damage = Damage(
+                            base + at, "record", number + 1, number,
+                            f"cut short in a record header ({left} of 16 octets)")
+                    return                                   # else the end, between records
+                seconds, fraction, incl_len, orig_len = unpack(buf, at)
+                if incl_len > limit:
+                    # wiretap refuses it (and so never allocates 4 GB for a damaged length)
                     drops.damage = Damage(base + at, "record", number + 1, number,
-                                          f"cut short in a record header ({left} of 16 octets)")
-                return                                       # else the end, between records
-            seconds, fraction, incl_len, orig_len = unpack(buf, at)
-            if incl_len > limit:
-                # wiretap refuses it (and so never allocates 4 GB for a damaged length)
-                drops.damage = Damage(base + at, "record", number + 1, number,
-                                      f"captured length {incl_len} is larger than {limit}")
-                return
-            end = at + PCAP_RECORD_HEADER + incl_len
-            # a frame longer than what is read (D-Bus, USB: longer than a standard one)
-            buf, base, end, at = buf[at:], base + at, end - at, 0
-            buf += r.read_some(end - len(buf))
-            if end > len(buf):
-                drops.damage = Damage(base, "record", number + 1, number,
-                                      f"cut short in a record's data "
-                                      f"({len(buf) - PCAP_RECORD_HEADER} of {incl_len} octets)")
-                return
+                                          f"captured length {incl_len} is larger than {limit}")
+                    return
+                end = at + PCAP_RECORD_HEADER + incl_len
+                # a frame longer than what is read (D-Bus, USB: longer than a standard one)
+                buf, base, end, at = buf[at:], base + at, end - at, 0
+                buf += r.read_some(end - len(buf))
+                if end > len(buf):
+                    drops.damage = Damage(
+                        base, "record", number + 1, number,
+                        f"cut short in a record's data "
+                        f"({len(buf) - PCAP_RECORD_HEADER} of {incl_len} octets)")
+                    return
+        finally:
+            if passed:
+                counts.read += passed
+                counts.filtered += passed
 
     def blocks(self, drops: DropCounter) -> Iterator[Block]:
         r = self.r

@@ -184,8 +184,11 @@ def test_a_pcap_prefilter_counts_the_frames_it_passes_over_and_keeps_the_numberi
     frames = [bytes([n % 3]) + PKT[1:] + bytes(n % 200) for n in range(40_000)]
     data = pcap(*(record(f) for f in frames))                       # several 1 MiB reads
     counts = Accounting()
-    kept = list(capfile.records(BytesIO(data), capfile.DropCounter(),
-                                prefilter=(lambda linktype, octets: octets[0] == 1, counts)))
+    kept = []
+    for rec in capfile.records(BytesIO(data), capfile.DropCounter(),
+                               prefilter=(lambda linktype, octets: octets[0] == 1, counts)):
+        kept.append(rec)           # the frames passed over before it are counted by now
+        assert counts.read == counts.filtered == rec.number - len(kept)
     assert [r.number for r in kept] == [n + 1 for n in range(40_000) if n % 3 == 1]
     assert [r.data for r in kept] == [f for f in frames if f[0] == 1]
     assert counts.read == counts.filtered == 40_000 - len(kept)
@@ -194,6 +197,14 @@ def test_a_pcap_prefilter_counts_the_frames_it_passes_over_and_keeps_the_numberi
     ng = Accounting()
     shb = block(capfile.SHB, struct.pack("<IHHq", 0x1A2B3C4D, 1, 0, -1))
     idb = block(capfile.IDB, struct.pack("<HHI", 1, 0, 0))
+    stopped = Accounting()       # a pass stopped early counts what it passed over
+    reader = capfile.records(BytesIO(data), prefilter=(lambda lt, octets: octets[0] == 2,
+                                                       stopped))
+    assert next(reader).number == 3
+    for _ in range(40):
+        next(reader)
+    reader.close()
+    assert stopped.read == stopped.filtered == 123 - 41
     ng_data = shb + idb + epb() + epb(PKT[:-1] + b"\x01") + epb()
     ng_kept = list(capfile.records(BytesIO(ng_data),
                                    prefilter=(lambda linktype, octets: octets[-1] == 1, ng)))
