@@ -13,17 +13,20 @@ caches, message counts, capture accounting and the privacy score are the same in
 """
 from __future__ import annotations
 
+import functools
 import json
 import multiprocessing
 import os
 import sys
 from collections import Counter
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from typing import Any, TextIO
 
 from dissectors.accounting import Accounting
 from dissectors.events import PacketEvent
 from dissectors.progress import watching
-from dissectors.protocol import MH_NAMES
+from dissectors.protocol import MH_NAMES, mh_name
 from dissectors.supervisor import spawn_function
 from keys.errors import EXIT_INCOMPLETE
 from keys.keyring import Keyring, load_keyring
@@ -38,17 +41,23 @@ from monitor.stream import EventStream
 @dataclass
 class MessageCounter:
     """Addon: Mobility Header messages by type, as tshark counts them (malformed included)."""
-    counts: Counter = field(default_factory=Counter)
+    by_type: Counter = field(default_factory=Counter)   # MH type number -> messages
 
     def packet(self, event: PacketEvent) -> None:
         if event.mobility is not None:
-            self.counts[event.mobility.name] += 1
+            self.by_type[event.mobility.mh_type] += 1    # named once, in `counts`
+
+    @property
+    def counts(self) -> Counter:
+        """Messages by type name ("BU", "MH9")."""
+        return Counter({mh_name(mh_type): n for mh_type, n in self.by_type.items()})
 
     def as_dict(self) -> dict:
         """Every RFC 6275 type (0 when absent), then any other type seen ("MH9"): nothing
         read is left out of the count."""
-        known = {name: self.counts.get(name, 0) for name in MH_NAMES.values()}
-        return known | {name: n for name, n in sorted(self.counts.items()) if name not in known}
+        counts = self.counts
+        known = {name: counts.get(name, 0) for name in MH_NAMES.values()}
+        return known | {name: n for name, n in sorted(counts.items()) if name not in known}
 
 
 @dataclass
@@ -226,6 +235,112 @@ def render_text(report: dict) -> str:
     return "\n".join(lines + [keyed_text(report), attacker_text(report), privacy_text(report)])
 
 
+# --- JSON as json.dumps(indent=2) writes it, a container of scalars at a time in C ------------
+
+_SCALARS = (str, int, float, type(None))     # bool is an int
+_scalar_text = json.JSONEncoder().encode     # one scalar: C (encode_basestring_ascii, float repr)
+
+
+@functools.cache
+def _flat_encoder(level: int) -> Callable[[Any], str]:
+    """json's C encoder (used only without `indent`) with the separators `indent=2` puts
+    between the items of a container at depth `level`: a container of scalars, encoded by it
+    in one call, reads exactly as the pure-Python indented encoder writes it item by item."""
+    return json.JSONEncoder(separators=(",\n" + "  " * (level + 1), ": ")).encode
+
+
+def _flat(container: dict | list | tuple) -> bool:
+    values = container.values() if isinstance(container, dict) else container
+    return all(isinstance(v, _SCALARS) for v in values)
+
+
+def _key_text(key: Any) -> str:
+    """A dict key as json writes it (str, or float, bool, None or int in that order)."""
+    if isinstance(key, str):
+        return _scalar_text(key)
+    if isinstance(key, float | bool) or key is None:
+        return '"' + _scalar_text(key) + '"'
+    if isinstance(key, int):
+        return '"' + int.__repr__(key) + '"'
+    raise TypeError(f"keys must be str, int, float, bool or None, not {type(key).__name__}")
+
+
+def json_chunks(value: Any, level: int = 0) -> Iterator[str]:
+    """The text of `json.dumps(value, indent=2)`, in pieces. json's indented encoder is the
+    pure-Python one, one function call and one piece per item: a report of 200,000 packets
+    at 100 % mobility (50,000 correspondent bindings) took 0.6-1 s of the keyed process's CPU
+    (issue 10, profiled). Here every container whose items are scalars (a binding, a finding)
+    is one call to the C encoder (_flat_encoder); only containers of containers are walked in
+    Python. tests/monitor/test_report_json.py: byte-identical to json.dumps."""
+    if isinstance(value, _SCALARS):
+        yield _scalar_text(value)
+        return
+    if not isinstance(value, dict | list | tuple):
+        yield _scalar_text(value)           # json's own TypeError for what it cannot encode
+        return
+    if not value:
+        yield "{}" if isinstance(value, dict) else "[]"
+        return
+    inner, outer = "\n" + "  " * (level + 1), "\n" + "  " * level
+    if _flat(value):
+        text = _flat_encoder(level)(value)
+        yield text[0] + inner + text[1:-1] + outer + text[-1]
+        return
+    if isinstance(value, list | tuple) and all(
+            isinstance(item, dict) and item and _flat(item) for item in value):
+        yield from _records(value, level)
+        return
+    items = value.items() if isinstance(value, dict) else enumerate(value)
+    keyed = isinstance(value, dict)
+    child = _flat_encoder(level + 1)
+    deeper, after = "\n" + "  " * (level + 2), inner
+    yield "{" if keyed else "["
+    separator = inner
+    for key, item in items:
+        yield separator + (_key_text(key) + ": " if keyed else "")
+        separator = "," + inner
+        if isinstance(item, dict | list | tuple) and item and _flat(item):
+            # the common case (a list of bindings) without a generator per item
+            text = child(item)
+            yield text[0] + deeper + text[1:-1] + after + text[-1]
+        else:
+            yield from json_chunks(item, level + 1)
+    yield outer + ("}" if keyed else "]")
+
+
+RECORDS_AT_ONCE = 2048
+
+
+def _records(records: list | tuple, level: int) -> Iterator[str]:
+    """A list of non-empty dicts of scalars (bindings, findings), RECORDS_AT_ONCE to a C call:
+    the encoder's item separator carries the indent of the dicts' items, and the one between
+    two dicts, "}" + separator + "{", is rewritten to the list's. It can stand nowhere else:
+    a "}" outside a string only closes one of these dicts, and json escapes every newline
+    inside a string."""
+    inner, deeper = "\n" + "  " * (level + 1), "\n" + "  " * (level + 2)
+    encode = _flat_encoder(level + 1)
+    between = "}," + deeper + "{"
+    indented = inner + "}," + inner + "{" + deeper
+    yield "["
+    for start in range(0, len(records), RECORDS_AT_ONCE):
+        text = encode(records[start:start + RECORDS_AT_ONCE])   # "[{...}," + deeper + "{...}]"
+        yield ("," if start else "") + inner + "{" + deeper + \
+            text[2:-2].replace(between, indented) + inner + "}"
+    yield "\n" + "  " * level + "]"
+
+
+def write_json(value: Any, out: TextIO) -> None:
+    """`value` as json.dumps(value, indent=2) and a newline, written a few thousand pieces at
+    a time (a 2,000,000-packet report is tens of MB of text: never held whole)."""
+    chunks: list[str] = []
+    for chunk in json_chunks(value):
+        chunks.append(chunk)
+        if len(chunks) >= 4096:
+            out.write("".join(chunks))
+            chunks.clear()
+    out.write("".join(chunks) + "\n")
+
+
 def command_report(args) -> int:
     keyring = (load_keyring(args.keys, getattr(args, "allow_insecure_keyring", False))
                if args.keys else None)
@@ -246,16 +361,7 @@ def command_report(args) -> int:
                               scaled_attacker=not detail)
         shown = report if detail else scaled(report, attacker_scaled=True)
     if args.format == "json":
-        # the encoder's chunks written a few thousand at a time: json.dump writes each of a
-        # 200,000-packet report's ~350,000 chunks on its own (0.5-0.9 s, profiled), and
-        # json.dumps holds all of them at once (a 2,000,000-packet report: 50 MB of text)
-        chunks: list[str] = []
-        for chunk in json.JSONEncoder(indent=2).iterencode(shown):
-            chunks.append(chunk)
-            if len(chunks) >= 4096:
-                sys.stdout.write("".join(chunks))
-                chunks.clear()
-        sys.stdout.write("".join(chunks) + "\n")
+        write_json(shown, sys.stdout)
     else:
         sys.stdout.write(render_text(report) + "\n")
     if not report["capture"]["complete"]:
