@@ -43,6 +43,7 @@ import sys
 import threading
 import time
 from pathlib import Path
+from typing import NamedTuple
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -124,9 +125,14 @@ def write_keyring(path: Path) -> None:
     path.chmod(0o600)
 
 
-def _tree_peaks(root: int, peaks: dict[int, int]) -> None:
-    """Record the peak resident size (VmHWM) of `root` and of every process below it."""
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def _tree_peaks(root: int, peaks: dict[int, int], cpu: dict[int, float]) -> None:
+    """Record the peak resident size (VmHWM) of `root` and of every process below it, and the
+    CPU seconds (user + system) each of those below it has used so far."""
     children: dict[int, list[int]] = {}
+    used: dict[int, float] = {}
     for entry in os.listdir("/proc"):
         if not entry.isdigit():
             continue
@@ -134,7 +140,9 @@ def _tree_peaks(root: int, peaks: dict[int, int]) -> None:
             with open(f"/proc/{entry}/stat", "rb") as f:
                 fields = f.read().rsplit(b")", 1)[1].split()
             children.setdefault(int(fields[1]), []).append(int(entry))
-        except (OSError, IndexError):
+            # proc(5): utime and stime are fields 14 and 15
+            used[int(entry)] = (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
+        except (OSError, IndexError, ValueError):
             continue
     todo = [root]
     while todo:
@@ -146,24 +154,36 @@ def _tree_peaks(root: int, peaks: dict[int, int]) -> None:
                         peaks[pid] = max(peaks.get(pid, 0), int(line.split()[1]) * 1024)
         except (OSError, IndexError, ValueError):
             pass
+        if pid != root and pid in used:
+            cpu[pid] = used[pid]
         todo += children.get(pid, [])
 
 
-def measured(argv: list[str], out: Path | None = None) -> tuple[float, float, int]:
-    """(wall s, CPU s, the peak RSS of each process of the run, summed) of one run. VmHWM is
-    sampled every 20 ms (it holds each process's peak since its exec, so nothing between
-    samples is missed; ru_maxrss would count the benchmark's own memory at the fork).
-    `out`: where its standard output goes (else nowhere)."""
+class Run(NamedTuple):
+    """One measured run."""
+    wall: float          # s
+    cpu: float           # s, every process of the run
+    rss: int             # bytes: the peak RSS of each process of the run, summed
+    first_cpu: float     # s, the first process alone (report 2p: the keyed process)
+
+
+def measured(argv: list[str], out: Path | None = None) -> Run:
+    """One run. VmHWM is sampled every 20 ms (it holds each process's peak since its exec, so
+    nothing between samples is missed; ru_maxrss would count the benchmark's own memory at
+    the fork). The first process's own CPU is the run's less what the processes below it had
+    used at their last sample (each at most 20 ms short). `out`: where its standard output
+    goes (else nowhere)."""
     start = time.perf_counter()
     sink = open(out, "wb") if out is not None else subprocess.DEVNULL   # noqa: SIM115
     proc = subprocess.Popen(argv, stdout=sink, stderr=subprocess.PIPE, cwd=ROOT,
                             env={**os.environ, "PYTHONPATH": str(ROOT)})
     peaks: dict[int, int] = {}
+    below: dict[int, float] = {}
     done = threading.Event()
 
     def sample() -> None:
         while not done.wait(0.02):
-            _tree_peaks(proc.pid, peaks)
+            _tree_peaks(proc.pid, peaks, below)
     sampler = threading.Thread(target=sample, daemon=True)
     sampler.start()
     _, status, usage = os.wait4(proc.pid, 0)
@@ -176,7 +196,8 @@ def measured(argv: list[str], out: Path | None = None) -> tuple[float, float, in
     errors = proc.stderr.read().decode() if proc.stderr else ""
     if proc.returncode:
         raise SystemExit(f"{argv[:3]} failed ({proc.returncode}): {errors.strip()[-300:]}")
-    return wall, usage.ru_utime + usage.ru_stime, sum(peaks.values())
+    cpu = usage.ru_utime + usage.ru_stime
+    return Run(wall, cpu, sum(peaks.values()), cpu - sum(below.values()))
 
 
 STAGE = ("import sys; from monitor.sources import PcapSource; from monitor.stream import "
@@ -238,12 +259,12 @@ def crowds(sizes: list[int], runs: int) -> None:
         got = json.loads((out / "report.json").read_text())
         exact = all(got[k] == truth[k] for k in ("home_bindings", "correspondent_bindings"))
         verdict = f"{'yes' if exact else 'NO'}, {len(got['findings'])} findings"
-        wall = statistics.median(w for w, _, _ in report)
-        cpu = statistics.median(c for _, c, _ in report)
-        base = statistics.median(w for w, _, _ in tshark)
+        wall = statistics.median(r.wall for r in report)
+        cpu = statistics.median(r.cpu for r in report)
+        base = statistics.median(r.wall for r in tshark)
         first_cpu = first_cpu or cpu
         print(f"{nodes:5} {len(truth['frames']):8} {base:8.2f} {wall:8.2f} {base / wall:9.2f} "
-              f"{cpu:6.2f} {cpu / first_cpu:12.1f} {max(r for _, _, r in report) / 1e6:6.0f} "
+              f"{cpu:6.2f} {cpu / first_cpu:12.1f} {max(r.rss for r in report) / 1e6:6.0f} "
               f"{verdict:>18}")
 
 
@@ -273,31 +294,39 @@ def main() -> None:
                 print(f"generated {capture} in {time.perf_counter() - started:.1f} s")
             chosen = {name: argv for name, argv in paths(capture, keyring).items()
                       if name.startswith("tshark") or not args.paths or name in args.paths}
-            results: dict[str, list[tuple[float, float, int]]] = {}
+            results: dict[str, list[Run]] = {}
             for _ in range(args.runs):
                 for name, argv in chosen.items():
                     results.setdefault(name, []).append(measured(argv))
             print_paths(results, count, share, args.runs)
 
 
-def print_paths(results: dict[str, list[tuple[float, float, int]]], count: int, share: float,
+def print_paths(results: dict[str, list[Run]], count: int, share: float,
                 runs: int, cpu_ratio: bool = True) -> None:
     """One table of measured() runs per path (medians; RSS: the peak), each against
-    `tshark -T fields` of the same run."""
-    base = statistics.median(w for w, _, _ in results["tshark -T fields"])
-    base_cpu = statistics.median(c for _, c, _ in results["tshark -T fields"])
+    `tshark -T fields` of the same run; then the keyed process's own share of `report --keys
+    2p` (its CPU less the dissect+keys stage's, when both ran): keyed view, the events'
+    trip to the attacker's process, the report's assembly and JSON."""
+    base = statistics.median(r.wall for r in results["tshark -T fields"])
+    base_cpu = statistics.median(r.cpu for r in results["tshark -T fields"])
     print(f"\n{count:,} packets, {share:g} % mobility; median of {runs} run(s); "
           f"load average {os.getloadavg()[0]:.1f}")
     cpu_head = f" {'CPU vs tshark':>13}" if cpu_ratio else ""
     print(f"{'path':18} {'wall s':>7} {'packets/s':>10} {'vs tshark':>9} "
-          f"{'CPU s':>7}{cpu_head} {'peak RSS MB':>11}")
+          f"{'CPU s':>7}{cpu_head} {'1st proc CPU s':>14} {'peak RSS MB':>11}")
     for name, measured_runs in results.items():
-        wall = statistics.median(w for w, _, _ in measured_runs)
-        cpu = statistics.median(c for _, c, _ in measured_runs)
-        rss = max(r for _, _, r in measured_runs) / 1e6
+        wall = statistics.median(r.wall for r in measured_runs)
+        cpu = statistics.median(r.cpu for r in measured_runs)
+        first = statistics.median(r.first_cpu for r in measured_runs)
+        rss = max(r.rss for r in measured_runs) / 1e6
         cpu_cell = f" {base_cpu / cpu:13.2f}" if cpu_ratio else ""
         print(f"{name:18} {wall:7.2f} {count / wall:10.0f} {base / wall:9.2f} "
-              f"{cpu:7.2f}{cpu_cell} {rss:11.0f}")
+              f"{cpu:7.2f}{cpu_cell} {first:14.2f} {rss:11.0f}")
+    if "report --keys 2p" in results and "dissect+keys" in results:
+        keyed = statistics.median(r.first_cpu for r in results["report --keys 2p"])
+        stage = statistics.median(r.cpu for r in results["dissect+keys"])
+        print(f"keyed process's own share (2p keyed process less dissect+keys): "
+              f"{keyed - stage:.2f} CPU s")
 
 
 if __name__ == "__main__":
