@@ -9,10 +9,12 @@ import functools
 import hashlib
 import hmac
 import ipaddress
+import socket
 
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 
 ZERO_ADDRESS = bytes(16)  # draft 4.1: "home address set to all zeros"
+_ZERO_BLOCK = bytes(16)
 
 
 def address_bytes(address: str | bytes) -> bytes:
@@ -31,16 +33,30 @@ def _packed(address: str) -> bytes:
 
 
 def address_text(packed: bytes) -> str:
-    """RFC 5952 text of 16 octets."""
-    return str(ipaddress.IPv6Address(packed))
+    """RFC 5952 text of 16 octets. inet_ntop(3) writes the same text (longest run of zero
+    groups compressed, the first of equal runs, never a single one; lower case) at a tenth of
+    ipaddress's cost (a pseudo home address per Binding Update, profiled), except for
+    addresses under ::/80, which it writes with a dotted IPv4 tail (::ffff:1.2.3.4):
+    those go to ipaddress. tests/keys/test_formulas_text.py holds the two equal."""
+    if len(packed) != 16:
+        raise ValueError("an IPv6 address is 16 octets")
+    if packed[:10] == _ZERO_80:
+        return str(ipaddress.IPv6Address(packed))
+    return socket.inet_ntop(socket.AF_INET6, packed)
+
+
+_ZERO_80 = bytes(10)
 
 
 def _hmac_sha1(key: bytes, data: bytes) -> bytes:
     return hmac.new(key, data, hashlib.sha1).digest()
 
 
+_ECB = modes.ECB()     # no state: one for every block
+
+
 def _aes_block(key: bytes, block: bytes, decrypt: bool = False) -> bytes:
-    cipher = Cipher(algorithms.AES(key[:16]), modes.ECB())
+    cipher = Cipher(algorithms.AES(key[:16]), _ECB)
     op = cipher.decryptor() if decrypt else cipher.encryptor()
     return op.update(block) + op.finalize()
 
@@ -129,9 +145,11 @@ def dynamic_key(kph: bytes, i: int) -> bytes:
 
 def _encrypt_iid(ki: bytes, iid: bytes, cipher: str) -> bytes:
     if cipher == "aes-ctr":
-        keystream = Cipher(algorithms.AES(ki[:16]), modes.CTR(bytes(16))).encryptor() \
-            .update(bytes(8))
-        return bytes(a ^ b for a, b in zip(iid, keystream, strict=False))
+        # CTR's first keystream block, counter block all zero, is AES of that block: one
+        # ECB block, without CTR's nonce checks (the same octets; tests/keys)
+        keystream = _aes_block(ki, _ZERO_BLOCK)
+        return (int.from_bytes(iid, "big") ^ int.from_bytes(keystream[:8], "big")) \
+            .to_bytes(8, "big")
     if cipher == "aes-ecb-trunc":
         return _aes_block(ki, iid + bytes(8))[:8]
     raise ValueError(f"unknown pseudo home address cipher {cipher!r}")
