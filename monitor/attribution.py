@@ -90,8 +90,12 @@ class FrameAttribution:
         home address it carries (a decrypted packet naming one), it is the node's."""
         home = self._direct.get(frame)
         if home is None:
-            home = next((i.home_address for i in map(self.book.get, addresses) if i), None)
-            self.attribute(frame, home)
+            known = self.book.identities.get
+            for address in addresses:
+                ident = known(address)
+                if ident is not None:
+                    home = self._direct[frame] = ident.home_address
+                    break
         if home is not None:
             for receiver, spi, _ in esps:
                 self.tie_spi((receiver, spi), home)

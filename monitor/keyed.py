@@ -48,6 +48,7 @@ section); a handler reports one by naming its row, e.g. `self.findings.add(SPI_S
 """
 from __future__ import annotations
 
+import functools
 import ipaddress
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -146,9 +147,10 @@ class BUForm:
     form: str
     recognise: Callable[..., Any]
 
-    @property
+    @functools.cached_property
     def label(self) -> str:
-        """How the keyed view's notes name the procedure: the rows' ids, "4.2/5.3.2"."""
+        """How the keyed view's notes name the procedure: the rows' ids, "4.2/5.3.2" (asked
+        of every form tried, for every BU: joined once)."""
         return "/".join(p.id for p in self.procedures)
 
 
@@ -210,6 +212,7 @@ class KeyedAnalyzer:
         self._annotations: dict[int, list[str]] = {}
         self._strings: dict[str, str] = {}   # one copy of each note (long captures)
         self._prefix64: dict[str, str] = {}  # address -> its /64, for prefix tests
+        self._prefixes: dict[str, list[str]] = {}  # node's home address -> _node_prefixes
         self._pending: dict[tuple[str, str], _PendingHomeBU] = {}
         self._nodes: dict[str, _NodeState] = {}
         self._home_pseudos: dict[str, int] = {}            # pseudo -> first Home BU frame
@@ -296,10 +299,10 @@ class KeyedAnalyzer:
     # --- per packet: one handler per Mobility Header type ----------------------------------
 
     def _packet(self, event: PacketEvent) -> None:
-        addresses = []
+        addresses: list[str] = []
         for layer in event.layers:
-            addresses += [a for a in (layer.home_address, layer.routing_home_address,
-                                      layer.pseudo_home_address, layer.src, layer.dst) if a]
+            addresses += filter(None, (layer.home_address, layer.routing_home_address,
+                                       layer.pseudo_home_address, layer.src, layer.dst))
         esps = self._verified_esps(event)
         self.attribution.seen(event.frame, addresses, esps)
         m = event.mobility
@@ -344,15 +347,19 @@ class KeyedAnalyzer:
     def _data_addresses(self, event: PacketEvent) -> None:
         """HAO / RH2 / 0xFE on any packet: note which node they stand for, and clear uses."""
         explained = event.mobility is not None and event.mobility.mh_type == MHType.BU
+        identities = self.book.identities
         for layer in event.layers:
-            if layer.home_address and layer.esp is not None and not explained \
-                    and self.book.get(layer.home_address) is None:
-                self._recognise_hao(layer.home_address, layer.dst, layer.esp.sequence,
+            hao, rh2, option = (layer.home_address, layer.routing_home_address,
+                                layer.pseudo_home_address)
+            if hao is None and rh2 is None and option is None:
+                continue          # most packets: nothing below to look up
+            if hao and layer.esp is not None and not explained and hao not in identities:
+                self._recognise_hao(hao, layer.dst, layer.esp.sequence,
                                     self._sa_hint(layer.dst, layer.esp))
-            for address, what in ((layer.home_address, "HAO"),
-                                  (layer.routing_home_address, "RH2"),
-                                  (layer.pseudo_home_address, "option 0xFE")):
-                ident = self.book.get(address)
+            for address, what in ((hao, "HAO"), (rh2, "RH2"), (option, "option 0xFE")):
+                if address is None:
+                    continue
+                ident = identities.get(address)
                 if ident is None:
                     continue
                 self.attribution.attribute(event.frame, ident.home_address)
@@ -871,7 +878,8 @@ class KeyedAnalyzer:
             if ident is not None:
                 home = ident.home_address
                 self.attribution.attribute(event.frame, home)
-        self._note(event.frame, self._bu_note(r.label, pseudo, home, how, valid, delivered))
+        if self.notes:
+            self._note(event.frame, self._bu_note(r.label, pseudo, home, how, valid, delivered))
         if valid is False:
             self.findings.add(AUTHENTICATOR_INVALID, event.frame,
                               f"BU to {cn} (seq {m.sequence}) from {care_of}: the Authenticator "
@@ -1016,11 +1024,16 @@ class KeyedAnalyzer:
         return self.attribution.spis.get(sa)
 
     def _node_prefixes(self, node: MobileNode) -> list[str]:
-        """Prefixes a 5.1 pseudo home address of `node` may use (draft 5.1.3): the home agent's."""
-        own = self._p64(node.home_address)
-        agent = self.keyring.home_agent(node.home_agent) if node.home_agent else None
-        prefixes = list(agent.prefixes) if agent else []
-        return prefixes + ([own] if own not in prefixes else [])
+        """Prefixes a 5.1 pseudo home address of `node` may use (draft 5.1.3): the home agent's
+        (found once per node: every Home BU asks)."""
+        prefixes = self._prefixes.get(node.home_address)
+        if prefixes is None:
+            own = self._p64(node.home_address)
+            agent = self.keyring.home_agent(node.home_agent) if node.home_agent else None
+            prefixes = list(agent.prefixes) if agent else []
+            prefixes = self._prefixes[node.home_address] = prefixes + (
+                [own] if own not in prefixes else [])
+        return prefixes
 
     def _derive_prefix(self, node: MobileNode) -> str:
         """The prefix a tunnel-mode pseudo home address is derived with (5.2.2): the first home
