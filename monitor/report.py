@@ -308,7 +308,7 @@ def json_chunks(value: Any, level: int = 0) -> Iterator[str]:
     yield outer + ("}" if keyed else "]")
 
 
-RECORDS_AT_ONCE = 2048
+RECORDS_AT_ONCE = 256
 
 
 def _records(records: list | tuple, level: int) -> Iterator[str]:
@@ -329,15 +329,22 @@ def _records(records: list | tuple, level: int) -> Iterator[str]:
     yield "\n" + "  " * level + "]"
 
 
+WRITE_CHARS = 1 << 16
+
+
 def write_json(value: Any, out: TextIO) -> None:
-    """`value` as json.dumps(value, indent=2) and a newline, written a few thousand pieces at
-    a time (a 2,000,000-packet report is tens of MB of text: never held whole)."""
+    """`value` as json.dumps(value, indent=2) and a newline, written WRITE_CHARS or so at a
+    time (a 2,000,000-packet report is tens of MB of text: never held whole, nor written a
+    small piece per call)."""
     chunks: list[str] = []
+    held = 0
     for chunk in json_chunks(value):
         chunks.append(chunk)
-        if len(chunks) >= 4096:
+        held += len(chunk)
+        if held >= WRITE_CHARS:
             out.write("".join(chunks))
             chunks.clear()
+            held = 0
     out.write("".join(chunks) + "\n")
 
 
