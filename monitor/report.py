@@ -35,7 +35,7 @@ from monitor.engines import DEFAULT_ENGINE, pcap_source, source_probe
 from monitor.keyed import KeyedAnalyzer, keyed_text
 from monitor.privacy import privacy_score, privacy_text
 from monitor.report_attacker import Forward, KeyedTruth, scaled_attacker, scaled_attacker_of
-from monitor.stream import EventStream
+from monitor.stream import EventStream, fewer_collections
 
 
 @dataclass
@@ -351,6 +351,11 @@ def write_json(value: Any, out: TextIO) -> None:
 def command_report(args) -> int:
     keyring = (load_keyring(args.keys, getattr(args, "allow_insecure_keyring", False))
                if args.keys else None)
+    with fewer_collections():
+        return _command_report(args, keyring)
+
+
+def _command_report(args, keyring: Keyring | None) -> int:
     engine = getattr(args, "engine", DEFAULT_ENGINE)
     detail = getattr(args, "detail", False) or args.format != "json"
     progress = f"report {os.path.basename(args.capture)}"

@@ -15,12 +15,32 @@ it only keeps the accounting that says where every frame went (captured = analys
 from __future__ import annotations
 
 import contextlib
+import gc
 import threading
 from collections.abc import Iterable, Iterator
 from typing import Any, Protocol
 
 from dissectors.accounting import Accounting
 from dissectors.events import PacketEvent
+
+# A batch run (`mip6mon report`, either of its processes) keeps what its analyzers build until
+# the end and makes almost no cyclic garbage, so the collector's default (a young collection
+# every 700 new objects, an old one as soon as the long-lived grow by a quarter) scans the
+# growing analyzers over and over: 10-12 % of a one-process report (200,000 packets at 100 %
+# mobility: 20.0 -> 17.7 CPU s, the same peak RSS).
+BATCH_GC_THRESHOLDS = (100_000, 50, 1000)
+
+
+@contextlib.contextmanager
+def fewer_collections() -> Iterator[None]:
+    """The cyclic collector at BATCH_GC_THRESHOLDS inside, as it was after (in-process callers
+    such as the tests and monitor.api keep their own)."""
+    before = gc.get_threshold()
+    gc.set_threshold(*BATCH_GC_THRESHOLDS)
+    try:
+        yield
+    finally:
+        gc.set_threshold(*before)
 
 
 class Source(Protocol):
