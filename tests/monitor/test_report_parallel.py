@@ -79,3 +79,44 @@ def test_a_capture_cut_short_is_reported_incomplete_by_both(crowd, tmp_path):
     assert two.returncode == one.returncode != 0
     assert json.loads(two.stdout) == json.loads(one.stdout)
     assert json.loads(two.stdout)["capture"]["complete"] is False
+
+
+def test_the_events_forwarded_are_what_an_eavesdropper_reads(crowd):
+    """Forward sends the attacker's process each event up to its first ESP header, without
+    what the keyed stage decrypted or tshark's text: the attacker fed them reports the same."""
+    import pickle
+
+    from monitor.attacker import AttackerAnalyzer
+    from monitor.report_attacker import Forward
+    from monitor.sources import PcapSource
+
+    keyring = load_keyring(crowd / "keyring.toml")
+    events = list(PcapSource(str(crowd / "capture.pcapng"), keyring=keyring).events())
+    assert any(e.mobility is not None and len(e.layers) > 1 and e.outer.esp is not None
+               and e.outer.esp.decrypted for e in events)      # Home BUs opened in tunnels
+    class Messages(list):        # what Forward writes, message by message (as a Connection)
+        def send_bytes(self, data):
+            self.append(bytes(data))
+
+    messages = Messages()
+    forward = Forward(messages)
+    for event in events:
+        forward.packet(event)
+    forward.done()
+    sent = [event for message in messages for event in pickle.loads(message)]
+    assert sent.pop() is None and len(sent) == len(events)
+    for event in sent:
+        esps = [n for n, layer in enumerate(event.layers) if layer.esp is not None]
+        assert esps in ([], [len(event.layers) - 1])          # nothing after the first ESP
+        if esps:
+            esp = event.layers[-1].esp
+            assert (esp.decrypted, esp.node, esp.payload, esp.bundled) == (False, None, b"", None)
+            assert event.mobility is None and event.prefix_discovery is None
+        assert (event.transport, event.protocols, event.info) == (None, "", "")
+    one, two = AttackerAnalyzer(), AttackerAnalyzer()
+    for original, forwarded in zip(events, sent, strict=True):
+        one.packet(original)
+        two.packet(forwarded)
+    one.done()
+    two.done()
+    assert two.report() == one.report() and one.report()["profiles"]
