@@ -102,7 +102,7 @@ class FrameAttribution:
         else:
             # kept only while not tied (most frames are tied at once: nothing to keep)
             intern = self._strings.setdefault
-            self._pending[frame] = (tuple(intern(a, a) for a in addresses),
+            self._pending[frame] = (tuple(map(intern, addresses, addresses)),
                                     tuple((intern(r, r), spi) for r, spi, _ in esps))
 
     def forget_before(self, oldest: int) -> None:

@@ -304,7 +304,8 @@ class KeyedAnalyzer:
             addresses += filter(None, (layer.home_address, layer.routing_home_address,
                                        layer.pseudo_home_address, layer.src, layer.dst))
         esps = self._verified_esps(event)
-        self.attribution.seen(event.frame, addresses, esps)
+        if esps:
+            self.attribution.seen(event.frame, addresses, esps)
         m = event.mobility
         if m is not None and m.checksum_valid is False and not event.malformed:
             # RFC 6275 9.2: a receiver discards it. The monitor still reads it (hand-made and
