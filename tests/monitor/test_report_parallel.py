@@ -113,6 +113,19 @@ def test_the_events_forwarded_are_what_an_eavesdropper_reads(crowd):
             assert (esp.decrypted, esp.node, esp.payload, esp.bundled) == (False, None, b"", None)
             assert event.mobility is None and event.prefix_discovery is None
         assert (event.transport, event.protocols, event.info) == (None, "", "")
+    for original, forwarded in zip(events, sent, strict=True):   # each field where it belongs
+        assert (forwarded.frame, forwarded.time, forwarded.length, forwarded.path,
+                forwarded.malformed, forwarded.sensor) == (original.frame, original.time,
+                                                           original.length, original.path,
+                                                           original.malformed, "")
+        shown = forwarded.layers[-1].esp
+        if shown is not None:
+            assert (shown.spi, shown.sequence) == (original.layers[len(forwarded.layers) - 1]
+                                                   .esp.spi, original.layers[
+                                                       len(forwarded.layers) - 1].esp.sequence)
+        else:
+            assert (forwarded.layers, forwarded.mobility, forwarded.prefix_discovery) == (
+                original.layers, original.mobility, original.prefix_discovery)
     one, two = AttackerAnalyzer(), AttackerAnalyzer()
     for original, forwarded in zip(events, sent, strict=True):
         one.packet(original)
