@@ -67,11 +67,14 @@ def test_esp_as_the_dissector_leaves_it_round_trips_bundles_and_reasons_included
 
 
 def test_event_classes_stay_frozen_dataclasses_with_their_constructor():
-    """Their `__init__` stores through the slots (faster, dissectors.events); every class keeps
-    the dataclass's parameters and defaults, fills each field from its argument (by position
-    and by name), refuses assignment, and works with dataclasses.replace."""
+    """Their `__new__` fills a twin with the same slots and makes it an instance of the class
+    (faster, dissectors.events); every class keeps the dataclass's parameters and defaults,
+    fills each field from its argument (by position and by name), makes an instance of
+    itself, refuses assignment, hashes and compares by value, pickles, and works with
+    dataclasses.replace."""
     import dataclasses
     import inspect
+    import pickle
 
     import pytest
 
@@ -87,9 +90,15 @@ def test_event_classes_stay_frozen_dataclasses_with_their_constructor():
             for f in fields]
         values = [object() for _ in fields]         # a distinct value per field
         for made in (cls(*values), cls(**{f.name: v for f, v in zip(fields, values, strict=True)})):
+            assert type(made) is cls
             assert [getattr(made, f.name) for f in fields] == values
-            with pytest.raises(dataclasses.FrozenInstanceError):
-                setattr(made, fields[0].name, 1)
+            for f in fields:
+                with pytest.raises(dataclasses.FrozenInstanceError):
+                    setattr(made, f.name, 1)
+            assert made == cls(*values) and hash(made) == hash(cls(*values))
+            assert made != cls(*values[:-1], object())
+        numbers = cls(*range(len(fields)))
+        assert pickle.loads(pickle.dumps(numbers)) == numbers
         required = [f for f in fields if f.default is dataclasses.MISSING]
         bare = cls(*values[:len(required)])
         assert [getattr(bare, f.name) for f in fields[len(required):]] == \
