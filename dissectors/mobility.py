@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-import ipaddress
 import operator
 import struct
 from collections.abc import Callable
@@ -29,6 +28,7 @@ from dissectors.protocol import (
     MHType,
 )
 from dissectors.protocol import MobilityOption as Opt
+from keys import formulas
 
 MH_HEADER = MH_HEADER_LENGTH
 PAD1 = int(Opt.PAD1)        # compared with every option's type octet: a plain int
@@ -72,11 +72,10 @@ OPTIONS_AT = {mh_type: MH_HEADER + struct.calcsize("!" + "".join(f.fmt for f in 
               for mh_type, fields in MESSAGES.items()}
 
 
-@functools.lru_cache(maxsize=8192)
-def address(octets: bytes) -> str:
-    """RFC 5952 text (as keys.formulas.address_text). Cached: a capture repeats the same few
-    addresses, and formatting them is one of the walk's largest costs (profiled)."""
-    return str(ipaddress.IPv6Address(octets))
+# RFC 5952 text of 16 octets (keys.formulas.address_text: inet_ntop, ipaddress under ::/80).
+# Cached: a capture repeats the same few addresses, and formatting them is one of the walk's
+# largest costs (profiled); a crowd's many care-of addresses miss it at inet_ntop's cost.
+address: Callable[[bytes], str] = functools.lru_cache(maxsize=8192)(formulas.address_text)
 
 
 def _alternate_care_of(data: bytes, mh: bytes, at: int) -> dict[str, Any]:

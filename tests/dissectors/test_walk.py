@@ -153,3 +153,23 @@ def test_pcapng_interface_statistics_give_kernel_drops():
     recs = list(capfile.records(BytesIO(shb + idb + epb + isb), drops))
     assert [(r.number, r.linktype, r.data) for r in recs] == [(1, 1, frame)]
     assert drops.dropped == 7
+
+
+def test_address_text_is_rfc5952_for_every_kind_of_address():
+    """The walk writes addresses through keys.formulas.address_text (inet_ntop, and ipaddress
+    under ::/80, which inet_ntop writes with a dotted IPv4 tail): the same text as ipaddress
+    for random addresses, the zero runs RFC 5952 4.2 treats specially, and ::/80."""
+    import ipaddress
+    import random
+
+    from dissectors.mobility import address
+
+    rng = random.Random(7)
+    samples = [bytes(16), (1).to_bytes(16, "big"), bytes(10) + b"\xff\xff\x01\x02\x03\x04",
+               bytes(12) + b"\x01\x02\x03\x04", b"\x20\x01\x0d\xb8" + bytes(4) + b"\x00\x01" * 4,
+               b"\x20\x01\x0d\xb8\x00\x00\x00\x01" + bytes(4) + b"\x00\x01\x00\x00"]
+    samples += [rng.randbytes(16) for _ in range(200)]
+    samples += [bytes(rng.choice((0, 0, 0, rng.randrange(256))) for _ in range(16))
+                for _ in range(200)]
+    for octets in samples:
+        assert address(octets) == str(ipaddress.IPv6Address(octets))
