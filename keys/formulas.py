@@ -49,7 +49,8 @@ _ZERO_80 = bytes(10)
 
 
 def _hmac_sha1(key: bytes, data: bytes) -> bytes:
-    return hmac.new(key, data, hashlib.sha1).digest()
+    # one-shot: no HMAC object per call (a draft 6.4 SPI chain steps it once per SPI)
+    return hmac.digest(key, data, "sha1")
 
 
 _ECB = modes.ECB()     # no state: one for every block

@@ -1,5 +1,10 @@
 """PROFILE.md test vectors, one test each."""
+import hashlib
+import hmac
+
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from keys import formulas as f
 
@@ -88,3 +93,21 @@ def test_authenticator_depends_on_every_input(tokens):
     assert len(base) == 12
     assert f.authenticator(kbm, COA, CN, b"\x3b\x03\x05\x01") != base
     assert f.authenticator(kbm, HOA, CN, b"\x3b\x03\x05\x00") != base
+
+
+@settings(max_examples=200, deadline=None)
+@given(key=st.binary(max_size=100), spi=st.integers(0, 2**32 - 1),
+       home_index=st.integers(0, 65535), care_of_index=st.integers(0, 65535))
+def test_one_shot_hmac_equals_an_hmac_object(key, spi, home_index, care_of_index):
+    """The formulas' one-shot HMAC-SHA1 is the one an hmac object computes, for keys of every
+    length (empty, under a block, over a block: hashed first, RFC 2104 2)."""
+    def reference(data: bytes) -> bytes:
+        return hmac.new(key, data, hashlib.sha1).digest()
+
+    assert f.kph_from_ks(key) == reference(b"\x00")
+    assert f.dynamic_key(key, spi) == reference(spi.to_bytes(4, "big"))
+    assert f.spi_increment(key, spi) == (reference(spi.to_bytes(4, "big"))[0] or 1)
+    assert f.bu_sequence_increment(key, home_index, care_of_index) == (
+        reference(home_index.to_bytes(2, "big") + care_of_index.to_bytes(2, "big"))[0] or 1)
+    assert f.home_keygen_token(key, HOA, HOME_NONCE) == \
+        reference(f.address_bytes(HOA) + HOME_NONCE + b"\x00")[:8]
