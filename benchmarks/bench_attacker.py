@@ -54,12 +54,17 @@ from benchmarks.bench_report import (  # noqa: E402  (a process's wall, CPU s, p
 # the dissector stage with one attacker on it, to the end and its report (the analysis that
 # `report` runs without keys, less the keyed view and the JSON), with the collector settings
 # of report's attacker process
-ATTACKER_STAGE = (
-    "import sys; from monitor.report_attacker import settle_collector; settle_collector(); "
-    "from monitor.sources import PcapSource; from monitor.stream import "
-    "EventStream; from monitor.attacker import AttackerAnalyzer; "
-    "a = AttackerAnalyzer(sys.argv[2]); EventStream(PcapSource(sys.argv[1]), [a]).run(); "
-    "r = a.report(); print(r['packets_seen'], len(r['profiles']))")
+ATTACKER_STAGE = """
+import sys
+from monitor.attacker import AttackerAnalyzer
+from monitor.sources import PcapSource
+from monitor.stream import EventStream, batch_collector
+with batch_collector():
+    a = AttackerAnalyzer(sys.argv[2])
+    EventStream(PcapSource(sys.argv[1]), [a]).run()
+    r = a.report()
+print(r['packets_seen'], len(r['profiles']))
+"""
 
 
 def _captures(args, work: Path) -> list[tuple[str, Path]]:

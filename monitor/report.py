@@ -35,7 +35,7 @@ from monitor.engines import DEFAULT_ENGINE, pcap_source, source_probe
 from monitor.keyed import KeyedAnalyzer, keyed_text
 from monitor.privacy import privacy_score, privacy_text
 from monitor.report_attacker import Forward, KeyedTruth, scaled_attacker, scaled_attacker_of
-from monitor.stream import EventStream, fewer_collections
+from monitor.stream import EventStream, batch_collector
 
 
 @dataclass
@@ -351,7 +351,7 @@ def write_json(value: Any, out: TextIO) -> None:
 def command_report(args) -> int:
     keyring = (load_keyring(args.keys, getattr(args, "allow_insecure_keyring", False))
                if args.keys else None)
-    with fewer_collections():
+    with batch_collector():
         return _command_report(args, keyring)
 
 

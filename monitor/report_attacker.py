@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import contextlib
 import copyreg
-import gc
 import io
 import pickle
 import sys
@@ -29,11 +28,10 @@ from typing import Any
 from dissectors.events import Esp, IPv6Layer, MobilePrefix, MobilityMessage, PacketEvent
 from monitor.attacker import AttackerAnalyzer, Profile
 from monitor.privacy import privacy_score
+from monitor.stream import batch_collector
 
 FORWARD_BATCH = 512        # events per message to the attacker's process (pickled together)
 EXAMPLES = 3               # scaled: evidence details listed per rule of a profile
-# young collections between two full ones (Python's default: 10; see settle_collector)
-FULL_COLLECTION_EVERY = 100
 
 
 @dataclass
@@ -124,26 +122,9 @@ class Forward:
         self.batch.clear()
 
 
-def settle_collector() -> None:
-    """The cyclic garbage collector for a process that runs an attacker over a whole capture.
-
-    Such a process builds one state that only grows (every decision is kept for the report)
-    and makes almost no reference cycles, while every packet waits PLACE_WAIT seconds of
-    capture to be placed and timing windows keep 20 s of observations: objects outlive the
-    young generations by the thousand, so Python's default ran a full collection, over all
-    that state, after every 10 young ones that found nothing to free (on 200,000 packets at
-    100 % mobility: ~1 s of the attacker's ~8). What exists at the start (modules, classes)
-    is frozen out of collections, and a full one runs after FULL_COLLECTION_EVERY young ones
-    (still only once a quarter more objects survived since the last, as Python requires)."""
-    gc.freeze()
-    young, middle, _ = gc.get_threshold()
-    gc.set_threshold(young, middle, FULL_COLLECTION_EVERY)
-
-
 def serve(vantage: str, detail: bool, events: Connection, answers: Connection) -> None:
     """Child side: the forwarded events into an AttackerAnalyzer; then, given the keyed truth,
     ("ok", attacker section, privacy section), or ("error", one line, traceback)."""
-    settle_collector()
     try:
         attacker = AttackerAnalyzer(vantage)
         ended = False
@@ -236,8 +217,9 @@ def scaled_attacker_of(attacker: AttackerAnalyzer) -> dict:
 def main(argv: list[str]) -> None:
     """`python -m monitor.report_attacker EVENTS_FD ANSWERS_FD VANTAGE DETAIL(0/1)`."""
     events_fd, answers_fd, vantage, detail = argv
-    serve(vantage, detail == "1", Connection(int(events_fd), writable=False),
-          Connection(int(answers_fd), readable=False))
+    with batch_collector():            # the same as the keyed process's (monitor.report)
+        serve(vantage, detail == "1", Connection(int(events_fd), writable=False),
+              Connection(int(answers_fd), readable=False))
 
 
 if __name__ == "__main__":

@@ -23,25 +23,31 @@ from typing import Any, Protocol
 from dissectors.accounting import Accounting
 from dissectors.events import PacketEvent
 
-# A batch run (`mip6mon report`; the attacker's process of two settles its own collector,
-# monitor.report_attacker.settle_collector) keeps what its analyzers build until the end and
-# makes almost no cyclic garbage, so the collector's default (a young collection
-# every 700 new objects, an old one as soon as the long-lived grow by a quarter) scans the
-# growing analyzers over and over: 10-12 % of a one-process report (200,000 packets at 100 %
-# mobility: 20.0 -> 17.7 CPU s, the same peak RSS).
+# The cyclic collector of a batch run: `mip6mon report` in one process, or each of its two (the
+# keyed one, and the attacker's, monitor.report_attacker.main). Its analyzers keep what they
+# build until the end (every binding, decision and profile goes into the report), make almost
+# no cyclic garbage, and hold objects for seconds of capture (placement waits, timing windows):
+# they outlive the young generations by the thousand. Python's default (a young collection
+# every 700 new objects, a full one after 10 young ones once the long-lived grew by a quarter)
+# scans that growing state over and over: 10-12 % of a one-process report, ~1 s of the
+# attacker's ~8 on 200,000 packets at 100 % mobility. So what exists when the run starts
+# (modules, classes, the keyring) is frozen out of every collection, and collections are rarer.
 BATCH_GC_THRESHOLDS = (100_000, 50, 1000)
 
 
 @contextlib.contextmanager
-def fewer_collections() -> Iterator[None]:
-    """The cyclic collector at BATCH_GC_THRESHOLDS inside, as it was after (in-process callers
-    such as the tests and monitor.api keep their own)."""
+def batch_collector() -> Iterator[None]:
+    """The cyclic collector of a batch run (BATCH_GC_THRESHOLDS, what exists frozen) inside;
+    as it was after (in-process callers such as the tests keep their own). Not nested: leaving
+    it unfreezes every frozen object."""
     before = gc.get_threshold()
+    gc.freeze()
     gc.set_threshold(*BATCH_GC_THRESHOLDS)
     try:
         yield
     finally:
         gc.set_threshold(*before)
+        gc.unfreeze()
 
 
 class Source(Protocol):
