@@ -104,6 +104,7 @@ class EventStream:
         from a `done()` hook only when nothing failed before it."""
         guard = lock if lock is not None else contextlib.nullcontext()
         pace = self._hooks("pace")
+        feed = self.feed
         failed = False
         try:
             for event in self.source.events():
@@ -111,8 +112,11 @@ class EventStream:
                     hook(event)
                 if stop is not None and stop.is_set():
                     break
-                with guard:
-                    self.feed(event)
+                if lock is None:      # a batch run: no nullcontext entered per event
+                    feed(event)
+                else:
+                    with lock:
+                        feed(event)
         except BaseException:
             failed = True
             raise
