@@ -120,6 +120,15 @@ class Evidence:
                        ruled_out=list(self.ruled_out), computation=self.computation)
         return out
 
+    def summary(self, threshold: float = THRESHOLD, max_frames: int = FRAME_SAMPLE) -> tuple:
+        """as_dict()'s rule, confidence, links, ambiguous, frame_count, first of its frames and
+        detail, without the dict: the scaled report sums a crowd's items per rule and reads
+        nothing else (`monitor.report_attacker.summary_of` is the same row of as_dict())."""
+        frames = self.frames[:max_frames]
+        return (self.rule, round(self.confidence, 6), self.confidence >= threshold,
+                self.ambiguous, self.frame_count or len(self.frames),
+                min(frames) if frames else None, self.detail)
+
 
 @dataclass(frozen=True, slots=True)
 class Rule:
