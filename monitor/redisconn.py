@@ -19,7 +19,7 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Callable
-from typing import TypeVar
+from typing import Any, TypeVar
 from urllib.parse import urlsplit, urlunsplit
 
 import redis
@@ -68,9 +68,17 @@ def transient(error: BaseException) -> bool:
     return False
 
 
-def connect(url: str) -> redis.Redis:
-    """A client for `url` (nothing is sent yet); UserError for a URL redis-py cannot use."""
+def connect(url: str, on_connect: Callable[[], None] | None = None) -> redis.Redis:
+    """A client for `url` (nothing is sent yet); UserError for a URL redis-py cannot use.
+    `on_connect`: called each time a connection is made, the first and every reconnection,
+    including those redis-py's own retries make inside a command (which the caller never sees
+    fail)."""
     options: dict[str, object] = {}
+    if on_connect is not None:
+        def connected(connection: Any) -> None:
+            connection.on_connect()          # what redis-py does when given no function
+            on_connect()
+        options["redis_connect_func"] = connected
     try:
         parsed = redis.connection.parse_url(url)
     except ValueError as exc:

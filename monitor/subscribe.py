@@ -142,7 +142,8 @@ class StreamSource:
         self.accounting = Accounting()
         self.log = log or (lambda text: print(f"mip6mon: serve: {text}", file=sys.stderr,
                                               flush=True))
-        self.client = connect(url)
+        self._connects = 0            # connections made to Redis: a change is a reconnection
+        self.client = connect(url, on_connect=self._connected)
         check(self.client, url)
         self._start = start
         self._keyring = keyring
@@ -192,6 +193,9 @@ class StreamSource:
         self.client.xgroup_create(self.stream, self.group, id=first, mkstream=True)
 
     # --- the reader thread -----------------------------------------------------------------
+    def _connected(self) -> None:
+        self._connects += 1
+
     def _redis(self, do: Callable[[], Any]) -> Any:
         def failed(outage: Outage) -> None:
             if outage.failures == 1:
@@ -213,6 +217,7 @@ class StreamSource:
             while not self._closing.is_set():
                 self._flush_acks()
                 pending = self._pending_first     # this consumer's pending entries first
+                connects = self._connects
                 try:
                     reply = self._redis(lambda c=cursor, p=pending: self.client.xreadgroup(
                         self.group, self.consumer, {self.stream: c if p else ">"},
@@ -225,6 +230,15 @@ class StreamSource:
                     self._pending_first, cursor = False, "0"
                     continue
                 got = reply[0][1] if reply else []
+                if not pending and (self._pending_first or self._connects != connects):
+                    # Redis failed during this read of new entries, and it was retried (by
+                    # outlast, or inside redis-py): a reply lost in the failure may have
+                    # delivered older entries to this consumer that it never saw. Taking
+                    # these first would make those look like redeliveries when they come
+                    # (analysed already), and they would be lost: read this consumer's
+                    # pending entries from the oldest instead, which hold these too.
+                    self._pending_first, cursor = True, "0"
+                    continue
                 if pending:
                     if got:
                         cursor = got[-1][0].decode()
