@@ -27,6 +27,7 @@ from typing import Any
 
 from dissectors.events import Esp, IPv6Layer, MobilePrefix, MobilityMessage, PacketEvent
 from monitor.attacker import AttackerAnalyzer, Profile
+from monitor.placement import visible
 from monitor.privacy import privacy_score
 from monitor.stream import batch_collector
 
@@ -61,13 +62,12 @@ def _eavesdropped(event: PacketEvent) -> tuple[Any, tuple[Any, ...]]:
     the first ESP header, its messages only when no ESP hid them, and neither tshark's text
     (protocols, Info) nor the transport, which no attacker rule reads. What the keyed stage
     decrypted stays in the keyed process; a third less to pickle and send (issue 10)."""
-    layers = event.layers
-    for n, layer in enumerate(layers):
-        if layer.esp is not None:
-            return _event, (event.frame, event.time, event.length, layers[:n + 1], None, None,
-                            event.path, event.malformed)
-    return _event, (event.frame, event.time, event.length, layers, event.mobility,
-                    event.prefix_discovery, event.path, event.malformed)
+    view = visible(event)
+    if view is None:                       # no IPv6 layer: nothing more to hide
+        return _event, (event.frame, event.time, event.length, event.layers, event.mobility,
+                        event.prefix_discovery, event.path, event.malformed)
+    return _event, (event.frame, event.time, event.length, view.layers, view.mobility,
+                    view.prefix_discovery, event.path, event.malformed)
 
 
 def _event(frame: int, time: float, length: int, layers: tuple[IPv6Layer, ...],

@@ -76,17 +76,14 @@ class EventStream:
             acc.malformed += 1
         else:
             acc.analysed += 1
-        for layer in event.layers:        # event.esp_headers() without building its tuple
-            if layer.esp is None:
-                continue
-            for esp in layer.esp.chain():
-                if esp.decrypted:
-                    acc.esp_decrypted += 1
-                else:
-                    acc.esp_undecrypted += 1
-                    reason = esp.undecrypted or "no-keyring"
-                    acc.esp_undecrypted_reasons[reason] = \
-                        acc.esp_undecrypted_reasons.get(reason, 0) + 1
+        for esp in event.esp_headers():   # () or (esp,) for the usual packet, no list built
+            if esp.decrypted:
+                acc.esp_decrypted += 1
+            else:
+                acc.esp_undecrypted += 1
+                reason = esp.undecrypted or "no-keyring"
+                acc.esp_undecrypted_reasons[reason] = \
+                    acc.esp_undecrypted_reasons.get(reason, 0) + 1
 
     def feed(self, event: PacketEvent) -> None:
         self._count(event)
