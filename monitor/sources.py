@@ -78,6 +78,16 @@ def _check_capture_filter(interface: str, bpf: str) -> None:
         raise UserError(f"{interface}: dumpcap: {problem.strip()}")
 
 
+def check_live(interface: str, bpf: str | None) -> str:
+    """The interface exists and the capture filter compiles (None: DEFAULT_BPF), or one
+    UserError line; returns the filter. Once per capture, where it is asked for: a process that
+    captures for a parent which checked already is told so (web.procsource)."""
+    _check_interface(interface)
+    bpf = DEFAULT_BPF if bpf is None else bpf
+    _check_capture_filter(interface, bpf)
+    return bpf
+
+
 class LiveSource:
     """Events from a live interface (needs root, or dumpcap capabilities). Every packet is
     delivered as soon as dumpcap has written it. dumpcap is restarted when it dies, with
@@ -86,14 +96,15 @@ class LiveSource:
     dumpcap ends."""
 
     def __init__(self, interface: str, keyring: Keyring | None = None, bpf: str | None = None,
-                 sensor: str = "", tap: Tap | None = None, backoff: Backoff | None = None):
-        _check_interface(interface)
+                 sensor: str = "", tap: Tap | None = None, backoff: Backoff | None = None,
+                 checked: bool = False):
+        """`checked`: check_live(interface, bpf) has passed already (a parent process ran it:
+        dumpcap -d once per capture, not once per process)."""
+        self.bpf = (DEFAULT_BPF if bpf is None else bpf) if checked else check_live(interface, bpf)
         self.interface = interface
         self.name = f"live:{interface}"
         self.keyring = keyring
         self.accounting = Accounting()
-        self.bpf = DEFAULT_BPF if bpf is None else bpf
-        _check_capture_filter(interface, self.bpf)
         self._capture = LiveCapture(interface, self.accounting, self.bpf, sensor, tap, backoff)
 
     def start(self) -> None:

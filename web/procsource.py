@@ -205,7 +205,7 @@ def _live_child(interface: str, keyring, bpf: str | None, out: multiprocessing.Q
 
     try:
         from monitor.sources import LiveSource
-        source = LiveSource(interface, keyring=keyring, bpf=bpf)
+        source = LiveSource(interface, keyring=keyring, bpf=bpf, checked=True)
         source.start()
         threading.Thread(target=flusher, daemon=True).start()
         _batches(source.events(), pending, lock, flush)
@@ -240,10 +240,8 @@ class ProcessLiveSource:
     counted as 'analysis-behind' (dissectors.live)."""
 
     def __init__(self, interface: str, keyring=None, bpf: str | None = None):
-        from monitor.sources import DEFAULT_BPF, _check_capture_filter, _check_interface
-        _check_interface(interface)              # one-line errors before anything starts
-        self.bpf = DEFAULT_BPF if bpf is None else bpf
-        _check_capture_filter(interface, self.bpf)
+        from monitor.sources import check_live
+        self.bpf = check_live(interface, bpf)    # one-line errors before anything starts
         self.interface = interface
         self.name = f"live:{interface}"
         self.accounting = Accounting()

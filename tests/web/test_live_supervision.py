@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import time
 import urllib.request
 
 import pytest
 
-from tests.web.conftest import start_server, wait_status
+from tests.web.conftest import _env, start_server, wait_status
 from tests.web.test_cli import _descendants
 
 
@@ -87,8 +88,8 @@ def test_a_killed_dumpcap_is_restarted_and_the_gap_shown_in_the_status():
 
 def _capturing_dumpcap(server) -> int | None:
     """The dumpcap the status names as the capture's (a descendant of the dashboard), once it
-    runs. Not any dumpcap: the capture child first runs a short-lived `dumpcap -d` to check
-    the filter, and a test that took that one for the capture found it gone a moment later."""
+    runs. Not any dumpcap: `live` first runs a short-lived `dumpcap -d` to check the filter,
+    and a test that took that one for the capture found it gone a moment later."""
     supervision = _status(server).get("supervision") or {}
     named = {child["pid"] for child in supervision.get("children", [])
              if child.get("name") == "dumpcap" and child.get("pid")}
@@ -179,3 +180,33 @@ def test_a_dead_capture_child_turns_the_state_to_error_never_running():
                                   + status["dropped"]), status
     finally:
         server.stop()
+
+
+@pytest.mark.root
+@pytest.mark.skipif(os.geteuid() != 0, reason="live capture needs root")
+def test_the_capture_filter_is_checked_once_not_again_in_the_capture_child(tmp_path):
+    """`live` checks the filter with `dumpcap -d` before it serves; the capture child, which
+    the check let start, does not run it a second time. Every dumpcap run goes through a
+    wrapper on PATH that writes its arguments down, then becomes the real dumpcap."""
+    real, log = shutil.which("dumpcap"), tmp_path / "runs"
+    assert real is not None
+    wrapper = tmp_path / "bin" / "dumpcap"
+    wrapper.parent.mkdir()
+    wrapper.write_text(f'#!/bin/sh\necho "$*" >> {log}\nexec {real} "$@"\n')
+    wrapper.chmod(0o755)
+    env = _env()
+    env["PATH"] = f"{wrapper.parent}:{env.get('PATH', os.defpath)}"
+    server = start_server("live", "-i", "lo", "--port", "0", env=env)
+    try:
+        wait_status(server, ("running",), timeout=30)
+        deadline = time.monotonic() + 30
+        while _capturing_dumpcap(server) is None and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert _capturing_dumpcap(server) is not None, _status(server)
+    finally:
+        server.stop()
+    runs = log.read_text().splitlines()
+    checks = [r for r in runs if "-d" in r.split()]
+    captures = [r for r in runs if "-d" not in r.split()]
+    assert len(checks) == 1, runs
+    assert len(captures) == 1, runs
