@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-import operator
 import struct
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -78,38 +77,37 @@ OPTIONS_AT = {mh_type: MH_HEADER + struct.calcsize("!" + "".join(f.fmt for f in 
 address: Callable[[bytes], str] = functools.lru_cache(maxsize=8192)(formulas.address_text)
 
 
-def _alternate_care_of(data: bytes, mh: bytes, at: int) -> dict[str, Any]:
-    return {"alternate_care_of_address": address(data)}
+def _alternate_care_of(data: bytes, mh: bytes, at: int, found: dict[str, Any]) -> None:
+    found["alternate_care_of_address"] = address(data)
 
 
-def _refresh_advice(data: bytes, mh: bytes, at: int) -> dict[str, Any]:
-    return {"refresh_interval": struct.unpack("!H", data)[0] * LIFETIME_UNIT}
+def _refresh_advice(data: bytes, mh: bytes, at: int, found: dict[str, Any]) -> None:
+    found["refresh_interval"] = struct.unpack("!H", data)[0] * LIFETIME_UNIT
 
 
-def _nonce_indices(data: bytes, mh: bytes, at: int) -> dict[str, Any]:
-    home, care_of = struct.unpack("!HH", data)
-    return {"home_nonce_index": home, "care_of_nonce_index": care_of}
+def _nonce_indices(data: bytes, mh: bytes, at: int, found: dict[str, Any]) -> None:
+    found["home_nonce_index"], found["care_of_nonce_index"] = struct.unpack("!HH", data)
 
 
-def _authorization_data(data: bytes, mh: bytes, at: int) -> dict[str, Any]:
+def _authorization_data(data: bytes, mh: bytes, at: int, found: dict[str, Any]) -> None:
     # RFC 6275 6.2.7: the Authenticator covers Payload Proto .. this option's type and length,
     # with the checksum taken as zero
-    return {"authenticator": bytes(data),
-            "authenticated_data": mh[:4] + b"\x00\x00" + mh[6:at + 2]}
+    found["authenticator"] = bytes(data)
+    found["authenticated_data"] = mh[:4] + b"\x00\x00" + mh[6:at + 2]
 
 
-def _privacy_token(data: bytes, mh: bytes, at: int) -> dict[str, Any]:
-    if data[0] != PRIVACY_TOKEN_SUBTYPE:
-        return {}
-    return {"privacy_keygen_token": bytes(data[2:10])}
+def _privacy_token(data: bytes, mh: bytes, at: int, found: dict[str, Any]) -> None:
+    if data[0] == PRIVACY_TOKEN_SUBTYPE:
+        found["privacy_keygen_token"] = bytes(data[2:10])
 
 
 @dataclass(frozen=True)
 class OptionLayout:
     """A mobility option mip6mon reads: the data length it must have (None: any) and the
-    reader that turns its data into `MobilityMessage` fields."""
+    reader that puts what its data says into `found` (`MobilityMessage` fields by name), given
+    the data, the whole MH and the option's offset in it."""
     length: int | None
-    read: Callable[[bytes, bytes, int], dict[str, Any]]
+    read: Callable[[bytes, bytes, int, dict[str, Any]], None]
 
 
 # RFC 6275 6.2 (and PROFILE.md option 18); Pad1/PadN and unknown options are skipped.
@@ -137,124 +135,128 @@ def checksum_ok(mh: bytes, src: bytes, dst: bytes) -> bool:
     return number != 0 and number % 0xFFFF == 0
 
 
-# MobilityMessage's fields by position: parse fills a list of them and makes the message with
-# one positional call (a dict of keyword arguments per message cost more than the reading)
+# MobilityMessage's fields by position (a short message's are filled in a list of them)
 _SLOT = {f.name: n for n, f in enumerate(dataclasses.fields(MobilityMessage))}
 _BLANK: tuple[Any, ...] = tuple(None if f.default is dataclasses.MISSING else f.default
                for f in dataclasses.fields(MobilityMessage))
 _CHECKSUM_VALID, _HEADER_LEN_SHORT = _SLOT["checksum_valid"], _SLOT["header_len_short"]
 
 
-class _FlagNames:
-    """A flags field's wire value -> the frozenset of its flag names (one per combination of
-    the flag bits, so at most 2^flags of them)."""
-
-    def __init__(self, bits: dict[str, int]):
-        self.bits = tuple(bits.items())
-        self.mask = sum(bits.values())
-        self.seen: dict[int, frozenset[str]] = {}
-
-    def __call__(self, value: int) -> frozenset[str]:
-        value &= self.mask
-        names = self.seen.get(value)
-        if names is None:
-            names = self.seen[value] = frozenset(n for n, bit in self.bits if value & bit)
-        return names
+def _flag_names(bits: dict[str, int]) -> dict[int, frozenset[str]]:
+    """A flags field's wire value, masked to its flag bits -> the frozenset of its flag names
+    (every combination of the bits, made once: at most 2^flags of them)."""
+    table: dict[int, frozenset[str]] = {}
+    for n in range(1 << len(bits)):
+        chosen = [(name, bit) for k, (name, bit) in enumerate(bits.items()) if n >> k & 1]
+        table[sum(bit for _, bit in chosen)] = frozenset(name for name, _ in chosen)
+    return table
 
 
-def _reading(row: Field) -> tuple[int, Callable[[Any], Any] | None]:
-    """(field position, -1 for a reserved field; what makes the wire value the attribute,
-    None when it is the value itself) of a row."""
+def _expression(row: Field, value: str, namespace: dict[str, Any]) -> str:
+    """The Python expression that makes a row's wire value (the variable `value`) the
+    attribute, its helpers put in `namespace`."""
     if row.flags is not None:
-        return _SLOT["flags"], _FlagNames(row.flags)
-    if not row.name:
-        return -1, None
+        namespace["_flags"] = _flag_names(row.flags)
+        return f"_flags[{value} & {sum(row.flags.values())}]"
     if row.address:
-        return _SLOT[row.name], address
+        return f"_address({value})"
     if row.scale != 1:
-        return _SLOT[row.name], functools.partial(operator.mul, row.scale)
-    return _SLOT[row.name], None
+        return f"{value} * {row.scale}"
+    return value
 
 
 @dataclass(frozen=True, slots=True)
 class _Layout:
-    """How parse reads one message type: where its options start (OPTIONS_AT), its fixed part
-    as one struct, each row's reading, and each row alone with its offset (a short message is
-    read row by row, keeping the fields that were there)."""
+    """How parse reads one message type: where its options start (OPTIONS_AT); `read`, its
+    whole fixed part and options into the message in one call (generated from the type's
+    rows: one struct unpack, each field's conversion inline, the message made by keyword);
+    and each row alone (struct, offset, field position or -1 for a reserved field,
+    conversion), for a message too short for its fixed part, which keeps the fields that
+    were there."""
     options_at: int
-    whole: struct.Struct
-    readings: tuple[tuple[int, Callable[[Any], Any] | None], ...]
-    rows: tuple[tuple[struct.Struct, int], ...]
+    read: Callable[[bytes, bool | None, bool], MobilityMessage]
+    rows: tuple[tuple[struct.Struct, int, int, Callable[[Any], Any]], ...]
 
 
-_LAYOUTS = {mh_type: _Layout(
-    OPTIONS_AT[mh_type], struct.Struct("!" + "".join(row.fmt for row in rows)),
-    tuple(_reading(row) for row in rows),
-    tuple((struct.Struct("!" + row.fmt),
-           MH_HEADER + struct.calcsize("!" + "".join(r.fmt for r in rows[:n])))
-          for n, row in enumerate(rows)))
-    for mh_type, rows in MESSAGES.items()}
+def _layout(mh_type: int, rows: tuple[Field, ...]) -> _Layout:
+    options_at = OPTIONS_AT[mh_type]
+    namespace: dict[str, Any] = {
+        "_unpack": struct.Struct("!" + "".join(row.fmt for row in rows)).unpack_from,
+        "_address": address, "_options": _read_options, "_message": MobilityMessage,
+        "_none": {}}
+    wire = [row.name or f"_reserved{n}" for n, row in enumerate(rows)]
+    fields = "".join(f", {row.name}={_expression(row, value, namespace)}"
+                     for row, value in zip(rows, wire, strict=True) if row.name)
+    source = (f"def read(mh, valid, short):\n"
+              f"    {', '.join(wire)}, = _unpack(mh, {MH_HEADER})\n"
+              f"    found = _options(mh, {options_at}) if len(mh) > {options_at} else _none\n"
+              f"    return _message({mh_type}, valid, short{fields}, **found)\n")
+    exec(source, namespace)         # generated from MESSAGES' rows for this type
+    one = []
+    at = MH_HEADER
+    for row in rows:
+        unpack = struct.Struct("!" + row.fmt)
+        convert = eval(f"lambda value: {_expression(row, 'value', namespace)}", namespace)
+        one.append((unpack, at, _SLOT[row.name] if row.name else -1, convert))
+        at += unpack.size
+    return _Layout(options_at, namespace["read"], tuple(one))
 
 
 def parse(mh_type: int, mh: bytes, pseudo: tuple[bytes, bytes] | None,
           truncated: bool) -> MobilityMessage:
     """Fields of one MH message; whatever is missing from a short capture stays None."""
-    values: list[Any] = list(_BLANK)
-    values[0] = mh_type
     size = len(mh)
-    if not truncated and pseudo is not None and size >= MH_HEADER:
-        values[_CHECKSUM_VALID] = checksum_ok(mh, pseudo[0], pseudo[1])
+    valid = checksum_ok(mh, pseudo[0], pseudo[1]) \
+        if not truncated and pseudo is not None and size >= MH_HEADER else None
     layout = _LAYOUTS.get(mh_type)
     if layout is None:     # a type mip6mon does not read: no fields, no options, no minimum
-        return MobilityMessage(*values)
+        return MobilityMessage(mh_type, valid)
     # RFC 6275 9.2: "the Header Len field ... is less than the length required for the
     # specific message type": (Header Len + 1) x 8 octets below its header and fixed part
-    if size >= 2 and (mh[1] + 1) * 8 < layout.options_at:
-        values[_HEADER_LEN_SHORT] = True
-    try:
-        _message(layout, mh, values)
-        _options(mh, layout.options_at, values)
-    except (struct.error, IndexError, ValueError):
-        pass   # a truncated or malformed message: tshark's expert info reports it
+    short = size >= 2 and (mh[1] + 1) * 8 < layout.options_at
+    if size >= layout.options_at:
+        return layout.read(mh, valid, short)
+    # cut short in its fixed part (a truncated or malformed message: tshark's expert info
+    # reports it): the fields that are there, no options
+    values: list[Any] = list(_BLANK)
+    values[0], values[_CHECKSUM_VALID], values[_HEADER_LEN_SHORT] = mh_type, valid, short
+    for unpack, at, slot, convert in layout.rows:
+        if at + unpack.size > size:
+            break
+        if slot >= 0:
+            values[slot] = convert(unpack.unpack_from(mh, at)[0])
     return MobilityMessage(*values)
 
 
-def _message(layout: _Layout, mh: bytes, values: list[Any]) -> None:
-    """The fixed part, field by field: a short message keeps the fields that were there."""
-    whole = layout.whole
-    if len(mh) >= MH_HEADER + whole.size:
-        wire: tuple[Any, ...] = whole.unpack_from(mh, MH_HEADER)
-    else:
-        wire = tuple(row.unpack_from(mh, at)[0] for row, at in layout.rows
-                     if at + row.size <= len(mh))
-    for (slot, convert), value in zip(layout.readings, wire, strict=False):
-        if slot >= 0:
-            values[slot] = value if convert is None else convert(value)
-
-
-def _options(mh: bytes, at: int, values: list[Any]) -> None:
-    """RFC 6275 6.2 TLV mobility options."""
+def _read_options(mh: bytes, at: int) -> dict[str, Any]:
+    """RFC 6275 6.2 TLV mobility options from `at`: the fields they give, by name (the last
+    option of a kind wins; one cut short ends them, keeping what came before)."""
+    found: dict[str, Any] = {}
     size = len(mh)
-    while at < size:
-        otype = mh[at]
-        if otype == PAD1:
-            at += 1
-            continue
-        if at + 2 > size:
-            return
-        olen = mh[at + 1]
-        end = at + 2 + olen
-        if end > size:
-            return
-        reading = _OPTION_READINGS.get(otype)
-        if reading is not None and (reading[0] is None or olen == reading[0]):
-            for name, value in reading[1](mh[at + 2:end], mh, at).items():
-                values[_SLOT[name]] = value
-        at = end
+    try:
+        while at < size:
+            otype = mh[at]
+            if otype == PAD1:
+                at += 1
+                continue
+            if at + 2 > size:
+                break
+            olen = mh[at + 1]
+            end = at + 2 + olen
+            if end > size:
+                break
+            reading = _OPTION_READINGS.get(otype)
+            if reading is not None and (reading[0] is None or olen == reading[0]):
+                reading[1](mh[at + 2:end], mh, at, found)
+            at = end
+    except (struct.error, IndexError, ValueError):
+        pass   # a malformed option: tshark's expert info reports it
+    return found
 
 
 # OPTIONS as (length, reader) pairs, read for every option of every message
 _OPTION_READINGS = {otype: (layout.length, layout.read) for otype, layout in OPTIONS.items()}
+_LAYOUTS = {mh_type: _layout(mh_type, rows) for mh_type, rows in MESSAGES.items()}
 
 
 # The options whose data tshark reads at its fixed size, whatever the option's length says.

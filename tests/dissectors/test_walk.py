@@ -15,6 +15,7 @@ from dissectors.accounting import Accounting
 from dissectors.capfile import Record
 from dissectors.decrypt import EspDecryptor
 from dissectors.dissect import Dissector
+from dissectors.events import MobilityMessage
 from dissectors.walk import Walker, candidate
 from keys.keyring import load_keyring
 from lab.run import run_scenario
@@ -173,3 +174,24 @@ def test_address_text_is_rfc5952_for_every_kind_of_address():
                 for _ in range(200)]
     for octets in samples:
         assert address(octets) == str(ipaddress.IPv6Address(octets))
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.sampled_from(sorted(mobility.MESSAGES)), st.binary(min_size=24, max_size=60),
+       st.integers(0, 40))
+def test_mh_cut_in_its_fixed_part_keeps_the_fields_that_are_there(mh_type, data, cut):
+    """parse reads a whole fixed part in one generated step and a cut one row by row: the
+    fields a cut message keeps are the whole message's, the others None, no option read."""
+    mh = bytes([59, 3, mh_type]) + data
+    whole = mobility.parse(mh_type, mh, None, truncated=False)
+    cut = max(cut, 3) % (mobility.OPTIONS_AT[mh_type] + 1)
+    short = mobility.parse(mh_type, mh[:cut], None, truncated=True)
+    at = mobility.MH_HEADER
+    for row in mobility.MESSAGES[mh_type]:
+        at += struct.calcsize("!" + row.fmt)
+        if row.name:
+            absent = getattr(MobilityMessage(mh_type), row.name)     # None, or no flags
+            assert getattr(short, row.name) == (getattr(whole, row.name) if at <= cut
+                                                else absent)
+    assert short.header_len_short == whole.header_len_short
+    assert short.alternate_care_of_address is None and short.authenticator is None
