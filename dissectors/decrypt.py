@@ -31,7 +31,7 @@ from __future__ import annotations
 
 import dataclasses
 import struct
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 
 from dissectors.esp import EspTransform, Opened, Plaintext
@@ -124,22 +124,58 @@ class EspDecryptor:
         """The event with every ESP header opened that the keyring can open (each attempt
         decrypts or marks one header, outermost first, so this ends)."""
         while True:
-            step = _pending(event)
+            step = _pending(event.layers)
             if step is None:
                 return event
-            event = self._open(event, *step)
+            index, chain, depth = step
+            layer = event.layers[index]
+            bundle, walk = self._open(layer, chain, depth)
+            if walk is None:
+                layers = list(event.layers)
+                layers[index] = dataclasses.replace(layer, esp=bundle)
+                event = dataclasses.replace(event, layers=tuple(layers))
+                continue
+            message = walk.message()
+            # the constructor, not dataclasses.replace: this runs for every ESP packet
+            event = PacketEvent(
+                event.frame, event.time, event.length,
+                event.layers[:index] + (_opened_layer(layer, bundle, walk),)
+                + tuple(walk.layers[1:]), message, walk.prefix,
+                walk.transport if message is None and walk.prefix is None else None,
+                event.path, event.sensor,
+                f"{event.protocols}:{':'.join(walk.protocols)}".rstrip(":"),
+                walk.info_text if walk.info or walk.exception or walk.limited else event.info,
+                event.malformed or walk.malformed)
 
-    def _open(self, event: PacketEvent, index: int, chain: list[Esp],
-              depth: int) -> PacketEvent:
-        """Open chain[depth], the ESP header of event.layers[index] (bundled ones after the
-        first), and return the event rebuilt with it decrypted or marked."""
-        layer = event.layers[index]
+    def open_walk(self, walk: Walk) -> None:
+        """The walk of a frame (dissectors.dissect, before its event is made) with every
+        ESP header opened that `decrypt` opens in its event: the event made from it is the
+        one `decrypt` returns, without making the encrypted one first and again decrypted
+        (the dissecting process holds the keys: monitor.sources)."""
+        layers = walk.layers
+        while True:
+            step = _pending(layers)
+            if step is None:
+                return
+            index, chain, depth = step
+            layer = layers[index]
+            bundle, inner = self._open(layer, chain, depth)
+            if inner is None:
+                layers[index] = dataclasses.replace(layer, esp=bundle)
+                continue
+            layers[index:] = [_opened_layer(layer, bundle, inner), *inner.layers[1:]]
+            walk.continued(inner)
+
+    def _open(self, layer: IPv6Layer, chain: list[Esp], depth: int) -> tuple[Esp, Walk | None]:
+        """Open chain[depth], the ESP header of `layer` (bundled ones after the first): the
+        layer's bundle rebuilt with it decrypted or marked (Esp.undecrypted), and the walk of
+        its plaintext when it was decrypted."""
         esp = chain[depth]
         if esp.truncated:
-            return _mark(event, index, chain, depth, "truncated")
+            return _marked(chain, depth, "truncated"), None
         opening, reason = self._choose(layer, esp)
         if opening is None:
-            return _mark(event, index, chain, depth, reason)
+            return _marked(chain, depth, reason), None
         walk = opening.walk
         state = opening.entry.sa
         node = next(iter(state.nodes)) if state.certain and len(state.nodes) == 1 else None
@@ -147,19 +183,7 @@ class EspDecryptor:
         del chain[depth + 1:]
         if walk.bundled is not None:
             chain.append(walk.bundled)
-        found = walk.layers[0] if walk.layers else layer
-        first = IPv6Layer(found.src, found.dst, found.home_address, found.routing_home_address,
-                          found.pseudo_home_address, _nest(chain))
-        message = walk.message()
-        # the constructor, not dataclasses.replace: this runs for every ESP packet
-        return PacketEvent(
-            event.frame, event.time, event.length,
-            event.layers[:index] + (first,) + tuple(walk.layers[1:]), message, walk.prefix,
-            walk.transport if message is None and walk.prefix is None else None,
-            event.path, event.sensor,
-            f"{event.protocols}:{':'.join(walk.protocols)}".rstrip(":"),
-            walk.info_text if walk.info or walk.exception or walk.limited else event.info,
-            event.malformed or walk.malformed)
+        return _nest(chain), walk
 
     # --- choosing the SA -------------------------------------------------------------------
 
@@ -321,9 +345,17 @@ def _nest(chain: list[Esp]) -> Esp:
 
 
 
-def _pending(event: PacketEvent) -> tuple[int, list[Esp], int] | None:
+def _opened_layer(layer: IPv6Layer, bundle: Esp, walk: Walk) -> IPv6Layer:
+    """`layer` once its ESP is decrypted: with what the plaintext's walk added to it (a HAO,
+    an RH2 inside the ESP) and its rebuilt bundle."""
+    found = walk.layers[0] if walk.layers else layer
+    return IPv6Layer(found.src, found.dst, found.home_address, found.routing_home_address,
+                     found.pseudo_home_address, bundle)
+
+
+def _pending(layers: Sequence[IPv6Layer]) -> tuple[int, list[Esp], int] | None:
     """(layer index, its ESP bundle, depth) of the first ESP header not yet tried."""
-    for index, layer in enumerate(event.layers):
+    for index, layer in enumerate(layers):
         esp = layer.esp
         if esp is None:
             continue
@@ -338,10 +370,7 @@ def _pending(event: PacketEvent) -> tuple[int, list[Esp], int] | None:
     return None
 
 
-def _mark(event: PacketEvent, index: int, chain: list[Esp], depth: int,
-          reason: str) -> PacketEvent:
+def _marked(chain: list[Esp], depth: int, reason: str) -> Esp:
+    """The bundle with chain[depth] not decrypted, for `reason` (events.UNDECRYPTED)."""
     chain[depth] = dataclasses.replace(chain[depth], undecrypted=reason)
-    layers = list(event.layers)
-    layers[index] = dataclasses.replace(layers[index], esp=_nest(chain))
-    return dataclasses.replace(event, layers=tuple(layers))
-
+    return _nest(chain)

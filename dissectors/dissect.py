@@ -22,6 +22,7 @@ from typing import BinaryIO
 from dissectors import capfile
 from dissectors.accounting import Accounting
 from dissectors.capfile import Record
+from dissectors.decrypt import EspDecryptor
 from dissectors.events import IPv6Layer, PacketEvent
 from dissectors.walk import Walker, candidate, event
 from keys.errors import UserError
@@ -57,7 +58,11 @@ class Dissector:
         self.counts_read = counts_read
         self.walker = Walker()
 
-    def events(self, records: Iterable[Record]) -> Iterator[PacketEvent]:
+    def events(self, records: Iterable[Record],
+               decryptor: EspDecryptor | None = None) -> Iterator[PacketEvent]:
+        """The events of `records`; with a `decryptor` (the keyed stage in this process), each
+        frame's ESP opened in its walk (EspDecryptor.open_walk): the events
+        EspDecryptor.opened would give, each made once. The tap sees them as made."""
         acc = self.accounting
         walker = self.walker
         prefilter = self.prefilter
@@ -77,10 +82,14 @@ class Dissector:
                     if walk.unwalked is not None:
                         acc.unwalked[walk.unwalked] = acc.unwalked.get(walk.unwalked, 0) + 1
                     continue
-                if not walk.layers:
+                layers = walk.layers
+                if not layers:
                     # selected as malformed, with no IPv6 header to analyse: counted, no event
                     acc.malformed += 1
                     continue
+                # what EspDecryptor.opened passes on as it is: one layer, no ESP
+                if decryptor is not None and (len(layers) > 1 or layers[0].esp is not None):
+                    decryptor.open_walk(walk)
                 ev = event(walk, rec.number, rec.time, rec.length, rec.comments, sensor)
             except Exception as exc:  # noqa: BLE001 - a walk bug becomes a counted frame
                 ev = PacketEvent(frame=rec.number, time=rec.time, length=rec.length,
@@ -134,7 +143,8 @@ class CaptureFile:
         self._stream: BinaryIO | None = None
         self._read: float | None = None          # how far the last pass read (fraction())
 
-    def events(self) -> Iterator[PacketEvent]:
+    def events(self, decryptor: EspDecryptor | None = None) -> Iterator[PacketEvent]:
+        """Its events (`decryptor`: as Dissector.events)."""
         try:
             self._stream = capfile.open_capture(self.path)
         except OSError as exc:
@@ -144,8 +154,8 @@ class CaptureFile:
             # frames the pre-filter refuses are counted by the reader, never handed on
             prefilter = (candidate, self.accounting) if self.prefilter else None
             try:
-                yield from self.dissector.events(capfile.records(self._stream, drops,
-                                                                 prefilter=prefilter))
+                yield from self.dissector.events(
+                    capfile.records(self._stream, drops, prefilter=prefilter), decryptor)
             except (EOFError, gzip.BadGzipFile):
                 pass           # a gzip file cut short: the frames before the cut were read
             settle(self.accounting, drops)

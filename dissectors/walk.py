@@ -223,6 +223,21 @@ class Walk:
             return self.info + summary.LIMITED
         return self.info
 
+    def continued(self, inner: Walk) -> None:
+        """Take in `inner`, the walk of one of this walk's ESP payloads once decrypted
+        (dissectors.decrypt.EspDecryptor.open_walk, which has put its layers in), as
+        EspDecryptor.decrypt does in an event: the message, prefix and transport become the
+        plaintext's; its protocols follow; the Info column is its own when it wrote one (or
+        a suffix); the first expert error stays the first (a walk that reached an ESP header
+        read no Mobility Header, so none was cut short before it)."""
+        self.mh_type, self.mh, self.mh_pseudo, self.mh_short = \
+            inner.mh_type, inner.mh, inner.mh_pseudo, inner.mh_short
+        self.prefix, self.transport = inner.prefix, inner.transport
+        self.protocols += inner.protocols
+        if inner.info or inner.exception or inner.limited:
+            self.info, self.exception, self.limited = inner.info, inner.exception, inner.limited
+        self.errors += inner.errors
+
     def message(self) -> MobilityMessage | None:
         if self.mh_type is None:
             return None

@@ -13,10 +13,15 @@ import json
 import re
 
 import pytest
-from scapy.all import ESP, IPv6
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from scapy.all import ESP, UDP, ICMPv6EchoRequest, IPv6, Raw
 from scapy.layers.ipsec import SecurityAssociation
 
+from dissectors import capfile
+from dissectors.accounting import Accounting
 from dissectors.decrypt import EspDecryptor
+from dissectors.dissect import Dissector
 from dissectors.esp import EspTransform, Plaintext
 from dissectors.events import UNDECRYPTED
 from keys.keyring import KeyringError, load_keyring, parse_keyring
@@ -232,3 +237,88 @@ def test_opened_decrypts_events_with_esp_and_passes_the_others_as_they_are(tmp_p
     assert got == [again.decrypt(e) for e in events]
     assert [e.mobility.sequence if e.mobility else None for e in got] == [1, 2, None, 4]
     assert [h.undecrypted for h in got[2].esp_headers()] == ["icv-failed"]
+
+
+def _inline_and_after(path, keyring):
+    """A capture's events with the ESP opened in each frame's walk (Dissector.events with a
+    decryptor, as PcapSource does with keys), and opened after the events were made
+    (EspDecryptor.opened, as in a process the events reach encrypted)."""
+    def records():
+        with capfile.open_capture(str(path)) as f:
+            yield from capfile.records(f)
+    inline = list(Dissector(Accounting()).events(records(), EspDecryptor(keyring)))
+    after = list(EspDecryptor(keyring).opened(Dissector(Accounting()).events(records())))
+    return inline, after
+
+
+def _nested_and_bundled():
+    """ESP in every place the walk continues from: an SA bundle (ESP right inside ESP, RFC
+    4301 4.5), tunnel mode around a packet whose own ESP is inside, ESP after an IPv6-in-IPv6
+    tunnel, ESP over UDP (RFC 3948), and headers no SA opens inside ones it does."""
+    k1, a1, k2, a2 = b"\x01" * 16, b"\x03" * 20, b"\x02" * 16, b"\x04" * 20
+    inner = _sa(0x4000, k1, a1, tunnel=False).encrypt(_bu(1))
+    bundle = _sa(0x4001, k2, a2, tunnel=False).encrypt(IPv6(bytes(inner)))
+    tunnelled = _sa(0x4001, k2, a2).encrypt(IPv6(bytes(inner)))
+    foreign = _sa(0x4002, b"\x05" * 16, b"\x06" * 20, tunnel=False).encrypt(_bu(2))
+    around_foreign = _sa(0x4001, k2, a2).encrypt(IPv6(bytes(foreign)))
+    in_tunnel = IPv6(src=b.HA, dst=b.COA) / IPv6(bytes(inner))
+    udp = IPv6(bytes(inner))
+    nat = IPv6(src=udp.src, dst=udp.dst) / UDP(sport=4500, dport=4500) / bytes(udp.payload)
+    ping = _sa(0x4000, k1, a1, tunnel=False).encrypt(
+        IPv6(bytes(IPv6(src=b.HOA, dst=b.HA) / ICMPv6EchoRequest(data=b"in ESP"))))
+    # SCTP: a protocol the walk names but writes no Info for (the ESP's Info stays)
+    sctp = _sa(0x4000, k1, a1, tunnel=False).encrypt(
+        IPv6(bytes(IPv6(src=b.HOA, dst=b.HA, nh=132) / Raw(b"sctp" * 4))))
+    keyring = _keyring((0x4000, k1, a1), (0x4001, k2, a2))
+    return [inner, bundle, tunnelled, around_foreign, in_tunnel, nat, ping, sctp], keyring
+
+
+def test_esp_opened_in_the_walk_makes_the_events_opened_after_would(tmp_path):
+    """PcapSource with keys opens each frame's ESP in its walk, so each event is made once:
+    the events are the ones EspDecryptor.opened makes of the encrypted events, in every
+    place an ESP header can be, for every reason one stays closed, on draft 6.4 chains."""
+    packets, keyring = _nested_and_bundled()
+    inline, after = _inline_and_after(b.write(tmp_path / "nested.pcapng", packets), keyring)
+    assert inline == after
+    assert [e.mobility.sequence if e.mobility else None for e in inline] == \
+        [1, 1, 1, None, 1, 1, None, None]
+    assert [h.undecrypted for h in inline[3].esp_headers()] == [None, "no-sa"]
+    assert len(inline[1].outer.esp.chain()) == 2 and inline[6].info.startswith("Echo")
+    assert inline[7].protocols.endswith("esp:sctp") and inline[7].info.startswith("ESP")
+    # each reason a header stays encrypted (the snap length cut the last one's ESP)
+    good = b.home_bu_tunnel(b.FIRST_SPI, 1)
+    frames = [bytes(p) for p in (good, _sa(b.FIRST_SPI, b"\x09" * 16, b"\x0a" * 20)
+                                 .encrypt(_bu(1)), _sa(0x6666, b"\x0b" * 16, b"\x0c" * 20)
+                                 .encrypt(_bu(1)), good)]
+    cut = write_raw(tmp_path / "reasons.pcap", [(f, len(f)) for f in frames[:3]]
+                    + [(frames[3][:-20], len(frames[3]))])
+    inline, after = _inline_and_after(cut, _keyring((b.FIRST_SPI, b.ENC_KEY, b.AUTH_KEY)))
+    assert inline == after
+    assert [e.outer.esp.undecrypted for e in inline] == [None, "icv-failed", "no-sa",
+                                                         "truncated"]
+    # crowds: draft 6.4 chains that cross, SAs found by the sweep, nodes narrowed
+    for nodes, seed in ((6, 21), (20, 22)):
+        (tmp_path / f"crowd{nodes}").mkdir()
+        keyring, _, capture = crowd(tmp_path / f"crowd{nodes}", nodes, seed)
+        inline, after = _inline_and_after(capture, keyring)
+        assert inline == after and sum(len(e.esp_headers()) for e in inline) > nodes
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.data())
+def test_esp_opened_in_the_walk_equals_opened_after_on_damaged_frames(tmp_path_factory, data):
+    """The same on frames cut anywhere or with any octet changed (lengths, next headers,
+    ciphertext, padding): opened in the walk or after, the same events."""
+    packets, keyring = _nested_and_bundled()
+    frames = [bytes(p) for p in packets]
+    damaged = []
+    for frame in data.draw(st.lists(st.sampled_from(frames), min_size=1, max_size=4)):
+        at = data.draw(st.integers(0, len(frame) - 1))
+        if data.draw(st.booleans()):
+            damaged.append((frame[:at], len(frame)))
+        else:
+            octet = data.draw(st.integers(0, 255))
+            damaged.append((frame[:at] + bytes([octet]) + frame[at + 1:], len(frame)))
+    path = write_raw(tmp_path_factory.mktemp("damaged") / "d.pcap", damaged)
+    inline, after = _inline_and_after(path, keyring)
+    assert inline == after
