@@ -44,7 +44,12 @@ class PcapSource:
         self._file = CaptureFile(self.path, self.accounting, sensor, prefilter, tap)
 
     def events(self) -> Iterator[PacketEvent]:
-        return decrypted(self._file.events(), self.keyring)
+        keyring = self.keyring
+        if keyring is not None and keyring.esp_sas and self._file.dissector.tap is None:
+            # the dissector opens each frame's ESP in its walk: the events `decrypted` gives,
+            # each made once (a tap sees the events the dissector makes: they stay encrypted)
+            return self._file.events(EspDecryptor(keyring))
+        return decrypted(self._file.events(), keyring)
 
     def fraction(self) -> float | None:
         """How far through the file the pass is (0..1), for progress bars."""
