@@ -77,37 +77,49 @@ OPTIONS_AT = {mh_type: MH_HEADER + struct.calcsize("!" + "".join(f.fmt for f in 
 address: Callable[[bytes], str] = functools.lru_cache(maxsize=8192)(formulas.address_text)
 
 
-def _alternate_care_of(data: bytes, mh: bytes, at: int, found: dict[str, Any]) -> None:
-    found["alternate_care_of_address"] = address(data)
+# MobilityMessage's fields by position: parse fills a list of them (the option readers
+# below by position too) and makes the message with one positional call
+_SLOT = {f.name: n for n, f in enumerate(dataclasses.fields(MobilityMessage))}
+_BLANK: tuple[Any, ...] = tuple(None if f.default is dataclasses.MISSING else f.default
+               for f in dataclasses.fields(MobilityMessage))
+_CHECKSUM_VALID, _HEADER_LEN_SHORT = _SLOT["checksum_valid"], _SLOT["header_len_short"]
+_ALTERNATE, _REFRESH = _SLOT["alternate_care_of_address"], _SLOT["refresh_interval"]
+_HOME_NONCE, _CARE_OF_NONCE = _SLOT["home_nonce_index"], _SLOT["care_of_nonce_index"]
+_AUTHENTICATOR, _AUTHENTICATED = _SLOT["authenticator"], _SLOT["authenticated_data"]
+_PRIVACY_TOKEN = _SLOT["privacy_keygen_token"]
 
 
-def _refresh_advice(data: bytes, mh: bytes, at: int, found: dict[str, Any]) -> None:
-    found["refresh_interval"] = struct.unpack("!H", data)[0] * LIFETIME_UNIT
+def _alternate_care_of(data: bytes, mh: bytes, at: int, values: list[Any]) -> None:
+    values[_ALTERNATE] = address(data)
 
 
-def _nonce_indices(data: bytes, mh: bytes, at: int, found: dict[str, Any]) -> None:
-    found["home_nonce_index"], found["care_of_nonce_index"] = struct.unpack("!HH", data)
+def _refresh_advice(data: bytes, mh: bytes, at: int, values: list[Any]) -> None:
+    values[_REFRESH] = struct.unpack("!H", data)[0] * LIFETIME_UNIT
 
 
-def _authorization_data(data: bytes, mh: bytes, at: int, found: dict[str, Any]) -> None:
+def _nonce_indices(data: bytes, mh: bytes, at: int, values: list[Any]) -> None:
+    values[_HOME_NONCE], values[_CARE_OF_NONCE] = struct.unpack("!HH", data)
+
+
+def _authorization_data(data: bytes, mh: bytes, at: int, values: list[Any]) -> None:
     # RFC 6275 6.2.7: the Authenticator covers Payload Proto .. this option's type and length,
     # with the checksum taken as zero
-    found["authenticator"] = bytes(data)
-    found["authenticated_data"] = mh[:4] + b"\x00\x00" + mh[6:at + 2]
+    values[_AUTHENTICATOR] = bytes(data)
+    values[_AUTHENTICATED] = mh[:4] + b"\x00\x00" + mh[6:at + 2]
 
 
-def _privacy_token(data: bytes, mh: bytes, at: int, found: dict[str, Any]) -> None:
+def _privacy_token(data: bytes, mh: bytes, at: int, values: list[Any]) -> None:
     if data[0] == PRIVACY_TOKEN_SUBTYPE:
-        found["privacy_keygen_token"] = bytes(data[2:10])
+        values[_PRIVACY_TOKEN] = bytes(data[2:10])
 
 
 @dataclass(frozen=True)
 class OptionLayout:
     """A mobility option mip6mon reads: the data length it must have (None: any) and the
-    reader that puts what its data says into `found` (`MobilityMessage` fields by name), given
-    the data, the whole MH and the option's offset in it."""
+    reader that puts what its data says into a message's field values (in `MobilityMessage`'s
+    order), given the data, the whole MH and the option's offset in it."""
     length: int | None
-    read: Callable[[bytes, bytes, int, dict[str, Any]], None]
+    read: Callable[[bytes, bytes, int, list[Any]], None]
 
 
 # RFC 6275 6.2 (and PROFILE.md option 18); Pad1/PadN and unknown options are skipped.
@@ -133,13 +145,6 @@ def checksum_ok(mh: bytes, src: bytes, dst: bytes) -> bool:
     # are a non-zero multiple of 0xFFFF (one C call instead of a Python sum of the words)
     number = int.from_bytes(data, "big")
     return number != 0 and number % 0xFFFF == 0
-
-
-# MobilityMessage's fields by position (a short message's are filled in a list of them)
-_SLOT = {f.name: n for n, f in enumerate(dataclasses.fields(MobilityMessage))}
-_BLANK: tuple[Any, ...] = tuple(None if f.default is dataclasses.MISSING else f.default
-               for f in dataclasses.fields(MobilityMessage))
-_CHECKSUM_VALID, _HEADER_LEN_SHORT = _SLOT["checksum_valid"], _SLOT["header_len_short"]
 
 
 def _flag_names(bits: dict[str, int]) -> dict[int, frozenset[str]]:
@@ -169,7 +174,8 @@ def _expression(row: Field, value: str, namespace: dict[str, Any]) -> str:
 class _Layout:
     """How parse reads one message type: where its options start (OPTIONS_AT); `read`, its
     whole fixed part and options into the message in one call (generated from the type's
-    rows: one struct unpack, each field's conversion inline, the message made by keyword);
+    rows: one struct unpack, the field values listed in order with each conversion inline,
+    the message made by position);
     and each row alone (struct, offset, field position or -1 for a reserved field,
     conversion), for a message too short for its fixed part, which keeps the fields that
     were there."""
@@ -182,15 +188,23 @@ def _layout(mh_type: int, rows: tuple[Field, ...]) -> _Layout:
     options_at = OPTIONS_AT[mh_type]
     namespace: dict[str, Any] = {
         "_unpack": struct.Struct("!" + "".join(row.fmt for row in rows)).unpack_from,
-        "_address": address, "_options": _read_options, "_message": MobilityMessage,
-        "_none": {}}
+        "_address": address, "_options": _read_options, "_message": MobilityMessage}
     wire = [row.name or f"_reserved{n}" for n, row in enumerate(rows)]
-    fields = "".join(f", {row.name}={_expression(row, value, namespace)}"
-                     for row, value in zip(rows, wire, strict=True) if row.name)
+    # the message's field values in order: the type, the checksum and Header Len verdicts,
+    # the fixed part's fields (converted), every other field's default
+    items = [repr(value) if value is None or isinstance(value, bool) else f"_blank{n}"
+             for n, value in enumerate(_BLANK)]
+    namespace.update({f"_blank{n}": value for n, value in enumerate(_BLANK)})
+    items[0], items[_CHECKSUM_VALID], items[_HEADER_LEN_SHORT] = str(mh_type), "valid", "short"
+    for row, value in zip(rows, wire, strict=True):
+        if row.name:
+            items[_SLOT[row.name]] = _expression(row, value, namespace)
     source = (f"def read(mh, valid, short):\n"
               f"    {', '.join(wire)}, = _unpack(mh, {MH_HEADER})\n"
-              f"    found = _options(mh, {options_at}) if len(mh) > {options_at} else _none\n"
-              f"    return _message({mh_type}, valid, short{fields}, **found)\n")
+              f"    values = [{', '.join(items)}]\n"
+              f"    if len(mh) > {options_at}:\n"
+              f"        _options(mh, {options_at}, values)\n"
+              f"    return _message(*values)\n")
     exec(source, namespace)         # generated from MESSAGES' rows for this type
     one = []
     at = MH_HEADER
@@ -228,10 +242,9 @@ def parse(mh_type: int, mh: bytes, pseudo: tuple[bytes, bytes] | None,
     return MobilityMessage(*values)
 
 
-def _read_options(mh: bytes, at: int) -> dict[str, Any]:
-    """RFC 6275 6.2 TLV mobility options from `at`: the fields they give, by name (the last
-    option of a kind wins; one cut short ends them, keeping what came before)."""
-    found: dict[str, Any] = {}
+def _read_options(mh: bytes, at: int, values: list[Any]) -> None:
+    """RFC 6275 6.2 TLV mobility options from `at`, into the message's field values (the
+    last option of a kind wins; one cut short ends them, keeping what came before)."""
     size = len(mh)
     try:
         while at < size:
@@ -240,18 +253,17 @@ def _read_options(mh: bytes, at: int) -> dict[str, Any]:
                 at += 1
                 continue
             if at + 2 > size:
-                break
+                return
             olen = mh[at + 1]
             end = at + 2 + olen
             if end > size:
-                break
+                return
             reading = _OPTION_READINGS.get(otype)
             if reading is not None and (reading[0] is None or olen == reading[0]):
-                reading[1](mh[at + 2:end], mh, at, found)
+                reading[1](mh[at + 2:end], mh, at, values)
             at = end
     except (struct.error, IndexError, ValueError):
         pass   # a malformed option: tshark's expert info reports it
-    return found
 
 
 # OPTIONS as (length, reader) pairs, read for every option of every message
