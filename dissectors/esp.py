@@ -15,6 +15,8 @@ import hmac
 from dataclasses import dataclass
 
 from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives import hmac as crypto_hmac
 from cryptography.hazmat.primitives.ciphers import Cipher, CipherContext, algorithms, modes
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
@@ -40,7 +42,7 @@ class EncryptionAlgorithm:
 class IntegrityAlgorithm:
     name: str
     rfc: str
-    digest: str | None        # hashlib name for HMAC
+    digest: type[hashes.HashAlgorithm] | None   # the hash of the HMAC
     icv: int                  # truncated ICV octets
 
 
@@ -52,8 +54,8 @@ ENCRYPTION = {a.name: a for a in (
 )}
 INTEGRITY = {a.name: a for a in (
     IntegrityAlgorithm("null", "RFC 4303 3.2", None, 0),
-    IntegrityAlgorithm("hmac-sha1-96", "RFC 2404", "sha1", 12),
-    IntegrityAlgorithm("hmac-sha256-128", "RFC 4868", "sha256", 16),
+    IntegrityAlgorithm("hmac-sha1-96", "RFC 2404", hashes.SHA1, 12),
+    IntegrityAlgorithm("hmac-sha256-128", "RFC 4868", hashes.SHA256, 16),
 )}
 
 
@@ -107,7 +109,9 @@ class EspTransform:
             self._ecb = Cipher(algorithms.AES(key), modes.ECB()).encryptor()
         elif self.encryption.name == "aes-gcm-16":
             self._aead = AESGCM(key)
-        self._mac = (hmac.new(sa.authentication_key.value, digestmod=self.integrity.digest)
+        # cryptography's HMAC, keyed once: a copy per packet (about a third of the cost of
+        # the standard library's, whose copy and update are Python methods around OpenSSL's)
+        self._mac = (crypto_hmac.HMAC(sa.authentication_key.value, self.integrity.digest())
                      if self.integrity.digest else None)
         self.icv_octets = self.integrity.icv
         # octets that are not ciphertext: IV, combined-mode tag, ICV
@@ -126,9 +130,8 @@ class EspTransform:
         if len(payload) < n:
             return False
         mac = self._mac.copy()
-        mac.update(header)
-        mac.update(payload[:-n])
-        return hmac.compare_digest(mac.digest()[:n], payload[-n:])
+        mac.update(header + payload[:-n])
+        return hmac.compare_digest(mac.finalize()[:n], payload[-n:])
 
     def decrypt(self, header: bytes, payload: bytes) -> bytes | Opened:
         """The plaintext (padding and trailer included) of an ESP payload whose ICV, if any,
