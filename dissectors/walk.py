@@ -22,6 +22,7 @@ Every read is bounds-checked: a frame can end anywhere without an exception esca
 """
 from __future__ import annotations
 
+import functools
 import socket
 import struct
 
@@ -146,10 +147,24 @@ class _Fields:
         self.in_esp = False         # walking a decrypted ESP payload of this header
 
     def layer(self) -> IPv6Layer:
+        if self.esp is None:
+            return _layer(self.src, self.dst, self.hao, self.rh2, self.pseudo)
         return IPv6Layer(address(self.src), address(self.dst),
                          address(self.hao) if self.hao is not None else None,
                          address(self.rh2) if self.rh2 is not None else None,
                          address(self.pseudo) if self.pseudo is not None else None, self.esp)
+
+
+@functools.lru_cache(maxsize=8192)
+def _layer(src: bytes, dst: bytes, hao: bytes | None, rh2: bytes | None,
+           pseudo: bytes | None) -> IPv6Layer:
+    """An IPv6 layer with no ESP, by its addresses' octets: one immutable object for the
+    headers that carry the same addresses (a node's packets to its home agent or a
+    correspondent, as addresses are: mobility.address), not one made per packet."""
+    return IPv6Layer(address(src), address(dst),
+                     address(hao) if hao is not None else None,
+                     address(rh2) if rh2 is not None else None,
+                     address(pseudo) if pseudo is not None else None)
 
 
 class Walk:
