@@ -17,9 +17,9 @@ step, and holds a must-fire / must-not-fire pair for every row).
 """
 from __future__ import annotations
 
-from collections.abc import Hashable
-from dataclasses import dataclass, field
-from typing import Any, Literal
+from collections.abc import Hashable, Iterator, Sequence
+from dataclasses import dataclass
+from typing import Any, Literal, overload
 
 from monitor.history import History
 from monitor.tables import markdown_table
@@ -100,31 +100,78 @@ FINDINGS: tuple[Finding, ...] = (
 )
 
 
-@dataclass
 class FindingLog:
     """The findings of one analysis, in the order they were made (a live view reads what is
     new at the end); `dedupe` keys say "this was reported already" for checks that see the
-    same fault again (a retransmitted BU, a HoT forwarded on two paths)."""
-    entries: list[dict[str, Any]] = field(default_factory=list)
-    _reported: set[Hashable] = field(default_factory=set)
-    # a live capture's bound (monitor.history): the newest `keep` findings; None keeps all
-    keep: int | None = None
+    same fault again (a retransmitted BU, a HoT forwarded on two paths).
 
-    def __post_init__(self) -> None:
-        if self.keep is not None:
-            self.entries = History(self.keep)  # type: ignore[assignment]
+    A message is text, or a `str.format` template and its values (`add(KIND, frame, "{} after
+    {}", a, b)`): the text is made when the finding is read (`entries`, `by_frame`), not when
+    it is found. A check that fires for every Home BU of a capture (a retransmission, a reused
+    pseudo home address) costs a tuple, not a text and a dict each; a report shows only the
+    first FINDINGS_SHOWN of each kind (monitor.report), a live view the newest."""
 
-    def add(self, finding: Finding, frame: int, message: str,
+    __slots__ = ("_made", "_reported", "keep")
+
+    def __init__(self, keep: int | None = None) -> None:
+        # (finding, frame, message or template, template's values or None), in order made
+        self._made: list[tuple[Finding, int, str, tuple[Any, ...] | None]] = \
+            [] if keep is None else History(keep)  # type: ignore[assignment]
+        self._reported: set[Hashable] = set()
+        # a live capture's bound (monitor.history): the newest `keep` findings; None keeps all
+        self.keep = keep
+
+    def add(self, finding: Finding, frame: int, message: str, *values: Any,
             dedupe: Hashable | None = None) -> None:
         if dedupe is not None:
             if dedupe in self._reported:
                 return
             self._reported.add(dedupe)
-        self.entries.append(finding.entry(frame, message))
+        self._made.append((finding, frame, message, values or None))
+
+    @property
+    def entries(self) -> FindingEntries:
+        """Every finding in the order made, each as the report's dict (made when read);
+        positions and `len` count every finding ever made, as History's do."""
+        return FindingEntries(self._made)
 
     def by_frame(self) -> list[dict[str, Any]]:
         """The report's order: by frame, and in the order made within one frame."""
-        return sorted(self.entries, key=lambda f: f["frame"])
+        return [_entry(made) for made in sorted(self._made, key=_frame_of)]
+
+
+def _frame_of(made: tuple[Finding, int, str, tuple[Any, ...] | None]) -> int:
+    return made[1]
+
+
+def _entry(made: tuple[Finding, int, str, tuple[Any, ...] | None]) -> dict[str, Any]:
+    finding, frame, message, values = made
+    return finding.entry(frame, message if values is None else message.format(*values))
+
+
+class FindingEntries(Sequence[dict[str, Any]]):
+    """A FindingLog's findings as the report's dicts, each made when it is read."""
+
+    __slots__ = ("_made",)
+
+    def __init__(self, made: Any) -> None:
+        self._made = made
+
+    def __len__(self) -> int:
+        return len(self._made)
+
+    @overload
+    def __getitem__(self, index: int) -> dict[str, Any]: ...
+    @overload
+    def __getitem__(self, index: slice) -> list[dict[str, Any]]: ...
+
+    def __getitem__(self, index: int | slice) -> dict[str, Any] | list[dict[str, Any]]:
+        if isinstance(index, slice):
+            return [_entry(made) for made in self._made[index]]
+        return _entry(self._made[index])
+
+    def __iter__(self) -> Iterator[dict[str, Any]]:
+        return map(_entry, self._made)
 
 
 def findings_markdown() -> str:

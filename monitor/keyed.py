@@ -50,8 +50,10 @@ from __future__ import annotations
 
 import functools
 import ipaddress
+import operator
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from itertools import chain
 from typing import Any
 
 from dissectors.events import Esp, IPv6Layer, MobilityMessage, PacketEvent
@@ -103,10 +105,14 @@ from monitor.tables import keyed_text
 
 __all__ = ["KeyedAnalyzer", "KeyedMark", "keyed_text"]
 
+# every address a layer carries, in the order attribution looks them up (monitor.attribution):
+# HAO, RH2, option 0xFE, source, destination (None where absent), in one C call
+_ADDRESSES = operator.attrgetter("home_address", "routing_home_address", "pseudo_home_address",
+                                 "src", "dst")
 COUNTER_WINDOW = 4         # tolerated counter gap for key_index = "counter" (missed frames)
 
 
-@dataclass
+@dataclass(slots=True)
 class _PendingHomeBU:
     """A Home BU waiting for its BA (DESIGN.md: accepted = verified AND acknowledged)."""
     binding: HomeBinding
@@ -114,16 +120,16 @@ class _PendingHomeBU:
     key: tuple[str, str]        # (home agent, node identity)
 
 
-@dataclass
+@dataclass(slots=True)
 class _HomeRecognition:
-    """What the keys say about a Home BU's sender."""
+    """What the keys say about a Home BU's sender. `note` makes the annotation's text when
+    asked (`mip6mon report` never shows notes: no text per Home BU for nothing)."""
     node: MobileNode | None
     home_address: str | None
     pseudo_home_address: str | None
     verified: bool | None        # None: nothing in the keyring could check it
-    note: str | None
+    note: Callable[[], str] | None
     index: int | None = None     # the i of Ki that matched (draft 5.1.4)
-    how: str | None = None       # "Kph of mn1, i = ESP seq 7"
 
 
 @dataclass
@@ -219,10 +225,16 @@ class KeyedAnalyzer:
         self._cn_pseudos: dict[str, tuple[str, int]] = {}  # pseudo -> (correspondent, frame)
         self._private: set[str] = set()    # home addresses seen behind a pseudo home address
         self._agent_nodes: dict[str, list[MobileNode]] = {}   # home agent -> keyring nodes
+        # home agent -> {home address: its first node of _agent_nodes}
+        self._agent_homes: dict[str, dict[str, MobileNode]] = {}
         # draft 5.1.4 i asked about once, and per i asked again: pseudo HoA -> esp-seq node
         self._indices_asked: set[int] = set()
         self._routable_tables: dict[int, dict[str, MobileNode]] = {}
         self.unreadable = 0                                # events whose fields did not parse
+        self._no_binding_keys = not (keyring and keyring.binding_keys)
+        # every home agent's prefixes (keyring and PROFILE.md: /64): what is routable (5.1.1)
+        self._agent_prefixes = frozenset(p for agent in keyring.home_agents
+                                         for p in agent.prefixes) if keyring else frozenset()
         for node in keyring.mobile_nodes if keyring else ():
             self.book.learn(node.home_address, Identity(node.home_address, "home", "keyring"))
 
@@ -299,30 +311,43 @@ class KeyedAnalyzer:
     # --- per packet: one handler per Mobility Header type ----------------------------------
 
     def _packet(self, event: PacketEvent) -> None:
-        addresses: list[str] = []
-        for layer in event.layers:
-            addresses += filter(None, (layer.home_address, layer.routing_home_address,
-                                       layer.pseudo_home_address, layer.src, layer.dst))
-        esps = self._verified_esps(event)
+        # one look at the layers decides which steps below can matter to this frame: ESP for
+        # _verified_esps, a HAO / RH2 / option 0xFE for _data_addresses (a packet with neither
+        # has nothing for them, the usual data packet)
+        layers = event.layers
+        if len(layers) == 1:
+            layer = layers[0]
+            addresses = _ADDRESSES(layer)
+            esp = layer.esp is not None
+            marked = addresses[0] is not None or addresses[1] is not None \
+                or addresses[2] is not None
+        else:
+            addresses = tuple(chain.from_iterable(map(_ADDRESSES, layers)))
+            esp = any(layer.esp is not None for layer in layers)
+            marked = any(layer.home_address is not None or layer.routing_home_address is not None
+                         or layer.pseudo_home_address is not None for layer in layers)
+        esps = self._verified_esps(event) if esp else ()
         if esps:
-            self.attribution.seen(event.frame, addresses, esps)
+            self.attribution.seen(event.frame, (), esps)
         m = event.mobility
-        if m is not None and m.checksum_valid is False and not event.malformed:
-            # RFC 6275 9.2: a receiver discards it. The monitor still reads it (hand-made and
-            # synthetic captures often carry wrong checksums) but says so.
-            self.findings.add(MH_CHECKSUM_INVALID, event.frame,
-                              f"{m.name} from {event.inner.src}: Mobility Header checksum does not "
-                              "verify (RFC 6275 9.2: a receiver would discard it)")
-        if m is not None and m.header_len_short and not event.malformed:
-            # RFC 6275 9.2: a receiver silently discards it, so it binds nothing here either
-            self.findings.add(MH_HEADER_LEN_SHORT, event.frame,
-                              f"{m.name} from {event.inner.src}: Header Len below the "
-                              f"{m.name}'s minimum (RFC 6275 9.2: discarded)")
-        elif m is not None and not event.malformed:
-            handler = self._HANDLERS.get(m.mh_type)      # the table ends the class
-            if handler is not None:
-                handler(self, event, m)
-        self._data_addresses(event)
+        if m is not None and not event.malformed:
+            if m.checksum_valid is False:
+                # RFC 6275 9.2: a receiver discards it. The monitor still reads it (hand-made
+                # and synthetic captures often carry wrong checksums) but says so.
+                self.findings.add(MH_CHECKSUM_INVALID, event.frame,
+                                  f"{m.name} from {event.inner.src}: Mobility Header checksum "
+                                  "does not verify (RFC 6275 9.2: a receiver would discard it)")
+            if m.header_len_short:
+                # RFC 6275 9.2: a receiver silently discards it, so it binds nothing here either
+                self.findings.add(MH_HEADER_LEN_SHORT, event.frame,
+                                  f"{m.name} from {event.inner.src}: Header Len below the "
+                                  f"{m.name}'s minimum (RFC 6275 9.2: discarded)")
+            else:
+                handler = self._HANDLERS.get(m.mh_type)      # the table ends the class
+                if handler is not None:
+                    handler(self, event, m)
+        if marked:
+            self._data_addresses(event)
         self.attribution.settle(event.frame, addresses, esps)
 
     def _verified_esps(self, event: PacketEvent) -> tuple[tuple[str, int, str | None], ...]:
@@ -364,7 +389,7 @@ class KeyedAnalyzer:
                 if ident is None:
                     continue
                 self.attribution.attribute(event.frame, ident.home_address)
-                if explained:
+                if explained or not self.notes:
                     pass      # the BU's own note already says what this address is
                 elif ident.kind == "home":
                     self._note(event.frame, f"{what} {address} is the real home address of "
@@ -412,11 +437,11 @@ class KeyedAnalyzer:
                        nodes: list[MobileNode], tunnel: bool,
                        esp_sequence: int | None) -> _HomeRecognition | None:
         """RFC 3776 4.1: the HAO (or the source, at home) is a node's real home address."""
-        node = None if tunnel else next((n for n in nodes if n.home_address == claimed), None)
+        node = None if tunnel else self._served(nodes, event.inner.dst, claimed)
         if node is None:
             return None
         home = node.home_address
-        return _HomeRecognition(node, home, None, True, f"Home BU carries the real HoA "
+        return _HomeRecognition(node, home, None, True, lambda: f"Home BU carries the real HoA "
                                 f"{home} of {node.name} ({label})")
 
     def _home_tunnel(self, label: str, event: PacketEvent, claimed: str,
@@ -427,25 +452,27 @@ class KeyedAnalyzer:
         sequence number, or the node's next counter value."""
         if not tunnel:
             return None
-        node = next((n for n in nodes if n.home_address == claimed), None)
+        node = self._served(nodes, event.inner.dst, claimed)
         if node is None:
             if not nodes and event.inner.home_address is None:
                 # ESP decrypted but no Kph: the inner source is the home address in clear
                 return _HomeRecognition(None, claimed, None, None, None)
             return None
         home = node.home_address
-        indices = self._key_indices(node, esp_sequence)
-        if not indices:
-            return _HomeRecognition(node, home, None, True, f"tunnel-mode Home BU of "
+        if node.key_index == "counter":
+            i = self._node_state(node).counter + 1      # the first of _key_indices
+        elif esp_sequence is not None:
+            i = esp_sequence
+        else:
+            return _HomeRecognition(node, home, None, True, lambda: f"tunnel-mode Home BU of "
                                     f"{node.name} ({label}): no ESP sequence number to derive "
                                     f"a pseudo HoA")
-        i = indices[0]
         ki = formulas.dynamic_key(node.kph.value, i)
         pseudo = formulas.routable_pseudo_home_address(ki, home, self._derive_prefix(node),
                                                        node.phoa_cipher)
-        how = f"Kph of {node.name}, {self._index_text(node, i)}"
-        return _HomeRecognition(node, home, pseudo, True, f"tunnel-mode Home BU of {node.name}: "
-                                f"pseudo HoA {pseudo} derived via {how} ({label})", i, how)
+        return _HomeRecognition(node, home, pseudo, True, lambda: f"tunnel-mode Home BU of "
+                                f"{node.name}: pseudo HoA {pseudo} derived via "
+                                f"{self._how(node, i)} ({label})", i)
 
     def _home_routable(self, label: str, event: PacketEvent, claimed: str,
                        nodes: list[MobileNode], tunnel: bool,
@@ -457,12 +484,17 @@ class KeyedAnalyzer:
                      [n for n in nodes if n.key_index == "counter"]):
             for i in self._key_indices(node, esp_sequence):
                 if self._match_routable(node, claimed, i):
-                    how = f"Kph of {node.name}, {self._index_text(node, i)}"
                     where = "HAO" if event.inner.home_address is not None else "source"
-                    note = (f"{where} pseudo HoA {claimed} = HoA {node.home_address} via {how} "
-                            f"({label})")
-                    return _HomeRecognition(node, node.home_address, claimed, True, note, i, how)
+                    return _HomeRecognition(
+                        node, node.home_address, claimed, True,
+                        functools.partial(self._routable_note, where, claimed, node, i, label),
+                        i)
         return None
+
+    def _routable_note(self, where: str, claimed: str, node: MobileNode, i: int,
+                       label: str) -> str:
+        return (f"{where} pseudo HoA {claimed} = HoA {node.home_address} via "
+                f"{self._how(node, i)} ({label})")
 
     def _recognise_hao(self, address: str, home_agent: str, esp_sequence: int,
                        hint: str | None = None) -> None:
@@ -472,8 +504,8 @@ class KeyedAnalyzer:
         node = self._esp_seq_owner(address, esp_sequence, home_agent,
                                    self._nodes_of_agent(home_agent, hint))
         if node is not None:
-            how = f"Kph of {node.name}, {self._index_text(node, esp_sequence)}"
-            self.book.learn(address, Identity(node.home_address, "routable", how))
+            self.book.learn(address, Identity(node.home_address, "routable",
+                                              self._how(node, esp_sequence)))
             self._private.add(node.home_address)
 
     def _esp_seq_owner(self, address: str, i: int, home_agent: str,
@@ -532,10 +564,14 @@ class KeyedAnalyzer:
             state = self._node_state(r.node)
             if r.node.key_index == "counter":
                 state.counter = r.index if r.index is not None else state.counter + 1
+            identities = self.book.identities     # the first explanation stays: made once
             if pseudo is not None:
                 self._private.add(home)
-                self.book.learn(pseudo, Identity(home, "routable", r.how or "Kph"))
-            self.book.learn(home, Identity(home, "home", "keyring"))
+                if pseudo not in identities:
+                    self.book.learn(pseudo, Identity(home, "routable", "Kph" if r.index is None
+                                                     else self._how(r.node, r.index)))
+            if home not in identities:
+                self.book.learn(home, Identity(home, "home", "keyring"))
             self.book.learn_care_of(care_of, home)
             if esp is not None and esp.decrypted:
                 self.attribution.tie_spi((event.outer.dst, esp.spi), home)
@@ -545,11 +581,10 @@ class KeyedAnalyzer:
                 # chains cross, and a step checked on a guessed SA is a false finding
                 self._check_spi(event, r.node, state, esp.spi, tunnel, pseudo is not None)
         self.attribution.attribute(event.frame, home)
-        if r.note:
-            self._note(event.frame, r.note)
-        if r.verified is False and layer.home_address is not None and not any(
-                self._in_prefix(claimed, p) for agent in self.keyring.home_agents
-                for p in agent.prefixes):
+        if r.note is not None and self.notes:
+            self._note(event.frame, r.note())
+        if r.verified is False and layer.home_address is not None and \
+                self._p64(claimed) not in self._agent_prefixes:
             self.findings.add(PSEUDO_HOME_ADDRESS_NOT_ROUTABLE, event.frame,
                               f"Home BU HAO {claimed} is under no home agent prefix (draft 5.1.1, "
                               f"5.1.3)")
@@ -561,8 +596,8 @@ class KeyedAnalyzer:
             first = self._home_pseudos.setdefault(pseudo, event.frame)
             if first != event.frame:
                 self.findings.add(PSEUDO_HOME_ADDRESS_REUSED, event.frame,
-                                  f"pseudo home address {pseudo} already used in the Home BU of "
-                                  f"frame {first} (draft 5.1.4)")
+                                  "pseudo home address {} already used in the Home BU of frame "
+                                  "{} (draft 5.1.4)", pseudo, first)
         binding = HomeBinding(home_agent=home_agent, home_address=home,
                               pseudo_home_address=pseudo, care_of_address=care_of,
                               sequence=m.sequence, lifetime=m.lifetime, frame=event.frame,
@@ -571,8 +606,8 @@ class KeyedAnalyzer:
         previous = self._pending.get(key)
         if previous is not None:
             self.findings.add(HOME_BU_RETRANSMITTED, event.frame,
-                              f"Home BU of frame {previous.binding.frame} (seq "
-                              f"{previous.binding.sequence}) got no BA before this one")
+                              "Home BU of frame {} (seq {}) got no BA before this one",
+                              previous.binding.frame, previous.binding.sequence)
         self._pending[key] = _PendingHomeBU(binding, r.verified is not False, key)
 
     def _check_spi(self, event, node: MobileNode, state: _NodeState, spi: int,
@@ -613,8 +648,9 @@ class KeyedAnalyzer:
         del self._pending[match.key]
         b = match.binding
         self.attribution.attribute(event.frame, b.home_address)
-        self._note(event.frame, f"acknowledges the Home BU of frame {b.frame} "
-                                f"(status {m.status})")
+        if self.notes:
+            self._note(event.frame, f"acknowledges the Home BU of frame {b.frame} "
+                                    f"(status {m.status})")
         node = None
         if b.home_address is not None:
             esps = event.esp_headers()
@@ -639,20 +675,20 @@ class KeyedAnalyzer:
             node = self.keyring.mobile_node_by_home_address(ident.home_address) \
                 if self.keyring else None
             if ident.kind == "home":
-                self._note(event.frame, f"HoTI from the real HoA {source} of "
-                                        f"{self._node_name(source)}")
+                if self.notes:
+                    self._note(event.frame, f"HoTI from the real HoA {source} of "
+                                            f"{self._node_name(source)}")
                 if node is not None and "P" not in m.flags:
                     # a 4.1 HoTI (P flag) comes from the real home address by design
                     self._clear_use(node, event.frame, f"hoti {cn}")
             else:
-                self._note(event.frame, f"HoTI from pseudo HoA {source} = HoA "
-                                        f"{ident.home_address} via {ident.how} (5.3.1)")
+                if self.notes:
+                    self._note(event.frame, f"HoTI from pseudo HoA {source} = HoA "
+                                            f"{ident.home_address} via {ident.how} (5.3.1)")
                 if node is not None:
                     self._pseudo_use(node, f"hoti {cn}")
-        if self.keyring is not None and self.keyring.home_agents and (ident is None or
-                                                                      ident.kind != "home"):
-            prefixes = [p for agent in self.keyring.home_agents for p in agent.prefixes]
-            if not any(self._in_prefix(source, p) for p in prefixes):
+        if self._agent_prefixes and (ident is None or ident.kind != "home"):
+            if self._p64(source) not in self._agent_prefixes:
                 self.findings.add(PSEUDO_HOME_ADDRESS_NOT_ROUTABLE, event.frame,
                                   f"HoTI source {source} is under no home agent prefix, so the HoT "
                                   f"cannot reach the home agent (draft 5.1.1)",
@@ -679,7 +715,9 @@ class KeyedAnalyzer:
         ident = self.book.get(home)
         if ident is not None:
             self.attribution.attribute(event.frame, ident.home_address)
-            if ident.kind == "home":
+            if not self.notes:
+                pass
+            elif ident.kind == "home":
                 self._note(event.frame, f"HoT to the real HoA {home}")
             else:
                 self._note(event.frame, f"HoT to pseudo HoA {home} = HoA {ident.home_address}")
@@ -754,9 +792,12 @@ class KeyedAnalyzer:
 
     def _kbm_candidates(self, cn: str, subject: str | None, care_of: str,
                         m: MobilityMessage) -> list[tuple[bytes, str]]:
+        hni, cni = m.home_nonce_index, m.care_of_nonce_index
+        if hni is None and cni is None and self._no_binding_keys:
+            return []      # no token can be had, nor a given Kbm: most plain BUs in a crowd
         out = []
-        home = self._home_token(cn, subject, m.home_nonce_index) if subject else None
-        care = self._care_of_token(cn, care_of, m.care_of_nonce_index)
+        home = self._home_token(cn, subject, hni) if subject else None
+        care = self._care_of_token(cn, care_of, cni)
         if home is not None and care is not None:
             out.append((formulas.binding_management_key(home, care), "keygen tokens"))
         if home is not None and (m.lifetime == 0 or care_of == subject):
@@ -868,10 +909,13 @@ class KeyedAnalyzer:
                                   f"option 0xFE {pseudo} does not decrypt to the BU's source "
                                   f"{layer.src} (draft 4.2)", dedupe=("mismatch", cn, pseudo))
         if home is not None:
-            self.book.learn(home, Identity(home, "home", "keyring"))
+            identities = self.book.identities     # the first explanation stays: made once
+            if home not in identities:
+                self.book.learn(home, Identity(home, "home", "keyring"))
             if pseudo is not None:
                 self._private.add(home)
-                self.book.learn(pseudo, Identity(home, r.pseudo_kind, how))
+                if pseudo not in identities:
+                    self.book.learn(pseudo, Identity(home, r.pseudo_kind, how))
             self.book.learn_care_of(care_of, home)
             self.attribution.attribute(event.frame, home)
         elif pseudo is not None:
@@ -991,7 +1035,10 @@ class KeyedAnalyzer:
             notes.append(self._intern(text))
 
     def _node_state(self, node: MobileNode) -> _NodeState:
-        return self._nodes.setdefault(node.home_address, _NodeState())
+        state = self._nodes.get(node.home_address)
+        if state is None:
+            state = self._nodes[node.home_address] = _NodeState()
+        return state
 
     def _node_name(self, home_address: str | None) -> str:
         node = self.keyring and home_address and \
@@ -1009,10 +1056,25 @@ class KeyedAnalyzer:
             nodes = self._agent_nodes[home_agent] = [
                 n for n in self.keyring.mobile_nodes
                 if n.home_agent is None or n.home_agent == home_agent]
+            homes: dict[str, MobileNode] = {}
+            for n in nodes:
+                homes.setdefault(n.home_address, n)
+            self._agent_homes[home_agent] = homes
         hinted = self.keyring.mobile_node_by_home_address(first) if first else None
-        if hinted is None or hinted not in nodes:
-            return nodes
+        if hinted is None or nodes[0] is hinted or hinted not in nodes:
+            return nodes       # (nodes[0] the hinted one: already in the order asked for)
         return [hinted] + [n for n in nodes if n is not hinted]
+
+    def _served(self, nodes: list[MobileNode], home_agent: str,
+                home_address: str) -> MobileNode | None:
+        """The first of `nodes` (home_agent's, _nodes_of_agent) whose home address is
+        `home_address`: the hinted one, else the agent's first in keyring order (an index,
+        not a walk through a crowd)."""
+        if not nodes:
+            return None
+        if nodes[0].home_address == home_address:
+            return nodes[0]
+        return self._agent_homes[home_agent].get(home_address)
 
     def _sa_hint(self, receiver: str, esp: Esp) -> str | None:
         """Whose SA carried this ESP, as far as verified packets tell (the keyed stage's
@@ -1050,8 +1112,11 @@ class KeyedAnalyzer:
             return [state.counter + step for step in range(1, COUNTER_WINDOW + 1)]
         return [esp_sequence] if esp_sequence is not None else []
 
-    def _index_text(self, node: MobileNode, i: int) -> str:
-        return f"i = counter {i}" if node.key_index == "counter" else f"i = ESP seq {i}"
+    @staticmethod
+    def _how(node: MobileNode, i: int) -> str:
+        """How the keys give a node's pseudo home address: "Kph of mn1, i = ESP seq 7"."""
+        return f"Kph of {node.name}, " + (f"i = counter {i}" if node.key_index == "counter"
+                                          else f"i = ESP seq {i}")
 
     def _match_routable(self, node: MobileNode, address: str, i: int) -> bool:
         """draft 5.1.3/5.1.4: is `address` node's pseudo home address under Ki?"""
