@@ -109,6 +109,7 @@ __all__ = ["KeyedAnalyzer", "KeyedMark", "keyed_text"]
 # HAO, RH2, option 0xFE, source, destination (None where absent), in one C call
 _ADDRESSES = operator.attrgetter("home_address", "routing_home_address", "pseudo_home_address",
                                  "src", "dst")
+_FOREVER = float("inf")     # a binding whose BU gave no lifetime
 COUNTER_WINDOW = 4         # tolerated counter gap for key_index = "counter" (missed frames)
 
 
@@ -132,7 +133,7 @@ class _HomeRecognition:
     index: int | None = None     # the i of Ki that matched (draft 5.1.4)
 
 
-@dataclass
+@dataclass(slots=True)
 class _CorrespondentRecognition:
     """What the keys say about a correspondent BU's sender, before its Authenticator."""
     label: str                   # the procedures of its form: "4.1", "4.2/5.3.2", ...
@@ -148,16 +149,30 @@ class _CorrespondentRecognition:
 class BUForm:
     """One form a Binding Update takes on the wire, and the procedures that send it (rows of
     dissectors.procedures; the wire cannot tell 4.2 from 5.3.2). `recognise(analyzer, label,
-    ...)` returns what the keys say of the sender, or None for a BU of another form."""
+    ...)` returns what the keys say of the sender, or None for a BU of another form.
+    `option` / `alternate`: whether the form has option 0xFE / an Alternate CoA (None:
+    either); a BU is offered only to the forms its wire can be (decided once per kind of BU,
+    not asked of every form for every BU)."""
     procedures: tuple[Procedure, ...]
     form: str
     recognise: Callable[..., Any]
+    option: bool | None = None
+    alternate: bool | None = None
+
+    def fits(self, option: bool, alternate: bool) -> bool:
+        return self.option in (None, option) and self.alternate in (None, alternate)
 
     @functools.cached_property
     def label(self) -> str:
         """How the keyed view's notes name the procedure: the rows' ids, "4.2/5.3.2" (asked
         of every form tried, for every BU: joined once)."""
         return "/".join(p.id for p in self.procedures)
+
+
+def _forms_by_wire(forms: tuple[BUForm, ...]) -> dict[tuple[bool, bool], tuple[BUForm, ...]]:
+    """(option 0xFE?, Alternate CoA?) -> the forms such a BU can be, in `forms` order."""
+    return {(option, alternate): tuple(f for f in forms if f.fits(option, alternate))
+            for option in (False, True) for alternate in (False, True)}
 
 
 @dataclass
@@ -219,6 +234,7 @@ class KeyedAnalyzer:
         self._strings: dict[str, str] = {}   # one copy of each note (long captures)
         self._prefix64: dict[str, str] = {}  # address -> its /64, for prefix tests
         self._prefixes: dict[str, list[str]] = {}  # node's home address -> _node_prefixes
+        self._derived_prefix: dict[str, str] = {}  # node's home address -> _derive_prefix
         self._pending: dict[tuple[str, str], _PendingHomeBU] = {}
         self._nodes: dict[str, _NodeState] = {}
         self._home_pseudos: dict[str, int] = {}            # pseudo -> first Home BU frame
@@ -232,6 +248,7 @@ class KeyedAnalyzer:
         self._routable_tables: dict[int, dict[str, MobileNode]] = {}
         self.unreadable = 0                                # events whose fields did not parse
         self._no_binding_keys = not (keyring and keyring.binding_keys)
+        self._has_correspondents = bool(keyring and keyring.correspondents)
         # every home agent's prefixes (keyring and PROFILE.md: /64): what is routable (5.1.1)
         self._agent_prefixes = frozenset(p for agent in keyring.home_agents
                                          for p in agent.prefixes) if keyring else frozenset()
@@ -549,16 +566,17 @@ class KeyedAnalyzer:
         return table
 
     def _home_bu(self, event: PacketEvent, m: MobilityMessage) -> None:
-        layer = event.inner
+        layers = event.layers            # (event.inner and .outer: a call each, per BU)
+        outer, layer = layers[0], layers[-1]
         home_agent = layer.dst
-        tunnel = len(event.layers) > 1
+        tunnel = len(layers) > 1
         esps = event.esp_headers()
         esp = esps[-1] if esps else None   # transport: the BU's own ESP; tunnel: the outer one
         claimed = layer.home_address or layer.src
-        care_of = m.alternate_care_of_address or event.outer.src
+        care_of = m.alternate_care_of_address or outer.src
         r = self._recognise_home(event, claimed, home_agent, tunnel,
                                  esp.sequence if esp else None,
-                                 self._sa_hint(event.outer.dst, esp) if esp else None)
+                                 self._sa_hint(outer.dst, esp) if esp else None)
         home, pseudo = r.home_address, r.pseudo_home_address
         if r.node is not None:
             state = self._node_state(r.node)
@@ -574,7 +592,7 @@ class KeyedAnalyzer:
                 self.book.learn(home, Identity(home, "home", "keyring"))
             self.book.learn_care_of(care_of, home)
             if esp is not None and esp.decrypted:
-                self.attribution.tie_spi((event.outer.dst, esp.spi), home)
+                self.attribution.tie_spi((outer.dst, esp.spi), home)
             if esp is not None and esp.node == r.node.name:
                 # draft 6.4 is checked only on an SA whose node the keyed stage is certain of
                 # (the keyring names it, or its chain reached a verified SPI): in a crowd the
@@ -699,7 +717,9 @@ class KeyedAnalyzer:
 
     def _kcn_and_nonce(self, cn: str, index: int | None) -> tuple[bytes, bytes] | None:
         """Kcn and the nonce of `index` when the keyring holds both (RFC 6275 5.2.5)."""
-        corr = self._correspondent(cn) if index is not None else None
+        if index is None or not self._has_correspondents:
+            return None        # asked for every token of every BU, HoT and CoT
+        corr = self._correspondent(cn)
         nonce = corr.nonces.get(index) if corr else None
         return (corr.kcn.value, nonce.value) if nonce is not None else None
 
@@ -821,7 +841,8 @@ class KeyedAnalyzer:
         """Which procedure a correspondent BU follows, told by where its addresses stand (the
         forms of CORRESPONDENT_BU_FORMS, in order), and what the keys say of its home address
         before its Authenticator is checked."""
-        for form in self.CORRESPONDENT_BU_FORMS:
+        for form in self._CORRESPONDENT_FORMS_BY_WIRE[layer.pseudo_home_address is not None,
+                                                      bool(m.alternate_care_of_address)]:
             r = form.recognise(self, form.label, layer, m, care_of)
             if r is not None:
                 return r
@@ -893,10 +914,11 @@ class KeyedAnalyzer:
         return (candidates[0][0], False) if candidates else (None, None)
 
     def _correspondent_bu(self, event: PacketEvent, m: MobilityMessage) -> None:
-        layer = event.inner
+        layers = event.layers            # (event.inner and .outer: a call each, per BU)
+        layer = layers[-1]
         cn = layer.dst
         care_of = m.alternate_care_of_address or layer.src
-        delivered = event.outer.dst == cn
+        delivered = layers[0].dst == cn
         r = self._recognise_correspondent(layer, m, care_of)
         home, pseudo, how = r.home_address, r.pseudo_home_address, r.how
         kbm, valid = self._kbm(cn, r.kbm_subject, care_of, m)
@@ -955,7 +977,7 @@ class KeyedAnalyzer:
                                   f"BU to {cn} seq {m.sequence} after {previous}: draft 6.3 "
                                   f"expects {expected}")
         if m.sequence is not None:
-            until = event.time + (m.lifetime if m.lifetime is not None else float("inf"))
+            until = event.time + (m.lifetime if m.lifetime is not None else _FOREVER)
             self.correspondent_cache.last_sequence[(cn, identity)] = (m.sequence, until)
         self.correspondent_cache.add(CorrespondentBinding(
             correspondent=cn, home_address=home, pseudo_home_address=pseudo,
@@ -985,7 +1007,9 @@ class KeyedAnalyzer:
         if use in state.pseudo_uses:
             self._clear_finding(node.home_address, frame, use)
         else:
-            waiting = state.clear_waiting.setdefault(use, {})
+            waiting = state.clear_waiting.get(use)
+            if waiting is None:
+                waiting = state.clear_waiting[use] = {}
             waiting[frame] = None
             if self.max_frames is not None:
                 # per-frame state like the notes: a node that never uses a pseudo address in
@@ -1101,9 +1125,13 @@ class KeyedAnalyzer:
     def _derive_prefix(self, node: MobileNode) -> str:
         """The prefix a tunnel-mode pseudo home address is derived with (5.2.2): the first home
         agent prefix other than the home address's own (draft 5.1.3 "preferably"), else its own."""
-        prefixes = self._node_prefixes(node)
-        own = self._p64(node.home_address)
-        return next((p for p in prefixes if p != own), own)
+        derived = self._derived_prefix.get(node.home_address)
+        if derived is None:
+            prefixes = self._node_prefixes(node)
+            own = self._p64(node.home_address)
+            derived = self._derived_prefix[node.home_address] = next(
+                (p for p in prefixes if p != own), own)
+        return derived
 
     def _key_indices(self, node: MobileNode, esp_sequence: int | None) -> list[int]:
         """Candidate i for Ki (draft 5.1.4): the ESP sequence number, or the node's counter."""
@@ -1152,11 +1180,14 @@ class KeyedAnalyzer:
     )
     CORRESPONDENT_BU_FORMS: tuple[BUForm, ...] = (
         BUForm((RR_PRIVACY,), "option 0xFE, no Alternate CoA: source = care-of address",
-               _cn_privacy_rr),
+               _cn_privacy_rr, option=True, alternate=False),
         BUForm((REVERSE_TUNNELLED_BU, CN_INITIATED_RR), "option 0xFE and an Alternate CoA: "
-               "source = home address", _cn_encrypted),
+               "source = home address", _cn_encrypted, option=True, alternate=True),
         BUForm((MN_INITIATED_RR,), "HAO = a pseudo home address a Home BU registered",
-               _cn_routable),
+               _cn_routable, option=False),
         BUForm((PLAIN_CORRESPONDENT,), "HAO (or source) = the home address, or an address "
                "the keys do not explain", _cn_plain),
     )
+    # (option 0xFE?, Alternate CoA?) -> the forms such a BU can be, in CORRESPONDENT_BU_FORMS
+    # order
+    _CORRESPONDENT_FORMS_BY_WIRE = _forms_by_wire(CORRESPONDENT_BU_FORMS)
