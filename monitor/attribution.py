@@ -64,6 +64,8 @@ class FrameAttribution:
         # frames that carry the same share one key (_keys: as read -> without the Nones)
         self._pending: dict[int, PendingKey] = {}
         self._keys: dict[tuple[tuple[str | None, ...], tuple[SaKey, ...]], PendingKey] = {}
+        # addresses as read -> (size of the book then, _carried's answer then)
+        self._carried_at: dict[tuple[str | None, ...], tuple[int, str | None]] = {}
 
     # --- fed by the analyzer ---------------------------------------------------------------
 
@@ -94,12 +96,11 @@ class FrameAttribution:
         every layer's HAO, RH2, option 0xFE, source, destination as read)."""
         home = self._direct.get(frame)
         if home is None:
-            known = self.book.identities.get     # never holds None
-            for address in addresses:
-                ident = known(address)
-                if ident is not None:
-                    home = self._direct[frame] = ident.home_address
-                    break
+            if type(addresses) is not tuple:
+                addresses = tuple(addresses)
+            home = self._carried(addresses)
+            if home is not None:
+                self._direct[frame] = home
         if home is not None:
             for receiver, spi, _ in esps:
                 self.tie_spi((receiver, spi), home)
@@ -107,14 +108,36 @@ class FrameAttribution:
         # kept only while not tied (most frames are tied at once: nothing to keep): one shared
         # key per distinct (addresses, SAs), a frame costs its dict entry (200,000 frames at
         # 100 % mobility leave most untied; a tuple per frame cost 1.2 of 7.9 profiled s)
-        seen = (addresses if type(addresses) is tuple else tuple(addresses),
-                tuple([(receiver, spi) for receiver, spi, _ in esps]) if esps else ())
+        seen = (addresses, tuple([(receiver, spi) for receiver, spi, _ in esps])
+                if esps else ())
         key = self._keys.get(seen)
         if key is None:
             if self.max_frames is not None and len(self._keys) > 4 * self.max_frames:
                 self._keys.clear()       # only a de-duplication cache: safe to restart
             key = self._keys[seen] = (tuple(filter(None, seen[0])), seen[1])
         self._pending[frame] = key
+
+    def _carried(self, addresses: tuple[str | None, ...]) -> str | None:
+        """The real home address behind the first of `addresses` the book knows, else None.
+        The book only grows and never changes what it knows: the answer for a tuple of
+        addresses holds until it learns something, so frames that carry the same addresses
+        (a flow, a retransmission) are looked up again only after it did."""
+        size = len(self.book.identities)
+        memo = self._carried_at.get(addresses)
+        if memo is not None and memo[0] == size:
+            return memo[1]
+        home = None
+        known = self.book.identities.get     # never holds None
+        for address in addresses:
+            ident = known(address)
+            if ident is not None:
+                home = ident.home_address
+                break
+        if memo is None and self.max_frames is not None and \
+                len(self._carried_at) > 4 * self.max_frames:
+            self._carried_at.clear()         # only a memo: safe to restart
+        self._carried_at[addresses] = (size, home)
+        return home
 
     def forget_before(self, oldest: int) -> None:
         forget_before(self._pending, oldest)

@@ -158,7 +158,9 @@ class Identity:
 
 @dataclass
 class AddressBook:
-    """Address -> Identity; the first explanation of an address is kept (stable annotations)."""
+    """Address -> Identity; the first explanation of an address is kept (stable annotations):
+    `identities` only grows, and what it says of an address never changes (FrameAttribution
+    reads its size as a version)."""
     identities: dict[str, Identity] = field(default_factory=dict)
     # care-of address -> real home addresses bound to it (from verified BUs)
     care_of: dict[str, set[str]] = field(default_factory=dict)

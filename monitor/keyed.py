@@ -189,6 +189,17 @@ class _NodeState:
     clear_waiting: dict[str, dict[int, None]] = field(default_factory=dict)  # use -> frames
 
 
+def _last_esp(layers: tuple[IPv6Layer, ...]) -> Esp | None:
+    """The last of a packet's ESP headers (event.esp_headers()[-1]), without the tuple."""
+    for layer in reversed(layers):
+        esp = layer.esp
+        if esp is not None:
+            while esp.bundled is not None:
+                esp = esp.bundled
+            return esp
+    return None
+
+
 def _short(address: str | None) -> str:
     return address if address is not None else "?"
 
@@ -389,33 +400,21 @@ class KeyedAnalyzer:
 
     def _data_addresses(self, event: PacketEvent) -> None:
         """HAO / RH2 / 0xFE on any packet: note which node they stand for, and clear uses."""
-        explained = event.mobility is not None and event.mobility.mh_type == MHType.BU
+        m = event.mobility
+        explained = m is not None and m.mh_type == MHType.BU
         identities = self.book.identities
         for layer in event.layers:
             hao, rh2, option = (layer.home_address, layer.routing_home_address,
                                 layer.pseudo_home_address)
-            if hao is None and rh2 is None and option is None:
-                continue          # most packets: nothing below to look up
-            if hao and layer.esp is not None and not explained and hao not in identities:
-                self._recognise_hao(hao, layer.dst, layer.esp.sequence,
-                                    self._sa_hint(layer.dst, layer.esp))
-            for address, what in ((hao, "HAO"), (rh2, "RH2"), (option, "option 0xFE")):
-                if address is None:
-                    continue
-                ident = identities.get(address)
-                if ident is None:
-                    continue
-                self.attribution.attribute(event.frame, ident.home_address)
-                if explained or not self.notes:
-                    pass      # the BU's own note already says what this address is
-                elif ident.kind == "home":
-                    self._note(event.frame, f"{what} {address} is the real home address of "
-                                            f"{self._node_name(ident.home_address)}")
-                else:
-                    self._note(event.frame, f"{what} pseudo HoA {address} = HoA "
-                                            f"{ident.home_address} via {ident.how}")
-                if what == "HAO" and self.keyring is not None:
-                    node = self.keyring.mobile_node_by_home_address(ident.home_address)
+            if hao is not None:
+                if layer.esp is not None and not explained and hao not in identities:
+                    self._recognise_hao(hao, layer.dst, layer.esp.sequence,
+                                        self._sa_hint(layer.dst, layer.esp))
+                ident = identities.get(hao)
+                if ident is not None:
+                    self._stands_for(event.frame, "HAO", hao, ident, explained)
+                    node = self.keyring.mobile_node_by_home_address(ident.home_address) \
+                        if self.keyring is not None else None
                     if node is not None:
                         # scope: toward the home agent, or toward one correspondent
                         use = "ha" if node.home_agent == layer.dst else f"cn {layer.dst}"
@@ -423,6 +422,23 @@ class KeyedAnalyzer:
                             self._clear_use(node, event.frame, use)
                         else:
                             self._pseudo_use(node, use)
+            if rh2 is not None and (ident := identities.get(rh2)) is not None:
+                self._stands_for(event.frame, "RH2", rh2, ident, explained)
+            if option is not None and (ident := identities.get(option)) is not None:
+                self._stands_for(event.frame, "option 0xFE", option, ident, explained)
+
+    def _stands_for(self, frame: int, what: str, address: str, ident: Identity,
+                    explained: bool) -> None:
+        """A HAO, RH2 or option 0xFE the book knows: the frame is that node's."""
+        self.attribution.attribute(frame, ident.home_address)
+        if explained or not self.notes:
+            pass      # a BU's own note already says what this address is
+        elif ident.kind == "home":
+            self._note(frame, f"{what} {address} is the real home address of "
+                              f"{self._node_name(ident.home_address)}")
+        else:
+            self._note(frame, f"{what} pseudo HoA {address} = HoA {ident.home_address} via "
+                              f"{ident.how}")
 
     # --- Home BU / BA (draft 5.2) ----------------------------------------------------------
 
@@ -570,8 +586,7 @@ class KeyedAnalyzer:
         outer, layer = layers[0], layers[-1]
         home_agent = layer.dst
         tunnel = len(layers) > 1
-        esps = event.esp_headers()
-        esp = esps[-1] if esps else None   # transport: the BU's own ESP; tunnel: the outer one
+        esp = _last_esp(layers)   # transport: the BU's own ESP; tunnel: the outer one
         claimed = layer.home_address or layer.src
         care_of = m.alternate_care_of_address or outer.src
         r = self._recognise_home(event, claimed, home_agent, tunnel,

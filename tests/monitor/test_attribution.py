@@ -86,3 +86,21 @@ def test_forget_before_keeps_the_latest_frames_only():
     assert a.node(1) is None and a.node(10) is None
     book.learn_care_of(COA2, HOA)
     assert a.nodes() == {8: HOA, 9: HOA, 10: HOA}
+
+
+def test_frames_with_the_same_addresses_share_one_key_and_see_what_the_book_learns():
+    """Frames that carry the same addresses (a flow, a retransmission) share what is kept of
+    them, and one that comes after the book learned one of their addresses is tied at once:
+    what was known of those addresses is asked again once the book grew, not before."""
+    book = AddressBook()
+    a = FrameAttribution(book)
+    packet(a, 1, (None, None, None, PHOA_CTR_7, CN))      # as the analyzer passes a layer
+    packet(a, 2, (None, None, None, PHOA_CTR_7, CN))
+    assert a._pending[1] is a._pending[2] and a._pending[1] == ((PHOA_CTR_7, CN), ())
+    book.learn(PHOA_CTR_7, Identity(HOA, "routable", "Kph of mn1, i = ESP seq 7"))
+    packet(a, 3, (None, None, None, PHOA_CTR_7, CN))
+    assert 3 not in a._pending and a.explain(3) is None and a.node(3) == HOA
+    assert a.nodes() == {1: HOA, 2: HOA, 3: HOA}
+    book.learn(CN, Identity(HOA2, "home", "keyring"))     # an address after it: first wins
+    packet(a, 4, (None, None, None, PHOA_CTR_7, CN))
+    assert a.node(4) == HOA

@@ -42,6 +42,7 @@ from monitor.findings import (
     SEQUENCE_STEP,
     SPI_STEP,
     Finding,
+    FindingLog,
     findings_markdown,
 )
 from monitor.keyed import KeyedAnalyzer
@@ -352,3 +353,24 @@ if __name__ == "__main__":
     if sys.argv[1:] != ["--regenerate"]:
         sys.exit(__doc__)
     regenerate()
+
+
+def test_a_message_made_from_a_template_reads_as_the_text_and_dedupes_alike():
+    """A finding's message given as a template and its values is made when read, the same
+    text as written out; entries count, index and slice as the dicts they stand for, bounded
+    (a live view's History) or not."""
+    for log in (FindingLog(), FindingLog(keep=2)):
+        log.add(SPI_STEP, 7, "Home BU SPI {:#010x} after {} exchange(s)", 0x1001, 2)
+        log.add(HOME_BU_RETRANSMITTED, 3, "no {} in a text given whole", dedupe="k")
+        log.add(HOME_BU_RETRANSMITTED, 9, "seen again", dedupe="k")
+        log.add(BA_ERROR_STATUS, 5, "status {} (seq {})", 129, None)
+        first = {"kind": "spi-step", "frame": 7,
+                 "message": "Home BU SPI 0x00001001 after 2 exchange(s)"}
+        whole = {"kind": "home-bu-retransmitted", "frame": 3,
+                 "message": "no {} in a text given whole"}
+        last = {"kind": "ba-error-status", "frame": 5, "message": "status 129 (seq None)"}
+        assert len(log.entries) == 3 and log.entries[-1] == last
+        assert log.entries[1:] == [whole, last]
+        if log.keep is None:
+            assert list(log.entries) == [first, whole, last] and log.entries[0] == first
+            assert log.by_frame() == [whole, last, first]
