@@ -838,7 +838,7 @@ class KeyedAnalyzer:
         if home is not None and (m.lifetime == 0 or care_of == subject):
             # RFC 6275 5.2.5: de-registration, Kbm = SHA1(home keygen token)
             out.append((formulas.binding_management_key(home, None), "home keygen token"))
-        given = self.keyring.binding_key(cn, care_of) if self.keyring else None
+        given = None if self._no_binding_keys else self.keyring.binding_key(cn, care_of)
         if given is not None:
             out.append((given.value, "binding_key"))
         return out
