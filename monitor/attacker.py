@@ -138,8 +138,8 @@ class AttackerAnalyzer:
         self._roles = Roles()
         self._seen = VANTAGE_PATHS[vantage]
         self._linker = Linker(rules, threshold, wait)
-        # to be placed: (frame, time, length, view, position fed)
-        self._waiting: deque[tuple[int, float, int, View, int]] = deque()
+        # to be placed: (view, position fed)
+        self._waiting: deque[tuple[View, int]] = deque()
         self._now = float("-inf")
         self._placement: Counter = Counter()
         # the packets seen, in the order observed (frame order): three columns, and each
@@ -156,23 +156,28 @@ class AttackerAnalyzer:
 
     # -- addon hooks ---------------------------------------------------------------------------
     def packet(self, event: PacketEvent) -> None:
+        self.packet_view(None if event.malformed else visible(event))
+
+    def packet_view(self, view: View | None) -> None:
+        """A packet as the eavesdropper reads it (`visible(event)`, which the report's keyed
+        process computes and sends, monitor.report_attacker); None: one it cannot read
+        (malformed, or no IPv6 layer), which counts in the live window all the same."""
         self._fed += 1
-        if event.malformed or not event.layers:
-            return
-        view = visible(event)          # drops everything after the first ESP header
         if view is None:
             return
-        if self._roles.learn(event.frame, view):
+        roles = self._roles
+        if roles.learn(view):
             # a home agent just recognised: what the waiting packets say about care-of
             # addresses and home prefixes changes with it
-            for _, _, _, waiting, _ in self._waiting:
-                self._roles.learn_sides(waiting)
-        self._roles.learn_sides(view)
+            for waiting_view, _ in self._waiting:
+                roles.learn_sides(waiting_view)
+        roles.learn_sides(view)
         waiting = self._waiting
-        waiting.append((event.frame, event.time, event.length, view, self._fed))
-        if event.time > self._now:
-            self._now = event.time
-        if waiting[0][1] < self._now - PLACE_WAIT:
+        waiting.append((view, self._fed))
+        time = view.time
+        if time > self._now:
+            self._now = time
+        if waiting[0][0].time < self._now - PLACE_WAIT:
             self._place(self._now - PLACE_WAIT)
             if self.max_packets is not None:
                 self._trim()
@@ -198,16 +203,18 @@ class AttackerAnalyzer:
 
     def _place(self, before: float) -> None:
         """Place and observe the packets that have waited long enough."""
-        waiting, roles = self._waiting, self._roles
-        while waiting and waiting[0][1] < before:
-            frame, time, length, view, fed = waiting.popleft()
+        waiting, roles, seen, placement = self._waiting, self._roles, self._seen, \
+            self._placement
+        keep, link = self._keep, self._linker.add
+        while waiting and waiting[0][0].time < before:
+            view, fed = waiting.popleft()
             self._placed = fed
             path = place(view, roles)
-            self._placement[path] += 1
-            if path in self._seen:
-                obs = observe(frame, time, view, path, roles, length)
-                self._keep(obs, fed)
-                self._linker.add(obs)
+            placement[path] += 1
+            if path in seen:
+                obs = observe(view, path, roles)
+                keep(obs, fed)
+                link(obs)
 
     def _keep(self, obs: Observation, fed: int) -> None:
         place: _Place = (obs.path, obs.care_of, obs.homes, obs.correspondent)

@@ -12,6 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from dissectors.protocol import MHType
+from dissectors.protocol import mh_name as _mh_name
 from monitor.placement import Roles, View
 
 
@@ -61,81 +62,78 @@ _RR_TO_MOBILE = (MHType.BA, MHType.COT, MHType.HOT)      # RFC 6275 6.1.4, 6.1.6
 _RR_FROM_MOBILE = (MHType.BU, MHType.COTI, MHType.HOTI)  # RFC 6275 6.1.3, 6.1.7
 
 
-def observe(frame: int, time: float, view: View, path: str, roles: Roles,
-            length: int = 0) -> Observation:
-    outer, mh, agents = view.outer, view.mobility, roles.home_agents
+def observe(view: View, path: str, roles: Roles) -> Observation:
+    src, dst, agents = view.src, view.dst, roles.home_agents
     care_of = correspondent = home_agent = None
     towards_ha = None
     homes: list[str] = []
 
     # Options on the outer header are readable on every path (they sit before any ESP).
-    hao, rh2, pseudo = outer.home_address, outer.routing_home_address, \
-        outer.pseudo_home_address
+    hao, rh2, pseudo = view.home_address, view.routing_home_address, view.pseudo_home_address
     if hao or rh2 or pseudo:
         _home(homes, agents, hao)            # RFC 6275 6.3 HAO
         _home(homes, agents, rh2)            # RFC 6275 6.4 RH2
         _home(homes, agents, pseudo)         # PROFILE.md option 0xFE (draft 4.1, 4.2)
 
-    layers = view.layers
-    inner = layers[1] if len(layers) >= 2 else None
+    tunnel, mh_type = view.tunnel, view.mh_type
     if path == "mn-ha":
-        towards_ha = outer.dst in agents
-        home_agent, care_of = (outer.dst, outer.src) if towards_ha else (outer.src, outer.dst)
-        if inner is not None:
+        towards_ha = dst in agents
+        home_agent, care_of = (dst, src) if towards_ha else (src, dst)
+        if tunnel:
             # a visible (not ESP) tunnel: RFC 6275 10.4.5 / draft 5.4 inner packet
+            inner = tunnel[0]
             mobile, other = (inner.src, inner.dst) if towards_ha else (inner.dst, inner.src)
             _home(homes, agents, mobile)
             if other not in agents:
                 correspondent = other
-            for layer in layers[1:]:
+            for layer in tunnel:
                 _home(homes, agents, layer.home_address)
                 _home(homes, agents, layer.routing_home_address)
                 _home(homes, agents, layer.pseudo_home_address)
     elif path == "mn-cn":
-        if roles.is_care_of(outer.src) or hao:
-            care_of, correspondent = outer.src, outer.dst
-        elif roles.is_care_of(outer.dst) or rh2:
-            care_of, correspondent = outer.dst, outer.src
-        elif mh is not None and mh.mh_type in _RR_TO_MOBILE:
-            care_of, correspondent = outer.dst, outer.src
-        elif mh is not None and mh.mh_type in _RR_FROM_MOBILE:
-            care_of, correspondent = outer.src, outer.dst
+        if roles.is_care_of(src) or hao:
+            care_of, correspondent = src, dst
+        elif roles.is_care_of(dst) or rh2:
+            care_of, correspondent = dst, src
+        elif mh_type in _RR_TO_MOBILE:
+            care_of, correspondent = dst, src
+        elif mh_type in _RR_FROM_MOBILE:
+            care_of, correspondent = src, dst
         # else: nothing says which end is the mobile node; guessing would link correspondents
     elif path == "ha-cn":
-        if roles.is_home_side(outer.src) or (
-                mh is not None and mh.mh_type in (MHType.HOTI, MHType.BU)):
-            _home(homes, agents, outer.src)
-            correspondent = outer.dst
+        if roles.is_home_side(src) or mh_type == MHType.HOTI or mh_type == MHType.BU:
+            _home(homes, agents, src)
+            correspondent = dst
         else:
-            _home(homes, agents, outer.dst)
-            correspondent = outer.src
-    mh_type = mh_sequence = home_nonce_index = care_of_nonce_index = cookie = None
+            _home(homes, agents, dst)
+            correspondent = src
+    home_nonce_index = care_of_nonce_index = cookie = None
     mh_name = ""
-    home_flag = False
-    if mh is not None:
-        if mh.alternate_care_of_address:          # RFC 6275 6.2.5: the CoA, visible in clear
-            care_of = mh.alternate_care_of_address
-        mh_type, mh_name, mh_sequence = mh.mh_type, mh.name, mh.sequence
-        home_flag = "H" in mh.flags
-        cookie = mh.cookie.hex() if mh.cookie else None
+    if mh_type is not None:
+        if view.alternate_care_of_address:        # RFC 6275 6.2.5: the CoA, visible in clear
+            care_of = view.alternate_care_of_address
+        mh_name = _mh_name(mh_type)
+        if view.cookie:
+            cookie = view.cookie.hex()
         if mh_type == MHType.BU:
-            home_nonce_index, care_of_nonce_index = mh.home_nonce_index, mh.care_of_nonce_index
+            home_nonce_index, care_of_nonce_index = view.home_nonce_index, \
+                view.care_of_nonce_index
         elif mh_type == MHType.HOT:
-            home_nonce_index = mh.nonce_index
+            home_nonce_index = view.nonce_index
         elif mh_type == MHType.COT:
-            care_of_nonce_index = mh.nonce_index
-        if mh.error_home_address:
-            _home(homes, agents, mh.error_home_address)
+            care_of_nonce_index = view.nonce_index
+        if view.error_home_address:
+            _home(homes, agents, view.error_home_address)
     if care_of is not None and (care_of in homes or roles.is_home_side(care_of)):
         # RFC 6275 11.5.4: a node back home talks from its home address: an identity, not a
         # location (and the same key as its home address seen anywhere else)
         if care_of not in homes:
             homes.append(care_of)
         care_of = None
-    esp = view.esp
+    spi = view.spi
     # positional, in the fields' order (keywords cost a dict per packet)
     return Observation(
-        frame, time, path, outer.src, outer.dst, length, care_of, tuple(homes), correspondent,
-        home_agent, towards_ha, esp.spi if esp else None, esp.sequence if esp else None,
-        view.encrypted, inner is not None, mh_type, mh_name, mh_sequence, home_flag,
-        home_nonce_index, care_of_nonce_index, cookie)
+        view.frame, view.time, path, src, dst, view.length, care_of, tuple(homes),
+        correspondent, home_agent, towards_ha, spi, view.esp_sequence, spi is not None,
+        bool(tunnel), mh_type, mh_name, view.mh_sequence, view.home_flag, home_nonce_index,
+        care_of_nonce_index, cookie)

@@ -16,8 +16,9 @@ from __future__ import annotations
 
 import ipaddress
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
-from dissectors.events import Esp, IPv6Layer, MobilePrefix, MobilityMessage, PacketEvent
+from dissectors.events import IPv6Layer, MobilePrefix, PacketEvent
 from dissectors.protocol import ICMPV6_MPA, ICMPV6_MPS, OTHER_PATH, PATHS, MHType
 
 OTHER = OTHER_PATH
@@ -44,34 +45,99 @@ def interface_id(address: str) -> int | None:
         return None
 
 
-@dataclass(slots=True, eq=False)
-class View:
-    """What an eavesdropper can read of one packet: the layers up to the first ESP header,
-    and the payload only when no ESP hides it. (Not frozen: a frozen dataclass sets each field
-    through object.__setattr__, and one is made per packet; nothing changes one once made.)"""
-    layers: tuple[IPv6Layer, ...]
-    mobility: MobilityMessage | None
-    prefix_discovery: MobilePrefix | None
-    encrypted: bool                       # an ESP header hides the rest
-    outer: IPv6Layer                      # layers[0]
-    esp: Esp | None                       # the first ESP header (the last layer's), if any
+class View(NamedTuple):
+    """What an eavesdropper can read of one packet, flat: the outer header's addresses and
+    options, the first ESP header's SPI and sequence number (RFC 4303 2.1), the visible layers
+    of a tunnel not under ESP, and the Mobility Header's fields only when no ESP hides them.
+    A plain tuple of plain values: `monitor.report_attacker.Forward` sends it to the attacker's
+    process as it is (the pickler's own tuple code, no object to rebuild there), and the
+    attacker reads each field in one step (no `outer.` first)."""
+    frame: int
+    time: float
+    length: int
+    src: str                                  # the outer header
+    dst: str
+    home_address: str | None                  # HAO (RFC 6275 6.3)
+    routing_home_address: str | None          # type 2 routing header (RFC 6275 6.4)
+    pseudo_home_address: str | None           # option 0xFE (PROFILE.md)
+    spi: int | None                           # the first ESP header, if any: what follows it
+    esp_sequence: int | None                  # is ciphertext on the wire
+    outer_esp: bool                           # that ESP header follows the outer header
+    # the layers after the outer one up to the first ESP header (a tunnel the eavesdropper sees
+    # into), without their ESP header; () for most packets
+    tunnel: tuple[IPv6Layer, ...]
+    mh_type: int | None                       # the Mobility Header (RFC 6275 6.1), in clear
+    home_flag: bool                           # BU "H" (RFC 6275 6.1.7)
+    mh_sequence: int | None
+    cookie: bytes | None                      # HoTI, CoTI, HoT, CoT init cookie
+    nonce_index: int | None                   # HoT, CoT
+    home_nonce_index: int | None              # BU Nonce Indices option
+    care_of_nonce_index: int | None
+    alternate_care_of_address: str | None
+    error_home_address: str | None            # BE
+    prefix_discovery: MobilePrefix | None     # ICMPv6 MPS / MPA (RFC 6275 6.7, 6.8), in clear
 
     @property
-    def innermost(self) -> IPv6Layer:
-        return self.layers[-1]
+    def encrypted(self) -> bool:
+        """An ESP header hides the rest of the packet."""
+        return self.spi is not None
+
+    @property
+    def layers(self) -> int:
+        """How many IPv6 headers the eavesdropper reads (the outer one and a visible tunnel's)."""
+        return 1 + len(self.tunnel)
+
+    @property
+    def inner(self) -> tuple[str, str]:
+        """Source and destination of the innermost header it reads."""
+        if self.tunnel:
+            return self.tunnel[-1].src, self.tunnel[-1].dst
+        return self.src, self.dst
+
+
+_view = tuple.__new__                  # View(...) without its Python-level __new__: one a packet
+# the Mobility Header's fields and the prefix discovery message of a packet that shows neither
+_NO_MESSAGE = (None, False, None, None, None, None, None, None, None, None)
+
+
+def _bare(layer: IPv6Layer) -> IPv6Layer:
+    """A tunnel layer as the View holds it: its ESP header is the View's."""
+    if layer.esp is None:
+        return layer
+    return IPv6Layer(layer.src, layer.dst, layer.home_address, layer.routing_home_address,
+                     layer.pseudo_home_address)
 
 
 def visible(event: PacketEvent) -> View | None:
-    """The keyless eavesdropper's view of a packet (None when it has no IPv6 layer)."""
+    """The keyless eavesdropper's view of a packet (None when it has no IPv6 layer): the
+    layers up to the first ESP header, and the messages only when no ESP header hid them
+    (RFC 4303: what follows an ESP header is ciphertext on the wire, even when tshark or the
+    keyed stage decrypted it)."""
     layers = event.layers
     if not layers:
         return None
-    if type(layers) is not tuple:
-        layers = tuple(layers)
-    for n, layer in enumerate(layers):
-        if layer.esp is not None:          # RFC 4303: what follows is ciphertext on the wire
-            return View(layers[:n + 1], None, None, True, layers[0], layer.esp)
-    return View(layers, event.mobility, event.prefix_discovery, False, layers[0], None)
+    outer = layers[0]
+    head = (event.frame, event.time, event.length, outer.src, outer.dst, outer.home_address,
+            outer.routing_home_address, outer.pseudo_home_address)
+    esp = outer.esp
+    if esp is not None:                    # the usual ESP packet
+        return _view(View, head + (esp.spi, esp.sequence, True, ()) + _NO_MESSAGE)
+    tunnel: tuple[IPv6Layer, ...] = ()
+    if len(layers) > 1:
+        for n in range(1, len(layers)):
+            esp = layers[n].esp
+            if esp is not None:
+                tunnel = tuple(map(_bare, layers[1:n + 1]))
+                return _view(View, head + (esp.spi, esp.sequence, False, tunnel) + _NO_MESSAGE)
+        tunnel = tuple(layers[1:])
+    mh = event.mobility
+    if mh is None:
+        return _view(View, head + (None, None, False, tunnel) + _NO_MESSAGE[:-1]
+                     + (event.prefix_discovery,))
+    return _view(View, head + (None, None, False, tunnel, mh.mh_type, "H" in mh.flags,
+                               mh.sequence, mh.cookie, mh.nonce_index, mh.home_nonce_index,
+                               mh.care_of_nonce_index, mh.alternate_care_of_address,
+                               mh.error_home_address, event.prefix_discovery))
 
 
 @dataclass
@@ -131,94 +197,97 @@ class Roles:
             return False
         return self._agent(address, f"ESP end with {len(peers)} different peers")
 
-    def learn(self, frame: int, view: View) -> bool:
+    def learn(self, view: View) -> bool:
         """What one packet says about home agents and home prefixes; True when it names a home
         agent not known before (what earlier packets said about care-of addresses may change)."""
-        outer, inner, mh = view.outer, view.innermost, view.mobility
         new = False
-        if mh is not None and mh.mh_type == MHType.BU and "H" in mh.flags:
+        frame, mh_type = view.frame, view.mh_type
+        if mh_type == MHType.BU and view.home_flag:
             # RFC 6275 6.1.7
-            new |= self._agent(inner.dst, "destination of the Home BU in frame {frame}", frame)
-        if view.prefix_discovery is not None:
-            pd = view.prefix_discovery
+            new |= self._agent(view.inner[1], "destination of the Home BU in frame {frame}",
+                               frame)
+        pd = view.prefix_discovery
+        if pd is not None:
             if pd.icmp_type == ICMPV6_MPS:
-                new |= self._agent(inner.dst, "destination of the Mobile Prefix Solicitation "
-                                              "in frame {frame}", frame)
+                new |= self._agent(view.inner[1], "destination of the Mobile Prefix "
+                                                  "Solicitation in frame {frame}", frame)
             elif pd.icmp_type == ICMPV6_MPA:
-                new |= self._agent(inner.src, "source of the Mobile Prefix Advertisement "
-                                              "in frame {frame}", frame)
+                new |= self._agent(view.inner[0], "source of the Mobile Prefix Advertisement "
+                                                  "in frame {frame}", frame)
                 for p in pd.prefixes:
                     q = prefix64(p.split("/")[0])
                     if q:
                         self.home_prefixes.add(q)
-        if view.esp is not None:
+        src, dst = view.src, view.dst
+        if view.spi is not None:
             # RFC 3776 / draft 5.2.1, 5.5: HAO + ESP goes to the home agent, RH2 + ESP comes from it
-            if outer.home_address and outer.esp is not None:
-                new |= self._agent(outer.dst, "destination of ESP with a Home Address option, "
-                                              "frame {frame}", frame)
-            if outer.routing_home_address and outer.esp is not None:
-                new |= self._agent(outer.src, "source of ESP with a type 2 routing header, "
-                                              "frame {frame}", frame)
-            new |= self._peer(outer.src, outer.dst)
-            new |= self._peer(outer.dst, outer.src)
-        if len(view.layers) >= 2:
+            if view.outer_esp:
+                if view.home_address:
+                    new |= self._agent(dst, "destination of ESP with a Home Address option, "
+                                            "frame {frame}", frame)
+                if view.routing_home_address:
+                    new |= self._agent(src, "source of ESP with a type 2 routing header, "
+                                            "frame {frame}", frame)
+            new |= self._peer(src, dst)
+            new |= self._peer(dst, src)
+        if view.tunnel:
             # RFC 6275 10.4.5 / draft 5.4: a tunnel's home agent end shares the home address's /64
-            second = view.layers[1]
-            if self.prefix(outer.dst) == self.prefix(second.src) and outer.dst != second.src:
-                new |= self._agent(outer.dst, "outer end of a reverse tunnel on its home "
-                                              "prefix, frame {frame}", frame)
-            elif self.prefix(outer.src) == self.prefix(second.dst) and outer.src != second.dst:
-                new |= self._agent(outer.src, "outer end of a tunnel on its home prefix, "
-                                              "frame {frame}", frame)
+            second = view.tunnel[0]
+            if self.prefix(dst) == self.prefix(second.src) and dst != second.src:
+                new |= self._agent(dst, "outer end of a reverse tunnel on its home "
+                                        "prefix, frame {frame}", frame)
+            elif self.prefix(src) == self.prefix(second.dst) and src != second.dst:
+                new |= self._agent(src, "outer end of a tunnel on its home prefix, "
+                                        "frame {frame}", frame)
         return new
 
     def learn_sides(self, view: View) -> None:
         """What one packet says about home prefixes and care-of addresses, given the home agents
         known now (run again over recent packets when a new home agent is recognised)."""
-        outer, mh = view.outer, view.mobility
+        src, dst, agents = view.src, view.dst, self.home_agents
+        hao, rh2, mh_type = view.home_address, view.routing_home_address, view.mh_type
         # Home-side addresses seen in HAO/RH2 next to a home agent, or in visible HoTI/HoT, are
         # on home prefixes (a 5.1.3 pseudo home address may use another prefix of the agent).
         found: list[str | None] = []
-        if outer.dst in self.home_agents and outer.home_address:
-            found.append(self.prefix(outer.home_address))
-        if outer.src in self.home_agents and outer.routing_home_address:
-            found.append(self.prefix(outer.routing_home_address))
-        if mh is not None and len(view.layers) == 1 and not outer.home_address \
-                and not outer.routing_home_address:
-            if mh.mh_type == MHType.HOTI:   # RFC 6275 5.2.5: HoTI leaves from the home address
-                found.append(self.prefix(outer.src))
-            elif mh.mh_type == MHType.HOT:
-                found.append(self.prefix(outer.dst))
+        if hao and dst in agents:
+            found.append(self.prefix(hao))
+        if rh2 and src in agents:
+            found.append(self.prefix(rh2))
+        if mh_type is not None and not view.tunnel and not hao and not rh2:
+            if mh_type == MHType.HOTI:     # RFC 6275 5.2.5: HoTI leaves from the home address
+                found.append(self.prefix(src))
+            elif mh_type == MHType.HOT:
+                found.append(self.prefix(dst))
         for p in found:
             if p:
                 self.home_prefixes.add(p)
         # Care-of addresses: the mobile end of everything that meets a home agent, plus
         # addresses that the mobility options name as care-of addresses.
         coa = self.care_of_addresses
-        if outer.dst in self.home_agents and outer.src not in self.home_agents:
-            coa.add(outer.src)
-        elif outer.src in self.home_agents and outer.dst not in self.home_agents:
-            coa.add(outer.dst)
-        if outer.home_address:
-            coa.add(outer.src)                 # RFC 6275 6.3: HAO rides with the CoA
-        if outer.routing_home_address:
-            coa.add(outer.dst)                 # RFC 6275 6.4: RH2 goes to the CoA
-        if mh is not None:
-            if mh.alternate_care_of_address:
-                coa.add(mh.alternate_care_of_address)
-            if mh.mh_type == MHType.COTI and len(view.layers) == 1:
-                coa.add(outer.src)
-            elif mh.mh_type == MHType.COT and len(view.layers) == 1:
-                coa.add(outer.dst)
+        if dst in agents and src not in agents:
+            coa.add(src)
+        elif src in agents and dst not in agents:
+            coa.add(dst)
+        if hao:
+            coa.add(src)                       # RFC 6275 6.3: HAO rides with the CoA
+        if rh2:
+            coa.add(dst)                       # RFC 6275 6.4: RH2 goes to the CoA
+        if mh_type is not None:
+            if view.alternate_care_of_address:
+                coa.add(view.alternate_care_of_address)
+            if mh_type == MHType.COTI and not view.tunnel:
+                coa.add(src)
+            elif mh_type == MHType.COT and not view.tunnel:
+                coa.add(dst)
 
 
-def learn_roles(views: list[tuple[int, View]]) -> Roles:
+def learn_roles(views: list[View]) -> Roles:
     """Every readable packet at once: who is a home agent, which prefixes are home, which
     addresses are care-of addresses."""
     roles = Roles()
-    for frame, view in views:
-        roles.learn(frame, view)
-    for _, view in views:
+    for view in views:
+        roles.learn(view)
+    for view in views:
         roles.learn_sides(view)
     roles.care_of_addresses = {a for a in roles.care_of_addresses if roles.is_care_of(a)}
     return roles
@@ -226,20 +295,21 @@ def learn_roles(views: list[tuple[int, View]]) -> Roles:
 
 def place(view: View, roles: Roles) -> str:
     """The path a packet is on, from its outer addresses and the roles (never event.path)."""
-    outer, mh = view.outer, view.mobility
-    if outer.src in roles.home_agents or outer.dst in roles.home_agents:
+    src, dst, agents = view.src, view.dst, roles.home_agents
+    if src in agents or dst in agents:
         return "mn-ha"
-    if mh is not None and len(view.layers) == 1 and mh.mh_type in (MHType.HOTI, MHType.HOT) \
-            and not outer.home_address and not outer.routing_home_address:
+    hao, rh2, mh_type = view.home_address, view.routing_home_address, view.mh_type
+    if (mh_type == MHType.HOTI or mh_type == MHType.HOT) and not view.tunnel \
+            and not hao and not rh2:
         return "ha-cn"                    # RFC 6275 5.2.5: HoTI/HoT travel via the home agent
-    if roles.is_care_of(outer.src) or roles.is_care_of(outer.dst):
+    if roles.is_care_of(src) or roles.is_care_of(dst):
         return "mn-cn"
-    if outer.home_address or outer.routing_home_address or outer.pseudo_home_address:
-        if roles.is_home_side(outer.src) and not outer.home_address:
+    if hao or rh2 or view.pseudo_home_address:
+        if roles.is_home_side(src) and not hao:
             return "ha-cn"                # draft 4.2: 0xFE on the BU forwarded by the home agent
         return "mn-cn"
-    if roles.is_home_side(outer.src) or roles.is_home_side(outer.dst):
+    if roles.is_home_side(src) or roles.is_home_side(dst):
         return "ha-cn"
-    if mh is not None:
+    if mh_type is not None:
         return "mn-cn"
     return OTHER

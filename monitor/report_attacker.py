@@ -25,9 +25,9 @@ from dataclasses import dataclass, replace
 from multiprocessing.connection import Connection
 from typing import Any
 
-from dissectors.events import Esp, IPv6Layer, MobilePrefix, MobilityMessage, PacketEvent
+from dissectors.events import IPv6Layer, MobilePrefix, PacketEvent
 from monitor.attacker import AttackerAnalyzer, Profile
-from monitor.placement import visible
+from monitor.placement import View, visible
 from monitor.privacy import privacy_score
 from monitor.stream import batch_collector
 
@@ -57,60 +57,29 @@ class KeyedTruth:
         return self.trails
 
 
-def _eavesdropped(event: PacketEvent) -> tuple[Any, tuple[Any, ...]]:
-    """An event pickled as the attacker reads it (monitor.placement.visible): its layers up to
-    the first ESP header, its messages only when no ESP hid them, and neither tshark's text
-    (protocols, Info) nor the transport, which no attacker rule reads. What the keyed stage
-    decrypted stays in the keyed process; a third less to pickle and send (issue 10)."""
-    view = visible(event)
-    if view is None:                       # no IPv6 layer: nothing more to hide
-        return _event, (event.frame, event.time, event.length, event.layers, event.mobility,
-                        event.prefix_discovery, event.path, event.malformed)
-    return _event, (event.frame, event.time, event.length, view.layers, view.mobility,
-                    view.prefix_discovery, event.path, event.malformed)
-
-
-def _event(frame: int, time: float, length: int, layers: tuple[IPv6Layer, ...],
-           mobility: MobilityMessage | None, prefix_discovery: MobilePrefix | None,
-           path: str | None, malformed: str | None) -> PacketEvent:
-    """The attacker's process's side of _eavesdropped: the other fields at their defaults.
-    By position (keywords cost 0.15 s more per 200,000 events, in the process that is the
-    slower of the two at 100 % mobility); tests/monitor/test_report_parallel.py holds each
-    field where it belongs."""
-    return PacketEvent(frame, time, length, layers, mobility, prefix_discovery, None, path, "",
-                       "", "", malformed)
-
-
-def _esp_on_the_wire(esp: Esp) -> tuple[Any, tuple[int, int]]:
-    """An ESP header as an eavesdropper reads it: SPI and sequence number (RFC 4303 2.1), not
-    whether and by whose SA the keyed stage opened it."""
-    return _esp, (esp.spi, esp.sequence)
-
-
-def _esp(spi: int, sequence: int) -> Esp:
-    return Esp(spi, sequence)
-
-
-# the other classes by their own __reduce__ (dissectors.events: by position), called from the
-# table: the pickler skips object.__reduce_ex__ finding it (0.35 -> 0.29 CPU s per 200,000
-# events at 100 % mobility, in the keyed process)
-_EAVESDROPPED = (copyreg.dispatch_table
-                 | {cls: cls.__reduce__ for cls in (IPv6Layer, MobilityMessage, MobilePrefix)}
-                 | {PacketEvent: _eavesdropped, Esp: _esp_on_the_wire})
+# The wire: per event, the attacker's `monitor.placement.View` of it (visible) as the plain
+# tuple it is, UNREADABLE for one it cannot read (malformed, no IPv6 layer), None at the end of
+# the capture. Plain values only, but for a visible tunnel's IPv6 layers and an ICMPv6 Mobile
+# Prefix message (rare), pickled by position: the pickler runs no Python per event, and the
+# attacker's process rebuilds no event, layer or message (issue 10). Nothing after the first
+# ESP header, nothing the keyed stage decrypted, no tshark text: what an eavesdropper reads.
+UNREADABLE = ()
+_WIRE = copyreg.dispatch_table | {cls: cls.__reduce__ for cls in (IPv6Layer, MobilePrefix)}
 
 
 class Forward:
-    """Addon (parent side): every event, in batches, to the attacker's process: the events its
-    AttackerAnalyzer would have had in one process, dissected and decrypted once, as an
-    eavesdropper reads them (_eavesdropped; tests/monitor/test_report_parallel.py: the same
-    report in one process and in two)."""
+    """Addon (parent side): every event, in batches, to the attacker's process, as an
+    eavesdropper reads it (monitor.placement.visible): what its AttackerAnalyzer would have
+    read in one process, dissected and decrypted once (tests/monitor/test_report_parallel.py:
+    the same report in one process and in two)."""
 
     def __init__(self, conn: Connection) -> None:
         self.conn = conn
-        self.batch: list[PacketEvent | None] = []
+        self.batch: list[tuple | None] = []
 
     def packet(self, event: PacketEvent) -> None:
-        self.batch.append(event)
+        view = None if event.malformed else visible(event)
+        self.batch.append(UNREADABLE if view is None else tuple(view))
         if len(self.batch) >= FORWARD_BATCH:
             self._send()
 
@@ -121,7 +90,7 @@ class Forward:
     def _send(self) -> None:
         out = io.BytesIO()
         pickler = pickle.Pickler(out, pickle.HIGHEST_PROTOCOL)
-        pickler.dispatch_table = _EAVESDROPPED
+        pickler.dispatch_table = _WIRE
         pickler.dump(self.batch)
         self.conn.send_bytes(out.getbuffer())
         self.batch.clear()
@@ -132,13 +101,16 @@ def serve(vantage: str, detail: bool, events: Connection, answers: Connection) -
     ("ok", attacker section, privacy section), or ("error", one line, traceback)."""
     try:
         attacker = AttackerAnalyzer(vantage)
+        take, view = attacker.packet_view, tuple.__new__
         ended = False
         while not ended:
-            for event in pickle.loads(events.recv_bytes()):
-                if event is None:
+            for item in pickle.loads(events.recv_bytes()):
+                if item:
+                    take(view(View, item))
+                elif item is None:
                     ended = True
                 else:
-                    attacker.packet(event)
+                    take(None)             # UNREADABLE
         attacker.done()
         truth = events.recv()
         section = attacker.report() if detail else scaled_attacker_of(attacker)

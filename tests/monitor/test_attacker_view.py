@@ -22,6 +22,7 @@ from monitor.stream import EventStream
 from tests.monitor.attacker_builders import (
     CN,
     COA1,
+    COB1,
     HA,
     HOA1,
     PHOA,
@@ -50,8 +51,8 @@ def test_nothing_after_esp_is_visible_even_when_tshark_decrypted_it():
     decrypted = tunnel_up(1, 1.0, COA1, 0x1001, 3, inner=(HOA1, CN), mh=hoti())
     opaque = tunnel_up(1, 1.0, COA1, 0x1001, 3)
     v1, v2 = visible(decrypted), visible(opaque)
-    assert v1.mobility is None and len(v1.layers) == 1 and v1.encrypted
-    assert v1.layers[0].src == v2.layers[0].src and v1.esp.spi == v2.esp.spi == 0x1001
+    assert v1.mh_type is None and v1.layers == 1 and v1.tunnel == () and v1.encrypted
+    assert v1 == v2 and v1.src == COA1 and v1.spi == 0x1001 and v1.outer_esp
     a1, a2 = analyse([home_bu_esp(0, 0.5, COA1, PHOA, 0x1001, 2), decrypted]), \
         analyse([home_bu_esp(0, 0.5, COA1, PHOA, 0x1001, 2), opaque])
     assert a1.seen()[1].homes == ()
@@ -62,7 +63,52 @@ def test_nothing_after_esp_is_visible_even_when_tshark_decrypted_it():
 def test_options_before_esp_stay_visible():
     # RFC 3776: the HAO is a destination option in front of the ESP header
     v = visible(home_bu_esp(1, 1.0, COA1, PHOA, 0x1001, 1))
-    assert v.outer.home_address == PHOA and v.esp.sequence == 1
+    assert v.home_address == PHOA and v.esp_sequence == 1
+
+
+@pytest.mark.parametrize("shape", ["plain", "message", "prefix", "esp", "tunnel",
+                                   "tunnel-esp", "tunnel-in-tunnel-esp"])
+def test_every_view_holds_each_field_where_it_belongs(shape):
+    """Each branch of visible() makes a whole View (a tuple of the right length, built without
+    View's own constructor), and cuts at the first ESP header wherever it is."""
+    from dissectors.events import MobilePrefix
+    from monitor.placement import View
+
+    inner, deeper = layer(HOA1, CN, hao=PHOA), layer("2001:db8:7::1", CN, rh2=HOA1)
+    mh = bu(7, home=True, hni=3, cni=4, acoa=COB1)
+    pd = MobilePrefix(147, 9, ("2001:db8:1::/64",))
+    e = {"plain": event(1, 1.5, layer(COA1, CN)),
+         "message": event(1, 1.5, layer(COA1, HA, hao=PHOA), mh=mh),
+         "prefix": PacketEvent(1, 1.5, 100, (layer(HA, COA1, rh2=HOA1),), prefix_discovery=pd),
+         "esp": event(1, 1.5, layer(COA1, HA, hao=PHOA, esp=(0x1001, 9), decrypted=True),
+                      inner, mh=mh),
+         "tunnel": event(1, 1.5, layer(COA1, HA), inner, mh=mh),
+         "tunnel-esp": event(1, 1.5, layer(COA1, HA), layer(HOA1, CN, esp=(0x1001, 9),
+                                                             decrypted=True), deeper, mh=mh),
+         "tunnel-in-tunnel-esp": event(1, 1.5, layer(COA1, HA), inner,
+                                       layer(HOA1, CN, esp=(0x2002, 5)), deeper, mh=mh),
+         }[shape]
+    v = visible(e)
+    assert View._make(v) == v and type(v) is View
+    outer = e.layers[0]
+    assert (v.frame, v.time, v.length, v.src, v.dst) == (1, 1.5, 100, outer.src, outer.dst)
+    cut = next((n for n, x in enumerate(e.layers) if x.esp is not None), None)
+    assert v.layers == (len(e.layers) if cut is None else cut + 1)
+    assert [(x.src, x.dst, x.home_address) for x in v.tunnel] == \
+        [(x.src, x.dst, x.home_address) for x in e.layers[1:v.layers]]
+    assert all(x.esp is None for x in v.tunnel)          # the View's own spi/esp_sequence
+    if cut is None:
+        assert not v.encrypted and (v.spi, v.esp_sequence, v.outer_esp) == (None, None, False)
+        assert v.mh_type == (mh.mh_type if e.mobility else None)
+        assert v.prefix_discovery is e.prefix_discovery
+        if e.mobility:
+            assert (v.home_flag, v.mh_sequence, v.home_nonce_index, v.care_of_nonce_index,
+                    v.alternate_care_of_address) == (True, 7, 3, 4, COB1)
+    else:
+        esp = e.layers[cut].esp
+        assert v.encrypted and (v.spi, v.esp_sequence, v.outer_esp) == (esp.spi, esp.sequence,
+                                                                        cut == 0)
+        assert v[View._fields.index("mh_type"):] == (None, False) + (None,) * 8
 
 
 # ---- placement from wire facts -----------------------------------------------------------------
@@ -75,10 +121,10 @@ def test_placement_from_wire_facts():
            event(5, 3, layer(COA1, CN, hao=HOA1), mh=bu(4)),               # mn-cn
            event(6, 4, layer(HOA1, CN)),                                   # ha-cn (data)
            event(7, 5, layer("2001:db8:9::1", "2001:db8:9::2"))]           # other
-    views = [(e.frame, visible(e)) for e in evs]
+    views = [visible(e) for e in evs]
     roles = learn_roles(views)
     assert roles.home_agents == {HA} and COA1 in roles.care_of_addresses
-    assert [place(v, roles) for _, v in views] == \
+    assert [place(v, roles) for v in views] == \
         ["mn-ha", "mn-ha", "ha-cn", "mn-cn", "mn-cn", "ha-cn", "other"]
 
 
@@ -150,9 +196,9 @@ def _attack(events, vantage="all"):
 def test_placement_matches_the_lab_paths(lab_runs, name):
     _, truth, events = lab_runs[name]
     evs = events[False]
-    views = [(e.frame, visible(e)) for e in evs]
+    views = [visible(e) for e in evs]
     roles = learn_roles(views)
-    wrong = [(e.frame, e.path, place(v, roles)) for e, (_, v) in zip(evs, views, strict=False)
+    wrong = [(e.frame, e.path, place(v, roles)) for e, v in zip(evs, views, strict=False)
              if place(v, roles) != truth["frames"][str(e.frame)]["path"]]
     assert wrong == []
 
