@@ -21,6 +21,7 @@ from array import array
 from collections import Counter, defaultdict, deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from itertools import groupby, repeat
 from typing import NamedTuple
 
 from dissectors.events import PacketEvent
@@ -258,13 +259,29 @@ class AttackerAnalyzer:
         """The packets observed (those a live window still holds), in frame order."""
         return [self._at(i) for i in range(len(self._frames))]
 
-    def _seen_frame(self, frame: int) -> Seen | None:
+    def _seen_at(self, frame: int) -> int | None:
+        """Where the packet of `frame` is in the columns (None: not observed, or forgotten)."""
         frames = self._frames
         if self._ordered:
             i = bisect.bisect_left(frames, frame)
         else:
             i = frames.index(frame) if frame in frames else len(frames)
-        return self._at(i) if i < len(frames) and frames[i] == frame else None
+        return i if i < len(frames) and frames[i] == frame else None
+
+    def _at_end(self, profile: Profile, frame: int, first: bool) -> bool:
+        """The packet of `frame` is at the first (last) care-of address of the profile's
+        trail; one that shows no care-of address is at an end only of a profile with no trail
+        (tied to no place yet)."""
+        if not profile.trail:
+            return True
+        i = self._seen_at(frame)
+        if i is None:
+            return True
+        care_of = self._places[self._place_of[i]][1]
+        if not care_of:
+            return False
+        stop = profile.trail[0] if first else profile.trail[-1]
+        return care_of == stop.care_of_address
 
     def evidence(self) -> list[Evidence]:
         return self._linker.evidence()
@@ -280,35 +297,36 @@ class AttackerAnalyzer:
     def _build_profiles(self) -> list[Profile]:
         linker = self._linker
         frames_, times, place_of = self._frames, self._times, self._place_of
-        groups: dict[int, list[int]] = defaultdict(list)
-        root = linker.root
-        for i, f in enumerate(frames_):
-            groups[root(f)].append(i)
+        # each packet's profile: the packets by their root (a stable sort, in C: the packets
+        # of a profile stay in the order observed), each run of one root a profile
+        roots = list(map(linker.root, frames_))
+        by_root = sorted(range(len(roots)), key=roots.__getitem__)
+        groups = [list(ix) for _, ix in groupby(by_root, key=roots.__getitem__)]
         # each profile's packets by (time, frame), profiles by their first frame; observed in
         # that order already unless the capture's frames or times went back
         in_order = self._ordered and self._in_time
-        members = sorted((ix if in_order else
-                          sorted(ix, key=lambda i: (times[i], frames_[i]))
-                          for ix in groups.values()),
-                         key=lambda ix: min(frames_[i] for i in ix))
-        index_of = {root(frames_[ix[0]]): n for n, ix in enumerate(members)}
+        if in_order:
+            members = sorted(groups, key=lambda ix: frames_[ix[0]])
+        else:
+            members = sorted((sorted(ix, key=lambda i: (times[i], frames_[i])) for ix in groups),
+                             key=lambda ix: min(map(frames_.__getitem__, ix)))
+        index_of = {roots[ix[0]]: n for n, ix in enumerate(members)}
+        profile_of: dict[int, int] = {}          # frame -> profile index, as index_of[root]
         profiles = []
         spans: list[list[tuple[str, float, float]]] = []
         identities: list[set[str]] = []
         for n, ix in enumerate(members):
-            frames = [frames_[i] for i in ix]
+            frames = list(map(frames_.__getitem__, ix))
+            profile_of.update(zip(frames, repeat(n)))
             if not in_order:
                 frames.sort()
-            # each place the profile's packets showed, in the order first shown: [first packet,
-            # last packet, packets] (a place repeats: one node's care-of address 100,000 times)
-            shown: dict[int, list[int]] = {}
-            for i in ix:
-                at = shown.get(place_of[i])
-                if at is None:
-                    shown[place_of[i]] = [i, i, 1]
-                else:
-                    at[1] = i
-                    at[2] += 1
+            # each place the profile's packets showed, in the order first shown, with its first
+            # packet, last packet and packets (a place repeats: one node's care-of address
+            # 100,000 times; counted in C, not packet by packet)
+            shown = list(map(place_of.__getitem__, ix))
+            first_at = dict(zip(reversed(shown), reversed(ix), strict=True))
+            last_at = dict(zip(shown, ix, strict=True))
+            counts = Counter(shown)
             stops: dict[str, list] = {}
             addresses: dict[str, None] = {}
             correspondents: dict[str, None] = {}
@@ -316,8 +334,9 @@ class AttackerAnalyzer:
             paths: Counter = Counter()
             # which of two packets came later in the profile's order: their positions, in
             # the order observed when that is the profile's order
-            later = None if in_order or len(shown) == 1 else {i: k for k, i in enumerate(ix)}
-            for pid, (first, last, count) in shown.items():
+            later = None if in_order or len(counts) == 1 else {i: k for k, i in enumerate(ix)}
+            for pid in dict.fromkeys(shown):
+                first, last, count = first_at[pid], last_at[pid], counts[pid]
                 path, care_of, homes, correspondent = self._places[pid]
                 paths[path] += count
                 if care_of:
@@ -346,27 +365,35 @@ class AttackerAnalyzer:
             profiles.append(Profile(f"P{n + 1}", frames, trail, list(addresses),
                                     list(correspondents), [], dict(paths)))
         could_be: dict[int, dict[int, float]] = defaultdict(dict)
+        held = profile_of.get
+
+        def profile(frame: int) -> int | None:
+            """The index of the profile holding `frame` (a frame a live window forgot: its
+            root's, if that is held)."""
+            p = held(frame)
+            return p if p is not None else index_of.get(linker.root(frame))
+
         for ev in linker.evidence():
-            where = sorted({index_of[r] for r in (linker.root(f) for f in ev.frames)
-                            if r in index_of})
-            for i in where:
+            where = set(map(held, ev.frames))
+            if None in where:
+                where = {profile(f) for f in ev.frames}
+                where.discard(None)
+            for i in sorted(where):
                 profiles[i].evidence.append(ev)
             if ev.confidence >= self.threshold or not ev.subject:
                 continue
             # below the threshold: the subject's profile could be each candidate's, when the
             # subject is where its profile's trail begins and the candidate where its ends (a
             # trail linked on through other evidence is not open to look-alikes there)
-            s = index_of.get(linker.root(ev.subject[0]))
-            if s is None or not _at_end(profiles[s], self._seen_frame(ev.subject[0]),
-                                        first=True):
+            s = profile(ev.subject[0])
+            if s is None or not self._at_end(profiles[s], ev.subject[0], first=True):
                 continue
             for c in ev.candidates:
                 if not c.frames or c.probability < ANONYMITY_MIN:
                     continue
-                o = index_of.get(linker.root(c.frames[0]))
-                if o is None or o == s or not _at_end(profiles[o],
-                                                      self._seen_frame(c.frames[0]),
-                                                      first=False):
+                o = profile(c.frames[0])
+                if o is None or o == s or not self._at_end(profiles[o], c.frames[0],
+                                                           first=False):
                     continue
                 for a, b in ((s, o), (o, s)):
                     could_be[a][b] = max(could_be[a].get(b, 0.0), c.probability)
@@ -408,17 +435,6 @@ class AttackerAnalyzer:
             "profiles": [write(p, self.threshold) for p in profiles],
         } | ({"window": self.max_packets, "forgotten": self.forgotten}
              if self.max_packets is not None else {})
-
-
-def _at_end(profile: Profile, obs: Seen | None, first: bool) -> bool:
-    """obs is at the first (last) care-of address of the profile's trail; one that shows no
-    care-of address is at an end only of a profile with no trail (tied to no place yet)."""
-    if obs is None or not profile.trail:
-        return True
-    if not obs.care_of:
-        return False
-    stop = profile.trail[0] if first else profile.trail[-1]
-    return obs.care_of == stop.care_of_address
 
 
 def _together(a: list[tuple[str, float, float]], b: list[tuple[str, float, float]]) -> bool:
