@@ -99,11 +99,6 @@ class View(NamedTuple):
         return self.src, self.dst
 
 
-_view = tuple.__new__                  # View(...) without its Python-level __new__: one a packet
-# the Mobility Header's fields and the prefix discovery message of a packet that shows neither
-_NO_MESSAGE = (None, False, None, None, None, None, None, None, None, None)
-
-
 def _bare(layer: IPv6Layer) -> IPv6Layer:
     """A tunnel layer as the View holds it: its ESP header is the View's."""
     if layer.esp is None:
@@ -112,36 +107,54 @@ def _bare(layer: IPv6Layer) -> IPv6Layer:
                      layer.pseudo_home_address)
 
 
-def visible(event: PacketEvent) -> View | None:
-    """The keyless eavesdropper's view of a packet (None when it has no IPv6 layer): the
-    layers up to the first ESP header, and the messages only when no ESP header hid them
-    (RFC 4303: what follows an ESP header is ciphertext on the wire, even when tshark or the
-    keyed stage decrypted it)."""
+def eavesdropped(event: PacketEvent) -> tuple | None:
+    """The fields of the keyless eavesdropper's View of a packet, in order, as a plain tuple
+    (None when it has no IPv6 layer): the layers up to the first ESP header, and the messages
+    only when no ESP header hid them (RFC 4303: what follows an ESP header is ciphertext on
+    the wire, even when tshark or the keyed stage decrypted it). What Forward sends to the
+    attacker's process; each branch one tuple (no View, no concatenation: one per packet)."""
     layers = event.layers
     if not layers:
         return None
     outer = layers[0]
-    head = (event.frame, event.time, event.length, outer.src, outer.dst, outer.home_address,
-            outer.routing_home_address, outer.pseudo_home_address)
     esp = outer.esp
     if esp is not None:                    # the usual ESP packet
-        return _view(View, head + (esp.spi, esp.sequence, True, ()) + _NO_MESSAGE)
+        return (event.frame, event.time, event.length, outer.src, outer.dst,
+                outer.home_address, outer.routing_home_address, outer.pseudo_home_address,
+                esp.spi, esp.sequence, True, (),
+                None, False, None, None, None, None, None, None, None, None)
     tunnel: tuple[IPv6Layer, ...] = ()
     if len(layers) > 1:
         for n in range(1, len(layers)):
             esp = layers[n].esp
             if esp is not None:
-                tunnel = tuple(map(_bare, layers[1:n + 1]))
-                return _view(View, head + (esp.spi, esp.sequence, False, tunnel) + _NO_MESSAGE)
+                return (event.frame, event.time, event.length, outer.src, outer.dst,
+                        outer.home_address, outer.routing_home_address,
+                        outer.pseudo_home_address, esp.spi, esp.sequence, False,
+                        tuple(map(_bare, layers[1:n + 1])),
+                        None, False, None, None, None, None, None, None, None, None)
         tunnel = tuple(layers[1:])
     mh = event.mobility
     if mh is None:
-        return _view(View, head + (None, None, False, tunnel) + _NO_MESSAGE[:-1]
-                     + (event.prefix_discovery,))
-    return _view(View, head + (None, None, False, tunnel, mh.mh_type, "H" in mh.flags,
-                               mh.sequence, mh.cookie, mh.nonce_index, mh.home_nonce_index,
-                               mh.care_of_nonce_index, mh.alternate_care_of_address,
-                               mh.error_home_address, event.prefix_discovery))
+        return (event.frame, event.time, event.length, outer.src, outer.dst,
+                outer.home_address, outer.routing_home_address, outer.pseudo_home_address,
+                None, None, False, tunnel,
+                None, False, None, None, None, None, None, None, None, event.prefix_discovery)
+    return (event.frame, event.time, event.length, outer.src, outer.dst,
+            outer.home_address, outer.routing_home_address, outer.pseudo_home_address,
+            None, None, False, tunnel,
+            mh.mh_type, "H" in mh.flags, mh.sequence, mh.cookie, mh.nonce_index,
+            mh.home_nonce_index, mh.care_of_nonce_index, mh.alternate_care_of_address,
+            mh.error_home_address, event.prefix_discovery)
+
+
+_view = tuple.__new__                  # View(...) without its Python-level __new__: one a packet
+
+
+def visible(event: PacketEvent) -> View | None:
+    """The keyless eavesdropper's view of a packet (None when it has no IPv6 layer)."""
+    fields = eavesdropped(event)
+    return None if fields is None else _view(View, fields)
 
 
 @dataclass

@@ -27,7 +27,7 @@ from typing import Any
 
 from dissectors.events import IPv6Layer, MobilePrefix, PacketEvent
 from monitor.attacker import AttackerAnalyzer, Profile
-from monitor.placement import View, visible
+from monitor.placement import View, eavesdropped
 from monitor.privacy import privacy_score
 from monitor.stream import batch_collector
 
@@ -57,29 +57,30 @@ class KeyedTruth:
         return self.trails
 
 
-# The wire: per event, the attacker's `monitor.placement.View` of it (visible) as the plain
-# tuple it is, UNREADABLE for one it cannot read (malformed, no IPv6 layer), None at the end of
-# the capture. Plain values only, but for a visible tunnel's IPv6 layers and an ICMPv6 Mobile
-# Prefix message (rare), pickled by position: the pickler runs no Python per event, and the
-# attacker's process rebuilds no event, layer or message (issue 10). Nothing after the first
-# ESP header, nothing the keyed stage decrypted, no tshark text: what an eavesdropper reads.
+# The wire: per event, the fields of the attacker's `monitor.placement.View` of it as a plain
+# tuple (monitor.placement.eavesdropped), UNREADABLE for one it cannot read (malformed, no IPv6
+# layer), None at the end of the capture. Plain values only, but for a visible tunnel's IPv6
+# layers and an ICMPv6 Mobile Prefix message (rare), pickled by position: the pickler runs no
+# Python per event, and the attacker's process rebuilds no event, layer or message (issue
+# 10). Nothing after the first ESP header, nothing the keyed stage decrypted, no tshark text:
+# what an eavesdropper reads.
 UNREADABLE = ()
 _WIRE = copyreg.dispatch_table | {cls: cls.__reduce__ for cls in (IPv6Layer, MobilePrefix)}
 
 
 class Forward:
     """Addon (parent side): every event, in batches, to the attacker's process, as an
-    eavesdropper reads it (monitor.placement.visible): what its AttackerAnalyzer would have
-    read in one process, dissected and decrypted once (tests/monitor/test_report_parallel.py:
-    the same report in one process and in two)."""
+    eavesdropper reads it (monitor.placement.eavesdropped: its View's fields): what its
+    AttackerAnalyzer would have read in one process, dissected and decrypted once
+    (tests/monitor/test_report_parallel.py: the same report in one process and in two)."""
 
     def __init__(self, conn: Connection) -> None:
         self.conn = conn
         self.batch: list[tuple | None] = []
 
     def packet(self, event: PacketEvent) -> None:
-        view = None if event.malformed else visible(event)
-        self.batch.append(UNREADABLE if view is None else tuple(view))
+        view = None if event.malformed else eavesdropped(event)
+        self.batch.append(UNREADABLE if view is None else view)
         if len(self.batch) >= FORWARD_BATCH:
             self._send()
 
