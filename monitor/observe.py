@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from dissectors.protocol import MHType, mh_name
+from dissectors.protocol import MH_NAMES, MHType, mh_name
 from monitor.placement import Roles, View
 
 
@@ -35,19 +35,20 @@ class Observation:
     encrypted: bool = False
     tunnelled: bool = False                 # a visible inner IPv6 layer
     mh_type: int | None = None
+    mh_name: str = ""
     mh_sequence: int | None = None
     home_flag: bool = False
     home_nonce_index: int | None = None     # BU Nonce Indices option, or HoT nonce index
     care_of_nonce_index: int | None = None  # BU Nonce Indices option, or CoT nonce index
     cookie: str | None = None               # init cookie (HoTI/CoTI/HoT/CoT), hex
-    # addresses that belong to the mobile node: care-of, then home and pseudo home (made with
-    # the observation: the linker asks for them more than once an observation)
-    identities: tuple[str, ...] = ()
 
     @property
-    def mh_name(self) -> str:
-        """The message's name, "" for a packet without one (only evidence text asks)."""
-        return "" if self.mh_type is None else mh_name(self.mh_type)
+    def identities(self) -> tuple[str, ...]:
+        """Addresses that belong to the mobile node (care-of, home, pseudo home)."""
+        homes = self.homes
+        if homes and not all(homes):
+            homes = tuple(a for a in homes if a)
+        return (self.care_of, *homes) if self.care_of else homes
 
 
 def _home(homes: list[str], agents: set[str], address: str | None) -> None:
@@ -109,9 +110,11 @@ def observe(view: View, path: str, roles: Roles) -> Observation:
             _home(homes, agents, dst)
             correspondent = src
     home_nonce_index = care_of_nonce_index = cookie = None
+    name = ""
     if mh_type is not None:
         if view.alternate_care_of_address:        # RFC 6275 6.2.5: the CoA, visible in clear
             care_of = view.alternate_care_of_address
+        name = MH_NAMES.get(mh_type) or mh_name(mh_type)   # no call for the types named
         if view.cookie:
             cookie = view.cookie.hex()
         if mh_type == _BU:
@@ -130,10 +133,9 @@ def observe(view: View, path: str, roles: Roles) -> Observation:
             homes.append(care_of)
         care_of = None
     spi = view.spi
-    held = tuple(homes)
     # positional, in the fields' order (keywords cost a dict per packet)
     return Observation(
-        view.frame, view.time, path, src, dst, view.length, care_of, held, correspondent,
-        home_agent, towards_ha, spi, view.esp_sequence, spi is not None, bool(tunnel), mh_type,
-        view.mh_sequence, view.home_flag, home_nonce_index, care_of_nonce_index, cookie,
-        (care_of, *held) if care_of else held)
+        view.frame, view.time, path, src, dst, view.length, care_of, tuple(homes),
+        correspondent, home_agent, towards_ha, spi, view.esp_sequence, spi is not None,
+        bool(tunnel), mh_type, name, view.mh_sequence, view.home_flag, home_nonce_index,
+        care_of_nonce_index, cookie)
