@@ -98,20 +98,101 @@ class Candidate:
                 "what": self.what, "chosen": self.chosen}
 
 
-@dataclass(slots=True)
+class Words:
+    """The words of a decision made from its numbers when first read (`Evidence.deferred`):
+    the decisions that come with every packet of a kind (a HoTI/HoT's timing, a BU's nonce
+    indices) were ~40 % text, floats formatted for a detail, candidates and a computation
+    that a report reads for a few of a crowd's items (the scaled report: a rule's first
+    details) or none, and that a live window drops unread. Holds values, never an Observation
+    (a window's memory is bounded by what is distinct, issue 12)."""
+
+    __slots__ = ()
+
+    def detail(self) -> str:
+        raise NotImplementedError
+
+    def candidates(self) -> tuple[Candidate, ...]:
+        return ()
+
+    def computation(self) -> str:
+        return ""
+
+
 class Evidence:
+    """What a decision (or an identity group) found: which frames are one node, how likely,
+    and, in words, what was equal or continued and the numbers that went in.
+
+    Slotted, as a dataclass of these fields would be, by hand: `detail`, `candidates` and
+    `computation` are either given (the constructor) or written from a `Words` when first read
+    (`deferred`), each once."""
+
+    __slots__ = ("rule", "confidence", "frames", "ambiguous", "subject", "ruled_out",
+                 "frame_count", "_detail", "_candidates", "_computation", "_words")
+    _FIELDS = ("rule", "confidence", "detail", "frames", "ambiguous", "subject", "candidates",
+               "ruled_out", "computation", "frame_count")
+
     rule: str
     confidence: float                   # posterior that `frames` are one node
-    detail: str                         # what was equal or continued, in words
     frames: tuple[int, ...]             # the frames that support it
-    ambiguous: bool = False             # another explanation competed
-    subject: tuple[int, ...] = ()       # the frame(s) being explained (successor rules)
-    candidates: tuple[Candidate, ...] = ()   # the explanations weighed, best first
-    ruled_out: tuple[str, ...] = ()     # look-alikes a protocol constraint excluded, and why
-    computation: str = ""               # the numbers that went in
+    ambiguous: bool                     # another explanation competed
+    subject: tuple[int, ...]            # the frame(s) being explained (successor rules)
+    ruled_out: tuple[str, ...]          # look-alikes a protocol constraint excluded, and why
     # frames that carried it, when `frames` is a sample of them (identity groups: a value
     # seen 100,000 times keeps its first FRAME_SAMPLE frames and the count); 0: len(frames)
-    frame_count: int = 0
+    frame_count: int
+
+    def __init__(self, rule: str, confidence: float, detail: str, frames: tuple[int, ...],
+                 ambiguous: bool = False, subject: tuple[int, ...] = (),
+                 candidates: tuple[Candidate, ...] = (), ruled_out: tuple[str, ...] = (),
+                 computation: str = "", frame_count: int = 0):
+        self.rule, self.confidence, self.frames = rule, confidence, frames
+        self.ambiguous, self.subject, self.ruled_out = ambiguous, subject, ruled_out
+        self.frame_count = frame_count
+        self._detail, self._candidates, self._computation = detail, candidates, computation
+        self._words: Words | None = None
+
+    @classmethod
+    def deferred(cls, rule: str, confidence: float, frames: tuple[int, ...], words: Words,
+                 ambiguous: bool = False, subject: tuple[int, ...] = ()) -> Evidence:
+        """Evidence whose detail, candidates and computation `words` writes when read."""
+        e = cls.__new__(cls)
+        e.rule, e.confidence, e.frames = rule, confidence, frames
+        e.ambiguous, e.subject, e.ruled_out, e.frame_count = ambiguous, subject, (), 0
+        e._detail = e._candidates = e._computation = None
+        e._words = words
+        return e
+
+    @property
+    def detail(self) -> str:
+        """What was equal or continued, in words."""
+        if self._detail is None:
+            self._detail = self._words.detail()
+        return self._detail
+
+    @property
+    def candidates(self) -> tuple[Candidate, ...]:
+        """The explanations weighed, best first."""
+        if self._candidates is None:
+            self._candidates = self._words.candidates()
+        return self._candidates
+
+    @property
+    def computation(self) -> str:
+        """The numbers that went in."""
+        if self._computation is None:
+            self._computation = self._words.computation()
+        return self._computation
+
+    def __eq__(self, other: object) -> bool:
+        if other.__class__ is not self.__class__:
+            return NotImplemented
+        return all(getattr(self, f) == getattr(other, f) for f in self._FIELDS)
+
+    __hash__ = None     # type: ignore[assignment]   (compared by value, as a dataclass)
+
+    def __repr__(self) -> str:
+        return (f"{type(self).__qualname__}("
+                + ", ".join(f"{f}={getattr(self, f)!r}" for f in self._FIELDS) + ")")
 
     def as_dict(self, threshold: float = THRESHOLD, max_frames: int = FRAME_SAMPLE) -> dict:
         out = {"rule": self.rule, "confidence": round(self.confidence, 6),
@@ -1400,6 +1481,31 @@ def _tunnel_direction(o: Observation) -> bool | None:
     return None
 
 
+class _TimingWords(Words):
+    """A timing decision's words: `describe(*facts)`, the candidates ranked (posterior, frame,
+    care-of address, time; the first chosen) and the window's numbers."""
+
+    __slots__ = ("describe", "facts", "ranked", "numbers")
+
+    def __init__(self, describe: Callable[..., str], facts: tuple,
+                 ranked: tuple[tuple[float, int, str | None, float], ...], numbers: tuple):
+        self.describe, self.facts, self.ranked, self.numbers = describe, facts, ranked, numbers
+
+    def detail(self) -> str:
+        return self.describe(*self.facts)
+
+    def candidates(self) -> tuple[Candidate, ...]:
+        return tuple([Candidate((frame,), share, f"{care_of} at {time:.3f} s", n == 0)
+                      for n, (share, frame, care_of, time) in enumerate(self.ranked)])
+
+    def computation(self) -> str:
+        k, window, rivals, name, around, mu, slack = self.numbers
+        return (f"{k} candidate place(s) in the {window:.3f} s window, {rivals} other "
+                f"{name or 'packet'}(s) could claim the best; {around} such packets within "
+                f"{RATE_SPAN:.0f} s around (coincidence {mu:.3g}), partner out of view "
+                f"{MISSING}: slack {slack:.3g}")
+
+
 class Timing(Finder):
     """draft 6.1 ("the timing of HoTI messages", "communication patterns"): a packet in clear on
     HA-CN goes with the packet of one node that carried or answered it, close in time. Each
@@ -1447,7 +1553,13 @@ class Timing(Finder):
     def fits(self, subject: Observation, partner: Observation) -> bool:
         return True
 
-    def describe(self, obs: Observation, kind: str, chosen: Observation) -> str:
+    def facts(self, obs: Observation, kind: str, chosen: Observation) -> tuple:
+        """The values `describe` writes a decision's detail from (taken at the decision: no
+        Observation is kept)."""
+        raise NotImplementedError
+
+    @staticmethod
+    def describe(*facts) -> str:
         raise NotImplementedError
 
     def add(self, obs):
@@ -1517,18 +1629,17 @@ class Timing(Finder):
             if k > 1:
                 ranked.sort(key=lambda x: (-x[0], x[1].frame))
             share, chosen, rivals = ranked[0]
-            self.linker.record(Evidence(
-                self.rule.name, share, self.describe(obs, kind, chosen),
-                tuple(sorted({obs.frame, chosen.frame})),
+            frame = chosen.frame
+            self.linker.record(Evidence.deferred(
+                self.rule.name, share,
+                (obs.frame, frame) if obs.frame < frame else
+                (frame, obs.frame) if frame < obs.frame else (frame,),
+                _TimingWords(self.describe, self.facts(obs, kind, chosen),
+                             tuple([(s, o.frame, o.care_of, o.time)
+                                    for s, o, _ in ranked[:LISTED]]),
+                             (k, t1 - t0, rivals, obs.mh_name, around, mu, slack)),
                 ambiguous=k > 1 or rivals > 0 or share < self.linker.threshold,
-                subject=(obs.frame,),
-                candidates=tuple([Candidate((o.frame,), s, f"{o.care_of} at {o.time:.3f} s",
-                                            o is chosen) for s, o, _ in ranked[:LISTED]]),
-                computation=(f"{k} candidate place(s) in the {t1 - t0:.3f} s window, "
-                             f"{rivals} other {obs.mh_name or 'packet'}(s) could claim the "
-                             f"best; {around} such packets within {RATE_SPAN:.0f} s around "
-                             f"(coincidence {mu:.3g}), partner out of view {MISSING}: "
-                             f"slack {slack:.3g}")))
+                subject=(obs.frame,)))
         return None
 
     def forget(self, before):
@@ -1573,11 +1684,15 @@ class HotiTiming(Timing):
                 ("tunnel", ("tunnel", out),
                  *((t - FORWARD_WINDOW, t) if out else (t, t + FORWARD_WINDOW)))]
 
-    def describe(self, obs, kind, chosen):
-        return (f"{obs.mh_name} {'to' if obs.mh_type == _HOTI else 'from'} "
-                f"{obs.correspondent} at {obs.time:.3f} s with the "
+    def facts(self, obs, kind, chosen):
+        return (obs.mh_name, obs.mh_type == _HOTI, obs.correspondent, obs.time, kind,
+                chosen.care_of, chosen.time)
+
+    @staticmethod
+    def describe(mh_name, out, correspondent, time, kind, care_of, partner_time):
+        return (f"{mh_name} {'to' if out else 'from'} {correspondent} at {time:.3f} s with the "
                 + ("CoTI/CoT" if kind == "RR" else "MN-HA tunnel packet")
-                + f" of {chosen.care_of} at {chosen.time:.3f} s")
+                + f" of {care_of} at {partner_time:.3f} s")
 
 
 class ForwardingTiming(Timing):
@@ -1612,11 +1727,16 @@ class ForwardingTiming(Timing):
         lo, hi = TUNNEL_OVERHEAD
         return bool(subject.length) and lo <= partner.length - subject.length <= hi
 
-    def describe(self, obs, kind, chosen):
-        out = obs.correspondent == obs.dst
-        return (f"{obs.homes[0]} {'->' if out else '<-'} {obs.correspondent} at "
-                f"{obs.time:.3f} s ({obs.length} octets) with the MN-HA tunnel packet of "
-                f"{chosen.care_of} at {chosen.time:.3f} s ({chosen.length} octets)")
+    def facts(self, obs, kind, chosen):
+        return (obs.homes[0], obs.correspondent == obs.dst, obs.correspondent, obs.time,
+                obs.length, chosen.care_of, chosen.time, chosen.length)
+
+    @staticmethod
+    def describe(home, out, correspondent, time, length, care_of, partner_time,
+                 partner_length):
+        return (f"{home} {'->' if out else '<-'} {correspondent} at {time:.3f} s ({length} "
+                f"octets) with the MN-HA tunnel packet of {care_of} at {partner_time:.3f} s "
+                f"({partner_length} octets)")
 
 
 # ---- the rules ---------------------------------------------------------------------------------

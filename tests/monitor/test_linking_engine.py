@@ -1,0 +1,110 @@
+"""The linker's engine: what a decision keeps (its words written when read, from values, never an
+Observation)."""
+from __future__ import annotations
+
+import pickle
+
+from dissectors.protocol import MHType
+from monitor.linking import (
+    RULES,
+    Candidate,
+    Evidence,
+    Words,
+    link_all,
+)
+from monitor.observe import Observation
+
+HA, CN = "2001:db8:1::1", "2001:db8:3::5"
+HOA, COA, COB = "2001:db8:1::100", "2001:db8:2::a1", "2001:db8:2::b1"
+
+
+# ---- what a decision keeps ---------------------------------------------------------------------
+
+class _Counted(Words):
+    __slots__ = ("calls",)
+
+    def __init__(self):
+        self.calls: list[str] = []
+
+    def detail(self):
+        self.calls.append("detail")
+        return "a detail"
+
+    def candidates(self):
+        self.calls.append("candidates")
+        return (Candidate((1,), 0.5, "one", True),)
+
+    def computation(self):
+        self.calls.append("computation")
+        return "1 + 1"
+
+
+def test_deferred_words_are_written_once_when_read():
+    words = _Counted()
+    e = Evidence.deferred("hoti-timing", 0.5, (1, 2), words, ambiguous=True, subject=(2,))
+    assert words.calls == []
+    # the scaled report's row reads the detail alone
+    assert e.summary()[-1] == "a detail" and words.calls == ["detail"]
+    eager = Evidence("hoti-timing", 0.5, "a detail", (1, 2), True, (2,),
+                     (Candidate((1,), 0.5, "one", True),), (), "1 + 1")
+    assert e.as_dict() == eager.as_dict() and e == eager and eager == e
+    assert e.as_dict() == e.as_dict() and sorted(words.calls) == [
+        "candidates", "computation", "detail"]
+    assert repr(e) == repr(eager) and "computation='1 + 1'" in repr(e)
+    assert e != Evidence("hoti-timing", 0.5, "another", (1, 2), True, (2,),
+                         eager.candidates, (), "1 + 1")
+
+
+def _hoti_after_tunnel(gap: float) -> list[Observation]:
+    """A MN-HA tunnel packet of COA toward the home agent, then, `gap` s later, a HoTI in clear
+    on HA-CN (RFC 3776 4.3: the home agent forwards what the tunnel carried)."""
+    return [Observation(1, 10.0, "mn-ha", COA, HA, 140, care_of=COA, home_agent=HA,
+                        towards_ha=True, tunnelled=True),
+            Observation(2, 10.0 + gap, "ha-cn", HOA, CN, 80, homes=(HOA,), correspondent=CN,
+                        mh_type=MHType.HOTI, mh_name="HoTI", cookie="01" * 8)]
+
+
+def _contents(value, seen=None):
+    """Every object reachable through slots, tuples and lists from value."""
+    seen = set() if seen is None else seen
+    if id(value) in seen:
+        return
+    seen.add(id(value))
+    yield value
+    if isinstance(value, (tuple, list)):
+        for v in value:
+            yield from _contents(v, seen)
+    for cls in type(value).__mro__:
+        for name in getattr(cls, "__slots__", ()):
+            if hasattr(value, name):
+                yield from _contents(getattr(value, name), seen)
+
+
+def test_a_timing_decision_keeps_values_and_writes_its_words_when_read():
+    linker = link_all(_hoti_after_tunnel(0.02), [r for r in RULES if r.name == "hoti-timing"])
+    [e] = linker.decided
+    # a live window keeps its evidence for hours: values, not the observations (issue 12)
+    assert not any(isinstance(v, Observation) for v in _contents(e))
+    assert e.frames == (1, 2) and e.subject == (2,)
+    assert e.detail == (f"HoTI to {CN} at 10.020 s with the MN-HA tunnel packet of {COA} at "
+                        "10.000 s")
+    assert [c.as_dict() for c in e.candidates] == [
+        {"frames": [1], "probability": round(e.confidence, 6), "what": f"{COA} at 10.000 s",
+         "chosen": True}]
+    assert e.computation.startswith("1 candidate place(s) in the 0.050 s window, 0 other "
+                                    "HoTI(s) could claim the best; 0 such packets within 10 s")
+    # the live dashboard's process and the report's take evidence across a pipe
+    assert pickle.loads(pickle.dumps(e)) == e
+
+
+def test_a_timing_decision_lists_two_places_as_likely_the_first_seen_chosen():
+    obs = _hoti_after_tunnel(0.03)
+    obs.insert(1, Observation(3, 10.025, "mn-ha", COB, HA, 140, care_of=COB, home_agent=HA,
+                              towards_ha=True, tunnelled=True))
+    obs[2].frame = 4
+    linker = link_all(obs, [r for r in RULES if r.name == "hoti-timing"])
+    [e] = linker.decided
+    assert e.ambiguous and e.frames == (1, 4) and e.confidence < 0.5
+    assert [(c.frames, c.chosen) for c in e.candidates] == [((1,), True), ((3,), False)]
+    assert e.candidates[1].what == f"{COB} at 10.025 s"
+    assert COA in e.detail and e.computation.startswith("2 candidate place(s)")
