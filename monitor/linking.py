@@ -437,7 +437,16 @@ class Linker:
         self._routes: dict[tuple, tuple[Callable[[Observation], None], ...]] = {}
         self.decided: list[Evidence] = []
         self.now = float("-inf")
-        self._due: list[tuple[float, int, int, object]] = []     # (due, order, finder, claim)
+        # claims waiting for a decision, (due, order, claim), in a queue per finder: a finder
+        # waits a fixed time after the observation (WAIT, a timing window), so its claims fall
+        # due in the order made and a queue holds them in order for nothing, where one heap of
+        # every claim (100,000 at 200,000 packets) cost ~4 us a push and pop; a claim that
+        # would fall due before its queue's last (a capture slightly out of order) waits in
+        # `_late`, a heap. Decided in (due, order) order across them, as one heap would.
+        self._queues: list[deque[tuple[float, int, object]]] = [deque() for _ in self.finders]
+        self._waiting: list[int] = []       # the finders whose queue was ever used
+        self._late: list[tuple[float, int, int, object]] = []    # (due, order, finder, claim)
+        self._next = float("inf")           # the first due of them all
         self._order = 0
         self._added = 0
         self._forgot_at = float("-inf")
@@ -445,8 +454,7 @@ class Linker:
 
     # -- feeding --------------------------------------------------------------------------------
     def add(self, obs: Observation) -> None:
-        due = self._due
-        if due and due[0][0] < obs.time:
+        if self._next < obs.time:
             self.decide_until(obs.time)
         if obs.time > self.now:
             self.now = obs.time
@@ -470,12 +478,38 @@ class Linker:
     def later(self, finder: Finder, due: float, claim) -> None:
         """Decide `claim` once the capture has gone past `due` (or at the end)."""
         self._order += 1
-        heapq.heappush(self._due, (due, self._order, self._index[id(finder)], claim))
+        index = self._index[id(finder)]
+        queue = self._queues[index]
+        if not queue:
+            if index not in self._waiting:
+                self._waiting.append(index)
+            queue.append((due, self._order, claim))
+        elif due < queue[-1][0]:
+            heapq.heappush(self._late, (due, self._order, index, claim))
+        else:
+            queue.append((due, self._order, claim))
+        if due < self._next:
+            self._next = due
 
     def decide_until(self, time: float) -> None:
-        while self._due and self._due[0][0] < time:
-            _, _, index, claim = heapq.heappop(self._due)
-            evidence = self.finders[index].decide(claim)
+        queues, waiting, late, finders = self._queues, self._waiting, self._late, self.finders
+        while True:
+            first, index = None, -1
+            for i in waiting:
+                queue = queues[i]
+                # (due, order): orders differ, so a claim is never compared
+                if queue and (first is None or queue[0] < first):
+                    first, index = queue[0], i
+            if late and (first is None or late[0][:2] < first[:2]):
+                first, index = late[0], -1
+            if first is None or first[0] >= time:
+                self._next = float("inf") if first is None else first[0]
+                return
+            if index < 0:
+                _, _, index, claim = heapq.heappop(late)
+            else:
+                claim = queues[index].popleft()[2]
+            evidence = finders[index].decide(claim)
             if evidence is not None:
                 self.record(evidence)
 
@@ -485,7 +519,7 @@ class Linker:
 
     @property
     def pending(self) -> int:
-        return len(self._due)
+        return sum(map(len, self._queues)) + len(self._late)
 
     # -- decisions ------------------------------------------------------------------------------
     def record(self, evidence: Evidence) -> None:

@@ -1,14 +1,20 @@
-"""The linker's engine: what a decision keeps (its words written when read, from values, never an
-Observation)."""
+"""The linker's engine: when decisions are made (queues per finder, in due order across them) and
+what a decision keeps (its words written when read, from values, never an Observation)."""
 from __future__ import annotations
 
 import pickle
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from dissectors.protocol import MHType
 from monitor.linking import (
     RULES,
     Candidate,
     Evidence,
+    Finder,
+    Linker,
+    Rule,
     Words,
     link_all,
 )
@@ -16,6 +22,63 @@ from monitor.observe import Observation
 
 HA, CN = "2001:db8:1::1", "2001:db8:3::5"
 HOA, COA, COB = "2001:db8:1::100", "2001:db8:2::a1", "2001:db8:2::b1"
+
+
+# ---- when decisions are made -------------------------------------------------------------------
+
+class _Waits(Finder):
+    """Asks for a decision on every observation, `wait` seconds after it; logs each decided."""
+
+    def __init__(self, rule, linker, wait, log):
+        super().__init__(rule, linker)
+        self.wait, self.log = wait, log
+
+    def add(self, obs):
+        self.linker.later(self, obs.time + self.wait, (self.rule.name, obs.frame))
+
+    def decide(self, claim):
+        self.log.append(claim)
+        return None
+
+
+def _waiting_rules(waits, log):
+    return tuple(Rule(f"r{i}", "", "", "", lambda rule, linker, w=w: _Waits(rule, linker, w, log))
+                 for i, w in enumerate(waits))
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.lists(st.floats(0.0, 5.0), min_size=1, max_size=4),
+       st.lists(st.floats(-2.0, 3.0), min_size=1, max_size=40), st.data())
+def test_decisions_are_made_in_due_order_across_finders(waits, steps, data):
+    """Each finder's claims wait in a queue of their own; decisions come in (due, order made)
+    order across them, as from one heap of every claim, also when the capture goes back in
+    time (a claim due before its queue's last), and each once the capture has passed it."""
+    log: list = []
+    linker = Linker(_waiting_rules(waits, log))
+    made: list[tuple[float, int, tuple]] = []      # (due, order, claim), as a heap would order
+    time, order = 100.0, 0
+    for frame, step in enumerate(steps, 1):
+        time += step
+        before = len(log)
+        linker.add(Observation(frame, time, "mn-cn", COA, CN))
+        decided = log[before:]
+        # what fell due before this observation, decided before its own claims were made
+        due = sorted(m for m in made if m[0] < time)
+        assert decided == [m[2] for m in due]
+        made = [m for m in made if m[0] >= time]
+        for i, w in enumerate(waits):
+            order += 1
+            made.append((time + w, order, (f"r{i}", frame)))
+        assert linker.pending == len(made)
+        if data.draw(st.booleans()):
+            until = time + data.draw(st.floats(0.0, 4.0))
+            before = len(log)
+            linker.decide_until(until)
+            assert log[before:] == [m[2] for m in sorted(m for m in made if m[0] < until)]
+            made = [m for m in made if m[0] >= until]
+    before = len(log)
+    linker.flush()
+    assert log[before:] == [m[2] for m in sorted(made)] and linker.pending == 0
 
 
 # ---- what a decision keeps ---------------------------------------------------------------------
