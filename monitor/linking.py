@@ -1610,21 +1610,25 @@ class Timing(Finder):
         # window holds the same busy subjects (50 nodes at 2,000 packets/s: ~6,000 lookups a
         # decision, the live attacker's whole time), and the next decisions' windows hold
         # most of them again; a link recorded below that merges profiles empties it
-        profiles = self.linker.profiles
+        linker = self.linker
+        profiles = linker.profiles
         roots, cached = profiles.roots, profiles.cached
         fits = None if type(self).fits is Timing.fits else self.fits
         subjects = self.subjects.get(self.subject(obs))
+        t = obs.time
         for kind, key, t0, t1 in self.partners(obs):
             index = self.index.get(key)
             if index is None:
                 continue
-            cands = index.between(t0, t1)
+            i, j = index._range(t0, t1)
+            if i == j:
+                continue
+            cands = index.items[i:j]
             if fits is not None:
                 cands = [o for o in cands if fits(obs, o)]
-            if not cands:
-                continue
+                if not cands:
+                    continue
             nearest: dict[int, Observation] = {}
-            t = obs.time
             for o in cands:
                 r = roots.get(o.frame)
                 if r is None:
@@ -1634,37 +1638,41 @@ class Timing(Finder):
                     nearest[r] = o
             k = len(nearest)
             # how busy: partner-kind packets per second around the window, outside it
-            span0, span1 = t0 - RATE_SPAN, min(t1 + RATE_SPAN, self.linker.now)
+            span0, span1 = t0 - RATE_SPAN, min(t1 + RATE_SPAN, linker.now)
             around = index.count(span0, span1) - len(cands)
             rate = around / max(1e-9, (span1 - span0) - (t1 - t0))
             mu = rate * (t1 - t0)
             # a lone wrong candidate needs the partner out of view and a look-alike in view
             slack = MISSING * mu + MISSING / 50
-            # the other subjects a partner could belong to: those whose window holds it, read
-            # once (time order, with their profiles) for every candidate's window
-            before, after = t1 - obs.time, obs.time - t0
-            times = [o.time for o in nearest.values()]
-            pool = subjects.between(min(times) - before, max(times) + after) \
-                if subjects is not None else []
-            pool_times = [s.time for s in pool]
-            pool_roots = [roots.get(s.frame) or cached(s.frame) for s in pool]
-            own = cached(obs.frame)
+            # the other subjects a partner could belong to: those whose window holds it (the
+            # subjects' own index read in place, each one's profile through the cache)
+            before, after = t1 - t, t - t0
+            own = cached(obs.frame)         # again: the window before may have linked it
             ranked = []
             for o in nearest.values():
-                lo, hi = o.time - before, o.time + after
-                i, j = bisect.bisect_left(pool_times, lo), bisect.bisect_right(pool_times, hi)
-                if fits is None:
-                    rivals = set(pool_roots[i:j])
-                else:
-                    rivals = {pool_roots[n] for n in range(i, j) if fits(pool[n], o)}
-                rivals.discard(own)
-                share = 1 / (k + slack) / (1 + len(rivals))
-                ranked.append((share, o, len(rivals)))
+                rivals = 0
+                if subjects is not None:
+                    i, j = subjects._range(o.time - before, o.time + after)
+                    if j - i > 1:
+                        claims = set()
+                        for s in subjects.items[i:j]:
+                            if fits is None or fits(s, o):
+                                r = roots.get(s.frame)
+                                claims.add(cached(s.frame) if r is None else r)
+                        claims.discard(own)
+                        rivals = len(claims)
+                    elif j > i:         # one subject (this one, most often): no set
+                        s = subjects.items[i]
+                        if fits is None or fits(s, o):
+                            r = roots.get(s.frame)
+                            rivals = int((cached(s.frame) if r is None else r) != own)
+                share = 1 / (k + slack) / (1 + rivals)
+                ranked.append((share, o, rivals))
             if k > 1:
                 ranked.sort(key=lambda x: (-x[0], x[1].frame))
             share, chosen, rivals = ranked[0]
             frame = chosen.frame
-            self.linker.record(Evidence.deferred(
+            linker.record(Evidence.deferred(
                 self.rule.name, share,
                 (obs.frame, frame) if obs.frame < frame else
                 (frame, obs.frame) if frame < obs.frame else (frame,),
@@ -1672,7 +1680,7 @@ class Timing(Finder):
                              tuple([(s, o.frame, o.care_of, o.time)
                                     for s, o, _ in ranked[:LISTED]]),
                              (k, t1 - t0, rivals, obs.mh_name, around, mu, slack)),
-                ambiguous=k > 1 or rivals > 0 or share < self.linker.threshold,
+                ambiguous=k > 1 or rivals > 0 or share < linker.threshold,
                 subject=(obs.frame,)))
         return None
 
