@@ -380,13 +380,21 @@ class UnionFind:
         chunk = chunks.get(a >> bits)
         if chunk is None or chunk[a & mask] == -1:
             self.add(a)
+            chunk = chunks[a >> bits]
+        pa = chunk[a & mask]
         chunk = chunks.get(b >> bits)
         if chunk is None or chunk[b & mask] == -1:
             self.add(b)
             chunk = chunks[b >> bits]
+        pb = chunk[b & mask]
+        if pa == pb:
+            # one parent, one profile: a packet's second and third identity, after the first
+            # joined it to the profile (roots point at themselves, the rest at their root
+            # once a find has compressed their path)
+            return False
         # b is most often a frame just seen, still a root of its own
-        rb = b if chunk[b & mask] == b else self.find(b)
-        ra = self.find(a)
+        rb = b if pb == b else self.find(b)
+        ra = a if pa == a else self.find(a)
         if ra == rb:
             return False
         lo, hi = (ra, rb) if ra < rb else (rb, ra)
@@ -440,24 +448,25 @@ class Linker:
         # claims waiting for a decision, (due, order, claim), in a queue per finder: a finder
         # waits a fixed time after the observation (WAIT, a timing window), so its claims fall
         # due in the order made and a queue holds them in order for nothing, where one heap of
-        # every claim (100,000 at 200,000 packets) cost ~4 us a push and pop; a claim that
-        # would fall due before its queue's last (a capture slightly out of order) waits in
-        # `_late`, a heap. Decided in (due, order) order across them, as one heap would.
+        # every claim (100,000 at 200,000 packets) cost ~4 us a push and pop. `_due`, a heap,
+        # holds each queue's first, (due, order, finder), and on its own each claim that would
+        # fall due before its queue's last (a capture slightly out of order), (due, order,
+        # finder, claim): a dozen entries. Decided in (due, order) order, as one heap would.
         self._queues: list[deque[tuple[float, int, object]]] = [deque() for _ in self.finders]
-        self._waiting: list[int] = []       # the finders whose queue was ever used
-        self._late: list[tuple[float, int, int, object]] = []    # (due, order, finder, claim)
-        self._next = float("inf")           # the first due of them all
+        self._due: list[tuple] = []
         self._order = 0
-        self._added = 0
+        self._forget_every = min(horizon / 8, RATE_SPAN)     # s of capture between forgets
         self._forgot_at = float("-inf")
         self.oldest = 0                 # a live window forgot the frames below this
 
     # -- feeding --------------------------------------------------------------------------------
     def add(self, obs: Observation) -> None:
-        if self._next < obs.time:
-            self.decide_until(obs.time)
-        if obs.time > self.now:
-            self.now = obs.time
+        time = obs.time
+        due = self._due
+        if due and due[0][0] < time:
+            self.decide_until(time)
+        if time > self.now:
+            self.now = time
         self.profiles.add(obs.frame)
         key = kind_of(obs)
         route = self._routes.get(key)
@@ -465,8 +474,7 @@ class Linker:
             route = self._routes[key] = self.route(Kind(*key))
         for add in route:
             add(obs)
-        self._added += 1
-        if self.now - self._forgot_at > min(self.horizon / 8, RATE_SPAN):
+        if self.now - self._forgot_at > self._forget_every:
             self._forgot_at = self.now
             for finder in self.finders:
                 finder.forget(self.now - self.horizon)
@@ -481,34 +489,30 @@ class Linker:
         index = self._index[id(finder)]
         queue = self._queues[index]
         if not queue:
-            if index not in self._waiting:
-                self._waiting.append(index)
             queue.append((due, self._order, claim))
+            heapq.heappush(self._due, (due, self._order, index))
         elif due < queue[-1][0]:
-            heapq.heappush(self._late, (due, self._order, index, claim))
+            heapq.heappush(self._due, (due, self._order, index, claim))
         else:
             queue.append((due, self._order, claim))
-        if due < self._next:
-            self._next = due
 
     def decide_until(self, time: float) -> None:
-        queues, waiting, late, finders = self._queues, self._waiting, self._late, self.finders
-        while True:
-            first, index = None, -1
-            for i in waiting:
-                queue = queues[i]
-                # (due, order): orders differ, so a claim is never compared
-                if queue and (first is None or queue[0] < first):
-                    first, index = queue[0], i
-            if late and (first is None or late[0][:2] < first[:2]):
-                first, index = late[0], -1
-            if first is None or first[0] >= time:
-                self._next = float("inf") if first is None else first[0]
-                return
-            if index < 0:
-                _, _, index, claim = heapq.heappop(late)
-            else:
-                claim = queues[index].popleft()[2]
+        due, queues, finders = self._due, self._queues, self.finders
+        # (due, order, ...): orders differ, so nothing past them is ever compared
+        while due and due[0][0] < time:
+            first = due[0]
+            index = first[2]
+            if len(first) == 4:                 # a claim on its own
+                heapq.heappop(due)
+                claim = first[3]
+            else:                               # a queue's first: the queue's next after it
+                queue = queues[index]
+                claim = queue.popleft()[2]
+                if queue:
+                    after = queue[0]
+                    heapq.heapreplace(due, (after[0], after[1], index))
+                else:
+                    heapq.heappop(due)
             evidence = finders[index].decide(claim)
             if evidence is not None:
                 self.record(evidence)
@@ -519,16 +523,20 @@ class Linker:
 
     @property
     def pending(self) -> int:
-        return sum(map(len, self._queues)) + len(self._late)
+        return sum(map(len, self._queues)) + sum(len(e) == 4 for e in self._due)
 
     # -- decisions ------------------------------------------------------------------------------
     def record(self, evidence: Evidence) -> None:
-        kept = [f for f in evidence.frames if f >= self.oldest]
-        if not kept:
-            return                      # a decision about frames a live window forgot
+        kept = evidence.frames
+        if self.oldest or not kept:     # a live window: what it still holds
+            kept = [f for f in kept if f >= self.oldest]
+            if not kept:
+                return                  # a decision about frames a live window forgot
         self.decided.append(evidence)
         if evidence.confidence >= self.threshold:
-            self.link(kept)
+            union, first = self.profiles.union, kept[0]
+            for f in kept[1:]:
+                union(first, f)
 
     def link(self, frames: Iterable[int]) -> None:
         frames = [f for f in frames if f >= self.oldest]

@@ -171,3 +171,22 @@ def test_a_timing_decision_lists_two_places_as_likely_the_first_seen_chosen():
     assert [(c.frames, c.chosen) for c in e.candidates] == [((1,), True), ((3,), False)]
     assert e.candidates[1].what == f"{COB} at 10.025 s"
     assert COA in e.detail and e.computation.startswith("2 candidate place(s)")
+
+
+# ---- profiles ----------------------------------------------------------------------------------
+
+@settings(max_examples=150, deadline=None)
+@given(st.lists(st.tuples(st.integers(0, 40), st.integers(0, 40)), max_size=80))
+def test_a_union_says_whether_it_merged_two_profiles(pairs):
+    """union() is False exactly when the two frames were one profile already (one parent
+    first, then their roots), and the smallest frame is each group's root."""
+    from monitor.linking import UnionFind
+    uf, groups = UnionFind(), {}
+    for a, b in pairs:
+        ga, gb = groups.get(a, {a}), groups.get(b, {b})
+        assert uf.union(a, b) == (ga is not gb and a != b)
+        merged = ga | gb
+        for f in merged:
+            groups[f] = merged
+        assert uf.find(a) == uf.find(b) == min(merged)
+    assert all(uf.find(f) == min(g) for f, g in groups.items())
