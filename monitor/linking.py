@@ -235,6 +235,12 @@ class Finder:
         it only those: most packets concern a few rules). True unless a finder says."""
         return True
 
+    def adder(self, kind: Kind) -> Callable[[Observation], None] | None:
+        """What the Linker calls with each observation of this kind (asked once per kind):
+        add(), or a version of it that skips what the kind answers already; None when the
+        finder takes none of them."""
+        return self.add if self.takes(kind) else None
+
     def add(self, obs: Observation) -> None:
         raise NotImplementedError
 
@@ -480,8 +486,8 @@ class Linker:
                 finder.forget(self.now - self.horizon)
 
     def route(self, kind: Kind) -> tuple[Callable[[Observation], None], ...]:
-        """The add() of each finder that takes observations of this kind, in RULES order."""
-        return tuple(f.add for f in self.finders if f.takes(kind))
+        """The adder of each finder that takes observations of this kind, in RULES order."""
+        return tuple(add for add in (f.adder(kind) for f in self.finders) if add is not None)
 
     def later(self, finder: Finder, due: float, claim) -> None:
         """Decide `claim` once the capture has gone past `due` (or at the end)."""
@@ -652,6 +658,26 @@ class SameValue(Finder):
     def takes(self, kind: Kind) -> bool:
         return bool(getattr(kind, self.field))
 
+    def adder(self, kind):
+        # a field of one value that the kind says is there (care-of address, cookie: 200,000
+        # packets at 100 % bring 200,000 of them): no tuple, no None to skip
+        if not self.takes(kind):
+            return None
+        return self.add if self.field == "homes" else self._add_one
+
+    def _add_one(self, obs: Observation) -> None:
+        value = self.key(obs)
+        frame = obs.frame
+        group = self.groups.get(value)
+        if group is None:
+            self.groups[value] = _Group(value, [frame], frame)
+        elif group.last != frame:
+            group.last = frame
+            group.count += 1
+            if len(group.sample) < FRAME_SAMPLE:
+                group.sample.append(frame)
+            self.linker.profiles.union(group.sample[0], frame)
+
     def add(self, obs: Observation) -> None:
         values = self.key(obs)
         for value in values if type(values) is tuple else (values,):
@@ -797,13 +823,16 @@ class StepChains(Finder):
             self._order.append((obs.time, item))
             self.linker.later(self, obs.time + self.linker.wait, item)
             return
-        if value != item.last:
-            step = (value - item.last) % self.modulus
+        last = item.last
+        if value != last:
+            step = (value - last) % self.modulus
             item.step = step if item.steps == 0 or item.step == step else None
             item.steps += 1
             self.steps[group][step] += 1
-            self.by_last[group][self._bucket(item.last)].pop(item, None)
-            self.by_last[group][self._bucket(value)][item] = None
+            # to the end of its bucket (the newest first when read), most often the same one
+            by_last, shift = self.by_last[group], self._shift
+            by_last[last >> shift].pop(item, None)
+            by_last[value >> shift][item] = None
             item.last = value
         item.last_time, item.last_frame = obs.time, obs.frame
         if obs.esp_sequence is not None:
@@ -1308,40 +1337,62 @@ class SameInterfaceId(Finder):
         self.homes: set[str] = set()
         self.infrastructure: set[str] = set()        # home agents, correspondents: a few
         self._order: deque[tuple[float, int]] = deque()
+        # address -> its run, once the address is in care_ofs (homes): what a packet from a
+        # known place updates with one look-up, not the IID's, its runs' and the set's
+        self._as_care_of: dict[str, _Run] = {}
+        self._as_home: dict[str, _Run] = {}
 
     def takes(self, kind):
         return kind.home_agent or kind.correspondent or kind.care_of or kind.homes
 
     def add(self, obs):
-        for a in (obs.home_agent, obs.correspondent):
-            if a:
-                self.infrastructure.add(a)
-        for address in obs.identities:
-            if address in self.infrastructure:
+        infrastructure = self.infrastructure
+        a = obs.home_agent
+        if a:
+            infrastructure.add(a)
+        a = obs.correspondent
+        if a:
+            infrastructure.add(a)
+        care_of, homes = obs.care_of, obs.homes
+        # obs.identities, without the tuple when there is no care-of address
+        for address in (care_of, *homes) if care_of else homes:
+            if not address or address in infrastructure:
                 continue
-            iid = self.iid_of.get(address, -1)
-            if iid == -1:
-                if len(self.iid_of) > 1 << 17:
-                    self.iid_of.clear()              # a cache: bounded, parsed again
-                iid = self.iid_of[address] = interface_id(address)
-            if iid is None or iid <= 1:
-                continue
-            if address == obs.care_of:
-                self.care_ofs.add(address)
-            else:
-                self.homes.add(address)
-            runs = self.by_iid[iid]
-            run = runs.get(address)
+            run = (self._as_care_of if address == care_of else self._as_home).get(address)
             if run is not None:
                 run.last_time, run.last_frame = obs.time, obs.frame
-                continue
-            runs[address] = _Run(address, obs.time, obs.time, obs.frame, obs.frame)
-            self._order.append((obs.time, iid))
-            prefix = prefix64(address)
-            fresh = prefix not in self.prefixes[iid]
-            self.prefixes[iid].add(prefix)
-            if fresh and len(self.prefixes[iid]) >= 2:
-                self.linker.later(self, obs.time + self.linker.wait, (iid, address))
+            else:
+                self._add_address(obs, address)
+
+    def _add_address(self, obs: Observation, address: str) -> None:
+        """An address not yet known in this role: its IID's runs, a new one when new."""
+        iid = self.iid_of.get(address, -1)
+        if iid == -1:
+            if len(self.iid_of) > 1 << 17:
+                self.iid_of.clear()              # a cache: bounded, parsed again
+            iid = self.iid_of[address] = interface_id(address)
+        if iid is None or iid <= 1:
+            return
+        if address == obs.care_of:
+            self.care_ofs.add(address)
+            role = self._as_care_of
+        else:
+            self.homes.add(address)
+            role = self._as_home
+        runs = self.by_iid[iid]
+        run = runs.get(address)
+        if run is not None:
+            role[address] = run
+            run.last_time, run.last_frame = obs.time, obs.frame
+            return
+        run = runs[address] = _Run(address, obs.time, obs.time, obs.frame, obs.frame)
+        role[address] = run
+        self._order.append((obs.time, iid))
+        prefix = prefix64(address)
+        fresh = prefix not in self.prefixes[iid]
+        self.prefixes[iid].add(prefix)
+        if fresh and len(self.prefixes[iid]) >= 2:
+            self.linker.later(self, obs.time + self.linker.wait, (iid, address))
 
     def decide(self, claim):
         iid, address = claim
@@ -1384,6 +1435,8 @@ class SameInterfaceId(Finder):
                     self.iid_of.pop(address, None)
                     self.care_ofs.discard(address)
                     self.homes.discard(address)
+                    self._as_care_of.pop(address, None)
+                    self._as_home.pop(address, None)
                 del self.by_iid[iid]
                 self.prefixes.pop(iid, None)
             else:
@@ -1572,6 +1625,24 @@ class Timing(Finder):
 
     def takes(self, kind):
         return self.is_subject(kind) or self.is_partner(kind)
+
+    def adder(self, kind):
+        # a kind is a subject, a partner or both (or neither) for every packet of it
+        subject, partner = self.is_subject(kind), self.is_partner(kind)
+        if subject and partner:
+            return self.add
+        return self._add_partner if partner else self._add_subject if subject else None
+
+    def _add_partner(self, obs: Observation) -> None:
+        key = self.partner_key(obs)
+        if key is not None:
+            self.index[key].add(obs)
+
+    def _add_subject(self, obs: Observation) -> None:
+        skey = self.subject(obs)
+        if skey is not None:
+            self.subjects[skey].add(obs)
+            self.linker.later(self, obs.time + RR_WINDOW + FORWARD_WINDOW, obs)
 
     def is_subject(self, kind: Kind) -> bool:
         """Observations of this kind may be subjects (subject() not None)."""

@@ -190,3 +190,35 @@ def test_a_union_says_whether_it_merged_two_profiles(pairs):
             groups[f] = merged
         assert uf.find(a) == uf.find(b) == min(merged)
     assert all(uf.find(f) == min(g) for f, g in groups.items())
+
+
+# ---- identities ------------------------------------------------------------------------------
+
+IID = "1234:5678:9abc:def0"
+C1, C2 = f"2001:db8:2::{IID}", f"2001:db8:4::{IID}"
+
+
+def _iid_rule():
+    return [r for r in RULES if r.name == "same-interface-id"]
+
+
+def _at(frame, time, care_of=None, homes=()):
+    return Observation(frame, time, "mn-cn", care_of or homes[0], CN, 100, care_of=care_of,
+                       homes=homes, correspondent=CN)
+
+
+def test_two_care_of_addresses_with_one_iid_in_use_together_are_two_nodes():
+    obs = [_at(f, 10.0 + f, care_of=C1 if f % 2 else C2) for f in range(1, 20)]
+    [e] = link_all(obs, _iid_rule()).decided
+    assert e.confidence == 0.5 and e.ambiguous
+
+
+def test_a_care_of_address_seen_as_a_home_address_is_not_counted_among_them():
+    """An address seen as a care-of address and then as a home address (a tunnel's inner
+    source) is in both roles, and not counted among the care-of addresses in use: each role
+    is remembered per address, also once the address's run is known."""
+    obs = [_at(f, 10.0 + f, care_of=C1 if f % 2 else C2) for f in range(1, 20)]
+    obs.append(_at(20, 30.0, homes=(C2,)))
+    [e] = link_all(obs, _iid_rule()).decided
+    assert e.confidence == 1.0 and not e.ambiguous
+
