@@ -1443,6 +1443,29 @@ class SameInterfaceId(Finder):
                 self._order.append((max(r.last_time for r in runs.values()), iid))
 
 
+class _NonceWords(Words):
+    """A nonce index decision's words: the (correspondent, kind, index) key, the share, the
+    receivers listed (the first chosen), how many received and echoed it."""
+
+    __slots__ = ("key", "share", "listed", "k", "m")
+
+    def __init__(self, key: tuple, share: float, listed: tuple[int, ...], k: int, m: int):
+        self.key, self.share, self.listed, self.k, self.m = key, share, listed, k, m
+
+    def detail(self) -> str:
+        cn, kind, index = self.key
+        return f"{kind} nonce index {index} of correspondent {cn}"
+
+    def candidates(self) -> tuple[Candidate, ...]:
+        cn, kind, index = self.key
+        what = f"{kind} test message of {cn} with index {index}"
+        return tuple([Candidate((f,), self.share, what, i == 0)
+                      for i, f in enumerate(self.listed)])
+
+    def computation(self) -> str:
+        return f"index handed to {self.k} profile(s), echoed by {self.m} place(s)"
+
+
 class NonceIndices(Finder):
     """RFC 6275 5.2.5: a correspondent's nonce index may be handed to every node that asks in the
     same period, so the indices a BU echoes tie it to the HoT/CoT that gave them only as surely
@@ -1493,20 +1516,18 @@ class NonceIndices(Finder):
         receivers: dict[int, int] = {}
         for f, _ in tests.values():
             receivers.setdefault(root(f), f)
-        senders = {root(f) for p, (f, _) in bus.items() if p != place} - {root(frame)}
+        senders = {root(f) for p, (f, _) in bus.items() if p != place}
+        senders.discard(root(frame))
         k, m = len(receivers), 1 + len(senders)
         share = 1 / (k * m)
-        cn, kind, index = key
         # the first LISTED receivers listed (a crowd's index may go to hundreds)
-        what = f"{kind} test message of {cn} with index {index}"
-        cands = tuple([Candidate((f,), share, what, i == 0)
-                       for i, f in enumerate(islice(receivers.values(), LISTED))])
-        target = cands[0].frames[0]
-        return Evidence(self.rule.name, share,
-                        f"{kind} nonce index {index} of correspondent {cn}",
-                        tuple(sorted({frame, target})), ambiguous=k * m > 1,
-                        subject=(frame,), candidates=cands,
-                        computation=f"index handed to {k} profile(s), echoed by {m} place(s)")
+        listed = tuple(islice(receivers.values(), LISTED))
+        target = listed[0]
+        return Evidence.deferred(self.rule.name, share,
+                                 (frame, target) if frame < target else
+                                 (target, frame) if target < frame else (frame,),
+                                 _NonceWords(key, share, listed, k, m), ambiguous=k * m > 1,
+                                 subject=(frame,))
 
     def forget(self, before):
         # a place goes at the first call with `before` past its last use: the key's entry is
@@ -1695,11 +1716,14 @@ class Timing(Finder):
         fits = None if type(self).fits is Timing.fits else self.fits
         subjects = self.subjects.get(self.subject(obs))
         t = obs.time
+        left, right = bisect.bisect_left, bisect.bisect_right
         for kind, key, t0, t1 in self.partners(obs):
             index = self.index.get(key)
             if index is None:
                 continue
-            i, j = index._range(t0, t1)
+            times, start = index.times, index.start
+            i = left(times, t0, start)
+            j = right(times, t1, start)
             if i == j:
                 continue
             cands = index.items[i:j]
@@ -1718,7 +1742,7 @@ class Timing(Finder):
             k = len(nearest)
             # how busy: partner-kind packets per second around the window, outside it
             span0, span1 = t0 - RATE_SPAN, min(t1 + RATE_SPAN, linker.now)
-            around = index.count(span0, span1) - len(cands)
+            around = right(times, span1, start) - left(times, span0, start) - len(cands)
             rate = around / max(1e-9, (span1 - span0) - (t1 - t0))
             mu = rate * (t1 - t0)
             # a lone wrong candidate needs the partner out of view and a look-alike in view
@@ -1731,7 +1755,8 @@ class Timing(Finder):
             for o in nearest.values():
                 rivals = 0
                 if subjects is not None:
-                    i, j = subjects._range(o.time - before, o.time + after)
+                    i = left(subjects.times, o.time - before, subjects.start)
+                    j = right(subjects.times, o.time + after, subjects.start)
                     if j - i > 1:
                         claims = set()
                         for s in subjects.items[i:j]:
