@@ -124,7 +124,8 @@ class Evidence:
 
     Slotted, as a dataclass of these fields would be, by hand: `detail`, `candidates` and
     `computation` are either given (the constructor) or written from a `Words` when first read
-    (`deferred`), each once."""
+    (`deferred`): the detail alone (the scaled report's row), or all three at once, the words
+    then let go (a detailed report reads them all; it holds the texts, not both)."""
 
     __slots__ = ("rule", "confidence", "frames", "ambiguous", "subject", "ruled_out",
                  "frame_count", "_detail", "_candidates", "_computation", "_words")
@@ -172,16 +173,24 @@ class Evidence:
     @property
     def candidates(self) -> tuple[Candidate, ...]:
         """The explanations weighed, best first."""
-        if self._candidates is None:
-            self._candidates = self._words.candidates()
+        if self._words is not None:
+            self._write()
         return self._candidates
 
     @property
     def computation(self) -> str:
         """The numbers that went in."""
-        if self._computation is None:
-            self._computation = self._words.computation()
+        if self._words is not None:
+            self._write()
         return self._computation
+
+    def _write(self) -> None:
+        """Every word at once (a detailed report reads them all), the values let go."""
+        words = self._words
+        if self._detail is None:
+            self._detail = words.detail()
+        self._candidates, self._computation = words.candidates(), words.computation()
+        self._words = None
 
     def __eq__(self, other: object) -> bool:
         if other.__class__ is not self.__class__:

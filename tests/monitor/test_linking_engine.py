@@ -113,6 +113,8 @@ def test_deferred_words_are_written_once_when_read():
     assert e.as_dict() == eager.as_dict() and e == eager and eager == e
     assert e.as_dict() == e.as_dict() and sorted(words.calls) == [
         "candidates", "computation", "detail"]
+    # a detailed report holds the texts, not the words besides
+    assert not any(isinstance(v, Words) for v in _contents(e))
     assert repr(e) == repr(eager) and "computation='1 + 1'" in repr(e)
     assert e != Evidence("hoti-timing", 0.5, "another", (1, 2), True, (2,),
                          eager.candidates, (), "1 + 1")
