@@ -148,23 +148,22 @@ class _Fields:
 
     def layer(self) -> IPv6Layer:
         if self.esp is None:
-            return _layer(self.src, self.dst, self.hao, self.rh2, self.pseudo)
-        return IPv6Layer(address(self.src), address(self.dst),
-                         address(self.hao) if self.hao is not None else None,
-                         address(self.rh2) if self.rh2 is not None else None,
-                         address(self.pseudo) if self.pseudo is not None else None, self.esp)
+            return _shared_layer(self.src, self.dst, self.hao, self.rh2, self.pseudo)
+        return _layer(self.src, self.dst, self.hao, self.rh2, self.pseudo, self.esp)
 
 
-@functools.lru_cache(maxsize=8192)
 def _layer(src: bytes, dst: bytes, hao: bytes | None, rh2: bytes | None,
-           pseudo: bytes | None) -> IPv6Layer:
-    """An IPv6 layer with no ESP, by its addresses' octets: one immutable object for the
-    headers that carry the same addresses (a node's packets to its home agent or a
-    correspondent, as addresses are: mobility.address), not one made per packet."""
+           pseudo: bytes | None, esp: Esp | None = None) -> IPv6Layer:
     return IPv6Layer(address(src), address(dst),
                      address(hao) if hao is not None else None,
                      address(rh2) if rh2 is not None else None,
-                     address(pseudo) if pseudo is not None else None)
+                     address(pseudo) if pseudo is not None else None, esp)
+
+
+# An IPv6 layer with no ESP, by its addresses' octets: one immutable object for the headers
+# that carry the same addresses (a node's packets to its home agent or a correspondent, as
+# addresses are: mobility.address), not one made per packet.
+_shared_layer = functools.lru_cache(maxsize=8192)(_layer)
 
 
 class Walk:

@@ -189,17 +189,6 @@ class _NodeState:
     clear_waiting: dict[str, dict[int, None]] = field(default_factory=dict)  # use -> frames
 
 
-def _last_esp(layers: tuple[IPv6Layer, ...]) -> Esp | None:
-    """The last of a packet's ESP headers (event.esp_headers()[-1]), without the tuple."""
-    for layer in reversed(layers):
-        esp = layer.esp
-        if esp is not None:
-            while esp.bundled is not None:
-                esp = esp.bundled
-            return esp
-    return None
-
-
 def _short(address: str | None) -> str:
     return address if address is not None else "?"
 
@@ -586,7 +575,8 @@ class KeyedAnalyzer:
         outer, layer = layers[0], layers[-1]
         home_agent = layer.dst
         tunnel = len(layers) > 1
-        esp = _last_esp(layers)   # transport: the BU's own ESP; tunnel: the outer one
+        # transport: the BU's own ESP; tunnel: the outer one
+        esp = (event.esp_headers() or (None,))[-1]
         claimed = layer.home_address or layer.src
         care_of = m.alternate_care_of_address or outer.src
         r = self._recognise_home(event, claimed, home_agent, tunnel,

@@ -26,9 +26,13 @@ GAPS_SHOWN = 20        # the newest gaps a status carries (gaps_total counts the
 
 def decrypted(events: Iterator[PacketEvent], keyring: Keyring | None) -> Iterator[PacketEvent]:
     """The keyed stage between a source and the analyzers (nothing to do without keys)."""
-    if keyring is None or not keyring.esp_sas:
-        return events
-    return EspDecryptor(keyring).opened(events)
+    decryptor = keyed_stage(keyring)
+    return events if decryptor is None else decryptor.opened(events)
+
+
+def keyed_stage(keyring: Keyring | None) -> EspDecryptor | None:
+    """The keyed stage for `keyring`; None without keys or without an ESP SA to open."""
+    return EspDecryptor(keyring) if keyring is not None and keyring.esp_sas else None
 
 
 class PcapSource:
@@ -44,12 +48,14 @@ class PcapSource:
         self._file = CaptureFile(self.path, self.accounting, sensor, prefilter, tap)
 
     def events(self) -> Iterator[PacketEvent]:
-        keyring = self.keyring
-        if keyring is not None and keyring.esp_sas and self._file.dissector.tap is None:
+        decryptor = keyed_stage(self.keyring)
+        if decryptor is None:
+            return self._file.events()
+        if self._file.dissector.tap is None:
             # the dissector opens each frame's ESP in its walk: the events `decrypted` gives,
             # each made once (a tap sees the events the dissector makes: they stay encrypted)
-            return self._file.events(EspDecryptor(keyring))
-        return decrypted(self._file.events(), keyring)
+            return self._file.events(decryptor)
+        return decryptor.opened(self._file.events())
 
     def fraction(self) -> float | None:
         """How far through the file the pass is (0..1), for progress bars."""
