@@ -14,6 +14,7 @@ Two jobs, both keyring-free:
 """
 from __future__ import annotations
 
+import dataclasses
 import ipaddress
 from dataclasses import dataclass, field
 from typing import NamedTuple
@@ -101,10 +102,7 @@ class View(NamedTuple):
 
 def _bare(layer: IPv6Layer) -> IPv6Layer:
     """A tunnel layer as the View holds it: its ESP header is the View's."""
-    if layer.esp is None:
-        return layer
-    return IPv6Layer(layer.src, layer.dst, layer.home_address, layer.routing_home_address,
-                     layer.pseudo_home_address)
+    return layer if layer.esp is None else dataclasses.replace(layer, esp=None)
 
 
 def eavesdropped(event: PacketEvent) -> tuple | None:
