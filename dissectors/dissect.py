@@ -24,7 +24,7 @@ from dissectors.accounting import Accounting
 from dissectors.capfile import Record
 from dissectors.decrypt import EspDecryptor
 from dissectors.events import IPv6Layer, PacketEvent
-from dissectors.walk import Walker, candidate, event
+from dissectors.walk import Walker, candidate, common_event, event
 from keys.errors import UserError
 
 # Default capture filter (BPF, pcap-filter(7)) for live mode. BPF follows only the fixed IPv6
@@ -68,6 +68,8 @@ class Dissector:
         prefilter = self.prefilter
         sensor = self.sensor
         counts_read = self.counts_read
+        # with keys, a frame's ESP is opened in its general walk (EspDecryptor.open_walk)
+        esp_closed = decryptor is None
         for rec in records:
             if counts_read:
                 acc.read += 1
@@ -76,21 +78,25 @@ class Dissector:
                 acc.filtered += 1
                 continue
             try:
-                walk = walker.frame(rec.linktype, data, rec.length)
-                if not walk.selected:
-                    acc.filtered += 1
-                    if walk.unwalked is not None:
-                        acc.unwalked[walk.unwalked] = acc.unwalked.get(walk.unwalked, 0) + 1
-                    continue
-                layers = walk.layers
-                if not layers:
-                    # selected as malformed, with no IPv6 header to analyse: counted, no event
-                    acc.malformed += 1
-                    continue
-                # what EspDecryptor.opened passes on as it is: one layer, no ESP
-                if decryptor is not None and (len(layers) > 1 or layers[0].esp is not None):
-                    decryptor.open_walk(walk)
-                ev = event(walk, rec.number, rec.time, rec.length, rec.comments, sensor)
+                # most frames take a common chain, made into their event at once; the others
+                # are walked in general (the same event for a common one: walk.common_event)
+                ev = common_event(rec, sensor, esp_closed)
+                if ev is None:
+                    walk = walker.frame(rec.linktype, data, rec.length)
+                    if not walk.selected:
+                        acc.filtered += 1
+                        if walk.unwalked is not None:
+                            acc.unwalked[walk.unwalked] = acc.unwalked.get(walk.unwalked, 0) + 1
+                        continue
+                    layers = walk.layers
+                    if not layers:
+                        # selected as malformed, with no IPv6 header to analyse: counted
+                        acc.malformed += 1
+                        continue
+                    # what EspDecryptor.opened passes on as it is: one layer, no ESP
+                    if decryptor is not None and (len(layers) > 1 or layers[0].esp is not None):
+                        decryptor.open_walk(walk)
+                    ev = event(walk, rec.number, rec.time, rec.length, rec.comments, sensor)
             except Exception as exc:  # noqa: BLE001 - a walk bug becomes a counted frame
                 ev = PacketEvent(frame=rec.number, time=rec.time, length=rec.length,
                                  layers=(IPv6Layer("::", "::"),), sensor=sensor,

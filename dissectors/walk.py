@@ -19,6 +19,11 @@ link types it does not know are not walked, and a frame the walk could not see i
 reason is counted as filtered with that reason (`Walk.unwalked`), never silently.
 
 Every read is bounds-checked: a frame can end anywhere without an exception escaping.
+
+Most mobility traffic takes a few chains (IPv6 with the HAO or RH2, IPv6-in-IPv6, ending in a
+Mobility Header, ESP or UDP data): `common_event` makes such a frame's event straight from its
+octets, and leaves every other frame (anything cut, malformed, or on another chain) to the
+general walk, whose event it equals.
 """
 from __future__ import annotations
 
@@ -27,6 +32,7 @@ import socket
 import struct
 
 from dissectors import mobility, summary
+from dissectors.capfile import Record
 from dissectors.events import (
     Esp,
     IPv6Layer,
@@ -46,6 +52,7 @@ from dissectors.protocol import (
     ND_OPT_PREFIX_INFORMATION,
     OPT_HAO,
     OPT_PAD1,
+    OPT_PADN,
     OPT_PSEUDO_HOA,
     ROUTING_TYPE_2,
 )
@@ -744,7 +751,7 @@ class Walker:
             w.error(f"Bad length value {length} > IP payload length")
         else:
             uend = at + length
-            w.set_info(f"{sport} → {dport} Len={length - 8}")
+            w.set_info(_udp_info(sport, dport, length))
         _need(buf, at + 8, end)
         if ipv6 and buf[at + 6] == 0 and buf[at + 7] == 0:
             w.set_info(w.info + " [ILLEGAL CHECKSUM (0)]")
@@ -895,20 +902,158 @@ def event(walk: Walk, number: int, time: float, length: int,
           comments: tuple[str, ...] = (), sensor: str = "") -> PacketEvent:
     """The neutral event of a selected frame (DESIGN.md)."""
     message = walk.message()
-    path = None
-    for comment in comments:
-        if comment.startswith(PATH_COMMENT):
-            path = comment[len(PATH_COMMENT):]
-            break
     prefix = walk.prefix
     # by position: PacketEvent's fields in order (one is made for every selected frame)
     return PacketEvent(
         number, time, length, tuple(walk.layers), message, prefix,
         walk.transport if message is None and prefix is None else None,
-        path, sensor, ":".join(walk.protocols), walk.info_text, walk.malformed)
+        _path(comments) if comments else None, sensor, ":".join(walk.protocols),
+        walk.info_text, walk.malformed)
 
 
 PATH_COMMENT = "path="          # lab captures: pcapng comment "path=mn-ha" (DESIGN.md)
+
+
+def _path(comments: tuple[str, ...]) -> str | None:
+    """The capture path a lab frame's pcapng comment names (PATH_COMMENT), if one does."""
+    for comment in comments:
+        if comment.startswith(PATH_COMMENT):
+            return comment[len(PATH_COMMENT):]
+    return None
+
+
+def _udp_info(sport: int, dport: int, length: int) -> str:
+    """The Info column of a UDP datagram whose length is right (tshark)."""
+    return f"{sport} → {dport} Len={length - 8}"
+
+
+# --- the common chains, decided at once ---------------------------------------------------
+
+_HEADER_AND_PORTS = struct.Struct("!HHHH")  # RFC 768: ports, length, checksum
+_ESP_HEADER = struct.Struct("!II")          # RFC 4303 2: SPI, sequence number
+# where a link type's IPv6 header starts, and the protocols in front of it and its own (as
+# Walker._link names them); Ethernet's EtherType is asked for below
+_FRONTS = {LINKTYPE_ETHERNET: (14, "eth:ethertype:ipv6"), LINKTYPE_IPV6: (0, "ipv6"),
+           **{linktype: (0, "raw:ipv6") for linktype in LINKTYPES_RAW}}
+
+
+def common_event(rec: Record, sensor: str = "", esp_closed: bool = True) -> PacketEvent | None:
+    """The event of a frame on one of the chains most mobility traffic takes, made straight
+    from its octets; None for any other frame, which the general walk (Walker.frame, then
+    `event`) takes. A common frame is raw or untagged Ethernet IPv6, whole (nothing cut by
+    the snap length, every length inside the packet), one or more IPv6 headers (IPv6-in-IPv6,
+    RFC 2473), each with destination options holding only padding and the HAO (RFC 6275 6.3)
+    or the pseudo home address option (PROFILE.md), and type 2 routing headers of one address
+    (RFC 6275 6.4), ending in a Mobility Header mobility.check finds whole (RFC 6275 6.1),
+    the first ESP header (RFC 4303, left closed; with `esp_closed` False, none: the keyed
+    stage opens ESP in the general walk), or a UDP datagram of data on a path
+    MOBILITY_FILTER selects (HAO, RH2, IPv6-in-IPv6). Such a frame has no expert error and
+    no cut: its event is the general walk's, field for field
+    (tests/dissectors/test_common_chains.py holds the two equal on every shipped scenario,
+    the shared captures, lab crowds and generated frames), made without a Walk or its
+    per-header state."""
+    data = rec.data
+    size = len(data)
+    front = _FRONTS.get(rec.linktype)
+    if front is None or rec.length > size:
+        return None
+    at, protocols = front
+    if at and (size < 14 or data[12] != 0x86 or data[13] != 0xDD):
+        return None                                  # Ethernet: only IPv6, untagged
+    layers: list[IPv6Layer] = []
+    end = size
+    selected = False                                 # one of MOBILITY_FILTER's markers
+    while True:                                      # one IPv6 header each turn (RFC 8200 3)
+        if at + 40 > end or data[at] >> 4 != 6:
+            return None
+        plen, nh, _ = _IPV6_HEADER.unpack_from(data, at + 4)
+        if at + 40 + plen > end:
+            return None
+        end = at + 40 + plen
+        src, dst = data[at + 8:at + 24], data[at + 24:at + 40]
+        hao = rh2 = pseudo = None
+        at += 40
+        while nh == DEST_OPTS or nh == ROUTING:
+            if at + 8 > end:
+                return None
+            hend = at + (data[at + 1] + 1) * 8
+            if hend > end:
+                return None
+            if nh == ROUTING:                        # one address, type 2 (RFC 6275 6.4)
+                if data[at + 2] != ROUTING_TYPE_2 or hend != at + 24:
+                    return None
+                rh2 = data[at + 8:at + 24]
+                protocols += ":ipv6.routing"
+            else:
+                protocols += ":ipv6.dstopts"
+                opt = at + 2
+                while opt < hend:
+                    otype = data[opt]
+                    if otype == OPT_PAD1:
+                        opt += 1
+                        continue
+                    if opt + 2 > hend:
+                        return None
+                    olen = data[opt + 1]
+                    if opt + 2 + olen > hend:
+                        return None
+                    if olen == 16 and otype == OPT_HAO:
+                        hao = data[opt + 2:opt + 18]
+                    elif olen == 16 and otype == OPT_PSEUDO_HOA:
+                        pseudo = data[opt + 2:opt + 18]
+                    elif otype != OPT_PADN:
+                        return None
+                    opt += 2 + olen
+                if hao is None and pseudo is None:
+                    return None
+            selected = True                          # HAO, 0xFE or RH2
+            nh, at = data[at], hend
+        if nh == IPV6:
+            selected = True                          # ipv6.nxt == 41
+            layers.append(_shared_layer(src, dst, hao, rh2, pseudo))
+            protocols += ":ipv6"
+            continue
+        message = transport = None
+        if nh in _MOBILITY_NEXT_HEADERS:
+            if at + MH_HEADER > end:
+                return None
+            mh_type = data[at + 2]
+            declared = (data[at + 1] + 1) * 8
+            if at + declared > end or mobility.check(mh_type, data[at:end], end - at):
+                return None
+            # RFC 6275 6.1.1: the home address (HAO) and the final destination (RH2)
+            message = mobility.parse(mh_type, data[at:at + declared],
+                                     (hao if hao is not None else src,
+                                      rh2 if rh2 is not None else dst), False)
+            layers.append(_shared_layer(src, dst, hao, rh2, pseudo))
+            protocols += ":mipv6"
+            info = summary.MH_INFO.get(mh_type) or summary.mh_info(mh_type)
+        elif nh == ESP_NH:
+            if not esp_closed or at + 8 > end:
+                return None
+            spi, sequence = _ESP_HEADER.unpack_from(data, at)
+            layers.append(_layer(src, dst, hao, rh2, pseudo,
+                                 Esp(spi, sequence, False, data[at + 8:end], False)))
+            protocols += ":esp"
+            info = f"ESP (SPI=0x{spi:08x})"
+        elif nh == UDP and selected:
+            if at + 8 > end:
+                return None
+            sport, dport, length, checksum = _HEADER_AND_PORTS.unpack_from(data, at)
+            if length < 8 or at + length > end or checksum == 0 \
+                    or sport in _UDP_PORTS_WALKED or dport in _UDP_PORTS_WALKED:
+                return None
+            layers.append(_shared_layer(src, dst, hao, rh2, pseudo))
+            protocols += ":udp:data" if length > 8 else ":udp"
+            info = _udp_info(sport, dport, length)
+            transport = Transport("udp", sport, dport,
+                                  printable_preview(data[at + 8:at + length]))
+        else:
+            return None
+        comments = rec.comments
+        return PacketEvent(rec.number, rec.time, rec.length, tuple(layers), message, None,
+                           transport, _path(comments) if comments else None, sensor,
+                           protocols, info, None)
 
 
 # --- pre-filter (ROADMAP 3): frames that cannot be mobility-relevant, decided from octets ---
