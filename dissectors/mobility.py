@@ -25,12 +25,14 @@ from dissectors.protocol import (
     MH_HEADER_LENGTH,
     PRIVACY_TOKEN_SUBTYPE,
     MHType,
+    NextHeader,
 )
 from dissectors.protocol import MobilityOption as Opt
 from keys import formulas
 
 MH_HEADER = MH_HEADER_LENGTH
 PAD1 = int(Opt.PAD1)        # compared with every option's type octet: a plain int
+_MH_NEXT_HEADER = int(NextHeader.MOBILITY)     # in the checksum's pseudo-header
 
 
 @dataclass(frozen=True)
@@ -134,17 +136,17 @@ OPTIONS: dict[int, OptionLayout] = {
 
 def checksum_ok(mh: bytes, src: bytes, dst: bytes) -> bool:
     """RFC 6275 6.1.1: the Internet checksum over the RFC 8200 8.1 pseudo-header (next header
-    135) and the whole MH; a correct MH sums to 0xFFFF. The 16-bit words are summed in the
-    machine's byte order (RFC 1071 2 (B): the one's complement sum does not depend on it, and
-    0xFFFF reads the same either way)."""
-    data = src + dst + len(mh).to_bytes(4, "big") + b"\x00\x00\x00\x87" + mh
-    if len(data) % 2:
-        data += b"\x00"
-    # the folded sum is the sum of the words modulo 0xFFFF (2**16 = 1 mod 0xFFFF), in
-    # 1..0xFFFF unless every word is 0: 0xFFFF exactly when the octets, read as one number,
-    # are a non-zero multiple of 0xFFFF (one C call instead of a Python sum of the words)
-    number = int.from_bytes(data, "big")
-    return number != 0 and number % 0xFFFF == 0
+    135) and the whole MH; a correct MH sums to 0xFFFF. The folded sum of 16-bit words is
+    their sum modulo 0xFFFF (2**16 = 1 mod 0xFFFF), in 1..0xFFFF since the pseudo-header's
+    next header is not 0: 0xFFFF exactly when that sum is a multiple of 0xFFFF. The words of
+    the addresses and the MH (an odd last octet padded with a zero, RFC 1071) are summed at
+    once, as one number read from their octets (one C call, not a Python sum of the words);
+    the pseudo-header's 32-bit length and next header add as they are."""
+    size = len(mh)
+    number = int.from_bytes(src + dst + mh, "big")
+    if size % 2:
+        number <<= 8
+    return (number + size + _MH_NEXT_HEADER) % 0xFFFF == 0
 
 
 def _flag_names(bits: dict[str, int]) -> dict[int, frozenset[str]]:

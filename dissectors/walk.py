@@ -960,7 +960,7 @@ def common_event(rec: Record, sensor: str = "", esp_closed: bool = True) -> Pack
     at, protocols = front
     if at and (size < 14 or data[12] != 0x86 or data[13] != 0xDD):
         return None                                  # Ethernet: only IPv6, untagged
-    layers: list[IPv6Layer] = []
+    outer: tuple[IPv6Layer, ...] = ()                # the tunnels' headers, outermost first
     end = size
     selected = False                                 # one of MOBILITY_FILTER's markers
     while True:                                      # one IPv6 header each turn (RFC 8200 3)
@@ -1010,7 +1010,7 @@ def common_event(rec: Record, sensor: str = "", esp_closed: bool = True) -> Pack
             nh, at = data[at], hend
         if nh == IPV6:
             selected = True                          # ipv6.nxt == 41
-            layers.append(_shared_layer(src, dst, hao, rh2, pseudo))
+            outer += (_shared_layer(src, dst, hao, rh2, pseudo),)
             protocols += ":ipv6"
             continue
         message = transport = None
@@ -1019,21 +1019,24 @@ def common_event(rec: Record, sensor: str = "", esp_closed: bool = True) -> Pack
                 return None
             mh_type = data[at + 2]
             declared = (data[at + 1] + 1) * 8
-            if at + declared > end or mobility.check(mh_type, data[at:end], end - at):
+            if at + declared > end:
+                return None
+            mh = data[at:end]                      # to the packet's end, as _mobility checks
+            if mobility.check(mh_type, mh, end - at):
                 return None
             # RFC 6275 6.1.1: the home address (HAO) and the final destination (RH2)
-            message = mobility.parse(mh_type, data[at:at + declared],
+            message = mobility.parse(mh_type, mh if at + declared == end else mh[:declared],
                                      (hao if hao is not None else src,
                                       rh2 if rh2 is not None else dst), False)
-            layers.append(_shared_layer(src, dst, hao, rh2, pseudo))
+            layer = _shared_layer(src, dst, hao, rh2, pseudo)
             protocols += ":mipv6"
             info = summary.MH_INFO.get(mh_type) or summary.mh_info(mh_type)
         elif nh == ESP_NH:
             if not esp_closed or at + 8 > end:
                 return None
             spi, sequence = _ESP_HEADER.unpack_from(data, at)
-            layers.append(_layer(src, dst, hao, rh2, pseudo,
-                                 Esp(spi, sequence, False, data[at + 8:end], False)))
+            layer = _layer(src, dst, hao, rh2, pseudo,
+                           Esp(spi, sequence, False, data[at + 8:end], False))
             protocols += ":esp"
             info = f"ESP (SPI=0x{spi:08x})"
         elif nh == UDP and selected:
@@ -1043,7 +1046,7 @@ def common_event(rec: Record, sensor: str = "", esp_closed: bool = True) -> Pack
             if length < 8 or at + length > end or checksum == 0 \
                     or sport in _UDP_PORTS_WALKED or dport in _UDP_PORTS_WALKED:
                 return None
-            layers.append(_shared_layer(src, dst, hao, rh2, pseudo))
+            layer = _shared_layer(src, dst, hao, rh2, pseudo)
             protocols += ":udp:data" if length > 8 else ":udp"
             info = _udp_info(sport, dport, length)
             transport = Transport("udp", sport, dport,
@@ -1051,7 +1054,7 @@ def common_event(rec: Record, sensor: str = "", esp_closed: bool = True) -> Pack
         else:
             return None
         comments = rec.comments
-        return PacketEvent(rec.number, rec.time, rec.length, tuple(layers), message, None,
+        return PacketEvent(rec.number, rec.time, rec.length, outer + (layer,), message, None,
                            transport, _path(comments) if comments else None, sensor,
                            protocols, info, None)
 
