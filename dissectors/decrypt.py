@@ -77,14 +77,6 @@ class _Entry:
     node: str | None                     # the chain it was registered from (None: listed)
 
 
-@dataclass
-class _Opening:
-    """One SA's attempt at one ESP payload."""
-    entry: _Entry
-    plain: Plaintext
-    walk: Walk
-
-
 class EspDecryptor:
     """Opens the ESP headers of events with a keyring's SAs (module docstring)."""
 
@@ -96,6 +88,10 @@ class EspDecryptor:
         # and an entry leaves in O(1) when its chain moves on
         self._by_spi: dict[int, dict[tuple[int, str | None], _Entry]] = {}
         self._unknown: set[int] = set()          # SPIs no SA verified
+        # SPI -> the SAs registered at it that have an integrity check, each once, in the
+        # order _by_spi has them: the route every packet of the SPI takes (made at its first
+        # packet, forgotten whenever the SPI's entries change: _register, _unregister)
+        self._routes: dict[int, tuple[_Sa, ...]] = {}
         states: dict[tuple[bytes, str, str, str | None], _Sa] = {}
         for sa in keyring.esp_sas:
             key = (_keys(sa), sa.src, sa.dst, sa.mobile_node)
@@ -173,11 +169,10 @@ class EspDecryptor:
         esp = chain[depth]
         if esp.truncated:
             return _marked(chain, depth, "truncated"), None
-        opening, reason = self._choose(layer, esp)
-        if opening is None:
-            return _marked(chain, depth, reason), None
-        walk = opening.walk
-        state = opening.entry.sa
+        chosen = self._choose(layer, esp)
+        if isinstance(chosen, str):
+            return _marked(chain, depth, chosen), None
+        state, walk = chosen
         node = next(iter(state.nodes)) if state.certain and len(state.nodes) == 1 else None
         chain[depth] = Esp(esp.spi, esp.sequence, True, b"", False, None, node)
         del chain[depth + 1:]
@@ -187,52 +182,63 @@ class EspDecryptor:
 
     # --- choosing the SA -------------------------------------------------------------------
 
-    def _choose(self, layer: IPv6Layer, esp: Esp) -> tuple[_Opening | None, str]:
-        header = _ESP_HEADER.pack(esp.spi, esp.sequence)
-        registered = self._by_spi.get(esp.spi)
-        entries = [e for e in registered.values() if e.sa.selects(layer)] if registered else []
-        checked = [e for e in entries if e.sa.transform.verifies]
+    def _choose(self, layer: IPv6Layer, esp: Esp) -> tuple[_Sa, Walk] | str:
+        """The SA that opens `esp` and the walk of its plaintext, or why none does."""
+        spi, payload = esp.spi, esp.payload
+        header = _ESP_HEADER.pack(spi, esp.sequence)
         tried: set[int] = set()
-        for entry in checked:
-            if id(entry.sa) in tried:
+        for state in self._route(spi):
+            if not state.selects(layer):
                 continue
-            tried.add(id(entry.sa))
-            opening = self._try(entry, layer, header, esp.payload)
-            if opening is not None:
-                self._verified(esp.spi, entry.sa)
-                return opening, ""
-        opening = self._sweep(layer, header, esp, tried) if esp.spi not in self._unknown \
-            else None
-        if opening is not None:
-            return opening, ""
-        unchecked = [e for e in entries if not e.sa.transform.verifies]
+            tried.add(id(state))
+            opened = self._try(state, layer, header, payload)
+            if opened is not None:
+                self._verified(spi, state)
+                return state, opened[1]
+        if spi not in self._unknown:
+            found = self._sweep(layer, header, esp, tried)
+            if found is not None:
+                return found
+        registered = self._by_spi.get(spi)
+        unchecked = [e.sa for e in registered.values()
+                     if not e.sa.transform.verifies and e.sa.selects(layer)] if registered else []
         if not unchecked:
-            return None, "icv-failed" if tried else "no-sa"
-        fits: dict[bytes, _Opening] = {}
-        for entry in unchecked:
-            opening = self._try(entry, layer, header, esp.payload)
-            if opening is not None and opening.plain.default_padding \
-                    and not opening.walk.errors and not opening.walk.limited:
-                fits.setdefault(_keys(entry.sa.sa), opening)
+            return "icv-failed" if tried else "no-sa"
+        fits: dict[bytes, tuple[_Sa, Walk]] = {}
+        for state in unchecked:
+            opened = self._try(state, layer, header, payload)
+            if opened is not None and opened[0].default_padding \
+                    and not opened[1].errors and not opened[1].limited:
+                fits.setdefault(_keys(state.sa), (state, opened[1]))
         if len(fits) == 1:
-            opening = next(iter(fits.values()))
-            same = opening.entry.sa
-            self._verified(esp.spi, same)
-            return opening, ""
-        return None, "ambiguous" if fits else "unparsable"
+            chosen = next(iter(fits.values()))
+            self._verified(spi, chosen[0])
+            return chosen
+        return "ambiguous" if fits else "unparsable"
 
-    def _try(self, entry: _Entry, layer: IPv6Layer, header: bytes,
-             payload: bytes) -> _Opening | None:
-        plain = entry.sa.transform.open(header, payload)
+    def _route(self, spi: int) -> tuple[_Sa, ...]:
+        """The SAs with an integrity check registered at `spi` (self._routes)."""
+        route = self._routes.get(spi)
+        if route is None:
+            registered = self._by_spi.get(spi)
+            if registered is None:
+                return ()                      # not kept: SPIs seen unregistered are unbounded
+            route = self._routes[spi] = tuple(dict.fromkeys(
+                e.sa for e in registered.values() if e.sa.transform.verifies))
+        return route
+
+    def _try(self, state: _Sa, layer: IPv6Layer, header: bytes,
+             payload: bytes) -> tuple[Plaintext, Walk] | None:
+        """`state`'s attempt at one ESP payload: its plaintext and the plaintext's walk."""
+        plain = state.transform.open(header, payload)
         if isinstance(plain, Opened):
             return None
-        if not entry.sa.transform.verifies and plain.next_header not in PARSABLE_NEXT_HEADERS:
+        if not state.transform.verifies and plain.next_header not in PARSABLE_NEXT_HEADERS:
             return None
-        return _Opening(entry, plain, self.walker.decrypted(layer, plain.next_header,
-                                                            plain.data))
+        return plain, self.walker.decrypted(layer, plain.next_header, plain.data)
 
     def _sweep(self, layer: IPv6Layer, header: bytes, esp: Esp,
-               tried: set[int]) -> _Opening | None:
+               tried: set[int]) -> tuple[_Sa, Walk] | None:
         """An SPI no registered SA verifies: try every other SA that has an ICV, once per SPI
         (the ICV is proof; which node moved it there is then looked for on its chains). SPIs
         only climb (draft 6.4), so the SAs whose last SPI lies closest below it go first."""
@@ -242,16 +248,17 @@ class EspDecryptor:
         for state in [sas[n] for n in sorted(range(len(sas)), key=distances.__getitem__)]:
             if id(state) in tried or not state.transform.verifies or not state.selects(layer):
                 continue
-            opening = self._try(_Entry(state, None), layer, header, esp.payload)
-            if opening is not None:
+            opened = self._try(state, layer, header, esp.payload)
+            if opened is not None:
                 self._verified(esp.spi, state)
-                return opening
+                return state, opened[1]
         self._unknown.add(esp.spi)
         return None
 
     # --- draft 6.4 chains ------------------------------------------------------------------
 
     def _register(self, spi: int, entry: _Entry) -> None:
+        self._routes.pop(spi, None)
         self._by_spi.setdefault(spi, {}).setdefault((id(entry.sa), entry.node), entry)
 
     def _verified(self, spi: int, state: _Sa) -> None:
@@ -321,6 +328,7 @@ class EspDecryptor:
             if entries is None:
                 continue
             entries.pop((id(state), node), None)
+            self._routes.pop(spi, None)
             if not entries:
                 del self._by_spi[spi]
 
@@ -337,12 +345,13 @@ def _keys(sa: EspSa) -> bytes:
 
 def _nest(chain: list[Esp]) -> Esp:
     """Rebuild a bundle from its headers, outermost first."""
+    if len(chain) == 1 and chain[0].bundled is None:
+        return chain[0]                            # one header, as most packets have
     inner: Esp | None = None
     for esp in reversed(chain):
         inner = dataclasses.replace(esp, bundled=inner) if esp.bundled is not inner else esp
     assert inner is not None
     return inner
-
 
 
 def _opened_layer(layer: IPv6Layer, bundle: Esp, walk: Walk) -> IPv6Layer:

@@ -12,7 +12,9 @@ from __future__ import annotations
 
 import enum
 import hmac
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import NamedTuple
 
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives import hashes
@@ -67,9 +69,9 @@ class Opened(enum.Enum):
     BAD_TRAILER = "bad-trailer"          # Pad Length beyond the payload (RFC 4303 2.5)
 
 
-@dataclass(frozen=True, slots=True)
-class Plaintext:
-    """An ESP payload opened with one SA: what followed the ESP header, before it was protected."""
+class Plaintext(NamedTuple):
+    """An ESP payload opened with one SA: what followed the ESP header, before it was protected.
+    (A named tuple: one is made for every ESP packet opened.)"""
     next_header: int                     # RFC 4303 2.6
     data: bytes                          # the protected payload, padding and trailer removed
     default_padding: bool                # the padding was 1, 2, 3, ... (RFC 4303 2.4)
@@ -89,10 +91,12 @@ def _default_padding(padding: bytes) -> bool:
 
 
 class EspTransform:
-    """One SA's algorithms and keys (never printed: no __repr__ shows a key)."""
+    """One SA's algorithms and keys (never printed: no __repr__ shows a key). Like the
+    EspDecryptor that holds it, one thread uses it: its AES-CBC context carries state from one
+    packet to the next (_cbc)."""
 
-    __slots__ = ("encryption", "integrity", "_ecb", "_aead", "_salt", "_mac", "icv_octets",
-                 "overhead", "verifies")
+    __slots__ = ("encryption", "integrity", "_aes", "_aead", "_salt", "_mac", "icv_octets",
+                 "overhead", "verifies", "_decrypt")
 
     def __init__(self, sa: EspSa):
         self.encryption = ENCRYPTION[sa.encryption]
@@ -101,14 +105,20 @@ class EspTransform:
         self._salt = b""
         if self.encryption.salt:
             key, self._salt = key[:-self.encryption.salt], key[-self.encryption.salt:]
-        self._ecb: CipherContext | None = None
+        self._aes: CipherContext | None = None
         self._aead: AESGCM | None = None
+        # the algorithm's decryption of IV | ciphertext, chosen once (every packet of the SA
+        # takes it)
+        self._decrypt: Callable[[bytes, bytes], bytes | Opened] = self._null
         if self.encryption.name == "aes-cbc":
-            self._ecb = Cipher(algorithms.AES(key), modes.ECB()).decryptor()
+            self._aes = Cipher(algorithms.AES(key), modes.CBC(bytes(AES_BLOCK))).decryptor()
+            self._decrypt = self._cbc
         elif self.encryption.name == "aes-ctr":
-            self._ecb = Cipher(algorithms.AES(key), modes.ECB()).encryptor()
+            self._aes = Cipher(algorithms.AES(key), modes.ECB()).encryptor()
+            self._decrypt = self._ctr
         elif self.encryption.name == "aes-gcm-16":
             self._aead = AESGCM(key)
+            self._decrypt = self._gcm
         # cryptography's HMAC, keyed once: a copy per packet (about a third of the cost of
         # the standard library's, whose copy and update are Python methods around OpenSSL's)
         self._mac = (crypto_hmac.HMAC(sa.authentication_key.value, self.integrity.digest())
@@ -137,34 +147,50 @@ class EspTransform:
         """The plaintext (padding and trailer included) of an ESP payload whose ICV, if any,
         has been checked; Opened.SHORT or ICV_FAILED (GCM's own tag) when it cannot be."""
         enc = self.encryption
-        body = payload[enc.iv:len(payload) - self.icv_octets]
-        if len(body) < enc.tag + TRAILER or (len(body) - enc.tag) % enc.block:
+        end = len(payload) - self.icv_octets
+        body = end - enc.iv
+        if body < enc.tag + TRAILER or (body - enc.tag) % enc.block:
             return Opened.SHORT
-        iv = payload[:enc.iv]
-        if self._aead is not None:
-            try:        # RFC 4106 4, 5: nonce = salt | IV; AAD = SPI | Sequence Number
-                return self._aead.decrypt(self._salt + iv, body, header)
-            except InvalidTag:
-                return Opened.ICV_FAILED
-        if self._ecb is None:
-            return body                                            # RFC 2410: NULL
-        if enc.name == "aes-cbc":                                  # RFC 3602 2.1
-            return _xor(self._ecb.update(body), iv + body[:-AES_BLOCK])
+        return self._decrypt(header, payload[:end])
+
+    def _null(self, header: bytes, sealed: bytes) -> bytes | Opened:
+        return sealed                                              # RFC 2410: no IV
+
+    def _cbc(self, header: bytes, sealed: bytes) -> bytes | Opened:
+        # RFC 3602 2.1: P_i = D(C_i) XOR C_(i-1), C_0 the IV. The SA's one CBC context is fed
+        # the packet's IV block first: whatever it gives for that block is dropped, and the
+        # block is then the C_(i-1) of the first ciphertext block, as a context started with
+        # this IV would have it. (Only whole blocks reach it: decrypt's check.)
+        assert self._aes is not None
+        return self._aes.update(sealed)[AES_BLOCK:]
+
+    def _ctr(self, header: bytes, sealed: bytes) -> bytes | Opened:
         # RFC 3686 4: counter block = nonce (salt) | IV | block counter from 1
+        assert self._aes is not None
+        n = self.encryption.iv
+        iv, body = sealed[:n], sealed[n:]
         blocks = (len(body) + AES_BLOCK - 1) // AES_BLOCK
         prefix = self._salt + iv
         counters = b"".join([prefix + n.to_bytes(4, "big") for n in range(1, blocks + 1)])
-        return _xor(body, self._ecb.update(counters))
+        return _xor(body, self._aes.update(counters))
+
+    def _gcm(self, header: bytes, sealed: bytes) -> bytes | Opened:
+        assert self._aead is not None
+        n = self.encryption.iv
+        try:            # RFC 4106 4, 5: nonce = salt | IV; AAD = SPI | Sequence Number
+            return self._aead.decrypt(self._salt + sealed[:n], sealed[n:], header)
+        except InvalidTag:
+            return Opened.ICV_FAILED
 
     def open(self, header: bytes, payload: bytes) -> Plaintext | Opened:
         """Verify, decrypt and strip the trailer of one ESP payload (everything after the
         8-octet header: IV, ciphertext, ICV)."""
         if len(payload) < self.overhead + TRAILER:
             return Opened.SHORT
-        if not self.icv_ok(header, payload):
+        if self._mac is not None and not self.icv_ok(header, payload):
             return Opened.ICV_FAILED
         plain = self.decrypt(header, payload)
-        if isinstance(plain, Opened):
+        if not isinstance(plain, bytes):    # (not isinstance(plain, Opened): bytes is quicker)
             return plain
         pad = plain[-2]
         end = len(plain) - TRAILER - pad

@@ -58,6 +58,23 @@ def test_every_esp_packet_of_a_crowd_decrypts_and_none_is_tied_to_the_wrong_node
     assert len(tied) > len(headers) // 2            # most SAs step on their chain soon
 
 
+def test_each_spis_route_is_what_its_registered_entries_say_after_every_packet(tmp_path):
+    """The route an SPI's packets take (its SAs with an ICV, each once, in registration
+    order) is made once and kept; as draft 6.4 chains move and cross in a crowd, after every
+    packet each kept route is the one its SPI's entries give at that moment."""
+    keyring, _, capture = crowd(tmp_path, 20, 3)
+    decryptor = EspDecryptor(keyring)
+    kept = 0
+    for event in PcapSource(str(capture)).events():
+        decryptor.decrypt(event)
+        for spi, route in decryptor._routes.items():
+            entries = decryptor._by_spi.get(spi, {}).values()
+            assert route == tuple(dict.fromkeys(e.sa for e in entries
+                                                if e.sa.transform.verifies))
+        kept = max(kept, len(decryptor._routes))
+    assert kept > 1
+
+
 def test_a_keyring_that_names_the_node_ties_every_packet_and_skips_the_search(tmp_path):
     keyring, truth, capture = crowd(tmp_path, 20, 5, named=True)
     assert all(sa.mobile_node for sa in keyring.esp_sas)

@@ -2,9 +2,13 @@
 keyring in transport and tunnel mode against real tshark decrypting the same packets."""
 from __future__ import annotations
 
+import hmac
 import subprocess
 
 import pytest
+from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from scapy.all import ESP, MIP6MH_BU, UDP, IPv6, Raw
 from scapy.layers.ipsec import SecurityAssociation
 
@@ -159,6 +163,30 @@ def _packets():
                 entry["authentication_key"] = KEYS[auth]
             sas.append(entry)
     return packets, parse_keyring({"esp_sa": sas}), protected
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.lists(st.tuples(st.binary(min_size=16, max_size=16),
+                          st.integers(1, 6), st.booleans()), min_size=1, max_size=12))
+def test_an_sas_cbc_context_opens_each_packet_as_a_fresh_one(packets):
+    """RFC 3602: the SA's one AES-CBC context, carried from packet to packet, gives each
+    packet what a context started with that packet's IV gives, whatever came before it
+    (other IVs and lengths, a packet whose ICV failed, one too short to open)."""
+    key, auth = bytes(range(16)), bytes(range(20))
+    t = transform("aes-cbc", key.hex(), "hmac-sha1-96", auth.hex())
+    for iv, blocks, tampered in packets:
+        plain = bytes(range(blocks * 16 - 2)) + b"\x00\x3b"        # no padding, NH 59
+        enc = Cipher(algorithms.AES(key), modes.CBC(iv)).encryptor()
+        header = b"\x00\x00\x01\x00" + blocks.to_bytes(4, "big")
+        body = iv + enc.update(plain) + enc.finalize()
+        icv = hmac.digest(auth, header + body, "sha1")[:12]
+        if tampered:
+            assert t.open(header, body + bytes(a ^ 1 for a in icv)) is Opened.ICV_FAILED
+            assert t.open(header, body[:20]) is Opened.SHORT
+            continue
+        fresh = Cipher(algorithms.AES(key), modes.CBC(iv)).decryptor()
+        assert t.decrypt(header, body + icv) == fresh.update(body[16:]) == plain
+        assert t.open(header, body + icv) == Plaintext(0x3B, plain[:-2], True)
 
 
 def test_every_algorithm_decrypts_as_tshark_decrypts(tmp_path):

@@ -111,3 +111,24 @@ def test_one_shot_hmac_equals_an_hmac_object(key, spi, home_index, care_of_index
         reference(home_index.to_bytes(2, "big") + care_of_index.to_bytes(2, "big"))[0] or 1)
     assert f.home_keygen_token(key, HOA, HOME_NONCE) == \
         reference(f.address_bytes(HOA) + HOME_NONCE + b"\x00")[:8]
+    # the keys kept (Kcn's tokens) and the keys used once (Kbm, Kpm): the same HMAC
+    assert f.care_of_keygen_token(key, COA, CARE_OF_NONCE) == \
+        reference(f.address_bytes(COA) + CARE_OF_NONCE + b"\x01")[:8]
+    assert f.privacy_keygen_token(key, HOME_NONCE) == \
+        reference(bytes(16) + HOME_NONCE + b"\x02")[:8]
+    mh_data = spi.to_bytes(4, "big") * 3
+    assert f.authenticator(key, COA, CN, mh_data) == \
+        reference(f.address_bytes(COA) + f.address_bytes(CN) + mh_data)[:12]
+    assert f.rr_mask(key, COA, home_index, care_of_index) == reference(
+        f.address_bytes(COA) + home_index.to_bytes(2, "big")
+        + care_of_index.to_bytes(2, "big"))[:16]
+
+
+def test_aes_block_is_one_block_of_aes_128_in_both_directions():
+    """FIPS-197 C.1: the one-block AES the pseudo home addresses use (no finalize call), under
+    the first 128 bits of a longer key (Kbm is 160), and its inverse."""
+    key = bytes.fromhex("000102030405060708090a0b0c0d0e0f")
+    block = bytes.fromhex("00112233445566778899aabbccddeeff")
+    sealed = bytes.fromhex("69c4e0d86a7b0430d8cdb78070b4c55a")
+    assert f._aes_block(key + b"\xff" * 4, block) == sealed
+    assert f._aes_block(key, sealed, decrypt=True) == block
