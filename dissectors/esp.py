@@ -1,9 +1,9 @@
 """ESP (RFC 4303) opened in Python: integrity first, then decryption, then the trailer.
 
 One `EspTransform` per keyring SA holds its algorithms and keys, with the cipher contexts built
-once: AES-CBC decrypts every block through one reused ECB context and chains the blocks itself
-(RFC 3602 2.1), AES-CTR makes its keystream through one reused ECB context (RFC 3686 4), so no
-packet pays for building a cipher. Nothing here chooses an SA; dissectors.decrypt does that.
+once: AES-CBC decrypts through one CBC context fed each packet's IV block first (RFC 3602 2.1,
+EspTransform._cbc), AES-CTR makes its keystream through one reused ECB context (RFC 3686 4), so
+no packet pays for building a cipher. Nothing here chooses an SA; dissectors.decrypt does that.
 
 The algorithms are the keyring's (PROFILE.md "The keyring", keys.keyring): their wire layout is
 declared once, in ENCRYPTION and INTEGRITY below.
