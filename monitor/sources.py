@@ -39,6 +39,8 @@ class PcapSource:
     """Events from a pcap / pcapng file. Raises UserError (one line) at construction for a
     missing file or one that is not a capture."""
 
+    read_ahead = True    # a file: every event is there already (monitor.stream.Source)
+
     def __init__(self, path: str, keyring: Keyring | None = None, sensor: str = "",
                  prefilter: bool = True, tap: Tap | None = None):
         self.path = str(path)

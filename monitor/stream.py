@@ -18,6 +18,7 @@ import contextlib
 import gc
 import threading
 from collections.abc import Iterable, Iterator
+from itertools import islice
 from typing import Any, Protocol
 
 from dissectors.accounting import Accounting
@@ -33,6 +34,7 @@ from dissectors.events import PacketEvent
 # attacker's ~8 on 200,000 packets at 100 % mobility. So what exists when the run starts
 # (modules, classes, the keyring) is frozen out of every collection, and collections are rarer.
 BATCH_GC_THRESHOLDS = (100_000, 50, 1000)
+READ_AHEAD = 512        # events a batch run reads from its source before the addons see them
 
 
 @contextlib.contextmanager
@@ -51,7 +53,10 @@ def batch_collector() -> Iterator[None]:
 
 
 class Source(Protocol):
-    """A capture source: a pcap file or a live interface, behind one interface (ROADMAP 1)."""
+    """A capture source: a pcap file or a live interface, behind one interface (ROADMAP 1).
+    One whose events are all there already (a file) may say `read_ahead = True`: a batch run
+    reads it ahead of the addons (EventStream._read_ahead). A live one never: its events
+    would wait for the ones after them."""
     name: str
     accounting: Accounting
 
@@ -97,23 +102,20 @@ class EventStream:
             lock: contextlib.AbstractContextManager[Any] | None = None) -> Accounting:
         """Every event of the source to the addons (`pace`, then `packet` under `lock`), then
         the source closed and `done()`; a `stop` set while an event is paced ends the run
-        before that event. An error while reading is raised; one from closing the source or
-        from a `done()` hook only when nothing failed before it."""
+        before that event. An error while reading is raised (after the events read before
+        it); one from closing the source or from a `done()` hook only when nothing failed
+        before it. A batch run of a source that may be read ahead (no `stop`, no `lock`, no
+        `pace` hook: `mip6mon report` of a file) reads it READ_AHEAD events ahead of the
+        addons (_read_ahead)."""
         guard = lock if lock is not None else contextlib.nullcontext()
         pace = self._hooks("pace")
-        feed = self.feed
         failed = False
         try:
-            for event in self.source.events():
-                for hook in pace:
-                    hook(event)
-                if stop is not None and stop.is_set():
-                    break
-                if lock is None:      # a batch run: no nullcontext entered per event
-                    feed(event)
-                else:
-                    with lock:
-                        feed(event)
+            if stop is None and lock is None and not pace and \
+                    getattr(self.source, "read_ahead", False):
+                self._read_ahead(self.source.events())
+            else:
+                self._paced(self.source.events(), pace, stop, lock)
         except BaseException:
             failed = True
             raise
@@ -123,6 +125,44 @@ class EventStream:
             if first is not None and not failed:
                 raise first
         return self.accounting
+
+    def _paced(self, events: Iterator[PacketEvent], pace: list[Any],
+               stop: threading.Event | None,
+               lock: contextlib.AbstractContextManager[Any] | None) -> None:
+        """One event at a time: paced, then fed (under `lock`), a `stop` seen in between."""
+        feed = self.feed
+        for event in events:
+            for hook in pace:
+                hook(event)
+            if stop is not None and stop.is_set():
+                break
+            if lock is None:      # no nullcontext entered per event
+                feed(event)
+            else:
+                with lock:
+                    feed(event)
+
+    def _read_ahead(self, events: Iterator[PacketEvent]) -> None:
+        """Every event fed in order, as `_paced` feeds them, but read READ_AHEAD at a time:
+        the dissector's walk runs for a batch of frames, then the addons for those. Taking
+        turns per frame, the two evict each other's data and code from the CPU's caches: the
+        keyed process of a 200,000-packet report at 100 % mobility spent ~1 of ~6 CPU s on
+        it (issue 10, measured: 5.9 -> 4.9 s). An error while reading is raised once the
+        events read before it are fed (the extend keeps what it took)."""
+        feed = self.feed
+        batch: list[PacketEvent] = []
+        while True:
+            try:
+                batch.extend(islice(events, READ_AHEAD))
+            except BaseException:
+                for event in batch:
+                    feed(event)
+                raise
+            for event in batch:
+                feed(event)
+            if len(batch) < READ_AHEAD:
+                return
+            batch.clear()
 
     def _close(self) -> Exception | None:
         try:

@@ -30,6 +30,10 @@ class ListSource:
         self.closed += 1
 
 
+class FileSource(ListSource):
+    read_ahead = True        # as a file's (monitor.sources.PcapSource)
+
+
 class Recorder:
     """Records each hook call and whether the stream's lock was held at that moment."""
 
@@ -103,3 +107,52 @@ def test_a_broken_source_is_the_error_raised_not_a_done_that_fails_after_it():
         EventStream(source, [Recorder(lock, log, fail_done=True)]).run(lock=lock)
     assert [f for h, f, _ in log if h == "packet"] == [1, 2]
     assert log[-1][0] == "done" and source.closed == 1
+
+
+class Order:
+    """Records (addon, frame) for each packet: the order events reach the addons."""
+
+    def __init__(self, name: str, log: list):
+        self.name, self.log = name, log
+
+    def packet(self, event) -> None:
+        self.log.append((self.name, event.frame))
+
+
+@pytest.mark.parametrize("count", [0, 1, 4, 5, 11])
+def test_a_batch_run_reads_ahead_and_feeds_every_event_to_every_addon_in_order(monkeypatch,
+                                                                              count):
+    # a file, no lock, stop or pace hook: read READ_AHEAD at a time (whole batches, a short
+    # last one, none at all); each event still reaches every addon before the next one does
+    monkeypatch.setattr("monitor.stream.READ_AHEAD", 4)
+    log: list = []
+    source = FileSource(count)
+    acc = EventStream(source, [Order("a", log), Order("b", log)]).run()
+    assert log == [(name, frame) for frame in range(1, count + 1) for name in "ab"]
+    assert acc.analysed == count and source.closed == 1
+
+
+@pytest.mark.parametrize("fail_at", [1, 3, 5, 6])
+def test_a_batch_run_feeds_what_it_read_before_the_source_broke(monkeypatch, fail_at):
+    monkeypatch.setattr("monitor.stream.READ_AHEAD", 4)
+    log: list = []
+    source = FileSource(9, fail_at=fail_at)
+    with pytest.raises(OSError, match="the capture broke"):
+        EventStream(source, [Order("a", log)]).run()
+    assert log == [("a", frame) for frame in range(1, fail_at)]
+    assert source.accounting.analysed == fail_at - 1 and source.closed == 1
+
+
+def test_a_source_that_may_not_be_read_ahead_is_fed_each_event_as_it_comes(monkeypatch):
+    # a live source: the addons see each event before the next one is read
+    monkeypatch.setattr("monitor.stream.READ_AHEAD", 4)
+    log: list = []
+
+    class Live(ListSource):
+        def events(self):
+            for event in super().events():
+                log.append(("read", event.frame))
+                yield event
+
+    EventStream(Live(3), [Order("a", log)]).run()
+    assert log == [("read", 1), ("a", 1), ("read", 2), ("a", 2), ("read", 3), ("a", 3)]
