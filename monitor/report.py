@@ -121,11 +121,15 @@ def _exec_attacker(events: int, answers: int, vantage: str, detail: bool) -> Non
 
 def report_in_two_processes(capture: str, keyring: Keyring | None, vantage: str = "all",
                             detail: bool = False, progress: str | None = None,
-                            engine: str = DEFAULT_ENGINE) -> dict:
+                            engine: str = DEFAULT_ENGINE,
+                            deliver: Callable[[dict], None] | None = None) -> dict:
     """`build_report(analyse(...))` (scaled unless `detail`) with the attacker in a process of
     its own fed the events of this one (monitor.report_attacker), so the keyed and attacker
     analyses run on two cores; the same report as one process gives
-    (tests/monitor/test_report_parallel.py)."""
+    (tests/monitor/test_report_parallel.py). `deliver(report)` is called once it is whole,
+    before the attacker's process is reaped: its interpreter's exit frees every object it
+    built (tenths of a second at 200,000 packets), which printing the report need not wait
+    for."""
     source = pcap_source(capture, keyring, engine)   # a bad file fails here, in one line
     events_in, events_out = multiprocessing.Pipe(duplex=False)
     answers_in, answers_out = multiprocessing.Pipe(duplex=False)
@@ -144,6 +148,11 @@ def report_in_two_processes(capture: str, keyring: Keyring | None, vantage: str 
                 with watching(source_probe(source), progress):
                     accounting = stream.run()
             events_out.send(KeyedTruth.of(keyed))
+            # this process's sections while the attacker's finishes its last batches and its
+            # after-pass (the privacy score waits for the truth just sent): off the wall clock
+            report = {"capture": capture_section(accounting), "messages": messages.as_dict()}
+            report.update(keyed.report())
+            findings = None if detail else scaled_findings(report["findings"])
             answer = answers_in.recv()
         except (BrokenPipeError, EOFError):
             answer = None
@@ -151,13 +160,11 @@ def report_in_two_processes(capture: str, keyring: Keyring | None, vantage: str 
             if answer is not None:
                 raise AttackerProcessEnded(f"the attacker's process failed: {answer[1]}")
             raise AttackerProcessEnded(f"the attacker's process {child.how_it_ended()}")
-        _, attacker_section, privacy = answer
-        report = {"capture": capture_section(accounting), "messages": messages.as_dict()}
-        report.update(keyed.report())
-        report["attacker"] = attacker_section
-        report["privacy"] = privacy
-        if not detail:
-            report = scaled(report, attacker_scaled=True)
+        _, report["attacker"], report["privacy"] = answer
+        if findings is not None:
+            report = scaled(report, attacker_scaled=True, findings=findings)
+        if deliver is not None:
+            deliver(report)
         return report
     finally:
         events_out.close()
@@ -199,19 +206,29 @@ def build_report(analysis: Analysis, scaled_attacker: bool = False) -> dict:
 
 
 FINDINGS_SHOWN = 100          # scaled: findings listed per kind (every kind's total is given)
-def scaled(report: dict, attacker_scaled: bool = False) -> dict:
-    """The report without its per-frame lists (module docstring); `report` is not changed.
-    `attacker_scaled`: its attacker section is scaled already (scaled_attacker)."""
-    out = dict(report)
-    kinds = Counter(f["kind"] for f in report["findings"])
+ScaledFindings = tuple[list[dict], dict[str, int]]
+
+
+def scaled_findings(findings: list[dict]) -> ScaledFindings:
+    """The scaled report's `findings` (the first FINDINGS_SHOWN of each kind) and
+    `finding_counts` (every kind's total)."""
+    kinds = Counter(f["kind"] for f in findings)
     shown: Counter = Counter()
-    findings = []
-    for finding in report["findings"]:
+    first = []
+    for finding in findings:
         shown[finding["kind"]] += 1
         if shown[finding["kind"]] <= FINDINGS_SHOWN:
-            findings.append(finding)
-    out["findings"] = findings
-    out["finding_counts"] = dict(sorted(kinds.items()))
+            first.append(finding)
+    return first, dict(sorted(kinds.items()))
+
+
+def scaled(report: dict, attacker_scaled: bool = False,
+           findings: ScaledFindings | None = None) -> dict:
+    """The report without its per-frame lists (module docstring); `report` is not changed.
+    `attacker_scaled`: its attacker section is scaled already (scaled_attacker); `findings`:
+    scaled_findings(report["findings"]) made already."""
+    out = dict(report)
+    out["findings"], out["finding_counts"] = findings or scaled_findings(report["findings"])
     if not attacker_scaled:
         out["attacker"] = scaled_attacker(report["attacker"])
     return out
@@ -359,11 +376,12 @@ def _command_report(args, keyring: Keyring | None) -> int:
     engine = getattr(args, "engine", DEFAULT_ENGINE)
     detail = getattr(args, "detail", False) or args.format != "json"
     progress = f"report {os.path.basename(args.capture)}"
+    write = functools.partial(_write_report, args.format)
     report = None
     if two_processes(args.capture):
         try:
-            report = shown = report_in_two_processes(args.capture, keyring, args.vantage,
-                                                     detail, progress, engine)
+            report = report_in_two_processes(args.capture, keyring, args.vantage, detail,
+                                             progress, engine, deliver=write)
         except AttackerProcessEnded as e:
             print(f"mip6mon: {args.capture}: {e}; analysing it again in one process",
                   file=sys.stderr)
@@ -371,14 +389,19 @@ def _command_report(args, keyring: Keyring | None) -> int:
         report = build_report(analyse(args.capture, keyring, args.vantage, notes=False,
                                       engine=engine, progress=progress),
                               scaled_attacker=not detail)
-        shown = report if detail else scaled(report, attacker_scaled=True)
-    if args.format == "json":
-        write_json(shown, sys.stdout)
-    else:
-        sys.stdout.write(render_text(report) + "\n")
+        write(report if detail else scaled(report, attacker_scaled=True))
     if not report["capture"]["complete"]:
         sys.stdout.flush()
         print(f"mip6mon: incomplete: {args.capture}: {report['capture']['incomplete_reason']}",
               file=sys.stderr)
         return EXIT_INCOMPLETE
     return 0
+
+
+def _write_report(form: str, report: dict) -> None:
+    """The report on stdout as `--format` says: JSON (scaled unless --detail), or text (from
+    the whole report: `--format text` implies --detail)."""
+    if form == "json":
+        write_json(report, sys.stdout)
+    else:
+        sys.stdout.write(render_text(report) + "\n")

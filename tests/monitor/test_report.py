@@ -35,6 +35,25 @@ def test_json_report_shape_and_content(demo):
     assert "home-bu-retransmitted" in {f["kind"] for f in report["findings"]}
 
 
+@pytest.mark.parametrize("detail", [False, True])
+def test_two_processes_print_the_one_process_json_byte_for_byte(demo, monkeypatch, detail):
+    # with the attacker in a process of its own, the keyed sections are made while it
+    # finishes (monitor.report.report_in_two_processes): the same text, the keys' order too
+    _, out = demo
+    args = ["report", str(out / "capture.pcapng"), "--keys", str(out / "keyring.toml"),
+            "--format", "json"] + (["--detail"] if detail else [])
+    texts = []
+    for one_process in ("1", "0"):
+        monkeypatch.setenv("MIP6MON_ONE_PROCESS", one_process)
+        r = run_cli(*args)
+        assert r.returncode == 0, r.stderr
+        texts.append(r.stdout)
+    assert texts[0] == texts[1]
+    assert list(json.loads(texts[1])) == (
+        ["capture", "messages", "home_bindings", "correspondent_bindings", "findings",
+         "attacker", "privacy"] + ([] if detail else ["finding_counts"]))
+
+
 def test_text_report_tables(demo):
     truth, out = demo
     r = run_cli("report", str(out / "capture.pcapng"), "--keys", str(out / "keyring.toml"))
