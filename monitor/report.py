@@ -122,13 +122,14 @@ def _exec_attacker(events: int, answers: int, vantage: str, detail: bool) -> Non
 def report_in_two_processes(capture: str, keyring: Keyring | None, vantage: str = "all",
                             detail: bool = False, progress: str | None = None,
                             engine: str = DEFAULT_ENGINE,
-                            deliver: Callable[[dict], None] | None = None) -> dict:
+                            printer: ReportPrinter | None = None) -> dict:
     """`build_report(analyse(...))` (scaled unless `detail`) with the attacker in a process of
     its own fed the events of this one (monitor.report_attacker), so the keyed and attacker
     analyses run on two cores; the same report as one process gives
-    (tests/monitor/test_report_parallel.py). `deliver(report)` is called once it is whole,
-    before the attacker's process is reaped: its interpreter's exit frees every object it
-    built (tenths of a second at 200,000 packets), which printing the report need not wait
+    (tests/monitor/test_report_parallel.py). `printer` is given this process's sections
+    while the attacker's process finishes (ReportPrinter.prepare), and prints the report
+    once it is whole, before that process is reaped: its interpreter's exit frees every
+    object it built (tenths of a second at 200,000 packets), which printing need not wait
     for."""
     source = pcap_source(capture, keyring, engine)   # a bad file fails here, in one line
     events_in, events_out = multiprocessing.Pipe(duplex=False)
@@ -153,6 +154,9 @@ def report_in_two_processes(capture: str, keyring: Keyring | None, vantage: str 
             report = {"capture": capture_section(accounting), "messages": messages.as_dict()}
             report.update(keyed.report())
             findings = None if detail else scaled_findings(report["findings"])
+            if printer is not None:
+                printer.prepare(report if findings is None else {
+                    **report, "findings": findings[0], "finding_counts": findings[1]})
             answer = answers_in.recv()
         except (BrokenPipeError, EOFError):
             answer = None
@@ -163,8 +167,8 @@ def report_in_two_processes(capture: str, keyring: Keyring | None, vantage: str 
         _, report["attacker"], report["privacy"] = answer
         if findings is not None:
             report = scaled(report, attacker_scaled=True, findings=findings)
-        if deliver is not None:
-            deliver(report)
+        if printer is not None:
+            printer.print(report)
         return report
     finally:
         events_out.close()
@@ -282,13 +286,20 @@ def _key_text(key: Any) -> str:
     raise TypeError(f"keys must be str, int, float, bool or None, not {type(key).__name__}")
 
 
-def json_chunks(value: Any, level: int = 0) -> Iterator[str]:
+# a dict's key -> (its value, that value's text as an item of the dict: json_item_text)
+EncodedItems = dict[Any, tuple[Any, str]]
+
+
+def json_chunks(value: Any, level: int = 0,
+                encoded: EncodedItems | None = None) -> Iterator[str]:
     """The text of `json.dumps(value, indent=2)`, in pieces. json's indented encoder is the
     pure-Python one, one function call and one piece per item: a report of 200,000 packets
     at 100 % mobility (50,000 correspondent bindings) took 0.6-1 s of the keyed process's CPU
     (issue 10, profiled). Here every container whose items are scalars (a binding, a finding)
     is one call to the C encoder (_flat_encoder); only containers of containers are walked in
-    Python. tests/monitor/test_report_json.py: byte-identical to json.dumps."""
+    Python. `encoded`: items of the dict `value` whose text was made already (an item is
+    written from it only while it is the very object encoded). tests/monitor/
+    test_report_json.py: byte-identical to json.dumps."""
     if isinstance(value, _SCALARS):
         yield _scalar_text(value)
         return
@@ -316,13 +327,21 @@ def json_chunks(value: Any, level: int = 0) -> Iterator[str]:
     for key, item in items:
         yield separator + (_key_text(key) + ": " if keyed else "")
         separator = "," + inner
-        if isinstance(item, dict | list | tuple) and item and _flat(item):
+        made = encoded.get(key) if encoded else None
+        if made is not None and made[0] is item:
+            yield made[1]
+        elif isinstance(item, dict | list | tuple) and item and _flat(item):
             # the common case (a list of bindings) without a generator per item
             text = child(item)
             yield text[0] + deeper + text[1:-1] + after + text[-1]
         else:
             yield from json_chunks(item, level + 1)
     yield outer + ("}" if keyed else "]")
+
+
+def json_item_text(item: Any) -> str:
+    """`item`'s text as a value of a top-level dict (what json_chunks writes for it there)."""
+    return "".join(json_chunks(item, 1))
 
 
 RECORDS_AT_ONCE = 256
@@ -349,13 +368,13 @@ def _records(records: list | tuple, level: int) -> Iterator[str]:
 WRITE_CHARS = 1 << 16
 
 
-def write_json(value: Any, out: TextIO) -> None:
+def write_json(value: Any, out: TextIO, encoded: EncodedItems | None = None) -> None:
     """`value` as json.dumps(value, indent=2) and a newline, written WRITE_CHARS or so at a
     time (a 2,000,000-packet report is tens of MB of text: never held whole, nor written a
-    small piece per call)."""
+    small piece per call); `encoded`: as json_chunks's."""
     chunks: list[str] = []
     held = 0
-    for chunk in json_chunks(value):
+    for chunk in json_chunks(value, 0, encoded):
         chunks.append(chunk)
         held += len(chunk)
         if held >= WRITE_CHARS:
@@ -376,12 +395,12 @@ def _command_report(args, keyring: Keyring | None) -> int:
     engine = getattr(args, "engine", DEFAULT_ENGINE)
     detail = getattr(args, "detail", False) or args.format != "json"
     progress = f"report {os.path.basename(args.capture)}"
-    write = functools.partial(_write_report, args.format)
+    printer = ReportPrinter(args.format)
     report = None
     if two_processes(args.capture):
         try:
             report = report_in_two_processes(args.capture, keyring, args.vantage, detail,
-                                             progress, engine, deliver=write)
+                                             progress, engine, printer)
         except AttackerProcessEnded as e:
             print(f"mip6mon: {args.capture}: {e}; analysing it again in one process",
                   file=sys.stderr)
@@ -389,7 +408,7 @@ def _command_report(args, keyring: Keyring | None) -> int:
         report = build_report(analyse(args.capture, keyring, args.vantage, notes=False,
                                       engine=engine, progress=progress),
                               scaled_attacker=not detail)
-        write(report if detail else scaled(report, attacker_scaled=True))
+        printer.print(report if detail else scaled(report, attacker_scaled=True))
     if not report["capture"]["complete"]:
         sys.stdout.flush()
         print(f"mip6mon: incomplete: {args.capture}: {report['capture']['incomplete_reason']}",
@@ -398,10 +417,24 @@ def _command_report(args, keyring: Keyring | None) -> int:
     return 0
 
 
-def _write_report(form: str, report: dict) -> None:
-    """The report on stdout as `--format` says: JSON (scaled unless --detail), or text (from
-    the whole report: `--format text` implies --detail)."""
-    if form == "json":
-        write_json(report, sys.stdout)
-    else:
-        sys.stdout.write(render_text(report) + "\n")
+class ReportPrinter:
+    """`mip6mon report`'s output on stdout as `--format` says: JSON (scaled unless --detail),
+    or text (from the whole report: `--format text` implies --detail). `prepare(sections)`:
+    sections of the report made before the rest (report_in_two_processes: the keyed ones,
+    while the attacker's process finishes), their JSON made then too."""
+
+    def __init__(self, form: str):
+        self.form = form
+        self._encoded: EncodedItems = {}
+
+    def prepare(self, sections: dict) -> None:
+        if self.form == "json":
+            self._encoded = {key: (value, json_item_text(value))
+                             for key, value in sections.items()}
+
+    def print(self, report: dict) -> None:
+        if self.form == "json":
+            write_json(report, sys.stdout, self._encoded)
+        else:
+            sys.stdout.write(render_text(report) + "\n")
+        self._encoded = {}

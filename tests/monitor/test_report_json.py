@@ -8,7 +8,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from monitor import report as report_module
-from monitor.report import json_chunks, write_json
+from monitor.report import json_chunks, json_item_text, write_json
 
 # strings that look like the separators json_chunks rewrites between records, and escapes
 TEXT = st.text(alphabet=st.sampled_from(list('ab}{[],: \n"\\') + ["\u00e9", "\u2028", "\x00"]),
@@ -54,3 +54,19 @@ def test_what_json_cannot_encode_fails_as_json_fails(value):
         json.dumps(value, indent=2)
     with pytest.raises(TypeError):
         "".join(json_chunks(value))
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.dictionaries(TEXT, VALUES, max_size=5), st.data())
+def test_items_encoded_ahead_write_the_same_text(value, data):
+    # ReportPrinter.prepare: the keyed sections' text made while the attacker's process
+    # finishes; an item replaced since (another object) is encoded anew, never the old text
+    ahead = data.draw(st.lists(st.sampled_from(sorted(value)), unique=True) if value
+                      else st.just([]))
+    encoded = {key: (value[key], json_item_text(value[key])) for key in ahead}
+    replaced = data.draw(st.sampled_from(ahead)) if ahead else None
+    if replaced is not None:
+        value[replaced] = [value[replaced]]
+    out = io.StringIO()
+    write_json(value, out, encoded)
+    assert out.getvalue() == json.dumps(value, indent=2) + "\n"
