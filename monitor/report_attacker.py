@@ -17,6 +17,7 @@ from __future__ import annotations
 import contextlib
 import copyreg
 import io
+import os
 import pickle
 import sys
 import traceback
@@ -97,9 +98,13 @@ class Forward:
         self.batch.clear()
 
 
-def serve(vantage: str, detail: bool, events: Connection, answers: Connection) -> None:
+def serve(vantage: str, detail: bool, events: Connection, answers: Connection,
+          exit_when_answered: bool = False) -> None:
     """Child side: the forwarded events into an AttackerAnalyzer; then, given the keyed truth,
-    ("ok", attacker section, privacy section), or ("error", one line, traceback)."""
+    ("ok", attacker section, privacy section), or ("error", one line, traceback).
+    `exit_when_answered` (the process of `main`): it ends once the answer is sent, without
+    freeing what it built one object at a time (the keyed process reaps it before it exits:
+    ~0.2 s at 200,000 packets, 100 % mobility, spent on nothing)."""
     try:
         attacker = AttackerAnalyzer(vantage)
         take, view = attacker.packet_view, tuple.__new__
@@ -116,6 +121,9 @@ def serve(vantage: str, detail: bool, events: Connection, answers: Connection) -
         truth = events.recv()
         section = attacker.report() if detail else scaled_attacker_of(attacker)
         answers.send(("ok", section, privacy_score(attacker, truth)))
+        if exit_when_answered:
+            sys.stderr.flush()
+            os._exit(0)
     except BaseException as e:   # noqa: B036 -- the parent must hear of any end
         with contextlib.suppress(OSError):      # unless it has gone (it failed first)
             answers.send(("error", f"{type(e).__name__}: {e}", traceback.format_exc()))
@@ -203,7 +211,7 @@ def main(argv: list[str]) -> None:
     events_fd, answers_fd, vantage, detail = argv
     with batch_collector():            # the same as the keyed process's (monitor.report)
         serve(vantage, detail == "1", Connection(int(events_fd), writable=False),
-              Connection(int(answers_fd), readable=False))
+              Connection(int(answers_fd), readable=False), exit_when_answered=True)
 
 
 if __name__ == "__main__":
