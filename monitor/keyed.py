@@ -53,7 +53,6 @@ import ipaddress
 import operator
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from itertools import chain
 from typing import Any
 
 from dissectors.events import Esp, IPv6Layer, MobilityMessage, PacketEvent
@@ -330,19 +329,16 @@ class KeyedAnalyzer:
     def _packet(self, event: PacketEvent) -> None:
         # one look at the layers decides which steps below can matter to this frame: ESP for
         # _verified_esps, a HAO / RH2 / option 0xFE for _data_addresses (a packet with neither
-        # has nothing for them, the usual data packet)
-        layers = event.layers
-        if len(layers) == 1:
-            layer = layers[0]
-            addresses = _ADDRESSES(layer)
-            esp = layer.esp is not None
-            marked = addresses[0] is not None or addresses[1] is not None \
-                or addresses[2] is not None
-        else:
-            addresses = tuple(chain.from_iterable(map(_ADDRESSES, layers)))
-            esp = any(layer.esp is not None for layer in layers)
-            marked = any(layer.home_address is not None or layer.routing_home_address is not None
-                         or layer.pseudo_home_address is not None for layer in layers)
+        # has nothing for them, the usual data packet); the addresses for attribution.settle
+        addresses: tuple[str | None, ...] = ()
+        esp = marked = False
+        for layer in event.layers:
+            fields = _ADDRESSES(layer)
+            addresses += fields            # () + fields is fields: no copy for one layer
+            if layer.esp is not None:
+                esp = True
+            if fields[0] is not None or fields[1] is not None or fields[2] is not None:
+                marked = True
         esps = self._verified_esps(event) if esp else ()
         if esps:
             self.attribution.seen(event.frame, (), esps)
