@@ -120,15 +120,15 @@ class Order:
 
 
 @pytest.mark.parametrize("count", [0, 1, 4, 5, 11])
-def test_a_batch_run_reads_ahead_and_feeds_every_event_to_every_addon_in_order(monkeypatch,
-                                                                              count):
+def test_a_batch_run_reads_ahead_and_gives_each_addon_every_event_in_order(monkeypatch, count):
     # a file, no lock, stop or pace hook: read READ_AHEAD at a time (whole batches, a short
-    # last one, none at all); each event still reaches every addon before the next one does
+    # last one, none at all), each batch to one addon, then the next
     monkeypatch.setattr("monitor.stream.READ_AHEAD", 4)
     log: list = []
     source = FileSource(count)
     acc = EventStream(source, [Order("a", log), Order("b", log)]).run()
-    assert log == [(name, frame) for frame in range(1, count + 1) for name in "ab"]
+    batches = [range(start, min(start + 4, count + 1)) for start in range(1, count + 1, 4)]
+    assert log == [(name, frame) for batch in batches for name in "ab" for frame in batch]
     assert acc.analysed == count and source.closed == 1
 
 
@@ -138,8 +138,8 @@ def test_a_batch_run_feeds_what_it_read_before_the_source_broke(monkeypatch, fai
     log: list = []
     source = FileSource(9, fail_at=fail_at)
     with pytest.raises(OSError, match="the capture broke"):
-        EventStream(source, [Order("a", log)]).run()
-    assert log == [("a", frame) for frame in range(1, fail_at)]
+        EventStream(source, [Order("a", log), Order("b", log)]).run()
+    assert sorted(log) == [(name, frame) for name in "ab" for frame in range(1, fail_at)]
     assert source.accounting.analysed == fail_at - 1 and source.closed == 1
 
 
