@@ -17,11 +17,12 @@ it was fed in its profiles.
 from __future__ import annotations
 
 import bisect
+import operator
 from array import array
 from collections import Counter, defaultdict, deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from itertools import groupby, repeat
+from itertools import groupby, islice, repeat
 from typing import NamedTuple
 
 from dissectors.events import PacketEvent
@@ -39,8 +40,8 @@ from monitor.linking import (
     Rule,
     entropy_bits,
 )
-from monitor.observe import Observation, observe
-from monitor.placement import VANTAGE_PATHS, Roles, View, place, visible
+from monitor.observe import Ends, ends, observation
+from monitor.placement import HEAD, VANTAGE_PATHS, Roles, View, place, visible
 
 
 class Seen(NamedTuple):
@@ -56,6 +57,10 @@ class Seen(NamedTuple):
 
 
 _Place = tuple[str, "str | None", "tuple[str, ...]", "str | None"]
+# Where the packets of one head (monitor.placement.HEAD) are while the roles stay as they are:
+# their path, their ends at this vantage point (None: not seen here) and their place's index.
+_Where = tuple[str, "Ends | None", int]
+HEADS = 1 << 14            # heads remembered at most (a live capture meets new ones for days)
 
 
 @dataclass(frozen=True, slots=True)
@@ -141,6 +146,11 @@ class AttackerAnalyzer:
         self._linker = Linker(rules, threshold, wait)
         # to be placed: (view, position fed)
         self._waiting: deque[tuple[View, int]] = deque()
+        # the heads whose packets taught the roles all they can (since the last new home agent),
+        # and where each head's packets are (for the roles' state `_where_state`)
+        self._learnt: set[tuple] = set()
+        self._where: dict[tuple, _Where] = {}
+        self._where_state = self._roles.state
         self._now = float("-inf")
         self._placement: Counter = Counter()
         # the packets seen, in the order observed (frame order): three columns, and each
@@ -151,8 +161,6 @@ class AttackerAnalyzer:
         self._fed_at = array("q")       # each one's position in what was fed (increasing)
         self._places: list[_Place] = []
         self._place_ids: dict[_Place, int] = {}
-        self._ordered = True            # frames observed in increasing order (bisect finds one)
-        self._in_time = True            # and times never decreasing (a profile's order as seen)
         self._profiles: list[Profile] | None = None
 
     # -- addon hooks ---------------------------------------------------------------------------
@@ -166,13 +174,24 @@ class AttackerAnalyzer:
         self._fed += 1
         if view is None:
             return
-        roles = self._roles
-        if roles.learn(view):
-            # a home agent just recognised: what the waiting packets say about care-of
-            # addresses and home prefixes changes with it
-            for waiting_view, _ in self._waiting:
-                roles.learn_sides(waiting_view)
-        roles.learn_sides(view)
+        head = view[HEAD]
+        if head not in self._learnt:
+            # the packets of one head teach the roles once (learn and learn_sides add to sets),
+            # until a new home agent changes what learn_sides reads
+            roles = self._roles
+            if roles.learn(view):
+                # a home agent just recognised: what the waiting packets say about care-of
+                # addresses and home prefixes changes with it
+                for waiting_view, _ in self._waiting:
+                    roles.learn_sides(waiting_view)
+                self._learnt.clear()
+            roles.learn_sides(view)
+            if len(self._learnt) >= HEADS:
+                self._learnt.clear()
+            self._learnt.add(head)
+            if roles.state != self._where_state or len(self._where) >= HEADS:
+                self._where.clear()         # the roles learnt: place each head again
+                self._where_state = roles.state
         waiting = self._waiting
         waiting.append((view, self._fed))
         time = view.time
@@ -203,35 +222,43 @@ class AttackerAnalyzer:
         self._profiles = None
 
     def _place(self, before: float) -> None:
-        """Place and observe the packets that have waited long enough."""
-        waiting, roles, seen, placement = self._waiting, self._roles, self._seen, \
-            self._placement
-        keep, link = self._keep, self._linker.add
+        """Place and observe the packets that have waited long enough (the roles do not change
+        meanwhile: `_where` holds)."""
+        waiting, placement, where = self._waiting, self._placement, self._where
+        link = self._linker.add
+        frames, times, place_of = self._frames, self._times, self._place_of
+        fed_at = self._fed_at if self.max_packets is not None else None
         while waiting and waiting[0][0].time < before:
             view, fed = waiting.popleft()
             self._placed = fed
-            path = place(view, roles)
+            at = where.get(view[HEAD])
+            if at is None:
+                at = where[view[HEAD]] = self._placed_at(view)
+            path, its_ends, place_id = at
             placement[path] += 1
-            if path in seen:
-                obs = observe(view, path, roles)
-                keep(obs, fed)
+            if its_ends is not None:
+                obs = observation(view, path, its_ends)
+                # kept in three columns (and, for a live window, a fourth: when it was fed)
+                frames.append(obs.frame)
+                times.append(obs.time)
+                place_of.append(place_id)
+                if fed_at is not None:
+                    fed_at.append(fed)
                 link(obs)
 
-    def _keep(self, obs: Observation, fed: int) -> None:
-        place: _Place = (obs.path, obs.care_of, obs.homes, obs.correspondent)
-        pid = self._place_ids.get(place)
+    def _placed_at(self, view: View) -> _Where:
+        """Where a packet is (monitor.placement.place) and, if this vantage point sees that
+        path, its ends there and its place's index."""
+        path = place(view, self._roles)
+        if path not in self._seen:
+            return path, None, -1
+        at = ends(view, path, self._roles)
+        place_: _Place = (path, at.care_of, at.homes, at.correspondent)
+        pid = self._place_ids.get(place_)
         if pid is None:
-            pid = self._place_ids[place] = len(self._places)
-            self._places.append(place)
-        if self._frames:
-            if obs.frame <= self._frames[-1]:
-                self._ordered = False
-            if obs.time < self._times[-1]:
-                self._in_time = False
-        self._frames.append(obs.frame)
-        self._times.append(obs.time)
-        self._place_of.append(pid)
-        self._fed_at.append(fed)
+            pid = self._place_ids[place_] = len(self._places)
+            self._places.append(place_)
+        return path, at, pid
 
     def _trim(self) -> None:
         """Forget what was observed of packets fed before the newest `max_packets` placed (those
@@ -259,22 +286,31 @@ class AttackerAnalyzer:
         """The packets observed (those a live window still holds), in frame order."""
         return [self._at(i) for i in range(len(self._frames))]
 
-    def _seen_at(self, frame: int) -> int | None:
-        """Where the packet of `frame` is in the columns (None: not observed, or forgotten)."""
+    def _order(self) -> tuple[bool, bool]:
+        """Whether the frames observed increase (bisect finds one) and their times never go
+        back (each profile's packets are then in its order as observed): read off the columns
+        when the profiles are built, not checked packet by packet."""
+        frames, times = self._frames, self._times
+        return (all(map(operator.lt, frames, islice(frames, 1, None))),
+                all(map(operator.le, times, islice(times, 1, None))))
+
+    def _seen_at(self, frame: int, ordered: bool) -> int | None:
+        """Where the packet of `frame` is in the columns (None: not observed, or forgotten);
+        `ordered`: the frames observed increase (`_order`)."""
         frames = self._frames
-        if self._ordered:
+        if ordered:
             i = bisect.bisect_left(frames, frame)
         else:
             i = frames.index(frame) if frame in frames else len(frames)
         return i if i < len(frames) and frames[i] == frame else None
 
-    def _at_end(self, profile: Profile, frame: int, first: bool) -> bool:
+    def _at_end(self, profile: Profile, frame: int, first: bool, ordered: bool) -> bool:
         """The packet of `frame` is at the first (last) care-of address of the profile's
         trail; one that shows no care-of address is at an end only of a profile with no trail
         (tied to no place yet)."""
         if not profile.trail:
             return True
-        i = self._seen_at(frame)
+        i = self._seen_at(frame, ordered)
         if i is None:
             return True
         care_of = self._places[self._place_of[i]][1]
@@ -304,7 +340,8 @@ class AttackerAnalyzer:
         groups = [list(ix) for _, ix in groupby(by_root, key=roots.__getitem__)]
         # each profile's packets by (time, frame), profiles by their first frame; observed in
         # that order already unless the capture's frames or times went back
-        in_order = self._ordered and self._in_time
+        ordered, in_time = self._order()
+        in_order = ordered and in_time
         if in_order:
             members = sorted(groups, key=lambda ix: frames_[ix[0]])
         else:
@@ -386,14 +423,14 @@ class AttackerAnalyzer:
             # subject is where its profile's trail begins and the candidate where its ends (a
             # trail linked on through other evidence is not open to look-alikes there)
             s = profile(ev.subject[0])
-            if s is None or not self._at_end(profiles[s], ev.subject[0], first=True):
+            if s is None or not self._at_end(profiles[s], ev.subject[0], True, ordered):
                 continue
             for c in ev.candidates:
                 if not c.frames or c.probability < ANONYMITY_MIN:
                     continue
                 o = profile(c.frames[0])
                 if o is None or o == s or not self._at_end(profiles[o], c.frames[0],
-                                                           first=False):
+                                                           False, ordered):
                     continue
                 for a, b in ((s, o), (o, s)):
                     could_be[a][b] = max(could_be[a].get(b, 0.0), c.probability)

@@ -10,6 +10,7 @@ nothing behind an ESP header is ever used.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import NamedTuple
 
 from dissectors.protocol import MH_NAMES, MHType, mh_name
 from monitor.placement import Roles, View
@@ -64,7 +65,18 @@ _RR_FROM_MOBILE = frozenset(map(int, (MHType.BU, MHType.COTI, MHType.HOTI)))  # 
 _BU, _HOTI, _HOT, _COT = (int(t) for t in (MHType.BU, MHType.HOTI, MHType.HOT, MHType.COT))
 
 
-def observe(view: View, path: str, roles: Roles) -> Observation:
+class Ends(NamedTuple):
+    """Who a packet's ends are at its place, as its head shows them (monitor.placement.HEAD:
+    the same for every packet of that head while the roles stay as they were)."""
+    care_of: str | None
+    homes: tuple[str, ...]
+    correspondent: str | None
+    home_agent: str | None
+    towards_ha: bool | None
+
+
+def ends(view: View, path: str, roles: Roles) -> Ends:
+    """Its ends, read from the packet's head at its place, given the roles now."""
     src, dst, agents = view.src, view.dst, roles.home_agents
     care_of = correspondent = home_agent = None
     towards_ha = None
@@ -109,11 +121,27 @@ def observe(view: View, path: str, roles: Roles) -> Observation:
         else:
             _home(homes, agents, dst)
             correspondent = src
-    home_nonce_index = care_of_nonce_index = cookie = None
-    name = ""
     if mh_type is not None:
         if view.alternate_care_of_address:        # RFC 6275 6.2.5: the CoA, visible in clear
             care_of = view.alternate_care_of_address
+        if view.error_home_address:
+            _home(homes, agents, view.error_home_address)
+    if care_of is not None and (care_of in homes or roles.is_home_side(care_of)):
+        # RFC 6275 11.5.4: a node back home talks from its home address: an identity, not a
+        # location (and the same key as its home address seen anywhere else)
+        if care_of not in homes:
+            homes.append(care_of)
+        care_of = None
+    return Ends(care_of, tuple(homes), correspondent, home_agent, towards_ha)
+
+
+def observation(view: View, path: str, at: Ends) -> Observation:
+    """The observation of a packet on `path` whose ends are `at` (`ends(view, path, roles)`):
+    its ends and what this packet itself carries."""
+    mh_type = view.mh_type
+    home_nonce_index = care_of_nonce_index = cookie = None
+    name = ""
+    if mh_type is not None:
         name = MH_NAMES.get(mh_type) or mh_name(mh_type)   # no call for the types named
         if view.cookie:
             cookie = view.cookie.hex()
@@ -124,18 +152,15 @@ def observe(view: View, path: str, roles: Roles) -> Observation:
             home_nonce_index = view.nonce_index
         elif mh_type == _COT:
             care_of_nonce_index = view.nonce_index
-        if view.error_home_address:
-            _home(homes, agents, view.error_home_address)
-    if care_of is not None and (care_of in homes or roles.is_home_side(care_of)):
-        # RFC 6275 11.5.4: a node back home talks from its home address: an identity, not a
-        # location (and the same key as its home address seen anywhere else)
-        if care_of not in homes:
-            homes.append(care_of)
-        care_of = None
-    spi = view.spi
+    care_of, homes, correspondent, home_agent, towards_ha = at
     # positional, in the fields' order (keywords cost a dict per packet)
     return Observation(
-        view.frame, view.time, path, src, dst, view.length, care_of, tuple(homes),
-        correspondent, home_agent, towards_ha, spi, view.esp_sequence, spi is not None,
-        bool(tunnel), mh_type, name, view.mh_sequence, view.home_flag, home_nonce_index,
+        view.frame, view.time, path, view.src, view.dst, view.length, care_of, homes,
+        correspondent, home_agent, towards_ha, view.spi, view.esp_sequence, view.encrypted,
+        bool(view.tunnel), mh_type, name, view.mh_sequence, view.home_flag, home_nonce_index,
         care_of_nonce_index, cookie)
+
+
+def observe(view: View, path: str, roles: Roles) -> Observation:
+    """The observation of a packet on `path`, given the roles now."""
+    return observation(view, path, ends(view, path, roles))

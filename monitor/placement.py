@@ -56,36 +56,40 @@ class View(NamedTuple):
     of a tunnel not under ESP, and the Mobility Header's fields only when no ESP hides them.
     A plain tuple of plain values: `monitor.report_attacker.Forward` sends it to the attacker's
     process as it is (the pickler's own tuple code, no object to rebuild there), and the
-    attacker reads each field in one step (no `outer.` first)."""
+    attacker reads each field in one step (no `outer.` first).
+
+    Two groups: first what changes from packet to packet of one flow (frame, counters, nonces,
+    cookies), then its HEAD, the rest: everything the roles learn from a packet and its path
+    and ends are read from (Roles.learn, learn_sides, place, monitor.observe.ends). Packets with
+    the same head teach the roles nothing new and are placed alike while the roles stay as
+    they were (monitor.attacker places a head once per state of the roles; a flow's packets
+    share one)."""
     frame: int
     time: float
     length: int
+    spi: int | None                           # the first ESP header, if any: what follows it
+    esp_sequence: int | None                  # is ciphertext on the wire
+    mh_sequence: int | None                   # the Mobility Header (RFC 6275 6.1), in clear
+    cookie: bytes | None                      # HoTI, CoTI, HoT, CoT init cookie
+    nonce_index: int | None                   # HoT, CoT
+    home_nonce_index: int | None              # BU Nonce Indices option
+    care_of_nonce_index: int | None
+    # -- the head (HEAD) --
     src: str                                  # the outer header
     dst: str
     home_address: str | None                  # HAO (RFC 6275 6.3)
     routing_home_address: str | None          # type 2 routing header (RFC 6275 6.4)
     pseudo_home_address: str | None           # option 0xFE (PROFILE.md)
-    spi: int | None                           # the first ESP header, if any: what follows it
-    esp_sequence: int | None                  # is ciphertext on the wire
+    encrypted: bool                           # an ESP header hides the rest (spi is not None)
     outer_esp: bool                           # that ESP header follows the outer header
     # the layers after the outer one up to the first ESP header (a tunnel the eavesdropper sees
     # into), without their ESP header; () for most packets
     tunnel: tuple[IPv6Layer, ...]
-    mh_type: int | None                       # the Mobility Header (RFC 6275 6.1), in clear
+    mh_type: int | None                       # the Mobility Header's type, in clear
     home_flag: bool                           # BU "H" (RFC 6275 6.1.7)
-    mh_sequence: int | None
-    cookie: bytes | None                      # HoTI, CoTI, HoT, CoT init cookie
-    nonce_index: int | None                   # HoT, CoT
-    home_nonce_index: int | None              # BU Nonce Indices option
-    care_of_nonce_index: int | None
     alternate_care_of_address: str | None
     error_home_address: str | None            # BE
     prefix_discovery: MobilePrefix | None     # ICMPv6 MPS / MPA (RFC 6275 6.7, 6.8), in clear
-
-    @property
-    def encrypted(self) -> bool:
-        """An ESP header hides the rest of the packet."""
-        return self.spi is not None
 
     @property
     def layers(self) -> int:
@@ -98,6 +102,10 @@ class View(NamedTuple):
         if self.tunnel:
             return self.tunnel[-1].src, self.tunnel[-1].dst
         return self.src, self.dst
+
+
+# A View's head (view[HEAD]): its fields from `src` on (see View).
+HEAD = slice(View._fields.index("src"), None)
 
 
 def _bare(layer: IPv6Layer) -> IPv6Layer:
@@ -117,33 +125,33 @@ def eavesdropped(event: PacketEvent) -> tuple | None:
     outer = layers[0]
     esp = outer.esp
     if esp is not None:                    # the usual ESP packet
-        return (event.frame, event.time, event.length, outer.src, outer.dst,
-                outer.home_address, outer.routing_home_address, outer.pseudo_home_address,
-                esp.spi, esp.sequence, True, (),
-                None, False, None, None, None, None, None, None, None, None)
+        return (event.frame, event.time, event.length, esp.spi, esp.sequence,
+                None, None, None, None, None,
+                outer.src, outer.dst, outer.home_address, outer.routing_home_address,
+                outer.pseudo_home_address, True, True, (), None, False, None, None, None)
     tunnel: tuple[IPv6Layer, ...] = ()
     if len(layers) > 1:
         for n in range(1, len(layers)):
             esp = layers[n].esp
             if esp is not None:
-                return (event.frame, event.time, event.length, outer.src, outer.dst,
-                        outer.home_address, outer.routing_home_address,
-                        outer.pseudo_home_address, esp.spi, esp.sequence, False,
-                        tuple(map(_bare, layers[1:n + 1])),
-                        None, False, None, None, None, None, None, None, None, None)
+                return (event.frame, event.time, event.length, esp.spi, esp.sequence,
+                        None, None, None, None, None,
+                        outer.src, outer.dst, outer.home_address, outer.routing_home_address,
+                        outer.pseudo_home_address, True, False,
+                        tuple(map(_bare, layers[1:n + 1])), None, False, None, None, None)
         tunnel = tuple(layers[1:])
     mh = event.mobility
     if mh is None:
-        return (event.frame, event.time, event.length, outer.src, outer.dst,
-                outer.home_address, outer.routing_home_address, outer.pseudo_home_address,
-                None, None, False, tunnel,
-                None, False, None, None, None, None, None, None, None, event.prefix_discovery)
-    return (event.frame, event.time, event.length, outer.src, outer.dst,
-            outer.home_address, outer.routing_home_address, outer.pseudo_home_address,
-            None, None, False, tunnel,
-            mh.mh_type, "H" in mh.flags, mh.sequence, mh.cookie, mh.nonce_index,
-            mh.home_nonce_index, mh.care_of_nonce_index, mh.alternate_care_of_address,
-            mh.error_home_address, event.prefix_discovery)
+        return (event.frame, event.time, event.length, None, None,
+                None, None, None, None, None,
+                outer.src, outer.dst, outer.home_address, outer.routing_home_address,
+                outer.pseudo_home_address, False, False, tunnel, None, False, None, None,
+                event.prefix_discovery)
+    return (event.frame, event.time, event.length, None, None,
+            mh.sequence, mh.cookie, mh.nonce_index, mh.home_nonce_index, mh.care_of_nonce_index,
+            outer.src, outer.dst, outer.home_address, outer.routing_home_address,
+            outer.pseudo_home_address, False, False, tunnel, mh.mh_type, "H" in mh.flags,
+            mh.alternate_care_of_address, mh.error_home_address, event.prefix_discovery)
 
 
 _view = tuple.__new__                  # View(...) without its Python-level __new__: one a packet
@@ -169,6 +177,12 @@ class Roles:
     _prefixes: dict[str, str | None] = field(default_factory=dict, repr=False)
     # ESP peers of each address until it has two (then it is a home agent or never will be)
     _esp_peers: dict[str, set[str] | None] = field(default_factory=dict, repr=False)
+
+    @property
+    def state(self) -> tuple[int, int, int]:
+        """Changes whenever what `place` and monitor.observe.ends read of the roles changes
+        (`learn` and `learn_sides` only ever add to these sets)."""
+        return len(self.home_agents), len(self.home_prefixes), len(self.care_of_addresses)
 
     def prefix(self, address: str) -> str | None:
         """prefix64, remembered per address (parsing addresses dominates the analysis time)."""
@@ -244,7 +258,7 @@ class Roles:
                     if q:
                         self.home_prefixes.add(q)
         src, dst = view.src, view.dst
-        if view.spi is not None:
+        if view.encrypted:
             # RFC 3776 / draft 5.2.1, 5.5: HAO + ESP goes to the home agent, RH2 + ESP comes from it
             if view.outer_esp:
                 if view.home_address:

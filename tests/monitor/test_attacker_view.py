@@ -10,7 +10,7 @@ import pytest
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
-from dissectors.events import Esp, IPv6Layer, MobilityMessage, PacketEvent
+from dissectors.events import Esp, IPv6Layer, MobilePrefix, MobilityMessage, PacketEvent
 from keys.keyring import load_keyring
 from lab.run import run_scenario
 from lab.scenario import load_scenario
@@ -28,10 +28,12 @@ from tests.monitor.attacker_builders import (
     PHOA,
     analyse,
     bu,
+    cot,
     coti,
     event,
     home_ba_esp,
     home_bu_esp,
+    hot,
     hoti,
     layer,
     tunnel_up,
@@ -108,7 +110,9 @@ def test_every_view_holds_each_field_where_it_belongs(shape):
         esp = e.layers[cut].esp
         assert v.encrypted and (v.spi, v.esp_sequence, v.outer_esp) == (esp.spi, esp.sequence,
                                                                         cut == 0)
-        assert v[View._fields.index("mh_type"):] == (None, False) + (None,) * 8
+        assert (v.mh_type, v.home_flag, v.mh_sequence, v.cookie, v.nonce_index,
+                v.home_nonce_index, v.care_of_nonce_index, v.alternate_care_of_address,
+                v.error_home_address, v.prefix_discovery) == (None, False) + (None,) * 8
 
 
 # ---- placement from wire facts -----------------------------------------------------------------
@@ -590,3 +594,115 @@ def test_an_evidence_summary_is_its_dict_read(rule, confidence, detail, frames, 
                  candidates=(Candidate(frames[:1], confidence, "w", True),) if frames else (),
                  frame_count=len(frames) + extra if extra % 2 else 0)
     assert e.summary(threshold) == summary_of(e.as_dict(threshold))
+
+
+# ---- each head learnt from and placed once per state of the roles (issue 10) -------------------
+
+def _alone(monkeypatch):
+    """Each packet a head of its own (its frame in the key): learnt from, placed and observed on
+    its own, as before heads."""
+    import monitor.attacker
+    monkeypatch.setattr(monitor.attacker, "HEAD", slice(0, None))
+
+
+def _reports(events, vantage):
+    a = _attack(events, vantage)
+    return a.report(), a.seen(), a.roles()
+
+
+@pytest.mark.parametrize("vantage", ["all", "mn-ha", "ha-cn", "mn-cn"])
+def test_heads_place_what_every_packet_alone_would(lab_runs, vantage, monkeypatch):
+    """The packets of one head (monitor.placement.HEAD) teach the roles once and are placed
+    alike while the roles stay: on every shipped scenario and crowd, the same report, packets
+    seen and roles (with why each home agent is one) as each packet learnt from and placed on
+    its own."""
+    by_head = {name: _reports(events[False], vantage)
+               for name, (_, _, events) in lab_runs.items()}
+    _alone(monkeypatch)
+    for name, (_, _, events) in lab_runs.items():
+        assert _reports(events[False], vantage) == by_head[name], name
+
+
+@settings(max_examples=80, deadline=None)
+@given(_packets(min_layers=1, max_size=40, seconds=30), _vantage)
+def test_heads_place_what_every_packet_alone_would_on_any_events(items, vantage):
+    """The same on any events (any options, tunnels, ESP or not, any mobility message, addresses
+    that are home agents' and care-of addresses' at once)."""
+    import monitor.attacker
+    events = _events(sorted(items, key=lambda x: x[2]))
+    by_head = _reports(events, vantage)
+    head = monitor.attacker.HEAD
+    try:
+        monitor.attacker.HEAD = slice(0, None)
+        assert _reports(events, vantage) == by_head
+    finally:
+        monitor.attacker.HEAD = head
+
+
+def test_a_head_is_placed_again_once_the_roles_learn():
+    """A flow placed before the roles knew its ends is placed anew after: its first packet
+    with nothing known (other), its next once a Home BU showed the care-of address (mn-cn)."""
+    data = [event(1, 0.0, layer(COA1, CN)), event(2, 11.0, layer(COA1, CN)),
+            home_bu_esp(3, 12.0, COA1, PHOA, 0x1001, 1), event(4, 30.0, layer(HA, COA1))]
+    a = _attack(data)
+    assert [(o.frame, o.path) for o in a.seen()] == \
+        [(1, "other"), (2, "mn-cn"), (3, "mn-ha"), (4, "mn-ha")]
+    # and a flow that taught the roles nothing teaches them again once a home agent is known:
+    # COA1's packets to HA, before and after HA is recognised, make COA1 a care-of address
+    data = [event(1, 0.0, layer(COA1, HA)), event(2, 11.0, layer(COB1, CN)),
+            home_bu_esp(3, 12.0, COB1, PHOA, 0x1001, 1), event(4, 13.0, layer(COA1, HA)),
+            event(5, 14.0, layer(COA1, CN)), event(6, 40.0, layer(HA, COB1))]
+    a = _attack(data)
+    assert [(o.frame, o.path) for o in a.seen()] == \
+        [(1, "other"), (2, "mn-cn"), (3, "mn-ha"), (4, "mn-ha"), (5, "mn-cn"), (6, "mn-ha")]
+
+
+def test_roles_and_places_read_only_a_packets_head(lab_runs):
+    """What the roles learn from a packet and where and between whom it is placed are read from
+    its head alone (what monitor.attacker remembers per head): every View field that
+    Roles.learn, learn_sides, place and observe.ends read, on every shipped scenario and crowd
+    and on each shape of packet, is in HEAD."""
+    from monitor.observe import ends
+    from monitor.placement import HEAD, Roles, View
+
+    read: set[str] = set()
+
+    class Recording(View):
+        __slots__ = ()
+
+        def __getattribute__(self, name):
+            if name in View._fields:
+                read.add(name)
+            return super().__getattribute__(name)
+
+    pd = MobilePrefix(147, 9, ("2001:db8:1::/64",))
+    shapes = [event(1, 1.0, layer(COA1, HA, hao=PHOA), mh=bu(7, home=True, hni=3, cni=4,
+                                                             acoa=COB1)),
+              PacketEvent(2, 1.1, 100, (layer(HA, COA1, rh2=HOA1),), prefix_discovery=pd),
+              PacketEvent(3, 1.2, 100, (layer(COA1, HA),),
+                          prefix_discovery=MobilePrefix(146, 9)),
+              event(4, 1.3, layer(COA1, HA), layer(HOA1, CN, hao=PHOA), mh=hoti()),
+              event(5, 1.4, layer(HA, COA1), layer(CN, HOA1, rh2=PHOA)),
+              event(6, 1.5, layer(COA1, HA), layer(HOA1, CN, esp=(0x1001, 9))),
+              event(7, 1.6, layer(HOA1, CN), mh=hoti()), event(8, 1.7, layer(CN, HOA1),
+                                                               mh=hot(3)),
+              event(9, 1.8, layer(COA1, CN), mh=coti()), event(10, 1.9, layer(CN, COA1),
+                                                               mh=cot(4)),
+              event(11, 2.0, layer(CN, COA1), mh=MobilityMessage(7, status=1,
+                                                                 error_home_address=HOA1)),
+              home_bu_esp(12, 2.1, COA1, PHOA, 0x1001, 1),
+              home_ba_esp(13, 2.2, COA1, PHOA, 0x2001, 1)]
+    runs = [events[False] for _, _, events in lab_runs.values()] + [shapes]
+    for events in runs:
+        views = [tuple.__new__(Recording, visible(e)) for e in events if e.layers]
+        roles = Roles()
+        for v in views:
+            roles.learn(v)
+            roles.learn_sides(v)
+        for v in views:
+            ends(v, place(v, roles), roles)
+            for path in ("mn-ha", "mn-cn", "ha-cn"):
+                ends(v, path, roles)
+    # and the frame, in why a home agent is one, written when it is first recognised: never by
+    # a packet whose head taught the roles before (the tests above compare Roles.reasons)
+    assert read and read <= {"frame", *View._fields[HEAD]}, read - set(View._fields[HEAD])
