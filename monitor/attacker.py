@@ -57,10 +57,22 @@ class Seen(NamedTuple):
 
 
 _Place = tuple[str, "str | None", "tuple[str, ...]", "str | None"]
-# Where the packets of one head (monitor.placement.HEAD) are while the roles stay as they are:
-# their path, their ends at this vantage point (None: not seen here) and their place's index.
-_Where = tuple[str, "Ends | None", int]
 HEADS = 1 << 14            # heads remembered at most (a live capture meets new ones for days)
+
+
+class _Head:
+    """What the analyzer knows of the packets of one head (monitor.placement.HEAD), shared by
+    them: they teach the roles what the first taught (Roles.learn and learn_sides only add to
+    sets) until a new home agent changes what learn_sides reads, and are placed alike while
+    the roles stay as they are (place and observe.ends read the head and the roles)."""
+
+    # class defaults, no __init__ and no slots: a new head costs a bare object (in a crowd most
+    # heads are new: each binding brings its own pseudo home address)
+    taught = -1                         # the home agents' generation it taught the roles in
+    placed = -1                         # the roles' generation `path`.. were found in
+    path = ""
+    ends: Ends | None = None            # at this vantage point (None: not seen here)
+    place_id = -1
 
 
 @dataclass(frozen=True, slots=True)
@@ -144,13 +156,14 @@ class AttackerAnalyzer:
         self._roles = Roles()
         self._seen = VANTAGE_PATHS[vantage]
         self._linker = Linker(rules, threshold, wait)
-        # to be placed: (view, position fed)
-        self._waiting: deque[tuple[View, int]] = deque()
-        # the heads whose packets taught the roles all they can (since the last new home agent),
-        # and where each head's packets are (for the roles' state `_where_state`)
-        self._learnt: set[tuple] = set()
-        self._where: dict[tuple, _Where] = {}
-        self._where_state = self._roles.state
+        # to be placed: (view, position fed, its head's _Head)
+        self._waiting: deque[tuple[View, int, _Head]] = deque()
+        self._heads: dict[tuple, _Head] = {}
+        # generations: of the home agents (one more at each new one), of the roles (one more at
+        # each change of Roles.state, which is `_state`)
+        self._agents = 0
+        self._generation = 0
+        self._state = self._roles.state
         self._now = float("-inf")
         self._placement: Counter = Counter()
         # the packets seen, in the order observed (frame order): three columns, and each
@@ -174,26 +187,12 @@ class AttackerAnalyzer:
         self._fed += 1
         if view is None:
             return
-        head = view[HEAD]
-        if head not in self._learnt:
-            # the packets of one head teach the roles once (learn and learn_sides add to sets),
-            # until a new home agent changes what learn_sides reads
-            roles = self._roles
-            if roles.learn(view):
-                # a home agent just recognised: what the waiting packets say about care-of
-                # addresses and home prefixes changes with it
-                for waiting_view, _ in self._waiting:
-                    roles.learn_sides(waiting_view)
-                self._learnt.clear()
-            roles.learn_sides(view)
-            if len(self._learnt) >= HEADS:
-                self._learnt.clear()
-            self._learnt.add(head)
-            if roles.state != self._where_state or len(self._where) >= HEADS:
-                self._where.clear()         # the roles learnt: place each head again
-                self._where_state = roles.state
+        key = view[HEAD]
+        head = self._heads.get(key)
+        if head is None or head.taught != self._agents:
+            head = self._learn(view, key, head)
         waiting = self._waiting
-        waiting.append((view, self._fed))
+        waiting.append((view, self._fed, head))
         time = view.time
         if time > self._now:
             self._now = time
@@ -202,6 +201,28 @@ class AttackerAnalyzer:
             if self.max_packets is not None:
                 self._trim()
         self._profiles = None
+
+    def _learn(self, view: View, key: tuple, head: _Head | None) -> _Head:
+        """What a packet teaches the roles, when its head (`key`) has not taught them since the
+        last new home agent; its head's _Head."""
+        roles = self._roles
+        if roles.learn(view):
+            # a home agent just recognised: what the waiting packets say about care-of
+            # addresses and home prefixes changes with it
+            for waiting_view, _, _ in self._waiting:
+                roles.learn_sides(waiting_view)
+            self._agents += 1
+        roles.learn_sides(view)
+        state = roles.state
+        if state != self._state:
+            self._state = state
+            self._generation += 1       # every head is placed again
+        if head is None:
+            if len(self._heads) >= HEADS:
+                self._heads.clear()
+            head = self._heads[key] = _Head()
+        head.taught = self._agents
+        return head
 
     def advance(self, now: float) -> None:
         """Capture time has reached `now` with no packet since (a live source: its capture
@@ -223,42 +244,43 @@ class AttackerAnalyzer:
 
     def _place(self, before: float) -> None:
         """Place and observe the packets that have waited long enough (the roles do not change
-        meanwhile: `_where` holds)."""
-        waiting, placement, where = self._waiting, self._placement, self._where
+        meanwhile)."""
+        waiting, placement, generation = self._waiting, self._placement, self._generation
         link = self._linker.add
         frames, times, place_of = self._frames, self._times, self._place_of
         fed_at = self._fed_at if self.max_packets is not None else None
         while waiting and waiting[0][0].time < before:
-            view, fed = waiting.popleft()
+            view, fed, head = waiting.popleft()
             self._placed = fed
-            at = where.get(view[HEAD])
-            if at is None:
-                at = where[view[HEAD]] = self._placed_at(view)
-            path, its_ends, place_id = at
+            if head.placed != generation:
+                self._place_head(view, head)
+                head.placed = generation
+            path = head.path
             placement[path] += 1
-            if its_ends is not None:
-                obs = observation(view, path, its_ends)
+            if head.ends is not None:
+                obs = observation(view, path, head.ends)
                 # kept in three columns (and, for a live window, a fourth: when it was fed)
                 frames.append(obs.frame)
                 times.append(obs.time)
-                place_of.append(place_id)
+                place_of.append(head.place_id)
                 if fed_at is not None:
                     fed_at.append(fed)
                 link(obs)
 
-    def _placed_at(self, view: View) -> _Where:
-        """Where a packet is (monitor.placement.place) and, if this vantage point sees that
-        path, its ends there and its place's index."""
-        path = place(view, self._roles)
+    def _place_head(self, view: View, head: _Head) -> None:
+        """Where the packets of a head are (monitor.placement.place) and, if this vantage point
+        sees that path, their ends there and their place's index."""
+        head.path = path = place(view, self._roles)
         if path not in self._seen:
-            return path, None, -1
-        at = ends(view, path, self._roles)
+            head.ends = None
+            return
+        head.ends = at = ends(view, path, self._roles)
         place_: _Place = (path, at.care_of, at.homes, at.correspondent)
         pid = self._place_ids.get(place_)
         if pid is None:
             pid = self._place_ids[place_] = len(self._places)
             self._places.append(place_)
-        return path, at, pid
+        head.place_id = pid
 
     def _trim(self) -> None:
         """Forget what was observed of packets fed before the newest `max_packets` placed (those

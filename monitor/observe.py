@@ -132,7 +132,8 @@ def ends(view: View, path: str, roles: Roles) -> Ends:
         if care_of not in homes:
             homes.append(care_of)
         care_of = None
-    return Ends(care_of, tuple(homes), correspondent, home_agent, towards_ha)
+    # Ends(...) without its Python-level __new__ (a packet of a head not seen before makes one)
+    return tuple.__new__(Ends, (care_of, tuple(homes), correspondent, home_agent, towards_ha))
 
 
 def observation(view: View, path: str, at: Ends) -> Observation:

@@ -179,10 +179,10 @@ class Roles:
     _esp_peers: dict[str, set[str] | None] = field(default_factory=dict, repr=False)
 
     @property
-    def state(self) -> tuple[int, int, int]:
-        """Changes whenever what `place` and monitor.observe.ends read of the roles changes
-        (`learn` and `learn_sides` only ever add to these sets)."""
-        return len(self.home_agents), len(self.home_prefixes), len(self.care_of_addresses)
+    def state(self) -> int:
+        """Changes whenever what `place` and monitor.observe.ends read of the roles changes:
+        `learn` and `learn_sides` only ever add to these sets, so their sizes' sum grows."""
+        return len(self.home_agents) + len(self.home_prefixes) + len(self.care_of_addresses)
 
     def prefix(self, address: str) -> str | None:
         """prefix64, remembered per address (parsing addresses dominates the analysis time)."""
