@@ -215,8 +215,12 @@ class AttackerAnalyzer:
         roles.learn_sides(view)
         state = roles.state
         if state != self._state:
+            # every head is placed again: those waiting by their records' generation, and the
+            # heads not seen since are forgotten (in a crowd most never come back)
             self._state = state
-            self._generation += 1       # every head is placed again
+            self._generation += 1
+            self._heads.clear()
+            head = None
         if head is None:
             if len(self._heads) >= HEADS:
                 self._heads.clear()
