@@ -32,7 +32,6 @@ from __future__ import annotations
 import bisect
 import heapq
 import math
-from array import array
 from collections import Counter, defaultdict, deque
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
@@ -307,9 +306,11 @@ def kind_of(o: Observation) -> tuple:
 class UnionFind:
     """Frames -> profile; merges keep the smallest frame as the root.
 
-    A frame's parent is kept in an array chunk of CHUNK consecutive frame numbers (8 octets a
-    frame where a dict entry and its ints took ~100; frames are capture positions, so the
-    chunks of a busy capture are full and those of frames never seen are never made).
+    A frame's parent is kept in one list indexed by the frame's distance from the oldest frame
+    held (`_base`: 0, or where a live window was trimmed), ABSENT for a frame not held: frames
+    are capture positions, so a busy capture's are dense, and a list slot reads the parent
+    object it holds (8 octets a frame, as the array chunks this was, which made an int object
+    at every read and looked each chunk up in a dict: a fifth of the linker's time).
 
     `roots` caches find() for the frames that decisions ask about again and again (a timing
     window's candidates and rivals, asked by every decision whose window holds them; read it,
@@ -317,63 +318,68 @@ class UnionFind:
     group, when the cache is emptied (rare: a new frame joins its group as a root of its own,
     which no entry names)."""
 
-    CHUNK_BITS = 6
-    CHUNK = 1 << CHUNK_BITS
     ABSENT = -1
+    GROW = 1 << 12              # slots added at once when a frame lies past the end
     CACHED = 1 << 14            # entries at most (emptied when full)
 
     def __init__(self, items: Iterable[int] = ()):
-        self._chunks: dict[int, array] = {}
+        self._parent: list[int] = []
+        self._base = 0
         self.size = 0
         self.roots: dict[int, int] = {}
         self._cached_roots: set[int] = set()     # the roots `roots` names
         for i in items:
             self.add(i)
 
-    def _slot(self, x: int) -> tuple[array, int]:
-        chunk = self._chunks.get(x >> self.CHUNK_BITS)
-        if chunk is None:
-            chunk = self._chunks[x >> self.CHUNK_BITS] = array("q", _ABSENT_CHUNK)
-        return chunk, x & (self.CHUNK - 1)
+    def _make_room(self, x: int) -> None:
+        """Slots up to frame x (and from it, when it is older than the oldest held)."""
+        parent = self._parent
+        i = x - self._base
+        if i < 0:
+            parent[:0] = [self.ABSENT] * -i
+            self._base = x
+        elif i >= len(parent):
+            parent.extend([self.ABSENT] * max(i + 1 - len(parent), self.GROW))
 
     def add(self, x: int) -> None:
-        chunk = self._chunks.get(x >> self.CHUNK_BITS)
-        if chunk is None:
-            chunk = self._chunks[x >> self.CHUNK_BITS] = array("q", _ABSENT_CHUNK)
-        i = x & (self.CHUNK - 1)
-        if chunk[i] == -1:
-            chunk[i] = x
+        i = x - self._base
+        parent = self._parent
+        if not 0 <= i < len(parent):
+            self._make_room(x)
+            i = x - self._base
+        if parent[i] == -1:
+            parent[i] = x
             self.size += 1
 
     def __contains__(self, x: int) -> bool:
-        chunk = self._chunks.get(x >> self.CHUNK_BITS)
-        return chunk is not None and chunk[x & (self.CHUNK - 1)] != -1
+        i = x - self._base
+        return 0 <= i < len(self._parent) and self._parent[i] != -1
 
     def frames(self) -> Iterator[int]:
-        for c in sorted(self._chunks):
-            chunk, base = self._chunks[c], c << self.CHUNK_BITS
-            for i, p in enumerate(chunk):
-                if p != -1:
-                    yield base + i
+        base = self._base
+        for i, p in enumerate(self._parent):
+            if p != -1:
+                yield base + i
 
     def find(self, x: int) -> int:
         """x's root; a frame not held is its own and is not added: a decision that looks up a
         frame a live window forgot (an index entry older than the window) must not bring it
-        back, with a chunk of its own, until the next trim (issue 12)."""
-        chunks, bits, mask = self._chunks, self.CHUNK_BITS, self.CHUNK - 1
-        chunk = chunks.get(x >> bits)
-        if chunk is None or chunk[x & mask] == -1:
+        back until the next trim (issue 12)."""
+        parent, base = self._parent, self._base
+        i = x - base
+        if not 0 <= i < len(parent):
             return x
-        root = x
-        parent = chunk[x & mask]
-        while parent != root:
-            root = parent
-            parent = chunks[root >> bits][root & mask]
+        root = parent[i]
+        if root == x or root == -1:
+            return x
+        up = parent[root - base]
+        while up != root:
+            root = up
+            up = parent[root - base]
         while x != root:             # path compression
-            chunk = chunks[x >> bits]
-            up = chunk[x & mask]
-            chunk[x & mask] = root
-            x = up
+            i = x - base
+            x = parent[i]
+            parent[i] = root
         return root
 
     def cached(self, x: int) -> int:
@@ -391,17 +397,15 @@ class UnionFind:
         self._cached_roots.clear()
 
     def union(self, a: int, b: int) -> bool:
-        chunks, bits, mask = self._chunks, self.CHUNK_BITS, self.CHUNK - 1
-        chunk = chunks.get(a >> bits)
-        if chunk is None or chunk[a & mask] == -1:
+        parent, base = self._parent, self._base
+        i, j = a - base, b - base
+        if not (0 <= i < len(parent) and 0 <= j < len(parent)) \
+                or parent[i] == -1 or parent[j] == -1:
             self.add(a)
-            chunk = chunks[a >> bits]
-        pa = chunk[a & mask]
-        chunk = chunks.get(b >> bits)
-        if chunk is None or chunk[b & mask] == -1:
             self.add(b)
-            chunk = chunks[b >> bits]
-        pb = chunk[b & mask]
+            parent, base = self._parent, self._base
+            i, j = a - base, b - base
+        pa, pb = parent[i], parent[j]
         if pa == pb:
             # one parent, one profile: a packet's second and third identity, after the first
             # joined it to the profile (roots point at themselves, the rest at their root
@@ -413,9 +417,15 @@ class UnionFind:
         if ra == rb:
             return False
         lo, hi = (ra, rb) if ra < rb else (rb, ra)
-        chunks[hi >> bits][hi & mask] = lo
+        parent[hi - base] = lo
         if hi in self._cached_roots:
             self._forget_roots()
+        # what was joined, most often a frame just seen (its first identity), into the cache:
+        # the timing decisions a moment later ask for it (a candidate, a rival, the subject)
+        roots = self.roots
+        if len(roots) < self.CACHED:
+            roots[hi] = lo
+            self._cached_roots.add(lo)
         return True
 
     def groups(self) -> dict[int, list[int]]:
@@ -431,15 +441,11 @@ class UnionFind:
         first: dict[int, int] = {}
         for f in kept:
             first.setdefault(roots[f], f)
-        self._chunks, self.size = {}, 0
+        self._parent, self._base, self.size = [], oldest, 0
         self._forget_roots()
         for f in kept:
             self.add(f)
-            chunk, i = self._slot(f)
-            chunk[i] = first[roots[f]]
-
-
-_ABSENT_CHUNK = array("q", [UnionFind.ABSENT]) * UnionFind.CHUNK
+            self._parent[f - oldest] = first[roots[f]]
 
 
 class Linker:
