@@ -780,6 +780,9 @@ class StepChains(Finder):
         self.steps: dict[tuple, Counter] = defaultdict(Counter)   # steps seen within a chain
         self.births: dict[tuple, int] = defaultdict(int)      # new values with no candidate
         self.renewals: dict[tuple, int] = defaultdict(int)    # new values with some
+        # group -> the first frame of its newest item: a place that shows a value stepped
+        # past its last one came back only if some item began since (_came_back)
+        self.newest: dict[tuple, int] = {}
         self._order: deque[tuple[float, _Item]] = deque()      # by last use, for forgetting
         self._shift = max(1, (self.max_step).bit_length())
 
@@ -834,6 +837,8 @@ class StepChains(Finder):
                          obs.frame, obs.esp_sequence, obs.esp_sequence)
             self.items[group][key] = item
             self.by_first[group][self._bucket(value)][item] = None
+            if obs.frame > self.newest.get(group, -1):
+                self.newest[group] = obs.frame
             self.by_last[group][self._bucket(value)][item] = None
             self._order.append((obs.time, item))
             self.linker.later(self, obs.time + self.linker.wait, item)
@@ -858,8 +863,8 @@ class StepChains(Finder):
         seen here: the node went away and came back (a stable care-of address, RFC 7217, or an
         SPI kept across moves), so this is a new stay, to be explained like any other."""
         gap = (value - item.last) % self.modulus
-        if gap < 2 or gap > self.max_step:
-            return False
+        if gap < 2 or gap > self.max_step or self.newest[item.group] <= item.last_frame:
+            return False        # (no other place's run began since: the common case)
         near, _ = self._around(self.by_first[item.group], item.last + 1, value - 1)
         return any(n.sender != item.sender and n.first_frame > item.last_frame
                    and 0 < (n.first - item.last) % self.modulus < gap for n in near)
