@@ -224,3 +224,31 @@ def test_a_care_of_address_seen_as_a_home_address_is_not_counted_among_them():
     [e] = link_all(obs, _iid_rule()).decided
     assert e.confidence == 1.0 and not e.ambiguous
 
+
+
+# ---- a place that comes back -------------------------------------------------------------------
+
+def _bu(frame, time, care_of, sequence):
+    return Observation(frame, time, "mn-cn", care_of, CN, 80, care_of=care_of, homes=(HOA,),
+                       correspondent=CN, mh_type=MHType.BU, mh_name="BU", mh_sequence=sequence)
+
+
+def _bu_rule():
+    return [r for r in RULES if r.name == "bu-sequence-continues"]
+
+
+def test_a_place_whose_number_another_place_stepped_through_came_back():
+    """A's BU number steps past what B's run began at since A was last seen: A went away and
+    came back, a new stay to be explained (it continues B's), not A's own step."""
+    obs = [_bu(1, 1.0, COA, 10), _bu(2, 2.0, COB, 12), _bu(3, 3.0, COA, 14)]
+    decided = link_all(obs, _bu_rule()).decided
+    assert [e.subject for e in decided] == [(2,), (3,)]
+
+
+def test_a_place_stepping_on_its_own_did_not_come_back():
+    """The same steps with no other place's run begun in between (B's began before A was last
+    seen, or there is none) are A's own: no new stay, nothing to decide for A."""
+    alone = [_bu(1, 1.0, COA, 10), _bu(3, 3.0, COA, 14)]
+    assert link_all(alone, _bu_rule()).decided == []
+    before = [_bu(1, 1.0, COB, 12), _bu(2, 2.0, COA, 10), _bu(3, 3.0, COA, 14)]
+    assert [e.subject for e in link_all(before, _bu_rule()).decided] == []
