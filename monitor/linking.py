@@ -253,6 +253,7 @@ class Finder:
         raise NotImplementedError
 
     def decide(self, claim) -> Evidence | None:
+        """The evidence a claim comes to once due (None: nothing); makes no claim itself."""
         return None
 
     def evidence(self) -> Iterable[Evidence]:
@@ -518,25 +519,32 @@ class Linker:
             queue.append((due, self._order, claim))
 
     def decide_until(self, time: float) -> None:
-        due, queues, finders = self._due, self._queues, self.finders
+        due, queues, finders, record = self._due, self._queues, self.finders, self.record
         # (due, order, ...): orders differ, so nothing past them is ever compared
         while due and due[0][0] < time:
             first = due[0]
             index = first[2]
             if len(first) == 4:                 # a claim on its own
                 heapq.heappop(due)
-                claim = first[3]
-            else:                               # a queue's first: the queue's next after it
-                queue = queues[index]
-                claim = queue.popleft()[2]
-                if queue:
-                    after = queue[0]
-                    heapq.heapreplace(due, (after[0], after[1], index))
-                else:
-                    heapq.heappop(due)
-            evidence = finders[index].decide(claim)
-            if evidence is not None:
-                self.record(evidence)
+                evidence = finders[index].decide(first[3])
+                if evidence is not None:
+                    record(evidence)
+                continue
+            # a queue's first: it, and those after it that fall due before the heap's next, in
+            # a row; then the queue's next back into the heap (a decision makes no claim)
+            heapq.heappop(due)
+            queue, decide = queues[index], finders[index].decide
+            while True:
+                evidence = decide(queue.popleft()[2])
+                if evidence is not None:
+                    record(evidence)
+                if not queue:
+                    break
+                after = queue[0]
+                if not after[0] < time or due and (
+                        due[0][0] < after[0] or due[0][0] == after[0] and due[0][1] < after[1]):
+                    heapq.heappush(due, (after[0], after[1], index))
+                    break
 
     def flush(self) -> None:
         """End of the capture: every waiting decision is made now, with what was seen."""
