@@ -1671,6 +1671,7 @@ class Timing(Finder):
         super().__init__(rule, linker)
         self.index: dict[object, _Times] = defaultdict(_Times)
         self.subjects: dict[object, _Times] = defaultdict(_Times)
+        self._fits = None if type(self).fits is Timing.fits else self.fits   # None: all fit
 
     def takes(self, kind):
         return self.is_subject(kind) or self.is_partner(kind)
@@ -1741,7 +1742,7 @@ class Timing(Finder):
         linker = self.linker
         profiles = linker.profiles
         roots, cached = profiles.roots, profiles.cached
-        fits = None if type(self).fits is Timing.fits else self.fits
+        fits = self._fits
         subjects = self.subjects.get(self.subject(obs))
         t = obs.time
         left, right = bisect.bisect_left, bisect.bisect_right
@@ -1778,7 +1779,9 @@ class Timing(Finder):
             # the other subjects a partner could belong to: those whose window holds it (the
             # subjects' own index read in place, each one's profile through the cache)
             before, after = t1 - t, t - t0
-            own = cached(obs.frame)         # again: the window before may have linked it
+            own = roots.get(obs.frame)      # again: the window before may have linked it
+            if own is None:
+                own = cached(obs.frame)
             ranked = []
             for o in nearest.values():
                 rivals = 0
@@ -1812,8 +1815,7 @@ class Timing(Finder):
                              tuple([(s, o.frame, o.care_of, o.time)
                                     for s, o, _ in ranked[:LISTED]]),
                              (k, t1 - t0, rivals, obs.mh_name, around, mu, slack)),
-                ambiguous=k > 1 or rivals > 0 or share < linker.threshold,
-                subject=(obs.frame,)))
+                k > 1 or rivals > 0 or share < linker.threshold, (obs.frame,)))
         return None
 
     def forget(self, before):
