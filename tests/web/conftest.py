@@ -4,6 +4,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
 import subprocess
 import sys
 import time
@@ -173,6 +174,23 @@ def command_name(pid: int) -> str | None:
             return f.read().strip()
     except OSError:
         return None
+
+
+def logging_wrapper(directory: Path, program: str) -> tuple[dict, Path]:
+    """An environment whose PATH runs `program` through a wrapper that writes one line (its
+    arguments) to the returned log, then becomes the real program (exec: same pid, same name).
+    Every run is logged before it starts, however short it is and however loaded the machine:
+    a count no polling can miss."""
+    real, log = shutil.which(program), directory / f"{program}-runs"
+    assert real is not None, f"{program} is not installed"
+    wrapper = directory / "bin" / program
+    wrapper.parent.mkdir(exist_ok=True)
+    wrapper.write_text(f'#!/bin/sh\necho "$*" >> {log}\nexec {real} "$@"\n')
+    wrapper.chmod(0o755)
+    log.touch()
+    env = _env()
+    env["PATH"] = f"{wrapper.parent}:{env.get('PATH', os.defpath)}"
+    return env, log
 
 
 class ChildWatch:

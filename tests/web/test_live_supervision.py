@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import signal
 import time
 import urllib.request
 
 import pytest
 
-from tests.web.conftest import _env, start_server, wait_status
+from tests.web.conftest import logging_wrapper, start_server, wait_status
 from tests.web.test_cli import _descendants
 
 
@@ -188,14 +187,7 @@ def test_the_capture_filter_is_checked_once_not_again_in_the_capture_child(tmp_p
     """`live` checks the filter with `dumpcap -d` before it serves; the capture child, which
     the check let start, does not run it a second time. Every dumpcap run goes through a
     wrapper on PATH that writes its arguments down, then becomes the real dumpcap."""
-    real, log = shutil.which("dumpcap"), tmp_path / "runs"
-    assert real is not None
-    wrapper = tmp_path / "bin" / "dumpcap"
-    wrapper.parent.mkdir()
-    wrapper.write_text(f'#!/bin/sh\necho "$*" >> {log}\nexec {real} "$@"\n')
-    wrapper.chmod(0o755)
-    env = _env()
-    env["PATH"] = f"{wrapper.parent}:{env.get('PATH', os.defpath)}"
+    env, log = logging_wrapper(tmp_path, "dumpcap")
     _live_on_loopback(env).stop()
     runs = log.read_text().splitlines()
     checks = [r for r in runs if "-d" in r.split()]
