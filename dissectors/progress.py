@@ -1,13 +1,16 @@
 """A progress bar on stderr for a long pass (report, compare, lab run, evaluate): packets, rate
 and how far through the input, drawn only when stderr is a terminal (issue 15).
 
-tqdm draws it (`disable=None`: off when the stream is not a TTY, so pipes and CI logs stay
-quiet). The bar is driven by a watcher thread that polls a `probe` a few times a second: the
-pass itself pays nothing per packet, and frames that make no event (filtered) move it too.
+tqdm draws it, imported only when a bar is drawn (pipes and CI logs stay quiet, and the
+commands that run with no terminal do not pay its ~50 ms import: it reads its own version
+through importlib.metadata). The bar is driven by a watcher thread that polls a `probe` a
+few times a second: the pass itself pays nothing per packet, and frames that make no event
+(filtered) move it too.
 It lives here, the lowest layer its users share (the lab imports dissectors, never monitor).
 """
 from __future__ import annotations
 
+import functools
 import os
 import sys
 import threading
@@ -15,8 +18,6 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import IO, Any
-
-from tqdm import tqdm  # type: ignore[import-untyped]
 
 # how often the watcher redraws (seconds), and the bar's resolution (parts of the whole)
 INTERVAL = 0.2
@@ -29,13 +30,19 @@ FORMAT_OPEN = "{desc}: {status}"           # no known end (a live interface, a s
 Probe = Callable[[], tuple[int, float | None]]
 
 
-class _Tqdm(tqdm):  # type: ignore[misc]
+@functools.cache
+def _tqdm_class() -> type:
     """tqdm with `{status}` in its format: our own text (its `{postfix}` adds a comma)."""
-    status = ""
+    from tqdm import tqdm  # type: ignore[import-untyped]
 
-    @property
-    def format_dict(self) -> dict[str, Any]:
-        return {**super().format_dict, "status": self.status}
+    class StatusTqdm(tqdm):  # type: ignore[misc]
+        status = ""
+
+        @property
+        def format_dict(self) -> dict[str, Any]:
+            return {**super().format_dict, "status": self.status}
+
+    return StatusTqdm
 
 
 def on_terminal(stream: IO[str] | None = None) -> bool:
@@ -72,10 +79,9 @@ class Bar:
         self.enabled = on_terminal(stream)
         self.bounded = False             # a fraction was known: the bar has an end
         columns, lines = _size(stream)
-        self._bar: Any = _Tqdm(total=STEPS, desc=label, file=stream, disable=not self.enabled,
-                              bar_format=FORMAT, leave=True, ncols=columns, nrows=lines,
-                              ascii=not _unicode(stream),
-                              mininterval=INTERVAL)
+        self._bar: Any = None if not self.enabled else _tqdm_class()(
+            total=STEPS, desc=label, file=stream, bar_format=FORMAT, leave=True, ncols=columns,
+            nrows=lines, ascii=not _unicode(stream), mininterval=INTERVAL)
         self._lock = threading.Lock()
 
     def show(self, done: int, fraction: float | None) -> None:
@@ -99,7 +105,8 @@ class Bar:
 
     def close(self) -> None:
         with self._lock:
-            self._bar.close()
+            if self._bar is not None:
+                self._bar.close()
 
 
 @contextmanager
