@@ -61,15 +61,14 @@ class Dissector:
     def events(self, records: Iterable[Record],
                decryptor: EspDecryptor | None = None) -> Iterator[PacketEvent]:
         """The events of `records`; with a `decryptor` (the keyed stage in this process), each
-        frame's ESP opened in its walk (EspDecryptor.open_walk): the events
-        EspDecryptor.opened would give, each made once. The tap sees them as made."""
+        frame's ESP opened as it is dissected: a common chain's in its event
+        (EspDecryptor.decrypt), any other frame's in its walk (EspDecryptor.open_walk), each
+        event made once and the one EspDecryptor.opened would give. The tap sees them as made."""
         acc = self.accounting
         walker = self.walker
         prefilter = self.prefilter
         sensor = self.sensor
         counts_read = self.counts_read
-        # with keys, a frame's ESP is opened in its general walk (EspDecryptor.open_walk)
-        esp_closed = decryptor is None
         for rec in records:
             if counts_read:
                 acc.read += 1
@@ -80,8 +79,13 @@ class Dissector:
             try:
                 # most frames take a common chain, made into their event at once; the others
                 # are walked in general (the same event for a common one: walk.common_event)
-                ev = common_event(rec, sensor, esp_closed)
-                if ev is None:
+                ev = common_event(rec, sensor)
+                if ev is not None:
+                    # a common chain's only ESP header ends it (walk.common_event), opened
+                    # in the event: the one open_walk would make (tests/dissectors/test_decrypt)
+                    if decryptor is not None and ev.layers[-1].esp is not None:
+                        ev = decryptor.decrypt(ev)
+                else:
                     walk = walker.frame(rec.linktype, data, rec.length)
                     if not walk.selected:
                         acc.filtered += 1

@@ -937,7 +937,7 @@ _FRONTS = {LINKTYPE_ETHERNET: (14, "eth:ethertype:ipv6"), LINKTYPE_IPV6: (0, "ip
            **{linktype: (0, "raw:ipv6") for linktype in LINKTYPES_RAW}}
 
 
-def common_event(rec: Record, sensor: str = "", esp_closed: bool = True) -> PacketEvent | None:
+def common_event(rec: Record, sensor: str = "") -> PacketEvent | None:
     """The event of a frame on one of the chains most mobility traffic takes, made straight
     from its octets; None for any other frame, which the general walk (Walker.frame, then
     `event`) takes. A common frame is raw or untagged Ethernet IPv6, whole (nothing cut by
@@ -945,8 +945,9 @@ def common_event(rec: Record, sensor: str = "", esp_closed: bool = True) -> Pack
     RFC 2473), each with destination options holding only padding and the HAO (RFC 6275 6.3)
     or the pseudo home address option (PROFILE.md), and type 2 routing headers of one address
     (RFC 6275 6.4), ending in a Mobility Header mobility.check finds whole (RFC 6275 6.1),
-    the first ESP header (RFC 4303, left closed; with `esp_closed` False, none: the keyed
-    stage opens ESP in the general walk), or a UDP datagram of data on a path
+    the first ESP header (RFC 4303, left closed: with keys, dissectors.dissect has it
+    opened by EspDecryptor.decrypt, which opens an event's ESP as the walk would), or a UDP
+    datagram of data on a path
     MOBILITY_FILTER selects (HAO, RH2, IPv6-in-IPv6). Such a frame has no expert error and
     no cut: its event is the general walk's, field for field
     (tests/dissectors/test_common_chains.py holds the two equal on every shipped scenario,
@@ -1032,7 +1033,7 @@ def common_event(rec: Record, sensor: str = "", esp_closed: bool = True) -> Pack
             protocols += ":mipv6"
             info = summary.MH_INFO.get(mh_type) or summary.mh_info(mh_type)
         elif nh == ESP_NH:
-            if not esp_closed or at + 8 > end:
+            if at + 8 > end:
                 return None
             spi, sequence = _ESP_HEADER.unpack_from(data, at)
             layer = _layer(src, dst, hao, rh2, pseudo,

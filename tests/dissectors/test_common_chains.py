@@ -24,20 +24,18 @@ from tests.dissectors.crowd import write_crowd
 
 
 def _taken(records: list[Record]) -> int:
-    """How many of `records` the common path takes; each, with ESP left closed and without
-    (the keyed stage's walk), the general walk's event."""
+    """How many of `records` the common path takes; each the general walk's event."""
     walker = Walker()
     taken = 0
     for rec in records:
-        for esp_closed in (True, False):
-            fast = common_event(rec, "sensor", esp_closed)
-            walk = walker.frame(rec.linktype, rec.data, rec.length)
-            if fast is None:
-                continue
-            taken += esp_closed
-            assert walk.selected and walk.layers, rec
-            assert fast == event(walk, rec.number, rec.time, rec.length, rec.comments,
-                                 "sensor"), rec
+        fast = common_event(rec, "sensor")
+        walk = walker.frame(rec.linktype, rec.data, rec.length)
+        if fast is None:
+            continue
+        taken += 1
+        assert walk.selected and walk.layers, rec
+        assert fast == event(walk, rec.number, rec.time, rec.length, rec.comments,
+                             "sensor"), rec
     return taken
 
 
