@@ -23,6 +23,7 @@ until the next one arrives: `PromptJsonParser`); pyshark's tshark and dumpcap ar
 from __future__ import annotations
 
 import asyncio
+import gc
 import os
 import signal
 import sys
@@ -161,6 +162,23 @@ def watch_children() -> None:
             policy._watcher = PidfdWatcher()
 
 
+def close_loop(loop: asyncio.AbstractEventLoop) -> None:
+    """Close a capture's event loop once what pyshark leaves in it is settled. pyshark never
+    closes its tshark's subprocess transport, and a tshark stopped mid-capture leaves the
+    task reading its stderr pending: each sits in a reference cycle, and one the collector
+    finalises after the loop is closed raises "Event loop is closed" in whatever code runs
+    then (a PytestUnraisableExceptionWarning in a later test). So: the pending tasks
+    cancelled, the cycles collected while the loop still runs their callbacks, then closed."""
+    pending = asyncio.all_tasks(loop)
+    for task in pending:
+        task.cancel()
+    if pending:
+        loop.run_until_complete(asyncio.gather(*pending, return_exceptions=True))
+    gc.collect()
+    loop.run_until_complete(asyncio.sleep(0))
+    loop.close()
+
+
 def _terminate(capture: Any) -> None:
     """Ask a pyshark capture's tshark to stop, from any thread (SIGTERM: tshark also stops
     its dumpcap); its output then ends, and the thread reading it cleans up."""
@@ -274,7 +292,7 @@ class PysharkFile:
             except TSharkCrashException:
                 self._tshark_failed(capture)
             finally:
-                capture.eventloop.close()
+                close_loop(capture.eventloop)
 
 
 class PromptJsonParser(TsharkJsonParser):  # type: ignore[misc]
@@ -342,7 +360,7 @@ class PysharkLive:
             except Exception:  # noqa: BLE001 - tshark stopped by close() exits non-zero
                 capture._running_processes.clear()      # (pyshark's __del__ would re-raise)
             finally:
-                capture.eventloop.close()
+                close_loop(capture.eventloop)
 
     def _packets(self) -> Iterator[Any]:
         try:

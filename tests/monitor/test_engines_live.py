@@ -108,10 +108,17 @@ def _children_names() -> list[str]:
     return names
 
 
-def test_pyshark_replay_stopped_midway_leaves_no_tshark(tmp_path):
+def test_pyshark_replay_stopped_midway_leaves_no_tshark(tmp_path, monkeypatch):
     """Stopping a replay (the dashboard's Ctrl-C) from another thread than the one reading:
-    the session stops, and pyshark's tshark is ended and reaped (pyshark #168/#238/#711)."""
+    the session stops, and pyshark's tshark is ended and reaped (pyshark #168/#238/#711),
+    leaving nothing the collector finalises after its event loop is closed (a transport
+    whose __del__ raises "Event loop is closed": pyshark_engine.close_loop)."""
+    import gc
+    import sys
+
     from lab.crowd import PARAMETERS, run_crowd
+    raised: list = []
+    monkeypatch.setattr(sys, "unraisablehook", lambda u: raised.append(repr(u.exc_value)))
     from web.session import MonitorSession
     run_crowd(tmp_path, **{**{p.name: p.default for p in PARAMETERS}, "nodes": 30,
                            "moves_per_node": 10})
@@ -132,3 +139,6 @@ def test_pyshark_replay_stopped_midway_leaves_no_tshark(tmp_path):
     while "tshark" in _children_names() and time.monotonic() < deadline:
         time.sleep(0.1)
     assert "tshark" not in _children_names()
+    del session, source
+    gc.collect()
+    assert not raised
