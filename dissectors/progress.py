@@ -78,10 +78,12 @@ class Bar:
         stream = sys.stderr if stream is None else stream
         self.enabled = on_terminal(stream)
         self.bounded = False             # a fraction was known: the bar has an end
-        columns, lines = _size(stream)
-        self._bar: Any = None if not self.enabled else _tqdm_class()(
-            total=STEPS, desc=label, file=stream, bar_format=FORMAT, leave=True, ncols=columns,
-            nrows=lines, ascii=not _unicode(stream), mininterval=INTERVAL)
+        self._bar: Any = None
+        if self.enabled:
+            columns, lines = _size(stream)
+            self._bar = _tqdm_class()(
+                total=STEPS, desc=label, file=stream, bar_format=FORMAT, leave=True,
+                ncols=columns, nrows=lines, ascii=not _unicode(stream), mininterval=INTERVAL)
         self._lock = threading.Lock()
 
     def show(self, done: int, fraction: float | None) -> None:

@@ -155,8 +155,8 @@ def report_in_two_processes(capture: str, keyring: Keyring | None, vantage: str 
             report.update(keyed.report())
             findings = None if detail else scaled_findings(report["findings"])
             if printer is not None:
-                printer.prepare(report if findings is None else {
-                    **report, "findings": findings[0], "finding_counts": findings[1]})
+                printer.prepare(report if findings is None
+                                else scaled(report, attacker_scaled=True, findings=findings))
             answer = answers_in.recv()
         except (BrokenPipeError, EOFError):
             answer = None
