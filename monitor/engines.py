@@ -29,6 +29,8 @@ class PysharkPcapSource:
     """Events from a pcap / pcapng file through pyshark (UserError at construction for a
     missing file or one that is not a capture, as PcapSource)."""
 
+    read_ahead = True    # a file: every event is there already (monitor.stream.Source)
+
     def __init__(self, path: str, keyring: Keyring | None = None, sensor: str = ""):
         from dissectors.pyshark_engine import PysharkFile  # imports pyshark: only when used
         self.path = str(path)
