@@ -35,8 +35,8 @@ import math
 from collections import Counter, defaultdict, deque
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
-from itertools import islice
-from operator import attrgetter
+from itertools import chain, compress, islice
+from operator import attrgetter, itemgetter, not_
 from typing import NamedTuple
 
 from dissectors.protocol import MHType
@@ -213,14 +213,25 @@ class Evidence:
                        ruled_out=list(self.ruled_out), computation=self.computation)
         return out
 
-    def summary(self, threshold: float = THRESHOLD, max_frames: int = FRAME_SAMPLE) -> tuple:
-        """as_dict()'s rule, confidence, links, ambiguous, frame_count, first of its frames and
-        detail, without the dict: the scaled report sums a crowd's items per rule and reads
-        nothing else (`monitor.report_attacker.summary_of` is the same row of as_dict())."""
-        frames = self.frames[:max_frames]
-        return (self.rule, round(self.confidence, 6), self.confidence >= threshold,
-                self.ambiguous, self.frame_count or len(self.frames),
-                min(frames) if frames else None, self.detail)
+    @staticmethod
+    def summary(items: list[Evidence], threshold: float = THRESHOLD,
+                max_frames: int = FRAME_SAMPLE) -> tuple:
+        """as_dict()'s confidence, links, ambiguous, frame_count and first of its frames, summed
+        over `items` (one rule's evidence in a profile): the highest confidence, whether any
+        links, how many are ambiguous, the frames they cite, the first of them. Read a column
+        at a time, in C, and no detail written: the scaled report sums a crowd's items per rule
+        (200,000 packets at 100 %: 75,000 items, a Python row each and their details took
+        ~0.25 s of the attacker's after-pass) and shows the details of the first few only
+        (`monitor.report_attacker.summary_of`: the same sums of as_dict()s)."""
+        confidence = max(map(attrgetter("confidence"), items))
+        frame_counts = list(map(attrgetter("frame_count"), items))
+        frames = list(map(attrgetter("frames"), items))
+        # frame_count 0: len(frames) (as_dict)
+        counted = sum(frame_counts) + sum(map(len, compress(frames, map(not_, frame_counts))))
+        return (round(confidence, 6), confidence >= threshold,
+                sum(map(bool, map(attrgetter("ambiguous"), items))), counted,
+                min(chain.from_iterable(map(itemgetter(slice(max_frames)), frames)),
+                    default=None))
 
 
 @dataclass(frozen=True, slots=True)

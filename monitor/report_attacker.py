@@ -21,19 +21,24 @@ import os
 import pickle
 import sys
 import traceback
-from collections.abc import Iterable
+from collections.abc import Callable
 from dataclasses import dataclass, replace
+from functools import partial
+from itertools import groupby
 from multiprocessing.connection import Connection
-from typing import Any
+from operator import attrgetter, itemgetter
+from typing import Any, TypeVar
 
 from dissectors.events import IPv6Layer, MobilePrefix, PacketEvent
 from monitor.attacker import AttackerAnalyzer, Profile
+from monitor.linking import Evidence
 from monitor.placement import View, eavesdropped
 from monitor.privacy import privacy_score
 from monitor.stream import batch_collector
 
 FORWARD_BATCH = 512        # events per message to the attacker's process (pickled together)
 EXAMPLES = 3               # scaled: evidence details listed per rule of a profile
+T = TypeVar("T")
 
 
 @dataclass
@@ -140,65 +145,62 @@ def _frame_index(frames: list[int]) -> dict[str, Any]:
             "last_frame": max(frames) if frames else None}
 
 
-def summary_of(evidence: dict) -> tuple:
-    """An evidence item's dict (Evidence.as_dict) as the row Evidence.summary makes."""
-    frames = evidence["frames"]
-    return (evidence["rule"], evidence["confidence"], evidence["links"], evidence["ambiguous"],
-            evidence["frame_count"], min(frames) if frames else None, evidence["detail"])
+def summary_of(items: list[dict]) -> tuple:
+    """Evidence.summary's sums of one rule's evidence items, from their dicts
+    (Evidence.as_dict: a detailed section's, monitor.report.scaled)."""
+    return (max(e["confidence"] for e in items), any(e["links"] for e in items),
+            sum(1 for e in items if e["ambiguous"]), sum(e["frame_count"] for e in items),
+            min((f for e in items for f in e["frames"]), default=None))
 
 
-def _evidence_by_rule(evidence: Iterable[tuple]) -> list[dict]:
-    """A profile's evidence (Evidence.summary rows), one row per rule: how many items, how many
-    frames they cite, the first frame, whether any links, and the first few details. (A
-    crowd's profiles hold hundreds of thousands of items: one pass, no per-item allocation
-    but the row.)"""
-    rows: dict[str, dict] = {}
-    for rule, confidence, links, ambiguous, frame_count, first, detail in evidence:
-        row = rows.get(rule)
-        if row is None:
-            row = rows[rule] = {
-                "rule": rule, "confidence": confidence, "links": False,
-                "items": 0, "ambiguous": 0, "frame_count": 0, "first_frame": None,
-                "details": []}
-        if confidence > row["confidence"]:
-            row["confidence"] = confidence
-        if links:
-            row["links"] = True
-        row["items"] += 1
-        if ambiguous:
-            row["ambiguous"] += 1
-        row["frame_count"] += frame_count
-        if first is not None and (row["first_frame"] is None or first < row["first_frame"]):
-            row["first_frame"] = first
-        if len(row["details"]) < EXAMPLES:
-            row["details"].append(detail)
-    return list(rows.values())
+def _by_rule(evidence: list[T], rule: Callable[[T], str]) -> dict[str, list[T]]:
+    """Evidence items by rule, rules in the order first met, items in theirs (a stable sort
+    and a cut at each new rule, in C: a crowd's profile holds tens of thousands)."""
+    groups = {r: list(group) for r, group in groupby(sorted(evidence, key=rule), key=rule)}
+    return {r: groups[r] for r in dict.fromkeys(map(rule, evidence))}
 
 
-def _scaled_profile_dict(whole: dict, frames: list[int], evidence: Iterable[tuple]) -> dict:
+def _evidence_by_rule(groups: dict[str, list[T]], summary: Callable[[list[T]], tuple],
+                      detail: Callable[[T], str]) -> list[dict]:
+    """A profile's evidence, one row per rule (`_by_rule`'s groups): how many items, how many
+    frames they cite, the first frame, whether any links (`summary`: Evidence.summary, or
+    summary_of), and the details of the first EXAMPLES (written for those only)."""
+    rows = []
+    for rule, items in groups.items():
+        confidence, links, ambiguous, frame_count, first = summary(items)
+        rows.append({"rule": rule, "confidence": confidence, "links": links,
+                     "items": len(items), "ambiguous": ambiguous, "frame_count": frame_count,
+                     "first_frame": first, "details": list(map(detail, items[:EXAMPLES]))})
+    return rows
+
+
+def _scaled_profile_dict(whole: dict, frames: list[int], evidence: list[dict]) -> dict:
     """A profile's dict (its `frames` and `evidence` left out) with its frames as a count and
-    frame index and its evidence summed per rule."""
+    frame index and its evidence (`_evidence_by_rule`'s rows)."""
     return {**{k: v for k, v in whole.items() if k not in ("frames", "evidence")},
-            **_frame_index(frames), "evidence": _evidence_by_rule(evidence)}
+            **_frame_index(frames), "evidence": evidence}
 
 
 def scaled_attacker(section: dict) -> dict:
     """The report's `attacker` section without its per-frame lists: each profile's frames as a
     count and frame index, its evidence summed per rule."""
     attacker = dict(section)
-    attacker["profiles"] = [_scaled_profile_dict(p, p["frames"], map(summary_of, p["evidence"]))
-                            for p in section["profiles"]]
+    attacker["profiles"] = [
+        _scaled_profile_dict(p, p["frames"], _evidence_by_rule(
+            _by_rule(p["evidence"], itemgetter("rule")), summary_of, itemgetter("detail")))
+        for p in section["profiles"]]
     return attacker
 
 
 def scaled_profile(profile: Profile, threshold: float) -> dict:
-    """`scaled_attacker`'s form of one profile, from the Profile itself: each evidence item's
-    summary row is made, summed and dropped (2,000,000 packets at 10 %: 70,000 items, ~120 MB
-    as the whole section's dicts held at once; a dict each, with its candidates', cost ~0.25 s
-    of the attacker's process at 200,000 packets, 100 %)."""
+    """`scaled_attacker`'s form of one profile, from the Profile itself: its evidence summed
+    per rule from the objects, no dict made per item (2,000,000 packets at 10 %: 70,000 items,
+    ~120 MB as the whole section's dicts held at once; a dict each, with its candidates', cost
+    ~0.25 s of the attacker's process at 200,000 packets, 100 %)."""
     whole = replace(profile, frames=[], evidence=[]).as_dict(threshold)
-    return _scaled_profile_dict(whole, profile.frames,
-                                (e.summary(threshold) for e in profile.evidence))
+    return _scaled_profile_dict(whole, profile.frames, _evidence_by_rule(
+        _by_rule(profile.evidence, attrgetter("rule")),
+        partial(Evidence.summary, threshold=threshold), attrgetter("detail")))
 
 
 def scaled_attacker_of(attacker: AttackerAnalyzer) -> dict:

@@ -578,22 +578,29 @@ def test_profiles_sum_their_places_as_their_packets(items, vantage, in_order):
         assert (p.addresses, p.correspondents, p.paths) == (addresses, correspondents, paths)
 
 
+_ITEM = st.tuples(st.floats(0, 1), st.text(max_size=8),
+                  st.lists(st.integers(0, 10**6), max_size=40).map(tuple), st.booleans(),
+                  st.integers(0, 100))
+
+
 @settings(max_examples=200, deadline=None)
-@given(st.sampled_from(["same-spi", "hoti-timing"]), st.floats(0, 1), st.text(max_size=8),
-       st.lists(st.integers(0, 10**6), max_size=40).map(tuple), st.booleans(),
-       st.integers(0, 100), st.floats(0, 1))
-@example("same-spi", 0.5, "d", tuple(range(40, 0, -1)), False, 3, 0.5)   # the least unlisted
-def test_an_evidence_summary_is_its_dict_read(rule, confidence, detail, frames, ambiguous,
-                                               extra, threshold):
-    """The scaled report sums Evidence.summary rows from the objects and summary_of rows from
-    a detailed section's dicts (monitor.report.scaled): one row either way, whatever the
-    frames (more than FRAME_SAMPLE, none, a sample of many), confidence and threshold."""
+@given(st.sampled_from(["same-spi", "hoti-timing"]), st.lists(_ITEM, min_size=1, max_size=6),
+       st.floats(0, 1))
+@example("same-spi", [(0.5, "d", tuple(range(40, 0, -1)), False, 3)], 0.5)  # the least unlisted
+def test_an_evidence_summary_is_its_dicts_read(rule, items, threshold):
+    """The scaled report sums one rule's items with Evidence.summary from the objects and
+    summary_of from a detailed section's dicts (monitor.report.scaled): the same sums either
+    way, whatever the frames (more than FRAME_SAMPLE, none, a sample of many), confidences
+    and threshold."""
     from monitor.linking import Candidate, Evidence
     from monitor.report_attacker import summary_of
-    e = Evidence(rule, confidence, detail, frames, ambiguous, subject=frames[:1],
-                 candidates=(Candidate(frames[:1], confidence, "w", True),) if frames else (),
-                 frame_count=len(frames) + extra if extra % 2 else 0)
-    assert e.summary(threshold) == summary_of(e.as_dict(threshold))
+    evidence = [Evidence(rule, confidence, detail, frames, ambiguous, subject=frames[:1],
+                         candidates=(Candidate(frames[:1], confidence, "w", True),)
+                         if frames else (),
+                         frame_count=len(frames) + extra if extra % 2 else 0)
+                for confidence, detail, frames, ambiguous, extra in items]
+    assert Evidence.summary(evidence, threshold) == summary_of(
+        [e.as_dict(threshold) for e in evidence])
 
 
 # ---- each head learnt from and placed once per state of the roles (issue 10) -------------------
