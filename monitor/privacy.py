@@ -22,6 +22,7 @@ import json
 import math
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
+from itertools import compress
 from pathlib import Path
 
 
@@ -66,14 +67,17 @@ def _truth(keyed) -> tuple[dict[int, str], dict[str, list]]:
     # knows too: scoring against it would flatter the attacker, so there is no truth
     if keyed is not None and getattr(keyed, "keyring", True) is not None:
         try:
-            nodes = dict(keyed.frame_nodes() or {})
+            nodes = keyed.frame_nodes() or {}
         except (AttributeError, NotImplementedError):
             nodes = {}
         try:
             trails = dict(keyed.care_of_trails() or {})
         except (AttributeError, NotImplementedError):
             trails = {}
-    return {int(f): n for f, n in nodes.items() if n}, trails
+    # {int(frame): node} of the frames attributed to a node, made in C (150,000 at 200,000
+    # packets, 100 %)
+    named = nodes.values()
+    return dict(compress(zip(map(int, nodes), named, strict=True), named)), trails
 
 
 def _belief_over_nodes(profile, profile_nodes: dict[str, Counter]) -> Counter:
@@ -114,7 +118,11 @@ def privacy_score(attacker, keyed) -> dict:
     # frames the truth knows, by (profile id, node), in the profiles' frame order (a frame is
     # in one profile); counted as they come: no dict or list of every frame (2,000,000 packets
     # at 10 %: 200,000 frames, ~12 MB more at the attacker process's peak)
-    cells = Counter((p.id, truth[f]) for p in profiles for f in p.frames if f in truth)
+    cells: Counter = Counter()
+    for p in profiles:
+        # its frames' nodes counted in C, in the order met (the sums below add in this order)
+        for node, n in Counter(filter(None, map(truth.get, p.frames))).items():
+            cells[p.id, node] = n
     result: dict = {"vantage": attacker.vantage, "frames_scored": sum(cells.values()),
                     "nodes_total": len(set(truth.values())),
                     "link_precision": None, "link_recall": None,
