@@ -1,5 +1,7 @@
 """`mip6mon report --format json` writes exactly what json.dumps(indent=2) would (issue 10: the
 keyed process's JSON in C a container at a time, monitor.report.json_chunks)."""
+import collections
+import enum
 import io
 import json
 
@@ -70,3 +72,25 @@ def test_items_encoded_ahead_write_the_same_text(value, data):
     out = io.StringIO()
     write_json(value, out, encoded)
     assert out.getvalue() == json.dumps(value, indent=2) + "\n"
+
+
+class _Kind(enum.IntEnum):
+    BU = 5
+
+
+class _Name(str):
+    pass
+
+
+@pytest.mark.parametrize("value", [
+    [{"type": _Kind.BU, "name": _Name("x")}, {"type": 1}],       # scalars of subclasses
+    [collections.OrderedDict(a=1), {"b": 2.5}],                  # a record of a dict subclass
+    [{"a": 1}, {}],                                              # an empty record
+    [{"a": 1}, {"b": [1, 2]}],                                   # a record not flat
+    [{"a": 1}, [1]],                                             # not a record
+    {"k": _Kind.BU, "n": None, "s": _Name("y")},
+])
+def test_records_and_flat_containers_of_other_types_read_as_json_dumps(value):
+    """The exact-type check in C (_flat, _flat_records) falls back to isinstance: what is not
+    a dict or a scalar of json's own types is written as json.dumps writes it."""
+    assert "".join(json_chunks({"r": value})) == json.dumps({"r": value}, indent=2)
