@@ -87,10 +87,36 @@ COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
 
 
 class _Parser(argparse.ArgumentParser):
-    """argparse whose errors are one line (the usage is one `--help` away), exit 2."""
+    """argparse whose errors are one line (the usage is one `--help` away), exit 2.
+    `declare(parser)`: a subcommand's options declared by the module that reads them, imported
+    when that subcommand is parsed (its --help included), not at every start: `report` does
+    not import the evaluation grid and the lab's crowds (~0.04 s before its first packet)."""
+
+    def __init__(self, *args, declare: Callable[[argparse.ArgumentParser], None] | None = None,
+                 **kwargs):
+        super().__init__(*args, **kwargs)
+        self._declare = declare
+
+    def parse_known_args(self, args=None, namespace=None):  # type: ignore[override]
+        if self._declare is not None:
+            declare, self._declare = self._declare, None
+            declare(self)
+        return super().parse_known_args(args, namespace)
 
     def error(self, message: str):  # type: ignore[override]
         self.exit(EXIT_BAD_INPUT, f"mip6mon: error: {message} (see {self.prog} --help)\n")
+
+
+def _evaluate_arguments(parser: argparse.ArgumentParser) -> None:
+    from monitor.evaluate import add_arguments
+    add_arguments(parser)
+
+
+def _crowd_arguments(parser: argparse.ArgumentParser) -> None:
+    # one option per crowd parameter, declared in lab/crowd.py (its table only: no third-party
+    # import, the crowd's generation is imported when `lab crowd` runs)
+    from lab.crowd import add_arguments
+    add_arguments(parser)
 
 
 def port_number(text: str) -> int:
@@ -139,10 +165,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="vantage point; 'matrix' (with --lab): every vantage point")
     p.add_argument("--format", choices=("text", "json"), default="text")
 
-    p = sub.add_parser("evaluate", help="score the keyless attacker on lab crowds over a grid "
-                                        "(procedures, N, IIDs, SPIs, vantage points, seeds)")
-    from monitor.evaluate import add_arguments
-    add_arguments(p)
+    sub.add_parser("evaluate", help="score the keyless attacker on lab crowds over a grid "
+                                     "(procedures, N, IIDs, SPIs, vantage points, seeds)",
+                   declare=_evaluate_arguments)
 
     p = sub.add_parser("lab", help="generate MIPv6 location-privacy traffic")
     lab = p.add_subparsers(dest="lab_command", required=True)
@@ -150,12 +175,9 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("scenario", help="a shipped scenario name or a TOML file")
     q.add_argument("-o", "--output", required=True)
     q.add_argument("--seed", type=int)
-    # one option per crowd parameter, declared in lab/crowd.py (its table only: no third-party
-    # import, the crowd's generation is imported when `lab crowd` runs)
-    from lab.crowd import add_arguments as add_crowd_arguments
-
-    add_crowd_arguments(lab.add_parser("crowd", help="N mobile nodes in one scenario: write "
-                                       "scenario.toml, capture.pcapng, keyring.toml, truth.json"))
+    lab.add_parser("crowd", help="N mobile nodes in one scenario: write scenario.toml, "
+                                 "capture.pcapng, keyring.toml, truth.json",
+                   declare=_crowd_arguments)
     q = lab.add_parser("send", help="send a scenario live into network namespaces (root)")
     q.add_argument("scenario")
     q.add_argument("--topology", choices=("netns",), default="netns")

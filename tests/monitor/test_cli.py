@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import os
 import shutil
+import subprocess
+import sys
 
 import pytest
 
@@ -52,3 +54,22 @@ def test_an_insecure_keyring_is_refused_then_allowed_with_one_warning(scenario_r
     assert run.stderr.strip().splitlines() == [
         f"mip6mon: warning: {keys}: keyring is accessible by group or others (mode 0644): "
         "chmod 600 it"]
+
+
+def test_a_subcommands_own_options_are_imported_only_when_it_is_parsed():
+    """`report` starts without the evaluation grid and the lab's crowds (their options are
+    declared where they are read); `evaluate` and `lab crowd` still take and show them."""
+    code = ("import sys; from monitor.cli import build_parser; "
+            "build_parser().parse_args(['report', 'c.pcapng']); "
+            "print(sorted(m for m in ('monitor.evaluate', 'lab.crowd') if m in sys.modules))")
+    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         cwd=os.path.dirname(os.path.dirname(os.path.dirname(__file__))))
+    assert run.returncode == 0 and run.stdout.strip() == "[]", run.stderr
+    parser = build_parser()
+    assert parser.parse_args(["evaluate", "--nodes", "3", "--seeds", "2"]).nodes == [3]
+    assert parser.parse_args(["lab", "crowd", "-o", "out", "-n", "4"]).nodes == 4
+    for command in (["evaluate"], ["lab", "crowd"]):
+        run = run_cli(*command, "--help")
+        assert run.returncode == 0 and "--nodes" in run.stdout
+    run = run_cli("evaluate", "--seeds", "many")
+    assert run.returncode == EXIT_BAD_INPUT and "argument --seeds" in run.stderr
