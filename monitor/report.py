@@ -22,13 +22,14 @@ from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from itertools import chain
+from multiprocessing.connection import Connection
 from typing import Any, TextIO
 
 from dissectors.accounting import Accounting
 from dissectors.events import PacketEvent
 from dissectors.progress import watching
 from dissectors.protocol import MH_NAMES, mh_name
-from dissectors.supervisor import spawn_function
+from dissectors.supervisor import Forked, spawn_function
 from keys.errors import EXIT_INCOMPLETE
 from keys.keyring import Keyring, load_keyring
 from monitor.attacker import AttackerAnalyzer, attacker_text
@@ -120,10 +121,43 @@ def _exec_attacker(events: int, answers: int, vantage: str, detail: bool) -> Non
                               str(answers), vantage, "1" if detail else "0"])
 
 
+@dataclass
+class AttackerProcess:
+    """The attacker's process of report_in_two_processes and its two pipe ends: this one's
+    events go out on `events`, its answer comes back on `answers`. `start` it as soon as
+    `report` knows it runs one (`command_report`, before the keyring is read and the capture
+    opened): its interpreter's start-up (a tenth of a second or two) runs beside this one's,
+    where a process started with the pass left the pass blocked on a full pipe until then."""
+    child: Forked
+    events: Connection
+    answers: Connection
+
+    @classmethod
+    def start(cls, vantage: str, detail: bool) -> AttackerProcess:
+        events_in, events_out = multiprocessing.Pipe(duplex=False)
+        answers_in, answers_out = multiprocessing.Pipe(duplex=False)
+        # supervised (dissectors.supervisor): it dies with this process, Ctrl-C is this one's
+        child = spawn_function("attacker", _exec_attacker, (events_in.fileno(),
+                                                            answers_out.fileno(), vantage,
+                                                            detail))
+        events_in.close()
+        answers_out.close()
+        return cls(child, events_out, answers_in)
+
+    def close(self, at_once: bool = False) -> None:
+        """The pipes closed (the process ends at their end of file) and the process reaped;
+        `at_once`: ended now (nothing was sent to it: the keyring or the capture failed)."""
+        self.events.close()
+        self.answers.close()
+        if at_once or self.child.wait(5) is None:
+            self.child.stop(grace=1.0)
+
+
 def report_in_two_processes(capture: str, keyring: Keyring | None, vantage: str = "all",
                             detail: bool = False, progress: str | None = None,
                             engine: str = DEFAULT_ENGINE,
-                            printer: ReportPrinter | None = None) -> dict:
+                            printer: ReportPrinter | None = None,
+                            attacker: AttackerProcess | None = None) -> dict:
     """`build_report(analyse(...))` (scaled unless `detail`) with the attacker in a process of
     its own fed the events of this one (monitor.report_attacker), so the keyed and attacker
     analyses run on two cores; the same report as one process gives
@@ -131,15 +165,17 @@ def report_in_two_processes(capture: str, keyring: Keyring | None, vantage: str 
     while the attacker's process finishes (ReportPrinter.prepare), and prints the report
     once it is whole, before that process is reaped: its interpreter's exit frees every
     object it built (tenths of a second at 200,000 packets), which printing need not wait
-    for."""
-    source = pcap_source(capture, keyring, engine)   # a bad file fails here, in one line
-    events_in, events_out = multiprocessing.Pipe(duplex=False)
-    answers_in, answers_out = multiprocessing.Pipe(duplex=False)
-    # supervised (dissectors.supervisor): it dies with this process, Ctrl-C is this one's
-    child = spawn_function("attacker", _exec_attacker, (events_in.fileno(),
-                                                        answers_out.fileno(), vantage, detail))
-    events_in.close()
-    answers_out.close()
+    for. `attacker`: that process, started already for `vantage` and `detail` (closed here
+    whatever happens)."""
+    try:
+        source = pcap_source(capture, keyring, engine)   # a bad file fails here, in one line
+    except BaseException:
+        if attacker is not None:
+            attacker.close(at_once=True)
+        raise
+    if attacker is None:
+        attacker = AttackerProcess.start(vantage, detail)
+    child, events_out, answers_in = attacker.child, attacker.events, attacker.answers
     try:
         messages, keyed = MessageCounter(), KeyedAnalyzer(keyring, notes=False)
         stream = EventStream(source, [messages, keyed, Forward(events_out)])
@@ -172,10 +208,7 @@ def report_in_two_processes(capture: str, keyring: Keyring | None, vantage: str 
             printer.print(report)
         return report
     finally:
-        events_out.close()
-        answers_in.close()
-        if child.wait(5) is None:
-            child.stop(grace=1.0)
+        attacker.close()
 
 
 def capture_section(acc: Accounting) -> dict:
@@ -401,22 +434,31 @@ def write_json(value: Any, out: TextIO, encoded: EncodedItems | None = None) -> 
 
 
 def command_report(args) -> int:
-    keyring = (load_keyring(args.keys, getattr(args, "allow_insecure_keyring", False))
-               if args.keys else None)
-    with batch_collector():
-        return _command_report(args, keyring)
-
-
-def _command_report(args, keyring: Keyring | None) -> int:
-    engine = getattr(args, "engine", DEFAULT_ENGINE)
     detail = getattr(args, "detail", False) or args.format != "json"
+    # the attacker's process first, its start-up beside the keyring's and the capture's
+    attacker = AttackerProcess.start(args.vantage, detail) if two_processes(args.capture) \
+        else None
+    try:
+        keyring = (load_keyring(args.keys, getattr(args, "allow_insecure_keyring", False))
+                   if args.keys else None)
+    except BaseException:
+        if attacker is not None:
+            attacker.close(at_once=True)
+        raise
+    with batch_collector():
+        return _command_report(args, keyring, detail, attacker)
+
+
+def _command_report(args, keyring: Keyring | None, detail: bool,
+                    attacker: AttackerProcess | None) -> int:
+    engine = getattr(args, "engine", DEFAULT_ENGINE)
     progress = f"report {os.path.basename(args.capture)}"
     printer = ReportPrinter(args.format)
     report = None
-    if two_processes(args.capture):
+    if attacker is not None:
         try:
             report = report_in_two_processes(args.capture, keyring, args.vantage, detail,
-                                             progress, engine, printer)
+                                             progress, engine, printer, attacker)
         except AttackerProcessEnded as e:
             print(f"mip6mon: {args.capture}: {e}; analysing it again in one process",
                   file=sys.stderr)

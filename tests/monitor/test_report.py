@@ -54,6 +54,26 @@ def test_two_processes_print_the_one_process_json_byte_for_byte(demo, monkeypatc
          "attacker", "privacy"] + ([] if detail else ["finding_counts"]))
 
 
+@pytest.mark.parametrize("bad", ["capture", "keyring"])
+def test_bad_input_with_the_attacker_started_first_is_one_line(demo, monkeypatch, tmp_path,
+                                                                 bad):
+    """`report` starts the attacker's process before it reads the keyring and opens the
+    capture (its start-up beside theirs): either failing is still one line and exit 2, and
+    that process is ended at once rather than left to find its pipe closed."""
+    _, out = demo
+    monkeypatch.setenv("MIP6MON_ONE_PROCESS", "0")
+    capture, keys = out / "capture.pcapng", out / "keyring.toml"
+    if bad == "capture":
+        capture = tmp_path / "notes.pcapng"
+        capture.write_text("not a capture\n")
+    else:
+        keys = tmp_path / "missing.toml"
+    r = run_cli("report", str(capture), "--keys", str(keys), "--format", "json")
+    assert r.returncode == 2 and r.stdout == ""
+    [line] = r.stderr.strip().splitlines()
+    assert line.startswith("mip6mon: error:") and "Traceback" not in r.stderr
+
+
 def test_text_report_tables(demo):
     truth, out = demo
     r = run_cli("report", str(out / "capture.pcapng"), "--keys", str(out / "keyring.toml"))
