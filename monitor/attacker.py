@@ -60,6 +60,7 @@ class Seen(NamedTuple):
 
 _Place = tuple[str, "str | None", "tuple[str, ...]", "str | None"]
 HEADS = 1 << 14            # heads remembered at most (a live capture meets new ones for days)
+DENSE = 2                  # union-find slots per frame observed, at most, to read it at once
 
 
 class _Head:
@@ -363,7 +364,7 @@ class AttackerAnalyzer:
         frames_, times, place_of = self._frames, self._times, self._place_of
         # each packet's profile: the packets by their root (a stable sort, in C: the packets
         # of a profile stay in the order observed), each run of one root a profile
-        by_frame = _roots_by_frame(linker.profiles)
+        by_frame = _roots_by_frame(linker.profiles, len(frames_))
         roots = list(map(linker.root if by_frame is None else by_frame.__getitem__, frames_))
         by_root = sorted(range(len(roots)), key=roots.__getitem__)
         groups = [list(ix) for _, ix in groupby(by_root, key=roots.__getitem__)]
@@ -380,6 +381,7 @@ class AttackerAnalyzer:
         if by_frame is not None:
             # frame -> profile index (as index_of[root]) of every frame held: all observed
             held = profile = list(map(index_of.get, by_frame)).__getitem__
+            del by_frame
         else:
             held = dict(zip(frames_, map(index_of.__getitem__, roots), strict=True)).get
 
@@ -508,16 +510,19 @@ class AttackerAnalyzer:
              if self.max_packets is not None else {})
 
 
-def _roots_by_frame(frames: UnionFind) -> list[int] | None:
+def _roots_by_frame(frames: UnionFind, observed: int) -> list[int] | None:
     """Each frame's root in the linker's union-find (its profile's), by frame, read off its
     parents list at once when it holds frames from 0 (a capture file's; a live window's is
-    trimmed: None): pointer jumping in C, each slot taking its parent's parent until none
-    changes, a round per doubling of the deepest path (a find() per packet took ~0.03 s at
-    200,000 packets). A slot of a frame not held (UnionFind.ABSENT) reads a meaningless root:
-    every frame observed is held (the linker adds each), and only those are read."""
-    if frames._base != 0:
-        return None
+    trimmed: None) densely, `observed` frames in at most DENSE slots each (a capture of mobility
+    traffic, 200,000 packets at 100 %; at 10 % a slot per packet of the capture, and lists of
+    them, would cost more memory than the frames held: None). Pointer jumping in C, each slot
+    taking its parent's parent until none changes, a round per doubling of the deepest path (a
+    find() per packet took ~0.03 s at 200,000 packets). A slot of a frame not held
+    (UnionFind.ABSENT) reads a meaningless root: every frame observed is held (the linker adds
+    each), and only those are read."""
     parent = frames._parent
+    if frames._base != 0 or len(parent) > DENSE * observed:
+        return None
     while True:
         up = list(map(parent.__getitem__, parent))
         if up == parent:

@@ -30,15 +30,20 @@ def test_roots_read_at_once_are_each_frames_find(frames, unions, finds):
         uf.union(frames[a % len(frames)], frames[b % len(frames)])
     for i in finds:
         uf.find(frames[i % len(frames)])
-    roots = _roots_by_frame(uf)
+    roots = _roots_by_frame(uf, observed=len(uf._parent))    # dense enough, whatever held
     assert roots is not None
     assert all(roots[f] == uf.find(f) for f in uf.frames())
 
 
-def test_a_trimmed_union_find_is_read_frame_by_frame():
+def test_a_trimmed_or_sparse_union_find_is_read_frame_by_frame():
     uf = UnionFind(range(10, 20))
     uf.keep(15)
-    assert _roots_by_frame(uf) is None
+    assert _roots_by_frame(uf, observed=5) is None
+    # a frame in every hundred observed (a capture of 10 % mobility): its slots would cost more
+    # memory than the frames
+    sparse = UnionFind(range(0, 100_000, 100))
+    assert _roots_by_frame(sparse, observed=1000) is None
+    assert _roots_by_frame(UnionFind(range(10_000)), observed=10_000) is not None
 
 
 @pytest.fixture(scope="module")
@@ -63,8 +68,9 @@ def test_profiles_are_the_same_read_at_once_or_frame_by_frame(crowd_events, vant
         attacker.done()
         return attacker.report()
 
+    monkeypatch.setattr(attacker_module, "DENSE", 10**9)      # read at once, whatever the slots
     at_once = profiles()
-    monkeypatch.setattr(attacker_module, "_roots_by_frame", lambda uf: None)
+    monkeypatch.setattr(attacker_module, "_roots_by_frame", lambda uf, observed: None)
     frame_by_frame = profiles()
     assert at_once == frame_by_frame
     assert len(at_once["profiles"]) > 1 and any(p["evidence"] for p in at_once["profiles"])
