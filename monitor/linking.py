@@ -1682,6 +1682,7 @@ class Timing(Finder):
         super().__init__(rule, linker)
         self.index: dict[object, _Times] = defaultdict(_Times)
         self.subjects: dict[object, _Times] = defaultdict(_Times)
+        self._windows: dict[object, tuple] = {}     # subject key -> its windows()
         self._fits = None if type(self).fits is Timing.fits else self.fits   # None: all fit
 
     def takes(self, kind):
@@ -1703,7 +1704,7 @@ class Timing(Finder):
         skey = self.subject(obs)
         if skey is not None:
             self.subjects[skey].add(obs)
-            self.linker.later(self, obs.time + RR_WINDOW + FORWARD_WINDOW, obs)
+            self.linker.later(self, obs.time + RR_WINDOW + FORWARD_WINDOW, (obs, skey))
 
     def is_subject(self, kind: Kind) -> bool:
         """Observations of this kind may be subjects (subject() not None)."""
@@ -1717,8 +1718,10 @@ class Timing(Finder):
         """The key of the subjects' own index (competitors), or None if obs is no subject."""
         return None
 
-    def partners(self, obs: Observation) -> list[tuple[str, object, float, float]]:
-        """(kind, partner index key, t0, t1) windows where its partners lie."""
+    def windows(self, key) -> tuple[tuple[str, object, float, float], ...]:
+        """Where the partners of a subject with this key (subject()) lie: (kind, partner index
+        key, from, to), in seconds from the subject's time. A subject's key says it all, so a
+        decision reads them from `_windows`, made once per key."""
         raise NotImplementedError
 
     def partner_key(self, obs: Observation) -> object | None:
@@ -1743,24 +1746,34 @@ class Timing(Finder):
         skey = self.subject(obs)
         if skey is not None:
             self.subjects[skey].add(obs)
-            self.linker.later(self, obs.time + RR_WINDOW + FORWARD_WINDOW, obs)
+            self.linker.later(self, obs.time + RR_WINDOW + FORWARD_WINDOW, (obs, skey))
 
-    def decide(self, obs):
+    def decide(self, claim):
         # each frame's profile through the union-find's cache: in a crowd every candidate's
         # window holds the same busy subjects (50 nodes at 2,000 packets/s: ~6,000 lookups a
         # decision, the live attacker's whole time), and the next decisions' windows hold
         # most of them again; a link recorded below that merges profiles empties it
+        obs, skey = claim
         linker = self.linker
         profiles = linker.profiles
         roots, cached = profiles.roots, profiles.cached
         fits = self._fits
-        subjects = self.subjects.get(self.subject(obs))
+        subjects = self.subjects.get(skey)
+        if subjects is not None:
+            rival_times, rival_start, rival_items = \
+                subjects.times, subjects.start, subjects.items
+        windows = self._windows.get(skey)
+        if windows is None:
+            windows = self._windows[skey] = self.windows(skey)
+        now = linker.now
         t = obs.time
         left, right = bisect.bisect_left, bisect.bisect_right
-        for kind, key, t0, t1 in self.partners(obs):
+        for kind, key, lo, hi in windows:
             index = self.index.get(key)
             if index is None:
                 continue
+            # t + lo is t - RR_WINDOW (x - y is x + -y in IEEE 754), t + 0.0 is t
+            t0, t1 = t + lo, t + hi
             times, start = index.times, index.start
             i = left(times, t0, start)
             j = right(times, t1, start)
@@ -1781,9 +1794,12 @@ class Timing(Finder):
                     nearest[r] = o
             k = len(nearest)
             # how busy: partner-kind packets per second around the window, outside it
-            span0, span1 = t0 - RATE_SPAN, min(t1 + RATE_SPAN, linker.now)
+            span0, span1 = t0 - RATE_SPAN, t1 + RATE_SPAN
+            if now < span1:
+                span1 = now
             around = right(times, span1, start) - left(times, span0, start) - len(cands)
-            rate = around / max(1e-9, (span1 - span0) - (t1 - t0))
+            outside = (span1 - span0) - (t1 - t0)
+            rate = around / (outside if outside > 1e-9 else 1e-9)
             mu = rate * (t1 - t0)
             # a lone wrong candidate needs the partner out of view and a look-alike in view
             slack = MISSING * mu + MISSING / 50
@@ -1797,34 +1813,36 @@ class Timing(Finder):
             for o in nearest.values():
                 rivals = 0
                 if subjects is not None:
-                    i = left(subjects.times, o.time - before, subjects.start)
-                    j = right(subjects.times, o.time + after, subjects.start)
+                    i = left(rival_times, o.time - before, rival_start)
+                    j = right(rival_times, o.time + after, rival_start)
                     if j - i > 1:
                         claims = set()
-                        for s in subjects.items[i:j]:
+                        for s in rival_items[i:j]:
                             if fits is None or fits(s, o):
                                 r = roots.get(s.frame)
                                 claims.add(cached(s.frame) if r is None else r)
                         claims.discard(own)
                         rivals = len(claims)
                     elif j > i:         # one subject (this one, most often): no set
-                        s = subjects.items[i]
+                        s = rival_items[i]
                         if fits is None or fits(s, o):
                             r = roots.get(s.frame)
                             rivals = int((cached(s.frame) if r is None else r) != own)
                 share = 1 / (k + slack) / (1 + rivals)
                 ranked.append((share, o, rivals))
+            share, chosen, rivals = ranked[0]
             if k > 1:
                 ranked.sort(key=lambda x: (-x[0], x[1].frame))
-            share, chosen, rivals = ranked[0]
+                share, chosen, rivals = ranked[0]
+                listed = tuple([(s, o.frame, o.care_of, o.time) for s, o, _ in ranked[:LISTED]])
+            else:
+                listed = ((share, chosen.frame, chosen.care_of, chosen.time),)
             frame = chosen.frame
             linker.record(Evidence.deferred(
                 self.rule.name, share,
                 (obs.frame, frame) if obs.frame < frame else
                 (frame, obs.frame) if frame < obs.frame else (frame,),
-                _TimingWords(self.describe, self.facts(obs, kind, chosen),
-                             tuple([(s, o.frame, o.care_of, o.time)
-                                    for s, o, _ in ranked[:LISTED]]),
+                _TimingWords(self.describe, self.facts(obs, kind, chosen), listed,
                              (k, t1 - t0, rivals, obs.mh_name, around, mu, slack)),
                 k > 1 or rivals > 0 or share < linker.threshold, (obs.frame,)))
         return None
@@ -1836,6 +1854,8 @@ class Timing(Finder):
                 table[key].forget(horizon)
                 if table[key].empty():
                     del table[key]
+                    if table is self.subjects:
+                        self._windows.pop(key, None)
 
 
 class HotiTiming(Timing):
@@ -1863,13 +1883,12 @@ class HotiTiming(Timing):
         d = _tunnel_direction(obs)
         return None if d is None else ("tunnel", d)
 
-    def partners(self, obs):
-        out = obs.mh_type == _HOTI
-        pair = _COTI if out else _COT
-        t = obs.time
-        return [("RR", ("rr", pair, obs.correspondent), t - RR_WINDOW, t + RR_WINDOW),
+    def windows(self, key):
+        _, mh_type, correspondent = key
+        out = mh_type == _HOTI
+        return (("RR", ("rr", _COTI if out else _COT, correspondent), -RR_WINDOW, RR_WINDOW),
                 ("tunnel", ("tunnel", out),
-                 *((t - FORWARD_WINDOW, t) if out else (t, t + FORWARD_WINDOW)))]
+                 *((-FORWARD_WINDOW, 0.0) if out else (0.0, FORWARD_WINDOW))))
 
     def facts(self, obs, kind, chosen):
         return (obs.mh_name, obs.mh_type == _HOTI, obs.correspondent, obs.time, kind,
@@ -1904,11 +1923,10 @@ class ForwardingTiming(Timing):
         d = _tunnel_direction(obs)
         return None if d is None else ("tunnel", d)
 
-    def partners(self, obs):
-        out = obs.correspondent == obs.dst          # home side -> correspondent
-        t = obs.time
-        return [("tunnel", ("tunnel", out),
-                 *((t - FORWARD_WINDOW, t) if out else (t, t + FORWARD_WINDOW)))]
+    def windows(self, key):
+        _, out = key                                # home side -> correspondent
+        return (("tunnel", ("tunnel", out),
+                 *((-FORWARD_WINDOW, 0.0) if out else (0.0, FORWARD_WINDOW))),)
 
     def fits(self, subject, partner):
         lo, hi = TUNNEL_OVERHEAD
