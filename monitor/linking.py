@@ -411,8 +411,8 @@ class UnionFind:
     def union(self, a: int, b: int) -> bool:
         parent, base = self._parent, self._base
         i, j = a - base, b - base
-        if not (0 <= i < len(parent) and 0 <= j < len(parent)) \
-                or parent[i] == -1 or parent[j] == -1:
+        n = len(parent)
+        if not (0 <= i < n and 0 <= j < n) or parent[i] == -1 or parent[j] == -1:
             self.add(a)
             self.add(b)
             parent, base = self._parent, self._base
@@ -1816,12 +1816,14 @@ class Timing(Finder):
                     i = left(rival_times, o.time - before, rival_start)
                     j = right(rival_times, o.time + after, rival_start)
                     if j - i > 1:
-                        claims = set()
+                        claims = set()          # the other profiles among them
                         for s in rival_items[i:j]:
                             if fits is None or fits(s, o):
                                 r = roots.get(s.frame)
-                                claims.add(cached(s.frame) if r is None else r)
-                        claims.discard(own)
+                                if r is None:
+                                    r = cached(s.frame)
+                                if r != own:
+                                    claims.add(r)
                         rivals = len(claims)
                     elif j > i:         # one subject (this one, most often): no set
                         s = rival_items[i]
