@@ -688,6 +688,9 @@ class SameValue(Finder):
         self.field, self.label = field, label
         self.key = attrgetter(field)
         self.groups: dict[object, _Group] = {}
+        # the profiles' union, read once: a packet's identities make two a packet (the linker
+        # keeps its union-find for good: UnionFind.keep trims it in place)
+        self.union = linker.profiles.union
 
     def takes(self, kind: Kind) -> bool:
         return bool(getattr(kind, self.field))
@@ -710,7 +713,7 @@ class SameValue(Finder):
             group.count += 1
             if len(group.sample) < FRAME_SAMPLE:
                 group.sample.append(frame)
-            self.linker.profiles.union(group.sample[0], frame)
+            self.union(group.sample[0], frame)
 
     def add(self, obs: Observation) -> None:
         values = self.key(obs)
@@ -726,7 +729,7 @@ class SameValue(Finder):
                 group.count += 1
                 if len(group.sample) < FRAME_SAMPLE:
                     group.sample.append(obs.frame)
-                self.linker.profiles.union(group.sample[0], obs.frame)
+                self.union(group.sample[0], obs.frame)
 
     def evidence(self) -> Iterator[Evidence]:
         for g in self.groups.values():
@@ -1530,19 +1533,20 @@ class NonceIndices(Finder):
     def add(self, obs):
         if obs.mh_type not in _NONCE_CARRIERS or obs.correspondent is None:
             return
+        place = obs.identities or (obs.frame,)          # no address: a place of its own
+        bu = obs.mh_type == _BU
+        table = self.bus if bu else self.tests
         for kind, index in (("home", obs.home_nonce_index), ("care-of", obs.care_of_nonce_index)):
             if index is None:
                 continue
             key = (obs.correspondent, kind, index)
-            place = obs.identities or (obs.frame,)      # no address: a place of its own
-            table = self.bus if obs.mh_type == _BU else self.tests
             entry = table[key].get(place)
             if entry is None:
                 table[key][place] = [obs.frame, obs.time]
                 heapq.heappush(self._order, (obs.time, key))
             else:
                 entry[1] = obs.time
-            if obs.mh_type == _BU:
+            if bu:
                 self.linker.later(self, obs.time + self.linker.wait, (key, obs.frame, place))
 
     def decide(self, claim):
