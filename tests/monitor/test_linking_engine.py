@@ -253,3 +253,31 @@ def test_a_place_stepping_on_its_own_did_not_come_back():
     assert link_all(alone, _bu_rule()).decided == []
     before = [_bu(1, 1.0, COB, 12), _bu(2, 2.0, COA, 10), _bu(3, 3.0, COA, 14)]
     assert [e.subject for e in link_all(before, _bu_rule()).decided] == []
+
+
+# ---- timing windows ----------------------------------------------------------------------------
+
+@settings(max_examples=100, deadline=None)
+@given(st.floats(0.0, 4e9), st.booleans(), st.booleans())
+def test_a_timing_window_ends_exactly_where_the_subjects_time_puts_it(t, out, inside):
+    """A subject's windows are offsets from its time, read once per subject key
+    (Timing.windows): a tunnel packet FORWARD_WINDOW before a HoTI (after a HoT), computed from
+    the subject's time, is in its window; the next float beyond is not."""
+    import math
+
+    from monitor.linking import FORWARD_WINDOW
+    edge = t - FORWARD_WINDOW if out else t + FORWARD_WINDOW
+    if not inside:
+        edge = math.nextafter(edge, -math.inf if out else math.inf)
+    tunnel = Observation(1 if out else 2, edge, "mn-ha", COA, HA, 140, care_of=COA,
+                         home_agent=HA, towards_ha=out, tunnelled=True)
+    test = Observation(2 if out else 1, t, "ha-cn", HOA if out else CN, CN if out else HOA, 80,
+                       homes=(HOA,), correspondent=CN,
+                       mh_type=MHType.HOTI if out else MHType.HOT,
+                       mh_name="HoTI" if out else "HoT", cookie="01" * 8)
+    decided = link_all([tunnel, test], [r for r in RULES if r.name == "hoti-timing"]).decided
+    if inside:
+        [e] = decided
+        assert e.subject == (test.frame,) and e.candidates[0].frames == (tunnel.frame,)
+    else:
+        assert decided == []
