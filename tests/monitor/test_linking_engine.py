@@ -121,13 +121,14 @@ def test_deferred_words_are_written_once_when_read():
                          eager.candidates, (), "1 + 1")
 
 
-def _hoti_after_tunnel(gap: float) -> list[Observation]:
+def _hoti_after_tunnel(gap: float, hoti_frame: int = 2) -> list[Observation]:
     """A MN-HA tunnel packet of COA toward the home agent, then, `gap` s later, a HoTI in clear
     on HA-CN (RFC 3776 4.3: the home agent forwards what the tunnel carried)."""
     return [Observation(1, 10.0, "mn-ha", COA, HA, 140, care_of=COA, home_agent=HA,
                         towards_ha=True, tunnelled=True),
-            Observation(2, 10.0 + gap, "ha-cn", HOA, CN, 80, homes=(HOA,), correspondent=CN,
-                        mh_type=MHType.HOTI, mh_name="HoTI", cookie="01" * 8)]
+            Observation(hoti_frame, 10.0 + gap, "ha-cn", HOA, CN, 80, homes=(HOA,),
+                        correspondent=CN, mh_type=MHType.HOTI, mh_name="HoTI",
+                        cookie="01" * 8)]
 
 
 def _contents(value, seen=None):
@@ -164,10 +165,9 @@ def test_a_timing_decision_keeps_values_and_writes_its_words_when_read():
 
 
 def test_a_timing_decision_lists_two_places_as_likely_the_first_seen_chosen():
-    obs = _hoti_after_tunnel(0.03)
+    obs = _hoti_after_tunnel(0.03, hoti_frame=4)
     obs.insert(1, Observation(3, 10.025, "mn-ha", COB, HA, 140, care_of=COB, home_agent=HA,
                               towards_ha=True, tunnelled=True))
-    obs[2].frame = 4
     linker = link_all(obs, [r for r in RULES if r.name == "hoti-timing"])
     [e] = linker.decided
     assert e.ambiguous and e.frames == (1, 4) and e.confidence < 0.5
