@@ -42,7 +42,7 @@ from monitor.linking import (
     UnionFind,
     entropy_bits,
 )
-from monitor.observe import Ends, ends, observation
+from monitor.observe import Stem, observation, stem
 from monitor.placement import HEAD, VANTAGE_PATHS, Roles, View, place, visible
 
 
@@ -67,14 +67,14 @@ class _Head:
     """What the analyzer knows of the packets of one head (monitor.placement.HEAD), shared by
     them: they teach the roles what the first taught (Roles.learn and learn_sides only add to
     sets) until a new home agent changes what learn_sides reads, and are placed alike while
-    the roles stay as they are (place and observe.ends read the head and the roles)."""
+    the roles stay as they are (place and observe.stem read the head and the roles)."""
 
     # class defaults, no __init__ and no slots: a new head costs a bare object (in a crowd most
     # heads are new: each binding brings its own pseudo home address)
     taught = -1                         # the home agents' generation it taught the roles in
     placed = -1                         # the roles' generation `path`.. were found in
     path = ""
-    ends: Ends | None = None            # at this vantage point (None: not seen here)
+    stem: Stem | None = None            # at this vantage point (None: not seen here)
     place_id = -1
 
 
@@ -264,8 +264,8 @@ class AttackerAnalyzer:
                 head.placed = generation
             path = head.path
             placement[path] += 1
-            if head.ends is not None:
-                obs = observation(view, path, head.ends)
+            if head.stem is not None:
+                obs = observation(view, head.stem)
                 # kept in three columns (and, for a live window, a fourth: when it was fed)
                 frames.append(obs.frame)
                 times.append(obs.time)
@@ -276,12 +276,12 @@ class AttackerAnalyzer:
 
     def _place_head(self, view: View, head: _Head) -> None:
         """Where the packets of a head are (monitor.placement.place) and, if this vantage point
-        sees that path, their ends there and their place's index."""
+        sees that path, their stem there (monitor.observe.Stem) and their place's index."""
         head.path = path = place(view, self._roles)
         if path not in self._seen:
-            head.ends = None
+            head.stem = None
             return
-        head.ends = at = ends(view, path, self._roles)
+        head.stem = at = stem(view, path, self._roles)
         place_: _Place = (path, at.care_of, at.homes, at.correspondent)
         pid = self._place_ids.get(place_)
         if pid is None:

@@ -9,17 +9,16 @@ nothing behind an ESP header is ever used.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import NamedTuple
 
 from dissectors.protocol import MH_NAMES, MHType, mh_name
 from monitor.placement import Roles, View
 
 
-@dataclass(slots=True, eq=False)
-class Observation:
-    # not frozen: a frozen dataclass sets each of its fields through object.__setattr__, a
-    # third of what observing a packet cost; nothing changes one once made
+class Observation(NamedTuple):
+    """One packet as the eavesdropper reads it at its place. A plain tuple (as View): made in
+    one step from the packet's own fields and its head's Stem (`observation`), with no Python
+    per field; every field read in one step as a slot's would be."""
     frame: int
     time: float
     path: str                               # placed by monitor.placement, never event.path
@@ -136,14 +135,46 @@ def ends(view: View, path: str, roles: Roles) -> Ends:
     return tuple.__new__(Ends, (care_of, tuple(homes), correspondent, home_agent, towards_ha))
 
 
-def observation(view: View, path: str, at: Ends) -> Observation:
-    """The observation of a packet on `path` whose ends are `at` (`ends(view, path, roles)`):
-    its ends and what this packet itself carries."""
+class Stem(NamedTuple):
+    """What the packets of one head share at their place: every Observation field but each
+    packet's own (its frame, time, length, counters, nonces and cookie), read from the head
+    alone (monitor.placement.HEAD), given the roles, so the same while they stay as they were.
+    Made once per head and state of the roles (monitor.attacker); the fields are the
+    Observation's of the same names."""
+    path: str
+    src: str
+    dst: str
+    care_of: str | None
+    homes: tuple[str, ...]
+    correspondent: str | None
+    home_agent: str | None
+    towards_ha: bool | None
+    encrypted: bool
+    tunnelled: bool
+    mh_type: int | None
+    mh_name: str
+    home_flag: bool
+
+
+def stem(view: View, path: str, roles: Roles) -> Stem:
+    """The Stem of a packet's head on `path`, given the roles now."""
+    care_of, homes, correspondent, home_agent, towards_ha = ends(view, path, roles)
     mh_type = view.mh_type
+    name = "" if mh_type is None else MH_NAMES.get(mh_type) or mh_name(mh_type)
+    return Stem(path, view.src, view.dst, care_of, homes, correspondent, home_agent, towards_ha,
+                view.encrypted, bool(view.tunnel), mh_type, name, view.home_flag)
+
+
+_new = tuple.__new__          # Observation(...) without its Python-level __new__: one a packet
+
+
+def observation(view: View, at: Stem) -> Observation:
+    """The observation of a packet whose head's Stem is `at` (`stem(view, path, roles)`): the
+    stem's fields and what this packet itself carries."""
+    (path, src, dst, care_of, homes, correspondent, home_agent, towards_ha, encrypted,
+     tunnelled, mh_type, name, home_flag) = at
     home_nonce_index = care_of_nonce_index = cookie = None
-    name = ""
     if mh_type is not None:
-        name = MH_NAMES.get(mh_type) or mh_name(mh_type)   # no call for the types named
         if view.cookie:
             cookie = view.cookie.hex()
         if mh_type == _BU:
@@ -153,15 +184,13 @@ def observation(view: View, path: str, at: Ends) -> Observation:
             home_nonce_index = view.nonce_index
         elif mh_type == _COT:
             care_of_nonce_index = view.nonce_index
-    care_of, homes, correspondent, home_agent, towards_ha = at
-    # positional, in the fields' order (keywords cost a dict per packet)
-    return Observation(
-        view.frame, view.time, path, view.src, view.dst, view.length, care_of, homes,
-        correspondent, home_agent, towards_ha, view.spi, view.esp_sequence, view.encrypted,
-        bool(view.tunnel), mh_type, name, view.mh_sequence, view.home_flag, home_nonce_index,
-        care_of_nonce_index, cookie)
+    # in the fields' order
+    return _new(Observation, (
+        view.frame, view.time, path, src, dst, view.length, care_of, homes, correspondent,
+        home_agent, towards_ha, view.spi, view.esp_sequence, encrypted, tunnelled, mh_type,
+        name, view.mh_sequence, home_flag, home_nonce_index, care_of_nonce_index, cookie))
 
 
 def observe(view: View, path: str, roles: Roles) -> Observation:
     """The observation of a packet on `path`, given the roles now."""
-    return observation(view, path, ends(view, path, roles))
+    return observation(view, stem(view, path, roles))

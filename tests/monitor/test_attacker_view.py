@@ -667,9 +667,9 @@ def test_a_head_is_placed_again_once_the_roles_learn():
 def test_roles_and_places_read_only_a_packets_head(lab_runs):
     """What the roles learn from a packet and where and between whom it is placed are read from
     its head alone (what monitor.attacker remembers per head): every View field that
-    Roles.learn, learn_sides, place and observe.ends read, on every shipped scenario and crowd
+    Roles.learn, learn_sides, place and observe.stem read, on every shipped scenario and crowd
     and on each shape of packet, is in HEAD."""
-    from monitor.observe import ends
+    from monitor.observe import stem
     from monitor.placement import HEAD, Roles, View
 
     read: set[str] = set()
@@ -707,9 +707,9 @@ def test_roles_and_places_read_only_a_packets_head(lab_runs):
             roles.learn(v)
             roles.learn_sides(v)
         for v in views:
-            ends(v, place(v, roles), roles)
+            stem(v, place(v, roles), roles)
             for path in ("mn-ha", "mn-cn", "ha-cn"):
-                ends(v, path, roles)
+                stem(v, path, roles)
     # and the frame, in why a home agent is one, written when it is first recognised: never by
     # a packet whose head taught the roles before (the tests above compare Roles.reasons)
     assert read and read <= {"frame", *View._fields[HEAD]}, read - set(View._fields[HEAD])
