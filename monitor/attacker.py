@@ -20,7 +20,7 @@ import bisect
 import operator
 from array import array
 from collections import Counter, defaultdict, deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from itertools import compress, groupby, islice, repeat
 from operator import attrgetter
@@ -61,6 +61,7 @@ class Seen(NamedTuple):
 _Place = tuple[str, "str | None", "tuple[str, ...]", "str | None"]
 HEADS = 1 << 14            # heads remembered at most (a live capture meets new ones for days)
 DENSE = 2                  # union-find slots per frame observed, at most, to read it at once
+_view = tuple.__new__      # View(...) without its Python-level __new__: one a packet
 
 
 class _Head:
@@ -184,25 +185,50 @@ class AttackerAnalyzer:
         self.packet_view(None if event.malformed else visible(event))
 
     def packet_view(self, view: View | None) -> None:
-        """A packet as the eavesdropper reads it (`visible(event)`, which the report's keyed
-        process computes and sends, monitor.report_attacker); None: one it cannot read
+        """A packet as the eavesdropper reads it (`visible(event)`); None: one it cannot read
         (malformed, or no IPv6 layer), which counts in the live window all the same."""
-        self._fed += 1
-        if view is None:
-            return
-        key = view[HEAD]
-        head = self._heads.get(key)
-        if head is None or head.taught != self._agents:
-            head = self._learn(view, key, head)
-        waiting = self._waiting
-        waiting.append((view, self._fed, head))
-        time = view.time
-        if time > self._now:
-            self._now = time
-        if waiting[0][0].time < self._now - PLACE_WAIT:
-            self._place(self._now - PLACE_WAIT)
-            if self.max_packets is not None:
-                self._trim()
+        self.packet_views((view,))
+
+    def packet_views(self, views: Iterable[tuple | None]) -> None:
+        """Packets in capture order, each as the fields of the eavesdropper's View of it (a View,
+        or the plain tuple that monitor.placement.eavesdropped makes and the report's keyed
+        process sends, monitor.report_attacker); None or () for one it cannot read.
+
+        A packet is placed once PLACE_WAIT s of capture came after it, with the roles as they
+        are then; the roles change only when a packet teaches them (`_learn`), so what fell
+        due is placed before a packet teaches them, and otherwise once the batch is in: the
+        same places, observations and linker's order as packet after packet, a batch's in one
+        pass of `_place`. A live window (`max_packets`) trims as it places, packet after
+        packet."""
+        window, heads, waiting = self.max_packets, self._heads, self._waiting
+        fed, now = self._fed, self._now
+        due = False                     # packets waiting that fell due (placed at `now`)
+        for fields in views:
+            fed += 1
+            if not fields:
+                continue
+            view = _view(View, fields)
+            key = view[HEAD]
+            head = heads.get(key)
+            if head is None or head.taught != self._agents:
+                if due:
+                    self._place(now - PLACE_WAIT)
+                    due = False
+                head = self._learn(view, key, head)
+            waiting.append((view, fed, head))
+            time = view.time
+            if time > now:
+                now = time
+            if waiting[0][0].time < now - PLACE_WAIT:
+                if window is None:
+                    due = True
+                else:
+                    self._fed, self._now = fed, now
+                    self._place(now - PLACE_WAIT)
+                    self._trim()
+        self._fed, self._now = fed, now
+        if due:
+            self._place(now - PLACE_WAIT)
         self._profiles = None
 
     def _learn(self, view: View, key: tuple, head: _Head | None) -> _Head:
@@ -256,16 +282,17 @@ class AttackerAnalyzer:
         link = self._linker.add
         frames, times, place_of = self._frames, self._times, self._place_of
         fed_at = self._fed_at if self.max_packets is not None else None
+        fed = self._placed
         while waiting and waiting[0][0].time < before:
             view, fed, head = waiting.popleft()
-            self._placed = fed
             if head.placed != generation:
                 self._place_head(view, head)
                 head.placed = generation
             path = head.path
             placement[path] += 1
-            if head.stem is not None:
-                obs = observation(view, head.stem)
+            at = head.stem
+            if at is not None:
+                obs = observation(view, at)
                 # kept in three columns (and, for a live window, a fourth: when it was fed)
                 frames.append(obs.frame)
                 times.append(obs.time)
@@ -273,6 +300,7 @@ class AttackerAnalyzer:
                 if fed_at is not None:
                     fed_at.append(fed)
                 link(obs)
+        self._placed = fed
 
     def _place_head(self, view: View, head: _Head) -> None:
         """Where the packets of a head are (monitor.placement.place) and, if this vantage point

@@ -32,7 +32,7 @@ from typing import Any, TypeVar
 from dissectors.events import IPv6Layer, MobilePrefix, PacketEvent
 from monitor.attacker import AttackerAnalyzer, Profile
 from monitor.linking import Evidence
-from monitor.placement import View, eavesdropped
+from monitor.placement import eavesdropped
 from monitor.privacy import privacy_score
 from monitor.stream import batch_collector
 
@@ -112,16 +112,11 @@ def serve(vantage: str, detail: bool, events: Connection, answers: Connection,
     ~0.2 s at 200,000 packets, 100 % mobility, spent on nothing)."""
     try:
         attacker = AttackerAnalyzer(vantage)
-        take, view = attacker.packet_view, tuple.__new__
         ended = False
         while not ended:
-            for item in pickle.loads(events.recv_bytes()):
-                if item:
-                    take(view(View, item))
-                elif item is None:
-                    ended = True
-                else:
-                    take(None)             # UNREADABLE
+            batch = pickle.loads(events.recv_bytes())
+            ended = bool(batch) and batch[-1] is None       # the end of the capture
+            attacker.packet_views(batch[:-1] if ended else batch)
         attacker.done()
         truth = events.recv()
         section = attacker.report() if detail else scaled_attacker_of(attacker)
