@@ -43,7 +43,7 @@ from monitor.linking import (
     entropy_bits,
 )
 from monitor.observe import Stem, observation, stem
-from monitor.placement import HEAD, VANTAGE_PATHS, Roles, View, place, visible
+from monitor.placement import HEAD, VANTAGE_PATHS, Roles, View, eavesdropped, place
 
 
 class Seen(NamedTuple):
@@ -182,17 +182,17 @@ class AttackerAnalyzer:
 
     # -- addon hooks ---------------------------------------------------------------------------
     def packet(self, event: PacketEvent) -> None:
-        self.packet_view(None if event.malformed else visible(event))
+        self.packet_views(eavesdropped((event,)))
 
     def packet_view(self, view: View | None) -> None:
-        """A packet as the eavesdropper reads it (`visible(event)`); None: one it cannot read
-        (malformed, or no IPv6 layer), which counts in the live window all the same."""
+        """A packet as the eavesdropper reads it (monitor.placement.visible); None: one it cannot
+        read (malformed, or no IPv6 layer), which counts in the live window all the same."""
         self.packet_views((view,))
 
     def packet_views(self, views: Iterable[tuple | None]) -> None:
         """Packets in capture order, each as the fields of the eavesdropper's View of it (a View,
         or the plain tuple that monitor.placement.eavesdropped makes and the report's keyed
-        process sends, monitor.report_attacker); None or () for one it cannot read.
+        process sends, monitor.report_attacker); None or UNREADABLE for one it cannot read.
 
         A packet is placed once PLACE_WAIT s of capture came after it, with the roles as they
         are then; the roles change only when a packet teaches them (`_learn`), so what fell

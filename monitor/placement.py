@@ -16,10 +16,11 @@ from __future__ import annotations
 
 import dataclasses
 import ipaddress
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import NamedTuple
 
-from dissectors.events import IPv6Layer, MobilePrefix, PacketEvent
+from dissectors.events import Esp, IPv6Layer, MobilePrefix, PacketEvent
 from dissectors.protocol import ICMPV6_MPA, ICMPV6_MPS, OTHER_PATH, PATHS, MHType
 
 OTHER = OTHER_PATH
@@ -113,54 +114,69 @@ def _bare(layer: IPv6Layer) -> IPv6Layer:
     return layer if layer.esp is None else dataclasses.replace(layer, esp=None)
 
 
-def eavesdropped(event: PacketEvent) -> tuple | None:
-    """The fields of the keyless eavesdropper's View of a packet, in order, as a plain tuple
-    (None when it has no IPv6 layer): the layers up to the first ESP header, and the messages
-    only when no ESP header hid them (RFC 4303: what follows an ESP header is ciphertext on
-    the wire, even when tshark or the keyed stage decrypted it). What Forward sends to the
-    attacker's process; each branch one tuple (no View, no concatenation: one per packet)."""
-    layers = event.layers
-    if not layers:
-        return None
-    outer = layers[0]
-    esp = outer.esp
-    if esp is not None:                    # the usual ESP packet
-        return (event.frame, event.time, event.length, esp.spi, esp.sequence,
-                None, None, None, None, None,
-                outer.src, outer.dst, outer.home_address, outer.routing_home_address,
-                outer.pseudo_home_address, True, True, (), None, False, None, None, None)
-    tunnel: tuple[IPv6Layer, ...] = ()
-    if len(layers) > 1:
-        for n in range(1, len(layers)):
-            esp = layers[n].esp
-            if esp is not None:
-                return (event.frame, event.time, event.length, esp.spi, esp.sequence,
-                        None, None, None, None, None,
-                        outer.src, outer.dst, outer.home_address, outer.routing_home_address,
-                        outer.pseudo_home_address, True, False,
-                        tuple(map(_bare, layers[1:n + 1])), None, False, None, None, None)
-        tunnel = tuple(layers[1:])
-    mh = event.mobility
-    if mh is None:
-        return (event.frame, event.time, event.length, None, None,
-                None, None, None, None, None,
-                outer.src, outer.dst, outer.home_address, outer.routing_home_address,
-                outer.pseudo_home_address, False, False, tunnel, None, False, None, None,
-                event.prefix_discovery)
-    return (event.frame, event.time, event.length, None, None,
-            mh.sequence, mh.cookie, mh.nonce_index, mh.home_nonce_index, mh.care_of_nonce_index,
-            outer.src, outer.dst, outer.home_address, outer.routing_home_address,
-            outer.pseudo_home_address, False, False, tunnel, mh.mh_type, "H" in mh.flags,
-            mh.alternate_care_of_address, mh.error_home_address, event.prefix_discovery)
+def _to_esp(layers: tuple[IPv6Layer, ...]) -> tuple[Esp | None, tuple[IPv6Layer, ...]]:
+    """The first ESP header after the outer layer (None: none) and the layers in between it and
+    the outer one (a tunnel the eavesdropper sees into), or all of them when there is none."""
+    for n in range(1, len(layers)):
+        esp = layers[n].esp
+        if esp is not None:
+            return esp, tuple(map(_bare, layers[1:n + 1]))
+    return None, layers[1:]
+
+
+# the fields of one that it cannot read (malformed, or no IPv6 layer)
+UNREADABLE: tuple = ()
+
+
+def eavesdropped(events: Iterable[PacketEvent]) -> list[tuple]:
+    """The fields of the keyless eavesdropper's View of each packet, in order, each as a plain
+    tuple (UNREADABLE for a malformed one or one with no IPv6 layer): the layers up to the
+    first ESP header, and the messages only when no ESP header hid them (RFC 4303: what
+    follows an ESP header is ciphertext on the wire, even when tshark or the keyed stage
+    decrypted it). What Forward sends to the attacker's process, a batch of events at a time
+    (no Python call per event); each shape one tuple (no View, no concatenation)."""
+    views: list[tuple] = []
+    see = views.append
+    for event in events:
+        layers = event.layers
+        if event.malformed or not layers:
+            see(UNREADABLE)
+            continue
+        outer = layers[0]
+        esp, tunnel = outer.esp, ()
+        if esp is None and len(layers) > 1:
+            esp, tunnel = _to_esp(layers)
+        if esp is not None:
+            see((event.frame, event.time, event.length, esp.spi, esp.sequence,
+                 None, None, None, None, None,
+                 outer.src, outer.dst, outer.home_address, outer.routing_home_address,
+                 outer.pseudo_home_address, True, not tunnel, tunnel, None, False, None, None,
+                 None))
+            continue
+        mh = event.mobility
+        if mh is None:
+            see((event.frame, event.time, event.length, None, None,
+                 None, None, None, None, None,
+                 outer.src, outer.dst, outer.home_address, outer.routing_home_address,
+                 outer.pseudo_home_address, False, False, tunnel, None, False, None, None,
+                 event.prefix_discovery))
+            continue
+        see((event.frame, event.time, event.length, None, None,
+             mh.sequence, mh.cookie, mh.nonce_index, mh.home_nonce_index, mh.care_of_nonce_index,
+             outer.src, outer.dst, outer.home_address, outer.routing_home_address,
+             outer.pseudo_home_address, False, False, tunnel, mh.mh_type, "H" in mh.flags,
+             mh.alternate_care_of_address, mh.error_home_address, event.prefix_discovery))
+    return views
 
 
 _view = tuple.__new__                  # View(...) without its Python-level __new__: one a packet
 
 
 def visible(event: PacketEvent) -> View | None:
-    """The keyless eavesdropper's view of a packet (None when it has no IPv6 layer)."""
-    fields = eavesdropped(event)
-    return None if fields is None else _view(View, fields)
+    """The keyless eavesdropper's view of a packet (None when it cannot read it: malformed, or
+    no IPv6 layer)."""
+    [fields] = eavesdropped((event,))
+    return _view(View, fields) if fields else None
 
 
 @dataclass

@@ -34,9 +34,11 @@ from monitor.attacker import AttackerAnalyzer, Profile
 from monitor.linking import Evidence
 from monitor.placement import eavesdropped
 from monitor.privacy import privacy_score
-from monitor.stream import batch_collector
+from monitor.stream import READ_AHEAD, batch_collector
 
-FORWARD_BATCH = 512        # events per message to the attacker's process (pickled together)
+# events per message to the attacker's process (pickled together): a batch of the stream's
+# (Forward reads a message's events when it sends it, as the stream lets them go)
+FORWARD_BATCH = READ_AHEAD
 EXAMPLES = 3               # scaled: evidence details listed per rule of a profile
 T = TypeVar("T")
 
@@ -70,7 +72,6 @@ class KeyedTruth:
 # Python per event, and the attacker's process rebuilds no event, layer or message (issue
 # 10). Nothing after the first ESP header, nothing the keyed stage decrypted, no tshark text:
 # what an eavesdropper reads.
-UNREADABLE = ()
 _WIRE = copyreg.dispatch_table | {cls: cls.__reduce__ for cls in (IPv6Layer, MobilePrefix)}
 
 
@@ -78,29 +79,32 @@ class Forward:
     """Addon (parent side): every event, in batches, to the attacker's process, as an
     eavesdropper reads it (monitor.placement.eavesdropped: its View's fields): what its
     AttackerAnalyzer would have read in one process, dissected and decrypted once
-    (tests/monitor/test_report_parallel.py: the same report in one process and in two)."""
+    (tests/monitor/test_report_parallel.py: the same report in one process and in two).
+    A batch's events are read when it is sent, in one call (FORWARD_BATCH)."""
 
     def __init__(self, conn: Connection) -> None:
         self.conn = conn
-        self.batch: list[tuple | None] = []
+        self.events: list[PacketEvent] = []
 
     def packet(self, event: PacketEvent) -> None:
-        view = None if event.malformed else eavesdropped(event)
-        self.batch.append(UNREADABLE if view is None else view)
-        if len(self.batch) >= FORWARD_BATCH:
+        events = self.events
+        events.append(event)
+        if len(events) >= FORWARD_BATCH:
             self._send()
 
     def done(self) -> None:
-        self.batch.append(None)            # the end of the capture
-        self._send()
+        self._send(end=True)
 
-    def _send(self) -> None:
+    def _send(self, end: bool = False) -> None:
+        batch: list[tuple | None] = eavesdropped(self.events)
+        if end:
+            batch.append(None)             # the end of the capture
         out = io.BytesIO()
         pickler = pickle.Pickler(out, pickle.HIGHEST_PROTOCOL)
         pickler.dispatch_table = _WIRE
-        pickler.dump(self.batch)
+        pickler.dump(batch)
         self.conn.send_bytes(out.getbuffer())
-        self.batch.clear()
+        self.events.clear()
 
 
 def serve(vantage: str, detail: bool, events: Connection, answers: Connection,

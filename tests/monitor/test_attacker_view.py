@@ -15,7 +15,7 @@ from keys.keyring import load_keyring
 from lab.run import run_scenario
 from lab.scenario import load_scenario
 from monitor.attacker import AttackerAnalyzer, attacker_text
-from monitor.placement import learn_roles, place, visible
+from monitor.placement import eavesdropped, learn_roles, place, visible
 from monitor.privacy import LabTruth, privacy_score
 from monitor.sources import PcapSource
 from monitor.stream import EventStream
@@ -735,7 +735,7 @@ def _fed(events, vantage, cuts=None, window=None):
         for e in events:
             a.packet(e)
     else:
-        wire = [() if e.malformed or not e.layers else tuple(visible(e)) for e in events]
+        wire = eavesdropped(events)
         for start, end in zip([0, *cuts], [*cuts, len(wire)], strict=True):
             a.packet_views(wire[start:end])
     a.done()

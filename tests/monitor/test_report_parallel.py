@@ -90,8 +90,8 @@ def test_the_events_forwarded_are_what_an_eavesdropper_reads(crowd):
     import pickle
 
     from monitor.attacker import AttackerAnalyzer
-    from monitor.placement import View, visible
-    from monitor.report_attacker import UNREADABLE, Forward, KeyedTruth, serve
+    from monitor.placement import UNREADABLE, View, visible
+    from monitor.report_attacker import Forward, KeyedTruth, serve
     from monitor.sources import PcapSource
 
     keyring = load_keyring(crowd / "keyring.toml")
