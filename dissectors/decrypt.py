@@ -37,7 +37,7 @@ from dataclasses import dataclass, field
 from dissectors.esp import EspTransform, Opened, Plaintext
 from dissectors.events import Esp, IPv6Layer, PacketEvent
 from dissectors.protocol import SPI_LOOKAHEAD
-from dissectors.walk import Walk, Walker
+from dissectors.walk import IPV6, Walk, Walker, common_tunnelled
 from keys import formulas
 from keys.keyring import EspSa, Keyring
 
@@ -125,12 +125,30 @@ class EspDecryptor:
                 return event
             index, chain, depth = step
             layer = event.layers[index]
-            bundle, walk = self._open(layer, chain, depth)
-            if walk is None:
+            unsealed = self._unseal(layer, chain, depth)
+            if isinstance(unsealed, Esp):
                 layers = list(event.layers)
-                layers[index] = dataclasses.replace(layer, esp=bundle)
+                layers[index] = dataclasses.replace(layer, esp=unsealed)
                 event = dataclasses.replace(event, layers=tuple(layers))
                 continue
+            plain, walk = unsealed
+            if walk is None and depth == 0 and plain.next_header == IPV6:
+                # tunnel mode (RFC 4303 3.1.2): the plaintext is an IPv6 packet, and on a
+                # common chain its event is what the walk continued into it finds
+                # (walk.common_tunnelled; the layer's addresses are the walk's text of its
+                # octets: `address` made them)
+                inner = common_tunnelled(plain.data)
+                if inner is not None:
+                    event = PacketEvent(
+                        event.frame, event.time, event.length,
+                        event.layers[:index] + (IPv6Layer(
+                            layer.src, layer.dst, layer.home_address,
+                            layer.routing_home_address, layer.pseudo_home_address,
+                            chain[0]),) + inner.layers,
+                        inner.mobility, None, inner.transport, event.path, event.sensor,
+                        f"{event.protocols}:{inner.protocols}", inner.info, event.malformed)
+                    continue
+            bundle, walk = self._bundle(layer, chain, plain, walk)
             message = walk.message()
             # the constructor, not dataclasses.replace: this runs for every ESP packet
             event = PacketEvent(
@@ -166,24 +184,45 @@ class EspDecryptor:
         """Open chain[depth], the ESP header of `layer` (bundled ones after the first): the
         layer's bundle rebuilt with it decrypted or marked (Esp.undecrypted), and the walk of
         its plaintext when it was decrypted."""
+        unsealed = self._unseal(layer, chain, depth)
+        if isinstance(unsealed, Esp):
+            return unsealed, None
+        plain, walk = unsealed
+        return self._bundle(layer, chain, plain, walk)
+
+    def _unseal(self, layer: IPv6Layer, chain: list[Esp],
+                depth: int) -> tuple[Plaintext, Walk | None] | Esp:
+        """Decrypt chain[depth], the ESP header of `layer`: its plaintext, and the plaintext's
+        walk if choosing the SA made one (null authentication: _choose), with chain[depth]
+        decrypted and the headers it held dropped from `chain`; or, when it stays closed,
+        the layer's bundle rebuilt with it marked (Esp.undecrypted)."""
         esp = chain[depth]
         if esp.truncated:
-            return _marked(chain, depth, "truncated"), None
+            return _marked(chain, depth, "truncated")
         chosen = self._choose(layer, esp)
         if isinstance(chosen, str):
-            return _marked(chain, depth, chosen), None
-        state, walk = chosen
+            return _marked(chain, depth, chosen)
+        state, plain, walk = chosen
         node = next(iter(state.nodes)) if state.certain and len(state.nodes) == 1 else None
         chain[depth] = Esp(esp.spi, esp.sequence, True, b"", False, None, node)
         del chain[depth + 1:]
+        return plain, walk
+
+    def _bundle(self, layer: IPv6Layer, chain: list[Esp], plain: Plaintext,
+                walk: Walk | None) -> tuple[Esp, Walk]:
+        """An unsealed header's bundle, rebuilt with the header its plaintext starts with (an
+        SA bundle, RFC 4301 4.5), and the plaintext's walk (made here if not yet)."""
+        if walk is None:
+            walk = self.walker.decrypted(layer, plain.next_header, plain.data)
         if walk.bundled is not None:
             chain.append(walk.bundled)
         return _nest(chain), walk
 
     # --- choosing the SA -------------------------------------------------------------------
 
-    def _choose(self, layer: IPv6Layer, esp: Esp) -> tuple[_Sa, Walk] | str:
-        """The SA that opens `esp` and the walk of its plaintext, or why none does."""
+    def _choose(self, layer: IPv6Layer, esp: Esp) -> tuple[_Sa, Plaintext, Walk | None] | str:
+        """The SA that opens `esp`, its plaintext, and the plaintext's walk when the choice
+        needed one (null authentication); or why none opens it."""
         spi, payload = esp.spi, esp.payload
         header = _ESP_HEADER.pack(spi, esp.sequence)
         tried: set[int] = set()
@@ -191,10 +230,10 @@ class EspDecryptor:
             if not state.selects(layer):
                 continue
             tried.add(id(state))
-            opened = self._try(state, layer, header, payload)
-            if opened is not None:
+            plain = self._try(state, header, payload)
+            if plain is not None:
                 self._verified(spi, state)
-                return state, opened[1]
+                return state, plain, None
         if spi not in self._unknown:
             found = self._sweep(layer, header, esp, tried)
             if found is not None:
@@ -204,12 +243,15 @@ class EspDecryptor:
                      if not e.sa.transform.verifies and e.sa.selects(layer)] if registered else []
         if not unchecked:
             return "icv-failed" if tried else "no-sa"
-        fits: dict[bytes, tuple[_Sa, Walk]] = {}
+        fits: dict[bytes, tuple[_Sa, Plaintext, Walk]] = {}
         for state in unchecked:
-            opened = self._try(state, layer, header, payload)
-            if opened is not None and opened[0].default_padding \
-                    and not opened[1].errors and not opened[1].limited:
-                fits.setdefault(_keys(state.sa), (state, opened[1]))
+            plain = self._try(state, header, payload)
+            if plain is None:
+                continue
+            # walked whatever the padding (the walker's TCP state sees every plaintext)
+            walk = self.walker.decrypted(layer, plain.next_header, plain.data)
+            if plain.default_padding and not walk.errors and not walk.limited:
+                fits.setdefault(_keys(state.sa), (state, plain, walk))
         if len(fits) == 1:
             chosen = next(iter(fits.values()))
             self._verified(spi, chosen[0])
@@ -227,18 +269,18 @@ class EspDecryptor:
                 e.sa for e in registered.values() if e.sa.transform.verifies))
         return route
 
-    def _try(self, state: _Sa, layer: IPv6Layer, header: bytes,
-             payload: bytes) -> tuple[Plaintext, Walk] | None:
-        """`state`'s attempt at one ESP payload: its plaintext and the plaintext's walk."""
+    def _try(self, state: _Sa, header: bytes, payload: bytes) -> Plaintext | None:
+        """`state`'s attempt at one ESP payload: its plaintext, if it opens (without an
+        integrity check, only one whose Next Header the walk can read)."""
         plain = state.transform.open(header, payload)
         if isinstance(plain, Opened):
             return None
         if not state.transform.verifies and plain.next_header not in PARSABLE_NEXT_HEADERS:
             return None
-        return plain, self.walker.decrypted(layer, plain.next_header, plain.data)
+        return plain
 
     def _sweep(self, layer: IPv6Layer, header: bytes, esp: Esp,
-               tried: set[int]) -> tuple[_Sa, Walk] | None:
+               tried: set[int]) -> tuple[_Sa, Plaintext, None] | None:
         """An SPI no registered SA verifies: try every other SA that has an ICV, once per SPI
         (the ICV is proof; which node moved it there is then looked for on its chains). SPIs
         only climb (draft 6.4), so the SAs whose last SPI lies closest below it go first."""
@@ -248,10 +290,10 @@ class EspDecryptor:
         for state in [sas[n] for n in sorted(range(len(sas)), key=distances.__getitem__)]:
             if id(state) in tried or not state.transform.verifies or not state.selects(layer):
                 continue
-            opened = self._try(state, layer, header, esp.payload)
-            if opened is not None:
+            plain = self._try(state, header, esp.payload)
+            if plain is not None:
                 self._verified(esp.spi, state)
-                return state, opened[1]
+                return state, plain, None
         self._unknown.add(esp.spi)
         return None
 

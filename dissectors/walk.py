@@ -1060,6 +1060,16 @@ def common_event(rec: Record, sensor: str = "") -> PacketEvent | None:
                            protocols, info, None)
 
 
+
+def common_tunnelled(packet: bytes) -> PacketEvent | None:
+    """What a tunnel-mode ESP payload (RFC 4303 3.1.2: an IPv6 packet) holds, when it is on a
+    common chain: the packet taken as a frame of its own by `common_event`, whose layers,
+    message, transport, protocols (from "ipv6" on) and Info are what the walk continued into
+    the plaintext (Walker.decrypted) finds inside (dissectors.decrypt makes the decrypted event
+    of them; tests/dissectors/test_decrypt.py holds the two equal). Its frame number, time
+    and path are blank; None for any other plaintext, which the general walk takes."""
+    return common_event(Record(0, LINKTYPE_IPV6, packet, len(packet)))
+
 # --- pre-filter (ROADMAP 3): frames that cannot be mobility-relevant, decided from octets ---
 
 # UDP ports that can carry IPv6 or ESP inside (Teredo, IPsec NAT-T, VXLAN, GTP-U, L2TP,

@@ -24,6 +24,8 @@ from dissectors.decrypt import EspDecryptor
 from dissectors.dissect import Dissector
 from dissectors.esp import EspTransform, Plaintext
 from dissectors.events import UNDECRYPTED
+from dissectors.walk import Walker
+from dissectors.walk import event as walk_event
 from keys.keyring import KeyringError, load_keyring, parse_keyring
 from lab.run import run_scenario
 from lab.scenario import load_scenario
@@ -259,12 +261,23 @@ def test_opened_decrypts_events_with_esp_and_passes_the_others_as_they_are(tmp_p
 def _inline_and_after(path, keyring):
     """A capture's events with the ESP opened in each frame's walk (Dissector.events with a
     decryptor, as PcapSource does with keys), and opened after the events were made
-    (EspDecryptor.opened, as in a process the events reach encrypted)."""
+    (EspDecryptor.opened, as in a process the events reach encrypted). Both are first held
+    equal to the general walk's events, every frame walked and its ESP opened in the walk
+    (EspDecryptor.open_walk), with no common chain taken (walk.common_event, and
+    walk.common_tunnelled inside a tunnel-mode plaintext)."""
     def records():
         with capfile.open_capture(str(path)) as f:
             yield from capfile.records(f)
     inline = list(Dissector(Accounting()).events(records(), EspDecryptor(keyring)))
     after = list(EspDecryptor(keyring).opened(Dissector(Accounting()).events(records())))
+    walker, opener = Walker(), EspDecryptor(keyring)
+    general = []
+    for rec in records():
+        walk = walker.frame(rec.linktype, rec.data, rec.length)
+        if walk.selected and walk.layers:
+            opener.open_walk(walk)
+            general.append(walk_event(walk, rec.number, rec.time, rec.length, rec.comments))
+    assert inline == general
     return inline, after
 
 
