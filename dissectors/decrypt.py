@@ -147,6 +147,8 @@ class EspDecryptor:
                             chain[0]),) + inner.layers,
                         inner.mobility, None, inner.transport, event.path, event.sensor,
                         f"{event.protocols}:{inner.protocols}", inner.info, event.malformed)
+                    if inner.layers[-1].esp is None:
+                        return event      # a common chain's only ESP header would end it
                     continue
             bundle, walk = self._bundle(layer, chain, plain, walk)
             message = walk.message()

@@ -154,11 +154,12 @@ class PacketEvent:
                 return ()
             if esp.bundled is None:
                 return (esp,)
-        out: list[Esp] = []
-        for layer in self.layers:
-            if layer.esp is not None:
-                out.extend(layer.esp.chain())
-        return tuple(out)
+        out: tuple[Esp, ...] = ()    # one header in all, as a decrypted tunnel has
+        for layer in layers:
+            esp = layer.esp
+            if esp is not None:
+                out += (esp,) if esp.bundled is None else esp.chain()
+        return out
 
 
 _TYPES = {cls.__name__: cls for cls in (Esp, IPv6Layer, MobilityMessage, MobilePrefix,
