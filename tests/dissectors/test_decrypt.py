@@ -352,3 +352,26 @@ def test_esp_opened_in_the_walk_equals_opened_after_on_damaged_frames(tmp_path_f
     path = write_raw(tmp_path_factory.mktemp("damaged") / "d.pcap", damaged)
     inline, after = _inline_and_after(path, keyring)
     assert inline == after
+
+
+def test_esp_opened_a_batch_at_a_time_keeps_the_order_and_the_tap_sees_each_event(
+        tmp_path, monkeypatch):
+    """A keyed Dissector opens ESP OPEN_BATCH frames at a time (Dissector._opened): whatever
+    the batch, the events are the ones opened after, in order, and a tap sees each one as it
+    is handed on, with its own record."""
+    from dissectors import dissect
+    keyring, _, capture = crowd(tmp_path, 6, 23)
+
+    def records():
+        with capfile.open_capture(str(capture)) as f:
+            yield from capfile.records(f)
+    after = list(EspDecryptor(keyring).opened(Dissector(Accounting()).events(records())))
+    assert sum(len(e.esp_headers()) for e in after) > 6
+    for size in (1, 7, 512):
+        monkeypatch.setattr(dissect, "OPEN_BATCH", size)
+        tapped = []
+        dissector = Dissector(Accounting(),
+                              tap=lambda rec, ev, seen=tapped: seen.append((rec.number, ev)))
+        got = list(dissector.events(records(), EspDecryptor(keyring)))
+        assert got == after
+        assert [(number, id(ev)) for number, ev in tapped] == [(e.frame, id(e)) for e in got]
