@@ -18,7 +18,7 @@ import gzip
 import os
 from collections.abc import Callable, Iterable, Iterator
 from itertools import islice
-from typing import BinaryIO, cast
+from typing import BinaryIO, TypeVar, cast
 
 from dissectors import capfile
 from dissectors.accounting import Accounting
@@ -122,19 +122,10 @@ class Dissector:
         frame, the walk and the decryption (other code, the SAs' state and contexts) evict
         each other from the CPU's caches: 200,000 frames at 100 % mobility, 25,000 ESP, the
         ESP stage took 0.48 CPU s turn by turn, 0.26 in batches (tools/stages.py keys minus
-        nokeys, as EventStream._read_ahead found for the addons). A dissector error is
-        raised once the frames before it are handed on."""
-        batch: list[PacketEvent | _Sealed] = []
-        while True:
-            try:
-                batch.extend(islice(made, OPEN_BATCH))
-            except BaseException:
-                yield from self._open_batch(batch, decryptor)
-                raise
+        nokeys, as EventStream._read_ahead found for the addons). An error from the reader
+        is raised once the frames before it are handed on (batches)."""
+        for batch in batches(made, OPEN_BATCH):
             yield from self._open_batch(batch, decryptor)
-            if len(batch) < OPEN_BATCH:
-                return
-            batch.clear()
 
     def _open_batch(self, batch: list[PacketEvent | _Sealed],
                     decryptor: EspDecryptor) -> list[PacketEvent]:
@@ -165,6 +156,35 @@ class Dissector:
 
 # frames a keyed Dissector makes before it opens their ESP (Dissector._opened)
 OPEN_BATCH = 512
+# records a capture file's reader reads before they are dissected (CaptureFile.events)
+READ_AHEAD = 512
+
+_T = TypeVar("_T")
+
+
+def batches(items: Iterator[_T], size: int) -> Iterator[list[_T]]:
+    """`items` in lists of `size` (the last one shorter, never empty). An error while taking
+    them is raised once the items taken before it are handed on, in their batch."""
+    while True:
+        batch: list[_T] = []
+        try:
+            batch.extend(islice(items, size))      # keeps what it took before an error
+        except BaseException:
+            if batch:
+                yield batch
+            raise
+        if batch:
+            yield batch
+        if len(batch) < size:
+            return
+
+
+def read_ahead(records: Iterator[Record]) -> Iterator[Record]:
+    """`records` READ_AHEAD at a time: a batch read, then dissected. Taking turns per frame,
+    the reader and the walk evict each other from the CPU's caches: 200,000 frames at 100 %
+    mobility, no keys, 1.25 -> 1.15 CPU s (CaptureFile's events, in-process, same run)."""
+    for batch in batches(records, READ_AHEAD):
+        yield from batch
 
 
 # A frame whose ESP is yet to be opened: its record, and its common chain's event or its
@@ -233,8 +253,9 @@ class CaptureFile:
             # frames the pre-filter refuses are counted by the reader, never handed on
             prefilter = (candidate, self.accounting) if self.prefilter else None
             try:
-                yield from self.dissector.events(
-                    capfile.records(self._stream, drops, prefilter=prefilter), decryptor)
+                # a file's records may wait: read ahead of their dissection
+                yield from self.dissector.events(read_ahead(
+                    capfile.records(self._stream, drops, prefilter=prefilter)), decryptor)
             except (EOFError, gzip.BadGzipFile):
                 pass           # a gzip file cut short: the frames before the cut were read
             settle(self.accounting, drops)

@@ -389,3 +389,22 @@ def test_mh_checksum_is_rfc_1071s_folded_sum(mh, src, dst):
     zero = bytes(len(mh))       # all-zero octets sum to 0, never 0xFFFF
     assert checksum_ok(zero, bytes(16), bytes(16)) is _folded_checksum_ok(zero, bytes(16),
                                                                           bytes(16))
+
+
+def test_batches_hand_on_what_was_taken_before_an_error_then_raise_it():
+    """dissect.batches (a file's records read ahead, a keyed batch's ESP opened after): the
+    items in order, in lists of the size; an error while taking them comes after the items
+    taken before it (a gzip capture cut short: every whole frame before the cut is read)."""
+    from dissectors.dissect import batches
+
+    def items(n, fail):
+        yield from range(n)
+        if fail:
+            raise EOFError("cut")
+    assert list(batches(items(7, False), 3)) == [[0, 1, 2], [3, 4, 5], [6]]
+    assert list(batches(items(6, False), 3)) == [[0, 1, 2], [3, 4, 5]]
+    got = []
+    with pytest.raises(EOFError):
+        for batch in batches(items(5, True), 3):
+            got.append(batch)
+    assert got == [[0, 1, 2], [3, 4]]
