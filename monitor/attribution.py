@@ -7,14 +7,14 @@ Addresses are looked up in the keyed analyzer's `AddressBook`; SAs as below.
 
 The keyed analyzer (monitor.keyed) feeds `FrameAttribution` for every packet:
 
-- `seen(frame, addresses, esps)` first: `esps` holds the frame's *verified* ESP headers only
+- `seen(frame, esps)` first: `esps` holds the frame's *verified* ESP headers only
   (decrypted by a keyring SA), each as (receiver, SPI, node's home address when the keyed
   stage is certain of the SA's node, else None): a certain node ties the frame at once;
 - `attribute(frame, home_address)` whenever a message shows whose the frame is (the first wins);
-- `settle(frame, addresses, esps)` last: a frame tied to a node now is done with, and its SAs
-  become that node's; a frame not tied yet keeps its addresses and SAs and is resolved again
-  each time it is asked about, with what is known by then (a CoTI before its BU, ESP of an SA
-  tied later).
+- `settle(frame, layers, esps)` last: a frame tied to a node now is done with, and its SAs
+  become that node's; a frame not tied yet keeps its addresses (`addresses_of(layers)`) and SAs
+  and is resolved again each time it is asked about, with what is known by then (a CoTI before
+  its BU, ESP of an SA tied later).
 
 and reads it with `node(frame)`, `nodes()` and `explain(frame)`.
 
@@ -30,14 +30,29 @@ With `max_frames`, per-frame state is kept for the latest frames only (`forget_b
 """
 from __future__ import annotations
 
-from collections.abc import Iterable
+import operator
+from collections.abc import Sequence
+from itertools import chain
 from typing import Any
 
+from dissectors.events import IPv6Layer
 from monitor.caches import AddressBook
 
 SaKey = tuple[str, int]                       # (receiver address, SPI): RFC 4301 4.1
 VerifiedEsp = tuple[str, int, str | None]     # (receiver, SPI, certain node's home address)
 PendingKey = tuple[tuple[str, ...], tuple[SaKey, ...]]   # an untied frame's addresses and SAs
+
+# every address a layer carries, in the order a frame's are looked up: HAO, RH2, option 0xFE,
+# source, destination (None where absent), in one C call
+_LAYER_ADDRESSES = operator.attrgetter("home_address", "routing_home_address",
+                                       "pseudo_home_address", "src", "dst")
+
+
+def addresses_of(layers: Sequence[IPv6Layer]) -> tuple[str | None, ...]:
+    """Every address of a frame's layers, outermost layer first, each as _LAYER_ADDRESSES."""
+    if len(layers) == 1:
+        return _LAYER_ADDRESSES(layers[0])    # the usual packet: no copy
+    return tuple(chain.from_iterable(map(_LAYER_ADDRESSES, layers)))
 
 
 def forget_before(table: dict[int, Any], oldest: int) -> None:
@@ -69,7 +84,7 @@ class FrameAttribution:
 
     # --- fed by the analyzer ---------------------------------------------------------------
 
-    def seen(self, frame: int, addresses: Iterable[str], esps: tuple[VerifiedEsp, ...]) -> None:
+    def seen(self, frame: int, esps: tuple[VerifiedEsp, ...]) -> None:
         for receiver, spi, home in esps:
             if home is not None:
                 # the keyed stage is certain whose SA opened it (dissectors.decrypt)
@@ -88,16 +103,14 @@ class FrameAttribution:
         if owner != home_address:
             self.contested.add(sa)
 
-    def settle(self, frame: int, addresses: Iterable[str | None],
+    def settle(self, frame: int, layers: Sequence[IPv6Layer],
                esps: tuple[VerifiedEsp, ...]) -> None:
         """After the frame's messages: tied to a node by them, or by a known home or pseudo
-        home address it carries (a decrypted packet naming one), it is the node's.
-        `addresses` may hold None for a field the frame does not have (the analyzer passes
-        every layer's HAO, RH2, option 0xFE, source, destination as read)."""
+        home address it carries (a decrypted packet naming one), it is the node's. The
+        addresses of `layers` are read only for a frame no message tied (most are tied)."""
         home = self._direct.get(frame)
         if home is None:
-            if type(addresses) is not tuple:
-                addresses = tuple(addresses)
+            addresses = addresses_of(layers)
             home = self._carried(addresses)
             if home is not None:
                 self._direct[frame] = home

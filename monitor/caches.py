@@ -174,7 +174,10 @@ class AddressBook:
 
     def learn_care_of(self, care_of_address: str, home_address: str) -> None:
         if care_of_address != home_address:
-            self.care_of.setdefault(care_of_address, set()).add(home_address)
+            homes = self.care_of.get(care_of_address)   # (no new set per BU for setdefault)
+            if homes is None:
+                homes = self.care_of[care_of_address] = set()
+            homes.add(home_address)
 
     def node_at(self, care_of_address: str) -> str | None:
         homes = self.care_of.get(care_of_address)

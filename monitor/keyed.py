@@ -50,8 +50,7 @@ from __future__ import annotations
 
 import functools
 import ipaddress
-import operator
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -104,10 +103,7 @@ from monitor.tables import keyed_text
 
 __all__ = ["KeyedAnalyzer", "KeyedMark", "keyed_text"]
 
-# every address a layer carries, in the order attribution looks them up (monitor.attribution):
-# HAO, RH2, option 0xFE, source, destination (None where absent), in one C call
-_ADDRESSES = operator.attrgetter("home_address", "routing_home_address", "pseudo_home_address",
-                                 "src", "dst")
+_BU = int(MHType.BU)       # (an enum member's lookup costs more than the comparison)
 _FOREVER = float("inf")     # a binding whose BU gave no lifetime
 COUNTER_WINDOW = 4         # tolerated counter gap for key_index = "counter" (missed frames)
 
@@ -188,6 +184,11 @@ class _NodeState:
     clear_waiting: dict[str, dict[int, None]] = field(default_factory=dict)  # use -> frames
 
 
+def _no_node(home_address: str) -> None:
+    """No keyring: no address is a keyring node's."""
+    return None
+
+
 def _short(address: str | None) -> str:
     return address if address is not None else "?"
 
@@ -229,6 +230,9 @@ class KeyedAnalyzer:
         # keyring node name -> home address: the node the keyed stage names on an ESP header
         self._home_of = {n.name: n.home_address for n in keyring.mobile_nodes} if keyring \
             else {}
+        # home address -> its keyring node (asked of every HAO, BA, HoTI): the keyring's index
+        self._mobile_node: Callable[[str], MobileNode | None] = \
+            keyring.mobile_node_by_home_address if keyring else _no_node
         self._annotations: dict[int, list[str]] = {}
         self._strings: dict[str, str] = {}   # one copy of each note (long captures)
         self._prefix64: dict[str, str] = {}  # address -> its /64, for prefix tests
@@ -257,13 +261,19 @@ class KeyedAnalyzer:
     # --- addon hooks ---------------------------------------------------------------------
 
     def packet(self, event: PacketEvent) -> None:
-        try:
-            self._packet(event)
-        except (ValueError, TypeError, IndexError):
-            # a malformed address or field that got past the dissector: count, never crash
-            self.unreadable += 1
-        if self.max_frames is not None:
-            self._trim(event.frame - self.max_frames + 1)
+        self.packets((event,))
+
+    def packets(self, events: Iterable[PacketEvent]) -> None:
+        """packet() for each of `events`, in order (a batch run gives a batch at once)."""
+        handle = self._packet
+        for event in events:
+            try:
+                handle(event)
+            except (ValueError, TypeError, IndexError):
+                # a malformed address or field that got past the dissector: count, never crash
+                self.unreadable += 1
+            if self.max_frames is not None:
+                self._trim(event.frame - self.max_frames + 1)
 
     def _trim(self, oldest: int) -> None:
         """Forget per-frame state (notes, attribution) of frames before `oldest`."""
@@ -329,19 +339,18 @@ class KeyedAnalyzer:
     def _packet(self, event: PacketEvent) -> None:
         # one look at the layers decides which steps below can matter to this frame: ESP for
         # _verified_esps, a HAO / RH2 / option 0xFE for _data_addresses (a packet with neither
-        # has nothing for them, the usual data packet); the addresses for attribution.settle
-        addresses: tuple[str | None, ...] = ()
+        # has nothing for them, the usual data packet)
+        layers = event.layers
         esp = marked = False
-        for layer in event.layers:
-            fields = _ADDRESSES(layer)
-            addresses += fields            # () + fields is fields: no copy for one layer
+        for layer in layers:
             if layer.esp is not None:
                 esp = True
-            if fields[0] is not None or fields[1] is not None or fields[2] is not None:
+            if layer.home_address is not None or layer.routing_home_address is not None \
+                    or layer.pseudo_home_address is not None:
                 marked = True
         esps = self._verified_esps(event) if esp else ()
         if esps:
-            self.attribution.seen(event.frame, (), esps)
+            self.attribution.seen(event.frame, esps)
         m = event.mobility
         if m is not None and not event.malformed:
             if m.checksum_valid is False:
@@ -361,7 +370,7 @@ class KeyedAnalyzer:
                     handler(self, event, m)
         if marked:
             self._data_addresses(event)
-        self.attribution.settle(event.frame, addresses, esps)
+        self.attribution.settle(event.frame, layers, esps)
 
     def _verified_esps(self, event: PacketEvent) -> tuple[tuple[str, int, str | None], ...]:
         """(receiver, SPI, home address of the SA's node when certain) of each ESP header a
@@ -384,10 +393,14 @@ class KeyedAnalyzer:
         return tuple(out)
 
     def _data_addresses(self, event: PacketEvent) -> None:
-        """HAO / RH2 / 0xFE on any packet: note which node they stand for, and clear uses."""
+        """HAO / RH2 / 0xFE on any packet: the frame is the node's each stands for (noted,
+        unless a BU's own note says it), and clear uses."""
         m = event.mobility
-        explained = m is not None and m.mh_type == MHType.BU
+        explained = m is not None and m.mh_type == _BU
+        noted = self.notes and not explained
         identities = self.book.identities
+        attribute = self.attribution.attribute
+        frame = event.frame
         for layer in event.layers:
             hao, rh2, option = (layer.home_address, layer.routing_home_address,
                                 layer.pseudo_home_address)
@@ -397,28 +410,29 @@ class KeyedAnalyzer:
                                         self._sa_hint(layer.dst, layer.esp))
                 ident = identities.get(hao)
                 if ident is not None:
-                    self._stands_for(event.frame, "HAO", hao, ident, explained)
-                    node = self.keyring.mobile_node_by_home_address(ident.home_address) \
-                        if self.keyring is not None else None
+                    attribute(frame, ident.home_address)
+                    if noted:
+                        self._stands_for(frame, "HAO", hao, ident)
+                    node = self._mobile_node(ident.home_address)
                     if node is not None:
                         # scope: toward the home agent, or toward one correspondent
                         use = "ha" if node.home_agent == layer.dst else f"cn {layer.dst}"
                         if ident.kind == "home":
-                            self._clear_use(node, event.frame, use)
+                            self._clear_use(node, frame, use)
                         else:
                             self._pseudo_use(node, use)
             if rh2 is not None and (ident := identities.get(rh2)) is not None:
-                self._stands_for(event.frame, "RH2", rh2, ident, explained)
+                attribute(frame, ident.home_address)
+                if noted:
+                    self._stands_for(frame, "RH2", rh2, ident)
             if option is not None and (ident := identities.get(option)) is not None:
-                self._stands_for(event.frame, "option 0xFE", option, ident, explained)
+                attribute(frame, ident.home_address)
+                if noted:
+                    self._stands_for(frame, "option 0xFE", option, ident)
 
-    def _stands_for(self, frame: int, what: str, address: str, ident: Identity,
-                    explained: bool) -> None:
-        """A HAO, RH2 or option 0xFE the book knows: the frame is that node's."""
-        self.attribution.attribute(frame, ident.home_address)
-        if explained or not self.notes:
-            pass      # a BU's own note already says what this address is
-        elif ident.kind == "home":
+    def _stands_for(self, frame: int, what: str, address: str, ident: Identity) -> None:
+        """The note of a HAO, RH2 or option 0xFE the book knows, on a frame no BU explains."""
+        if ident.kind == "home":
             self._note(frame, f"{what} {address} is the real home address of "
                               f"{self._node_name(ident.home_address)}")
         else:
@@ -434,35 +448,35 @@ class KeyedAnalyzer:
         else:
             self._correspondent_bu(event, m)
 
-    def _recognise_home(self, event: PacketEvent, claimed: str, home_agent: str,
-                        tunnel: bool, esp_sequence: int | None,
-                        hint: str | None = None) -> _HomeRecognition:
+    def _recognise_home(self, layer: IPv6Layer, claimed: str, tunnel: bool,
+                        esp_sequence: int | None, hint: str | None = None) -> _HomeRecognition:
         """Who sent this Home BU: its home address field (the HAO, else the source; the inner
         source in a tunnel) tried against each form of HOME_BU_FORMS, with every keyring node
         this home agent serves, the `hint`ed one (home address) first. A BU no form explains
         stands for an address the keys do not know (keyless), or fails to verify (the keys
-        could have checked it)."""
-        nodes = self._nodes_of_agent(home_agent, hint)
+        could have checked it). `layer`: the BU's own IPv6 header (the inner one in a tunnel),
+        whose destination is the home agent."""
+        nodes = self._nodes_of_agent(layer.dst, hint)
         for form in self.HOME_BU_FORMS:
-            r = form.recognise(self, form.label, event, claimed, nodes, tunnel, esp_sequence)
+            r = form.recognise(self, form.label, layer, claimed, nodes, tunnel, esp_sequence)
             if r is not None:
                 return r
         return _HomeRecognition(None, None,
-                                claimed if event.inner.home_address is not None else None,
+                                claimed if layer.home_address is not None else None,
                                 False if nodes else None, None)
 
-    def _home_in_clear(self, label: str, event: PacketEvent, claimed: str,
+    def _home_in_clear(self, label: str, layer: IPv6Layer, claimed: str,
                        nodes: list[MobileNode], tunnel: bool,
                        esp_sequence: int | None) -> _HomeRecognition | None:
         """RFC 3776 4.1: the HAO (or the source, at home) is a node's real home address."""
-        node = None if tunnel else self._served(nodes, event.inner.dst, claimed)
+        node = None if tunnel else self._served(nodes, layer.dst, claimed)
         if node is None:
             return None
         home = node.home_address
         return _HomeRecognition(node, home, None, True, lambda: f"Home BU carries the real HoA "
                                 f"{home} of {node.name} ({label})")
 
-    def _home_tunnel(self, label: str, event: PacketEvent, claimed: str,
+    def _home_tunnel(self, label: str, layer: IPv6Layer, claimed: str,
                      nodes: list[MobileNode], tunnel: bool,
                      esp_sequence: int | None) -> _HomeRecognition | None:
         """draft 5.2.2: in the ESP tunnel the inner source is the home address; both ends
@@ -470,9 +484,9 @@ class KeyedAnalyzer:
         sequence number, or the node's next counter value."""
         if not tunnel:
             return None
-        node = self._served(nodes, event.inner.dst, claimed)
+        node = self._served(nodes, layer.dst, claimed)
         if node is None:
-            if not nodes and event.inner.home_address is None:
+            if not nodes and layer.home_address is None:
                 # ESP decrypted but no Kph: the inner source is the home address in clear
                 return _HomeRecognition(None, claimed, None, None, None)
             return None
@@ -492,17 +506,17 @@ class KeyedAnalyzer:
                                 f"{node.name}: pseudo HoA {pseudo} derived via "
                                 f"{self._how(node, i)} ({label})", i)
 
-    def _home_routable(self, label: str, event: PacketEvent, claimed: str,
+    def _home_routable(self, label: str, layer: IPv6Layer, claimed: str,
                        nodes: list[MobileNode], tunnel: bool,
                        esp_sequence: int | None) -> _HomeRecognition | None:
         """draft 5.2.1: a routable pseudo home address, Ki = HMAC_SHA1(Kph, i)."""
-        owner = self._esp_seq_owner(claimed, esp_sequence, event.inner.dst, nodes) \
+        owner = self._esp_seq_owner(claimed, esp_sequence, layer.dst, nodes) \
             if esp_sequence is not None else None
         for node in ([owner] if owner is not None else
                      [n for n in nodes if n.key_index == "counter"]):
             for i in self._key_indices(node, esp_sequence):
                 if self._match_routable(node, claimed, i):
-                    where = "HAO" if event.inner.home_address is not None else "source"
+                    where = "HAO" if layer.home_address is not None else "source"
                     return _HomeRecognition(
                         node, node.home_address, claimed, True,
                         functools.partial(self._routable_note, where, claimed, node, i, label),
@@ -575,8 +589,7 @@ class KeyedAnalyzer:
         esp = (event.esp_headers() or (None,))[-1]
         claimed = layer.home_address or layer.src
         care_of = m.alternate_care_of_address or outer.src
-        r = self._recognise_home(event, claimed, home_agent, tunnel,
-                                 esp.sequence if esp else None,
+        r = self._recognise_home(layer, claimed, tunnel, esp.sequence if esp else None,
                                  self._sa_hint(outer.dst, esp) if esp else None)
         home, pseudo = r.home_address, r.pseudo_home_address
         if r.node is not None:
@@ -675,8 +688,7 @@ class KeyedAnalyzer:
             esps = event.esp_headers()
             if esps and esps[-1].decrypted:
                 self.attribution.tie_spi((event.outer.dst, esps[-1].spi), b.home_address)
-            node = self.keyring.mobile_node_by_home_address(b.home_address) \
-                if self.keyring else None
+            node = self._mobile_node(b.home_address)
         accepted = m.status is None or m.status < BA_REJECTED
         if node is not None and accepted:
             self._node_state(node).exchanges += 1
@@ -691,8 +703,7 @@ class KeyedAnalyzer:
         ident = self.book.get(source)
         if ident is not None:
             self.attribution.attribute(event.frame, ident.home_address)
-            node = self.keyring.mobile_node_by_home_address(ident.home_address) \
-                if self.keyring else None
+            node = self._mobile_node(ident.home_address)
             if ident.kind == "home":
                 if self.notes:
                     self._note(event.frame, f"HoTI from the real HoA {source} of "
@@ -814,8 +825,6 @@ class KeyedAnalyzer:
     def _kbm_candidates(self, cn: str, subject: str | None, care_of: str,
                         m: MobilityMessage) -> list[tuple[bytes, str]]:
         hni, cni = m.home_nonce_index, m.care_of_nonce_index
-        if hni is None and cni is None and self._no_binding_keys:
-            return []      # no token can be had, nor a given Kbm: most plain BUs in a crowd
         out = []
         home = self._home_token(cn, subject, hni) if subject else None
         care = self._care_of_token(cn, care_of, cni)
@@ -885,7 +894,7 @@ class KeyedAnalyzer:
         if layer.pseudo_home_address is not None:
             return None
         subject = layer.home_address or layer.src
-        ident = self.book.get(subject)
+        ident = self.book.identities.get(subject)
         if ident is None or ident.kind != "routable":
             return None
         return _CorrespondentRecognition(label, ident.home_address, subject,
@@ -897,9 +906,8 @@ class KeyedAnalyzer:
         """RFC 6275: the HAO (or the source, at home) is the home address when the keys know
         it; else it is a stand-in the keys do not explain (see the module docstring)."""
         subject = layer.home_address or layer.src
-        ident = self.book.get(subject)
-        known = self.keyring and self.keyring.mobile_node_by_home_address(subject)
-        if known or (ident is not None and ident.kind == "home"):
+        ident = self.book.identities.get(subject)
+        if (ident is not None and ident.kind == "home") or self._mobile_node(subject):
             return _CorrespondentRecognition(label, subject, None, "", subject)
         return _CorrespondentRecognition(label, None,
                                          subject if layer.home_address else None, "", subject)
@@ -908,6 +916,9 @@ class KeyedAnalyzer:
              m: MobilityMessage) -> tuple[bytes | None, bool | None]:
         """(Kbm, Authenticator valid): the first Kbm the keys give whose Authenticator verifies,
         else the first one (invalid), else none (validity unknown)."""
+        if m.home_nonce_index is None and m.care_of_nonce_index is None \
+                and self._no_binding_keys:
+            return None, None  # no token can be had, nor a given Kbm: most plain BUs in a crowd
         candidates = self._kbm_candidates(cn, subject, care_of, m)
         for candidate, _source in candidates:
             if self._verify(candidate, care_of, cn, m):

@@ -12,6 +12,9 @@ it only keeps the accounting that says where every frame went (captured = analys
   in a batch run of a file (no lock, stop or pace: `mip6mon report`) a batch of events goes
   to one addon, then to the next (EventStream._read_ahead), so an addon never reads
   another's state per event.
+- `packets(events)`: optional, beside `packet`: a batch run gives an addon that has it each
+  batch in one call (its own loop, no call per event); it must do what `packet` does for each
+  event in order.
 - `done()`: once the source has ended, failed or been stopped, under the lock; every addon's
   runs even when one raises.
 """
@@ -20,12 +23,12 @@ from __future__ import annotations
 import contextlib
 import gc
 import threading
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from itertools import islice
 from typing import Any, Protocol
 
 from dissectors.accounting import Accounting
-from dissectors.events import PacketEvent
+from dissectors.events import Esp, PacketEvent
 
 # The cyclic collector of a batch run: `mip6mon report` in one process, or each of its two (the
 # keyed one, and the attacker's, monitor.report_attacker.main). Its analyzers keep what they
@@ -69,6 +72,14 @@ class Source(Protocol):
     def close(self) -> None: ...
 
 
+def _each(packet: Any) -> Any:
+    """A batch hook made of an addon's `packet` hook: the hook for each event, in order."""
+    def packets(events: list[PacketEvent]) -> None:
+        for event in events:
+            packet(event)
+    return packets
+
+
 class EventStream:
     """Pulls events from a source and hands each to every addon, in order."""
 
@@ -78,24 +89,38 @@ class EventStream:
         self.accounting = source.accounting
         # looked up once: `feed` runs for every event (200,000 a second at best)
         self._packet_hooks = tuple(self._hooks("packet"))
+        # a batch run's: each addon's `packets`, else its `packet` for each event
+        self._batch_hooks = tuple(getattr(addon, "packets", None) or _each(packet)
+                                  for addon in self.addons
+                                  if (packet := getattr(addon, "packet", None)) is not None)
 
-    def _count(self, event: PacketEvent) -> None:
+    def _count(self, events: Sequence[PacketEvent]) -> None:
+        """Count `events` as analysed or malformed, and each one's ESP headers (SA bundles
+        included) as decrypted or not, with the reason (one pass for a batch)."""
         acc = self.accounting
-        if event.malformed:
-            acc.malformed += 1
-        else:
-            acc.analysed += 1
-        for esp in event.esp_headers():   # () or (esp,) for the usual packet, no list built
-            if esp.decrypted:
+        malformed = 0
+        for event in events:
+            if event.malformed:
+                malformed += 1
+            for layer in event.layers:
+                if layer.esp is not None:
+                    self._count_esp(layer.esp)
+        acc.malformed += malformed
+        acc.analysed += len(events) - malformed
+
+    def _count_esp(self, esp: Esp) -> None:
+        acc = self.accounting
+        for header in esp.chain():
+            if header.decrypted:
                 acc.esp_decrypted += 1
             else:
                 acc.esp_undecrypted += 1
-                reason = esp.undecrypted or "no-keyring"
+                reason = header.undecrypted or "no-keyring"
                 acc.esp_undecrypted_reasons[reason] = \
                     acc.esp_undecrypted_reasons.get(reason, 0) + 1
 
     def feed(self, event: PacketEvent) -> None:
-        self._count(event)
+        self._count((event,))
         for hook in self._packet_hooks:
             hook(event)
 
@@ -170,12 +195,9 @@ class EventStream:
 
     def _feed_batch(self, batch: list[PacketEvent]) -> None:
         """`feed` for each event of `batch`, addon after addon."""
-        count = self._count
-        for event in batch:
-            count(event)
-        for hook in self._packet_hooks:
-            for event in batch:
-                hook(event)
+        self._count(batch)
+        for hook in self._batch_hooks:
+            hook(batch)
 
     def _close(self) -> Exception | None:
         try:

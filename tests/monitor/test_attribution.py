@@ -2,20 +2,41 @@
 it (seen / attribute / tie_spi / settle) and what it answers (node, nodes, explain)."""
 from __future__ import annotations
 
-from monitor.attribution import FrameAttribution
+from dissectors.events import IPv6Layer
+from monitor.attribution import FrameAttribution, addresses_of
 from monitor.caches import AddressBook, Identity
 from tests.monitor.conftest import CN, COA, HA, HOA, PHOA_CTR_7
 
 HOA2, COA2 = "2001:db8:1::200", "2001:db8:2::200"
 
 
-def packet(attribution: FrameAttribution, frame: int, addresses: tuple[str, ...],
+def packet(attribution: FrameAttribution, frame: int, addresses: tuple[str | None, ...],
            esps: tuple[tuple[str, int, str | None], ...] = (), home: str | None = None) -> None:
-    """One packet as the analyzer feeds it; `esps`: its verified ESP headers (receiver, SPI,
-    the certain node or None); `home`: a message handler tied it to a node."""
-    attribution.seen(frame, addresses, esps)
+    """One packet as the analyzer feeds it, `addresses` standing as the layers carry them
+    (`layers` below); `esps`: its verified ESP headers (receiver, SPI, the certain node or
+    None); `home`: a message handler tied it to a node."""
+    attribution.seen(frame, esps)
     attribution.attribute(frame, home)
-    attribution.settle(frame, addresses, esps)
+    attribution.settle(frame, layers(addresses), esps)
+
+
+def layers(addresses: tuple[str | None, ...]) -> tuple[IPv6Layer, ...]:
+    """Layers whose addresses_of() are `addresses` (then Nones): five a layer, in its order
+    (HAO, RH2, option 0xFE, source, destination); fewer than five are a layer's source and
+    destination, with the HAO after them."""
+    if len(addresses) < 5:
+        src, dst, *hao = addresses + (None,) * (2 - len(addresses))
+        return (IPv6Layer(src, dst, home_address=hao[0] if hao else None),)
+    return tuple(IPv6Layer(src, dst, hao, rh2, option) for hao, rh2, option, src, dst
+                 in zip(*[iter(addresses)] * 5, strict=True))
+
+
+def test_addresses_of_reads_every_layer_in_order():
+    outer = IPv6Layer(COA, HA, home_address=HOA)
+    inner = IPv6Layer(HOA, CN, routing_home_address=HOA2, pseudo_home_address=PHOA_CTR_7)
+    assert addresses_of((outer,)) == (HOA, None, None, COA, HA)
+    assert addresses_of((outer, inner)) == (HOA, None, None, COA, HA,
+                                            None, HOA2, PHOA_CTR_7, HOA, CN)
 
 
 def test_a_frame_is_tied_when_the_book_learns_its_address():
