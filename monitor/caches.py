@@ -121,10 +121,12 @@ class CorrespondentBindingCache:
 
     def add(self, binding: CorrespondentBinding) -> None:
         self.entries.append(binding)
-        if binding.home_address is not None \
-                and binding.care_of_address != binding.home_address:
-            _trail(self.trails, binding.home_address, self.trail_keep).append(
-                (binding.time, binding.care_of_address, binding.frame))
+        home = binding.home_address
+        if home is not None and binding.care_of_address != home:
+            points = self.trails.get(home)
+            if points is None:       # (one per node: _trail makes it)
+                points = _trail(self.trails, home, self.trail_keep)
+            points.append((binding.time, binding.care_of_address, binding.frame))
 
     def sorted_entries(self) -> list[CorrespondentBinding]:
         return sorted(self.entries, key=lambda b: b.frame)

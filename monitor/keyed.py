@@ -145,14 +145,16 @@ class BUForm:
     """One form a Binding Update takes on the wire, and the procedures that send it (rows of
     dissectors.procedures; the wire cannot tell 4.2 from 5.3.2). `recognise(analyzer, label,
     ...)` returns what the keys say of the sender, or None for a BU of another form.
-    `option` / `alternate`: whether the form has option 0xFE / an Alternate CoA (None:
-    either); a BU is offered only to the forms its wire can be (decided once per kind of BU,
-    not asked of every form for every BU)."""
+    `option` / `alternate` (correspondent BUs): whether the form has option 0xFE / an
+    Alternate CoA; `tunnel` (Home BUs): whether it comes in an ESP tunnel (None: either); a BU
+    is offered only to the forms its wire can be (decided once per kind of BU, not asked of
+    every form for every BU)."""
     procedures: tuple[Procedure, ...]
     form: str
     recognise: Callable[..., Any]
     option: bool | None = None
     alternate: bool | None = None
+    tunnel: bool | None = None
 
     def fits(self, option: bool, alternate: bool) -> bool:
         return self.option in (None, option) and self.alternate in (None, alternate)
@@ -168,6 +170,12 @@ def _forms_by_wire(forms: tuple[BUForm, ...]) -> dict[tuple[bool, bool], tuple[B
     """(option 0xFE?, Alternate CoA?) -> the forms such a BU can be, in `forms` order."""
     return {(option, alternate): tuple(f for f in forms if f.fits(option, alternate))
             for option in (False, True) for alternate in (False, True)}
+
+
+def _forms_by_tunnel(forms: tuple[BUForm, ...]) -> dict[bool, tuple[BUForm, ...]]:
+    """In an ESP tunnel? -> the forms such a Home BU can be, in `forms` order."""
+    return {tunnel: tuple(f for f in forms if f.tunnel in (None, tunnel))
+            for tunnel in (False, True)}
 
 
 @dataclass
@@ -266,13 +274,14 @@ class KeyedAnalyzer:
     def packets(self, events: Iterable[PacketEvent]) -> None:
         """packet() for each of `events`, in order (a batch run gives a batch at once)."""
         handle = self._packet
+        live = self.max_frames is not None
         for event in events:
             try:
                 handle(event)
             except (ValueError, TypeError, IndexError):
                 # a malformed address or field that got past the dissector: count, never crash
                 self.unreadable += 1
-            if self.max_frames is not None:
+            if live:
                 self._trim(event.frame - self.max_frames + 1)
 
     def _trim(self, oldest: int) -> None:
@@ -457,7 +466,7 @@ class KeyedAnalyzer:
         could have checked it). `layer`: the BU's own IPv6 header (the inner one in a tunnel),
         whose destination is the home agent."""
         nodes = self._nodes_of_agent(layer.dst, hint)
-        for form in self.HOME_BU_FORMS:
+        for form in self._HOME_FORMS_BY_TUNNEL[tunnel]:
             r = form.recognise(self, form.label, layer, claimed, nodes, tunnel, esp_sequence)
             if r is not None:
                 return r
@@ -469,7 +478,7 @@ class KeyedAnalyzer:
                        nodes: list[MobileNode], tunnel: bool,
                        esp_sequence: int | None) -> _HomeRecognition | None:
         """RFC 3776 4.1: the HAO (or the source, at home) is a node's real home address."""
-        node = None if tunnel else self._served(nodes, layer.dst, claimed)
+        node = self._served(nodes, layer.dst, claimed)
         if node is None:
             return None
         home = node.home_address
@@ -482,8 +491,6 @@ class KeyedAnalyzer:
         """draft 5.2.2: in the ESP tunnel the inner source is the home address; both ends
         derive the pseudo home address (none on the wire) with the BU's i: the outer ESP
         sequence number, or the node's next counter value."""
-        if not tunnel:
-            return None
         node = self._served(nodes, layer.dst, claimed)
         if node is None:
             if not nodes and layer.home_address is None:
@@ -1185,8 +1192,9 @@ class KeyedAnalyzer:
     # after); the plain RFC 6275 correspondent BU takes whatever no other form did.
     HOME_BU_FORMS: tuple[BUForm, ...] = (
         BUForm((PLAIN_HOME,), "HAO (the source, at home) = a keyring home address, ESP "
-               "transport", _home_in_clear),
-        BUForm((HOME_TUNNEL,), "ESP tunnel, inner source = the home address", _home_tunnel),
+               "transport", _home_in_clear, tunnel=False),
+        BUForm((HOME_TUNNEL,), "ESP tunnel, inner source = the home address", _home_tunnel,
+               tunnel=True),
         BUForm((HOME_TRANSPORT,), "HAO = a pseudo home address the keyring's Kph derives",
                _home_routable),
     )
@@ -1201,5 +1209,6 @@ class KeyedAnalyzer:
                "the keys do not explain", _cn_plain),
     )
     # (option 0xFE?, Alternate CoA?) -> the forms such a BU can be, in CORRESPONDENT_BU_FORMS
-    # order
+    # order; in an ESP tunnel? -> the Home BU forms it can be, in HOME_BU_FORMS order
     _CORRESPONDENT_FORMS_BY_WIRE = _forms_by_wire(CORRESPONDENT_BU_FORMS)
+    _HOME_FORMS_BY_TUNNEL = _forms_by_tunnel(HOME_BU_FORMS)
