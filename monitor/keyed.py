@@ -1103,7 +1103,7 @@ class KeyedAnalyzer:
             for n in nodes:
                 homes.setdefault(n.home_address, n)
             self._agent_homes[home_agent] = homes
-        hinted = self.keyring.mobile_node_by_home_address(first) if first else None
+        hinted = self._mobile_node(first) if first else None
         if hinted is None or nodes[0] is hinted or hinted not in nodes:
             return nodes       # (nodes[0] the hinted one: already in the order asked for)
         return [hinted] + [n for n in nodes if n is not hinted]
