@@ -192,7 +192,7 @@ class _NodeState:
     clear_waiting: dict[str, dict[int, None]] = field(default_factory=dict)  # use -> frames
 
 
-def _no_node(home_address: str) -> None:
+def _no_node(home_address: str | None) -> None:
     """No keyring: no address is a keyring node's."""
     return None
 
@@ -238,9 +238,11 @@ class KeyedAnalyzer:
         # keyring node name -> home address: the node the keyed stage names on an ESP header
         self._home_of = {n.name: n.home_address for n in keyring.mobile_nodes} if keyring \
             else {}
-        # home address -> its keyring node (asked of every HAO, BA, HoTI): the keyring's index
-        self._mobile_node: Callable[[str], MobileNode | None] = \
-            keyring.mobile_node_by_home_address if keyring else _no_node
+        # home address -> its keyring node, as the keyring answers (asked of every HAO, BA,
+        # HoTI: one dict lookup in C, not a method call)
+        self._mobile_node: Callable[[str | None], MobileNode | None] = {
+            n.home_address: keyring.mobile_node_by_home_address(n.home_address)
+            for n in keyring.mobile_nodes}.get if keyring else _no_node
         self._annotations: dict[int, list[str]] = {}
         self._strings: dict[str, str] = {}   # one copy of each note (long captures)
         self._prefix64: dict[str, str] = {}  # address -> its /64, for prefix tests
@@ -668,7 +670,7 @@ class KeyedAnalyzer:
                           f"exchange(s): draft 6.4 expects {expected:#010x}")
 
     def _ba(self, event: PacketEvent, m: MobilityMessage) -> None:
-        layer = event.inner
+        layer = event.layers[-1]      # (event.inner: a call, per message)
         if m.status is not None and m.status >= BA_REJECTED:
             self.findings.add(BA_ERROR_STATUS, event.frame,
                               f"Binding Acknowledgement from {layer.src} with status {m.status} "
@@ -705,9 +707,9 @@ class KeyedAnalyzer:
     # --- return routability (RFC 6275 5.2.5; draft 4.1, 5.3.1) -----------------------------
 
     def _hoti(self, event: PacketEvent, m: MobilityMessage) -> None:
-        layer = event.inner
+        layer = event.layers[-1]
         source, cn = layer.src, layer.dst
-        ident = self.book.get(source)
+        ident = self.book.identities.get(source)
         if ident is not None:
             self.attribution.attribute(event.frame, ident.home_address)
             node = self._mobile_node(ident.home_address)
@@ -743,7 +745,7 @@ class KeyedAnalyzer:
         return (corr.kcn.value, nonce.value) if nonce is not None else None
 
     def _hot(self, event: PacketEvent, m: MobilityMessage) -> None:
-        layer = event.inner
+        layer = event.layers[-1]
         cn, home = layer.src, layer.dst
         if m.nonce_index is None:
             return
@@ -751,7 +753,7 @@ class KeyedAnalyzer:
             self.tokens.home[(cn, home, m.nonce_index)] = m.keygen_token
         if m.privacy_keygen_token is not None:
             self.tokens.privacy[(cn, m.nonce_index)] = m.privacy_keygen_token
-        ident = self.book.get(home)
+        ident = self.book.identities.get(home)
         if ident is not None:
             self.attribution.attribute(event.frame, ident.home_address)
             if not self.notes:
@@ -782,7 +784,7 @@ class KeyedAnalyzer:
             self.attribution.attribute(event.frame, node)
 
     def _cot(self, event: PacketEvent, m: MobilityMessage) -> None:
-        layer = event.inner
+        layer = event.layers[-1]
         cn, care_of = layer.src, layer.dst
         if m.nonce_index is None:
             return
@@ -960,7 +962,7 @@ class KeyedAnalyzer:
             self.book.learn_care_of(care_of, home)
             self.attribution.attribute(event.frame, home)
         elif pseudo is not None:
-            ident = self.book.get(pseudo)
+            ident = self.book.identities.get(pseudo)
             if ident is not None:
                 home = ident.home_address
                 self.attribution.attribute(event.frame, home)
