@@ -194,7 +194,9 @@ class EventStream:
             batch.clear()
 
     def _feed_batch(self, batch: list[PacketEvent]) -> None:
-        """`feed` for each event of `batch`, addon after addon."""
+        """`feed` for each event of `batch`, addon after addon (an empty one: nothing)."""
+        if not batch:
+            return
         self._count(batch)
         for hook in self._batch_hooks:
             hook(batch)

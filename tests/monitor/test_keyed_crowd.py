@@ -14,7 +14,10 @@ import pytest
 
 from keys.keyring import load_keyring
 from lab.crowd import run_crowd
+from monitor.engines import pcap_source
+from monitor.keyed import KeyedAnalyzer
 from monitor.report import analyse, build_report
+from monitor.stream import EventStream
 
 CROWDS = [
     # nodes, seed, crowd parameters
@@ -57,3 +60,31 @@ def test_the_keyed_view_of_a_crowd_equals_the_truth_with_no_finding(tmp_path, no
     signalling = {int(frame) for frame, f in truth["frames"].items()
                   if f.get("node") in home_of and f["what"] != "data"}
     assert signalling - set(tied) == set()
+
+
+@pytest.mark.parametrize("max_frames", [None, 50])
+def test_a_batch_of_events_is_what_each_event_on_its_own_is(tmp_path, max_frames):
+    """KeyedAnalyzer.packets (a batch run's hook) and packet (a live view's, an event at a
+    time) give the same keyed view: bindings, findings, notes, attribution, trails, news."""
+    run_crowd(tmp_path, nodes=6, seed=9, keyring="initial", spi="sequential", spi_step=1,
+              moves="burst", procedures="5.2.1+mixed", return_home=0.5)
+    keyring = load_keyring(tmp_path / "keyring.toml")
+    events: list = []
+
+    class Keep:
+        def packet(self, event) -> None:
+            events.append(event)
+
+    EventStream(pcap_source(str(tmp_path / "capture.pcapng"), keyring), [Keep()]).run()
+    one, batched = (KeyedAnalyzer(keyring, max_frames=max_frames) for _ in range(2))
+    for event in events:
+        one.packet(event)
+    for start in range(0, len(events), 7):
+        batched.packets(events[start:start + 7])
+    frames = [event.frame for event in events]
+
+    def view(k: KeyedAnalyzer) -> tuple:
+        return (k.report(), k.frame_nodes(), k.care_of_trails(), k.news()[0],
+                [k.annotations(frame) for frame in frames], k.unreadable)
+
+    assert view(batched) == view(one) and one.report()["home_bindings"]

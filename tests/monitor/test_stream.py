@@ -8,7 +8,7 @@ import threading
 import pytest
 
 from dissectors.accounting import Accounting
-from dissectors.events import IPv6Layer, PacketEvent
+from dissectors.events import Esp, IPv6Layer, PacketEvent
 from monitor.stream import EventStream
 
 
@@ -156,3 +156,56 @@ def test_a_source_that_may_not_be_read_ahead_is_fed_each_event_as_it_comes(monke
 
     EventStream(Live(3), [Order("a", log)]).run()
     assert log == [("read", 1), ("a", 1), ("read", 2), ("a", 2), ("read", 3), ("a", 3)]
+
+
+class BatchOrder(Order):
+    """An addon with a `packets` hook beside `packet`: it logs each call's frames."""
+
+    def packets(self, events) -> None:
+        self.log.append((self.name, tuple(event.frame for event in events)))
+
+
+@pytest.mark.parametrize("count", [0, 1, 4, 9])
+def test_a_batch_run_gives_an_addon_with_packets_each_batch_in_one_call(monkeypatch, count):
+    # beside an addon that has packet() only (each event), in the addons' order
+    monkeypatch.setattr("monitor.stream.READ_AHEAD", 4)
+    log: list = []
+    EventStream(FileSource(count), [BatchOrder("a", log), Order("b", log)]).run()
+    batches = [tuple(range(start, min(start + 4, count + 1)))
+               for start in range(1, count + 1, 4)]
+    assert log == [entry for batch in batches
+                   for entry in [("a", batch)] + [("b", frame) for frame in batch]]
+
+
+def test_an_event_at_a_time_an_addon_with_packets_gets_packet():
+    log: list = []
+    EventStream(ListSource(2), [BatchOrder("a", log)]).run(lock=threading.RLock())
+    assert log == [("a", 1), ("a", 2)]
+
+
+def esp_event(frame: int, malformed: str | None = None) -> PacketEvent:
+    """A tunnel: an outer ESP that opened, an SA bundle (RFC 4301 4.5) inside it whose inner
+    header did not, and an inner layer with its own ESP of no keyring SA."""
+    inner_bundle = Esp(0x2002, 1, undecrypted="icv-failed")
+    outer = IPv6Layer("2001:db8::1", "2001:db8::2",
+                      esp=Esp(0x1001, 1, decrypted=True, bundled=inner_bundle))
+    inner = IPv6Layer("2001:db8::3", "2001:db8::4", esp=Esp(0x3003, 1, undecrypted="no-sa"))
+    return PacketEvent(frame=frame, time=float(frame), length=60, layers=(outer, inner),
+                       malformed=malformed)
+
+
+@pytest.mark.parametrize("read_ahead", [False, True])
+def test_every_esp_header_and_malformed_event_is_counted_batch_or_not(monkeypatch, read_ahead):
+    monkeypatch.setattr("monitor.stream.READ_AHEAD", 2)
+
+    class EspSource(ListSource):
+        def events(self):
+            for frame in range(1, 6):
+                yield esp_event(frame, "bad" if frame % 2 else None)
+
+    source = EspSource(0)
+    source.read_ahead = read_ahead
+    acc = EventStream(source, []).run()
+    assert (acc.analysed, acc.malformed) == (2, 3)
+    assert (acc.esp_decrypted, acc.esp_undecrypted) == (5, 10)
+    assert acc.esp_undecrypted_reasons == {"icv-failed": 5, "no-sa": 5}
