@@ -25,6 +25,58 @@ def run_cli(*args, one_process=False):
                           capture_output=True, text=True, timeout=120)
 
 
+class _Messages(list):
+    """What Forward writes, message by message (as a Connection)."""
+
+    def send_bytes(self, data):
+        self.append(bytes(data))
+
+
+def forwarded(events) -> list[bytes]:
+    """The messages Forward sends the attacker's process for `events`."""
+    from monitor.report_attacker import Forward
+
+    messages = _Messages()
+    forward = Forward(messages)
+    for event in events:
+        forward.packet(event)
+    forward.done()
+    return messages
+
+
+class _Events:
+    """Forward's messages as serve reads them, then the keyed truth."""
+
+    def __init__(self, messages: list[bytes], truth):
+        self.messages, self.truth = iter(messages), truth
+
+    def recv_bytes(self) -> bytes:
+        return next(self.messages)
+
+    def recv(self):
+        return self.truth
+
+    def close(self) -> None:
+        pass
+
+
+class _Answers(list):
+    send = list.append
+
+    def close(self) -> None:
+        pass
+
+
+def served(messages: list[bytes], truth, detail: bool = False) -> tuple:
+    """The attacker's process's answer (serve) to `messages`, then the keyed `truth`."""
+    from monitor.report_attacker import serve
+
+    answers = _Answers()
+    serve("all", detail, _Events(messages, truth), answers)
+    [answer] = answers
+    return answer
+
+
 @pytest.fixture(scope="module")
 def crowd(tmp_path_factory):
     # not a shipped scenario: 9 nodes, SPIs close together, background traffic, ESP throughout
@@ -91,22 +143,14 @@ def test_the_events_forwarded_are_what_an_eavesdropper_reads(crowd):
 
     from monitor.attacker import AttackerAnalyzer
     from monitor.placement import UNREADABLE, View, visible
-    from monitor.report_attacker import Forward, KeyedTruth, serve
+    from monitor.report_attacker import KeyedTruth
     from monitor.sources import PcapSource
 
     keyring = load_keyring(crowd / "keyring.toml")
     events = list(PcapSource(str(crowd / "capture.pcapng"), keyring=keyring).events())
     assert any(e.mobility is not None and len(e.layers) > 1 and e.outer.esp is not None
                and e.outer.esp.decrypted for e in events)      # Home BUs opened in tunnels
-    class Messages(list):        # what Forward writes, message by message (as a Connection)
-        def send_bytes(self, data):
-            self.append(bytes(data))
-
-    messages = Messages()
-    forward = Forward(messages)
-    for event in events:
-        forward.packet(event)
-    forward.done()
+    messages = forwarded(events)
     classes = set()
 
     class Unpickler(pickle.Unpickler):            # which classes the messages name
@@ -138,26 +182,57 @@ def test_the_events_forwarded_are_what_an_eavesdropper_reads(crowd):
         one.packet(original)
     one.done()
 
-    class Events:                # the messages, as serve reads them (then the keyed truth)
-        def __init__(self):
-            self.messages = iter(messages)
-
-        def recv_bytes(self):
-            return next(self.messages)
-
-        def recv(self):
-            return KeyedTruth(None, {}, {})
-
-        def close(self):
-            pass
-
-    class Answers(list):
-        send = list.append
-
-        def close(self):
-            pass
-
-    answers = Answers()
-    serve("all", True, Events(), answers)
-    [(status, section, _)] = answers
+    status, section, _ = served(messages, KeyedTruth(None, {}, {}), detail=True)
     assert status == "ok" and section == one.report() and section["profiles"]
+
+
+@pytest.mark.parametrize("detail", [False, True])
+def test_the_attackers_process_makes_no_cyclic_garbage(crowd, detail, monkeypatch):
+    """monitor.report_attacker.main runs serve with the cyclic collector off (its young
+    collections only ever scanned what the attacker keeps): that holds only while the attacker's
+    analysis, sections and privacy score leave no reference cycle behind, on keyed crowds as on
+    damaged captures. (The analyzer itself is kept alive here: the process ends with os._exit,
+    so what it holds at the end is never freed one object at a time.)"""
+    import gc
+
+    from monitor import report_attacker
+    from monitor.report import KeyedAnalyzer
+    from monitor.report_attacker import KeyedTruth
+
+    kept = []
+
+    class Kept(report_attacker.AttackerAnalyzer):
+        def __init__(self, *args):
+            super().__init__(*args)
+            kept.append(self)
+
+    monkeypatch.setattr(report_attacker, "AttackerAnalyzer", Kept)
+    from monitor.sources import PcapSource
+    from monitor.stream import EventStream
+    from tests.conftest import SHARED_CAPTURES
+
+    other = crowd.parent / "other-crowd"
+    run_crowd(other, nodes=5, seed=11, spi="random", background=0.5)
+    runs = []
+    for where in (crowd, other):
+        keyring = load_keyring(where / "keyring.toml")
+        keyed = KeyedAnalyzer(keyring, notes=False)
+        source = PcapSource(str(where / "capture.pcapng"), keyring=keyring)
+        events = []
+        EventStream(source, [keyed, type("Keep", (), {"packet": staticmethod(events.append)})]
+                    ).run()
+        runs.append((forwarded(events), KeyedTruth.of(keyed)))
+    damaged = [e for p in sorted(SHARED_CAPTURES.rglob("*.pcap"))
+               for e in PcapSource(str(p)).events()]
+    assert any(e.malformed for e in damaged)
+    runs.append((forwarded(damaged), KeyedTruth(None, {}, {})))
+    gc.collect()
+    gc.disable()
+    try:
+        for messages, truth in runs:
+            status, section, privacy = served(messages, truth, detail)
+            assert status == "ok" and section["profiles"], section
+            assert gc.collect() == 0
+        assert len(kept) == len(runs)
+    finally:
+        gc.enable()
