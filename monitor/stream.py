@@ -30,8 +30,8 @@ from typing import Any, Protocol
 from dissectors.accounting import Accounting
 from dissectors.events import Esp, PacketEvent
 
-# The cyclic collector of a batch run: `mip6mon report` in one process, or each of its two (the
-# keyed one, and the attacker's, monitor.report_attacker.main). Its analyzers keep what they
+# The cyclic collector of a batch run: `mip6mon report` in one process, or the keyed one of its
+# two (the attacker's runs none: monitor.report_attacker.main). Its analyzers keep what they
 # build until the end (every binding, decision and profile goes into the report), make almost
 # no cyclic garbage, and hold objects for seconds of capture (placement waits, timing windows):
 # they outlive the young generations by the thousand. Python's default (a young collection
