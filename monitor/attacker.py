@@ -539,23 +539,15 @@ class AttackerAnalyzer:
 
 
 def _roots_by_frame(frames: UnionFind, observed: int) -> list[int] | None:
-    """Each frame's root in the linker's union-find (its profile's), by frame, read off its
-    parents list at once when it holds frames from 0 (a capture file's; a live window's is
-    trimmed: None) densely, `observed` frames in at most DENSE slots each (a capture of mobility
-    traffic, 200,000 packets at 100 %; at 10 % a slot per packet of the capture, and lists of
-    them, would cost more memory than the frames held: None). Pointer jumping in C, each slot
-    taking its parent's parent until none changes, a round per doubling of the deepest path (a
-    find() per packet took ~0.03 s at 200,000 packets). A slot of a frame not held
-    (UnionFind.ABSENT) reads a meaningless root: every frame observed is held (the linker adds
+    """Each frame's root in the linker's union-find (its profile's), by frame, read at once
+    (UnionFind.roots_by_frame) when it holds `observed` frames densely, in at most DENSE slots
+    each (a capture of mobility traffic, 200,000 packets at 100 %; at 10 % a slot per packet of
+    the capture, and lists of them, would cost more memory than the frames held: None), from
+    frame 0 (a live window's is trimmed: None). Every frame observed is held (the linker adds
     each), and only those are read."""
-    parent = frames._parent
-    if frames._base != 0 or len(parent) > DENSE * observed:
+    if frames.slots > DENSE * observed:
         return None
-    while True:
-        up = list(map(parent.__getitem__, parent))
-        if up == parent:
-            return up
-        parent = up
+    return frames.roots_by_frame()
 
 
 def _together(a: list[tuple[str, float, float]], b: list[tuple[str, float, float]]) -> bool:

@@ -440,6 +440,26 @@ class UnionFind:
             self._cached_roots.add(lo)
         return True
 
+    @property
+    def slots(self) -> int:
+        """Slots of the parents list (frames held and ABSENT ones between them)."""
+        return len(self._parent)
+
+    def roots_by_frame(self) -> list[int] | None:
+        """Every frame's root (find()), in one list indexed by frame, when the slots start at
+        frame 0 (a capture file's; a trimmed live window's do not: None). Pointer jumping in
+        C: each slot takes its parent's parent until none changes, a round per doubling of the
+        deepest path (a find() per frame took ~0.03 s at 200,000 packets). A slot of a frame
+        not held (ABSENT) reads a meaningless root. Nothing is changed."""
+        if self._base != 0:
+            return None
+        parent = self._parent
+        while True:
+            up = list(map(parent.__getitem__, parent))
+            if up == parent:
+                return up
+            parent = up
+
     def groups(self) -> dict[int, list[int]]:
         out: dict[int, list[int]] = defaultdict(list)
         for f in list(self.frames()):

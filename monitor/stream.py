@@ -28,7 +28,7 @@ from itertools import islice
 from typing import Any, Protocol
 
 from dissectors.accounting import Accounting
-from dissectors.events import Esp, PacketEvent
+from dissectors.events import PacketEvent
 
 # The cyclic collector of a batch run: `mip6mon report` in one process, or the keyed one of its
 # two (the attacker's runs none: monitor.report_attacker.main). Its analyzers keep what they
@@ -98,26 +98,20 @@ class EventStream:
         """Count `events` as analysed or malformed, and each one's ESP headers (SA bundles
         included) as decrypted or not, with the reason (one pass for a batch)."""
         acc = self.accounting
+        reasons = acc.esp_undecrypted_reasons
         malformed = 0
         for event in events:
             if event.malformed:
                 malformed += 1
-            for layer in event.layers:
-                if layer.esp is not None:
-                    self._count_esp(layer.esp)
+            for esp in event.esp_headers():   # () or (esp,) for the usual packet
+                if esp.decrypted:
+                    acc.esp_decrypted += 1
+                else:
+                    acc.esp_undecrypted += 1
+                    reason = esp.undecrypted or "no-keyring"
+                    reasons[reason] = reasons.get(reason, 0) + 1
         acc.malformed += malformed
         acc.analysed += len(events) - malformed
-
-    def _count_esp(self, esp: Esp) -> None:
-        acc = self.accounting
-        for header in esp.chain():
-            if header.decrypted:
-                acc.esp_decrypted += 1
-            else:
-                acc.esp_undecrypted += 1
-                reason = header.undecrypted or "no-keyring"
-                acc.esp_undecrypted_reasons[reason] = \
-                    acc.esp_undecrypted_reasons.get(reason, 0) + 1
 
     def feed(self, event: PacketEvent) -> None:
         self._count((event,))
